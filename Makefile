@@ -1,0 +1,75 @@
+# ML Model Development Workspace — two commands: `make run` and `make test`.
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+WORKERS ?= 2
+HOST ?= 127.0.0.1
+PORT ?= 8000
+
+# Django 6 needs Python >= 3.12: take the first such interpreter found on PATH or in pyenv.
+PYTHON ?= $(shell for c in python3.14 python3.13 python3.12 $$(ls -d $$(pyenv root 2>/dev/null)/versions/3.1[2-9]*/bin/python3 2>/dev/null | sort -rV) python3; do \
+	if command -v $$c >/dev/null 2>&1 && $$c -c 'import sys; sys.exit(0 if sys.version_info >= (3, 12) else 1)' 2>/dev/null; then echo $$c; break; fi; done)
+
+.PHONY: run test install install-dev migrate lint fmt check-python browsers bench clean demo
+
+check-python:
+	@if [ -z "$(PYTHON)" ]; then \
+		echo "No Python >= 3.12 found. Install one (e.g. 'apt install python3.13' or 'pyenv install 3.13') and re-run, or pass PYTHON=/path/to/python3.12."; \
+		exit 1; fi
+
+$(VENV)/.installed: requirements.txt | check-python
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.txt
+	@touch $@
+
+$(VENV)/.installed-dev: requirements-dev.txt $(VENV)/.installed
+	$(PY) -m pip install --quiet -r requirements-dev.txt
+	@touch $@
+
+install: $(VENV)/.installed
+install-dev: $(VENV)/.installed-dev
+
+migrate: install
+	$(PY) manage.py migrate --noinput
+	$(PY) manage.py loaddata baseline_recipes
+	$(PY) manage.py setup_workspace
+
+# Serve the workspace on http://$(HOST):$(PORT) with $(WORKERS) background workers.
+run: migrate
+	@if [ "$(DEMO)" = "1" ]; then $(PY) manage.py seed_demo; else echo "Tip: 'make run DEMO=1' (or 'make demo') fills a realistic demo workspace first."; fi
+	@echo "Starting $(WORKERS) worker(s) and the web server on http://$(HOST):$(PORT)/model-development/"
+	@trap 'kill 0' EXIT INT TERM; \
+	for i in $$(seq 1 $(WORKERS)); do $(PY) manage.py worker & done; \
+	$(PY) manage.py runserver --noreload $(HOST):$(PORT)
+
+demo: migrate
+	$(PY) manage.py seed_demo
+
+lint: install-dev
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+fmt: install-dev
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+# Chromium for the browser tests comes from Debian's packages (Playwright cannot download one here).
+browsers:
+	@command -v chromium >/dev/null 2>&1 || { echo "Installing Debian's chromium for the browser tests"; \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver) >/dev/null || \
+		echo "WARNING: could not install chromium; browser tests will be skipped"; }
+
+# The whole suite: lint, migrations up to date, unit + API + worker + browser tests.
+test: install-dev browsers
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(PY) manage.py makemigrations --check --dry-run
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+bench: install-dev
+	$(PY) bench/bench_api.py
+	$(PY) bench/bench_runs.py
+
+clean:
+	rm -rf $(VENV) data staticfiles

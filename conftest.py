@@ -1,0 +1,77 @@
+import pytest
+
+
+def _client(user=None):
+    from rest_framework.test import APIClient
+
+    client = APIClient()
+    if user is not None:
+        client.force_authenticate(user)
+    return client
+
+
+def _users():
+    from django.contrib.auth import get_user_model
+
+    return get_user_model().objects
+
+
+@pytest.fixture(autouse=True)
+def _media(settings, tmp_path):
+    """Every test writes artifacts and uploads to its own MEDIA_ROOT."""
+    settings.MEDIA_ROOT = tmp_path / "media"
+    settings.MEDIA_ROOT.mkdir()
+
+
+@pytest.fixture
+def groups(db):
+    from recipes.management.commands.setup_workspace import ensure_groups
+
+    return ensure_groups()
+
+
+@pytest.fixture
+def user(groups):
+    user = _users().create_user("scientist", password="pw-scientist-1")
+    user.groups.add(groups["Data scientists"])
+    return user
+
+
+@pytest.fixture
+def lead(groups):
+    lead = _users().create_user("lead", password="pw-lead-1")
+    lead.groups.add(groups["Leads"])
+    return lead
+
+
+@pytest.fixture
+def viewer(db):
+    """Signed in, but with no write permission."""
+    return _users().create_user("viewer", password="pw-viewer-1")
+
+
+@pytest.fixture
+def api_client(user):
+    return _client(user)
+
+
+@pytest.fixture
+def lead_client(lead):
+    return _client(lead)
+
+
+@pytest.fixture
+def viewer_client(viewer):
+    return _client(viewer)
+
+
+@pytest.fixture
+def anon_client():
+    return _client()
+
+
+@pytest.fixture
+def baselines(db):
+    from django.core.management import call_command
+
+    call_command("loaddata", "baseline_recipes", verbosity=0)

@@ -1,0 +1,99 @@
+"""One error shape for the whole API: {"detail": str, "errors": [{"path": ..., "message": ...}]}.
+
+Services raise the domain errors below (never DRF exceptions, so the chat assistant,
+admin actions and management commands can call them too); `exception_handler` turns
+them — and DRF's own errors — into that shape with the right status code.
+"""
+
+from __future__ import annotations
+
+from django.core.exceptions import PermissionDenied, RequestDataTooBig
+from django.http import Http404
+from rest_framework import exceptions as drf_exceptions
+from rest_framework import status
+from rest_framework.response import Response
+from rest_framework.views import exception_handler as drf_exception_handler
+
+
+class DomainError(Exception):
+    status_code = status.HTTP_400_BAD_REQUEST
+
+    def __init__(self, detail: str, errors: list[dict] | None = None):
+        super().__init__(detail)
+        self.detail = detail
+        self.errors = errors or []
+
+
+class InvalidInput(DomainError):
+    """400: the request is well-formed but its content breaks a rule (errors name the fields)."""
+
+
+class Conflict(DomainError):
+    """409: the request conflicts with the current state (duplicate version, illegal transition)."""
+
+    status_code = status.HTTP_409_CONFLICT
+
+
+class NotFound(DomainError):
+    status_code = status.HTTP_404_NOT_FOUND
+
+
+class TooLarge(DomainError):
+    status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
+
+
+def field_error(field: str, message: str) -> InvalidInput:
+    """A 400 for a single field, e.g. field_error("recipe_version_id", "is not approved")."""
+    return InvalidInput(f"{field}: {message}", [{"path": f"/{field}", "message": message}])
+
+
+def flatten(detail, path: str = "") -> list[dict]:
+    """DRF's nested ValidationError detail -> [{"path": JSON pointer, "message"}]."""
+    if isinstance(detail, dict):
+        out = []
+        for key, value in detail.items():
+            if key == "non_field_errors":
+                out.extend(flatten(value, path))
+            else:
+                out.extend(flatten(value, f"{path}/{key}"))
+        return out
+    if isinstance(detail, list):
+        if all(not isinstance(item, (dict, list)) for item in detail):
+            return [{"path": path or "/", "message": str(item)} for item in detail]
+        out = []
+        for index, item in enumerate(detail):
+            out.extend(flatten(item, f"{path}/{index}"))
+        return out
+    return [{"path": path or "/", "message": str(detail)}]
+
+
+def _summary(errors: list[dict], fallback: str) -> str:
+    if not errors:
+        return fallback
+    first = errors[0]
+    more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+    return f"{first['path']}: {first['message']}{more}"
+
+
+def exception_handler(exc, context):
+    if isinstance(exc, DomainError):
+        return Response({"detail": exc.detail, "errors": exc.errors}, status=exc.status_code)
+    if isinstance(exc, RequestDataTooBig):
+        return Response(
+            {"detail": f"Request body too large: {exc}", "errors": [{"path": "/", "message": str(exc)}]},
+            status=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
+        )
+    if isinstance(exc, Http404):
+        exc = drf_exceptions.NotFound()
+    elif isinstance(exc, PermissionDenied):
+        exc = drf_exceptions.PermissionDenied()
+    if isinstance(exc, drf_exceptions.ValidationError):
+        errors = flatten(exc.detail)
+        return Response({"detail": _summary(errors, "Invalid input."), "errors": errors}, status=400)
+    response = drf_exception_handler(exc, context)
+    if response is not None and isinstance(exc, drf_exceptions.APIException):
+        detail = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
+        if isinstance(exc, drf_exceptions.ParseError):
+            detail = f"Malformed request body: {detail}"
+        response.data = {"detail": str(detail), "errors": []}
+    return response

@@ -1,0 +1,53 @@
+from django.conf import settings
+from django.contrib import admin
+from django.urls import include, path, re_path
+from django.views.static import serve
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from rest_framework.routers import DefaultRouter
+
+from models_registry.api import MLModelViewSet
+from monitoring.api import ModelMonitoringCheckView, ModelMonitoringView
+from recipes.api import ManifestValidateViewSet, RecipeViewSet
+from recipes.chat_api import ChatConversationView, ChatView
+from runs.api import DatasetViewSet, RunViewSet
+
+
+class Router(DefaultRouter):
+    """The spec's paths work exactly as written (no trailing slash) and with one."""
+
+    def __init__(self):
+        super().__init__()
+        self.trailing_slash = "/?"
+
+
+router = Router()
+router.register("recipes", RecipeViewSet, basename="recipe")
+router.register("models", MLModelViewSet, basename="model")
+router.register("runs", RunViewSet, basename="run")
+router.register("datasets", DatasetViewSet, basename="dataset")
+router.register("manifest/validate", ManifestValidateViewSet, basename="manifest-validate")
+
+api_patterns = [
+    re_path(
+        r"^models/(?P<model_id>[^/]+)/monitoring/check/?$",
+        ModelMonitoringCheckView.as_view(),
+        name="model-monitoring-check",
+    ),
+    re_path(
+        r"^models/(?P<model_id>[^/]+)/monitoring/?$", ModelMonitoringView.as_view(), name="model-monitoring"
+    ),
+    re_path(r"^chat/?$", ChatView.as_view(), name="chat"),
+    re_path(r"^chat/(?P<conversation_id>[^/]+)/?$", ChatConversationView.as_view(), name="chat-conversation"),
+    *router.urls,
+]
+
+urlpatterns = [
+    path("admin/", admin.site.urls),
+    path("api/ml-development/", include(api_patterns)),
+    path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
+    path("api-auth/", include("rest_framework.urls")),
+]
+
+if settings.DEBUG:
+    urlpatterns += [re_path(r"^media/(?P<path>.*)$", serve, {"document_root": settings.MEDIA_ROOT})]

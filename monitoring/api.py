@@ -1,0 +1,103 @@
+from django.shortcuts import get_object_or_404
+from drf_spectacular.utils import extend_schema
+from rest_framework import status
+from rest_framework.permissions import IsAuthenticated
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from mlworkspace.permissions import ModelPermissions
+from models_registry.models import MLModel
+
+from . import services
+from .models import Alert, MonitorSnapshot
+from .serializers import AlertSerializer, CheckSerializer, SnapshotCreateSerializer, SnapshotQuerySerializer
+
+SNAPSHOT_FIELDS = [
+    "id",
+    "captured_at",
+    "performance_metrics_json",
+    "drift_metrics_json",
+    "data_freshness_json",
+    "alerts_json",
+    "source",
+    "row_count",
+]
+
+
+def snapshot_dict(values: dict) -> dict:
+    out = {k: values[k] for k in SNAPSHOT_FIELDS}
+    out["captured_at"] = values["captured_at"].isoformat().replace("+00:00", "Z")
+    return out
+
+
+class ModelMonitoringView(APIView):
+    """GET: the model's snapshots, time-ordered (`since`, `until`, `limit`), and its alerts.
+    POST: record a snapshot from an external system; the manifest's alert rules are evaluated."""
+
+    permission_classes = [ModelPermissions]
+    queryset = MonitorSnapshot.objects.none()  # for ModelPermissions: POST needs add_monitorsnapshot
+
+    @extend_schema(parameters=[SnapshotQuerySerializer], responses=None)
+    def get(self, request, model_id):
+        model = get_object_or_404(MLModel.objects.visible_to(request.user), pk=model_id)
+        query = SnapshotQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        q = query.validated_data
+        snapshots = MonitorSnapshot.objects.filter(model_id=model.pk)
+        if "since" in q:
+            snapshots = snapshots.filter(captured_at__gte=q["since"])
+        if "until" in q:
+            snapshots = snapshots.filter(captured_at__lte=q["until"])
+        # The newest `limit` points, returned oldest first.
+        rows = list(snapshots.order_by("-captured_at", "-id").values(*SNAPSHOT_FIELDS)[: q["limit"]])
+        rows.reverse()
+        alerts = Alert.objects.filter(model_id=model.pk).order_by("-fired_at", "id")[:200]
+        return Response(
+            {
+                "model_id": model.pk,
+                "count": len(rows),
+                "snapshots": [snapshot_dict(r) for r in rows],
+                "alerts": AlertSerializer(alerts, many=True).data,
+            }
+        )
+
+    @extend_schema(request=SnapshotCreateSerializer, responses=None)
+    def post(self, request, model_id):
+        model = get_object_or_404(MLModel.objects.select_related("recipe_version"), pk=model_id)
+        data = SnapshotCreateSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        v = data.validated_data
+        snapshot = services.snapshot_record(
+            model=model,
+            performance=v["performance_metrics_json"],
+            drift=v["drift_metrics_json"],
+            freshness=v["data_freshness_json"],
+            external_alerts=v["alerts_json"],
+            captured_at=v.get("captured_at"),
+            source="external",
+        )
+        values = MonitorSnapshot.objects.filter(pk=snapshot.pk).values(*SNAPSHOT_FIELDS).get()
+        return Response({"model_id": model.pk, **snapshot_dict(values)}, status=status.HTTP_201_CREATED)
+
+
+class ModelMonitoringCheckView(APIView):
+    """Compute drift, performance and freshness for a batch (`dataset_id` or `synthetic`)."""
+
+    permission_classes = [IsAuthenticated]
+
+    @extend_schema(request=CheckSerializer, responses=None)
+    def post(self, request, model_id):
+        from .checks import run_check
+
+        if not request.user.has_perm("monitoring.add_monitorsnapshot"):
+            from rest_framework.exceptions import PermissionDenied
+
+            raise PermissionDenied("This needs the monitoring.add_monitorsnapshot permission.")
+        model = get_object_or_404(
+            MLModel.objects.select_related("recipe", "recipe_version", "training_run"), pk=model_id
+        )
+        data = CheckSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        snapshot = run_check(model=model, source="check", **data.validated_data)
+        values = MonitorSnapshot.objects.filter(pk=snapshot.pk).values(*SNAPSHOT_FIELDS).get()
+        return Response({"model_id": model.pk, **snapshot_dict(values)}, status=status.HTTP_201_CREATED)

@@ -1,0 +1,128 @@
+"""A monitoring check: drift, performance and freshness of a batch against a production model."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import numpy as np
+import pandas as pd
+from django.utils import timezone
+
+from mlworkspace.errors import Conflict, field_error
+from runs import artifacts
+from runs.data import read_table, time_column
+from runs.families import get_family
+from runs.models import Dataset
+
+from . import drift as drift_lib
+from .services import snapshot_record
+
+
+def _batch(
+    model, *, dataset_id=None, synthetic=None, profile=None
+) -> tuple[pd.DataFrame, Dataset | None, bool]:
+    """The batch to check and whether its timestamps are real (False for synthetic batches,
+    which are moved so their newest row is 'now')."""
+    family = get_family(model.recipe.model_family)
+    if dataset_id is not None:
+        dataset = Dataset.objects.filter(pk=dataset_id).first()
+        if dataset is None:
+            raise field_error("dataset_id", f"unknown dataset '{dataset_id}'")
+        return read_table(dataset.file.path, dataset.format), dataset, True
+    frame = family.generate(synthetic["rows"], synthetic["seed"])
+    shift = synthetic.get("shift") or {}
+    unknown = [name for name in shift if name not in frame.columns]
+    if unknown:
+        raise field_error("synthetic/shift", f"unknown column '{unknown[0]}'")
+    if shift:
+        frame = drift_lib.shift_batch(frame, shift, profile, synthetic["seed"])
+    return frame, None, False
+
+
+def _freshness(frame: pd.DataFrame, manifest: dict, family: str, real_times: bool) -> dict:
+    config = (manifest.get("monitoring") or {}).get("freshness") or {}
+    features = config.get("features") or []
+    max_age = config.get("max_age_hours")
+    if not features:
+        return {}
+    column = time_column(frame, family)
+    now = timezone.now()
+    out = {"max_age_hours": max_age, "features": {}}
+    if column is None:
+        return out
+    times = pd.to_datetime(frame[column], errors="coerce", utc=True)
+    if not real_times and times.notna().any():
+        times = times + (pd.Timestamp(now) - times.max())
+    for feature in features:
+        if feature == column:
+            mask = times.notna()
+        elif feature in frame.columns:
+            mask = times.notna() & frame[feature].notna()
+        else:
+            out["features"][feature] = {
+                "newest": None,
+                "age_hours": None,
+                "stale": None,
+                "error": "missing column",
+            }
+            continue
+        newest = times[mask].max() if mask.any() else None
+        if newest is None or pd.isna(newest):
+            out["features"][feature] = {"newest": None, "age_hours": None, "stale": True}
+            continue
+        age = (pd.Timestamp(now) - newest).total_seconds() / 3600
+        out["features"][feature] = {
+            "newest": newest.isoformat(),
+            "age_hours": round(age, 3),
+            "stale": bool(max_age is not None and age > max_age),
+        }
+    ages = [f["age_hours"] for f in out["features"].values() if f.get("age_hours") is not None]
+    out["max_age_hours_observed"] = max(ages) if ages else None
+    return out
+
+
+def run_check(*, model, source: str = "check", dataset_id=None, synthetic=None):
+    """Compute and store a snapshot for `model` on a batch; alert rules are evaluated."""
+    if not model.training_run_id or not model.artifacts_json.get("model"):
+        raise Conflict(f"Model '{model.id}' has no trained artifact yet; train it before checking it.")
+    manifest = model.recipe_version.manifest
+    family_name = model.recipe.model_family
+    family = get_family(family_name)
+    run_id, run_artifacts = model.training_run_id, model.artifacts_json
+    profile = artifacts.read_json_artifact(run_id, run_artifacts, "profile.json")
+    frame, dataset, real_times = _batch(model, dataset_id=dataset_id, synthetic=synthetic, profile=profile)
+    fitted, _schema = artifacts.load_model(model)
+    drift_config = (manifest.get("monitoring") or {}).get("drift") or {}
+    try:
+        prediction = np.asarray(family.predict(fitted, frame), dtype=float)
+    except ValueError as exc:
+        raise field_error("dataset_id", f"the model cannot score this batch: {exc}") from None
+    drift = {}
+    if drift_config.get("features"):
+        drift = drift_lib.drift_report(
+            profile,
+            frame,
+            method=drift_config.get("method", "PSI"),
+            threshold=float(drift_config.get("threshold", 0.2)),
+            features=list(drift_config["features"]),
+            prediction=prediction,
+        )
+    performance = {}
+    labels = (manifest.get("requirements") or {}).get("labels") or []
+    if labels and all(label in frame.columns for label in labels):
+        prepared = family.prepare(frame, manifest, log=lambda message: None)
+        metrics, _predictions, _plots = family.evaluate(fitted, prepared, manifest)
+        performance = {
+            k: float(v) for k, v in metrics.items() if isinstance(v, (int, float)) and np.isfinite(v)
+        }
+    freshness = _freshness(frame, manifest, family_name, real_times)
+    return snapshot_record(
+        model=model,
+        performance=performance,
+        drift=drift,
+        freshness=freshness,
+        source=source,
+        dataset=dataset,
+        row_count=len(frame),
+        captured_at=timezone.now() - timedelta(microseconds=0),
+    )

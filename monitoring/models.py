@@ -1,0 +1,77 @@
+from django.db import models
+from django.db.models import Q
+
+
+class MonitorSnapshot(models.Model):
+    """One monitoring observation of a model: computed by a check or posted by an external system."""
+
+    SOURCES = [("external", "External"), ("check", "Check"), ("scheduled", "Scheduled check")]
+
+    id = models.CharField(primary_key=True, max_length=64)
+    model = models.ForeignKey("models_registry.MLModel", on_delete=models.CASCADE, related_name="snapshots")
+    captured_at = models.DateTimeField()
+    performance_metrics_json = models.JSONField(default=dict, blank=True)
+    drift_metrics_json = models.JSONField(default=dict, blank=True)
+    data_freshness_json = models.JSONField(default=dict, blank=True)
+    alerts_json = models.JSONField(default=dict, blank=True)
+    source = models.CharField(max_length=16, choices=SOURCES, default="external")
+    dataset = models.ForeignKey(
+        "runs.Dataset", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    row_count = models.BigIntegerField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        db_table = "ml_monitor_snapshot"
+        ordering = ["model_id", "captured_at", "id"]
+        # GET /models/{id}/monitoring?since=&until= : a range scan, time-ordered.
+        indexes = [models.Index(fields=["model", "captured_at"], name="ml_snapshot_model_time_idx")]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(source__in=["external", "check", "scheduled"]), name="ml_snapshot_source_valid"
+            )
+        ]
+
+    def __str__(self):
+        return self.id
+
+
+class Alert(models.Model):
+    """An alert rule's episode: opened when its condition first fires, resolved when it stops.
+
+    The same condition firing on consecutive snapshots keeps one open alert."""
+
+    model = models.ForeignKey("models_registry.MLModel", on_delete=models.CASCADE, related_name="alerts")
+    name = models.CharField(max_length=100)
+    severity = models.CharField(max_length=16)
+    condition = models.TextField()
+    state = models.CharField(max_length=16, choices=[("firing", "Firing"), ("resolved", "Resolved")])
+    fired_at = models.DateTimeField()
+    resolved_at = models.DateTimeField(null=True, blank=True)
+    last_values_json = models.JSONField(default=dict, blank=True)
+    first_snapshot = models.ForeignKey(
+        MonitorSnapshot, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    last_snapshot = models.ForeignKey(MonitorSnapshot, null=True, on_delete=models.SET_NULL, related_name="+")
+
+    class Meta:
+        db_table = "ml_alert"
+        ordering = ["-fired_at", "id"]
+        indexes = [models.Index(fields=["model", "state"], name="ml_alert_model_state_idx")]
+        constraints = [
+            # At most one open episode per rule and model.
+            models.UniqueConstraint(
+                fields=["model", "name"], condition=Q(state="firing"), name="ml_alert_one_open"
+            ),
+            models.CheckConstraint(
+                condition=Q(state__in=["firing", "resolved"]), name="ml_alert_state_valid"
+            ),
+            models.CheckConstraint(
+                condition=Q(state="firing", resolved_at__isnull=True)
+                | Q(state="resolved", resolved_at__isnull=False),
+                name="ml_alert_resolved_at",
+            ),
+        ]
+
+    def __str__(self):
+        return f"{self.model_id}:{self.name} ({self.state})"

@@ -1,0 +1,674 @@
+"""Recipe manifest validation, plus small manifest helpers (semver, min_history, grain, diff).
+
+Plain Python (no Django import) so it can be unit-tested alone. The structure is described
+by ``manifest_schema.json`` (JSON Schema draft 2020-12); the rules JSON Schema cannot
+express (metric names per family, target/threshold order, one stage per type, cron syntax,
+alert conditions, ...) are checked here, only on the parts that passed the schema.
+
+``validate_manifest`` returns every problem at once as ``[{"path", "message"}]`` where
+``path`` is a JSON pointer (RFC 6901) into the manifest, optionally prefixed (the API
+reports ``/manifest/evaluation/metrics/MAPE/target``), and ``message`` names the field and
+says what is expected. It never raises on malformed input.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import functools
+import importlib
+import json
+import math
+import re
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import cronsim
+from jsonschema import Draft202012Validator
+
+from . import catalog
+
+SCHEMA_PATH = Path(__file__).with_name("manifest_schema.json")
+
+# Top-level sections in the order errors are reported.
+SECTIONS = ("metadata", "requirements", "pipeline", "evaluation", "lineage", "deployment", "monitoring")
+
+SEMVER_RE = re.compile(r"^(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)$")
+SEMVER_PARTS = ("major", "minor", "patch")
+
+MIN_HISTORY_UNITS = ("days", "weeks", "months", "years", "rows")
+_MIN_HISTORY_RE = re.compile(r"^\s*([0-9]+)\s*(day|week|month|year|row)s?\s*$", re.IGNORECASE)
+MIN_HISTORY_EXAMPLES = "'2 years', '104 weeks', '90 days', '6 months' or '500 rows'"
+
+THRESHOLD_FIELDS = ("target", "threshold_warning", "threshold_critical")
+
+Path_ = tuple[str | int, ...]
+
+
+@dataclass(frozen=True)
+class ManifestError:
+    """One validation problem: a JSON pointer and a human message."""
+
+    path: str
+    message: str
+
+    def to_dict(self) -> dict[str, str]:
+        return asdict(self)
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def parse_semver(s: Any) -> tuple[int, int, int]:
+    """'1.2.3' -> (1, 2, 3). ValueError for anything that is not MAJOR.MINOR.PATCH."""
+    if not isinstance(s, str):
+        raise ValueError(f"version must be a string like 1.0.0, got {type(s).__name__}")
+    m = SEMVER_RE.match(s.strip())
+    if not m:
+        raise ValueError(f"{s!r} is not a semantic version MAJOR.MINOR.PATCH such as 1.0.0")
+    return int(m[1]), int(m[2]), int(m[3])
+
+
+def bump_semver(s: str, part: str = "patch") -> str:
+    """Next version: bump_semver('1.2.3', 'minor') == '1.3.0'. ValueError on bad input."""
+    major, minor, patch = parse_semver(s)
+    if part == "major":
+        return f"{major + 1}.0.0"
+    if part == "minor":
+        return f"{major}.{minor + 1}.0"
+    if part == "patch":
+        return f"{major}.{minor}.{patch + 1}"
+    raise ValueError(f"part must be one of {', '.join(SEMVER_PARTS)}, got {part!r}")
+
+
+def parse_min_history(s: Any) -> tuple[int, str] | None:
+    """'2 years' -> (2, 'years'); '1 week' -> (1, 'weeks'); None -> None.
+
+    Units are days, weeks, months, years or rows (singular or plural, any case); the
+    amount is a positive integer. ValueError for anything else.
+    """
+    if s is None:
+        return None
+    if not isinstance(s, str):
+        raise ValueError(f"min_history must be a string like {MIN_HISTORY_EXAMPLES}, got {type(s).__name__}")
+    m = _MIN_HISTORY_RE.match(s)
+    if not m:
+        raise ValueError(f"{s!r} is not a history length like {MIN_HISTORY_EXAMPLES}")
+    amount = int(m[1])
+    if amount < 1:
+        raise ValueError(f"{s!r}: the amount must be at least 1")
+    return amount, m[2].lower() + "s"
+
+
+def grain_columns(manifest: Any) -> list[str]:
+    """The grain columns of a manifest: requirements.grain as a list or a comma-separated
+    string, stripped, empty names dropped. [] when absent or malformed."""
+    req = manifest.get("requirements") if isinstance(manifest, dict) else None
+    grain = req.get("grain") if isinstance(req, dict) else None
+    if isinstance(grain, str):
+        parts = grain.split(",")
+    elif isinstance(grain, list):
+        parts = [g for g in grain if isinstance(g, str)]
+    else:
+        return []
+    return [p.strip() for p in parts if p.strip()]
+
+
+def rewrite_metadata(manifest: dict, *, id: str, level: str, version: str, name: str | None = None) -> dict:
+    """A deep copy of ``manifest`` with metadata.id/level/version (and name, if given)
+    replaced. A missing or malformed metadata block is replaced by a new one."""
+    out = copy.deepcopy(manifest) if isinstance(manifest, dict) else {}
+    meta = out.get("metadata")
+    if not isinstance(meta, dict):
+        meta = out["metadata"] = {}
+    meta["id"] = id
+    meta["level"] = level
+    meta["version"] = version
+    if name is not None:
+        meta["name"] = name
+    return out
+
+
+def pointer(path: Path_, prefix: str = "") -> str:
+    """JSON pointer (RFC 6901) for a path of keys/indices; the root is '' (or the prefix)."""
+    tokens = "".join("/" + str(p).replace("~", "~0").replace("/", "~1") for p in path)
+    return prefix.rstrip("/") + tokens
+
+
+def _json_equal(a: Any, b: Any) -> bool:
+    """Equality as JSON sees it: 1 == 1.0, but true != 1."""
+    if isinstance(a, bool) or isinstance(b, bool):
+        return isinstance(a, bool) and isinstance(b, bool) and a == b
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_json_equal(a[k], b[k]) for k in a)
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(_json_equal(x, y) for x, y in zip(a, b, strict=True))
+    if _is_number(a) and _is_number(b):
+        return a == b
+    return type(a) is type(b) and a == b
+
+
+def _stages_by_name(stages: Any) -> dict[str, dict] | None:
+    if not isinstance(stages, list):
+        return None
+    out: dict[str, dict] = {}
+    for st in stages:
+        if not isinstance(st, dict) or not isinstance(st.get("name"), str) or st["name"] in out:
+            return None
+        out[st["name"]] = st
+    return out
+
+
+def manifest_diff(old: Any, new: Any) -> list[dict]:
+    """Semantic diff of two manifests: [{"path", "op": "add"|"remove"|"change", "old", "new"}].
+
+    Recurses into objects; lists are compared as whole values, except pipeline.stages which
+    is matched by stage name (paths like /pipeline/stages/train/config/max_depth). When the
+    common stages changed order, one "change" at /pipeline/stages carries the old and new
+    name orders.
+    """
+    out: list[dict] = []
+    _diff(old, new, (), out)
+    return out
+
+
+def _diff(a: Any, b: Any, path: Path_, out: list[dict]) -> None:
+    if isinstance(a, dict) and isinstance(b, dict):
+        for k, v in a.items():
+            if k not in b:
+                out.append({"path": pointer((*path, k)), "op": "remove", "old": v, "new": None})
+            else:
+                _diff(v, b[k], (*path, k), out)
+        for k, v in b.items():
+            if k not in a:
+                out.append({"path": pointer((*path, k)), "op": "add", "old": None, "new": v})
+        return
+    if path == ("pipeline", "stages"):
+        sa, sb = _stages_by_name(a), _stages_by_name(b)
+        if sa is not None and sb is not None:
+            common_a = [n for n in sa if n in sb]
+            common_b = [n for n in sb if n in sa]
+            if common_a != common_b:
+                out.append({"path": pointer(path), "op": "change", "old": list(sa), "new": list(sb)})
+            for n, st in sa.items():
+                if n not in sb:
+                    out.append({"path": pointer((*path, n)), "op": "remove", "old": st, "new": None})
+                else:
+                    _diff(st, sb[n], (*path, n), out)
+            for n, st in sb.items():
+                if n not in sa:
+                    out.append({"path": pointer((*path, n)), "op": "add", "old": None, "new": st})
+            return
+    if not _json_equal(a, b):
+        out.append({"path": pointer(path), "op": "change", "old": a, "new": b})
+
+
+# --------------------------------------------------------------------------- schema
+
+
+@functools.cache
+def load_schema() -> dict:
+    """The manifest JSON Schema (a dict; do not mutate)."""
+    return json.loads(SCHEMA_PATH.read_text(encoding="utf-8"))
+
+
+@functools.cache
+def _validator() -> Draft202012Validator:
+    schema = load_schema()
+    Draft202012Validator.check_schema(schema)
+    return Draft202012Validator(schema)
+
+
+_TYPE_NAMES = {
+    "object": "an object",
+    "array": "a list",
+    "string": "a string",
+    "number": "a number",
+    "integer": "an integer",
+    "boolean": "true or false",
+    "null": "null",
+}
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _describe(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        text = value if len(value) <= 40 else value[:37] + "..."
+        return f"the string {text!r}"
+    if _is_number(value):
+        return f"the number {value}"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "an object"
+    return type(value).__name__
+
+
+def _label(path: Path_) -> str:
+    """How a message names the field at ``path``."""
+    if not path:
+        return "the manifest"
+    last = path[-1]
+    if isinstance(last, int):
+        parent = next((p for p in reversed(path[:-1]) if isinstance(p, str)), None)
+        return f"item {last} of '{parent}'" if parent else f"item {last}"
+    if len(path) >= 2 and path[-2] == "metrics" and path[:1] == ("evaluation",):
+        return f"metric '{last}'"
+    if len(path) >= 2 and path[-2] == "alerts":
+        return f"alert '{last}'"
+    return f"'{last}'"
+
+
+def _where(path: Path_) -> str:
+    return "" if not path else f" in {_label(path)}"
+
+
+def _required_name(error: Any) -> str | None:
+    for name in error.validator_value:
+        if isinstance(error.instance, dict) and name not in error.instance:
+            if error.message.startswith(repr(name)):
+                return name
+    return None
+
+
+def _translate(error: Any) -> list[tuple[Path_, str]]:
+    """One jsonschema error -> [(path, message)] (additionalProperties can give several)."""
+    path: Path_ = tuple(error.absolute_path)
+    kind = error.validator
+    value = error.validator_value
+    inst = error.instance
+    schema = error.schema if isinstance(error.schema, dict) else {}
+
+    if "propertyNames" in error.relative_schema_path:
+        return [((*path, inst), f"{_label(path)} has a field with an empty name")]
+    if kind == "type":
+        types = [value] if isinstance(value, str) else list(value)
+        wanted = " or ".join(_TYPE_NAMES.get(t, t) for t in types)
+        return [(path, f"{_label(path)} must be {wanted}, got {_describe(inst)}")]
+    if kind == "required":
+        name = _required_name(error)
+        if name is None:
+            return [(path, f"{_label(path)}: {error.message}")]
+        return [((*path, name), f"missing required field '{name}'{_where(path)}")]
+    if kind == "additionalProperties":
+        allowed = list(schema.get("properties", {}))
+        out = []
+        for key in inst:
+            if key in allowed:
+                continue
+            hint = difflib.get_close_matches(str(key), allowed, n=1, cutoff=0.6)
+            tail = f"; did you mean '{hint[0]}'?" if hint else f" (allowed: {', '.join(allowed)})"
+            out.append(((*path, key), f"unknown field '{key}'{_where(path)}{tail}"))
+        return out
+    if kind == "enum":
+        return [(path, f"{_label(path)}: {inst!r} is not one of {', '.join(map(str, value))}")]
+    if kind == "pattern":
+        expected = schema.get("x-expected", f"match the pattern {value}")
+        return [(path, f"{_label(path)} must be {expected}, got {inst!r}")]
+    if kind == "minLength":
+        return [(path, f"{_label(path)} must not be empty")]
+    if kind == "minItems":
+        if value == 1:
+            return [(path, f"{_label(path)} must not be empty")]
+        return [(path, f"{_label(path)} must have at least {value} items")]
+    if kind == "minProperties":
+        return [(path, f"{_label(path)} must not be empty")]
+    if kind in ("minimum", "exclusiveMinimum", "maximum", "exclusiveMaximum"):
+        word = {
+            "minimum": "at least",
+            "exclusiveMinimum": "greater than",
+            "maximum": "at most",
+            "exclusiveMaximum": "less than",
+        }[kind]
+        return [(path, f"{_label(path)} must be {word} {value}, got {inst}")]
+    if kind == "anyOf" and "x-expected" in schema:
+        return [(path, f"{_label(path)} needs {schema['x-expected']}")]
+    return [(path, f"{_label(path)}: {error.message}")]
+
+
+def _schema_errors(manifest: dict) -> list[tuple[Path_, str]]:
+    raw = list(_validator().iter_errors(manifest))
+    typed = {tuple(e.absolute_path) for e in raw if e.validator == "type"}
+    out: list[tuple[Path_, str]] = []
+    for e in raw:
+        # A wrong type says it all: drop the enum/... errors at the same spot.
+        if e.validator != "type" and tuple(e.absolute_path) in typed:
+            continue
+        out.extend(_translate(e))
+    return out
+
+
+# --------------------------------------------------------------------------- semantic checks
+
+
+class _Checker:
+    def __init__(self, manifest: dict, family: str | None, level: str | None, bad: list[Path_]):
+        self.m = manifest
+        self.given_family = family
+        self.given_level = level
+        self.bad = bad
+        self.errors: list[tuple[Path_, str]] = []
+        meta = manifest.get("metadata")
+        meta_family = meta.get("model_family") if isinstance(meta, dict) else None
+        if family in catalog.FAMILIES:
+            self.family: str | None = family
+        elif meta_family in catalog.FAMILIES:
+            self.family = meta_family
+        else:
+            self.family = None
+
+    def add(self, path: Path_, message: str) -> None:
+        self.errors.append((path, message))
+
+    def clean(self, path: Path_) -> bool:
+        """No schema error at, under or above ``path``."""
+        n = len(path)
+        for b in self.bad:
+            m = min(n, len(b))
+            if b[:m] == path[:m]:
+                return False
+        return True
+
+    def section(self, name: str) -> dict:
+        v = self.m.get(name)
+        return v if isinstance(v, dict) else {}
+
+    def run(self) -> list[tuple[Path_, str]]:
+        self.check_finite(self.m, ())
+        self.check_metadata()
+        self.check_requirements()
+        self.check_pipeline()
+        self.check_metrics()
+        self.check_deployment()
+        self.check_monitoring()
+        return self.errors
+
+    # -- generic
+    def check_finite(self, value: Any, path: Path_) -> None:
+        """NaN/Infinity anywhere (JSON has no such numbers; PostgreSQL jsonb rejects them)."""
+        reported = set(self.bad)
+        stack: list[tuple[Any, Path_]] = [(value, path)]
+        while stack:
+            v, p = stack.pop()
+            if isinstance(v, float) and not math.isfinite(v):
+                if p not in reported:
+                    self.add(p, f"{_label(p)} must be a finite number, got {v}")
+            elif isinstance(v, dict):
+                stack.extend((child, (*p, k)) for k, child in reversed(v.items()))
+            elif isinstance(v, list):
+                stack.extend((child, (*p, i)) for i, child in reversed(list(enumerate(v))))
+
+    # -- metadata
+    def check_metadata(self) -> None:
+        meta = self.section("metadata")
+        for field, given, valid in (
+            ("model_family", self.given_family, catalog.FAMILIES),
+            ("level", self.given_level, catalog.LEVELS),
+        ):
+            said = meta.get(field)
+            path = ("metadata", field)
+            if given is None or said not in valid or not self.clean(path):
+                continue
+            if said != given:
+                self.add(path, f"'{field}': manifest says '{said}' but the recipe is '{given}'")
+
+    # -- requirements
+    def check_requirements(self) -> None:
+        req = self.section("requirements")
+        hist = req.get("min_history")
+        if isinstance(hist, str) and self.clean(("requirements", "min_history")):
+            try:
+                parse_min_history(hist)
+            except ValueError:
+                self.add(
+                    ("requirements", "min_history"),
+                    f"'min_history' must be a history length like {MIN_HISTORY_EXAMPLES} (or null), "
+                    f"got {hist!r}",
+                )
+        grain = req.get("grain")
+        path = ("requirements", "grain")
+        if isinstance(grain, (str, list)) and grain and self.clean(path):
+            parts = grain.split(",") if isinstance(grain, str) else grain
+            if not all(isinstance(p, str) for p in parts):
+                return
+            names = [p.strip() for p in parts]
+            if any(not n for n in names):
+                self.add(path, f"'grain' has an empty column name: {grain!r}")
+            dupes = sorted({n for n in names if n and names.count(n) > 1})
+            if dupes:
+                self.add(path, f"'grain' lists {', '.join(repr(d) for d in dupes)} more than once")
+
+    # -- pipeline
+    def check_pipeline(self) -> None:
+        stages = self.section("pipeline").get("stages")
+        if not isinstance(stages, list) or not stages:
+            return
+        names: dict[str, int] = {}
+        types: dict[str, int] = {}
+        all_typed = True
+        for i, st in enumerate(stages):
+            if not isinstance(st, dict):
+                all_typed = False
+                continue
+            name = st.get("name")
+            if isinstance(name, str) and name:
+                if name in names:
+                    self.add(
+                        ("pipeline", "stages", i, "name"),
+                        f"duplicate stage name '{name}': stage {names[name]} already uses it; "
+                        "stage names must be unique",
+                    )
+                else:
+                    names[name] = i
+            stype = st.get("type")
+            if stype not in catalog.STAGE_TYPES:
+                all_typed = False  # the schema already reported it
+                continue
+            if stype in types and stype != "feature_prep":
+                self.add(
+                    ("pipeline", "stages", i, "type"),
+                    f"'type': only one '{stype}' stage is allowed (stage {types[stype]} is already "
+                    f"'{stype}'); only feature_prep may repeat",
+                )
+            types.setdefault(stype, i)
+        if all_typed and "training" not in types:
+            self.add(
+                ("pipeline", "stages"),
+                "'stages' needs a stage of type 'training' (found: "
+                + ", ".join(dict.fromkeys(st["type"] for st in stages))
+                + ")",
+            )
+
+    # -- evaluation
+    def known_metrics(self) -> dict[str, tuple[str, str]]:
+        if self.family is not None:
+            return catalog.METRICS.get(self.family, {})
+        merged: dict[str, tuple[str, str]] = {}
+        for fam_metrics in catalog.METRICS.values():
+            for k, v in fam_metrics.items():
+                merged.setdefault(k, v)
+        return merged
+
+    def check_metrics(self) -> None:
+        metrics = self.section("evaluation").get("metrics")
+        if not isinstance(metrics, dict):
+            return
+        known = self.known_metrics()
+        for name, block in metrics.items():
+            base: Path_ = ("evaluation", "metrics", name)
+            if not isinstance(block, dict) or not isinstance(name, str) or not name:
+                continue
+            explicit = block.get("direction")
+            if explicit is not None and explicit not in (catalog.LOWER, catalog.HIGHER):
+                continue  # the schema reported the bad direction
+            if explicit is None and self.family is not None and name not in known:
+                fam = self.family
+                self.add(
+                    base,
+                    f"metric '{name}' is not a known {fam} metric ({', '.join(known)}); "
+                    'give it an explicit "direction": "lower" or "higher" to use a custom metric',
+                )
+                continue
+            direction = explicit or (known[name][0] if name in known else None)
+            if direction is None:
+                continue
+            self.check_order(name, block, direction, base)
+
+    def check_order(self, name: str, block: dict, direction: str, base: Path_) -> None:
+        vals = {f: block[f] for f in THRESHOLD_FIELDS if _is_number(block.get(f)) and math.isfinite(block[f])}
+        lower = direction == catalog.LOWER
+        op = "<=" if lower else ">="
+        why = "lower is better" if lower else "higher is better"
+        pairs = [("target", "threshold_warning"), ("threshold_warning", "threshold_critical")]
+        if "threshold_warning" not in vals:
+            pairs.append(("target", "threshold_critical"))
+        for a, b in pairs:
+            if a not in vals or b not in vals:
+                continue
+            ok = vals[a] <= vals[b] if lower else vals[a] >= vals[b]
+            if not ok:
+                at = "target" if a == "target" else b
+                self.add(
+                    (*base, at),
+                    f"metric '{name}': '{a}' ({vals[a]}) must be {op} '{b}' ({vals[b]}) because {why}",
+                )
+
+    # -- deployment
+    def check_deployment(self) -> None:
+        sched = self.section("deployment").get("schedule")
+        path = ("deployment", "schedule")
+        if not isinstance(sched, str) or not self.clean(path):
+            return
+        fields = sched.split()
+        what = "a 5-field cron expression (minute hour day-of-month month day-of-week) or null"
+        if len(fields) != 5:
+            self.add(
+                path,
+                f"'schedule' must be {what}, got {sched!r} ({len(fields)} field{'' if len(fields) == 1 else 's'})",
+            )
+            return
+        try:
+            cronsim.CronSim(sched, datetime.now())
+        except (cronsim.CronSimError, ValueError, TypeError, IndexError) as exc:
+            detail = str(exc) or "invalid"
+            self.add(path, f"'schedule' must be {what}, got {sched!r} ({detail})")
+
+    # -- monitoring
+    def check_monitoring(self) -> None:
+        mon = self.section("monitoring")
+        mon_metrics = mon.get("metrics")
+        if isinstance(mon_metrics, list):
+            eval_metrics = self.section("evaluation").get("metrics")
+            defined = set(eval_metrics) if isinstance(eval_metrics, dict) else set()
+            known = self.known_metrics()
+            fam = f"{self.family} " if self.family else ""
+            for i, name in enumerate(mon_metrics):
+                if not isinstance(name, str) or not name or name in known or name in defined:
+                    continue
+                self.add(
+                    ("monitoring", "metrics", i),
+                    f"monitoring metric '{name}' is neither a known {fam}metric ({', '.join(known)}) "
+                    "nor defined in evaluation.metrics",
+                )
+        alerts = mon.get("alerts")
+        if isinstance(alerts, dict) and alerts:
+            self.check_alerts(alerts)
+
+    def check_alerts(self, alerts: dict) -> None:
+        try:
+            rules = importlib.import_module("monitoring.rules")
+        except ImportError:
+            return  # monitoring.rules not available: skip condition checks
+        allowed: set[str] | None
+        try:
+            allowed = set(rules.allowed_names(self.m, self.family))
+        except Exception:  # never let a helper's bug crash validation
+            allowed = None
+        for name, alert in alerts.items():
+            path: Path_ = ("monitoring", "alerts", name, "condition")
+            if not isinstance(alert, dict):
+                continue
+            text = alert.get("condition")
+            if not isinstance(text, str) or not text.strip() or not self.clean(path):
+                continue
+            try:
+                cond = rules.parse_condition(text)
+            except rules.ConditionError as exc:
+                self.add(path, f"alert '{name}': 'condition' {text!r} is not a valid condition: {exc}")
+                continue
+            except Exception as exc:  # a parser bug is reported, not raised
+                self.add(path, f"alert '{name}': 'condition' {text!r} could not be parsed: {exc}")
+                continue
+            if allowed is None:
+                continue
+            unknown = sorted(set(getattr(cond, "names", ())) - allowed)
+            if unknown:
+                self.add(
+                    path,
+                    f"alert '{name}': 'condition' uses unknown name{'s' if len(unknown) > 1 else ''} "
+                    f"{', '.join(repr(u) for u in unknown)}; {_allowed_hint(unknown, allowed)}",
+                )
+
+
+def _allowed_hint(unknown: list[str], allowed: set[str], limit: int = 15) -> str:
+    """'did you mean ...' for close names, then the allowed names (at most ``limit``)."""
+    names = sorted(allowed)
+    close = list(
+        dict.fromkeys(c for u in unknown for c in difflib.get_close_matches(u, names, n=1, cutoff=0.7))
+    )
+    hint = f"did you mean {', '.join(repr(c) for c in close)}? " if close else ""
+    shown = ", ".join(names[:limit]) + (f", ... ({len(names) - limit} more)" if len(names) > limit else "")
+    return f"{hint}allowed: {shown}"
+
+
+# --------------------------------------------------------------------------- entry point
+
+
+def _sort_key(item: tuple[Path_, str]) -> int:
+    path = item[0]
+    if not path:
+        return -1
+    return SECTIONS.index(path[0]) if path[0] in SECTIONS else len(SECTIONS)
+
+
+def validate_manifest(
+    manifest: Any,
+    *,
+    family: str | None = None,
+    level: str | None = None,
+    path_prefix: str = "",
+) -> list[dict]:
+    """All problems of a manifest as [{"path": JSON pointer, "message": str}]; [] = valid.
+
+    ``family``/``level`` are the recipe's; when given, metadata must agree and metric names
+    are checked against that family (otherwise against metadata.model_family).
+    ``path_prefix`` (e.g. "/manifest") is put in front of every path.
+    """
+    if not isinstance(manifest, dict):
+        return [
+            ManifestError(
+                pointer((), path_prefix), f"the manifest must be a JSON object, got {_describe(manifest)}"
+            ).to_dict()
+        ]
+    schema_errors = _schema_errors(manifest)
+    checker = _Checker(manifest, family, level, [p for p, _ in schema_errors])
+    found = sorted(schema_errors, key=_sort_key) + sorted(checker.run(), key=_sort_key)
+    # Schema errors first within each section, then semantic ones; stable otherwise.
+    found.sort(key=_sort_key)
+    seen: set[tuple[str, str]] = set()
+    out: list[dict] = []
+    for path, message in found:
+        key = (pointer(path, path_prefix), message)
+        if key not in seen:
+            seen.add(key)
+            out.append(ManifestError(*key).to_dict())
+    return out

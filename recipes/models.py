@@ -1,0 +1,245 @@
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+from django.utils.functional import cached_property
+
+from . import catalog
+
+
+class Family(models.TextChoices):
+    FORECASTING = "forecasting", "Forecasting"
+    PRICING = "pricing", "Pricing"
+    NEXT_BEST_ACTION = "next_best_action", "Next best action"
+    LOCATION_SCORING = "location_scoring", "Location scoring"
+
+
+class Level(models.TextChoices):
+    BASELINE = "baseline", "Baseline"
+    INDUSTRY = "industry", "Industry"
+    CLIENT = "client", "Client"
+
+
+class RecipeStatus(models.TextChoices):
+    DRAFT = "draft", "Draft"
+    IN_REVIEW = "in_review", "In review"
+    APPROVED = "approved", "Approved"
+    DEPRECATED = "deprecated", "Deprecated"
+
+
+class RecipeQuerySet(models.QuerySet):
+    def visible_to(self, user):
+        # One team workspace: every signed-in user sees every recipe.
+        if not user.is_authenticated:
+            return self.none()
+        return self
+
+    def for_list(self):
+        """Lists: parent and creator joined; tags and version summaries (no manifests) prefetched."""
+        return self.select_related("parent", "created_by").prefetch_related(
+            "tag_set",
+            models.Prefetch("versions", queryset=RecipeVersion.objects.defer("manifest", "changelog")),
+        )
+
+
+class Recipe(models.Model):
+    id = models.CharField(primary_key=True, max_length=64)
+    name = models.CharField(max_length=200)
+    description = models.TextField(blank=True, default="")
+    model_family = models.CharField(max_length=32, choices=Family.choices)
+    level = models.CharField(max_length=16, choices=Level.choices)
+    parent = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.PROTECT, related_name="children"
+    )
+    status = models.CharField(max_length=16, choices=RecipeStatus.choices, default=RecipeStatus.DRAFT)
+    owner = models.CharField(max_length=200, blank=True, default="")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = RecipeQuerySet.as_manager()
+
+    class Meta:
+        db_table = "ml_recipe"
+        ordering = ["created_at", "id"]
+        indexes = [
+            # Library filters: ?model_family=&level=&status= (any combination, family first).
+            models.Index(fields=["model_family", "level", "status"], name="ml_recipe_family_level_idx"),
+            models.Index(fields=["status"], name="ml_recipe_status_idx"),
+            models.Index(fields=["level"], name="ml_recipe_level_idx"),
+            # Default ordering and ?ordering=-created_at.
+            models.Index(fields=["created_at", "id"], name="ml_recipe_created_idx"),
+            models.Index(fields=["name"], name="ml_recipe_name_idx"),
+        ]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(model_family__in=catalog.FAMILIES), name="ml_recipe_family_valid"
+            ),
+            models.CheckConstraint(condition=Q(level__in=catalog.LEVELS), name="ml_recipe_level_valid"),
+            models.CheckConstraint(
+                condition=Q(status__in=RecipeStatus.values), name="ml_recipe_status_valid"
+            ),
+            # Baselines are roots; industry and client recipes always have a parent. That the
+            # parent is exactly one level up and of the same family is a cross-row rule: the
+            # triggers in migration 0002 enforce it in the database.
+            models.CheckConstraint(
+                condition=(
+                    Q(level="baseline", parent__isnull=True)
+                    | (~Q(level="baseline") & Q(parent__isnull=False))
+                ),
+                name="ml_recipe_parent_by_level",
+            ),
+        ]
+
+    def __str__(self):
+        return self.name
+
+    @property
+    def tags(self) -> list[str]:
+        return sorted(tag.name for tag in self.tag_set.all())
+
+    @cached_property
+    def current_version(self) -> "RecipeVersion | None":
+        """The newest version. Versions only ever increase, so newest = highest semver; it is
+        derived, never stored, so loading fixtures or adding versions cannot leave it stale."""
+        versions = list(self.versions.all())
+        return max(versions, key=lambda v: v.semver) if versions else None
+
+    @property
+    def version_count(self) -> int:
+        return len(self.versions.all())
+
+
+class RecipeTagManager(models.Manager):
+    def get_by_natural_key(self, recipe_id, name):
+        return self.get(recipe_id=recipe_id, name=name)
+
+
+class RecipeTag(models.Model):
+    """A recipe's tags, one row each so ?tag= is an indexed lookup on every database.
+    Fixtures refer to tags by (recipe, name), so loading them never collides with user rows."""
+
+    recipe = models.ForeignKey(Recipe, on_delete=models.CASCADE, related_name="tag_set")
+    name = models.CharField(max_length=64)
+
+    objects = RecipeTagManager()
+
+    class Meta:
+        db_table = "ml_recipe_tag"
+        constraints = [models.UniqueConstraint(fields=["recipe", "name"], name="ml_recipe_tag_unique")]
+        # ?tag=retail
+        indexes = [models.Index(fields=["name"], name="ml_recipe_tag_name_idx")]
+
+    def __str__(self):
+        return self.name
+
+    def natural_key(self):
+        return (self.recipe_id, self.name)
+
+
+class RecipeVersion(models.Model):
+    """An immutable manifest snapshot. Created by recipes.services.version_create only."""
+
+    id = models.CharField(primary_key=True, max_length=64)
+    recipe = models.ForeignKey(Recipe, on_delete=models.CASCADE, related_name="versions")
+    version = models.CharField(max_length=32)
+    manifest = models.JSONField()
+    changelog = models.TextField(blank=True, default="")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    approved_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    approved_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        db_table = "ml_recipe_version"
+        ordering = ["recipe_id", "created_at", "id"]
+        permissions = [("approve_recipeversion", "Can approve recipe versions")]
+        constraints = [
+            models.UniqueConstraint(fields=["recipe", "version"], name="ml_recipe_version_unique"),
+            models.CheckConstraint(
+                condition=Q(version__regex=r"^(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)$"),
+                name="ml_recipe_version_semver",
+            ),
+        ]
+        # The version list of a recipe (ordered by creation) uses the unique index's prefix.
+
+    def __str__(self):
+        return f"{self.recipe_id} {self.version}"
+
+    @property
+    def is_approved(self) -> bool:
+        return self.approved_at is not None
+
+    @property
+    def semver(self) -> tuple[int, int, int]:
+        major, minor, patch = (int(part) for part in self.version.split("."))
+        return major, minor, patch
+
+
+class SyntheticExample(models.Model):
+    """What a recipe's data looks like and what its baseline really reaches on it."""
+
+    id = models.CharField(primary_key=True, max_length=64)
+    recipe = models.OneToOneField(Recipe, on_delete=models.CASCADE, related_name="synthetic_example")
+    schema_json = models.JSONField(default=list)
+    sample_rows_json = models.JSONField(default=list)
+    expected_output_json = models.JSONField(default=dict)
+    example_metrics_json = models.JSONField(default=dict)
+    # How the example was produced: {"rows": N, "seed": S, "recipe_version": "1.0.0", ...}.
+    generator_json = models.JSONField(default=dict)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        db_table = "ml_synthetic_example"
+
+    def __str__(self):
+        return f"Synthetic example of {self.recipe_id}"
+
+
+class Conversation(models.Model):
+    """A chat with the recipe assistant; private to its user."""
+
+    id = models.CharField(primary_key=True, max_length=64)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    title = models.CharField(max_length=200, blank=True, default="")
+    # The assistant's working state: the pending proposal and what it still needs to ask.
+    state_json = models.JSONField(default=dict)
+    created_recipe = models.ForeignKey(
+        Recipe, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        db_table = "ml_chat_conversation"
+        ordering = ["-updated_at"]
+        # "My conversations", newest first.
+        indexes = [models.Index(fields=["user", "updated_at"], name="ml_chat_conv_user_idx")]
+
+    def __str__(self):
+        return self.title or self.id
+
+
+class ChatMessage(models.Model):
+    conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="messages")
+    role = models.CharField(max_length=16, choices=[("user", "User"), ("assistant", "Assistant")])
+    content = models.TextField()
+    proposal_json = models.JSONField(null=True, blank=True)
+    sources_json = models.JSONField(default=list, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        db_table = "ml_chat_message"
+        ordering = ["conversation_id", "id"]
+        constraints = [
+            models.CheckConstraint(condition=Q(role__in=["user", "assistant"]), name="ml_chat_message_role")
+        ]
+
+    def __str__(self):
+        return f"{self.role}: {self.content[:40]}"

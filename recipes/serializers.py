@@ -1,0 +1,156 @@
+from rest_framework import serializers
+
+from . import catalog
+from .models import Recipe, RecipeStatus, RecipeVersion, SyntheticExample
+
+
+class VersionSummarySerializer(serializers.ModelSerializer):
+    is_approved = serializers.BooleanField(read_only=True)
+
+    class Meta:
+        model = RecipeVersion
+        fields = ["id", "version", "created_at", "approved_at", "is_approved"]
+
+
+class RecipeVersionSerializer(serializers.ModelSerializer):
+    recipe_id = serializers.CharField(read_only=True)
+    created_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    approved_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    is_approved = serializers.BooleanField(read_only=True)
+
+    class Meta:
+        model = RecipeVersion
+        fields = [
+            "id",
+            "recipe_id",
+            "version",
+            "manifest",
+            "changelog",
+            "created_by",
+            "created_at",
+            "approved_by",
+            "approved_at",
+            "is_approved",
+        ]
+
+
+class RecipeSerializer(serializers.ModelSerializer):
+    parent_id = serializers.CharField(read_only=True, allow_null=True)
+    tags = serializers.ListField(child=serializers.CharField(), read_only=True)
+    created_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    current_version = VersionSummarySerializer(read_only=True)
+    version_count = serializers.IntegerField(read_only=True)
+
+    class Meta:
+        model = Recipe
+        fields = [
+            "id",
+            "name",
+            "description",
+            "model_family",
+            "level",
+            "parent_id",
+            "status",
+            "tags",
+            "owner",
+            "created_by",
+            "created_at",
+            "updated_at",
+            "current_version",
+            "version_count",
+        ]
+
+
+class RecipeDetailSerializer(RecipeSerializer):
+    current_version = RecipeVersionSerializer(read_only=True)
+    children = serializers.SerializerMethodField()
+
+    class Meta(RecipeSerializer.Meta):
+        fields = [*RecipeSerializer.Meta.fields, "children"]
+
+    def get_children(self, recipe) -> list[dict]:
+        return [
+            {"id": c.id, "name": c.name, "level": c.level, "status": c.status} for c in recipe.children.all()
+        ]
+
+
+class StrictSerializer(serializers.Serializer):
+    """Rejects unknown fields instead of silently ignoring a typo."""
+
+    def to_internal_value(self, data):
+        if isinstance(data, dict):
+            unknown = sorted(set(data) - set(self.fields))
+            if unknown:
+                raise serializers.ValidationError({name: ["unknown field"] for name in unknown})
+        return super().to_internal_value(data)
+
+
+class RecipeCreateSerializer(StrictSerializer):
+    name = serializers.CharField(max_length=200)
+    model_family = serializers.ChoiceField(choices=catalog.FAMILIES)
+    level = serializers.ChoiceField(choices=catalog.LEVELS)
+    parent_id = serializers.CharField(required=False, allow_null=True, allow_blank=True)
+    description = serializers.CharField(required=False, allow_blank=True, default="")
+    tags = serializers.ListField(child=serializers.CharField(max_length=64), required=False, default=list)
+    owner = serializers.CharField(required=False, allow_blank=True, default="", max_length=200)
+    manifest = serializers.DictField()
+    changelog = serializers.CharField(required=False, allow_blank=True, default="Initial version")
+
+
+class RecipeUpdateSerializer(StrictSerializer):
+    name = serializers.CharField(max_length=200, required=False)
+    description = serializers.CharField(required=False, allow_blank=True)
+    tags = serializers.ListField(child=serializers.CharField(max_length=64), required=False)
+    owner = serializers.CharField(required=False, allow_blank=True, max_length=200)
+    status = serializers.ChoiceField(choices=RecipeStatus.choices, required=False)
+
+    def to_internal_value(self, data):
+        if isinstance(data, dict):
+            frozen = [k for k in ("manifest", "model_family", "level", "parent_id", "id") if k in data]
+            if frozen:
+                raise serializers.ValidationError(
+                    {
+                        k: [
+                            "cannot be changed here: a manifest change is a new version "
+                            "(POST /recipes/{id}/versions); family, level, parent and id are fixed"
+                        ]
+                        for k in frozen
+                    }
+                )
+        return super().to_internal_value(data)
+
+
+class VersionCreateSerializer(StrictSerializer):
+    manifest = serializers.DictField()
+    version = serializers.CharField(required=False, max_length=32)
+    bump = serializers.ChoiceField(choices=["major", "minor", "patch"], required=False)
+    changelog = serializers.CharField(required=False, allow_blank=True, default="", max_length=5000)
+
+
+class CloneSerializer(StrictSerializer):
+    name = serializers.CharField(max_length=200)
+    level = serializers.ChoiceField(choices=catalog.LEVELS, required=False)
+    description = serializers.CharField(required=False, allow_blank=True)
+    tags = serializers.ListField(child=serializers.CharField(max_length=64), required=False)
+
+
+class ManifestValidateSerializer(StrictSerializer):
+    manifest = serializers.JSONField()
+
+
+class SyntheticExampleSerializer(serializers.ModelSerializer):
+    recipe_id = serializers.CharField(read_only=True)
+
+    class Meta:
+        model = SyntheticExample
+        fields = [
+            "id",
+            "recipe_id",
+            "schema_json",
+            "sample_rows_json",
+            "expected_output_json",
+            "example_metrics_json",
+            "generator_json",
+            "created_at",
+            "updated_at",
+        ]

@@ -1,0 +1,277 @@
+"""Writes on recipes and versions. Views, viewsets, admin actions, the chat assistant and
+management commands call these; each is one transaction, so a failure writes nothing."""
+
+from __future__ import annotations
+
+import copy
+
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from mlworkspace.errors import Conflict, InvalidInput, field_error
+from mlworkspace.ids import new_id
+
+from . import catalog
+from .manifest import bump_semver, parse_semver, rewrite_metadata, validate_manifest
+from .models import Recipe, RecipeStatus, RecipeTag, RecipeVersion
+
+MAX_TAGS = 20
+
+# Status changes through update (approval has its own service: version_approve).
+RECIPE_TRANSITIONS = {
+    RecipeStatus.DRAFT: {RecipeStatus.IN_REVIEW, RecipeStatus.DEPRECATED},
+    RecipeStatus.IN_REVIEW: {RecipeStatus.DRAFT, RecipeStatus.DEPRECATED},
+    RecipeStatus.APPROVED: {RecipeStatus.IN_REVIEW, RecipeStatus.DEPRECATED},
+    RecipeStatus.DEPRECATED: {RecipeStatus.DRAFT},
+}
+
+
+def _clean_tags(tags) -> list[str]:
+    if tags is None:
+        return []
+    if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
+        raise field_error("tags", "must be a list of strings")
+    cleaned = sorted({t.strip().lower() for t in tags if t.strip()})
+    if len(cleaned) > MAX_TAGS:
+        raise field_error("tags", f"at most {MAX_TAGS} tags")
+    too_long = [t for t in cleaned if len(t) > 64]
+    if too_long:
+        raise field_error("tags", f"tag '{too_long[0][:20]}…' is longer than 64 characters")
+    return cleaned
+
+
+def recipe_set_tags(*, recipe: Recipe, tags: list[str]) -> None:
+    cleaned = _clean_tags(tags)
+    recipe.tag_set.exclude(name__in=cleaned).delete()
+    existing = set(recipe.tag_set.values_list("name", flat=True))
+    RecipeTag.objects.bulk_create([RecipeTag(recipe=recipe, name=t) for t in cleaned if t not in existing])
+
+
+def _check_parent(*, family: str, level: str, parent: Recipe | None) -> None:
+    if level == "baseline":
+        if parent is not None:
+            raise field_error("parent_id", "a baseline recipe has no parent")
+        return
+    if parent is None:
+        raise field_error(
+            "parent_id", f"an {level} recipe needs a parent ({catalog.PARENT_LEVEL[level]} level)"
+        )
+    if parent.level != catalog.PARENT_LEVEL[level]:
+        raise field_error(
+            "parent_id",
+            f"the parent of a {level} recipe must be a {catalog.PARENT_LEVEL[level]} recipe, "
+            f"'{parent.id}' is {parent.level}",
+        )
+    if parent.model_family != family:
+        raise field_error("parent_id", f"the parent is a {parent.model_family} recipe, this one is {family}")
+
+
+def _validated_manifest(
+    manifest, *, recipe_id: str, family: str, level: str, version: str, name: str
+) -> dict:
+    errors = validate_manifest(manifest, family=family, level=level, path_prefix="/manifest")
+    if errors:
+        raise InvalidInput(f"The manifest has {len(errors)} error(s).", errors)
+    # metadata.id and metadata.version always describe the version being written.
+    return rewrite_metadata(manifest, id=recipe_id, level=level, version=version, name=name)
+
+
+@transaction.atomic
+def recipe_create(
+    *,
+    user,
+    name: str,
+    model_family: str,
+    level: str,
+    manifest: dict,
+    parent: Recipe | None = None,
+    description: str = "",
+    tags: list[str] | None = None,
+    owner: str = "",
+    recipe_id: str | None = None,
+    changelog: str = "Initial version",
+    status: str = RecipeStatus.DRAFT,
+) -> Recipe:
+    """A new recipe with its first version (1.0.0) holding `manifest`."""
+    if model_family not in catalog.FAMILIES:
+        raise field_error("model_family", f"must be one of {', '.join(catalog.FAMILIES)}")
+    if level not in catalog.LEVELS:
+        raise field_error("level", f"must be one of {', '.join(catalog.LEVELS)}")
+    _check_parent(family=model_family, level=level, parent=parent)
+    recipe_id = recipe_id or new_id("recipe")
+    cleaned = _validated_manifest(
+        manifest, recipe_id=recipe_id, family=model_family, level=level, version="1.0.0", name=name
+    )
+    recipe = Recipe.objects.create(
+        id=recipe_id,
+        name=name,
+        description=description or cleaned.get("metadata", {}).get("description", ""),
+        model_family=model_family,
+        level=level,
+        parent=parent,
+        status=status,
+        owner=owner or (user.get_username() if user else ""),
+        created_by=user,
+    )
+    recipe_set_tags(recipe=recipe, tags=tags or [])
+    RecipeVersion.objects.create(
+        id=new_id("ver"),
+        recipe=recipe,
+        version="1.0.0",
+        manifest=cleaned,
+        changelog=changelog,
+        created_by=user,
+    )
+    return recipe
+
+
+@transaction.atomic
+def recipe_update(*, recipe: Recipe, user, **fields) -> Recipe:
+    """Name, description, owner, tags and status only: a manifest change is a new version."""
+    recipe = Recipe.objects.select_for_update().get(pk=recipe.pk)
+    status = fields.pop("status", None)
+    if status is not None and status != recipe.status:
+        if status == RecipeStatus.APPROVED:
+            raise Conflict(
+                "A recipe becomes approved by approving one of its versions: "
+                "POST /api/ml-development/recipes/{id}/versions/{version_id}/approve.",
+                [{"path": "/status", "message": "use the approve action"}],
+            )
+        if status not in RECIPE_TRANSITIONS.get(recipe.status, set()):
+            raise Conflict(
+                f"Illegal status change {recipe.status} → {status}.",
+                [{"path": "/status", "message": f"{recipe.status} cannot become {status}"}],
+            )
+        recipe.status = status
+    tags = fields.pop("tags", None)
+    for key in ("name", "description", "owner"):
+        if key in fields and fields[key] is not None:
+            setattr(recipe, key, fields[key])
+    recipe.save()
+    if tags is not None:
+        recipe_set_tags(recipe=recipe, tags=tags)
+    return recipe
+
+
+def _next_version(existing: list[str], *, version: str | None, bump: str | None) -> str:
+    latest = max(existing, key=parse_semver) if existing else None
+    if version is not None:
+        try:
+            parse_semver(version)
+        except ValueError:
+            raise field_error("version", f"'{version}' is not a semantic version MAJOR.MINOR.PATCH") from None
+        if version in existing:
+            raise Conflict(
+                f"Version {version} already exists.", [{"path": "/version", "message": "already exists"}]
+            )
+        if latest and parse_semver(version) <= parse_semver(latest):
+            raise Conflict(
+                f"Version {version} is not greater than the latest version {latest}.",
+                [{"path": "/version", "message": f"must be greater than {latest}"}],
+            )
+        return version
+    if bump not in ("major", "minor", "patch"):
+        raise field_error("bump", "give a version or a bump of major, minor or patch")
+    return bump_semver(latest or "0.0.0", bump)
+
+
+@transaction.atomic
+def version_create(
+    *,
+    recipe: Recipe,
+    user,
+    manifest: dict,
+    version: str | None = None,
+    bump: str | None = None,
+    changelog: str = "",
+) -> RecipeVersion:
+    """A new immutable version; `version` must be greater than every existing one."""
+    # Lock the recipe so two concurrent saves cannot both take the same next version.
+    recipe = Recipe.objects.select_for_update().get(pk=recipe.pk)
+    if recipe.status == RecipeStatus.DEPRECATED:
+        raise Conflict("The recipe is deprecated; set it back to draft before adding versions.")
+    existing = list(recipe.versions.values_list("version", flat=True))
+    number = _next_version(existing, version=version, bump=bump)
+    cleaned = _validated_manifest(
+        manifest,
+        recipe_id=recipe.id,
+        family=recipe.model_family,
+        level=recipe.level,
+        version=number,
+        name=recipe.name,
+    )
+    try:
+        with transaction.atomic():
+            created = RecipeVersion.objects.create(
+                id=new_id("ver"),
+                recipe=recipe,
+                version=number,
+                manifest=cleaned,
+                changelog=changelog,
+                created_by=user,
+            )
+    except IntegrityError:
+        raise Conflict(
+            f"Version {number} already exists.", [{"path": "/version", "message": "already exists"}]
+        ) from None
+    recipe.save(update_fields=["updated_at"])
+    return created
+
+
+@transaction.atomic
+def version_approve(*, version: RecipeVersion, user) -> RecipeVersion:
+    """Approve a version (who, when); the recipe becomes approved."""
+    version = RecipeVersion.objects.select_for_update().select_related("recipe").get(pk=version.pk)
+    recipe = version.recipe
+    if recipe.status == RecipeStatus.DEPRECATED:
+        raise Conflict("The recipe is deprecated; versions of it cannot be approved.")
+    if version.approved_at is None:
+        version.approved_at = timezone.now()
+        version.approved_by = user
+        version.save(update_fields=["approved_at", "approved_by"])
+    if recipe.status != RecipeStatus.APPROVED:
+        recipe.status = RecipeStatus.APPROVED
+        recipe.save(update_fields=["status", "updated_at"])
+    return version
+
+
+@transaction.atomic
+def recipe_clone(
+    *,
+    source: Recipe,
+    user,
+    name: str,
+    level: str | None = None,
+    description: str | None = None,
+    tags: list[str] | None = None,
+    manifest: dict | None = None,
+) -> Recipe:
+    """A new draft recipe one level below `source`, starting from its current manifest
+    (or from `manifest`, e.g. the chat assistant's proposal), with parent set."""
+    child_level = catalog.CHILD_LEVEL.get(source.level)
+    if child_level is None:
+        raise Conflict(
+            f"'{source.id}' is a client recipe, the lowest level; it cannot be cloned further down.",
+            [{"path": "/level", "message": "client recipes have no level below"}],
+        )
+    if level is not None and level != child_level:
+        raise field_error("level", f"a clone of a {source.level} recipe is a {child_level} recipe")
+    if not name or not name.strip():
+        raise field_error("name", "is required")
+    if source.current_version is None:
+        raise Conflict(f"'{source.id}' has no version to clone.")
+    base_manifest = copy.deepcopy(manifest if manifest is not None else source.current_version.manifest)
+    if isinstance(base_manifest, dict) and isinstance(base_manifest.get("metadata"), dict):
+        base_manifest["metadata"]["level"] = child_level
+        base_manifest["metadata"]["model_family"] = source.model_family
+    return recipe_create(
+        user=user,
+        name=name.strip(),
+        model_family=source.model_family,
+        level=child_level,
+        parent=source,
+        manifest=base_manifest,
+        description=description if description is not None else source.description,
+        tags=tags if tags is not None else source.tags,
+        changelog=f"Cloned from {source.id} {source.current_version.version}",
+    )

@@ -1,0 +1,48 @@
+"""A recipe's synthetic example, produced by really running its pipeline (no Django)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from runs.data import required_columns
+from runs.families import get_family
+from runs.pipeline import _json_safe, execute
+
+from . import baselines
+
+SAMPLE_ROWS = 8
+
+
+def build_example(
+    family_name: str, manifest: dict, *, workdir: str, rows: int | None = None, seed: int | None = None
+) -> dict:
+    """{schema_json, sample_rows_json, expected_output_json, example_metrics_json, generator_json}."""
+    family = get_family(family_name)
+    rows = rows or baselines.EXAMPLE_ROWS[family_name]
+    seed = baselines.EXAMPLE_SEED if seed is None else seed
+    spec = {
+        "run_id": "example",
+        "run_type": "train",
+        "family": family_name,
+        "manifest": manifest,
+        "data": {"synthetic": {"rows": rows, "seed": seed}},
+        "artifact_dir": workdir,
+        "model_dir": None,
+        "threads": 1,
+    }
+    result = execute(spec, lambda *message: None)
+    model = family.load(Path(workdir) / "model")
+    frame = family.generate(rows, seed)
+    sample = frame.head(SAMPLE_ROWS)
+    required = required_columns(manifest, family_name)
+    schema = [
+        {**column, "required": column["name"] in required, "required_by": required.get(column["name"], [])}
+        for column in family.SCHEMA
+    ]
+    return {
+        "schema_json": schema,
+        "sample_rows_json": _json_safe(sample.to_dict(orient="records")),
+        "expected_output_json": _json_safe(family.example_output(model, sample)),
+        "example_metrics_json": result["metrics"],
+        "generator_json": {"rows": rows, "seed": seed, "recipe_version": manifest["metadata"]["version"]},
+    }

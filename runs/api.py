@@ -1,0 +1,184 @@
+from django.conf import settings
+from django.http import FileResponse
+from django.shortcuts import get_object_or_404
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import mixins, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.parsers import FormParser, MultiPartParser
+from rest_framework.response import Response
+
+from mlworkspace.errors import InvalidInput, NotFound, TooLarge, field_error
+from mlworkspace.permissions import has_perm
+from models_registry.models import MLModel
+from models_registry.serializers import PredictSerializer
+from recipes.models import Recipe, RecipeVersion
+
+from . import artifacts, services
+from .filters import DatasetFilter, RunFilter
+from .models import Dataset, Run
+from .serializers import (
+    DatasetSerializer,
+    DatasetUploadSerializer,
+    RunCreateSerializer,
+    RunDetailSerializer,
+    RunLogSerializer,
+    RunSerializer,
+    RunUpdateSerializer,
+)
+
+LOG_PAGE = 1000
+
+
+def _lookup(model, field: str, value):
+    if value in (None, ""):
+        return None
+    obj = model.objects.filter(pk=value).first()
+    if obj is None:
+        raise field_error(field, f"unknown id '{value}'")
+    return obj
+
+
+class RunViewSet(
+    mixins.ListModelMixin,
+    mixins.RetrieveModelMixin,
+    mixins.CreateModelMixin,
+    mixins.UpdateModelMixin,
+    viewsets.GenericViewSet,
+):
+    """Train / eval / backtest runs. Workspace runs are executed by `manage.py db_worker`;
+    runs with `"executor": "external"` are reported with `PUT`."""
+
+    filterset_class = RunFilter
+    ordering_fields = ["created_at", "started_at", "finished_at", "status"]
+    ordering = ["-created_at", "id"]
+    lookup_value_regex = "[^/]+"
+
+    def get_queryset(self):
+        return Run.objects.visible_to(self.request.user).for_list()
+
+    def get_serializer_class(self):
+        return RunDetailSerializer if self.action == "retrieve" else RunSerializer
+
+    def _out(self, run_id, code=status.HTTP_200_OK):
+        return Response(
+            RunDetailSerializer(get_object_or_404(self.get_queryset(), pk=run_id)).data, status=code
+        )
+
+    @extend_schema(request=RunCreateSerializer, responses={201: RunDetailSerializer})
+    def create(self, request, *args, **kwargs):
+        data = RunCreateSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        v = data.validated_data
+        run = services.run_start(
+            user=request.user,
+            recipe=_lookup(Recipe, "recipe_id", v["recipe_id"]),
+            recipe_version=_lookup(RecipeVersion, "recipe_version_id", v.get("recipe_version_id")),
+            run_type=v["run_type"],
+            model=_lookup(MLModel, "model_id", v.get("model_id")),
+            dataset=_lookup(Dataset, "dataset_id", v.get("dataset_id")),
+            executor=v["executor"],
+            params=v["params"],
+        )
+        return self._out(run.pk, status.HTTP_201_CREATED)
+
+    @extend_schema(request=RunUpdateSerializer, responses=RunDetailSerializer)
+    def update(self, request, *args, **kwargs):
+        run = self.get_object()
+        data = RunUpdateSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        services.run_report(run=run, user=request.user, **data.validated_data)
+        return self._out(run.pk)
+
+    partial_update = update
+
+    @extend_schema(request=None, responses=RunDetailSerializer)
+    @action(detail=True, methods=["post"], permission_classes=[has_perm("runs.change_run")])
+    def cancel(self, request, pk=None):
+        """Stop a queued run from starting, or a running one within a heartbeat."""
+        run = services.run_cancel(run=self.get_object(), user=request.user)
+        return self._out(run.pk)
+
+    @extend_schema(request=None, responses={201: RunDetailSerializer})
+    @action(detail=True, methods=["post"], permission_classes=[has_perm("runs.add_run")])
+    def retry(self, request, pk=None):
+        """A new run with the same inputs (`retry_of_id` points back)."""
+        run = services.run_retry(run=self.get_object(), user=request.user)
+        return self._out(run.pk, status.HTTP_201_CREATED)
+
+    @extend_schema(
+        parameters=[OpenApiParameter("after", int, description="Only lines with seq greater than this")],
+        responses=RunLogSerializer(many=True),
+    )
+    @action(detail=True, methods=["get"])
+    def logs(self, request, pk=None):
+        """Log lines in order; `?after=<seq>` for incremental reads while the run goes."""
+        run = self.get_object()
+        after = request.query_params.get("after", "0")
+        if not after.isdigit():
+            raise field_error("after", "must be a non-negative integer")
+        lines = run.logs.filter(seq__gt=int(after)).order_by("seq")[:LOG_PAGE]
+        data = RunLogSerializer(lines, many=True).data
+        return Response(
+            {
+                "run_id": run.id,
+                "status": run.status,
+                "lines": data,
+                "last_seq": data[-1]["seq"] if data else int(after),
+            }
+        )
+
+    @action(detail=True, methods=["get"], url_path=r"artifacts/(?P<name>[A-Za-z0-9_.\-]+)")
+    def artifact(self, request, pk=None, name=None):
+        """Download one artifact named in `artifacts_json` (its sha256 is verified first)."""
+        run = self.get_object()
+        path = artifacts.verified_path(run.id, run.artifacts_json, name)
+        return FileResponse(open(path, "rb"), as_attachment=True, filename=name)
+
+
+class DatasetViewSet(
+    mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.CreateModelMixin, viewsets.GenericViewSet
+):
+    """Uploaded datasets (CSV or Parquet), with their columns and a validation report
+    against a recipe's requirements."""
+
+    serializer_class = DatasetSerializer
+    filterset_class = DatasetFilter
+    parser_classes = [MultiPartParser, FormParser]
+    ordering = ["-created_at", "id"]
+    ordering_fields = ["created_at", "name", "row_count"]
+    lookup_value_regex = "[^/]+"
+
+    def get_queryset(self):
+        return Dataset.objects.select_related("recipe", "created_by")
+
+    @extend_schema(request=DatasetUploadSerializer, responses={201: DatasetSerializer})
+    def create(self, request, *args, **kwargs):
+        length = int(request.META.get("CONTENT_LENGTH") or 0)
+        if length > settings.DATASET_MAX_BYTES + 1024 * 1024:
+            raise TooLarge(
+                f"The upload is {length} bytes; the limit is {settings.DATASET_MAX_BYTES}.",
+                [{"path": "/file", "message": "too large"}],
+            )
+        data = DatasetUploadSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        v = data.validated_data
+        recipe = _lookup(Recipe, "recipe_id", v.get("recipe_id"))
+        dataset = services.dataset_create(
+            user=request.user, upload=v["file"], name=v.get("name"), recipe=recipe
+        )
+        return Response(DatasetSerializer(dataset).data, status=status.HTTP_201_CREATED)
+
+
+def predict_response(model: MLModel, request) -> Response:
+    data = PredictSerializer(data=request.data)
+    data.is_valid(raise_exception=True)
+    rows = data.validated_data["rows"]
+    if len(rows) > settings.PREDICT_MAX_ROWS:
+        raise InvalidInput(
+            f"At most {settings.PREDICT_MAX_ROWS} rows per request; got {len(rows)}.",
+            [{"path": "/rows", "message": f"more than {settings.PREDICT_MAX_ROWS} rows"}],
+        )
+    if not model.artifacts_json.get("model"):
+        raise NotFound(f"Model '{model.id}' has no trained artifact yet.")
+    predictions = artifacts.predict_rows(model, rows)
+    return Response({"model_id": model.id, "predictions": predictions})

@@ -1,0 +1,259 @@
+"""Executing a run inside a worker: claim, child process, heartbeat, cancel, logs, finish.
+
+The task backend (django-tasks-db) has no crash recovery, cancellation or retries, so the
+Run row is the source of truth:
+- a run is claimed with a conditional update (queued -> running); a second delivery of the
+  same task finds it no longer queued and does nothing;
+- the numeric work runs in a child process (runs.pipeline.child_main) while this process
+  writes its logs and stage progress, beats the heartbeat and watches the cancel flag;
+- every later write is conditional on (status=running, worker=this worker), so a run the
+  reaper has already failed is never resurrected;
+- `reap_stale_runs` fails runs whose heartbeat stopped (their worker died).
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import socket
+import time
+import uuid
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from models_registry.models import MLModel
+
+from . import artifacts
+from .models import Run, RunStatus, RunType
+from .services import run_log, run_logs_append
+
+logger = logging.getLogger(__name__)
+
+WORKER_ID = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+LOG_FLUSH_SECONDS = 0.5
+
+
+def _mine(run_id: str):
+    return Run.objects.filter(pk=run_id, status=RunStatus.RUNNING, worker=WORKER_ID)
+
+
+def claim(run_id: str) -> bool:
+    now = timezone.now()
+    return bool(
+        Run.objects.filter(pk=run_id, status=RunStatus.QUEUED, cancel_requested=False).update(
+            status=RunStatus.RUNNING,
+            worker=WORKER_ID,
+            started_at=now,
+            heartbeat_at=now,
+            updated_at=now,
+            current_stage="starting",
+        )
+    )
+
+
+def build_spec(run: Run) -> dict:
+    manifest = run.recipe_version.manifest
+    data: dict
+    if run.dataset_id:
+        data = {"path": str(run.dataset.file.path), "format": run.dataset.format}
+    else:
+        data = {"synthetic": (run.params_json or {}).get("synthetic") or {}}
+    model_dir = None
+    if run.run_type == RunType.EVAL:
+        model = run.model
+        model_dir = str(artifacts.verify_model_files(model.training_run_id, model.artifacts_json))
+    return {
+        "run_id": run.id,
+        "run_type": run.run_type,
+        "family": run.recipe.model_family,
+        "manifest": manifest,
+        "data": data,
+        "artifact_dir": str(artifacts.run_dir(run.id)),
+        "model_dir": model_dir,
+        "threads": settings.RUN_THREADS,
+    }
+
+
+class _Progress:
+    """Buffers log lines and stage changes from the child and writes them in batches."""
+
+    def __init__(self, run: Run):
+        self.run = run
+        self.stages = [
+            {
+                "name": s["name"],
+                "type": s["type"],
+                "status": "pending",
+                "started_at": None,
+                "finished_at": None,
+            }
+            for s in run.recipe_version.manifest["pipeline"]["stages"]
+        ]
+        self.lines: list[dict] = []
+        self.stage_dirty = True
+        self.current = ""
+
+    def log(self, level: str, message: str):
+        self.lines.append({"level": level, "message": message, "ts": timezone.now()})
+
+    def stage(self, index: int, status: str, detail: str):
+        stage = self.stages[index]
+        now = timezone.now().isoformat()
+        stage["status"] = status
+        if status == "running":
+            stage["started_at"] = now
+            self.current = stage["name"]
+            self.log(
+                "info", f"stage {index + 1}/{len(self.stages)} '{stage['name']}' ({stage['type']}) started"
+            )
+        else:
+            stage["finished_at"] = now
+            if detail:
+                stage["detail"] = detail
+        self.stage_dirty = True
+
+    def flush(self) -> bool:
+        """Write pending progress; False if the run is no longer ours (reaped or cancelled)."""
+        lines, self.lines = self.lines, []
+        if lines:
+            run_logs_append(run=self.run, lines=lines)
+        fields = {"heartbeat_at": timezone.now(), "updated_at": timezone.now()}
+        if self.stage_dirty:
+            fields.update(stages_json=self.stages, current_stage=self.current)
+            self.stage_dirty = False
+        return bool(_mine(self.run.id).update(**fields))
+
+
+def execute_run(run_id: str) -> str:
+    """Run one run to its end. Returns what happened (for the task result)."""
+    if not claim(run_id):
+        return "not claimed (no longer queued)"
+    run = Run.objects.select_related("recipe", "recipe_version", "model", "dataset").get(pk=run_id)
+    progress = _Progress(run)
+    progress.log("info", f"Run claimed by worker {WORKER_ID}")
+    try:
+        spec = build_spec(run)
+    except Exception as exc:
+        return _finish(run, progress, RunStatus.FAILED, error=f"Could not prepare the run: {exc}")
+
+    from .pipeline import child_main
+
+    context = multiprocessing.get_context("spawn")
+    receiver, sender = context.Pipe(duplex=False)
+    child = context.Process(target=child_main, args=(spec, sender), daemon=True, name=f"run-{run_id}")
+    child.start()
+    sender.close()
+    result, error, cancelled, lost = None, None, False, False
+    last_flush = last_beat = time.monotonic()
+    try:
+        while True:
+            got = receiver.poll(LOG_FLUSH_SECONDS)
+            if got:
+                try:
+                    message = receiver.recv()
+                except EOFError:
+                    break
+                kind = message[0]
+                if kind == "log":
+                    progress.log(message[1], message[2])
+                elif kind == "stage":
+                    progress.stage(message[1], message[2], message[3])
+                elif kind == "result":
+                    result = message[1]
+                elif kind == "error":
+                    error = message[1]
+            elif not child.is_alive():
+                break
+            now = time.monotonic()
+            if now - last_flush >= LOG_FLUSH_SECONDS or now - last_beat >= settings.RUN_HEARTBEAT_SECONDS:
+                if not progress.flush():
+                    lost = True  # reaped meanwhile: stop working on it
+                    break
+                last_flush = last_beat = now
+                if Run.objects.filter(pk=run_id, cancel_requested=True).exists():
+                    cancelled = True
+                    break
+    finally:
+        if child.is_alive() and (cancelled or lost):
+            child.terminate()
+        child.join(timeout=10)
+        if child.is_alive():
+            child.kill()
+            child.join()
+        receiver.close()
+    if lost:
+        return "lost (the run was failed by the reaper)"
+    if cancelled:
+        progress.log("warning", "Cancelled: the run's process was stopped.")
+        return _finish(run, progress, RunStatus.CANCELLED)
+    if error is not None or result is None:
+        if error is None:
+            error = f"The run's process ended unexpectedly (exit code {child.exitcode})."
+        progress.log("error", error)
+        return _finish(run, progress, RunStatus.FAILED, error=error)
+    return _finish(run, progress, RunStatus.SUCCEEDED, result=result)
+
+
+def _finish(
+    run: Run, progress: _Progress, status: str, *, error: str = "", result: dict | None = None
+) -> str:
+    from .metrics import metric_checks
+
+    for stage in progress.stages:
+        if stage["status"] == "running":
+            stage["status"] = "failed" if status == RunStatus.FAILED else "cancelled"
+        elif stage["status"] == "pending" and status != RunStatus.SUCCEEDED:
+            stage["status"] = "not run"
+    progress.stage_dirty = True
+    fields = {"status": status, "finished_at": timezone.now(), "error": error[:10_000], "current_stage": ""}
+    if result is not None:
+        fields["metrics_json"] = result["metrics"]
+        fields["metric_checks_json"] = metric_checks(
+            run.recipe_version.manifest, run.recipe.model_family, result["metrics"]
+        )
+        fields["plots_json"] = result.get("plots") or {}
+        if result.get("folds"):
+            fields["plots_json"] = {**fields["plots_json"], "folds": result["folds"]}
+        fields["artifacts_json"] = artifacts.describe_files(run.id, result["artifacts"])
+    with transaction.atomic():
+        progress.flush()
+        updated = _mine(run.id).update(**fields, stages_json=progress.stages, updated_at=timezone.now())
+        if updated and result is not None and result.get("deploy") and run.model_id:
+            MLModel.objects.filter(pk=run.model_id).update(
+                training_run_id=run.id,
+                artifacts_json=fields["artifacts_json"],
+                metrics_json=fields["metrics_json"],
+                updated_at=timezone.now(),
+            )
+            run_log(run=run, message=f"deployment: attached the artifact and metrics to model {run.model_id}")
+    if updated:
+        run_log(run=run, message=f"Run {status}.", level="error" if status == RunStatus.FAILED else "info")
+    return status if updated else "lost (the run was no longer ours)"
+
+
+def reap_stale_runs(stale_after: float | None = None) -> list[str]:
+    """Fail running runs whose heartbeat stopped: their worker died ("worker lost")."""
+    stale_after = settings.RUN_STALE_AFTER_SECONDS if stale_after is None else stale_after
+    cutoff = timezone.now() - timedelta(seconds=stale_after)
+    reaped = []
+    for run in Run.objects.filter(status=RunStatus.RUNNING, heartbeat_at__lt=cutoff).only("id", "worker"):
+        if Run.objects.filter(pk=run.pk, status=RunStatus.RUNNING, heartbeat_at__lt=cutoff).update(
+            status=RunStatus.FAILED,
+            finished_at=timezone.now(),
+            error=f"Worker lost: no heartbeat from {run.worker} for {stale_after:.0f}s.",
+            current_stage="",
+            updated_at=timezone.now(),
+        ):
+            run_log(
+                run=run,
+                message=f"Worker lost: no heartbeat from {run.worker}; the run is failed.",
+                level="error",
+            )
+            reaped.append(run.id)
+    if reaped:
+        logger.warning("Reaped %d run(s) whose worker was lost: %s", len(reaped), ", ".join(reaped))
+    return reaped

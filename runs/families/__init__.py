@@ -1,0 +1,67 @@
+"""The four model families: plain numpy/pandas/scikit-learn/statsmodels/LightGBM code, no Django.
+
+Every family module (``forecasting``, ``pricing``, ``next_best_action``, ``location_scoring``)
+exposes the same interface, which the pipeline executor (``runs/pipeline.py``), the
+monitoring checks and the fixture builder call:
+
+``NAME: str``
+    The family key (``recipes.catalog.FAMILIES``).
+``SCHEMA: list[dict]``
+    Every column ``generate()`` produces, in order:
+    ``{"name", "dtype" ("float"|"int"|"string"|"date"|"datetime"|"bool"), "role", "description"}``
+    with role one of ``grain`` (part of the row key), ``time`` (the timestamp; every family
+    has one, used for ``min_history`` and freshness), ``label`` (a target/outcome),
+    ``treatment``, ``feature``, ``segment``.
+``FEATURE_SETS: dict[str, list[str]]``
+    Feature-set name -> columns; a manifest's ``requirements.feature_sets`` names these
+    (an unknown name is treated as a single column of that name).
+``DEFAULT_ROWS: int``
+    Rows of the default train run (the synthetic dataset used when a run gives no data).
+``generate(rows: int, seed: int) -> pandas.DataFrame``
+    Deterministic synthetic data with a known ground truth (same rows+seed -> same frame).
+``ground_truth(seed: int) -> dict``
+    The true parameters behind ``generate`` (e.g. the elasticity), for tests and docs.
+``prepare(df, manifest, *, log) -> DataFrame``
+    The ``feature_prep`` stage (config from the manifest's feature_prep stage).
+``split(df, manifest) -> (train, test)``
+    The holdout split of ``manifest["evaluation"]["validation"]``.
+``folds(df, manifest) -> list[(train, test)]``
+    Backtest folds (rolling-origin for time series, k-fold otherwise).
+``fit(train, manifest, *, threads: int, log) -> model``
+    The ``training`` stage: algorithm and hyper-parameters from its stage config.
+``evaluate(model, test, manifest) -> (metrics: dict[str, float], predictions: DataFrame, plot: dict)``
+    The family's metrics (names from ``recipes.catalog.METRICS``), the holdout predictions
+    and a small JSON-able dict of plot data for the run page.
+``predict(model, rows: DataFrame) -> list``
+    Predictions for rows with the training columns (validation of columns is the caller's).
+``save(model, directory: Path) -> list[str]`` / ``load(directory: Path) -> model``
+    Persist without pickle (JSON, LightGBM model text, skops).
+``example_output(model, rows: DataFrame) -> dict``
+    What the model returns for a few rows, for the recipe's synthetic example.
+``log`` is a callable ``log(message: str)``.
+"""
+
+from __future__ import annotations
+
+import importlib
+from types import ModuleType
+
+FAMILY_MODULES = {
+    "forecasting": "runs.families.forecasting",
+    "pricing": "runs.families.pricing",
+    "next_best_action": "runs.families.next_best_action",
+    "location_scoring": "runs.families.location_scoring",
+}
+
+
+def get_family(name: str) -> ModuleType:
+    """The family module for a family key (raises KeyError for an unknown family)."""
+    return importlib.import_module(FAMILY_MODULES[name])
+
+
+def stage_config(manifest: dict, stage_type: str) -> dict:
+    """The config of the first pipeline stage of ``stage_type`` (empty dict if none)."""
+    for stage in manifest.get("pipeline", {}).get("stages", []):
+        if stage.get("type") == stage_type:
+            return stage.get("config") or {}
+    return {}

@@ -1,0 +1,1128 @@
+"""Forecasting family: daily (or weekly) demand per series with seasonal-naive, ETS, ARIMA and
+a global LightGBM model, picked automatically on an internal validation window.
+
+Data (``generate``)
+    Daily sales of store x product series: ``PRODUCTS_PER_STORE`` (10) products per store,
+    series ``i`` is store ``i // 10``, product ``i % 10``. Every series has the same fixed
+    history of ``HISTORY_DAYS`` = 1095 days (3 years from ``START_DATE``, a Monday), so
+    ``generate(rows, seed)`` returns ``max(1, rows // 1095)`` series x 1095 days (a ``rows``
+    below 1095 still gives one full series; the keyword ``days=`` shortens the history, for
+    tests). ``DEFAULT_ROWS`` = 200 series x 1095 days = 219000. Parameters of series ``i``
+    come from their own random stream (``seed``, store, product), so the first ``k`` series
+    are the same whatever ``rows`` is. The mean demand is::
+
+        mean_t = level * max(0.2, 1 + trend * years_t) * weekly[store_format][dow_t] ** w
+                 * (1 + amp * cos(2 pi (doy_t - peak_day[region] - shift) / 365.25))
+                 * (price_t / base_price) ** PRICE_ELASTICITY * lift ** promo_t
+
+    and ``sales_t ~ Poisson(mean_t * Gamma(shape=1/NOISE_CV^2, scale=NOISE_CV^2))``.
+    Promotions run in whole Monday-Sunday weeks (probability ``PROMO_WEEK_PROB`` per week)
+    with a ``PROMO_DISCOUNT`` price cut; the regular price drifts by a lognormal step every
+    13 weeks. ``ground_truth(seed)`` returns the constants and the first series' parameters.
+
+Preparation (``prepare``, feature_prep stage)
+    Parses the time column to dates, drops rows without a series key or date, clips negative
+    sales to 0 and, for ``frequency: "W"``, aggregates to weeks starting on Monday (sales
+    summed, known features averaged, other columns first value). Duplicate (series, period)
+    rows are aggregated the same way. It is idempotent; ``fit``/``evaluate`` apply it again.
+    The lag/rolling/calendar features are built inside the model (LightGBM forecasts
+    recursively, so they must be rebuilt from its own forecasts), from the feature_prep
+    config stored in the model.
+
+Models (``fit``, training stage ``algorithm``)
+    Data become a series x period matrix on a regular grid (gaps are missing values). The
+    last ``horizon`` days (in periods: ``ceil(horizon / 7)`` for weekly data) of the
+    training data are an internal validation window: every candidate (``auto``: the
+    ``candidates`` list; otherwise the one algorithm) is fitted on the data before it and
+    scored by MAPE on it; the best is refitted on all the training data.
+
+    ``seasonal_naive``: repeats each series' last ``season_length`` periods.
+    ``ets``: statsmodels Holt-Winters (``ExponentialSmoothing``; damped additive trend,
+    multiplicative season of ``season_length`` by default). ``arima``: statsmodels
+    ``SARIMAX`` (order ``(1,0,1)``, seasonal ``(0,1,1, season_length)``, drift). Both are
+    fitted on the last ``stat_history`` periods. With ``stat_level: "total"`` (default, fast:
+    one fit) they forecast the total over all series, split top-down by each series' share of
+    the last ``share_window`` periods (per weekday for daily data); ``"series"`` fits one
+    model per series (about 0.1 s (ETS) / 0.4 s (ARIMA) per series). Their forecast paths are
+    computed at fit time for ``max_forecast_periods`` periods and stored in the model, so
+    forecasts cannot reach further than that past the end of the history.
+    ``lightgbm``: one global LightGBM regression on every (series, period): the target and
+    its lags/rolling means are divided by the series' mean sales; features are the lags,
+    the rolling means of the previous ``w`` periods, calendar features, the known features
+    (promo, price) raw and relative to their series mean, static categoricals (store format,
+    region) and the log series scale. Forecasts are recursive: the model keeps the last
+    ``max(lags + rolling_windows)`` periods of each series and feeds its own forecasts back
+    as lags.
+
+    Prediction intervals (all algorithms): ``forecast * [q_lo, q_hi]`` where ``q_lo``/``q_hi``
+    are the ``(1 -+ interval_level) / 2`` quantiles of ``actual / forecast`` of the selected
+    algorithm on the internal validation window (pooled over series and steps).
+
+Forecasting (``predict``, ``evaluate``)
+    Rows carry the series key (``series_id``) and a date after the end of the model's
+    history (the forecast origin); weekly models map each date to its week (Monday) and
+    return that week's forecast. Known features (promo, price) are needed for LightGBM
+    models; periods between the origin and a requested date without a row use the series'
+    median of that feature. A date at or before the origin, an unknown series or a missing
+    column raise ``ValueError``.
+
+Metrics (``evaluate``; definitions in ``runs.metrics.forecasting``)
+    MAPE, RMSE, MAE, WAPE and coverage (interval) over the test rows with an actual.
+
+Plot data (``evaluate``'s third value)
+    ``candidates``: ``[{name, validation_mape, selected}]`` (each candidate's MAPE on the
+    internal validation window); ``reference``: ``{seasonal_naive_mape}`` on the test rows;
+    ``total``: ``{date, actual, forecast, lower, upper}`` summed over all series (the
+    summed bounds are a conservative band); ``series``: the same for the ``plot_series``
+    series with the largest test sales, plus ``series_id``. Each line keeps its last
+    ``plot_points`` periods (default 120), at most ~500 points in all.
+
+Stage configs (defaults; ``D`` / ``W`` where they differ)
+    feature_prep: ``frequency`` "D" ("D" | "W"), ``time_column`` "date", ``lags``
+    [1, 7, 14, 28, 364] / [1, 2, 4, 52], ``rolling_windows`` [7, 28] / [4, 13],
+    ``calendar_features`` ["dayofweek", "dayofmonth", "dayofyear", "month"] / ["weekofyear",
+    "month"] (any of dayofweek, dayofmonth, dayofyear, weekofyear, month, quarter, year),
+    ``known_features`` ["promo", "price"], ``static_features`` ["store_format", "region"]
+    (features absent from the data are skipped).
+    training: ``algorithm`` "auto" (seasonal_naive | ets | arima | lightgbm | auto),
+    ``candidates`` ["seasonal_naive", "ets", "arima", "lightgbm"], ``horizon`` 28 (days),
+    ``season_length`` 7 / 52, ``interval_level`` 0.9, ``stat_level`` "total",
+    ``stat_history`` 364 / 156, ``share_window`` 56 / 13, ``max_forecast_periods`` 400 / 60,
+    ``ets`` {``trend`` "add", ``damped_trend`` true, ``seasonal`` "mul"}, ``arima``
+    {``order`` [1, 0, 1], ``seasonal_order`` [0, 1, 1] / [0, 1, 0], ``trend`` "c",
+    ``maxiter`` 50}, ``hyperparameters`` (LightGBM) {``n_estimators`` 200, ``learning_rate``
+    0.08, ``num_leaves`` 31, ``min_data_in_leaf`` 50, ``feature_fraction`` 0.9,
+    ``lambda_l2`` 1.0, ``objective`` "regression", ``seed`` 42}.
+    evaluation: ``plot_series`` 3, ``plot_points`` 120.
+    The series key columns are ``requirements.grain`` without the time column (default
+    ``["series_id"]``; several columns are joined with "|"), the label is
+    ``requirements.labels[0]`` (default "sales").
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import lightgbm as lgb
+import numpy as np
+import pandas as pd
+from threadpoolctl import threadpool_limits
+
+from runs.families import stage_config
+from runs.metrics import forecasting as fm
+
+NAME = "forecasting"
+
+HISTORY_DAYS = 1095
+START_DATE = "2022-01-03"
+PRODUCTS_PER_STORE = 10
+DEFAULT_ROWS = 200 * HISTORY_DAYS
+
+PRICE_ELASTICITY = -1.2
+PROMO_DISCOUNT = 0.15
+PROMO_WEEK_PROB = 0.12
+NOISE_CV = 0.12
+STORE_FORMATS = ("hyper", "super", "express")
+FORMAT_PROB = (0.3, 0.45, 0.25)
+FORMAT_LEVEL = {"hyper": 1.6, "super": 1.0, "express": 0.55}
+WEEKLY_PROFILE = {  # Monday .. Sunday, mean 1
+    "hyper": (0.85, 0.8, 0.85, 0.9, 1.1, 1.4, 1.1),
+    "super": (0.9, 0.9, 0.95, 1.0, 1.1, 1.2, 0.95),
+    "express": (1.1, 1.1, 1.1, 1.1, 1.05, 0.8, 0.75),
+}
+REGIONS = ("north", "south", "east", "west")
+REGION_PEAK_DAY = {"north": 196, "south": 350, "east": 100, "west": 280}
+
+SCHEMA = [
+    {"name": "series_id", "dtype": "string", "role": "grain", "description": "Series key: store x product."},
+    {"name": "store_id", "dtype": "string", "role": "segment", "description": "Store."},
+    {"name": "product_id", "dtype": "string", "role": "segment", "description": "Product within the store."},
+    {"name": "date", "dtype": "date", "role": "time", "description": "Calendar day."},
+    {
+        "name": "store_format",
+        "dtype": "string",
+        "role": "feature",
+        "description": "Store format (hyper, super, express): sets the level and weekly profile.",
+    },
+    {
+        "name": "region",
+        "dtype": "string",
+        "role": "feature",
+        "description": "Region (north, south, east, west): sets the yearly peak.",
+    },
+    {"name": "promo", "dtype": "int", "role": "feature", "description": "1 on promotion days (whole weeks)."},
+    {"name": "price", "dtype": "float", "role": "feature", "description": "Shelf price that day."},
+    {"name": "sales", "dtype": "float", "role": "label", "description": "Units sold that day."},
+]
+
+FEATURE_SETS = {
+    "demand_history": ["sales"],
+    "calendar": ["date"],
+    "promotions": ["promo"],
+    "pricing": ["price"],
+    "store_attributes": ["store_format", "region"],
+}
+
+ALGORITHMS = ("seasonal_naive", "ets", "arima", "lightgbm")
+CALENDAR_FEATURES = ("dayofweek", "dayofmonth", "dayofyear", "weekofyear", "month", "quarter", "year")
+VALIDATION_METHODS = ("time_holdout", "rolling_origin")
+
+
+# --------------------------------------------------------------------------- data
+
+
+def _store_params(seed: int, store: int) -> dict:
+    rng = np.random.default_rng([seed, 1, store])
+    fmt = STORE_FORMATS[int(rng.choice(len(STORE_FORMATS), p=FORMAT_PROB))]
+    region = REGIONS[int(rng.integers(len(REGIONS)))]
+    factor = float(FORMAT_LEVEL[fmt] * rng.lognormal(0.0, 0.3))
+    return {"store_format": fmt, "region": region, "store_factor": factor}
+
+
+def _series_params(seed: int, store: int, product: int, sp: dict) -> dict:
+    rng = np.random.default_rng([seed, 2, store, product])
+    return {
+        "series_id": f"s{store:03d}_p{product:02d}",
+        "store_format": sp["store_format"],
+        "region": sp["region"],
+        "level": float(sp["store_factor"] * rng.lognormal(np.log(40.0), 0.5)),
+        "trend_per_year": float(rng.normal(0.06, 0.08)),
+        "weekly_strength": float(rng.uniform(0.7, 1.3)),
+        "yearly_amplitude": float(rng.uniform(0.05, 0.35)),
+        "peak_shift_days": float(rng.normal(0.0, 15.0)),
+        "promo_lift": float(rng.uniform(1.2, 1.5)),
+        "base_price": float(np.round(rng.uniform(1.5, 12.0), 2)),
+    }
+
+
+def generate(rows: int, seed: int, *, days: int = HISTORY_DAYS) -> pd.DataFrame:
+    """``max(1, rows // days)`` series x ``days`` days of synthetic demand (see module doc)."""
+    days = int(days)
+    if days < 14:
+        raise ValueError("days must be at least 14")
+    n_series = max(1, int(rows) // days)
+    dates = pd.date_range(START_DATE, periods=days, freq="D")
+    dow = dates.day_of_week.to_numpy()
+    doy = dates.day_of_year.to_numpy().astype(float)
+    years = np.arange(days) / 365.25
+    week_idx = np.arange(days) // 7
+    quarter_idx = np.arange(days) // 91
+    n = n_series * days
+    cols = {
+        name: np.empty(n, dtype=object) for name in ("series_id", "store_id", "product_id", "fmt", "region")
+    }
+    promo_all = np.empty(n, dtype=np.int64)
+    price_all = np.empty(n, dtype=float)
+    sales_all = np.empty(n, dtype=float)
+    stores: dict[int, dict] = {}
+    for i in range(n_series):
+        store, product = divmod(i, PRODUCTS_PER_STORE)
+        sp = stores.setdefault(store, _store_params(seed, store))
+        p = _series_params(seed, store, product, sp)
+        rng = np.random.default_rng([seed, 3, store, product])
+        promo = (rng.random(week_idx[-1] + 1) < PROMO_WEEK_PROB)[week_idx].astype(np.int64)
+        drift = np.exp(np.cumsum(rng.normal(0.0, 0.04, quarter_idx[-1] + 1)))[quarter_idx]
+        price = np.round(p["base_price"] * drift * (1.0 - PROMO_DISCOUNT * promo), 2)
+        weekly = np.asarray(WEEKLY_PROFILE[p["store_format"]])[dow] ** p["weekly_strength"]
+        peak = REGION_PEAK_DAY[p["region"]] + p["peak_shift_days"]
+        yearly = 1.0 + p["yearly_amplitude"] * np.cos(2 * np.pi * (doy - peak) / 365.25)
+        mean = (
+            p["level"]
+            * np.maximum(0.2, 1.0 + p["trend_per_year"] * years)
+            * weekly
+            * yearly
+            * (price / p["base_price"]) ** PRICE_ELASTICITY
+            * p["promo_lift"] ** promo
+        )
+        noise = rng.gamma(1.0 / NOISE_CV**2, NOISE_CV**2, days)
+        sales = rng.poisson(mean * noise).astype(float)
+        sl = slice(i * days, (i + 1) * days)
+        cols["series_id"][sl] = p["series_id"]
+        cols["store_id"][sl] = f"s{store:03d}"
+        cols["product_id"][sl] = f"p{product:02d}"
+        cols["fmt"][sl] = p["store_format"]
+        cols["region"][sl] = p["region"]
+        promo_all[sl] = promo
+        price_all[sl] = price
+        sales_all[sl] = sales
+    return pd.DataFrame(
+        {
+            "series_id": pd.Series(cols["series_id"], dtype="str"),
+            "store_id": pd.Series(cols["store_id"], dtype="str"),
+            "product_id": pd.Series(cols["product_id"], dtype="str"),
+            "date": np.tile(dates.to_numpy(), n_series),
+            "store_format": pd.Series(cols["fmt"], dtype="str"),
+            "region": pd.Series(cols["region"], dtype="str"),
+            "promo": promo_all,
+            "price": price_all,
+            "sales": sales_all,
+        }
+    )
+
+
+def ground_truth(seed: int) -> dict:
+    """The constants behind ``generate`` and the parameters of its first 10 series."""
+    series = []
+    stores: dict[int, dict] = {}
+    for i in range(10):
+        store, product = divmod(i, PRODUCTS_PER_STORE)
+        sp = stores.setdefault(store, _store_params(seed, store))
+        series.append(_series_params(seed, store, product, sp))
+    return {
+        "history_days": HISTORY_DAYS,
+        "start_date": START_DATE,
+        "products_per_store": PRODUCTS_PER_STORE,
+        "price_elasticity": PRICE_ELASTICITY,
+        "promo_discount": PROMO_DISCOUNT,
+        "promo_week_probability": PROMO_WEEK_PROB,
+        "promo_lift_range": [1.2, 1.5],
+        "noise_cv": NOISE_CV,
+        "weekly_profile": {k: list(v) for k, v in WEEKLY_PROFILE.items()},
+        "format_level": dict(FORMAT_LEVEL),
+        "region_peak_day": dict(REGION_PEAK_DAY),
+        "season_lengths_days": [7, 365.25],
+        "series": series,
+    }
+
+
+# --------------------------------------------------------------------------- configuration
+
+
+def _spec(manifest: dict) -> dict:
+    """Column roles and the feature_prep config, with defaults filled in."""
+    cfg = stage_config(manifest, "feature_prep")
+    freq = str(cfg.get("frequency", "D")).upper()
+    if freq not in ("D", "W"):
+        raise ValueError(f"feature_prep.frequency must be 'D' or 'W', got {cfg.get('frequency')!r}")
+    weekly = freq == "W"
+    time_col = str(cfg.get("time_column", "date"))
+    req = manifest.get("requirements", {}) or {}
+    grain = req.get("grain") or ["series_id", time_col]
+    if isinstance(grain, str):
+        grain = [g.strip() for g in grain.split(",") if g.strip()]
+    series_cols = [g for g in grain if g != time_col] or ["series_id"]
+    labels = req.get("labels") or ["sales"]
+    default_calendar = (
+        ["weekofyear", "month"] if weekly else ["dayofweek", "dayofmonth", "dayofyear", "month"]
+    )
+    calendar = list(cfg.get("calendar_features", default_calendar))
+    bad = [c for c in calendar if c not in CALENDAR_FEATURES]
+    if bad:
+        raise ValueError(f"unknown calendar_features {bad}; choose from {list(CALENDAR_FEATURES)}")
+    lags = sorted({int(k) for k in cfg.get("lags", [1, 2, 4, 52] if weekly else [1, 7, 14, 28, 364])})
+    windows = sorted({int(w) for w in cfg.get("rolling_windows", [4, 13] if weekly else [7, 28])})
+    if not lags or min(lags) < 1 or (windows and min(windows) < 1):
+        raise ValueError("lags must be a non-empty list of positive integers, rolling_windows positive")
+    return {
+        "frequency": freq,
+        "step_days": 7 if weekly else 1,
+        "time_column": time_col,
+        "series_columns": series_cols,
+        "label": str(labels[0]),
+        "lags": lags,
+        "rolling_windows": windows,
+        "calendar_features": calendar,
+        "known_features": list(cfg.get("known_features", ["promo", "price"])),
+        "static_features": list(cfg.get("static_features", ["store_format", "region"])),
+    }
+
+
+def _train_config(manifest: dict, spec: dict) -> dict:
+    cfg = stage_config(manifest, "training")
+    weekly = spec["frequency"] == "W"
+    algorithm = str(cfg.get("algorithm", "auto"))
+    if algorithm not in (*ALGORITHMS, "auto"):
+        raise ValueError(f"unknown training.algorithm {algorithm!r}; choose from {[*ALGORITHMS, 'auto']}")
+    candidates = list(cfg.get("candidates", list(ALGORITHMS)))
+    bad = [c for c in candidates if c not in ALGORITHMS]
+    if bad or not candidates:
+        raise ValueError(
+            f"training.candidates must be a non-empty subset of {list(ALGORITHMS)}, got {candidates}"
+        )
+    horizon_days = int(cfg.get("horizon", 28))
+    if horizon_days < 1:
+        raise ValueError("training.horizon must be a positive number of days")
+    level = float(cfg.get("interval_level", 0.9))
+    if not 0 < level < 1:
+        raise ValueError("training.interval_level must be in (0, 1)")
+    stat_level = str(cfg.get("stat_level", "total"))
+    if stat_level not in ("total", "series"):
+        raise ValueError("training.stat_level must be 'total' or 'series'")
+    ets = {"trend": "add", "damped_trend": True, "seasonal": "mul"} | dict(cfg.get("ets") or {})
+    arima = {
+        "order": [1, 0, 1],
+        "seasonal_order": [0, 1, 0] if weekly else [0, 1, 1],
+        "trend": "c",
+        "maxiter": 50,
+    } | dict(cfg.get("arima") or {})
+    hp = {
+        "n_estimators": 200,
+        "learning_rate": 0.08,
+        "num_leaves": 31,
+        "min_data_in_leaf": 50,
+        "feature_fraction": 0.9,
+        "lambda_l2": 1.0,
+        "objective": "regression",
+        "seed": 42,
+    } | dict(cfg.get("hyperparameters") or {})
+    return {
+        "algorithm": algorithm,
+        "candidates": candidates if algorithm == "auto" else [algorithm],
+        "horizon_days": horizon_days,
+        "horizon_periods": max(1, math.ceil(horizon_days / spec["step_days"])),
+        "season_length": int(cfg.get("season_length", 52 if weekly else 7)),
+        "interval_level": level,
+        "stat_level": stat_level,
+        "stat_history": int(cfg.get("stat_history", 156 if weekly else 364)),
+        "share_window": int(cfg.get("share_window", 13 if weekly else 56)),
+        "max_forecast_periods": int(cfg.get("max_forecast_periods", 60 if weekly else 400)),
+        "ets": ets,
+        "arima": arima,
+        "hyperparameters": hp,
+    }
+
+
+# --------------------------------------------------------------------------- frames and panels
+
+
+def _require(df: pd.DataFrame, columns: list[str]) -> None:
+    for col in columns:
+        if col not in df.columns:
+            raise ValueError(f"missing column '{col}'")
+
+
+def _period_start(values, step_days: int) -> pd.Series:
+    dates = pd.to_datetime(pd.Series(values).reset_index(drop=True)).dt.normalize()
+    if step_days == 7:
+        dates = dates - pd.to_timedelta(dates.dt.day_of_week, unit="D")
+    return dates
+
+
+def _series_keys(df: pd.DataFrame, series_cols: list[str]) -> np.ndarray:
+    if len(series_cols) == 1:
+        return df[series_cols[0]].astype(str).to_numpy(dtype=object)
+    return df[series_cols].astype(str).agg("|".join, axis=1).to_numpy(dtype=object)
+
+
+def _normalise(df: pd.DataFrame, spec: dict, *, require_label: bool = True) -> pd.DataFrame:
+    """Typed, sorted, one row per (series, period); weekly data aggregated (see prepare)."""
+    time_col, label, series_cols = spec["time_column"], spec["label"], spec["series_columns"]
+    _require(df, [*series_cols, time_col] + ([label] if require_label else []))
+    out = df.reset_index(drop=True).copy()
+    raw = pd.to_datetime(out[time_col]).dt.normalize()
+    out[time_col] = _period_start(raw, spec["step_days"]).to_numpy()
+    keys = [*series_cols, time_col]
+    out = out.dropna(subset=keys)
+    if label in out.columns:
+        out[label] = pd.to_numeric(out[label], errors="coerce").clip(lower=0)
+    from_daily = spec["step_days"] == 7 and bool((raw.dt.day_of_week != 0).any())
+    if from_daily or out.duplicated(keys).any():
+        agg = {}
+        for col in out.columns:
+            if col in keys:
+                continue
+            numeric = pd.api.types.is_numeric_dtype(out[col])
+            if col == label:
+                agg[col] = "sum"
+            elif col in spec["known_features"] and numeric:
+                agg[col] = "mean"
+            else:
+                agg[col] = "first"
+        if label in out.columns:
+            out["_labelled"] = out[label].notna().astype(np.int64)
+            agg["_labelled"] = "sum"
+        out["_days"] = 1
+        agg["_days"] = "sum"
+        grouped = out.groupby(keys, sort=True, as_index=False).agg(agg)
+        if label in grouped.columns:
+            grouped.loc[grouped["_labelled"] == 0, label] = np.nan
+        if from_daily:  # a partial first or last week would look like a demand drop
+            t = grouped[time_col]
+            grouped = grouped[~(((t == t.min()) | (t == t.max())) & (grouped["_days"] < 7))]
+        out = grouped[[c for c in df.columns if c in grouped.columns]]
+    else:
+        out = out.sort_values(keys, kind="stable")
+    return out.reset_index(drop=True)
+
+
+@dataclass
+class _Panel:
+    keys: list[str]
+    dates: pd.DatetimeIndex
+    y: np.ndarray  # (n_series, n_periods), NaN where missing
+    known: dict[str, np.ndarray] = field(default_factory=dict)
+    static: dict[str, list[str]] = field(default_factory=dict)
+    series_values: dict[str, list] = field(default_factory=dict)
+
+    def head(self, periods: int) -> _Panel:
+        return _Panel(
+            self.keys,
+            self.dates[:periods],
+            self.y[:, :periods],
+            {k: v[:, :periods] for k, v in self.known.items()},
+            self.static,
+            self.series_values,
+        )
+
+
+def _build_panel(df: pd.DataFrame, spec: dict, known: list[str], static: list[str]) -> _Panel:
+    keys = _series_keys(df, spec["series_columns"])
+    codes, uniq = pd.factorize(pd.Series(keys, dtype=object).astype(str), sort=True)
+    dates = pd.to_datetime(df[spec["time_column"]]).to_numpy()
+    start, end = dates.min(), dates.max()
+    step = np.timedelta64(spec["step_days"], "D")
+    t_idx = ((dates - start) // step).astype(np.int64)
+    n, t = len(uniq), int((end - start) // step) + 1
+    y = np.full((n, t), np.nan)
+    y[codes, t_idx] = df[spec["label"]].to_numpy(dtype=float)
+    kn = {}
+    for f in known:
+        m = np.full((n, t), np.nan)
+        m[codes, t_idx] = pd.to_numeric(df[f], errors="coerce").to_numpy(dtype=float)
+        kn[f] = m
+    firsts = (
+        pd.DataFrame({c: df[c].to_numpy() for c in {*static, *spec["series_columns"]}}).groupby(codes).first()
+    )
+    return _Panel(
+        keys=[str(k) for k in uniq],
+        dates=pd.DatetimeIndex(pd.date_range(pd.Timestamp(start), periods=t, freq=f"{spec['step_days']}D")),
+        y=y,
+        known=kn,
+        static={c: [str(v) for v in firsts[c]] for c in static},
+        series_values={
+            c: [v.item() if hasattr(v, "item") else v for v in firsts[c]] for c in spec["series_columns"]
+        },
+    )
+
+
+# --------------------------------------------------------------------------- components
+
+
+def _to_json(a) -> list:
+    a = np.asarray(a, dtype=float)
+    if a.ndim == 1:
+        return [None if math.isnan(v) else float(v) for v in a.tolist()]
+    return [_to_json(row) for row in a]
+
+
+def _arr(values) -> np.ndarray:
+    return np.asarray(values, dtype=float)
+
+
+def _future_dates(last_date: pd.Timestamp, periods: int, step_days: int) -> pd.DatetimeIndex:
+    return pd.DatetimeIndex([last_date + pd.Timedelta(days=step_days * (h + 1)) for h in range(periods)])
+
+
+def _fit_naive(panel: _Panel, tc: dict) -> dict:
+    m = max(1, min(tc["season_length"], panel.y.shape[1]))
+    last = panel.y[:, -m:].copy()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        fill = np.nanmean(panel.y[:, -4 * m :], axis=1)
+    fill = np.where(np.isnan(fill), 0.0, fill)
+    last = np.where(np.isnan(last), fill[:, None], last)
+    return {"last_season": _to_json(last)}
+
+
+def _forecast_naive(state: dict, periods: int) -> np.ndarray:
+    last = _arr(state["last_season"])
+    m = last.shape[1]
+    return last[:, np.arange(periods) % m]
+
+
+def _cycle_positions(dates: pd.DatetimeIndex, step_days: int) -> np.ndarray:
+    return dates.day_of_week.to_numpy() if step_days == 1 else np.zeros(len(dates), dtype=np.int64)
+
+
+def _fill_gaps(x: np.ndarray) -> np.ndarray:
+    s = pd.Series(x).interpolate(limit_direction="both")
+    return s.fillna(0.0).to_numpy(dtype=float)
+
+
+def _stat_path(algo: str, x: np.ndarray, tc: dict, periods: int, log) -> np.ndarray:
+    from statsmodels.tsa.holtwinters import ExponentialSmoothing
+    from statsmodels.tsa.statespace.sarimax import SARIMAX
+
+    m = tc["season_length"]
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            if algo == "ets":
+                e = tc["ets"]
+                seasonal = e.get("seasonal") if m >= 2 and len(x) >= 2 * m + 2 else None
+                trend = e.get("trend")
+                if (seasonal == "mul" or trend == "mul") and x.min() <= 0:
+                    seasonal = "add" if seasonal else None
+                    trend = "add" if trend else None
+                res = ExponentialSmoothing(
+                    x,
+                    trend=trend,
+                    damped_trend=bool(e.get("damped_trend")) and trend is not None,
+                    seasonal=seasonal,
+                    seasonal_periods=m if seasonal else None,
+                    initialization_method="estimated",
+                ).fit()
+            else:
+                a = tc["arima"]
+                seasonal = [int(v) for v in a["seasonal_order"]]
+                if m < 2 or len(x) < (seasonal[1] + 2) * m + 10:
+                    seasonal = [0, 0, 0]
+                res = SARIMAX(
+                    x,
+                    order=tuple(int(v) for v in a["order"]),
+                    seasonal_order=(*seasonal, m if any(seasonal) else 0),
+                    trend=a.get("trend"),
+                ).fit(disp=False, maxiter=int(a.get("maxiter", 50)))
+            path = np.asarray(res.forecast(periods), dtype=float)
+        if not np.all(np.isfinite(path)):
+            raise ValueError("non-finite forecast")
+    except Exception as exc:  # a failed fit falls back to repeating the last season
+        log(f"{algo}: fit failed ({exc}); using the last season instead")
+        season = x[-max(1, m) :]
+        path = season[np.arange(periods) % len(season)]
+    return np.clip(path, 0.0, None)
+
+
+def _fit_stat(algo: str, panel: _Panel, tc: dict, spec: dict, log) -> dict:
+    hist = min(tc["stat_history"], panel.y.shape[1])
+    y = panel.y[:, -hist:]
+    periods = max(tc["max_forecast_periods"], tc["horizon_periods"])
+    state: dict = {"level": tc["stat_level"]}
+    if tc["stat_level"] == "total":
+        total = np.nansum(y, axis=0)
+        state["paths"] = _to_json(_stat_path(algo, total, tc, periods, log)[None, :])
+        window = min(tc["share_window"], panel.y.shape[1])
+        yw = panel.y[:, -window:]
+        pos = _cycle_positions(panel.dates[-window:], spec["step_days"])
+        cycle = 7 if spec["step_days"] == 1 else 1
+        shares = np.full((len(panel.keys), cycle), 1.0 / len(panel.keys))
+        for k in range(cycle):
+            cols = pos == k
+            if cols.any():
+                num = np.nansum(yw[:, cols], axis=1)
+                den = num.sum()
+                if den > 0:
+                    shares[:, k] = num / den
+        state["shares"] = _to_json(shares)
+    else:
+        state["paths"] = _to_json(
+            np.stack([_stat_path(algo, _fill_gaps(row), tc, periods, log) for row in y])
+        )
+    return state
+
+
+def _forecast_stat(state: dict, future: pd.DatetimeIndex, step_days: int, n_series: int) -> np.ndarray:
+    paths = _arr(state["paths"])
+    periods = len(future)
+    if periods > paths.shape[1]:
+        raise ValueError(
+            f"the model's statistical forecast reaches {paths.shape[1]} periods past its history; "
+            f"{periods} requested (raise training.max_forecast_periods)"
+        )
+    if state["level"] == "series":
+        return paths[:, :periods].copy()
+    shares = _arr(state["shares"])
+    pos = _cycle_positions(future, step_days) % shares.shape[1]
+    return paths[0, :periods][None, :] * shares[:, pos]
+
+
+def _lgb_feature_names(spec: dict, known: list[str], static: list[str]) -> list[str]:
+    names = [f"lag_{k}" for k in spec["lags"]]
+    names += [f"rolling_mean_{w}" for w in spec["rolling_windows"]]
+    names += list(spec["calendar_features"])
+    for f in known:
+        names += [f, f"{f}_rel"]
+    names += [f"static_{c}" for c in static]
+    names.append("log_scale")
+    return names
+
+
+def _calendar(dates: pd.DatetimeIndex, name: str) -> np.ndarray:
+    if name == "weekofyear":
+        return dates.isocalendar().week.to_numpy(dtype=float)
+    attr = {"dayofweek": "day_of_week", "dayofmonth": "day", "dayofyear": "day_of_year"}.get(name, name)
+    return np.asarray(getattr(dates, attr), dtype=float)
+
+
+def _lgb_features(
+    ys: np.ndarray,
+    cols: np.ndarray,
+    dates: pd.DatetimeIndex,
+    known: dict[str, np.ndarray],
+    st: dict,
+    spec: dict,
+) -> np.ndarray:
+    """Features at columns ``cols`` of the scaled matrix ``ys``: array (n_series, len(cols), F).
+
+    ``dates`` are the dates of ``cols``; ``known[f]`` the known feature values at ``cols``.
+    Lag ``k`` at column ``c`` is ``ys[:, c - k]``; rolling mean ``w`` is the mean of the
+    non-missing values in ``ys[:, c - w : c]``.
+    """
+    n, c = ys.shape[0], len(cols)
+    width = len(spec["lags"]) + len(spec["rolling_windows"]) + len(spec["calendar_features"])
+    out = np.empty((n, c, width + 2 * len(st["known"]) + len(st["static"]) + 1), dtype=np.float32)
+    j = 0
+    for k in spec["lags"]:
+        idx = cols - k
+        out[:, :, j] = ys[:, np.clip(idx, 0, None)]
+        out[:, idx < 0, j] = np.nan
+        j += 1
+    if spec["rolling_windows"]:
+        filled = np.where(np.isnan(ys), 0.0, ys)
+        csum = np.concatenate([np.zeros((n, 1)), np.cumsum(filled, axis=1)], axis=1)
+        ccnt = np.concatenate([np.zeros((n, 1)), np.cumsum(~np.isnan(ys), axis=1)], axis=1)
+        for w in spec["rolling_windows"]:
+            lo = np.clip(cols - w, 0, None)
+            cnt = ccnt[:, cols] - ccnt[:, lo]
+            with np.errstate(invalid="ignore", divide="ignore"):
+                out[:, :, j] = np.where(cnt > 0, (csum[:, cols] - csum[:, lo]) / cnt, np.nan)
+            j += 1
+    for name in spec["calendar_features"]:
+        out[:, :, j] = _calendar(dates, name)[None, :]
+        j += 1
+    means = st["known_means"]
+    for f in st["known"]:
+        v = known[f]
+        mean = _arr(means[f])[:, None]
+        out[:, :, j] = v
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out[:, :, j + 1] = np.where(mean != 0, v / mean, np.nan)
+        j += 2
+    for col in st["static"]:
+        out[:, :, j] = _arr(st["static_codes"][col])[:, None]
+        j += 1
+    out[:, :, j] = np.log(_arr(st["scale"]))[:, None]
+    return out
+
+
+def _fit_lgb(
+    panel: _Panel, tc: dict, spec: dict, known: list[str], static: list[str], threads: int, log
+) -> dict:
+    y = panel.y
+    n, t = y.shape
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        scale = np.nanmean(y, axis=1)
+        known_means = {f: np.nanmean(panel.known[f], axis=1) for f in known}
+        known_fill = {f: np.nanmedian(panel.known[f], axis=1) for f in known}
+    scale = np.where(np.isfinite(scale) & (scale > 0), scale, 1.0)
+    categories = {c: sorted(set(panel.static[c])) for c in static}
+    st = {
+        "known": known,
+        "static": static,
+        "scale": scale.tolist(),
+        "known_means": {f: _to_json(np.nan_to_num(v, nan=0.0)) for f, v in known_means.items()},
+        "known_fill": {f: _to_json(np.nan_to_num(v, nan=0.0)) for f, v in known_fill.items()},
+        "static_categories": categories,
+        "static_codes": {c: [float(categories[c].index(v)) for v in panel.static[c]] for c in static},
+    }
+    ys = y / scale[:, None]
+    cols = np.arange(min(spec["lags"]), t)
+    if len(cols) == 0:
+        raise ValueError("not enough history for the LightGBM lags")
+    x = _lgb_features(ys, cols, panel.dates[cols], {f: panel.known[f][:, cols] for f in known}, st, spec)
+    target = ys[:, cols]
+    keep = ~np.isnan(target) & ~np.isnan(x[:, :, 0])
+    x, target = x[keep], target[keep]
+    names = _lgb_feature_names(spec, known, static)
+    hp = dict(tc["hyperparameters"])
+    rounds = int(hp.pop("n_estimators", 200))
+    params = {
+        "objective": "regression",
+        "verbose": -1,
+        "num_threads": int(threads),
+        "deterministic": True,
+        "force_row_wise": True,
+    } | hp
+    params["num_threads"], params["verbose"] = int(threads), -1
+    cat_idx = [names.index(f"static_{c}") for c in static]
+    data = lgb.Dataset(x, target, feature_name=names, categorical_feature=cat_idx, free_raw_data=True)
+    booster = lgb.train(params, data, num_boost_round=rounds)
+    log(f"lightgbm: {len(target)} training rows, {len(names)} features, {rounds} rounds")
+    tail = max([*spec["lags"], *spec["rolling_windows"]])
+    st["tail"] = _to_json(y[:, -tail:] if t >= tail else np.hstack([np.full((n, tail - t), np.nan), y]))
+    st["feature_names"] = names
+    st["booster"] = lgb.Booster(model_str=booster.model_to_string())
+    return st
+
+
+def _forecast_lgb(
+    st: dict, spec: dict, future: pd.DatetimeIndex, known_future: dict[str, np.ndarray]
+) -> np.ndarray:
+    tail = _arr(st["tail"])
+    n, width = tail.shape
+    periods = len(future)
+    scale = _arr(st["scale"])
+    ys = np.hstack([tail / scale[:, None], np.full((n, periods), np.nan)])
+    booster = st["booster"]
+    for j in range(periods):
+        col = np.array([width + j])
+        x = _lgb_features(
+            ys, col, future[j : j + 1], {f: known_future[f][:, j : j + 1] for f in st["known"]}, st, spec
+        )
+        pred = booster.predict(x.reshape(n, -1), num_threads=1)
+        ys[:, width + j] = np.clip(pred, 0.0, None)
+    return ys[:, width:] * scale[:, None]
+
+
+def _fit_component(algo, panel, tc, spec, known, static, threads, log) -> dict:
+    if algo == "seasonal_naive":
+        return _fit_naive(panel, tc)
+    if algo in ("ets", "arima"):
+        return _fit_stat(algo, panel, tc, spec, log)
+    return _fit_lgb(panel, tc, spec, known, static, threads, log)
+
+
+def _forecast_component(algo, state, spec, future, known_future, n_series) -> np.ndarray:
+    if algo == "seasonal_naive":
+        return _forecast_naive(state, len(future))
+    if algo in ("ets", "arima"):
+        return _forecast_stat(state, future, spec["step_days"], n_series)
+    return _forecast_lgb(state, spec, future, known_future)
+
+
+# --------------------------------------------------------------------------- pipeline stages
+
+
+def prepare(df: pd.DataFrame, manifest: dict, *, log=print) -> pd.DataFrame:
+    """feature_prep stage: typed dates, one row per (series, period), weekly aggregation."""
+    spec = _spec(manifest)
+    negative = (
+        int((pd.to_numeric(df[spec["label"]], errors="coerce") < 0).sum()) if spec["label"] in df else 0
+    )
+    out = _normalise(df, spec, require_label=True)
+    n_series = pd.Series(_series_keys(out, spec["series_columns"])).nunique()
+    t = out[spec["time_column"]]
+    log(
+        f"prepare: {len(df)} rows -> {len(out)} rows, {n_series} series, frequency {spec['frequency']}, "
+        f"{t.min().date()} .. {t.max().date()}; {negative} negative sales clipped to 0"
+    )
+    return out
+
+
+def _validation(manifest: dict) -> tuple[str, float, int]:
+    v = (manifest.get("evaluation", {}) or {}).get("validation", {}) or {}
+    method = str(v.get("method", "time_holdout"))
+    if method not in VALIDATION_METHODS:
+        raise ValueError(
+            f"forecasting supports validation methods {list(VALIDATION_METHODS)}, got {method!r}"
+        )
+    test_size = float(v.get("test_size", 0.2))
+    if not 0 < test_size < 1:
+        raise ValueError("validation.test_size must be in (0, 1)")
+    return method, test_size, int(v.get("folds", 3))
+
+
+def _times(df: pd.DataFrame, manifest: dict) -> pd.Series:
+    spec = _spec(manifest)
+    _require(df, [spec["time_column"]])
+    return pd.to_datetime(df[spec["time_column"]])
+
+
+def split(df: pd.DataFrame, manifest: dict) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Time holdout: the test set is the last ``test_size`` share of the time range."""
+    _, test_size, _ = _validation(manifest)
+    t = _times(df, manifest)
+    cutoff = t.max() - test_size * (t.max() - t.min())
+    train, test = df[(t <= cutoff).to_numpy()], df[(t > cutoff).to_numpy()]
+    if train.empty or test.empty:
+        raise ValueError("time_holdout split left an empty train or test set")
+    return train.reset_index(drop=True), test.reset_index(drop=True)
+
+
+def folds(df: pd.DataFrame, manifest: dict) -> list[tuple[pd.DataFrame, pd.DataFrame]]:
+    """Rolling-origin backtest: ``folds`` consecutive test windows of the holdout's length
+    ending at the last date (the last fold is the holdout), each trained on everything before
+    its window (expanding window)."""
+    _, test_size, n_folds = _validation(manifest)
+    if n_folds < 1:
+        raise ValueError("validation.folds must be at least 1")
+    t = _times(df, manifest)
+    window = test_size * (t.max() - t.min())
+    out = []
+    for i in range(n_folds):
+        end = t.max() - (n_folds - 1 - i) * window
+        start = end - window
+        tr, te = (t <= start).to_numpy(), ((t > start) & (t <= end)).to_numpy()
+        if not tr.any() or not te.any():
+            raise ValueError(f"rolling_origin fold {i + 1} of {n_folds} has an empty train or test set")
+        out.append((df[tr].reset_index(drop=True), df[te].reset_index(drop=True)))
+    return out
+
+
+def fit(train: pd.DataFrame, manifest: dict, *, threads: int = 1, log=print) -> dict:
+    """training stage: validation-window selection among the candidates, then a refit."""
+    spec = _spec(manifest)
+    tc = _train_config(manifest, spec)
+    df = _normalise(train, spec, require_label=True)
+    known = [f for f in spec["known_features"] if f in df.columns]
+    static = [c for c in spec["static_features"] if c in df.columns]
+    panel = _build_panel(df, spec, known, static)
+    n, t = panel.y.shape
+    h = tc["horizon_periods"]
+    min_train = max(tc["season_length"], min(spec["lags"])) + 1
+    if t < h + min_train:
+        raise ValueError(
+            f"not enough history: {t} periods, need at least {h + min_train} (horizon {h} + {min_train})"
+        )
+    log(
+        f"fit: {n} series x {t} periods ({spec['frequency']}), horizon {h} periods, candidates {tc['candidates']}"
+    )
+    val_panel = panel.head(t - h)
+    actual = panel.y[:, t - h :]
+    val_dates = panel.dates[t - h :]
+    val_known = {f: panel.known[f][:, t - h :] for f in known}
+    scores: dict[str, float] = {}
+    forecasts: dict[str, np.ndarray] = {}
+    with threadpool_limits(threads):
+        for algo in tc["candidates"]:
+            state = _fit_component(algo, val_panel, tc, spec, known, static, threads, log)
+            f = _forecast_component(algo, state, spec, val_dates, val_known, n)
+            ok = ~np.isnan(actual)
+            scores[algo] = fm.mape(actual[ok], f[ok])
+            forecasts[algo] = f
+            log(f"validation MAPE {algo}: {scores[algo]:.4f}")
+        finite = [a for a in tc["candidates"] if math.isfinite(scores[a])]
+        best = min(finite, key=lambda a: scores[a]) if finite else tc["candidates"][0]
+        ok = ~np.isnan(actual) & (forecasts[best] > 0)
+        ratio = actual[ok] / forecasts[best][ok]
+        alpha = (1 - tc["interval_level"]) / 2
+        lo, hi = (
+            (float(np.quantile(ratio, alpha)), float(np.quantile(ratio, 1 - alpha)))
+            if ratio.size
+            else (1.0, 1.0)
+        )
+        state = _fit_component(best, panel, tc, spec, known, static, threads, log)
+        reference = state if best == "seasonal_naive" else _fit_naive(panel, tc)
+    log(f"selected {best} (validation MAPE {scores[best]:.4f}); interval ratios [{lo:.3f}, {hi:.3f}]")
+    return {
+        "family": NAME,
+        "format_version": 1,
+        "algorithm": best,
+        "requested_algorithm": tc["algorithm"],
+        "candidates": {a: scores[a] for a in tc["candidates"]},
+        "spec": spec,
+        "training": {k: v for k, v in tc.items() if k != "candidates"},
+        "known_features": known,
+        "static_features": static,
+        "series": panel.keys,
+        "series_values": panel.series_values,
+        "last_date": panel.dates[-1].date().isoformat(),
+        "interval": {"level": tc["interval_level"], "lower_ratio": lo, "upper_ratio": hi},
+        "validation_window": [val_dates[0].date().isoformat(), val_dates[-1].date().isoformat()],
+        "state": state,
+        "reference": reference,
+    }
+
+
+def _forecast_rows(model: dict, rows: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Point forecast, lower and upper bound for every row (aligned with ``rows``)."""
+    spec = model["spec"]
+    needed = [*spec["series_columns"], spec["time_column"]]
+    if model["algorithm"] == "lightgbm":
+        needed += model["known_features"]
+    _require(rows, needed)
+    rows = rows.reset_index(drop=True)
+    index = {k: i for i, k in enumerate(model["series"])}
+    keys = _series_keys(rows, spec["series_columns"])
+    unknown = sorted({str(k) for k in keys if str(k) not in index})
+    if unknown:
+        raise ValueError(f"unknown series (not in the model's training data): {unknown[:5]}")
+    s_idx = np.array([index[str(k)] for k in keys], dtype=np.int64)
+    last = pd.Timestamp(model["last_date"])
+    dates = _period_start(rows[spec["time_column"]], spec["step_days"])
+    if dates.isna().any():
+        raise ValueError(f"column '{spec['time_column']}' has missing dates")
+    steps = ((dates - last).dt.days // spec["step_days"]).to_numpy(dtype=np.int64)
+    if len(steps) == 0:
+        return np.array([]), np.array([]), np.array([])
+    if steps.min() < 1:
+        raise ValueError(
+            f"predict() forecasts periods after the model's history, which ends {model['last_date']}; "
+            f"{int((steps < 1).sum())} rows are at or before it"
+        )
+    n, periods = len(model["series"]), int(steps.max())
+    future = _future_dates(last, periods, spec["step_days"])
+    known_future = {}
+    for f in model["known_features"] if model["algorithm"] == "lightgbm" else []:
+        fill = _arr(model["state"]["known_fill"][f])
+        vals = pd.to_numeric(rows[f], errors="coerce").to_numpy(dtype=float)
+        ok = ~np.isnan(vals)
+        sums, cnts = np.zeros((n, periods)), np.zeros((n, periods))
+        np.add.at(sums, (s_idx[ok], steps[ok] - 1), vals[ok])
+        np.add.at(cnts, (s_idx[ok], steps[ok] - 1), 1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            known_future[f] = np.where(cnts > 0, sums / cnts, fill[:, None])
+    f = _forecast_component(model["algorithm"], model["state"], spec, future, known_future, n)
+    point = f[s_idx, steps - 1]
+    iv = model["interval"]
+    return point, point * iv["lower_ratio"], point * iv["upper_ratio"]
+
+
+def predict(model: dict, rows: pd.DataFrame) -> list:
+    """Point forecasts (floats) for rows of series key + future date (+ known features)."""
+    return [float(v) for v in _forecast_rows(model, rows)[0]]
+
+
+def _line(frame: pd.DataFrame, time_col: str, points: int) -> dict:
+    frame = frame.sort_values(time_col).tail(points)
+    line = {"date": [d.date().isoformat() for d in pd.to_datetime(frame[time_col])]}
+    for col in ("actual", "forecast", "lower", "upper"):
+        line[col] = [None if math.isnan(v) else round(float(v), 4) for v in frame[col]]
+    return line
+
+
+def evaluate(model: dict, test: pd.DataFrame, manifest: dict) -> tuple[dict, pd.DataFrame, dict]:
+    """Holdout metrics, per-row predictions and forecast-vs-actual plot data (module doc)."""
+    spec = model["spec"]
+    ec = stage_config(manifest, "evaluation")
+    df = _normalise(test, spec, require_label=True)
+    known_series = np.isin(_series_keys(df, spec["series_columns"]).astype(str), model["series"])
+    skipped = int((~known_series).sum())
+    df = df[known_series].reset_index(drop=True)
+    if df.empty:
+        raise ValueError("no test rows belong to a series the model was trained on")
+    point, lower, upper = _forecast_rows(model, df)
+    actual = df[spec["label"]].to_numpy(dtype=float)
+    ok = ~np.isnan(actual)
+    metrics = fm.all_metrics(actual[ok], point[ok], lower[ok], upper[ok])
+    time_col = spec["time_column"]
+    predictions = df[[*spec["series_columns"], time_col]].copy()
+    predictions["actual"] = actual
+    predictions["prediction"] = point
+    predictions["lower"] = lower
+    predictions["upper"] = upper
+
+    ref_state = {"algorithm": "seasonal_naive", "state": model["reference"]}
+    ref_point = _forecast_rows({**model, **ref_state}, df)[0]
+    points = int(ec.get("plot_points", 120))
+    plot_frame = predictions.rename(columns={"prediction": "forecast"}).assign(
+        _key=_series_keys(df, spec["series_columns"])
+    )
+    total = plot_frame.groupby(time_col, as_index=False)[["actual", "forecast", "lower", "upper"]].sum(
+        min_count=1
+    )
+    volume = plot_frame.groupby("_key")["actual"].sum().sort_values(ascending=False, kind="stable")
+    series = []
+    for key in list(volume.index[: int(ec.get("plot_series", 3))]):
+        series.append(
+            {"series_id": str(key), **_line(plot_frame[plot_frame["_key"] == key], time_col, points)}
+        )
+    plot = {
+        "kind": "forecast_vs_actual",
+        "frequency": spec["frequency"],
+        "algorithm": model["algorithm"],
+        "interval_level": model["interval"]["level"],
+        "candidates": [
+            {
+                "name": a,
+                "validation_mape": (round(v, 6) if math.isfinite(v) else None),
+                "selected": a == model["algorithm"],
+            }
+            for a, v in model["candidates"].items()
+        ],
+        "reference": {"seasonal_naive_mape": fm.mape(actual[ok], ref_point[ok])},
+        "skipped_rows_unknown_series": skipped,
+        "total": _line(total, time_col, points),
+        "series": series,
+    }
+    return metrics, predictions, plot
+
+
+# --------------------------------------------------------------------------- persistence
+
+
+def save(model: dict, directory: Path) -> list[str]:
+    """``model.json`` (everything but the booster) and, for LightGBM, ``lightgbm_model.txt``."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    data = dict(model)
+    files = ["model.json"]
+    if "booster" in model["state"]:
+        data["state"] = {k: v for k, v in model["state"].items() if k != "booster"}
+        (directory / "lightgbm_model.txt").write_text(model["state"]["booster"].model_to_string())
+        files.append("lightgbm_model.txt")
+    (directory / "model.json").write_text(json.dumps(data, allow_nan=True))
+    return files
+
+
+def load(directory: Path) -> dict:
+    directory = Path(directory)
+    model = json.loads((directory / "model.json").read_text())
+    if model.get("algorithm") == "lightgbm":
+        text = (directory / "lightgbm_model.txt").read_text()
+        model["state"]["booster"] = lgb.Booster(model_str=text)
+    return model
+
+
+def example_output(model: dict, rows: pd.DataFrame) -> dict:
+    """Forecasts for up to 3 series of ``rows``: for their rows after the model's history, or
+    (when ``rows`` are historical) for the next ``min(7, horizon)`` periods, with the series'
+    median known features."""
+    spec = model["spec"]
+    time_col = spec["time_column"]
+    index = {k: i for i, k in enumerate(model["series"])}
+    have = all(c in rows.columns for c in spec["series_columns"])
+    keys = (
+        [k for k in dict.fromkeys(_series_keys(rows, spec["series_columns"]).astype(str)) if k in index]
+        if have
+        else []
+    )
+    keys = keys[:3] or model["series"][:3]
+    last = pd.Timestamp(model["last_date"])
+    request = None
+    if have and time_col in rows.columns:
+        mask = np.isin(_series_keys(rows, spec["series_columns"]).astype(str), keys)
+        future = rows[mask & (_period_start(rows[time_col], spec["step_days"]) > last).to_numpy()]
+        if len(future) and all(f in future.columns for f in model["known_features"]):
+            request = future.head(10).reset_index(drop=True)
+    if request is None:
+        periods = max(1, min(7, model["training"]["horizon_periods"]))
+        dates = _future_dates(last, periods, spec["step_days"])
+        recs = []
+        for k in keys:
+            i = index[k]
+            for d in dates:
+                rec = {c: model["series_values"][c][i] for c in spec["series_columns"]}
+                rec[time_col] = d
+                if model["algorithm"] == "lightgbm":
+                    for f in model["known_features"]:
+                        rec[f] = model["state"]["known_fill"][f][i]
+                recs.append(rec)
+        request = pd.DataFrame(recs)
+    point, lower, upper = _forecast_rows(model, request)
+    inputs = []
+    for rec in request.drop(columns=[spec["label"]], errors="ignore").to_dict(orient="records"):
+        inputs.append(
+            {k: (pd.Timestamp(v).date().isoformat() if k == time_col else _plain(v)) for k, v in rec.items()}
+        )
+    outputs = [
+        {
+            **{c: inp[c] for c in spec["series_columns"]},
+            time_col: inp[time_col],
+            "forecast": round(float(p), 4),
+            "lower": round(float(lo), 4),
+            "upper": round(float(hi), 4),
+        }
+        for inp, p, lo, hi in zip(inputs, point, lower, upper, strict=True)
+    ]
+    return {
+        "algorithm": model["algorithm"],
+        "frequency": spec["frequency"],
+        "forecast_origin": model["last_date"],
+        "interval_level": model["interval"]["level"],
+        "inputs": inputs,
+        "outputs": outputs,
+    }
+
+
+def _plain(v):
+    if isinstance(v, np.generic):
+        v = v.item()
+    if isinstance(v, float) and math.isnan(v):
+        return None
+    return v

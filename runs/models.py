@@ -1,0 +1,165 @@
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+
+
+class RunType(models.TextChoices):
+    TRAIN = "train", "Train"
+    EVAL = "eval", "Evaluate"
+    BACKTEST = "backtest", "Backtest"
+
+
+class RunStatus(models.TextChoices):
+    QUEUED = "queued", "Queued"
+    RUNNING = "running", "Running"
+    SUCCEEDED = "succeeded", "Succeeded"
+    FAILED = "failed", "Failed"
+    CANCELLED = "cancelled", "Cancelled"
+
+
+class Executor(models.TextChoices):
+    WORKSPACE = "workspace", "Workspace worker"
+    EXTERNAL = "external", "External runner"
+
+
+TERMINAL_STATUSES = {RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED}
+# Status moves an external runner may report through PUT.
+EXTERNAL_TRANSITIONS = {
+    RunStatus.QUEUED: {RunStatus.RUNNING, RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED},
+    RunStatus.RUNNING: {RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED},
+}
+
+
+class Dataset(models.Model):
+    """An uploaded CSV/Parquet file, profiled and checked against a recipe's requirements."""
+
+    id = models.CharField(primary_key=True, max_length=64)
+    name = models.CharField(max_length=200)
+    file = models.FileField(upload_to="datasets/", max_length=300)
+    format = models.CharField(max_length=16, choices=[("csv", "CSV"), ("parquet", "Parquet")])
+    size_bytes = models.BigIntegerField(default=0)
+    sha256 = models.CharField(max_length=64)
+    row_count = models.BigIntegerField(default=0)
+    columns_json = models.JSONField(default=list)
+    recipe = models.ForeignKey(
+        "recipes.Recipe", null=True, blank=True, on_delete=models.SET_NULL, related_name="datasets"
+    )
+    validation_json = models.JSONField(default=dict, blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        db_table = "ml_dataset"
+        ordering = ["-created_at", "id"]
+        indexes = [models.Index(fields=["created_at", "id"], name="ml_dataset_created_idx")]
+
+    def __str__(self):
+        return self.name
+
+
+class RunQuerySet(models.QuerySet):
+    def visible_to(self, user):
+        return self if user.is_authenticated else self.none()
+
+    def for_list(self):
+        return self.select_related("recipe", "recipe_version", "model", "dataset")
+
+
+class Run(models.Model):
+    """A train/eval/backtest run. The row is the source of truth for its state: the task
+    backend has no cancel or crash recovery, so status, heartbeat and cancel flag live here."""
+
+    id = models.CharField(primary_key=True, max_length=64)
+    recipe = models.ForeignKey("recipes.Recipe", on_delete=models.PROTECT, related_name="runs")
+    recipe_version = models.ForeignKey("recipes.RecipeVersion", on_delete=models.PROTECT, related_name="runs")
+    model = models.ForeignKey(
+        "models_registry.MLModel", null=True, blank=True, on_delete=models.SET_NULL, related_name="runs"
+    )
+    run_type = models.CharField(max_length=16, choices=RunType.choices, default=RunType.TRAIN)
+    status = models.CharField(max_length=16, choices=RunStatus.choices, default=RunStatus.QUEUED)
+    executor = models.CharField(max_length=16, choices=Executor.choices, default=Executor.WORKSPACE)
+    dataset = models.ForeignKey(Dataset, null=True, blank=True, on_delete=models.PROTECT, related_name="runs")
+    params_json = models.JSONField(default=dict, blank=True)
+    metrics_json = models.JSONField(default=dict, blank=True)
+    # Per metric: {"value", "target", "threshold_warning", "threshold_critical", "direction",
+    # "status": pass|warning|critical, "meets_target"}.
+    metric_checks_json = models.JSONField(default=dict, blank=True)
+    artifacts_json = models.JSONField(default=dict, blank=True)
+    # Family plot data for the run page (forecast vs actual, demand curve, Qini, ranks).
+    plots_json = models.JSONField(default=dict, blank=True)
+    # Stage progress: [{"name", "type", "status", "started_at", "finished_at"}].
+    stages_json = models.JSONField(default=list, blank=True)
+    current_stage = models.CharField(max_length=100, blank=True, default="")
+    error = models.TextField(blank=True, default="")
+    cancel_requested = models.BooleanField(default=False)
+    worker = models.CharField(max_length=200, blank=True, default="")
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    retry_of = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = RunQuerySet.as_manager()
+
+    class Meta:
+        db_table = "ml_run"
+        ordering = ["-created_at", "id"]
+        indexes = [
+            # Run list, newest first, and ?recipe_id= / ?model_id= / ?status= / ?run_type=.
+            models.Index(fields=["created_at", "id"], name="ml_run_created_idx"),
+            models.Index(fields=["recipe", "created_at"], name="ml_run_recipe_idx"),
+            models.Index(fields=["model", "created_at"], name="ml_run_model_idx"),
+            models.Index(fields=["status", "created_at"], name="ml_run_status_idx"),
+            models.Index(fields=["run_type", "created_at"], name="ml_run_type_idx"),
+            # The reaper: running runs with an old heartbeat.
+            models.Index(fields=["status", "heartbeat_at"], name="ml_run_heartbeat_idx"),
+        ]
+        constraints = [
+            models.CheckConstraint(condition=Q(status__in=RunStatus.values), name="ml_run_status_valid"),
+            models.CheckConstraint(condition=Q(run_type__in=RunType.values), name="ml_run_type_valid"),
+            models.CheckConstraint(condition=Q(executor__in=Executor.values), name="ml_run_executor_valid"),
+        ]
+
+    def __str__(self):
+        return self.id
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.status in TERMINAL_STATUSES
+
+    @property
+    def duration_seconds(self) -> float | None:
+        if not self.started_at:
+            return None
+        end = self.finished_at or timezone.now()
+        return (end - self.started_at).total_seconds()
+
+    @property
+    def progress(self) -> dict:
+        done = sum(1 for s in self.stages_json if s.get("status") == "succeeded")
+        return {"current_stage": self.current_stage, "done": done, "total": len(self.stages_json)}
+
+
+class RunLog(models.Model):
+    """One log line of a run; `seq` is per run and strictly increasing (?after=<seq>)."""
+
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="logs")
+    seq = models.PositiveIntegerField()
+    ts = models.DateTimeField(default=timezone.now)
+    level = models.CharField(max_length=10, default="info")
+    message = models.TextField()
+
+    class Meta:
+        db_table = "ml_run_log"
+        ordering = ["run_id", "seq"]
+        constraints = [models.UniqueConstraint(fields=["run", "seq"], name="ml_run_log_seq_unique")]
+
+    def __str__(self):
+        return f"{self.run_id}#{self.seq}"
