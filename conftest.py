@@ -1,6 +1,25 @@
 import pytest
 
 
+@pytest.fixture(scope="session")
+def django_db_modify_db_settings():
+    """A SQLite test database file of this pytest process's own (a file, not :memory:, so the
+    worker subprocesses that tests start can open it; per process, so concurrent test runs
+    on one machine never recreate each other's database)."""
+    import os
+    import tempfile
+    from pathlib import Path
+
+    from django.conf import settings
+
+    db = settings.DATABASES["default"]
+    if db["ENGINE"].endswith("sqlite3"):
+        name = Path(tempfile.gettempdir()) / f"mlworkspace-test-{os.getpid()}.sqlite3"
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{name}{suffix}").unlink(missing_ok=True)
+        db.setdefault("TEST", {})["NAME"] = str(name)
+
+
 def _client(user=None):
     from rest_framework.test import APIClient
 

@@ -95,7 +95,8 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "timeout": 20,
         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA busy_timeout=20000;",
     }
-    # A file (not :memory:) so worker subprocesses started by tests see the test database.
+    # Tests use a file (not :memory:) so the worker processes they start share it; conftest.py
+    # gives each pytest process its own file.
     DATABASES["default"]["TEST"] = {"NAME": str(DATA_DIR / "test-workspace.sqlite3")}
 else:
     DATABASES["default"].setdefault("TEST", {})

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 import numpy as np
 import pandas as pd
 from django.utils import timezone
@@ -39,14 +37,13 @@ def _batch(
     return frame, None, False
 
 
-def _freshness(frame: pd.DataFrame, manifest: dict, family: str, real_times: bool) -> dict:
+def _freshness(frame: pd.DataFrame, manifest: dict, family: str, real_times: bool, now) -> dict:
     config = (manifest.get("monitoring") or {}).get("freshness") or {}
     features = config.get("features") or []
     max_age = config.get("max_age_hours")
     if not features:
         return {}
     column = time_column(frame, family)
-    now = timezone.now()
     out = {"max_age_hours": max_age, "features": {}}
     if column is None:
         return out
@@ -81,8 +78,11 @@ def _freshness(frame: pd.DataFrame, manifest: dict, family: str, real_times: boo
     return out
 
 
-def run_check(*, model, source: str = "check", dataset_id=None, synthetic=None):
-    """Compute and store a snapshot for `model` on a batch; alert rules are evaluated."""
+def run_check(*, model, source: str = "check", dataset_id=None, synthetic=None, captured_at=None):
+    """Compute and store a snapshot for `model` on a batch; alert rules are evaluated.
+
+    `captured_at` (default now) also anchors synthetic batches' timestamps: backfilling a
+    history (seed_demo) checks each batch as of its own time."""
     if not model.training_run_id or not model.artifacts_json.get("model"):
         raise Conflict(f"Model '{model.id}' has no trained artifact yet; train it before checking it.")
     manifest = model.recipe_version.manifest
@@ -115,7 +115,8 @@ def run_check(*, model, source: str = "check", dataset_id=None, synthetic=None):
         performance = {
             k: float(v) for k, v in metrics.items() if isinstance(v, (int, float)) and np.isfinite(v)
         }
-    freshness = _freshness(frame, manifest, family_name, real_times)
+    captured_at = captured_at or timezone.now()
+    freshness = _freshness(frame, manifest, family_name, real_times, captured_at)
     return snapshot_record(
         model=model,
         performance=performance,
@@ -124,5 +125,5 @@ def run_check(*, model, source: str = "check", dataset_id=None, synthetic=None):
         source=source,
         dataset=dataset,
         row_count=len(frame),
-        captured_at=timezone.now() - timedelta(microseconds=0),
+        captured_at=captured_at,
     )

@@ -23,8 +23,10 @@ Data (``generate``)
 Preparation (``prepare``, feature_prep stage)
     Parses the time column to dates, drops rows without a series key or date, clips negative
     sales to 0 and, for ``frequency: "W"``, aggregates to weeks starting on Monday (sales
-    summed, known features averaged, other columns first value). Duplicate (series, period)
-    rows are aggregated the same way. It is idempotent; ``fit``/``evaluate`` apply it again.
+    summed, known features averaged, other columns first value; a first or last week with
+    fewer than 7 days is dropped, as it would look like a demand drop). Duplicate (series,
+    period) rows are aggregated the same way. It is idempotent; ``fit``/``evaluate`` apply it
+    again, so they also accept unprepared data.
     The lag/rolling/calendar features are built inside the model (LightGBM forecasts
     recursively, so they must be rebuilt from its own forecasts), from the feature_prep
     config stored in the model.
@@ -58,18 +60,34 @@ Models (``fit``, training stage ``algorithm``)
     are the ``(1 -+ interval_level) / 2`` quantiles of ``actual / forecast`` of the selected
     algorithm on the internal validation window (pooled over series and steps).
 
+    The model is a JSON-able dict (``state`` holds the selected algorithm's state and
+    ``reference`` a seasonal-naive state); ``save`` writes ``model.json`` plus, for LightGBM,
+    ``lightgbm_model.txt`` (``Booster.model_to_string``). ``hyperparameters`` go to
+    ``lightgbm.train`` as params (``n_estimators`` = boosting rounds); ``num_threads`` is the
+    ``threads`` argument and ``verbose`` -1 whatever the config says.
+
+Validation (``split``, ``folds``)
+    ``evaluation.validation.method`` "time_holdout" or "rolling_origin" (other methods raise
+    ``ValueError``: shuffled splits leak the future). The holdout is every row after
+    ``max - test_size * (max - min)`` of the time column. ``folds`` gives ``folds`` (default
+    3) rolling-origin windows of the holdout's length ending at the last date, each trained
+    on everything before it (expanding window); the last fold is the holdout.
+
 Forecasting (``predict``, ``evaluate``)
     Rows carry the series key (``series_id``) and a date after the end of the model's
     history (the forecast origin); weekly models map each date to its week (Monday) and
     return that week's forecast. Known features (promo, price) are needed for LightGBM
     models; periods between the origin and a requested date without a row use the series'
     median of that feature. A date at or before the origin, an unknown series or a missing
-    column raise ``ValueError``.
+    column raise ``ValueError`` (so the model cannot score its own training period: it is a
+    forecaster, not an in-sample fit). ``evaluate`` skips test rows of series the model has
+    not seen (counted in the plot's ``skipped_rows_unknown_series``).
 
 Metrics (``evaluate``; definitions in ``runs.metrics.forecasting``)
     MAPE, RMSE, MAE, WAPE and coverage (interval) over the test rows with an actual.
 
 Plot data (``evaluate``'s third value)
+    ``kind`` "forecast_vs_actual", ``frequency``, ``algorithm``, ``interval_level``;
     ``candidates``: ``[{name, validation_mape, selected}]`` (each candidate's MAPE on the
     internal validation window); ``reference``: ``{seasonal_naive_mape}`` on the test rows;
     ``total``: ``{date, actual, forecast, lower, upper}`` summed over all series (the

@@ -279,7 +279,7 @@ def test_predict_promotion_raises_lightgbm_forecast(holdout):
     rows = test[test["date"] == test["date"].min()].drop(columns=["sales"])
     off = fc.predict(model, rows.assign(promo=0))
     on = fc.predict(model, rows.assign(promo=1, price=rows["price"] * (1 - fc.PROMO_DISCOUNT)))
-    assert np.mean(np.array(on) / np.array(off)) > 1.15
+    assert np.mean(np.array(on) / np.array(off)) > 1.3  # truth: lift 1.2-1.5 x 0.85 ** -1.2
 
 
 def test_missing_columns_and_bad_requests(auto_model, holdout):

@@ -20,6 +20,7 @@ CREATED = "2026-01-05T09:00:00Z"
 
 class Command(BaseCommand):
     help = "Regenerate fixtures/baseline_recipes.json (trains each baseline on its synthetic data)."
+    requires_system_checks = []
 
     def handle(self, *args, **options):
         objects = []

@@ -48,5 +48,9 @@ class Command(BaseCommand):
 
             threading.Thread(target=loop, name="housekeeping", daemon=True).start()
         call_command(
-            "db_worker", interval=options["interval"], startup_delay=False, verbosity=options["verbosity"]
+            "db_worker",
+            interval=options["interval"],
+            startup_delay=False,
+            reload=False,
+            verbosity=options["verbosity"],
         )

@@ -1,0 +1,179 @@
+"""API and page latency on a large workspace.
+
+Fills a database with 10k recipes (each with a version), 100k runs and 1M monitoring
+snapshots (10k of them on one model) using bulk inserts, then measures p50/p95 server time
+of the list endpoints (first page, filtered), a detail, the monitoring series and the
+pages, in-process with Django's test client (so the figures are server time, no network).
+
+    # PostgreSQL (the target the issue sets); the database is created if missing
+    DATABASE_URL=postgres://postgres@127.0.0.1:5432/mlworkspace_bench .venv/bin/python bench/bench_api.py
+    # smaller/faster: --recipes 1000 --runs 10000 --snapshots 100000
+    # reuse an already-filled database: --no-fill
+
+Results are printed as a Markdown table for bench/README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "mlworkspace.settings")
+
+
+def ensure_postgres_database(url: str) -> None:
+    if not url.startswith("postgres"):
+        return
+    import psycopg
+
+    base, name = url.rsplit("/", 1)
+    with psycopg.connect(f"{base}/postgres", autocommit=True) as conn:
+        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone():
+            conn.execute(f'CREATE DATABASE "{name}"')
+
+
+def fill(n_recipes: int, n_runs: int, n_snapshots: int) -> None:
+    from django.contrib.auth import get_user_model
+    from django.core.management import call_command
+
+    from models_registry.models import MLModel
+    from monitoring.models import MonitorSnapshot
+    from recipes.models import Recipe, RecipeTag, RecipeVersion
+    from runs.models import Run
+
+    call_command("migrate", verbosity=0)
+    call_command("loaddata", "baseline_recipes", verbosity=0)
+    if Recipe.objects.count() >= n_recipes:
+        print("database already filled")
+        return
+    user, _ = get_user_model().objects.get_or_create(username="bench")
+    base = Recipe.objects.get(pk="recipe_pricing_base")
+    manifest = base.current_version.manifest
+    t0 = time.perf_counter()
+    families = ["forecasting", "pricing", "next_best_action", "location_scoring"]
+    parents = {f: Recipe.objects.get(model_family=f, level="baseline") for f in families}
+    batch = 2000
+    for start in range(0, n_recipes, batch):
+        recipes, versions, tags = [], [], []
+        for i in range(start, min(start + batch, n_recipes)):
+            family = families[i % 4]
+            rid = f"recipe_bench_{i:06d}"
+            recipes.append(
+                Recipe(id=rid, name=f"Bench recipe {i}", description="industry variant", model_family=family,
+                       level="industry", parent=parents[family], status=["draft", "approved", "in_review"][i % 3],
+                       owner="bench", created_by=user)
+            )
+            versions.append(RecipeVersion(id=f"ver_bench_{i:06d}", recipe_id=rid, version="1.0.0", manifest=manifest,
+                                          approved_at=datetime.now(UTC) if i % 3 == 1 else None))
+            tags.append(RecipeTag(recipe_id=rid, name=f"tag{i % 50}"))
+        Recipe.objects.bulk_create(recipes)
+        RecipeVersion.objects.bulk_create(versions)
+        RecipeTag.objects.bulk_create(tags)
+    print(f"recipes: {time.perf_counter() - t0:.1f}s")
+    version = base.current_version
+    models = [
+        MLModel(id=f"model_bench_{i:04d}", name=f"Bench model {i}", recipe=base, recipe_version=version,
+                status="production" if i == 0 else "staging", created_by=user)
+        for i in range(100)
+    ]
+    MLModel.objects.bulk_create(models)
+    t0 = time.perf_counter()
+    metrics = {"elasticity": -1.7, "revenue_lift": 0.02, "margin_impact": 0.1, "calibration": 0.01, "demand_mape": 0.2}
+    for start in range(0, n_runs, 5000):
+        Run.objects.bulk_create([
+            Run(id=f"run_bench_{i:07d}", recipe=base, recipe_version=version, model_id=f"model_bench_{i % 100:04d}",
+                run_type=["train", "eval", "backtest"][i % 3], status=["succeeded", "failed", "queued"][i % 3],
+                metrics_json=metrics, created_by=user)
+            for i in range(start, min(start + 5000, n_runs))
+        ])
+    print(f"runs: {time.perf_counter() - t0:.1f}s")
+    t0 = time.perf_counter()
+    t_start = datetime(2024, 1, 1, tzinfo=UTC)
+    drift = {"method": "PSI", "max_psi": 0.05, "features": {"price": {"psi": 0.05, "n_ref": 5000, "n_cur": 5000, "drifted": False}}}
+    for start in range(0, n_snapshots, 10000):
+        MonitorSnapshot.objects.bulk_create([
+            MonitorSnapshot(id=f"snap_bench_{i:08d}", model_id=f"model_bench_{i % 100:04d}",
+                            captured_at=t_start + timedelta(minutes=i // 100), performance_metrics_json=metrics,
+                            drift_metrics_json=drift, data_freshness_json={}, alerts_json={}, source="scheduled")
+            for i in range(start, min(start + 10000, n_snapshots))
+        ])
+    print(f"snapshots: {time.perf_counter() - t0:.1f}s")
+
+
+def measure(client, url: str, repeat: int) -> tuple[float, float]:
+    client.get(url)  # warm
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        response = client.get(url)
+        times.append((time.perf_counter() - t0) * 1000)
+        assert response.status_code == 200, (url, response.status_code)
+    times.sort()
+    return statistics.median(times), times[int(0.95 * (len(times) - 1))]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--recipes", type=int, default=10_000)
+    parser.add_argument("--runs", type=int, default=100_000)
+    parser.add_argument("--snapshots", type=int, default=1_000_000)
+    parser.add_argument("--repeat", type=int, default=40)
+    parser.add_argument("--no-fill", action="store_true")
+    args = parser.parse_args()
+    ensure_postgres_database(os.environ.get("DATABASE_URL", ""))
+    import django
+
+    django.setup()
+    from django.conf import settings
+    from django.contrib.auth import get_user_model
+    from django.test import Client
+
+    settings.ALLOWED_HOSTS = ["*"]
+    if not args.no_fill:
+        fill(args.recipes, args.runs, args.snapshots)
+    user, _ = get_user_model().objects.get_or_create(username="bench-admin", defaults={"is_superuser": True, "is_staff": True})
+    client = Client()
+    client.force_login(user)
+    api = "/api/ml-development"
+    urls = [
+        f"{api}/recipes",
+        f"{api}/recipes?model_family=pricing&level=industry&status=approved",
+        f"{api}/recipes?tag=tag7",
+        f"{api}/recipes?search=recipe%2099",
+        f"{api}/recipes/recipe_bench_004242",
+        f"{api}/recipes/recipe_pricing_base/versions",
+        f"{api}/models?status=staging",
+        f"{api}/runs",
+        f"{api}/runs?recipe_id=recipe_pricing_base&status=failed",
+        f"{api}/runs/run_bench_0004242",
+        f"{api}/models/model_bench_0000/monitoring",
+        "/model-development/",
+        "/model-development/?tab=models",
+        "/model-development/?tab=runs",
+        "/model-development/?tab=monitoring",
+        "/model-development/recipes/recipe_pricing_base",
+        "/model-development/models/model_bench_0000",
+        "/model-development/runs/run_bench_0004242",
+    ]
+    db = settings.DATABASES["default"]
+    print(f"\n{platform.node()} · {os.cpu_count()} cores · {db['ENGINE'].rsplit('.', 1)[-1]} · {datetime.now():%Y-%m-%d}")
+    print("\n| endpoint | p50 ms | p95 ms |\n| --- | ---: | ---: |")
+    for url in urls:
+        try:
+            p50, p95 = measure(client, url, args.repeat)
+        except AssertionError as exc:
+            print(f"| `{url}` | skipped ({exc.args[0][1]}) | |")
+            continue
+        print(f"| `{url}` | {p50:.1f} | {p95:.1f} |")
+
+
+if __name__ == "__main__":
+    main()
