@@ -6,7 +6,7 @@ from pathlib import Path
 
 from runs.data import required_columns
 from runs.families import get_family
-from runs.pipeline import _json_safe, execute
+from runs.pipeline import json_safe, execute
 
 from . import baselines
 
@@ -41,8 +41,8 @@ def build_example(
     ]
     return {
         "schema_json": schema,
-        "sample_rows_json": _json_safe(sample.to_dict(orient="records")),
-        "expected_output_json": _json_safe(family.example_output(model, sample)),
+        "sample_rows_json": json_safe(sample.to_dict(orient="records")),
+        "expected_output_json": json_safe(family.example_output(model, sample)),
         "example_metrics_json": result["metrics"],
         "generator_json": {"rows": rows, "seed": seed, "recipe_version": manifest["metadata"]["version"]},
     }

@@ -17,6 +17,7 @@ from django.conf import settings
 from mlworkspace.errors import Conflict, InvalidInput, NotFound
 
 from .families import get_family
+from .pipeline import json_safe
 
 MODEL_SUBDIR = "model"
 
@@ -150,6 +151,4 @@ def predict_rows(model, rows: list[dict]) -> list:
         predictions = family.predict(fitted, frame)
     except ValueError as exc:
         raise InvalidInput(f"rows: {exc}", [{"path": "/rows", "message": str(exc)}]) from None
-    return [
-        None if p != p else p for p in (float(x) if isinstance(x, (int, float)) else x for x in predictions)
-    ]
+    return json_safe(list(predictions))

@@ -84,18 +84,18 @@ def load_data(spec: dict, family, emit):
     return frame
 
 
-def _json_safe(value):
+def json_safe(value):
     """numpy scalars/arrays and NaN -> plain JSON values."""
     import math
 
     import numpy as np
 
     if isinstance(value, dict):
-        return {str(k): _json_safe(v) for k, v in value.items()}
+        return {str(k): json_safe(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
+        return [json_safe(v) for v in value]
     if isinstance(value, np.ndarray):
-        return [_json_safe(v) for v in value.tolist()]
+        return [json_safe(v) for v in value.tolist()]
     if isinstance(value, (np.integer,)):
         return int(value)
     if isinstance(value, (np.floating, float)):
@@ -185,7 +185,7 @@ def execute(spec: dict, emit) -> dict:
                 for number, (train, test) in enumerate(folds, start=1):
                     fold_model = family.fit(train, manifest, threads=threads, log=log)
                     metrics, _, _ = family.evaluate(fold_model, test, manifest)
-                    fold_metrics.append(_json_safe(metrics))
+                    fold_metrics.append(json_safe(metrics))
                     log(
                         f"backtest fold {number}/{len(folds)}: "
                         + ", ".join(f"{k}={v:.4g}" for k, v in metrics.items() if isinstance(v, (int, float)))
@@ -204,8 +204,8 @@ def execute(spec: dict, emit) -> dict:
                     raise StageFailed("The pipeline has no training stage before evaluation.")
                 test = frame if run_type == "eval" else split[1]
                 metrics, predictions, plots = family.evaluate(model, test, manifest)
-                result["metrics"] = _json_safe(metrics)
-            result["plots"] = _json_safe(plots)
+                result["metrics"] = json_safe(metrics)
+            result["plots"] = json_safe(plots)
             checks = {}
             for metric, value in result["metrics"].items():
                 spec_m = (manifest.get("evaluation", {}).get("metrics") or {}).get(metric) or {}
@@ -254,7 +254,7 @@ def execute(spec: dict, emit) -> dict:
             (out_dir / "profile.json").write_text(json.dumps(profile))
             result["artifacts"]["profile.json"] = "profile"
             log("monitoring: stored the reference profile of the training data")
-    return _json_safe(result)
+    return json_safe(result)
 
 
 def reference_profile(raw, family, model, manifest, split):

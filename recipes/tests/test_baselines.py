@@ -32,10 +32,18 @@ def test_fixture_manifest_is_the_source_manifest_and_valid(family):
 @pytest.mark.parametrize("family", baselines.families())
 def test_synthetic_example_metrics_are_really_reached(family, tmp_path):
     """Re-run the baseline on the recorded generator settings: same numbers, not invented ones."""
-    example = fixture_object("recipes.syntheticexample", f"synth_{baselines.recipe_id(family).removeprefix('recipe_')}")
+    example = fixture_object(
+        "recipes.syntheticexample", f"synth_{baselines.recipe_id(family).removeprefix('recipe_')}"
+    )
     fields = example["fields"]
     generator = fields["generator_json"]
-    fresh = build_example(family, baselines.manifest(family), workdir=str(tmp_path), rows=generator["rows"], seed=generator["seed"])
+    fresh = build_example(
+        family,
+        baselines.manifest(family),
+        workdir=str(tmp_path),
+        rows=generator["rows"],
+        seed=generator["seed"],
+    )
     assert fresh["example_metrics_json"] == pytest.approx(fields["example_metrics_json"], rel=1e-6)
     # The schema is exactly the generator's columns, and marks what the recipe requires.
     columns = [c["name"] for c in fields["schema_json"]]

@@ -48,7 +48,11 @@ def workers(settings, tmp_path):
         log = open(tmp_path / f"worker-{len(started)}.log", "w")
         proc = subprocess.Popen(
             [sys.executable, "manage.py", "worker", "--interval", "0.2"],
-            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
         started.append(proc)
         return proc
@@ -79,7 +83,10 @@ def pricing(db, user):
 
 
 def test_two_workers_never_execute_a_run_twice(workers, pricing, user):
-    runs = [run_start(user=user, recipe=pricing, params={"synthetic": {"rows": 3000, "seed": i}}) for i in range(4)]
+    runs = [
+        run_start(user=user, recipe=pricing, params={"synthetic": {"rows": 3000, "seed": i}})
+        for i in range(4)
+    ]
     enqueue_run(runs[0].id)  # a duplicate delivery of the same run
     workers()
     workers()
@@ -96,12 +103,16 @@ def test_two_workers_never_execute_a_run_twice(workers, pricing, user):
 def test_killed_worker_leaves_run_failed_and_others_untouched(workers, pricing, user):
     # Big enough to still be running when the worker is killed.
     victim = run_start(
-        user=user, recipe=Recipe.objects.get(pk="recipe_location_base"), params={"synthetic": {"rows": 1_000_000, "seed": 1}}
+        user=user,
+        recipe=Recipe.objects.get(pk="recipe_location_base"),
+        params={"synthetic": {"rows": 1_000_000, "seed": 1}},
     )
     first = workers()
     assert wait_for(lambda: Run.objects.get(pk=victim.pk).status == "running", timeout=60)
     other = run_start(user=user, recipe=pricing, params={"synthetic": {"rows": 3000, "seed": 2}})
-    done = run_start(user=user, recipe=pricing, params={"synthetic": {"rows": 3000, "seed": 3}}, executor="external")
+    done = run_start(
+        user=user, recipe=pricing, params={"synthetic": {"rows": 3000, "seed": 3}}, executor="external"
+    )
     os.kill(first.pid, signal.SIGKILL)  # the worker only: its run's child must notice and stop
     first.wait(10)
     workers()  # a new worker reaps the lost run, then executes the queued one
@@ -111,3 +122,22 @@ def test_killed_worker_leaves_run_failed_and_others_untouched(workers, pricing, 
     assert wait_for(lambda: Run.objects.get(pk=other.pk).status == "succeeded", timeout=90)
     assert Run.objects.get(pk=done.pk).status == "queued"  # external runs are never picked up
     assert MLModel.objects.count() == 0
+
+
+def test_cancel_stops_a_running_run_promptly(workers, pricing, user):
+    from runs.services import run_cancel
+
+    run = run_start(
+        user=user,
+        recipe=Recipe.objects.get(pk="recipe_location_base"),
+        params={"synthetic": {"rows": 1_000_000, "seed": 4}},
+    )
+    workers()
+    assert wait_for(lambda: Run.objects.get(pk=run.pk).status == "running", timeout=60)
+    asked = time.monotonic()
+    run_cancel(run=run, user=user)
+    assert wait_for(lambda: Run.objects.get(pk=run.pk).status == "cancelled", timeout=30)
+    assert time.monotonic() - asked < 10  # within a few heartbeats, not at the end of training
+    run.refresh_from_db()
+    assert run.finished_at is not None
+    assert RunLog.objects.filter(run=run, message__startswith="Cancelled").exists()
