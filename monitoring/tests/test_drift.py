@@ -167,6 +167,7 @@ def test_ks_equals_scipy_on_the_stored_sample(profile, n_cur):
         lambda rng: rng.lognormal(0, 2.5, 30_000),  # clustered points (sort fallback)
         lambda rng: np.r_[rng.normal(size=15_000), np.zeros(15_000)],  # a point mass
         lambda rng: rng.uniform(-1e6, 1e6, 30_000),
+        lambda rng: rng.standard_cauchy(30_000),  # extreme tails (sort fallback)
     ],
 )
 def test_ks_fast_path_equals_scipy_on_awkward_data(make):

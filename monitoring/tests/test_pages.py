@@ -1,0 +1,192 @@
+"""HTML pages of monitoring: the Monitoring tab (health of production models), the model
+page's dashboards and the Run check form."""
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from models_registry.models import MLModel
+from monitoring.models import Alert, MonitorSnapshot
+from monitoring.services import snapshot_record
+from monitoring.views import snapshot_health
+from runs.tests.factories import register, trained_model
+
+pytestmark = pytest.mark.django_db
+
+LIBRARY = "/model-development/"
+HTMX = {"HTTP_HX_REQUEST": "true"}
+
+
+def model_url(model_id: str, suffix: str = "") -> str:
+    return f"/model-development/models/{model_id}{suffix}"
+
+
+@pytest.fixture
+def as_user(client, user):
+    client.force_login(user)
+    return client
+
+
+def production(user, name: str, recipe_id: str = "recipe_pricing_base") -> MLModel:
+    """A production model for the tab's tests (the lifecycle itself is tested elsewhere)."""
+    model = register(user, recipe_id=recipe_id, name=name)
+    MLModel.objects.filter(pk=model.pk).update(status="production")
+    model.refresh_from_db()
+    return model
+
+
+# --------------------------------------------------------------------------- health
+
+
+def _snapshot(alerts=None, performance=None):
+    return MonitorSnapshot(alerts_json=alerts or {}, performance_metrics_json=performance or {})
+
+
+PRICING_MANIFEST = {
+    "evaluation": {
+        "metrics": {"demand_mape": {"target": 0.25, "threshold_warning": 0.3, "threshold_critical": 0.4}}
+    }
+}
+
+
+def test_health_from_alerts_and_metric_checks():
+    assert snapshot_health(None, {}, "pricing")["status"] == "unknown"
+    assert (
+        snapshot_health(_snapshot(performance={"demand_mape": 0.2}), PRICING_MANIFEST, "pricing")["status"]
+        == "ok"
+    )
+    warning = snapshot_health(_snapshot(performance={"demand_mape": 0.35}), PRICING_MANIFEST, "pricing")
+    assert warning["status"] == "warning" and "demand_mape" in warning["reasons"][0]
+    critical = snapshot_health(
+        _snapshot(
+            alerts={"margin_loss": {"firing": True, "severity": "critical"}, "x": {"firing": None}},
+            performance={"demand_mape": 0.35},
+        ),
+        PRICING_MANIFEST,
+        "pricing",
+    )
+    assert critical["status"] == "critical"
+    assert any("margin_loss" in r for r in critical["reasons"])
+    external = snapshot_health(
+        _snapshot(alerts={"external": {"pager": {"severity": "warning"}}}), {}, "pricing"
+    )
+    assert external["status"] == "warning"
+
+
+# --------------------------------------------------------------------------- Monitoring tab
+
+
+def test_monitoring_tab_shows_production_models_with_health(as_user, baselines, user):
+    healthy = production(user, "Healthy")
+    failing = production(user, "Failing", recipe_id="recipe_nba_base")
+    register(user, name="Only registered")
+    snapshot_record(model=healthy, performance={"demand_mape": 0.2}, source="check")
+    snapshot_record(model=failing, performance={"qini_coefficient": -1.0, "uplift@k": -1.0}, source="check")
+    response = as_user.get(LIBRARY, {"tab": "monitoring"})
+    assert response.status_code == 200
+    rows = {m.name: m for m in response.context["rows"]}
+    assert set(rows) == {"Healthy", "Failing"}
+    assert rows["Healthy"].health["status"] == "ok"
+    assert rows["Failing"].health["status"] in ("warning", "critical")
+    assert rows["Failing"].open_alert_count == Alert.objects.filter(model=failing, state="firing").count() > 0
+    body = response.content.decode()
+    assert "health-ok" in body and "Only registered" not in body
+    fragment = as_user.get(LIBRARY, {"tab": "monitoring", "search": "heal"}, **HTMX, HTTP_HX_TARGET="results")
+    assert (
+        b"<html" not in fragment.content
+        and b"Healthy" in fragment.content
+        and b"Failing" not in fragment.content
+    )
+
+
+def test_monitoring_tab_query_count_is_constant(as_user, baselines, user, django_assert_max_num_queries):
+    def add(n, start):
+        for i in range(n):
+            model = production(user, f"m{start + i:02d}")
+            snapshot_record(model=model, performance={"demand_mape": 0.5}, source="check")
+            snapshot_record(model=model, performance={"demand_mape": 0.2}, source="check")
+
+    add(3, 0)
+    with CaptureQueriesContext(connection) as few:
+        as_user.get(LIBRARY, {"tab": "monitoring"})
+    add(30, 3)
+    with CaptureQueriesContext(connection) as many:
+        response = as_user.get(LIBRARY, {"tab": "monitoring"})
+    assert len(few.captured_queries) == len(many.captured_queries)
+    assert all(
+        m.latest_snapshot.performance_metrics_json == {"demand_mape": 0.2} for m in response.context["rows"]
+    )
+    with django_assert_max_num_queries(9):
+        as_user.get(LIBRARY, {"tab": "monitoring", "sort": "-last_check", "page": 2})
+
+
+# --------------------------------------------------------------------------- model dashboards
+
+
+def test_model_monitoring_tab_draws_charts_and_alerts(as_user, baselines, user):
+    model = production(user, "Pricing weekly")
+    base = datetime(2026, 1, 1, tzinfo=UTC)
+    for day, mape in enumerate([0.2, 0.3, 0.45]):
+        snapshot_record(
+            model=model,
+            performance={"demand_mape": mape},
+            drift={"features": {"price": {"psi": 0.05 * day, "drifted": day == 2}}, "max_psi": 0.1 * day},
+            freshness={"max_age_hours": 192, "features": {"units": {"age_hours": 3.0 * day, "stale": False}}},
+            captured_at=base + timedelta(days=day),
+            source="check",
+        )
+    response = as_user.get(model_url(model.pk), {"tab": "monitoring"}, **HTMX)
+    assert response.status_code == 200
+    body = response.content.decode()
+    assert "<html" not in body
+    assert body.count("plotly-graph-div") >= 4  # metrics, drift, freshness, alerts
+    assert "demand_mape over time" in body and "Drift (PSI) by feature" in body
+    assert "demand_error_high" in body  # the firing alert
+    assert "health-critical" in body
+
+
+def test_run_check_needs_a_trained_model(as_user, baselines, user):
+    model = register(user)
+    page = as_user.get(model_url(model.pk), {"tab": "monitoring"}).content.decode()
+    assert "train the model first" in page
+    response = as_user.post(
+        model_url(model.pk, "/check"), {"source": "synthetic", "rows": "500", "seed": "1"}
+    )
+    assert response.status_code == 400
+    assert "no trained artifact" in response.content.decode()
+    assert not MonitorSnapshot.objects.exists()
+
+
+def test_run_check_needs_permission(client, viewer, baselines, user):
+    model = register(user)
+    client.force_login(viewer)
+    response = client.post(model_url(model.pk, "/check"), {"source": "synthetic", "rows": "500"})
+    assert response.status_code == 403
+    assert "monitoring.add_monitorsnapshot" in response.content.decode()
+
+
+def test_run_check_on_a_drifted_batch_alerts(as_user, baselines, user):
+    model = trained_model(user, recipe_id="recipe_location_base", rows=3000)
+    form_errors = as_user.post(model_url(model.pk, "/check"), {"source": "dataset"})
+    assert form_errors.status_code == 400
+    assert "Pick an uploaded dataset" in form_errors.content.decode()
+    response = as_user.post(
+        model_url(model.pk, "/check"),
+        {
+            "source": "synthetic",
+            "rows": "4000",
+            "seed": "12",
+            "shift_feature": "median_income",
+            "shift_k": "1.5",
+        },
+    )
+    assert response.status_code == 302
+    assert response["Location"] == model_url(model.pk) + "?tab=monitoring"
+    snapshot = MonitorSnapshot.objects.get(model=model)
+    assert snapshot.row_count == 4000
+    assert snapshot.drift_metrics_json["features"]["median_income"]["drifted"] is True
+    assert Alert.objects.filter(model=model, name="feature_drift", state="firing").exists()
+    page = as_user.get(response["Location"]).content.decode()
+    assert "alerts firing" in page and "feature_drift" in page
