@@ -67,12 +67,27 @@ def fill(n_recipes: int, n_runs: int, n_snapshots: int) -> None:
             family = families[i % 4]
             rid = f"recipe_bench_{i:06d}"
             recipes.append(
-                Recipe(id=rid, name=f"Bench recipe {i}", description="industry variant", model_family=family,
-                       level="industry", parent=parents[family], status=["draft", "approved", "in_review"][i % 3],
-                       owner="bench", created_by=user)
+                Recipe(
+                    id=rid,
+                    name=f"Bench recipe {i}",
+                    description="industry variant",
+                    model_family=family,
+                    level="industry",
+                    parent=parents[family],
+                    status=["draft", "approved", "in_review"][i % 3],
+                    owner="bench",
+                    created_by=user,
+                )
             )
-            versions.append(RecipeVersion(id=f"ver_bench_{i:06d}", recipe_id=rid, version="1.0.0", manifest=manifest,
-                                          approved_at=datetime.now(UTC) if i % 3 == 1 else None))
+            versions.append(
+                RecipeVersion(
+                    id=f"ver_bench_{i:06d}",
+                    recipe_id=rid,
+                    version="1.0.0",
+                    manifest=manifest,
+                    approved_at=datetime.now(UTC) if i % 3 == 1 else None,
+                )
+            )
             tags.append(RecipeTag(recipe_id=rid, name=f"tag{i % 50}"))
         Recipe.objects.bulk_create(recipes)
         RecipeVersion.objects.bulk_create(versions)
@@ -80,32 +95,71 @@ def fill(n_recipes: int, n_runs: int, n_snapshots: int) -> None:
     print(f"recipes: {time.perf_counter() - t0:.1f}s")
     version = base.current_version
     models = [
-        MLModel(id=f"model_bench_{i:04d}", name=f"Bench model {i}", recipe=base, recipe_version=version,
-                status="production" if i == 0 else "staging", created_by=user)
+        MLModel(
+            id=f"model_bench_{i:04d}",
+            name=f"Bench model {i}",
+            recipe=base,
+            recipe_version=version,
+            status="production" if i == 0 else "staging",
+            created_by=user,
+        )
         for i in range(100)
     ]
     MLModel.objects.bulk_create(models)
     t0 = time.perf_counter()
-    metrics = {"elasticity": -1.7, "revenue_lift": 0.02, "margin_impact": 0.1, "calibration": 0.01, "demand_mape": 0.2}
+    metrics = {
+        "elasticity": -1.7,
+        "revenue_lift": 0.02,
+        "margin_impact": 0.1,
+        "calibration": 0.01,
+        "demand_mape": 0.2,
+    }
     for start in range(0, n_runs, 5000):
-        Run.objects.bulk_create([
-            Run(id=f"run_bench_{i:07d}", recipe=base, recipe_version=version, model_id=f"model_bench_{i % 100:04d}",
-                run_type=["train", "eval", "backtest"][i % 3], status=["succeeded", "failed", "queued"][i % 3],
-                metrics_json=metrics, created_by=user)
-            for i in range(start, min(start + 5000, n_runs))
-        ])
+        Run.objects.bulk_create(
+            [
+                Run(
+                    id=f"run_bench_{i:07d}",
+                    recipe=base,
+                    recipe_version=version,
+                    model_id=f"model_bench_{i % 100:04d}",
+                    run_type=["train", "eval", "backtest"][i % 3],
+                    status=["succeeded", "failed", "queued"][i % 3],
+                    metrics_json=metrics,
+                    created_by=user,
+                )
+                for i in range(start, min(start + 5000, n_runs))
+            ]
+        )
     print(f"runs: {time.perf_counter() - t0:.1f}s")
     t0 = time.perf_counter()
     t_start = datetime(2024, 1, 1, tzinfo=UTC)
-    drift = {"method": "PSI", "max_psi": 0.05, "features": {"price": {"psi": 0.05, "n_ref": 5000, "n_cur": 5000, "drifted": False}}}
+    drift = {
+        "method": "PSI",
+        "max_psi": 0.05,
+        "features": {"price": {"psi": 0.05, "n_ref": 5000, "n_cur": 5000, "drifted": False}},
+    }
     for start in range(0, n_snapshots, 10000):
-        MonitorSnapshot.objects.bulk_create([
-            MonitorSnapshot(id=f"snap_bench_{i:08d}", model_id=f"model_bench_{i % 100:04d}",
-                            captured_at=t_start + timedelta(minutes=i // 100), performance_metrics_json=metrics,
-                            drift_metrics_json=drift, data_freshness_json={}, alerts_json={}, source="scheduled")
-            for i in range(start, min(start + 10000, n_snapshots))
-        ])
+        MonitorSnapshot.objects.bulk_create(
+            [
+                MonitorSnapshot(
+                    id=f"snap_bench_{i:08d}",
+                    model_id=f"model_bench_{i % 100:04d}",
+                    captured_at=t_start + timedelta(minutes=i // 100),
+                    performance_metrics_json=metrics,
+                    drift_metrics_json=drift,
+                    data_freshness_json={},
+                    alerts_json={},
+                    source="scheduled",
+                )
+                for i in range(start, min(start + 10000, n_snapshots))
+            ]
+        )
     print(f"snapshots: {time.perf_counter() - t0:.1f}s")
+    from django.db import connection
+
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("ANALYZE")  # fresh planner statistics after the bulk load
 
 
 def measure(client, url: str, repeat: int) -> tuple[float, float]:
@@ -139,7 +193,9 @@ def main() -> None:
     settings.ALLOWED_HOSTS = ["*"]
     if not args.no_fill:
         fill(args.recipes, args.runs, args.snapshots)
-    user, _ = get_user_model().objects.get_or_create(username="bench-admin", defaults={"is_superuser": True, "is_staff": True})
+    user, _ = get_user_model().objects.get_or_create(
+        username="bench-admin", defaults={"is_superuser": True, "is_staff": True}
+    )
     client = Client()
     client.force_login(user)
     api = "/api/ml-development"
@@ -164,7 +220,9 @@ def main() -> None:
         "/model-development/runs/run_bench_0004242",
     ]
     db = settings.DATABASES["default"]
-    print(f"\n{platform.node()} · {os.cpu_count()} cores · {db['ENGINE'].rsplit('.', 1)[-1]} · {datetime.now():%Y-%m-%d}")
+    print(
+        f"\n{platform.node()} · {os.cpu_count()} cores · {db['ENGINE'].rsplit('.', 1)[-1]} · {datetime.now():%Y-%m-%d}"
+    )
     print("\n| endpoint | p50 ms | p95 ms |\n| --- | ---: | ---: |")
     for url in urls:
         try:

@@ -27,7 +27,7 @@ class MLModelViewSet(
     serializer_class = MLModelSerializer
     filterset_class = MLModelFilter
     ordering_fields = ["name", "created_at", "updated_at", "status"]
-    ordering = ["-created_at", "id"]
+    ordering = ["-created_at", "-id"]
     lookup_value_regex = "[^/]+"
 
     def get_queryset(self):

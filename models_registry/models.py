@@ -25,7 +25,7 @@ class MLModelQuerySet(models.QuerySet):
         return self if user.is_authenticated else self.none()
 
     def for_list(self):
-        return self.select_related("recipe", "recipe_version", "training_run", "created_by")
+        return self.select_related("recipe", "recipe_version", "created_by").defer("recipe_version__manifest")
 
 
 class MLModel(models.Model):
@@ -60,7 +60,7 @@ class MLModel(models.Model):
 
     class Meta:
         db_table = "ml_model"
-        ordering = ["-created_at", "id"]
+        ordering = ["-created_at", "-id"]
         indexes = [
             # ?recipe_id=&status= and "the production model of this recipe".
             models.Index(fields=["recipe", "status"], name="ml_model_recipe_status_idx"),

@@ -50,7 +50,7 @@ class RunViewSet(
 
     filterset_class = RunFilter
     ordering_fields = ["created_at", "started_at", "finished_at", "status"]
-    ordering = ["-created_at", "id"]
+    ordering = ["-created_at", "-id"]
     lookup_value_regex = "[^/]+"
 
     def get_queryset(self):
@@ -144,7 +144,7 @@ class DatasetViewSet(
     serializer_class = DatasetSerializer
     filterset_class = DatasetFilter
     parser_classes = [MultiPartParser, FormParser]
-    ordering = ["-created_at", "id"]
+    ordering = ["-created_at", "-id"]
     ordering_fields = ["created_at", "name", "row_count"]
     lookup_value_regex = "[^/]+"
 

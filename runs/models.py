@@ -65,7 +65,10 @@ class RunQuerySet(models.QuerySet):
         return self if user.is_authenticated else self.none()
 
     def for_list(self):
-        return self.select_related("recipe", "recipe_version", "model", "dataset")
+        # Lists show the version number, never the manifest: do not fetch 50 manifests.
+        return self.select_related("recipe", "recipe_version", "model", "dataset").defer(
+            "recipe_version__manifest", "model__metrics_json", "model__artifacts_json", "plots_json"
+        )
 
 
 class Run(models.Model):
@@ -110,7 +113,7 @@ class Run(models.Model):
 
     class Meta:
         db_table = "ml_run"
-        ordering = ["-created_at", "id"]
+        ordering = ["-created_at", "-id"]
         indexes = [
             # Run list, newest first, and ?recipe_id= / ?model_id= / ?status= / ?run_type=.
             models.Index(fields=["created_at", "id"], name="ml_run_created_idx"),

@@ -72,7 +72,9 @@ def _forecast_line(fig: go.Figure, line: Mapping, *, name: str, color: str, band
         return False
     if band and _list(line.get("upper")) and _list(line.get("lower")):
         fig.add_trace(
-            go.Scatter(x=dates, y=line["upper"], mode="lines", line={"width": 0}, showlegend=False, hoverinfo="skip")
+            go.Scatter(
+                x=dates, y=line["upper"], mode="lines", line={"width": 0}, showlegend=False, hoverinfo="skip"
+            )
         )
         fig.add_trace(
             go.Scatter(
@@ -87,7 +89,9 @@ def _forecast_line(fig: go.Figure, line: Mapping, *, name: str, color: str, band
             )
         )
     if actual and _list(line.get("actual")):
-        fig.add_trace(go.Scatter(x=dates, y=line["actual"], mode="lines", name="actual", line={"color": "#111827"}))
+        fig.add_trace(
+            go.Scatter(x=dates, y=line["actual"], mode="lines", name="actual", line={"color": "#111827"})
+        )
     if _list(line.get("forecast")):
         fig.add_trace(go.Scatter(x=dates, y=line["forecast"], mode="lines", name=name, line={"color": color}))
     return True
@@ -136,8 +140,14 @@ def _pricing(plots: Mapping) -> list[go.Figure]:
         )
         bounds = _list(curve.get("bounds"))
         if len(bounds) == 2 and all(_num(b) is not None for b in bounds):
-            fig.add_vrect(x0=bounds[0], x1=bounds[1], fillcolor="#2563eb", opacity=0.07, line_width=0, layer="below")
-        fig.add_trace(go.Scatter(x=prices, y=_list(curve.get("units")), mode="lines", name="units", line={"color": PALETTE[0]}))
+            fig.add_vrect(
+                x0=bounds[0], x1=bounds[1], fillcolor="#2563eb", opacity=0.07, line_width=0, layer="below"
+            )
+        fig.add_trace(
+            go.Scatter(
+                x=prices, y=_list(curve.get("units")), mode="lines", name="units", line={"color": PALETTE[0]}
+            )
+        )
         objective = str(curve.get("objective") or "margin")
         if _list(curve.get(objective)):
             fig.add_trace(
@@ -150,8 +160,13 @@ def _pricing(plots: Mapping) -> list[go.Figure]:
                     line={"color": PALETTE[3], "dash": "dot"},
                 )
             )
-            fig.update_layout(yaxis2={"title": {"text": objective}, "overlaying": "y", "side": "right", "showgrid": False})
-        for key, label, color in (("current_price", "current price", "#6b7280"), ("chosen_price", "chosen price", PALETTE[2])):
+            fig.update_layout(
+                yaxis2={"title": {"text": objective}, "overlaying": "y", "side": "right", "showgrid": False}
+            )
+        for key, label, color in (
+            ("current_price", "current price", "#6b7280"),
+            ("chosen_price", "chosen price", PALETTE[2]),
+        ):
             value = _num(curve.get(key))
             if value is not None:
                 fig.add_vline(x=value, line={"color": color, "dash": "dash"}, annotation_text=label)
@@ -170,7 +185,9 @@ def _pricing(plots: Mapping) -> list[go.Figure]:
                 "arrayminus": [(e or 0) - (lo or 0) for lo, e in zip(lows, estimates, strict=True)],
             }
         fig = _figure("Own-price elasticity by segment (with confidence interval)", "segment", "elasticity")
-        fig.add_trace(go.Bar(x=names, y=estimates, error_y=error, marker={"color": PALETTE[0]}, name="elasticity"))
+        fig.add_trace(
+            go.Bar(x=names, y=estimates, error_y=error, marker={"color": PALETTE[0]}, name="elasticity")
+        )
         figures.append(fig)
     return figures
 
@@ -183,7 +200,9 @@ def _generic(chart: Mapping, *, key: str) -> go.Figure | None:
     series = _map(chart.get("series"))
     if not x or not series:
         return None
-    fig = _figure(str(chart.get("title") or key), str(chart.get("x_label") or ""), str(chart.get("y_label") or ""))
+    fig = _figure(
+        str(chart.get("title") or key), str(chart.get("x_label") or ""), str(chart.get("y_label") or "")
+    )
     bar = chart.get("type") == "bar"
     for i, (name, values) in enumerate(series.items()):
         values = _list(values)
@@ -192,7 +211,9 @@ def _generic(chart: Mapping, *, key: str) -> go.Figure | None:
             fig.add_trace(go.Bar(x=x, y=values, name=str(name), marker={"color": color}))
         else:
             dash = "dash" if name == "random" else None
-            fig.add_trace(go.Scatter(x=x, y=values, mode="lines", name=str(name), line={"color": color, "dash": dash}))
+            fig.add_trace(
+                go.Scatter(x=x, y=values, mode="lines", name=str(name), line={"color": color, "dash": dash})
+            )
     if bar:
         fig.update_layout(barmode="group")
     return fig
@@ -223,12 +244,24 @@ def _location(plots: Mapping) -> list[go.Figure]:
                 marker={"size": 5, "opacity": 0.6, "color": PALETTE[0]},
             )
         )
-        fig.add_trace(go.Scatter(x=[0, 1], y=[0, 1], mode="lines", name="perfect ranking", line={"color": "#9ca3af", "dash": "dash"}))
+        fig.add_trace(
+            go.Scatter(
+                x=[0, 1],
+                y=[0, 1],
+                mode="lines",
+                name="perfect ranking",
+                line={"color": "#9ca3af", "dash": "dash"},
+            )
+        )
         figures.append(fig)
     lift = _map(plots.get("decile_lift"))
     if _list(lift.get("lift")):
-        fig = _figure("Lift by predicted decile", str(lift.get("x_label") or "predicted decile (1 = top 10%)"), "lift")
-        fig.add_trace(go.Bar(x=_list(lift.get("decile")), y=lift["lift"], name="lift", marker={"color": PALETTE[0]}))
+        fig = _figure(
+            "Lift by predicted decile", str(lift.get("x_label") or "predicted decile (1 = top 10%)"), "lift"
+        )
+        fig.add_trace(
+            go.Bar(x=_list(lift.get("decile")), y=lift["lift"], name="lift", marker={"color": PALETTE[0]})
+        )
         fig.add_hline(y=1.0, line={"color": "#9ca3af", "dash": "dash"})
         figures.append(fig)
     return figures
@@ -288,7 +321,9 @@ def compare_figures(family: str, runs: list[tuple[str, Any]]) -> list[go.Figure]
         shown_actual = False
         for label, plots in runs:
             total = _map(plots.get("total"))
-            if _forecast_line(fig, total, name=label, color=colors[label], band=False, actual=not shown_actual):
+            if _forecast_line(
+                fig, total, name=label, color=colors[label], band=False, actual=not shown_actual
+            ):
                 shown_actual = True
         if fig.data:
             figures.append(fig)
@@ -298,7 +333,13 @@ def compare_figures(family: str, runs: list[tuple[str, Any]]) -> list[go.Figure]
             curve = _map(plots.get("demand_curve"))
             if _list(curve.get("price")):
                 fig.add_trace(
-                    go.Scatter(x=curve["price"], y=_list(curve.get("units")), mode="lines", name=label, line={"color": colors[label]})
+                    go.Scatter(
+                        x=curve["price"],
+                        y=_list(curve.get("units")),
+                        mode="lines",
+                        name=label,
+                        line={"color": colors[label]},
+                    )
                 )
                 chosen = _num(curve.get("chosen_price"))
                 if chosen is not None:
@@ -316,9 +357,19 @@ def compare_figures(family: str, runs: list[tuple[str, Any]]) -> list[go.Figure]
                 if not values:
                     continue
                 if key == "qini_curve":
-                    fig.add_trace(go.Scatter(x=_list(chart.get("x")), y=values, mode="lines", name=label, line={"color": colors[label]}))
+                    fig.add_trace(
+                        go.Scatter(
+                            x=_list(chart.get("x")),
+                            y=values,
+                            mode="lines",
+                            name=label,
+                            line={"color": colors[label]},
+                        )
+                    )
                 else:
-                    fig.add_trace(go.Bar(x=_list(chart.get("x")), y=values, name=label, marker={"color": colors[label]}))
+                    fig.add_trace(
+                        go.Bar(x=_list(chart.get("x")), y=values, name=label, marker={"color": colors[label]})
+                    )
             if fig.data:
                 fig.update_layout(barmode="group")
                 figures.append(fig)
@@ -327,7 +378,14 @@ def compare_figures(family: str, runs: list[tuple[str, Any]]) -> list[go.Figure]
         for label, plots in runs:
             lift = _map(plots.get("decile_lift"))
             if _list(lift.get("lift")):
-                fig.add_trace(go.Bar(x=_list(lift.get("decile")), y=lift["lift"], name=label, marker={"color": colors[label]}))
+                fig.add_trace(
+                    go.Bar(
+                        x=_list(lift.get("decile")),
+                        y=lift["lift"],
+                        name=label,
+                        marker={"color": colors[label]},
+                    )
+                )
         if fig.data:
             fig.update_layout(barmode="group")
             figures.append(fig)

@@ -36,7 +36,13 @@ LOG_PAGE = 1000
 # Keep following the logs this long after the run ended: its last line ("Run succeeded.")
 # is written just after the status changes.
 LOG_GRACE = timedelta(seconds=3)
-HEAVY_FIELDS = ("plots_json", "artifacts_json", "metric_checks_json", "params_json", "recipe_version__manifest")
+HEAVY_FIELDS = (
+    "plots_json",
+    "artifacts_json",
+    "metric_checks_json",
+    "params_json",
+    "recipe_version__manifest",
+)
 
 
 def _get_run_for_user(user, run_id: str) -> Run:
@@ -114,7 +120,9 @@ class VersionChoice(forms.ModelChoiceField):
 
 class RunForm(forms.Form):
     recipe = forms.ModelChoiceField(queryset=Recipe.objects.none())
-    recipe_version = VersionChoice(queryset=RecipeVersion.objects.none(), required=False, empty_label="Latest version")
+    recipe_version = VersionChoice(
+        queryset=RecipeVersion.objects.none(), required=False, empty_label="Latest version"
+    )
     run_type = forms.ChoiceField(choices=RunType.choices, initial=RunType.TRAIN)
     model = forms.ModelChoiceField(
         queryset=MLModel.objects.none(),
@@ -123,7 +131,9 @@ class RunForm(forms.Form):
         help_text="A train run of a registered model attaches its artifact to the model; eval runs need one.",
     )
     dataset = forms.ModelChoiceField(
-        queryset=Dataset.objects.none(), required=False, empty_label="Synthetic data from the recipe's generator"
+        queryset=Dataset.objects.none(),
+        required=False,
+        empty_label="Synthetic data from the recipe's generator",
     )
     rows = forms.IntegerField(
         required=False,
@@ -135,12 +145,16 @@ class RunForm(forms.Form):
 
     def __init__(self, *args, recipe_id: str | None = None, **kwargs):
         super().__init__(*args, **kwargs)
-        self.fields["recipe"].queryset = Recipe.objects.only("id", "name", "level", "model_family").order_by("name")
+        self.fields["recipe"].queryset = Recipe.objects.only("id", "name", "level", "model_family").order_by(
+            "name"
+        )
         if recipe_id:
             self.fields["recipe_version"].queryset = (
                 RecipeVersion.objects.filter(recipe_id=recipe_id).defer("manifest").order_by("-created_at")
             )
-            self.fields["model"].queryset = MLModel.objects.filter(recipe_id=recipe_id).order_by("-created_at")
+            self.fields["model"].queryset = MLModel.objects.filter(recipe_id=recipe_id).order_by(
+                "-created_at"
+            )
             self.fields["dataset"].queryset = Dataset.objects.filter(
                 Q(recipe_id=recipe_id) | Q(recipe__isnull=True)
             ).order_by("-created_at")
@@ -163,7 +177,11 @@ def run_new(request: HttpRequest) -> HttpResponse:
     Changing the recipe re-renders the form (HTMX) so the version/model/dataset lists match."""
     data = request.POST if request.method == "POST" else None
     recipe_id = (data or request.GET).get("recipe") or None
-    initial = {k: v for k, v in request.GET.items() if k in ("recipe", "recipe_version", "run_type", "model", "rows", "seed")}
+    initial = {
+        k: v
+        for k, v in request.GET.items()
+        if k in ("recipe", "recipe_version", "run_type", "model", "rows", "seed")
+    }
     if "model" in initial and not recipe_id:
         recipe_id = MLModel.objects.filter(pk=initial["model"]).values_list("recipe_id", flat=True).first()
         initial["recipe"] = recipe_id
@@ -202,7 +220,11 @@ def _stage_rows(run: Run) -> list[dict]:
         return run.stages_json
     # Not claimed yet: the version's stages, all pending.
     stages = ((run.recipe_version.manifest or {}).get("pipeline") or {}).get("stages") or []
-    return [{"name": s.get("name"), "type": s.get("type"), "status": "pending"} for s in stages if isinstance(s, dict)]
+    return [
+        {"name": s.get("name"), "type": s.get("type"), "status": "pending"}
+        for s in stages
+        if isinstance(s, dict)
+    ]
 
 
 def _metric_rows(run: Run) -> list[dict]:
@@ -253,7 +275,9 @@ def _live_context(request: HttpRequest, run: Run) -> dict:
     if run.is_terminal:
         context["metric_rows"] = _metric_rows(run)
         context["artifacts"] = _artifact_rows(run)
-        context["charts"] = [plots.figure_html(f) for f in plots.run_figures(run.recipe.model_family, run.plots_json)]
+        context["charts"] = [
+            plots.figure_html(f) for f in plots.run_figures(run.recipe.model_family, run.plots_json)
+        ]
         folds = (run.plots_json or {}).get("folds") or []
         if folds:
             names = list(dict.fromkeys(k for f in folds if isinstance(f, dict) for k in f))
@@ -319,7 +343,9 @@ def run_logs(request: HttpRequest, run_id: str) -> HttpResponse:
     after_seq = int(after) if after.isdigit() else 0
     context = _log_context(run, after_seq)
     if not is_fragment(request):
-        text = "\n".join(f"{line.seq:>5} {line.ts:%H:%M:%S} {line.level:<7} {line.message}" for line in context["lines"])
+        text = "\n".join(
+            f"{line.seq:>5} {line.ts:%H:%M:%S} {line.level:<7} {line.message}" for line in context["lines"]
+        )
         return HttpResponse(text + "\n", content_type="text/plain; charset=utf-8")
     return render(request, "runs/run_detail.html#logs", context)
 
@@ -335,7 +361,10 @@ def run_cancel(request: HttpRequest, run_id: str) -> HttpResponse:
         messages.error(request, exc.detail)
     else:
         messages.success(
-            request, "Run cancelled." if run.is_terminal else "Cancellation requested; the worker stops within seconds."
+            request,
+            "Run cancelled."
+            if run.is_terminal
+            else "Cancellation requested; the worker stops within seconds.",
         )
     return redirect("pages:run", run_id=run.pk)
 
@@ -375,12 +404,24 @@ def run_compare(request: HttpRequest) -> HttpResponse:
         problem = "Pick two or more runs to compare (tick them in the Runs tab)."
     elif len({r.recipe_id for r in runs}) > 1:
         problem = "These runs belong to different recipes; compare runs of one recipe."
-    context: dict = {"nav": "library", "runs": runs, "problem": problem, "missing": [i for i in ids if i not in found]}
+    context: dict = {
+        "nav": "library",
+        "runs": runs,
+        "problem": problem,
+        "missing": [i for i in ids if i not in found],
+    }
     if not problem:
         names = list(dict.fromkeys(n for r in runs for n in (r.metrics_json or {})))
         rows = []
         for name in names:
-            first_check = next(((r.metric_checks_json or {}).get(name) for r in runs if (r.metric_checks_json or {}).get(name)), {})
+            first_check = next(
+                (
+                    (r.metric_checks_json or {}).get(name)
+                    for r in runs
+                    if (r.metric_checks_json or {}).get(name)
+                ),
+                {},
+            )
             cells = []
             for r in runs:
                 check = (r.metric_checks_json or {}).get(name) or {}
@@ -395,7 +436,9 @@ def run_compare(request: HttpRequest) -> HttpResponse:
             )
         context["metric_rows"] = rows
         family = runs[0].recipe.model_family
-        figures = plots.compare_figures(family, [(f"{r.recipe_version.version} · {r.pk[-6:]}", r.plots_json) for r in runs])
+        figures = plots.compare_figures(
+            family, [(f"{r.recipe_version.version} · {r.pk[-6:]}", r.plots_json) for r in runs]
+        )
         context["charts"] = [plots.figure_html(f) for f in figures]
         context["recipe"] = runs[0].recipe
     return render(request, "runs/compare.html", context, status=400 if problem else 200)
