@@ -176,6 +176,7 @@ WORKER_HOUSEKEEPING_SECONDS = float(os.environ.get("WORKER_HOUSEKEEPING_SECONDS"
 LLM_BASE_URL = os.environ.get("LLM_BASE_URL", "")
 LLM_MODEL = os.environ.get("LLM_MODEL", "")
 LLM_API_KEY = os.environ.get("LLM_API_KEY", "")
+LLM_TIMEOUT_SECONDS = float(os.environ.get("LLM_TIMEOUT_SECONDS", 8))
 CHAT_MAX_MESSAGE_CHARS = int(os.environ.get("CHAT_MAX_MESSAGE_CHARS", 4000))
 
 # --- Security -------------------------------------------------------------------------

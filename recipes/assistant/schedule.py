@@ -57,9 +57,7 @@ _PATTERNS: list[tuple[str, re.Pattern]] = [
     ("hourly", re.compile(r"\b(?:hourly|every\s+hour|once\s+an\s+hour)\b", re.I)),
     (
         "weekdays",
-        re.compile(
-            r"\b(?:every\s+|on\s+|each\s+)?(?:week\s*days|weekdays|working\s+days|business\s+days)\b", re.I
-        ),
+        re.compile(r"\b(?:every\s+|on\s+|each\s+)?(?:week\s*days?|working\s+days?|business\s+days?)\b", re.I),
     ),
     ("weekends", re.compile(r"\b(?:every\s+|on\s+|at\s+)?weekends?\b", re.I)),
     ("dow", re.compile(rf"\b(?:every|each|on)\s+(?P<days>{_DAY_LIST})\b", re.I)),

@@ -105,5 +105,6 @@ def plain(value: str, *, max_len: int = 400) -> str:
     """Free text from an outside source (an LLM's wording) reduced to one plain paragraph."""
     cleaned = clean_message(value or "", max_chars=max_len * 2).text
     cleaned = cleaned.replace("<", "").replace(">", "")
-    cleaned = re.sub(r"\s+", " ", cleaned).strip()
+    cleaned = re.sub(r"\s+", " ", cleaned)
+    cleaned = re.sub(r"\s+([,.;:!?])", r"\1", cleaned).strip()  # "<b>Sure</b>, ..." -> "Sure, ..."
     return cleaned[:max_len]

@@ -1,0 +1,421 @@
+"""A realistic demo workspace, built only through the services and real runs (`seed_demo`).
+
+Every row comes from the same code paths a user's clicks take: recipes are cloned and
+versioned with `recipes.services`, models registered and promoted with
+`models_registry.services`, runs started with `runs.services` and executed by the real
+executor (in-process, one child process per run), and the monitoring history is a daily
+`monitoring.checks.run_check` on a fresh synthetic batch, so drift, performance and alert
+episodes are computed, never typed in.
+
+What it builds (names below are the demo's fixed names):
+
+- under each baseline an industry recipe and one or two client recipes: versions with
+  approvals, one recipe in review, one deprecated;
+- models in every lifecycle status: registered (its training run failed), staging,
+  production (two, each with daily monitoring history) and archived (replaced);
+- runs of every type and ending: train, eval, backtest, one failed (too little history for
+  the recipe's min_history), one cancelled before it started;
+- `days` of daily checks on the production site-scoring model with a drift episode in the
+  middle (a trade-area feature shifted by a growing amount): the `feature_drift` alert
+  fires and resolves by itself when the shift goes away.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from collections.abc import Callable
+from datetime import timedelta
+
+from django.contrib.auth import get_user_model
+from django.core.management import call_command
+from django.db import transaction
+from django.utils import timezone
+
+from models_registry.models import MLModel, ModelStatus
+from models_registry.services import model_register, model_set_status
+from monitoring.checks import run_check
+from recipes.models import Level, Recipe, RecipeStatus, RecipeVersion
+from recipes.services import recipe_clone, recipe_update, version_approve, version_create
+from runs.executor import execute_run
+from runs.models import Run, RunStatus, RunType
+from runs.services import run_cancel, run_start
+
+# The demo exists when this industry recipe (tagged "demo") does: everything is created in
+# one transaction, so its presence means the whole demo is there.
+MARKER_NAME = "Grocery Retail Forecasting"
+DEMO_TAG = "demo"
+
+DEFAULT_DAYS = 90
+DEFAULT_ROWS = 5000
+# The smallest `rows` with which every run meant to succeed does: pricing's 52 weeks of
+# min_history need about 2200 synthetic rows.
+MIN_ROWS = 2500
+# Rows of each daily monitoring batch: enough for stable PSI and ranking metrics.
+BATCH_ROWS = 1500
+# Uplift metrics are differences of two conversion rates in the top decile: the NBA model
+# trains on this many times `rows` and is checked on larger batches, otherwise its
+# incremental-revenue alert flaps on sampling noise alone.
+NBA_ROWS_FACTOR = 3
+NBA_BATCH_ROWS = 5000
+# Pricing needs 52 weeks of history; 60 synthetic rows span about 7 weeks.
+FAILING_PRICING_ROWS = 60
+# Site-scoring feature shifted during the drift episode (a numeric monitoring.drift feature).
+DRIFT_FEATURE = "population_3km"
+
+
+class DemoError(RuntimeError):
+    """A step of the demo did not end as planned (e.g. a training run failed)."""
+
+
+def demo_exists() -> bool:
+    return Recipe.objects.filter(name=MARKER_NAME, level=Level.INDUSTRY, tag_set__name=DEMO_TAG).exists()
+
+
+def demo_user():
+    """The superuser `admin` (setup_workspace creates it), else a `demo` user (no password)."""
+    User = get_user_model()
+    user = User.objects.filter(username="admin").first()
+    if user is None:
+        user, created = User.objects.get_or_create(username="demo")
+        if created:
+            user.set_unusable_password()
+            user.save(update_fields=["password"])
+    return user
+
+
+def drift_schedule(days: int) -> dict[int, float]:
+    """Day index (0 = oldest) -> shift in reference standard deviations of DRIFT_FEATURE.
+
+    The episode covers about 44-61% of the history (days 40-54 of 90) and grows from 0.4 to
+    0.8 standard deviations in its first half (PSI from about 0.3 to above 1, where the
+    model's calibration suffers too); outside it there is no shift, so the alerts resolve on
+    the first day after it."""
+    start = int(days * 0.44)
+    end = max(start + 2, int(days * 0.61))
+    if end >= days:  # too short a history for an episode with a recovery after it
+        return {}
+    length = end - start
+    return {d: round(0.4 + 0.4 * min(1.0, 2 * (d - start) / length), 2) for d in range(start, end)}
+
+
+def _with_changes(manifest: dict, change: Callable[[dict], None]) -> dict:
+    out = copy.deepcopy(manifest)
+    change(out)
+    return out
+
+
+def _stage(manifest: dict, kind: str) -> dict:
+    return next(s for s in manifest["pipeline"]["stages"] if s["type"] == kind)
+
+
+class DemoBuilder:
+    def __init__(self, *, user, days: int, rows: int, log: Callable[[str], None]):
+        self.user = user
+        self.days = days
+        self.rows = rows
+        self.log = log
+        self.started = time.monotonic()
+        self.summary: dict[str, list] = {"recipes": [], "models": [], "runs": [], "alerts": []}
+
+    # --- helpers ---------------------------------------------------------------------------
+
+    def say(self, message: str) -> None:
+        self.log(f"[{time.monotonic() - self.started:6.1f}s] {message}")
+
+    def clone(self, source: Recipe, name: str, description: str, tags: list[str], change=None) -> Recipe:
+        manifest = None
+        if change is not None:
+            manifest = _with_changes(source.current_version.manifest, change)
+        recipe = recipe_clone(
+            source=source,
+            user=self.user,
+            name=name,
+            description=description,
+            tags=[*tags, DEMO_TAG],
+            manifest=manifest,
+        )
+        self.summary["recipes"].append(recipe)
+        self.say(f"recipe '{name}' ({recipe.level}, cloned from '{source.name}')")
+        return recipe
+
+    def new_version(self, recipe: Recipe, version: str, changelog: str, change) -> RecipeVersion:
+        recipe = Recipe.objects.get(pk=recipe.pk)  # fresh current_version
+        created = version_create(
+            recipe=recipe,
+            user=self.user,
+            manifest=_with_changes(recipe.current_version.manifest, change),
+            version=version,
+            changelog=changelog,
+        )
+        self.say(f"  version {version} of '{recipe.name}': {changelog}")
+        return created
+
+    def approve(self, recipe: Recipe, version: str | None = None) -> RecipeVersion:
+        recipe = Recipe.objects.get(pk=recipe.pk)
+        target = recipe.versions.get(version=version) if version else recipe.current_version
+        approved = version_approve(version=target, user=self.user)
+        self.say(f"  approved '{recipe.name}' {approved.version}")
+        return approved
+
+    def execute(self, run: Run, expect: str = RunStatus.SUCCEEDED) -> Run:
+        started = time.monotonic()
+        outcome = execute_run(run.id)
+        run.refresh_from_db()
+        if outcome != expect:
+            raise DemoError(
+                f"{run.run_type} run {run.id} of '{run.recipe.name}' ended '{outcome}', "
+                f"expected '{expect}': {run.error}"
+            )
+        self.summary["runs"].append(run)
+        note = f": {run.error[:160]}" if run.error else ""
+        self.say(
+            f"  {run.run_type} run on '{run.recipe.name}' {run.recipe_version.version} "
+            f"{run.status} in {time.monotonic() - started:.1f}s{note}"
+        )
+        return run
+
+    def start(self, recipe: Recipe, *, run_type=RunType.TRAIN, model=None, version=None, rows=None, seed=1):
+        return run_start(
+            user=self.user,
+            recipe=recipe,
+            recipe_version=version,
+            run_type=run_type,
+            model=model,
+            params={"synthetic": {"rows": rows or self.rows, "seed": seed}},
+        )
+
+    def trained_model(
+        self, recipe: Recipe, version: RecipeVersion, name: str, *, seed: int, rows: int | None = None
+    ) -> MLModel:
+        model = model_register(user=self.user, name=name, recipe=recipe, recipe_version=version)
+        self.say(f"model '{name}' registered on '{recipe.name}' {version.version}")
+        self.execute(self.start(recipe, model=model, version=version, seed=seed, rows=rows))
+        model.refresh_from_db()
+        self.summary["models"].append(model)
+        return model
+
+    def set_status(self, model: MLModel, *statuses: str) -> MLModel:
+        for status in statuses:
+            result = model_set_status(model=model, user=self.user, status=status)
+            model = result["model"]
+            replaced = f" (replaced {', '.join(result['replaced'])})" if result["replaced"] else ""
+            self.say(f"  model '{model.name}' → {status}{replaced}")
+        return model
+
+    def history(
+        self, model: MLModel, *, days: int, seed: int, rows: int, shifts: dict[int, float] | None = None
+    ):
+        """One scheduled check a day, oldest first, ending yesterday."""
+        shifts = shifts or {}
+        now = timezone.now().replace(minute=0, second=0, microsecond=0)
+        started = time.monotonic()
+        for day in range(days):
+            k = shifts.get(day, 0)
+            synthetic = {"rows": rows, "seed": seed + day}
+            if k:
+                synthetic["shift"] = {DRIFT_FEATURE: k}
+            snapshot = run_check(
+                model=model,
+                source="scheduled",
+                synthetic=synthetic,
+                captured_at=now - timedelta(days=days - day),
+            )
+            firing = [name for name, r in snapshot.alerts_json.items() if r.get("firing")]
+            if k or firing:
+                psi = snapshot.drift_metrics_json.get("max_psi")
+                shifted = f"{DRIFT_FEATURE} shifted {k} sd, " if k else ""
+                psi_text = f"max PSI {psi:.2f}, " if isinstance(psi, (int, float)) else ""
+                self.say(
+                    f"  day {day + 1}/{days}: {shifted}{psi_text}firing: {', '.join(firing) or 'nothing'}"
+                )
+        self.say(f"  {days} daily checks of '{model.name}' in {time.monotonic() - started:.1f}s")
+
+    # --- the demo --------------------------------------------------------------------------
+
+    def build(self) -> dict:
+        base = {r.model_family: r for r in Recipe.objects.filter(level=Level.BASELINE)}
+        self.forecasting(base["forecasting"])
+        self.pricing(base["pricing"])
+        self.next_best_action(base["next_best_action"])
+        self.location_scoring(base["location_scoring"])
+        return self.summary
+
+    def forecasting(self, baseline: Recipe) -> None:
+        grocery = self.clone(
+            baseline,
+            MARKER_NAME,
+            "Daily store x product demand for grocery chains: fresh, ambient and frozen ranges, "
+            "weekly promotions and price changes.",
+            ["grocery", "retail", "demand"],
+        )
+        self.approve(grocery, "1.0.0")
+
+        def tighter(m):
+            m["evaluation"]["metrics"]["MAPE"]["target"] = 0.2
+            m["evaluation"]["metrics"]["WAPE"]["target"] = 0.16
+
+        self.new_version(grocery, "1.1.0", "Tighter MAPE (0.20) and WAPE (0.16) targets for grocery", tighter)
+        self.approve(grocery, "1.1.0")
+
+        def fresher(m):
+            m["monitoring"]["freshness"]["max_age_hours"] = 24
+            m["monitoring"]["alerts"]["wape_high"] = {"condition": "WAPE > 0.28", "severity": "warning"}
+
+        self.new_version(grocery, "1.2.0", "Daily freshness SLA and a WAPE alert", fresher)
+        self.approve(grocery, "1.2.0")
+        self.execute(self.start(grocery, run_type=RunType.BACKTEST, seed=11))
+
+        freshmart = self.clone(
+            grocery,
+            "FreshMart Stores",
+            "FreshMart's 240 supermarkets and express stores: replenishment forecasts per store and SKU.",
+            ["grocery", "freshmart"],
+        )
+        version = self.approve(freshmart)
+        model = self.trained_model(freshmart, version, "FreshMart demand forecaster", seed=21)
+        # Staging, not evaluated: the forecasting generator always covers the same dates, so
+        # an eval run on fresh synthetic data would ask for forecasts inside the history.
+        self.set_status(model, ModelStatus.STAGING)
+
+        greengrocer = self.clone(
+            grocery,
+            "GreenGrocer Co",
+            "GreenGrocer's organic neighbourhood stores: short shelf-life produce, fewer promotions.",
+            ["grocery", "greengrocer"],
+            change=lambda m: _stage(m, "training")["config"].update(horizon=28),
+        )
+        recipe_update(recipe=greengrocer, user=self.user, status=RecipeStatus.IN_REVIEW)
+        self.say("  'GreenGrocer Co' sent for review")
+
+    def pricing(self, baseline: Recipe) -> None:
+        electronics = self.clone(
+            baseline,
+            "Consumer Electronics Pricing",
+            "Weekly regular-price optimisation for consumer electronics: strong seasonality "
+            "(Black Friday, back to school) and thin margins.",
+            ["electronics", "retail", "pricing"],
+        )
+        self.approve(electronics)
+        self.execute(self.start(electronics, run_type=RunType.BACKTEST, seed=12))
+
+        voltmart = self.clone(
+            electronics,
+            "VoltMart",
+            "VoltMart's 80 big-box stores: margin-maximising prices within +/-10% of today's.",
+            ["electronics", "voltmart"],
+            change=lambda m: _stage(m, "training")["config"]["price_bounds"].update(
+                min_change=-0.1, max_change=0.1
+            ),
+        )
+        version = self.approve(voltmart)
+        model = model_register(
+            user=self.user, name="VoltMart price elasticity", recipe=voltmart, recipe_version=version
+        )
+        self.summary["models"].append(model)
+        self.say(f"model '{model.name}' registered on 'VoltMart' {version.version}")
+        # Seven weeks of data for a recipe that needs 52: the quality stage fails the run
+        # (naming the time column) and the model stays registered, untrained.
+        self.execute(
+            self.start(voltmart, model=model, version=version, rows=FAILING_PRICING_ROWS, seed=31),
+            expect=RunStatus.FAILED,
+        )
+
+        legacy = self.clone(
+            baseline,
+            "Department Store Pricing (2023)",
+            "Superseded by Consumer Electronics Pricing after the 2024 category review.",
+            ["department-store", "pricing"],
+        )
+        self.approve(legacy)
+        recipe_update(recipe=legacy, user=self.user, status=RecipeStatus.DEPRECATED)
+        self.say("  'Department Store Pricing (2023)' deprecated")
+
+    def next_best_action(self, baseline: Recipe) -> None:
+        telco = self.clone(
+            baseline,
+            "Telco Retention Offers",
+            "Which customers to send a retention offer (bonus data, handset discount) before "
+            "their contract ends.",
+            ["telco", "retention", "uplift"],
+        )
+        self.approve(telco)
+        skyline = self.clone(
+            telco,
+            "Skyline Mobile",
+            "Skyline Mobile's prepaid and contract base: monthly retention campaign.",
+            ["telco", "skyline"],
+        )
+        version = self.approve(skyline)
+        nba_rows = self.rows * NBA_ROWS_FACTOR
+        model = self.trained_model(
+            skyline, version, "Skyline Mobile retention uplift", seed=41, rows=nba_rows
+        )
+        self.set_status(model, ModelStatus.STAGING, ModelStatus.PRODUCTION)
+        self.execute(self.start(skyline, run_type=RunType.EVAL, model=model, seed=43, rows=nba_rows))
+        # A retrain someone thought better of: cancelled while still queued, never started.
+        run = run_cancel(run=self.start(skyline, seed=42), user=self.user)
+        self.summary["runs"].append(run)
+        self.say(f"  train run on 'Skyline Mobile' {run.status} before it started")
+        self.history(model, days=min(self.days, 30), seed=4100, rows=min(NBA_BATCH_ROWS, nba_rows))
+
+    def location_scoring(self, baseline: Recipe) -> None:
+        qsr = self.clone(
+            baseline,
+            "Quick-Service Restaurants Site Scoring",
+            "Expected annual sales of drive-thru and in-line quick-service restaurant sites.",
+            ["qsr", "restaurants", "site-selection"],
+        )
+        self.approve(qsr)
+        burgerbay = self.clone(
+            qsr,
+            "BurgerBay",
+            "BurgerBay's expansion programme: ranks candidate sites for 40 openings a year.",
+            ["qsr", "burgerbay"],
+        )
+        first = self.approve(burgerbay)
+        old = self.trained_model(burgerbay, first, "BurgerBay site scorer 2024", seed=51)
+        self.set_status(old, ModelStatus.STAGING, ModelStatus.PRODUCTION)
+
+        def daily(m):
+            m["deployment"]["schedule"] = "0 4 * * *"
+            hp = _stage(m, "training")["config"]["hyperparameters"]
+            hp.update(num_boost_round=400, learning_rate=0.04)
+
+        self.new_version(burgerbay, "1.1.0", "Daily rescoring; more, smaller boosting steps", daily)
+        second = self.approve(burgerbay, "1.1.0")
+        model = self.trained_model(burgerbay, second, "BurgerBay site scorer", seed=52)
+        self.set_status(model, ModelStatus.STAGING, ModelStatus.PRODUCTION)
+        self.set_status(MLModel.objects.get(pk=old.pk), ModelStatus.ARCHIVED)
+        self.execute(self.start(burgerbay, run_type=RunType.EVAL, model=model, version=second, seed=53))
+        self.history(
+            model,
+            days=self.days,
+            seed=5200,
+            rows=min(BATCH_ROWS, self.rows),
+            shifts=drift_schedule(self.days),
+        )
+        self.summary["alerts"].extend(model.alerts.order_by("fired_at"))
+
+
+def seed_demo(
+    *, days: int = DEFAULT_DAYS, rows: int = DEFAULT_ROWS, log: Callable[[str], None] = print
+) -> dict | None:
+    """Build the demo; None if it already exists.
+
+    One transaction: a failure half-way leaves nothing behind (so a re-run starts clean),
+    and runs are only enqueued for the workers at commit, when they have already been
+    executed here (the workers then find them no longer queued and skip them), so no worker
+    can claim a run before this process executes it. On SQLite the
+    transaction holds the write lock for the whole build (about a minute and a half), so
+    run it before starting the server and workers, as `make run DEMO=1` does."""
+    if not Recipe.objects.filter(pk="recipe_pricing_base").exists():
+        call_command("loaddata", "baseline_recipes", verbosity=0)
+        log("Loaded the baseline recipes.")
+    with transaction.atomic():
+        # Two seeders at once (PostgreSQL): the second waits here, then finds the demo.
+        list(Recipe.objects.select_for_update().filter(pk="recipe_forecasting_base").values_list("pk"))
+        if demo_exists():
+            return None
+        builder = DemoBuilder(user=demo_user(), days=days, rows=rows, log=log)
+        return builder.build()
