@@ -93,10 +93,14 @@ def run_check(*, model, source: str = "check", dataset_id=None, synthetic=None, 
     frame, dataset, real_times = _batch(model, dataset_id=dataset_id, synthetic=synthetic, profile=profile)
     fitted, _schema = artifacts.load_model(model)
     drift_config = (manifest.get("monitoring") or {}).get("drift") or {}
+    # Feature drift and freshness need only the data. Scoring can legitimately fail on a
+    # batch (a forecaster only scores periods after its history): then the snapshot says so
+    # and carries no prediction drift or performance, instead of failing the whole check.
+    scoring_error = None
     try:
         prediction = np.asarray(family.predict(fitted, frame), dtype=float)
     except ValueError as exc:
-        raise field_error("dataset_id", f"the model cannot score this batch: {exc}") from None
+        prediction, scoring_error = None, f"the model cannot score this batch: {exc}"
     drift = {}
     if drift_config.get("features"):
         drift = drift_lib.drift_report(
@@ -107,9 +111,11 @@ def run_check(*, model, source: str = "check", dataset_id=None, synthetic=None, 
             features=list(drift_config["features"]),
             prediction=prediction,
         )
+    if scoring_error and drift:
+        drift["prediction"] = {"error": scoring_error, "drifted": False}
     performance = {}
     labels = (manifest.get("requirements") or {}).get("labels") or []
-    if labels and all(label in frame.columns for label in labels):
+    if scoring_error is None and labels and all(label in frame.columns for label in labels):
         prepared = family.prepare(frame, manifest, log=lambda message: None)
         metrics, _predictions, _plots = family.evaluate(fitted, prepared, manifest)
         performance = {

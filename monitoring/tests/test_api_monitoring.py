@@ -153,3 +153,20 @@ def test_check_without_artifact_is_409(api_client, baselines, user):
         f"{API}/models/{model.id}/monitoring/check", {"synthetic": {"rows": 500}}, format="json"
     )
     assert r.status_code == 409
+
+
+def test_check_of_a_forecaster_on_past_data_still_reports_feature_drift(api_client, baselines, user):
+    """A forecaster cannot score periods inside its own history (the generator's dates):
+    the snapshot keeps feature drift and freshness and says why there is no performance."""
+    model = trained_model(user, recipe_id="recipe_forecasting_base", rows=4 * 1095)
+    r = api_client.post(
+        f"{API}/models/{model.id}/monitoring/check",
+        {"synthetic": {"rows": 3 * 1095, "seed": 5}},
+        format="json",
+    )
+    assert r.status_code == 201, r.json()
+    body = r.json()
+    assert body["performance_metrics_json"] == {}
+    assert "cannot score" in body["drift_metrics_json"]["prediction"]["error"]
+    assert body["drift_metrics_json"]["features"]
+    assert body["data_freshness_json"]["features"]
