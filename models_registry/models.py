@@ -25,7 +25,9 @@ class MLModelQuerySet(models.QuerySet):
         return self if user.is_authenticated else self.none()
 
     def for_list(self):
-        return self.select_related("recipe", "recipe_version", "created_by").defer("recipe_version__manifest")
+        return self.select_related("recipe", "recipe_version", "training_run", "created_by").defer(
+            "training_run__plots_json", "training_run__artifacts_json", "training_run__metric_checks_json"
+        )
 
 
 class MLModel(models.Model):
