@@ -36,10 +36,9 @@ def _users():
 
 
 @pytest.fixture(autouse=True)
-def _media(settings, tmp_path):
-    """Every test writes artifacts and uploads to its own MEDIA_ROOT."""
-    settings.MEDIA_ROOT = tmp_path / "media"
-    settings.MEDIA_ROOT.mkdir()
+def _media(settings, tmp_path_factory):
+    """Every test writes artifacts and uploads to its own MEDIA_ROOT (outside its tmp_path)."""
+    settings.MEDIA_ROOT = tmp_path_factory.mktemp("media")
 
 
 @pytest.fixture
