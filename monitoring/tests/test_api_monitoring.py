@@ -129,6 +129,16 @@ def test_check_on_drifted_synthetic_batch(api_client, baselines, user):
     assert features["median_income"]["n_ref"] > 0
     assert any(a.get("firing") for a in body["alerts_json"].values())
     assert Alert.objects.filter(model=model, state="firing").exists()
+    # The data goes back to normal: the alert resolves; the series shows the whole episode.
+    again = api_client.post(
+        f"{API}/models/{model.id}/monitoring/check", {"synthetic": {"rows": 4000, "seed": 13}}, format="json"
+    )
+    assert again.json()["drift_metrics_json"]["drifted_count"] == 0
+    assert not Alert.objects.filter(model=model, state="firing").exists()
+    series = api_client.get(f"{API}/models/{model.id}/monitoring").json()
+    assert [s["drift_metrics_json"]["drifted_count"] > 0 for s in series["snapshots"]] == [False, True, False]
+    episode = next(a for a in series["alerts"] if a["name"] == "feature_drift" or "drift" in a["condition"])
+    assert episode["state"] == "resolved" and episode["resolved_at"] is not None
 
 
 @pytest.mark.parametrize(
