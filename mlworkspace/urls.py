@@ -47,6 +47,7 @@ urlpatterns = [
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
     path("api-auth/", include("rest_framework.urls")),
+    path("", include("mlworkspace.pages")),  # HTML pages + login/logout
 ]
 
 if settings.DEBUG:

@@ -85,7 +85,9 @@ class ModelMonitoringView(APIView):
             snapshots = snapshots.filter(captured_at__lte=q["until"])
         # The newest `limit` points, returned oldest first.
         newest = snapshots.order_by("-captured_at", "-id")[: q["limit"]]
-        alerts = AlertSerializer(Alert.objects.filter(model_id=model.pk).order_by("-fired_at", "id")[:200], many=True)
+        alerts = AlertSerializer(
+            Alert.objects.filter(model_id=model.pk).order_by("-fired_at", "id")[:200], many=True
+        )
         return HttpResponse(series_json(model.pk, newest, alerts.data), content_type="application/json")
 
     @extend_schema(request=SnapshotCreateSerializer, responses=None)

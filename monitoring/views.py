@@ -100,17 +100,12 @@ def monitoring_tab(request: HttpRequest) -> dict:
     latest = (
         MonitorSnapshot.objects.filter(model=OuterRef("pk")).order_by("-captured_at", "-id").values("id")[:1]
     )
+    # Not for_list(): health needs each version's manifest (metric thresholds), and the
+    # training run is not shown.
     base = (
         MLModel.objects.visible_to(request.user)
-        .for_list()
+        .select_related("recipe", "recipe_version")
         .filter(status=ModelStatus.PRODUCTION)
-        .defer(
-            "training_run__plots_json",
-            "training_run__artifacts_json",
-            "training_run__metric_checks_json",
-            "training_run__stages_json",
-            "training_run__params_json",
-        )
         .annotate(latest_snapshot_id=Subquery(latest))
     )
     filterset = MonitoringPageFilter(request.GET or None, queryset=base)

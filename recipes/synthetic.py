@@ -6,7 +6,7 @@ from pathlib import Path
 
 from runs.data import required_columns
 from runs.families import get_family
-from runs.pipeline import json_safe, execute
+from runs.pipeline import execute, json_safe
 
 from . import baselines
 

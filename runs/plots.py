@@ -28,8 +28,8 @@ PALETTE = ["#2563eb", "#db2777", "#16a34a", "#ea580c", "#7c3aed", "#0891b2", "#c
 _LAYOUT = {
     "template": "plotly_white",
     "height": 340,
-    "margin": {"l": 60, "r": 20, "t": 50, "b": 50},
-    "legend": {"orientation": "h", "y": -0.22},
+    "margin": {"l": 60, "r": 20, "t": 50, "b": 60},
+    "legend": {"orientation": "h", "y": -0.3},
 }
 CONFIG = {"responsive": True, "displaylogo": False}
 
@@ -163,13 +163,18 @@ def _pricing(plots: Mapping) -> list[go.Figure]:
             fig.update_layout(
                 yaxis2={"title": {"text": objective}, "overlaying": "y", "side": "right", "showgrid": False}
             )
-        for key, label, color in (
-            ("current_price", "current price", "#6b7280"),
-            ("chosen_price", "chosen price", PALETTE[2]),
+        for key, label, color, side in (
+            ("current_price", "current", "#6b7280", "top left"),
+            ("chosen_price", "chosen", PALETTE[2], "top right"),
         ):
             value = _num(curve.get(key))
             if value is not None:
-                fig.add_vline(x=value, line={"color": color, "dash": "dash"}, annotation_text=label)
+                fig.add_vline(
+                    x=value,
+                    line={"color": color, "dash": "dash"},
+                    annotation_text=label,
+                    annotation_position=side,
+                )
         figures.append(fig)
     seg = _map(plots.get("segment_elasticity"))
     names = _list(seg.get("segment"))

@@ -46,7 +46,14 @@ HEAVY_FIELDS = (
 
 
 def _get_run_for_user(user, run_id: str) -> Run:
-    return get_object_or_404(Run.objects.visible_to(user).for_list().select_related("created_by"), pk=run_id)
+    """One run with everything its page shows (plots, artifacts; the version's manifest for
+    the stages of a run not started yet)."""
+    return get_object_or_404(
+        Run.objects.visible_to(user)
+        .select_related("recipe", "recipe_version", "model", "dataset", "created_by")
+        .defer("model__metrics_json", "model__artifacts_json"),
+        pk=run_id,
+    )
 
 
 # --------------------------------------------------------------------------- library tab
@@ -397,7 +404,14 @@ def _compare_ids(request: HttpRequest) -> list[str]:
 def run_compare(request: HttpRequest) -> HttpResponse:
     """Two or more runs of one recipe: metrics side by side and overlaid family plots."""
     ids = _compare_ids(request)
-    found = {r.pk: r for r in Run.objects.visible_to(request.user).for_list().filter(pk__in=ids)}
+    # Not for_list(): the compare page needs each run's plot data.
+    found = {
+        r.pk: r
+        for r in Run.objects.visible_to(request.user)
+        .select_related("recipe", "recipe_version")
+        .defer("recipe_version__manifest")
+        .filter(pk__in=ids)
+    }
     runs = [found[i] for i in ids if i in found]
     problem = ""
     if len(runs) < 2:

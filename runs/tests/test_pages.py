@@ -74,7 +74,9 @@ def test_runs_tab_query_count_is_constant(as_user, baselines, user, django_asser
         queued(user, recipe_id="recipe_pricing_base")
     with CaptureQueriesContext(connection) as many:
         as_user.get(LIBRARY, {"tab": "runs"})
-    assert len(few.captured_queries) == len(many.captured_queries)
+    assert len(few.captured_queries) == len(many.captured_queries), "\n".join(
+        q["sql"][:200] for q in many.captured_queries
+    )
     with django_assert_max_num_queries(8):
         as_user.get(LIBRARY, {"tab": "runs", "status": "queued", "sort": "-status", "page": 2})
 

@@ -1,0 +1,61 @@
+"""The HTML pages (server-rendered, HTMX): included at the site root by mlworkspace/urls.py.
+
+Every page URL serves both the full page and, for HTMX requests, the fragment it swaps;
+the live parts of a run (progress, logs) and the editor's validation have their own small
+URLs because they are polled or posted on their own.
+"""
+
+from django.contrib.auth import views as auth_views
+from django.urls import path
+from django.views.generic import RedirectView
+
+from models_registry import views as model_views
+from monitoring import views as monitoring_views
+from recipes import views as recipe_views
+from runs import views as run_views
+
+app_name = "pages"
+
+urlpatterns = [
+    path("", RedirectView.as_view(pattern_name="pages:library", permanent=False)),
+    path("accounts/login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
+    path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
+    # Library: ?tab=recipes|models|runs|monitoring plus each tab's filters, sort and page.
+    path("model-development/", recipe_views.library, name="library"),
+    path("model-development/chat", recipe_views.chat, name="chat"),
+    # Recipes
+    path("model-development/recipes/<str:recipe_id>", recipe_views.recipe_detail, name="recipe"),
+    path(
+        "model-development/recipes/<str:recipe_id>/validate",
+        recipe_views.manifest_validate,
+        name="recipe-validate",
+    ),
+    path(
+        "model-development/recipes/<str:recipe_id>/versions/new",
+        recipe_views.version_new,
+        name="recipe-version-new",
+    ),
+    path("model-development/recipes/<str:recipe_id>/diff", recipe_views.version_diff, name="recipe-diff"),
+    path(
+        "model-development/recipes/<str:recipe_id>/versions/<str:version_id>/approve",
+        recipe_views.version_approve,
+        name="recipe-approve",
+    ),
+    path("model-development/recipes/<str:recipe_id>/clone", recipe_views.recipe_clone, name="recipe-clone"),
+    path(
+        "model-development/recipes/<str:recipe_id>/status", recipe_views.recipe_status, name="recipe-status"
+    ),
+    # Models
+    path("model-development/models/new", model_views.model_register, name="model-new"),
+    path("model-development/models/<str:model_id>", model_views.model_detail, name="model"),
+    path("model-development/models/<str:model_id>/status", model_views.model_status, name="model-status"),
+    path("model-development/models/<str:model_id>/check", monitoring_views.model_check, name="model-check"),
+    # Runs
+    path("model-development/runs/new", run_views.run_new, name="run-new"),
+    path("model-development/runs/compare", run_views.run_compare, name="run-compare"),
+    path("model-development/runs/<str:run_id>", run_views.run_detail, name="run"),
+    path("model-development/runs/<str:run_id>/live", run_views.run_live, name="run-live"),
+    path("model-development/runs/<str:run_id>/logs", run_views.run_logs, name="run-logs"),
+    path("model-development/runs/<str:run_id>/cancel", run_views.run_cancel, name="run-cancel"),
+    path("model-development/runs/<str:run_id>/retry", run_views.run_retry, name="run-retry"),
+]

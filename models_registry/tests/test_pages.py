@@ -1,0 +1,198 @@
+"""HTML pages of registered models: Models tab, register form, model page, lifecycle moves."""
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from models_registry.models import MLModel
+from recipes.tests.factories import make_recipe
+from runs.tests.factories import register
+
+pytestmark = pytest.mark.django_db
+
+LIBRARY = "/model-development/"
+NEW = "/model-development/models/new"
+HTMX = {"HTTP_HX_REQUEST": "true"}
+
+
+def model_url(model_id: str, suffix: str = "") -> str:
+    return f"/model-development/models/{model_id}{suffix}"
+
+
+@pytest.fixture
+def as_user(client, user):
+    client.force_login(user)
+    return client
+
+
+@pytest.fixture
+def as_viewer(client, viewer):
+    client.force_login(viewer)
+    return client
+
+
+def with_artifact(model: MLModel) -> MLModel:
+    """What promotion to production checks (a real trained artifact is the runs tests' job)."""
+    MLModel.objects.filter(pk=model.pk).update(artifacts_json={"model": ["model.json"], "files": {}})
+    model.refresh_from_db()
+    return model
+
+
+def test_models_tab_lists_and_filters(as_user, baselines, user):
+    pricing = register(user, name="Pricing weekly")
+    register(user, recipe_id="recipe_nba_base", name="Offer targeting")
+    response = as_user.get(LIBRARY, {"tab": "models"})
+    assert response.status_code == 200
+    body = response.content.decode()
+    assert "Pricing weekly" in body and "Offer targeting" in body
+    filtered = as_user.get(LIBRARY, {"tab": "models", "model_family": "pricing"})
+    assert [m.pk for m in filtered.context["page"].object_list] == [pricing.pk]
+    searched = as_user.get(LIBRARY, {"tab": "models", "search": "offer"}, **HTMX, HTTP_HX_TARGET="results")
+    assert b"<html" not in searched.content
+    assert b"Offer targeting" in searched.content and b"Pricing weekly" not in searched.content
+    by_level = as_user.get(LIBRARY, {"tab": "models", "level": "industry"})
+    assert "No model matches these filters" in by_level.content.decode()
+
+
+def test_models_tab_query_count_is_constant(as_user, baselines, user, django_assert_max_num_queries):
+    for i in range(3):
+        register(user, name=f"m{i}")
+    with CaptureQueriesContext(connection) as few:
+        as_user.get(LIBRARY, {"tab": "models"})
+    for i in range(30):
+        register(user, recipe_id="recipe_location_base", name=f"more {i}")
+    with CaptureQueriesContext(connection) as many:
+        as_user.get(LIBRARY, {"tab": "models"})
+    assert len(few.captured_queries) == len(many.captured_queries), "\n".join(
+        q["sql"][:200] for q in many.captured_queries
+    )
+    with django_assert_max_num_queries(8):
+        as_user.get(LIBRARY, {"tab": "models", "status": "registered", "sort": "name", "page": 2})
+
+
+def test_register_form_renders_without_and_with_data(as_user, baselines, user):
+    assert "No recipe has an approved version yet" not in as_user.get(NEW).content.decode()
+    draft = make_recipe(user, family="pricing", name="Unapproved draft")
+    page = as_user.get(NEW, {"recipe": "recipe_pricing_base"})
+    assert page.status_code == 200
+    body = page.content.decode()
+    assert "Unapproved draft" not in body  # only recipes with an approved version
+    assert 'value="ver_pricing_base_v1" selected' in body
+    fragment = as_user.get(NEW, {"recipe": "recipe_nba_base", "name": "kept"}, **HTMX)
+    assert b"<html" not in fragment.content
+    assert b"ver_nba_base_v1" in fragment.content and b'value="kept"' in fragment.content
+    assert draft.pk not in fragment.content.decode()
+
+
+def test_register_form_with_no_approved_recipe_says_what_to_do(as_user):
+    assert "No recipe has an approved version yet" in as_user.get(NEW).content.decode()
+
+
+def test_register_model(as_user, baselines, user):
+    response = as_user.post(
+        NEW,
+        {"recipe": "recipe_pricing_base", "recipe_version": "ver_pricing_base_v1", "name": "Weekly pricing"},
+    )
+    assert response.status_code == 302
+    model = MLModel.objects.get(name="Weekly pricing")
+    assert response["Location"] == model_url(model.pk)
+    assert model.recipe_version_id == "ver_pricing_base_v1"
+    assert model.owner == "scientist"
+    assert model.status == "registered"
+
+
+def test_register_errors_are_shown_next_to_the_fields(as_user, baselines, user):
+    draft = make_recipe(user, family="pricing")
+    missing = as_user.post(
+        NEW, {"recipe": "recipe_pricing_base", "recipe_version": "ver_pricing_base_v1", "name": ""}
+    )
+    assert missing.status_code == 400
+    assert "This field is required" in missing.content.decode()
+    unapproved = as_user.post(
+        NEW, {"recipe": "recipe_pricing_base", "recipe_version": draft.current_version.pk, "name": "x"}
+    )
+    assert unapproved.status_code == 400
+    assert "Select a valid choice" in unapproved.content.decode()
+    assert not MLModel.objects.exists()
+
+
+def test_register_needs_permission(as_viewer, baselines):
+    response = as_viewer.post(
+        NEW, {"recipe": "recipe_pricing_base", "recipe_version": "ver_pricing_base_v1", "name": "nope"}
+    )
+    assert response.status_code == 403
+    assert "models_registry.add_mlmodel" in response.content.decode()
+    assert not MLModel.objects.exists()
+
+
+@pytest.mark.parametrize("tab", ["summary", "monitoring"])
+def test_model_page_tabs(as_user, baselines, user, tab):
+    model = register(user, name="Weekly pricing")
+    full = as_user.get(model_url(model.pk), {"tab": tab})
+    assert full.status_code == 200
+    assert b"<html" in full.content and b"plotly.min.js" in full.content
+    fragment = as_user.get(model_url(model.pk), {"tab": tab}, **HTMX)
+    assert fragment.status_code == 200
+    assert b"<html" not in fragment.content and b'role="tablist"' in fragment.content
+
+
+def test_model_page_offers_only_legal_moves(as_user, baselines, user):
+    model = register(user)
+    body = as_user.get(model_url(model.pk)).content.decode()
+    assert "Promote to staging" in body and "Archive" in body
+    assert "Promote to production" not in body and "Demote to staging" not in body
+
+
+def test_promote_to_staging_then_production_replacing_the_current_one(as_user, baselines, user):
+    current = with_artifact(register(user, name="Current"))
+    MLModel.objects.filter(pk=current.pk).update(status="production")
+    model = with_artifact(register(user, name="Challenger"))
+    as_user.post(model_url(model.pk, "/status"), {"status": "staging"})
+    model.refresh_from_db()
+    assert model.status == "staging"
+    body = as_user.get(model_url(model.pk)).content.decode()
+    assert "Promote to production" in body and "keep “Current” in production too" in body
+    response = as_user.post(model_url(model.pk, "/status"), {"status": "production"}, follow=True)
+    assert "is now production" in response.content.decode()
+    assert "Moved to staging: Current" in response.content.decode()
+    model.refresh_from_db()
+    current.refresh_from_db()
+    assert (model.status, current.status) == ("production", "staging")
+
+
+def test_keep_other_production(as_user, baselines, user):
+    current = with_artifact(register(user, name="Current"))
+    MLModel.objects.filter(pk=current.pk).update(status="production")
+    model = with_artifact(register(user, name="Second"))
+    MLModel.objects.filter(pk=model.pk).update(status="staging")
+    as_user.post(model_url(model.pk, "/status"), {"status": "production", "keep_other_production": "on"})
+    assert set(MLModel.objects.values_list("status", flat=True)) == {"production"}
+
+
+def test_illegal_or_impossible_moves_are_explained(as_user, baselines, user):
+    model = register(user)
+    illegal = as_user.post(model_url(model.pk, "/status"), {"status": "production"}, follow=True)
+    assert "Illegal status change registered → production" in illegal.content.decode()
+    as_user.post(model_url(model.pk, "/status"), {"status": "staging"})
+    untrained = as_user.post(model_url(model.pk, "/status"), {"status": "production"}, follow=True)
+    assert "no trained artifact" in untrained.content.decode()
+    model.refresh_from_db()
+    assert model.status == "staging"
+
+
+def test_status_change_needs_permission(as_viewer, baselines, user):
+    model = register(user)
+    assert as_viewer.post(model_url(model.pk, "/status"), {"status": "staging"}).status_code == 403
+    model.refresh_from_db()
+    assert model.status == "registered"
+
+
+def test_unknown_model_is_404(as_user):
+    assert as_user.get(model_url("model_nope")).status_code == 404
+
+
+def test_model_page_query_count(as_user, baselines, user, django_assert_max_num_queries):
+    model = register(user)
+    for tab in ("summary", "monitoring"):
+        with django_assert_max_num_queries(14):
+            assert as_user.get(model_url(model.pk), {"tab": tab}).status_code == 200

@@ -1,0 +1,290 @@
+"""HTML pages of registered models: the library's Models tab, registering, a model's page."""
+
+from __future__ import annotations
+
+import django_filters
+from django import forms
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect
+from django.urls import reverse
+from django.views.decorators.http import require_http_methods, require_POST
+
+from mlworkspace.errors import DomainError
+from recipes.catalog import metric_direction
+from recipes.forms import add_domain_errors
+from recipes.models import Family, Level, Recipe, RecipeVersion
+from recipes.views import active_filters, filter_controls, paginate, render_page, require_perm, sort_columns
+from runs.metrics import metric_checks
+from runs.models import Run
+
+from . import services
+from .filters import MLModelFilter
+from .models import TRANSITIONS, MLModel, ModelStatus
+
+
+def _get_model_for_user(user, model_id: str) -> MLModel:
+    """One model with what its page shows: the version's manifest (metric targets, alert rules
+    and monitoring charts) but not the training run's plot data."""
+    return get_object_or_404(
+        MLModel.objects.visible_to(user)
+        .select_related("recipe", "recipe_version", "training_run", "created_by")
+        .defer("training_run__plots_json", "training_run__metric_checks_json", "training_run__stages_json"),
+        pk=model_id,
+    )
+
+
+# --------------------------------------------------------------------------- library tab
+
+
+class ModelPageFilter(MLModelFilter):
+    """The API's MLModelFilter plus the recipe level, with the family as a choice."""
+
+    model_family = django_filters.ChoiceFilter(field_name="recipe__model_family", choices=Family.choices)
+    level = django_filters.ChoiceFilter(field_name="recipe__level", choices=Level.choices)
+
+    class Meta(MLModelFilter.Meta):
+        fields = [*MLModelFilter.Meta.fields, "level"]
+
+
+MODEL_COLUMNS = [
+    ("Model", "name"),
+    ("Recipe · version", "recipe"),
+    ("Family", "family"),
+    ("Status", "status"),
+    ("Owner", ""),
+    ("Training run", ""),
+    ("Registered", "created"),
+]
+MODEL_ORDERINGS = {
+    "name": ["name", "id"],
+    "recipe": ["recipe__name", "-created_at", "id"],
+    "family": ["recipe__model_family", "name", "id"],
+    "status": ["status", "name", "id"],
+    "created": ["created_at", "id"],
+}
+
+
+def models_tab(request: HttpRequest) -> dict:
+    base = (
+        MLModel.objects.visible_to(request.user)
+        .for_list()
+        .defer("recipe_version__manifest", "training_run__plots_json")
+    )
+    filterset = ModelPageFilter(request.GET or None, queryset=base)
+    queryset = filterset.qs if filterset.is_bound and filterset.is_valid() else base
+    sort, order, columns = sort_columns(request, MODEL_COLUMNS, MODEL_ORDERINGS, "-created")
+    return {
+        "page": paginate(request, queryset.order_by(*order)),
+        "columns": columns,
+        "sort": sort,
+        "search": request.GET.get("search", ""),
+        "filters": filter_controls(
+            filterset, [("model_family", "Family"), ("level", "Level"), ("status", "Status")]
+        ),
+        "filtered": active_filters(request, ["model_family", "level", "status", "search"]),
+        "results_template": "models_registry/_models_table.html",
+        "noun": "model",
+        "can_register": request.user.has_perm("models_registry.add_mlmodel"),
+    }
+
+
+# --------------------------------------------------------------------------- register
+
+
+class ApprovedVersionChoice(forms.ModelChoiceField):
+    def label_from_instance(self, obj):
+        when = obj.approved_at.strftime("%Y-%m-%d") if obj.approved_at else ""
+        return f"{obj.version} (approved {when})"
+
+
+class RegisterForm(forms.Form):
+    recipe = forms.ModelChoiceField(
+        queryset=Recipe.objects.none(), help_text="Only recipes with an approved version are listed."
+    )
+    recipe_version = ApprovedVersionChoice(queryset=RecipeVersion.objects.none(), label="Approved version")
+    name = forms.CharField(
+        max_length=200, widget=forms.TextInput(attrs={"placeholder": "e.g. Grocery pricing — weekly"})
+    )
+    owner = forms.CharField(max_length=200, required=False, help_text="Blank: you.")
+    description = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}))
+
+    def __init__(self, *args, recipe_id: str | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["recipe"].queryset = (
+            Recipe.objects.filter(versions__approved_at__isnull=False)
+            .distinct()
+            .only("id", "name", "level", "model_family")
+            .order_by("name")
+        )
+        if recipe_id:
+            self.fields["recipe_version"].queryset = (
+                RecipeVersion.objects.filter(recipe_id=recipe_id, approved_at__isnull=False)
+                .defer("manifest")
+                .order_by("-created_at")
+            )
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def model_register(request: HttpRequest) -> HttpResponse:
+    """Register a model on an approved recipe version (?recipe= preselects the recipe)."""
+    data = request.POST if request.method == "POST" else None
+    recipe_id = (data or request.GET).get("recipe") or None
+    initial = {k: v for k, v in request.GET.items() if k in ("recipe", "recipe_version", "name", "owner")}
+    if recipe_id and "recipe_version" not in initial:
+        newest = (
+            RecipeVersion.objects.filter(recipe_id=recipe_id, approved_at__isnull=False)
+            .order_by("-created_at")
+            .values_list("pk", flat=True)
+            .first()
+        )
+        initial["recipe_version"] = newest
+    form = RegisterForm(data, recipe_id=recipe_id, initial=initial)
+    status = 200
+    if request.method == "POST":
+        require_perm(request, "models_registry.add_mlmodel", "register models")
+        if form.is_valid():
+            v = form.cleaned_data
+            try:
+                model = services.model_register(
+                    user=request.user,
+                    name=v["name"],
+                    recipe=v["recipe"],
+                    recipe_version=v["recipe_version"],
+                    owner=v["owner"],
+                    description=v["description"],
+                )
+            except DomainError as exc:
+                add_domain_errors(form, exc, {"recipe_version_id": "recipe_version", "recipe_id": "recipe"})
+            else:
+                messages.success(
+                    request,
+                    f"Registered “{model.name}”. Start a train run to give it an artifact, then promote it.",
+                )
+                return redirect("pages:model", model_id=model.pk)
+        status = 400
+    context = {
+        "nav": "library",
+        "form": form,
+        "can_register": request.user.has_perm("models_registry.add_mlmodel"),
+        "recipe_id": recipe_id,
+    }
+    return render_page(request, "models_registry/register.html", context, partial="form", status=status)
+
+
+# --------------------------------------------------------------------------- model detail
+
+MODEL_TABS = [("summary", "Summary"), ("monitoring", "Monitoring")]
+MOVE_LABELS = {
+    (ModelStatus.REGISTERED, ModelStatus.STAGING): "Promote to staging",
+    (ModelStatus.STAGING, ModelStatus.PRODUCTION): "Promote to production",
+    (ModelStatus.STAGING, ModelStatus.REGISTERED): "Back to registered",
+    (ModelStatus.PRODUCTION, ModelStatus.STAGING): "Demote to staging",
+}
+MOVE_ORDER = [ModelStatus.STAGING, ModelStatus.PRODUCTION, ModelStatus.REGISTERED, ModelStatus.ARCHIVED]
+
+
+def legal_moves(model: MLModel) -> list[dict]:
+    """The lifecycle moves allowed from the model's status (models.TRANSITIONS), in button order."""
+    moves = []
+    for target in MOVE_ORDER:
+        if target in TRANSITIONS[ModelStatus(model.status)]:
+            moves.append(
+                {
+                    "status": target,
+                    "label": MOVE_LABELS.get((model.status, target), "Archive"),
+                    "style": "danger"
+                    if target == ModelStatus.ARCHIVED
+                    else "primary"
+                    if target == ModelStatus.PRODUCTION
+                    else "",
+                    "needs_artifact": target == ModelStatus.PRODUCTION and not model.artifacts_json,
+                }
+            )
+    return moves
+
+
+def _metric_rows(model: MLModel) -> list[dict]:
+    checks = metric_checks(model.recipe_version.manifest, model.recipe.model_family, model.metrics_json or {})
+    return [
+        {
+            "name": name,
+            "value": check["value"],
+            "target": check["target"],
+            "warning": check["threshold_warning"],
+            "critical": check["threshold_critical"],
+            "direction": check["direction"] or metric_direction(model.recipe.model_family, name),
+            "status": check["status"],
+            "meets_target": check["meets_target"],
+        }
+        for name, check in checks.items()
+    ]
+
+
+@login_required
+def model_detail(request: HttpRequest, model_id: str) -> HttpResponse:
+    """Summary (lifecycle, training run, metrics) · Monitoring (charts, alerts, run a check)."""
+    from monitoring.views import monitoring_context
+
+    model = _get_model_for_user(request.user, model_id)
+    tab = request.GET.get("tab", "summary")
+    if tab not in dict(MODEL_TABS):
+        tab = "summary"
+    context = {
+        "nav": "library",
+        "model": model,
+        "tab": tab,
+        "tabs": MODEL_TABS,
+        "moves": legal_moves(model),
+        "can_change": request.user.has_perm("models_registry.change_mlmodel"),
+        "can_run": request.user.has_perm("runs.add_run"),
+        "open_alerts": model.alerts.filter(state="firing").count(),
+        "other_production": MLModel.objects.filter(recipe_id=model.recipe_id, status=ModelStatus.PRODUCTION)
+        .exclude(pk=model.pk)
+        .only("id", "name")
+        .first(),
+    }
+    if tab == "summary":
+        context["metric_rows"] = _metric_rows(model)
+        context["recent_runs"] = list(
+            Run.objects.filter(model=model)
+            .select_related("recipe_version")
+            .defer(
+                "plots_json",
+                "artifacts_json",
+                "metric_checks_json",
+                "stages_json",
+                "recipe_version__manifest",
+            )
+            .order_by("-created_at")[:10]
+        )
+        context["artifact_files"] = sorted(((model.artifacts_json or {}).get("files") or {}).items())
+    else:
+        context.update(monitoring_context(request, model))
+    return render_page(request, "models_registry/model_detail.html", context, partial="tab")
+
+
+@login_required
+@require_POST
+def model_status(request: HttpRequest, model_id: str) -> HttpResponse:
+    """Promote / demote / archive: only the legal moves are offered; the service decides."""
+    model = _get_model_for_user(request.user, model_id)
+    require_perm(request, "models_registry.change_mlmodel", "change a model's status")
+    target = request.POST.get("status", "")
+    keep = request.POST.get("keep_other_production") == "on"
+    try:
+        result = services.model_set_status(
+            model=model, user=request.user, status=target, keep_other_production=keep
+        )
+    except DomainError as exc:
+        messages.error(request, exc.detail)
+    else:
+        text = f"“{model.name}” is now {result['model'].get_status_display().lower()}."
+        if result["replaced"]:
+            names = dict(MLModel.objects.filter(pk__in=result["replaced"]).values_list("id", "name"))
+            text += " Moved to staging: " + ", ".join(names.get(i, i) for i in result["replaced"]) + "."
+        messages.success(request, text)
+    back = "?tab=monitoring" if request.POST.get("tab") == "monitoring" else ""
+    return redirect(reverse("pages:model", args=[model.pk]) + back)

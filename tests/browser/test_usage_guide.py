@@ -1,0 +1,166 @@
+"""The spec's Usage Guide, end to end in a real browser: library filters, clone, manifest
+editing with live validation, versions and diff, approval by a lead, registering a model,
+a train run executed by a real worker, promotion, a monitoring check that alerts, and chat."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+
+import pytest
+from playwright.sync_api import expect
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
+
+RUN_TIMEOUT_MS = 90_000
+
+
+def login(page, base: str, username: str, password: str) -> None:
+    page.goto(f"{base}/accounts/login/")
+    page.fill("#id_username", username)
+    page.fill("#id_password", password)
+    page.click("#login-form button[type=submit]")
+    page.wait_for_url(f"{base}/model-development/")
+
+
+def logout(page) -> None:
+    page.click("text=Log out")
+    page.wait_for_url(re.compile(r"/accounts/login/"))
+
+
+def test_usage_guide(page, live_server, worker, user, lead, baselines, shots):
+    base = live_server.url
+    started = time.monotonic()
+
+    # 1. Library: filter by family and search as you type; the URL follows (hx-push-url).
+    login(page, base, "scientist", "pw-scientist-1")
+    expect(page.locator("#recipes-table tbody tr")).to_have_count(4)
+    page.select_option("select[name=model_family]", "location_scoring")
+    expect(page.locator("#recipes-table tbody tr")).to_have_count(1)
+    expect(page).to_have_url(re.compile(r"model_family=location_scoring"))
+    page.select_option("select[name=model_family]", "")
+    page.fill("input[name=search]", "pricing")
+    expect(page.locator("#recipes-table tbody tr")).to_have_count(1)
+    expect(page.locator("#recipes-table")).to_contain_text("Pricing Optimization Baseline v1")
+    expect(page).to_have_url(re.compile(r"search=pricing"))
+    page.click("a.tab:has-text('Models')")
+    expect(page.locator("#library .empty")).to_contain_text("No registered models yet")
+    expect(page).to_have_url(re.compile(r"tab=models$"))
+    page.go_back()
+    expect(page).to_have_url(re.compile(r"search=pricing"))
+    expect(page.locator("#recipes-table tbody tr")).to_have_count(1)
+    shots(page, "01-library-filtered")
+
+    # 2. Clone the location-scoring baseline into an industry recipe (dialog).
+    page.goto(f"{base}/model-development/recipes/recipe_location_base")
+    page.click("a[data-dialog-open=clone-dialog]")
+    page.fill("#clone-dialog input[name=name]", "Location Scoring — Retail")
+    page.click("#clone-dialog button[type=submit]")
+    expect(page.locator("h1")).to_have_text("Location Scoring — Retail")
+    expect(page.locator(".badges")).to_contain_text("Industry")
+    expect(page.locator(".breadcrumbs")).to_contain_text("Location Scoring Baseline v1")
+    recipe_url = page.url.split("?")[0]
+
+    # 3. Edit its manifest: a validation error at its path, fixed, saved as 1.1.0.
+    page.click("a.tab:has-text('Manifest Editor')")
+    page.click("#edit-manifest")
+    editor = page.locator("#manifest-text")
+    manifest = json.loads(editor.input_value())
+    metric = manifest["evaluation"]["metrics"]["rank_correlation"]
+    metric["threshold_warning"] = 0.95  # above the target: thresholds out of order
+    editor.fill(json.dumps(manifest, indent=2))
+    expect(page.locator("#manifest-errors .error-list")).to_contain_text(
+        "/evaluation/metrics/rank_correlation"
+    )
+    shots(page, "02-editor-validation-error")
+    metric["threshold_warning"] = 0.85
+    metric["target"] = 0.88
+    editor.fill(json.dumps(manifest, indent=2))
+    expect(page.locator("#manifest-errors")).to_contain_text("The manifest is valid")
+    page.check("input[name=bump][value=minor]")
+    page.fill("textarea[name=changelog]", "Retail: a reachable rank-correlation target")
+    page.click("#version-form button[type=submit]")
+    expect(page.locator(".flash-success")).to_contain_text("Saved version 1.1.0")
+    expect(page.locator("#diff")).to_contain_text("1.0.0 → 1.1.0")
+    expect(page.locator("#diff .diff-table")).to_contain_text("/evaluation/metrics/rank_correlation/target")
+    shots(page, "03-versions-diff")
+    # A scientist cannot approve: the button is not offered.
+    expect(page.locator("#versions-table")).to_contain_text("awaiting approval")
+    expect(page.locator("#versions-table button:has-text('Approve')")).to_have_count(0)
+
+    # 4. A lead approves 1.1.0.
+    logout(page)
+    login(page, base, "lead", "pw-lead-1")
+    page.goto(f"{recipe_url}?tab=versions")
+    page.click("#versions-table button:has-text('Approve')")
+    expect(page.locator(".flash-success")).to_contain_text("Approved version 1.1.0")
+    expect(page.locator("#recipe-status")).to_have_text("Approved")
+    logout(page)
+
+    # 5. The scientist registers a model on the approved version and trains it.
+    login(page, base, "scientist", "pw-scientist-1")
+    page.goto(recipe_url)
+    page.click("a.btn:has-text('Register model')")
+    expect(page.locator("select[name=recipe_version] option:checked")).to_contain_text("1.1.0")
+    page.fill("input[name=name]", "Retail site scoring")
+    page.click("#register-form button[type=submit]")
+    expect(page.locator("h1")).to_have_text("Retail site scoring")
+    expect(page.locator("#model-status")).to_have_text("Registered")
+    page.click("a.btn:has-text('Start train run')")
+    page.fill("input[name=rows]", "3000")
+    page.click("#run-form button[type=submit]")
+    expect(page.locator("#run-status")).to_have_text("Succeeded", timeout=RUN_TIMEOUT_MS)
+    expect(page.locator("#run-metrics .metrics-table tbody tr").first).to_be_visible()
+    expect(page.locator("#run-metrics")).to_contain_text("rank_correlation")
+    expect(page.locator("#run-plots .js-plotly-plot").first).to_be_visible()
+    expect(page.locator("#log-lines")).to_contain_text("Run succeeded.")
+    expect(page.locator("#run-artifacts a[download]").first).to_be_visible()
+    shots(page, "04-run-succeeded")
+
+    # 6. Promote: registered → staging → production (only legal moves are offered).
+    page.click("a.badge:has-text('model: Retail site scoring')")
+    expect(page.locator("button:has-text('Promote to production')")).to_have_count(0)
+    page.click("button:has-text('Promote to staging')")
+    expect(page.locator("#model-status")).to_have_text("Staging")
+    page.click("button:has-text('Promote to production')")
+    expect(page.locator("#model-status")).to_have_text("Production")
+
+    # 7. Monitoring: a check on a drifted batch raises the drift alert.
+    page.click("a.tab:has-text('Monitoring')")
+    # The charts of the swapped-in tab are drawn (their inline scripts ran after the swap).
+    expect(page.locator(".charts .js-plotly-plot").first).to_be_visible()
+    expect(page).to_have_url(re.compile(r"tab=monitoring"))
+    page.fill("#check-form input[name=rows]", "4000")
+    page.fill("#check-form input[name=seed]", "12")
+    page.select_option("#check-form select[name=shift_feature]", "median_income")
+    page.fill("#check-form input[name=shift_k]", "1.5")
+    page.click("#check-form button[type=submit]")
+    expect(page.locator(".flash-warning")).to_contain_text("alerts firing")
+    expect(page.locator("#active-alerts .alert-row")).not_to_have_count(0)
+    expect(page.locator("#active-alerts")).to_contain_text("feature_drift")
+    expect(page.locator("#model-health")).not_to_have_text("ok")
+    expect(page.locator(".charts .js-plotly-plot").first).to_be_visible()
+    shots(page, "05-model-monitoring-alert")
+    page.goto(f"{base}/model-development/?tab=monitoring")
+    expect(page.locator("#monitoring-table")).to_contain_text("Retail site scoring")
+    expect(page.locator("#monitoring-table .health")).not_to_have_text("ok")
+
+    # 8. Build with Chat: a description gets an answer with a proposed manifest.
+    page.click("a.btn:has-text('Build with Chat')")
+    page.fill(
+        "#chat-form textarea[name=message]",
+        "Weekly demand forecast per store and product for a grocery chain",
+    )
+    page.click("#chat-form button[type=submit]")
+    expect(page.locator(".msg-user")).to_have_count(1)
+    expect(page.locator(".msg-assistant")).to_have_count(1)
+    expect(page.locator(".msg-assistant .msg-body")).not_to_be_empty()
+    expect(page).to_have_url(re.compile(r"/model-development/chat\?c=conv_"))
+    expect(page.locator(".proposal")).to_contain_text("Proposed recipe")
+    expect(page.locator(".proposal")).to_contain_text("Forecasting")
+    expect(page.locator(".proposal button:has-text('Create it')")).to_be_visible()
+    shots(page, "06-chat")
+
+    assert page.js_errors == [], page.js_errors
+    assert time.monotonic() - started < 120, "the usage guide took longer than 2 minutes"
