@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import django_filters
-from django import forms
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
@@ -12,15 +10,23 @@ from django.urls import reverse
 from django.views.decorators.http import require_http_methods, require_POST
 
 from mlworkspace.errors import DomainError
+from mlworkspace.forms import add_domain_errors
+from mlworkspace.views import (
+    active_filters,
+    filter_controls,
+    paginate,
+    render_page,
+    require_perm,
+    sort_columns,
+)
 from recipes.catalog import metric_direction
-from recipes.forms import add_domain_errors
-from recipes.models import Family, Level, Recipe, RecipeVersion
-from recipes.views import active_filters, filter_controls, paginate, render_page, require_perm, sort_columns
+from recipes.models import RecipeVersion
 from runs.metrics import metric_checks
 from runs.models import Run
 
 from . import services
 from .filters import MLModelFilter
+from .forms import RegisterForm
 from .models import TRANSITIONS, MLModel, ModelStatus
 
 
@@ -36,16 +42,6 @@ def _get_model_for_user(user, model_id: str) -> MLModel:
 
 
 # --------------------------------------------------------------------------- library tab
-
-
-class ModelPageFilter(MLModelFilter):
-    """The API's MLModelFilter plus the recipe level, with the family as a choice."""
-
-    model_family = django_filters.ChoiceFilter(field_name="recipe__model_family", choices=Family.choices)
-    level = django_filters.ChoiceFilter(field_name="recipe__level", choices=Level.choices)
-
-    class Meta(MLModelFilter.Meta):
-        fields = [*MLModelFilter.Meta.fields, "level"]
 
 
 MODEL_COLUMNS = [
@@ -72,7 +68,7 @@ def models_tab(request: HttpRequest) -> dict:
         .for_list()
         .defer("recipe_version__manifest", "training_run__plots_json")
     )
-    filterset = ModelPageFilter(request.GET or None, queryset=base)
+    filterset = MLModelFilter(request.GET or None, queryset=base)
     queryset = filterset.qs if filterset.is_bound and filterset.is_valid() else base
     sort, order, columns = sort_columns(request, MODEL_COLUMNS, MODEL_ORDERINGS, "-created")
     return {
@@ -91,39 +87,6 @@ def models_tab(request: HttpRequest) -> dict:
 
 
 # --------------------------------------------------------------------------- register
-
-
-class ApprovedVersionChoice(forms.ModelChoiceField):
-    def label_from_instance(self, obj):
-        when = obj.approved_at.strftime("%Y-%m-%d") if obj.approved_at else ""
-        return f"{obj.version} (approved {when})"
-
-
-class RegisterForm(forms.Form):
-    recipe = forms.ModelChoiceField(
-        queryset=Recipe.objects.none(), help_text="Only recipes with an approved version are listed."
-    )
-    recipe_version = ApprovedVersionChoice(queryset=RecipeVersion.objects.none(), label="Approved version")
-    name = forms.CharField(
-        max_length=200, widget=forms.TextInput(attrs={"placeholder": "e.g. Grocery pricing — weekly"})
-    )
-    owner = forms.CharField(max_length=200, required=False, help_text="Blank: you.")
-    description = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}))
-
-    def __init__(self, *args, recipe_id: str | None = None, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.fields["recipe"].queryset = (
-            Recipe.objects.filter(versions__approved_at__isnull=False)
-            .distinct()
-            .only("id", "name", "level", "model_family")
-            .order_by("name")
-        )
-        if recipe_id:
-            self.fields["recipe_version"].queryset = (
-                RecipeVersion.objects.filter(recipe_id=recipe_id, approved_at__isnull=False)
-                .defer("manifest")
-                .order_by("-created_at")
-            )
 
 
 @login_required

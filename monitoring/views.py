@@ -4,11 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-import django_filters
-from django import forms
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.db.models import Count, OuterRef, Q, Subquery
+from django.db.models import Count, OuterRef, Subquery
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect
 from django.urls import reverse
@@ -16,18 +14,23 @@ from django.utils import timezone
 from django.views.decorators.http import require_POST
 
 from mlworkspace.errors import DomainError
+from mlworkspace.forms import add_domain_errors
+from mlworkspace.views import (
+    active_filters,
+    filter_controls,
+    paginate,
+    render_page,
+    require_perm,
+    sort_columns,
+)
 from models_registry.filters import MLModelFilter
 from models_registry.models import MLModel, ModelStatus
 from recipes.catalog import metric_direction
-from recipes.forms import add_domain_errors
-from recipes.models import Family, Level
-from recipes.views import active_filters, filter_controls, paginate, render_page, require_perm, sort_columns
-from runs.families import get_family
 from runs.metrics import metric_checks
-from runs.models import Dataset
 from runs.plots import figure_html
 
 from . import charts
+from .forms import CheckForm
 from .models import Alert, MonitorSnapshot
 
 HEALTH_RANK = {"unknown": 0, "ok": 1, "warning": 2, "critical": 3}
@@ -69,14 +72,6 @@ def snapshot_health(snapshot: MonitorSnapshot | None, manifest: dict, family: st
 # --------------------------------------------------------------------------- library tab
 
 
-class MonitoringPageFilter(MLModelFilter):
-    model_family = django_filters.ChoiceFilter(field_name="recipe__model_family", choices=Family.choices)
-    level = django_filters.ChoiceFilter(field_name="recipe__level", choices=Level.choices)
-
-    class Meta(MLModelFilter.Meta):
-        fields = [*MLModelFilter.Meta.fields, "level"]
-
-
 MONITORING_COLUMNS = [
     ("Model", "name"),
     ("Recipe · version", "recipe"),
@@ -108,7 +103,7 @@ def monitoring_tab(request: HttpRequest) -> dict:
         .filter(status=ModelStatus.PRODUCTION)
         .annotate(latest_snapshot_id=Subquery(latest))
     )
-    filterset = MonitoringPageFilter(request.GET or None, queryset=base)
+    filterset = MLModelFilter(request.GET or None, queryset=base)
     queryset = filterset.qs if filterset.is_bound and filterset.is_valid() else base
     sort, order, columns = sort_columns(request, MONITORING_COLUMNS, MONITORING_ORDERINGS, "name")
     page = paginate(request, queryset.order_by(*order))
@@ -145,62 +140,6 @@ def monitoring_tab(request: HttpRequest) -> dict:
 
 
 # --------------------------------------------------------------------------- model dashboards
-
-
-class CheckForm(forms.Form):
-    """A monitoring check on a synthetic batch (optionally drifted) or an uploaded dataset."""
-
-    source = forms.ChoiceField(
-        choices=[("synthetic", "Synthetic batch"), ("dataset", "Uploaded dataset")],
-        initial="synthetic",
-        widget=forms.RadioSelect,
-    )
-    rows = forms.IntegerField(min_value=50, max_value=2_000_000, initial=5000, required=False)
-    seed = forms.IntegerField(min_value=0, initial=0, required=False)
-    shift_feature = forms.ChoiceField(required=False, label="Drift a feature")
-    shift_k = forms.FloatField(
-        required=False,
-        initial=1.5,
-        label="by k",
-        help_text="Numeric: moved by k standard deviations. Categorical: its top category k× as frequent.",
-    )
-    dataset = forms.ModelChoiceField(
-        queryset=Dataset.objects.none(), required=False, empty_label="— pick a dataset —"
-    )
-
-    def __init__(self, *args, model: MLModel, **kwargs):
-        super().__init__(*args, **kwargs)
-        try:
-            schema = get_family(model.recipe.model_family).SCHEMA
-        except KeyError:
-            schema = []
-        columns = [c["name"] for c in schema if c.get("role") in ("feature", "segment")]
-        drift = ((model.recipe_version.manifest or {}).get("monitoring") or {}).get("drift") or {}
-        watched = [f for f in drift.get("features") or [] if f in columns]
-        ordered = watched + [c for c in columns if c not in watched]
-        self.fields["shift_feature"].choices = [("", "— no drift —")] + [
-            (c, f"{c}{' (watched)' if c in watched else ''}") for c in ordered
-        ]
-        self.fields["dataset"].queryset = Dataset.objects.filter(
-            Q(recipe_id=model.recipe_id) | Q(recipe__isnull=True)
-        ).order_by("-created_at")
-
-    def clean(self):
-        data = super().clean()
-        if data.get("source") == "dataset" and not data.get("dataset"):
-            self.add_error("dataset", "Pick an uploaded dataset, or check a synthetic batch.")
-        if data.get("source") == "synthetic" and data.get("shift_feature") and data.get("shift_k") is None:
-            self.add_error("shift_k", "How much to drift it (e.g. 1.5).")
-        return data
-
-    def check_kwargs(self) -> dict:
-        data = self.cleaned_data
-        if data["source"] == "dataset":
-            return {"dataset_id": data["dataset"].pk}
-        synthetic = {"rows": data.get("rows") or 5000, "seed": data.get("seed") or 0}
-        if data.get("shift_feature"):
-            synthetic["shift"] = {data["shift_feature"]: float(data["shift_k"])}
-        return {"synthetic": synthetic}
 
 
 def _chart_snapshot(values: dict) -> dict:

@@ -12,8 +12,6 @@ import json
 from django import forms
 from django.conf import settings
 
-from mlworkspace.errors import DomainError
-
 from . import catalog
 from .models import RecipeStatus
 
@@ -30,23 +28,6 @@ def parse_manifest_text(text: str) -> tuple[object | None, str | None]:
         return json.loads(text), None
     except json.JSONDecodeError as exc:
         return None, f"Not valid JSON — line {exc.lineno}, column {exc.colno}: {exc.msg}"
-
-
-def add_domain_errors(form: forms.Form, exc: DomainError, fields: dict[str, str] | None = None) -> None:
-    """Put a service's error messages next to the form fields their paths name.
-
-    `fields` maps the first path segment (e.g. "recipe_version_id") to a form field
-    (e.g. "version"); paths without a field become non-field errors."""
-    fields = fields or {}
-    placed = False
-    for error in exc.errors:
-        head = (error.get("path") or "").strip("/").split("/")[0]
-        name = fields.get(head, head)
-        if name in form.fields:
-            form.add_error(name, error.get("message") or exc.detail)
-            placed = True
-    if not placed:
-        form.add_error(None, exc.detail)
 
 
 class CloneForm(forms.Form):

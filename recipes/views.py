@@ -1,23 +1,15 @@
-"""HTML pages of the recipes app: the library (all four tabs), recipe detail, chat.
-
-The first section holds small helpers the other apps' page views share (they all build on
-the recipes app): rendering a full page or its HTMX fragment, permission checks, paging and
-sortable columns.
-"""
+"""HTML pages of the recipes app: the library (all four tabs), recipe detail, chat."""
 
 from __future__ import annotations
 
 import difflib
 import json
 import re
-from dataclasses import dataclass
 from typing import Any
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import PermissionDenied
-from django.core.paginator import Page, Paginator
-from django.db.models import Case, F, IntegerField, Prefetch, QuerySet, Value, When
+from django.db.models import Case, F, IntegerField, Prefetch, Value, When
 from django.db.models.functions import Coalesce
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
@@ -26,95 +18,22 @@ from django.views.decorators.http import require_http_methods, require_POST
 from django_htmx.http import HttpResponseClientRedirect, push_url, reswap, retarget
 
 from mlworkspace.errors import DomainError
+from mlworkspace.forms import add_domain_errors
+from mlworkspace.views import (
+    active_filters,
+    filter_controls,
+    is_fragment,
+    paginate,
+    render_page,
+    require_perm,
+    sort_columns,
+)
 
 from . import catalog, services
 from .filters import RecipeFilter
-from .forms import ChatForm, CloneForm, RecipeStatusForm, VersionForm, add_domain_errors, parse_manifest_text
+from .forms import ChatForm, CloneForm, RecipeStatusForm, VersionForm, parse_manifest_text
 from .manifest import manifest_diff, validate_manifest
 from .models import Conversation, Recipe, RecipeStatus, RecipeVersion, SyntheticExample
-
-PAGE_SIZE = 25
-
-# --------------------------------------------------------------------------- shared helpers
-
-
-def is_fragment(request: HttpRequest) -> bool:
-    """An HTMX swap (not a history restore, which needs the whole page)."""
-    htmx = getattr(request, "htmx", None)
-    return bool(htmx) and not htmx.history_restore_request
-
-
-def render_page(
-    request: HttpRequest, template: str, context: dict, *, partial: str | None = None, status: int = 200
-) -> HttpResponse:
-    """The full page, or only `template#partial` when HTMX asks for a fragment."""
-    name = f"{template}#{partial}" if partial and is_fragment(request) else template
-    return render(request, name, context, status=status)
-
-
-def require_perm(request: HttpRequest, perm: str, what: str) -> None:
-    """403 with a message saying which permission is missing (the 403 page shows it)."""
-    if not request.user.has_perm(perm):
-        raise PermissionDenied(
-            f"You cannot {what}: it needs the “{perm}” permission. Ask a workspace admin to add you "
-            "to the Data scientists (or, for approvals, Leads) group."
-        )
-
-
-def paginate(request: HttpRequest, queryset: QuerySet, per_page: int = PAGE_SIZE) -> Page:
-    return Paginator(queryset, per_page).get_page(request.GET.get("page"))
-
-
-@dataclass
-class Column:
-    label: str
-    key: str = ""  # sort key; "" = not sortable
-    active: str = ""  # "asc" | "desc" | ""
-    next_sort: str = ""
-
-
-def sort_columns(
-    request: HttpRequest, columns: list[tuple[str, str]], orderings: dict[str, list], default: str
-) -> tuple[str, list, list[Column]]:
-    """(sort, order_by, columns) for `?sort=key` / `?sort=-key` limited to `orderings`."""
-    sort = request.GET.get("sort") or default
-    key = sort.lstrip("-")
-    if key not in orderings:
-        sort, key = default, default.lstrip("-")
-    descending = sort.startswith("-")
-    order = []
-    for expr in orderings[key]:
-        if isinstance(expr, str):
-            flipped = expr[1:] if expr.startswith("-") else f"-{expr}"
-            order.append(flipped if descending else expr)
-        else:
-            order.append(expr.copy().reverse_ordering() if descending else expr)
-    out = []
-    for label, col_key in columns:
-        col = Column(label=label, key=col_key)
-        if col_key:
-            if col_key == key:
-                col.active = "desc" if descending else "asc"
-                col.next_sort = col_key if descending else f"-{col_key}"
-            else:
-                col.next_sort = col_key
-        out.append(col)
-    return sort, order, out
-
-
-def filter_controls(filterset, names: list[tuple[str, str]]) -> list[dict]:
-    """Select boxes for a FilterSet's choice filters: [{name, label, choices, value}]."""
-    data = filterset.form.data if filterset.is_bound else {}
-    out = []
-    for name, label in names:
-        field = filterset.form.fields[name]
-        choices = [(v, lbl) for v, lbl in getattr(field, "choices", []) if v != ""]
-        out.append({"name": name, "label": label, "choices": choices, "value": data.get(name, "")})
-    return out
-
-
-def active_filters(request: HttpRequest, names: list[str]) -> bool:
-    return any(request.GET.get(n) for n in names)
 
 
 def manifest_text(manifest: Any) -> str:

@@ -4,21 +4,16 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-import django_filters
-from django import forms
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.db.models import Q
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_http_methods, require_POST
 
 from mlworkspace.errors import DomainError
-from models_registry.models import MLModel
-from recipes.forms import add_domain_errors
-from recipes.models import Family, Level, Recipe, RecipeVersion
-from recipes.views import (
+from mlworkspace.forms import add_domain_errors
+from mlworkspace.views import (
     active_filters,
     filter_controls,
     is_fragment,
@@ -27,10 +22,12 @@ from recipes.views import (
     require_perm,
     sort_columns,
 )
+from models_registry.models import MLModel
 
 from . import plots, services
 from .filters import RunFilter
-from .models import Dataset, Run, RunLog, RunStatus, RunType
+from .forms import RunForm
+from .models import Run, RunLog, RunStatus
 
 LOG_PAGE = 1000
 # Keep following the logs this long after the run ended: its last line ("Run succeeded.")
@@ -59,25 +56,6 @@ def _get_run_for_user(user, run_id: str) -> Run:
 # --------------------------------------------------------------------------- library tab
 
 
-class RunPageFilter(RunFilter):
-    """The API's RunFilter plus the library's family / level / text filters."""
-
-    model_family = django_filters.ChoiceFilter(field_name="recipe__model_family", choices=Family.choices)
-    level = django_filters.ChoiceFilter(field_name="recipe__level", choices=Level.choices)
-    search = django_filters.CharFilter(method="filter_search")
-
-    class Meta(RunFilter.Meta):
-        fields = [*RunFilter.Meta.fields, "model_family", "level", "search"]
-
-    def filter_search(self, queryset, name, value):
-        value = value.strip()
-        if not value:
-            return queryset
-        return queryset.filter(
-            Q(id__icontains=value) | Q(recipe__name__icontains=value) | Q(model__name__icontains=value)
-        )
-
-
 RUN_COLUMNS = [
     ("", ""),
     ("Run", "created"),
@@ -98,7 +76,7 @@ RUN_ORDERINGS = {
 
 def runs_tab(request: HttpRequest) -> dict:
     base = Run.objects.visible_to(request.user).for_list().defer(*HEAVY_FIELDS)
-    filterset = RunPageFilter(request.GET or None, queryset=base)
+    filterset = RunFilter(request.GET or None, queryset=base)
     queryset = filterset.qs if filterset.is_bound and filterset.is_valid() else base
     sort, order, columns = sort_columns(request, RUN_COLUMNS, RUN_ORDERINGS, "-created")
     return {
@@ -118,53 +96,6 @@ def runs_tab(request: HttpRequest) -> dict:
 
 
 # --------------------------------------------------------------------------- new run
-
-
-class VersionChoice(forms.ModelChoiceField):
-    def label_from_instance(self, obj):
-        return f"{obj.version}{' (approved)' if obj.is_approved else ''}"
-
-
-class RunForm(forms.Form):
-    recipe = forms.ModelChoiceField(queryset=Recipe.objects.none())
-    recipe_version = VersionChoice(
-        queryset=RecipeVersion.objects.none(), required=False, empty_label="Latest version"
-    )
-    run_type = forms.ChoiceField(choices=RunType.choices, initial=RunType.TRAIN)
-    model = forms.ModelChoiceField(
-        queryset=MLModel.objects.none(),
-        required=False,
-        empty_label="— none —",
-        help_text="A train run of a registered model attaches its artifact to the model; eval runs need one.",
-    )
-    dataset = forms.ModelChoiceField(
-        queryset=Dataset.objects.none(),
-        required=False,
-        empty_label="Synthetic data from the recipe's generator",
-    )
-    rows = forms.IntegerField(
-        required=False,
-        min_value=50,
-        max_value=services.MAX_SYNTHETIC_ROWS,
-        help_text="Synthetic rows; blank for the family's default size.",
-    )
-    seed = forms.IntegerField(required=False, min_value=0, initial=1)
-
-    def __init__(self, *args, recipe_id: str | None = None, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.fields["recipe"].queryset = Recipe.objects.only("id", "name", "level", "model_family").order_by(
-            "name"
-        )
-        if recipe_id:
-            self.fields["recipe_version"].queryset = (
-                RecipeVersion.objects.filter(recipe_id=recipe_id).defer("manifest").order_by("-created_at")
-            )
-            self.fields["model"].queryset = MLModel.objects.filter(recipe_id=recipe_id).order_by(
-                "-created_at"
-            )
-            self.fields["dataset"].queryset = Dataset.objects.filter(
-                Q(recipe_id=recipe_id) | Q(recipe__isnull=True)
-            ).order_by("-created_at")
 
 
 ERROR_FIELDS = {
