@@ -24,6 +24,8 @@ from typing import Any
 
 import plotly.graph_objects as go
 
+from .rules import parse_time
+
 __all__ = ["alert_timeline", "drift_heatmap", "empty_figure", "freshness_chart", "metric_over_time"]
 
 NO_DATA = "No data yet"
@@ -46,17 +48,6 @@ _BASE_LAYOUT = {
 # ---------------------------------------------------------------------------- helpers
 
 
-def _time(value: Any) -> datetime | None:
-    if isinstance(value, datetime):
-        dt = value
-    elif isinstance(value, str):
-        try:
-            dt = datetime.fromisoformat(value.strip())
-        except ValueError:
-            return None
-    else:
-        return None
-    return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
 
 
 def _num(value: Any) -> float | None:
@@ -74,7 +65,7 @@ def _mapping(value: Any) -> Mapping[str, Any]:
 def _snapshots(snapshots: Iterable[Any] | None) -> list[tuple[datetime, Mapping[str, Any]]]:
     out = []
     for snap in snapshots or ():
-        if isinstance(snap, Mapping) and (at := _time(snap.get("captured_at"))) is not None:
+        if isinstance(snap, Mapping) and (at := parse_time(snap.get("captured_at"))) is not None:
             out.append((at, snap))
     out.sort(key=lambda item: item[0])
     return out
@@ -283,7 +274,7 @@ def freshness_chart(snapshots: Iterable[Mapping[str, Any]] | None) -> go.Figure:
         for feature, entry in features.items():
             entry = _mapping(entry)
             age = _num(entry.get("age_hours"))
-            if age is None and (newest := _time(entry.get("newest"))) is not None:
+            if age is None and (newest := parse_time(entry.get("newest"))) is not None:
                 age = (at - newest).total_seconds() / 3600.0
             if age is not None:
                 series.setdefault(str(feature), []).append((at, age))
@@ -330,15 +321,15 @@ def alert_timeline(
     """Gantt-like timeline: one horizontal bar per alert firing, from ``fired_at`` to
     ``resolved_at`` (or ``now`` while still firing), one trace per severity."""
     title = "Alerts"
-    now = _time(now) if now is not None else datetime.now(UTC)
+    now = parse_time(now) if now is not None else datetime.now(UTC)
     bars: dict[str, list[tuple[str, datetime, datetime, bool]]] = {}
     for event in alert_events or ():
         if not isinstance(event, Mapping):
             continue
-        start = _time(event.get("fired_at"))
+        start = parse_time(event.get("fired_at"))
         if start is None:
             continue
-        end = _time(event.get("resolved_at"))
+        end = parse_time(event.get("resolved_at"))
         ongoing = end is None
         end = max(end or now, start)
         severity = str(event.get("severity") or "warning")

@@ -587,7 +587,8 @@ def _num(value: Any) -> float | None:
     return float(value) if math.isfinite(value) else None
 
 
-def _parse_time(value: Any) -> datetime | None:
+def parse_time(value: Any) -> datetime | None:
+    """A datetime or ISO string -> an aware datetime (naive means UTC); None if unparseable."""
     if isinstance(value, datetime):
         dt = value
     elif isinstance(value, str):
@@ -603,7 +604,7 @@ def _parse_time(value: Any) -> datetime | None:
 def _age_hours(newest: Any, now: datetime | None) -> float | None:
     if now is None:
         return None
-    dt = _parse_time(newest)
+    dt = parse_time(newest)
     if dt is None:
         return None
     now = now if now.tzinfo else now.replace(tzinfo=UTC)
