@@ -48,8 +48,6 @@ _BASE_LAYOUT = {
 # ---------------------------------------------------------------------------- helpers
 
 
-
-
 def _num(value: Any) -> float | None:
     if isinstance(value, Mapping):
         value = value.get("value")

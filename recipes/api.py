@@ -37,7 +37,6 @@ def recipe_detail_queryset(user):
         .select_related("parent", "created_by")
         .prefetch_related(
             "tag_set",
-            "children",
             Prefetch("versions", queryset=RecipeVersion.objects.select_related("created_by", "approved_by")),
         )
     )

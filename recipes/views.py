@@ -152,13 +152,22 @@ RECIPE_TABS = [
 ]
 
 
+CHILDREN_SHOWN = 20
+
+
+def _children(recipe: Recipe) -> dict:
+    """The first children by name; a baseline can have thousands (the rest: a library link)."""
+    children = list(recipe.children.only("id", "name", "status").order_by("name", "id")[: CHILDREN_SHOWN + 1])
+    more = recipe.children.count() - CHILDREN_SHOWN if len(children) > CHILDREN_SHOWN else 0
+    return {"children": children[:CHILDREN_SHOWN], "children_more": more}
+
+
 def _get_recipe_for_user(user, recipe_id: str) -> Recipe:
     return get_object_or_404(
         Recipe.objects.visible_to(user)
         .select_related("parent__parent", "created_by")
         .prefetch_related(
             "tag_set",
-            "children",
             # Version summaries only: the manifest is read for the one version shown.
             Prefetch(
                 "versions",
@@ -302,7 +311,7 @@ def _detail_context(request: HttpRequest, recipe: Recipe, tab: str, **extra) -> 
         "approved_versions": [v for v in versions if v.is_approved],
         "pending_versions": [v for v in versions if not v.is_approved],
         "ancestors": [a for a in (getattr(recipe.parent, "parent", None), recipe.parent) if a],
-        "children": list(recipe.children.all()),
+        **_children(recipe),
         "child_level": catalog.CHILD_LEVEL.get(recipe.level),
         "status_moves": _status_moves(recipe),
         "can": _permissions(request.user),

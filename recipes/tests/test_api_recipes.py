@@ -360,3 +360,22 @@ def test_fixture_loads_twice_harmlessly(baselines):
         "elasticity",
         "price-optimisation",
     ]
+
+
+def test_detail_lists_children_up_to_a_limit(api_client, client, baselines, user, settings):
+    from recipes import serializers
+
+    parent = Recipe.objects.get(pk="recipe_pricing_base")
+    for i in range(23):
+        make_recipe(user, level="industry", parent=parent, name=f"child {i:02d}")
+    serializers.CHILDREN_LISTED, limit = 5, serializers.CHILDREN_LISTED
+    try:
+        body = api_client.get(f"{API}/recipes/recipe_pricing_base").json()
+    finally:
+        serializers.CHILDREN_LISTED = limit
+    assert [c["name"] for c in body["children"]] == [f"child {i:02d}" for i in range(5)]
+    assert body["children_count"] == 23
+    client.force_login(user)
+    page = client.get("/model-development/recipes/recipe_pricing_base").content.decode()
+    assert "and 3 more" in page
+    assert "parent_id=recipe_pricing_base" in page
