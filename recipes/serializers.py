@@ -61,17 +61,28 @@ class RecipeSerializer(serializers.ModelSerializer):
         ]
 
 
+CHILDREN_LISTED = 100
+
+
 class RecipeDetailSerializer(RecipeSerializer):
+    """A recipe with its current manifest and (the first 100 of) its children; the full list
+    is `GET /recipes?parent_id=<id>`."""
+
     current_version = RecipeVersionSerializer(read_only=True)
     children = serializers.SerializerMethodField()
+    children_count = serializers.SerializerMethodField()
 
     class Meta(RecipeSerializer.Meta):
-        fields = [*RecipeSerializer.Meta.fields, "children"]
+        fields = [*RecipeSerializer.Meta.fields, "children", "children_count"]
 
     def get_children(self, recipe) -> list[dict]:
-        return [
-            {"id": c.id, "name": c.name, "level": c.level, "status": c.status} for c in recipe.children.all()
+        children = recipe.children.only("id", "name", "level", "status").order_by("name", "id")[
+            :CHILDREN_LISTED
         ]
+        return [{"id": c.id, "name": c.name, "level": c.level, "status": c.status} for c in children]
+
+    def get_children_count(self, recipe) -> int:
+        return recipe.children.count()
 
 
 class StrictSerializer(serializers.Serializer):
