@@ -205,6 +205,7 @@ def main() -> None:
         f"{api}/recipes?tag=tag7",
         f"{api}/recipes?search=recipe%2099",
         f"{api}/recipes/recipe_bench_004242",
+        f"{api}/recipes/recipe_pricing_base",  # a baseline with 2,500 industry children
         f"{api}/recipes/recipe_pricing_base/versions",
         f"{api}/models?status=staging",
         f"{api}/runs",
