@@ -35,7 +35,7 @@ monitoring checks and the fixture builder call:
 ``predict(model, rows: DataFrame) -> list``
     Predictions for rows with the training columns (validation of columns is the caller's).
 ``save(model, directory: Path) -> list[str]`` / ``load(directory: Path) -> model``
-    Persist without pickle (JSON, LightGBM model text, skops).
+    Persist without pickle (JSON, LightGBM model text).
 ``example_output(model, rows: DataFrame) -> dict``
     What the model returns for a few rows, for the recipe's synthetic example.
 ``log`` is a callable ``log(message: str)``.
