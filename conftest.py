@@ -93,3 +93,22 @@ def baselines(db):
     from django.core.management import call_command
 
     call_command("loaddata", "baseline_recipes", verbosity=0)
+
+
+# Page tests: the Django test client, signed in.
+@pytest.fixture
+def as_user(client, user):
+    client.force_login(user)
+    return client
+
+
+@pytest.fixture
+def as_lead(client, lead):
+    client.force_login(lead)
+    return client
+
+
+@pytest.fixture
+def as_viewer(client, viewer):
+    client.force_login(viewer)
+    return client

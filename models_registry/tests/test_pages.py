@@ -19,18 +19,6 @@ def model_url(model_id: str, suffix: str = "") -> str:
     return f"/model-development/models/{model_id}{suffix}"
 
 
-@pytest.fixture
-def as_user(client, user):
-    client.force_login(user)
-    return client
-
-
-@pytest.fixture
-def as_viewer(client, viewer):
-    client.force_login(viewer)
-    return client
-
-
 def with_artifact(model: MLModel) -> MLModel:
     """What promotion to production checks (a real trained artifact is the runs tests' job)."""
     MLModel.objects.filter(pk=model.pk).update(artifacts_json={"model": ["model.json"], "files": {}})

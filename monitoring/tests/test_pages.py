@@ -23,12 +23,6 @@ def model_url(model_id: str, suffix: str = "") -> str:
     return f"/model-development/models/{model_id}{suffix}"
 
 
-@pytest.fixture
-def as_user(client, user):
-    client.force_login(user)
-    return client
-
-
 def production(user, name: str, recipe_id: str = "recipe_pricing_base") -> MLModel:
     """A production model for the tab's tests (the lifecycle itself is tested elsewhere)."""
     model = register(user, recipe_id=recipe_id, name=name)

@@ -21,24 +21,6 @@ def recipe_url(recipe_id: str, suffix: str = "") -> str:
     return f"/model-development/recipes/{recipe_id}{suffix}"
 
 
-@pytest.fixture
-def as_user(client, user):
-    client.force_login(user)
-    return client
-
-
-@pytest.fixture
-def as_lead(client, lead):
-    client.force_login(lead)
-    return client
-
-
-@pytest.fixture
-def as_viewer(client, viewer):
-    client.force_login(viewer)
-    return client
-
-
 def location_manifest() -> dict:
     return copy.deepcopy(RecipeVersion.objects.get(pk="ver_location_base_v1").manifest)
 

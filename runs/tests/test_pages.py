@@ -26,18 +26,6 @@ def run_url(run_id: str, suffix: str = "") -> str:
     return f"/model-development/runs/{run_id}{suffix}"
 
 
-@pytest.fixture
-def as_user(client, user):
-    client.force_login(user)
-    return client
-
-
-@pytest.fixture
-def as_viewer(client, viewer):
-    client.force_login(viewer)
-    return client
-
-
 def queued(user, recipe_id="recipe_location_base", **kwargs) -> Run:
     return run_start(
         user=user,
