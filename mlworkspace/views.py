@@ -91,3 +91,24 @@ def filter_controls(filterset, names: list[tuple[str, str]]) -> list[dict]:
 
 def active_filters(request: HttpRequest, names: list[str]) -> bool:
     return any(request.GET.get(n) for n in names)
+
+
+def metric_rows(metrics: dict, checks: dict) -> list[dict]:
+    """Rows of the metrics-against-targets table (includes/metrics_table.html) from a metrics
+    dict and its checks (runs.metrics.metric_checks / Run.metric_checks_json)."""
+    rows = []
+    for name, value in (metrics or {}).items():
+        check = (checks or {}).get(name) or {}
+        rows.append(
+            {
+                "name": name,
+                "value": value,
+                "target": check.get("target"),
+                "warning": check.get("threshold_warning"),
+                "critical": check.get("threshold_critical"),
+                "direction": check.get("direction"),
+                "status": check.get("status"),
+                "meets_target": check.get("meets_target"),
+            }
+        )
+    return rows

@@ -14,12 +14,12 @@ from mlworkspace.forms import add_domain_errors
 from mlworkspace.views import (
     active_filters,
     filter_controls,
+    metric_rows,
     paginate,
     render_page,
     require_perm,
     sort_columns,
 )
-from recipes.catalog import metric_direction
 from recipes.models import RecipeVersion
 from runs.metrics import metric_checks
 from runs.models import Run
@@ -171,19 +171,7 @@ def legal_moves(model: MLModel) -> list[dict]:
 
 def _metric_rows(model: MLModel) -> list[dict]:
     checks = metric_checks(model.recipe_version.manifest, model.recipe.model_family, model.metrics_json or {})
-    return [
-        {
-            "name": name,
-            "value": check["value"],
-            "target": check["target"],
-            "warning": check["threshold_warning"],
-            "critical": check["threshold_critical"],
-            "direction": check["direction"] or metric_direction(model.recipe.model_family, name),
-            "status": check["status"],
-            "meets_target": check["meets_target"],
-        }
-        for name, check in checks.items()
-    ]
+    return metric_rows(model.metrics_json, checks)
 
 
 @login_required

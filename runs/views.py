@@ -17,6 +17,7 @@ from mlworkspace.views import (
     active_filters,
     filter_controls,
     is_fragment,
+    metric_rows,
     paginate,
     render_page,
     require_perm,
@@ -165,26 +166,6 @@ def _stage_rows(run: Run) -> list[dict]:
     ]
 
 
-def _metric_rows(run: Run) -> list[dict]:
-    checks = run.metric_checks_json or {}
-    rows = []
-    for name, value in (run.metrics_json or {}).items():
-        check = checks.get(name) or {}
-        rows.append(
-            {
-                "name": name,
-                "value": value,
-                "target": check.get("target"),
-                "warning": check.get("threshold_warning"),
-                "critical": check.get("threshold_critical"),
-                "direction": check.get("direction"),
-                "status": check.get("status"),
-                "meets_target": check.get("meets_target"),
-            }
-        )
-    return rows
-
-
 def _artifact_rows(run: Run) -> list[dict]:
     files = (run.artifacts_json or {}).get("files") or {}
     return [
@@ -211,7 +192,7 @@ def _live_context(request: HttpRequest, run: Run) -> dict:
         "can_retry": request.user.has_perm("runs.add_run") and run.is_terminal,
     }
     if run.is_terminal:
-        context["metric_rows"] = _metric_rows(run)
+        context["metric_rows"] = metric_rows(run.metrics_json, run.metric_checks_json)
         context["artifacts"] = _artifact_rows(run)
         context["charts"] = [
             plots.figure_html(f) for f in plots.run_figures(run.recipe.model_family, run.plots_json)
