@@ -93,3 +93,14 @@ def model_update(*, model: MLModel, user, **fields) -> MLModel:
             setattr(model, key, fields[key])
     model.save()
     return model
+
+
+def model_attach_training(*, run) -> None:
+    """The deployment stage: a successful train run's artifact and metrics become its model's
+    (the model then serves predictions and monitoring checks from that run)."""
+    MLModel.objects.filter(pk=run.model_id).update(
+        training_run_id=run.pk,
+        artifacts_json=run.artifacts_json,
+        metrics_json=run.metrics_json,
+        updated_at=timezone.now(),
+    )

@@ -25,7 +25,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from models_registry.models import MLModel
+from models_registry.services import model_attach_training
 
 from . import artifacts
 from .models import Run, RunStatus, RunType
@@ -223,12 +223,8 @@ def _finish(
         progress.flush()
         updated = _mine(run.id).update(**fields, stages_json=progress.stages, updated_at=timezone.now())
         if updated and result is not None and result.get("deploy") and run.model_id:
-            MLModel.objects.filter(pk=run.model_id).update(
-                training_run_id=run.id,
-                artifacts_json=fields["artifacts_json"],
-                metrics_json=fields["metrics_json"],
-                updated_at=timezone.now(),
-            )
+            run.artifacts_json, run.metrics_json = fields["artifacts_json"], fields["metrics_json"]
+            model_attach_training(run=run)
             run_log(run=run, message=f"deployment: attached the artifact and metrics to model {run.model_id}")
     if updated:
         run_log(run=run, message=f"Run {status}.", level="error" if status == RunStatus.FAILED else "info")

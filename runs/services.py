@@ -14,6 +14,7 @@ from django.utils import timezone
 from mlworkspace.errors import Conflict, InvalidInput, TooLarge, field_error
 from mlworkspace.ids import new_id
 from models_registry.models import MLModel
+from models_registry.services import model_attach_training
 from recipes.models import Recipe, RecipeVersion
 
 from . import data as run_data
@@ -171,17 +172,6 @@ def run_logs_append(*, run: Run, lines: list[dict]) -> None:
     )
 
 
-def _attach_to_model(run: Run) -> None:
-    """The deployment stage: a successful train run's artifact and metrics become the model's."""
-    if run.model_id and run.run_type == RunType.TRAIN and run.status == RunStatus.SUCCEEDED:
-        MLModel.objects.filter(pk=run.model_id).update(
-            training_run=run,
-            artifacts_json=run.artifacts_json,
-            metrics_json=run.metrics_json,
-            updated_at=timezone.now(),
-        )
-
-
 @transaction.atomic
 def run_report(
     *,
@@ -227,7 +217,8 @@ def run_report(
     run.save()
     if logs:
         run_logs_append(run=run, lines=logs)
-    _attach_to_model(run)
+    if run.model_id and run.run_type == RunType.TRAIN and run.status == RunStatus.SUCCEEDED:
+        model_attach_training(run=run)
     return run
 
 
