@@ -125,10 +125,9 @@ def _input_columns(frame, family, manifest) -> list[dict]:
 
 
 def execute(spec: dict, emit) -> dict:
-    from recipes.catalog import meets_target, metric_direction, metric_status
-
     from .data import quality_errors, requirement_errors
     from .families import get_family
+    from .metrics import metric_checks
 
     family = get_family(spec["family"])
     manifest = spec["manifest"]
@@ -206,24 +205,18 @@ def execute(spec: dict, emit) -> dict:
                 metrics, predictions, plots = family.evaluate(model, test, manifest)
                 result["metrics"] = json_safe(metrics)
             result["plots"] = json_safe(plots)
-            checks = {}
-            for metric, value in result["metrics"].items():
-                spec_m = (manifest.get("evaluation", {}).get("metrics") or {}).get(metric) or {}
-                direction = metric_direction(family.NAME, metric, spec_m.get("direction"))
-                if direction is None or value is None:
+            for metric, check in metric_checks(manifest, family.NAME, result["metrics"]).items():
+                if check["status"] is None:
+                    log(f"evaluation: {metric} = {check['value']:.4g}")
                     continue
-                status = metric_status(
-                    value, direction, spec_m.get("threshold_warning"), spec_m.get("threshold_critical")
-                )
-                checks[metric] = status
-                target = meets_target(value, direction, spec_m.get("target"))
-                level = {"pass": "info", "warning": "warning", "critical": "error"}[status]
+                level = {"pass": "info", "warning": "warning", "critical": "error"}[check["status"]]
+                target = check["meets_target"]
                 note = (
                     ""
                     if target is None
-                    else (" (meets target)" if target else f" (target {spec_m.get('target')})")
+                    else (" (meets target)" if target else f" (target {check['target']})")
                 )
-                log(f"evaluation: {metric} = {value:.4g} → {status}{note}", level)
+                log(f"evaluation: {metric} = {check['value']:.4g} → {check['status']}{note}", level)
             if predictions is not None:
                 predictions.to_csv(out_dir / "predictions.csv", index=False)
                 result["artifacts"]["predictions.csv"] = "predictions"
