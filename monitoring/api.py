@@ -20,18 +20,6 @@ from . import services
 from .models import Alert, MonitorSnapshot
 from .serializers import AlertSerializer, CheckSerializer, SnapshotCreateSerializer, SnapshotQuerySerializer
 
-SNAPSHOT_FIELDS = [
-    "id",
-    "captured_at",
-    "performance_metrics_json",
-    "drift_metrics_json",
-    "data_freshness_json",
-    "alerts_json",
-    "source",
-    "row_count",
-]
-
-
 SAFE_TOKEN = re.compile(r"[A-Za-z0-9_\-]+")
 JSON_FIELDS = ["performance_metrics_json", "drift_metrics_json", "data_freshness_json", "alerts_json"]
 
@@ -80,10 +68,11 @@ def series_json(model_id: str, snapshots, alerts: list) -> str:
     )
 
 
-def snapshot_dict(values: dict) -> dict:
-    out = {k: values[k] for k in SNAPSHOT_FIELDS}
-    out["captured_at"] = values["captured_at"].isoformat().replace("+00:00", "Z")
-    return out
+def created_response(model: MLModel, snapshot: MonitorSnapshot) -> Response:
+    """201 with the stored snapshot, in the same shape as a point of the series."""
+    values = MonitorSnapshot.objects.filter(pk=snapshot.pk).values(*MonitorSnapshot.SERIES_FIELDS).get()
+    values["captured_at"] = values["captured_at"].isoformat().replace("+00:00", "Z")
+    return Response({"model_id": model.pk, **values}, status=status.HTTP_201_CREATED)
 
 
 class ModelMonitoringView(APIView):
@@ -126,8 +115,7 @@ class ModelMonitoringView(APIView):
             captured_at=v.get("captured_at"),
             source="external",
         )
-        values = MonitorSnapshot.objects.filter(pk=snapshot.pk).values(*SNAPSHOT_FIELDS).get()
-        return Response({"model_id": model.pk, **snapshot_dict(values)}, status=status.HTTP_201_CREATED)
+        return created_response(model, snapshot)
 
 
 class ModelMonitoringCheckView(APIView):
@@ -149,5 +137,4 @@ class ModelMonitoringCheckView(APIView):
         data = CheckSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         snapshot = run_check(model=model, source="check", **data.validated_data)
-        values = MonitorSnapshot.objects.filter(pk=snapshot.pk).values(*SNAPSHOT_FIELDS).get()
-        return Response({"model_id": model.pk, **snapshot_dict(values)}, status=status.HTTP_201_CREATED)
+        return created_response(model, snapshot)

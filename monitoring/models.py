@@ -6,6 +6,17 @@ class MonitorSnapshot(models.Model):
     """One monitoring observation of a model: computed by a check or posted by an external system."""
 
     SOURCES = [("external", "External"), ("check", "Check"), ("scheduled", "Scheduled check")]
+    # What the series (API and charts) shows of each snapshot.
+    SERIES_FIELDS = [
+        "id",
+        "captured_at",
+        "performance_metrics_json",
+        "drift_metrics_json",
+        "data_freshness_json",
+        "alerts_json",
+        "source",
+        "row_count",
+    ]
 
     id = models.CharField(primary_key=True, max_length=64)
     model = models.ForeignKey("models_registry.MLModel", on_delete=models.CASCADE, related_name="snapshots")

@@ -159,16 +159,7 @@ def monitoring_context(request: HttpRequest, model: MLModel, form: CheckForm | N
     rows = list(
         MonitorSnapshot.objects.filter(model_id=model.pk)
         .order_by("-captured_at", "-id")
-        .values(
-            "id",
-            "captured_at",
-            "performance_metrics_json",
-            "drift_metrics_json",
-            "data_freshness_json",
-            "alerts_json",
-            "source",
-            "row_count",
-        )[:CHART_SNAPSHOTS]
+        .values(*MonitorSnapshot.SERIES_FIELDS)[:CHART_SNAPSHOTS]
     )
     rows.reverse()
     snapshots = [_chart_snapshot(r) for r in rows]
