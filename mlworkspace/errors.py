@@ -47,6 +47,17 @@ def field_error(field: str, message: str) -> InvalidInput:
     return InvalidInput(f"{field}: {message}", [{"path": f"/{field}", "message": message}])
 
 
+def lookup(model, field: str, value):
+    """The row with primary key `value`, or a 400 naming `field` (an id in a request body is
+    input, so an unknown one is bad input, not a 404). None/"" -> None."""
+    if value in (None, ""):
+        return None
+    obj = model._default_manager.filter(pk=value).first()
+    if obj is None:
+        raise field_error(field, f"unknown id '{value}'")
+    return obj
+
+
 def flatten(detail, path: str = "") -> list[dict]:
     """DRF's nested ValidationError detail -> [{"path": JSON pointer, "message"}]."""
     if isinstance(detail, dict):

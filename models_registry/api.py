@@ -5,7 +5,7 @@ from rest_framework.decorators import action
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 
-from mlworkspace.errors import field_error
+from mlworkspace.errors import lookup
 from recipes.models import Recipe, RecipeVersion
 
 from . import services
@@ -42,12 +42,8 @@ class MLModelViewSet(
         data = ModelRegisterSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         values = dict(data.validated_data)
-        recipe = Recipe.objects.filter(pk=values.pop("recipe_id")).first()
-        if recipe is None:
-            raise field_error("recipe_id", f"unknown recipe '{request.data['recipe_id']}'")
-        version = RecipeVersion.objects.filter(pk=values.pop("recipe_version_id")).first()
-        if version is None:
-            raise field_error("recipe_version_id", f"unknown version '{request.data['recipe_version_id']}'")
+        recipe = lookup(Recipe, "recipe_id", values.pop("recipe_id"))
+        version = lookup(RecipeVersion, "recipe_version_id", values.pop("recipe_version_id"))
         model = services.model_register(user=request.user, recipe=recipe, recipe_version=version, **values)
         return self._out(model.pk, status.HTTP_201_CREATED)
 

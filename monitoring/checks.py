@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 from django.utils import timezone
 
-from mlworkspace.errors import Conflict, field_error
+from mlworkspace.errors import Conflict, field_error, lookup
 from runs import artifacts
 from runs.data import read_table, time_column
 from runs.families import get_family
@@ -23,9 +23,7 @@ def _batch(
     which are moved so their newest row is 'now')."""
     family = get_family(model.recipe.model_family)
     if dataset_id is not None:
-        dataset = Dataset.objects.filter(pk=dataset_id).first()
-        if dataset is None:
-            raise field_error("dataset_id", f"unknown dataset '{dataset_id}'")
+        dataset = lookup(Dataset, "dataset_id", dataset_id)
         return read_table(dataset.file.path, dataset.format), dataset, True
     frame = family.generate(synthetic["rows"], synthetic["seed"])
     shift = synthetic.get("shift") or {}

@@ -6,7 +6,7 @@ from rest_framework.decorators import action
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 
-from mlworkspace.errors import NotFound, field_error
+from mlworkspace.errors import NotFound, lookup
 from mlworkspace.permissions import CanApproveVersions
 
 from . import services
@@ -74,11 +74,7 @@ class RecipeViewSet(
         data = RecipeCreateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         values = dict(data.validated_data)
-        parent = None
-        if parent_id := values.pop("parent_id", None):
-            parent = Recipe.objects.filter(pk=parent_id).first()
-            if parent is None:
-                raise field_error("parent_id", f"unknown recipe '{parent_id}'")
+        parent = lookup(Recipe, "parent_id", values.pop("parent_id", None))
         recipe = services.recipe_create(user=request.user, parent=parent, **values)
         return self._detail(recipe.pk, status.HTTP_201_CREATED)
 

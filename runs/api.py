@@ -7,7 +7,7 @@ from rest_framework.decorators import action
 from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.response import Response
 
-from mlworkspace.errors import InvalidInput, NotFound, TooLarge, field_error
+from mlworkspace.errors import InvalidInput, NotFound, TooLarge, field_error, lookup
 from mlworkspace.permissions import has_perm
 from models_registry.models import MLModel
 from models_registry.serializers import PredictSerializer
@@ -27,15 +27,6 @@ from .serializers import (
 )
 
 LOG_PAGE = 1000
-
-
-def _lookup(model, field: str, value):
-    if value in (None, ""):
-        return None
-    obj = model.objects.filter(pk=value).first()
-    if obj is None:
-        raise field_error(field, f"unknown id '{value}'")
-    return obj
 
 
 class RunViewSet(
@@ -71,11 +62,11 @@ class RunViewSet(
         v = data.validated_data
         run = services.run_start(
             user=request.user,
-            recipe=_lookup(Recipe, "recipe_id", v["recipe_id"]),
-            recipe_version=_lookup(RecipeVersion, "recipe_version_id", v.get("recipe_version_id")),
+            recipe=lookup(Recipe, "recipe_id", v["recipe_id"]),
+            recipe_version=lookup(RecipeVersion, "recipe_version_id", v.get("recipe_version_id")),
             run_type=v["run_type"],
-            model=_lookup(MLModel, "model_id", v.get("model_id")),
-            dataset=_lookup(Dataset, "dataset_id", v.get("dataset_id")),
+            model=lookup(MLModel, "model_id", v.get("model_id")),
+            dataset=lookup(Dataset, "dataset_id", v.get("dataset_id")),
             executor=v["executor"],
             params=v["params"],
         )
@@ -162,7 +153,7 @@ class DatasetViewSet(
         data = DatasetUploadSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         v = data.validated_data
-        recipe = _lookup(Recipe, "recipe_id", v.get("recipe_id"))
+        recipe = lookup(Recipe, "recipe_id", v.get("recipe_id"))
         dataset = services.dataset_create(
             user=request.user, upload=v["file"], name=v.get("name"), recipe=recipe
         )
