@@ -362,17 +362,14 @@ def test_fixture_loads_twice_harmlessly(baselines):
     ]
 
 
-def test_detail_lists_children_up_to_a_limit(api_client, client, baselines, user, settings):
+def test_detail_lists_children_up_to_a_limit(api_client, client, baselines, user, monkeypatch):
     from recipes import serializers
 
     parent = Recipe.objects.get(pk="recipe_pricing_base")
     for i in range(23):
         make_recipe(user, level="industry", parent=parent, name=f"child {i:02d}")
-    serializers.CHILDREN_LISTED, limit = 5, serializers.CHILDREN_LISTED
-    try:
-        body = api_client.get(f"{API}/recipes/recipe_pricing_base").json()
-    finally:
-        serializers.CHILDREN_LISTED = limit
+    monkeypatch.setattr(serializers, "CHILDREN_LISTED", 5)
+    body = api_client.get(f"{API}/recipes/recipe_pricing_base").json()
     assert [c["name"] for c in body["children"]] == [f"child {i:02d}" for i in range(5)]
     assert body["children_count"] == 23
     client.force_login(user)
