@@ -33,7 +33,7 @@ from . import catalog
 from .assistant import extract, knowledge, llm
 from .assistant import proposal as proposals
 from .assistant.text import CleanMessage, clean_message, plain, safe_label
-from .manifest import manifest_diff
+from .lineage import diff as manifest_diff
 from .models import ChatMessage, Conversation, Recipe, RecipeStatus
 from .services import recipe_clone
 

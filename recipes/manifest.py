@@ -1,4 +1,5 @@
-"""Recipe manifest validation, plus small manifest helpers (semver, min_history, grain, diff).
+"""Recipe manifest validation, plus small manifest helpers (semver, min_history, grain).
+Diffs and merges of manifests live in ``recipes.lineage``.
 
 Plain Python (no Django import) so it can be unit-tested alone. The structure is described
 by ``manifest_schema.json`` (JSON Schema draft 2020-12); the rules JSON Schema cannot
@@ -135,74 +136,6 @@ def pointer(path: Path_, prefix: str = "") -> str:
     """JSON pointer (RFC 6901) for a path of keys/indices; the root is '' (or the prefix)."""
     tokens = "".join("/" + str(p).replace("~", "~0").replace("/", "~1") for p in path)
     return prefix.rstrip("/") + tokens
-
-
-def _json_equal(a: Any, b: Any) -> bool:
-    """Equality as JSON sees it: 1 == 1.0, but true != 1."""
-    if isinstance(a, bool) or isinstance(b, bool):
-        return isinstance(a, bool) and isinstance(b, bool) and a == b
-    if isinstance(a, dict) and isinstance(b, dict):
-        return a.keys() == b.keys() and all(_json_equal(a[k], b[k]) for k in a)
-    if isinstance(a, list) and isinstance(b, list):
-        return len(a) == len(b) and all(_json_equal(x, y) for x, y in zip(a, b, strict=True))
-    if _is_number(a) and _is_number(b):
-        return a == b
-    return type(a) is type(b) and a == b
-
-
-def _stages_by_name(stages: Any) -> dict[str, dict] | None:
-    if not isinstance(stages, list):
-        return None
-    out: dict[str, dict] = {}
-    for st in stages:
-        if not isinstance(st, dict) or not isinstance(st.get("name"), str) or st["name"] in out:
-            return None
-        out[st["name"]] = st
-    return out
-
-
-def manifest_diff(old: Any, new: Any) -> list[dict]:
-    """Semantic diff of two manifests: [{"path", "op": "add"|"remove"|"change", "old", "new"}].
-
-    Recurses into objects; lists are compared as whole values, except pipeline.stages which
-    is matched by stage name (paths like /pipeline/stages/train/config/max_depth). When the
-    common stages changed order, one "change" at /pipeline/stages carries the old and new
-    name orders.
-    """
-    out: list[dict] = []
-    _diff(old, new, (), out)
-    return out
-
-
-def _diff(a: Any, b: Any, path: Path_, out: list[dict]) -> None:
-    if isinstance(a, dict) and isinstance(b, dict):
-        for k, v in a.items():
-            if k not in b:
-                out.append({"path": pointer((*path, k)), "op": "remove", "old": v, "new": None})
-            else:
-                _diff(v, b[k], (*path, k), out)
-        for k, v in b.items():
-            if k not in a:
-                out.append({"path": pointer((*path, k)), "op": "add", "old": None, "new": v})
-        return
-    if path == ("pipeline", "stages"):
-        sa, sb = _stages_by_name(a), _stages_by_name(b)
-        if sa is not None and sb is not None:
-            common_a = [n for n in sa if n in sb]
-            common_b = [n for n in sb if n in sa]
-            if common_a != common_b:
-                out.append({"path": pointer(path), "op": "change", "old": list(sa), "new": list(sb)})
-            for n, st in sa.items():
-                if n not in sb:
-                    out.append({"path": pointer((*path, n)), "op": "remove", "old": st, "new": None})
-                else:
-                    _diff(st, sb[n], (*path, n), out)
-            for n, st in sb.items():
-                if n not in sa:
-                    out.append({"path": pointer((*path, n)), "op": "add", "old": None, "new": st})
-            return
-    if not _json_equal(a, b):
-        out.append({"path": pointer(path), "op": "change", "old": a, "new": b})
 
 
 # --------------------------------------------------------------------------- schema

@@ -32,7 +32,8 @@ from mlworkspace.views import (
 from . import catalog, services
 from .filters import RecipeFilter
 from .forms import ChatForm, CloneForm, RecipeStatusForm, VersionForm, parse_manifest_text
-from .manifest import manifest_diff, validate_manifest
+from .lineage import diff as manifest_diff
+from .manifest import validate_manifest
 from .models import Conversation, Recipe, RecipeStatus, RecipeVersion, SyntheticExample
 
 

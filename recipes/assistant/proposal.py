@@ -17,7 +17,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .. import catalog
-from ..manifest import manifest_diff, rewrite_metadata, validate_manifest
+from ..lineage import diff as manifest_diff
+from ..manifest import rewrite_metadata, validate_manifest
 from .extract import PRIMARY_METRIC
 from .schedule import describe_cron
 

@@ -20,7 +20,6 @@ from recipes.manifest import (
     bump_semver,
     grain_columns,
     load_schema,
-    manifest_diff,
     parse_min_history,
     parse_semver,
     rewrite_metadata,
@@ -891,83 +890,6 @@ def test_rewrite_metadata_is_a_deep_copy():
         "level": "client",
         "version": "1.0.0",
     }
-
-
-def test_manifest_diff_dicts_and_lists():
-    old = full()
-    new = copy.deepcopy(old)
-    new["evaluation"]["metrics"]["MAPE"]["target"] = 0.12
-    new["evaluation"]["metrics"]["RMSE"] = {"target": 10}
-    del new["metadata"]["description"]
-    new["requirements"]["labels"] = ["units", "revenue"]
-    diff = manifest_diff(old, new)
-    assert {"path": "/evaluation/metrics/MAPE/target", "op": "change", "old": 0.1, "new": 0.12} in diff
-    assert {"path": "/evaluation/metrics/RMSE", "op": "add", "old": None, "new": {"target": 10}} in diff
-    assert {"path": "/metadata/description", "op": "remove", "old": "A full manifest", "new": None} in diff
-    assert {
-        "path": "/requirements/labels",
-        "op": "change",
-        "old": ["units"],
-        "new": ["units", "revenue"],
-    } in diff
-    assert len(diff) == 4
-    assert manifest_diff(old, copy.deepcopy(old)) == []
-
-
-def test_manifest_diff_pipeline_stages_by_name():
-    old = full()
-    new = copy.deepcopy(old)
-    stages = new["pipeline"]["stages"]
-    stages[3]["config"]["algorithm"] = "arima"
-    del stages[2]  # remove "lags"
-    stages.insert(1, {"name": "outliers", "type": "feature_prep", "config": {}})
-    diff = manifest_diff(old, new)
-    assert diff == [
-        {"path": "/pipeline/stages/lags", "op": "remove", "old": old["pipeline"]["stages"][2], "new": None},
-        {
-            "path": "/pipeline/stages/train/config/algorithm",
-            "op": "change",
-            "old": "lightgbm",
-            "new": "arima",
-        },
-        {
-            "path": "/pipeline/stages/outliers",
-            "op": "add",
-            "old": None,
-            "new": {"name": "outliers", "type": "feature_prep", "config": {}},
-        },
-    ]
-
-
-def test_manifest_diff_stage_reorder_and_fallbacks():
-    old = minimal()
-    old["pipeline"]["stages"] = [{"name": "a", "type": "quality"}, {"name": "b", "type": "training"}]
-    new = copy.deepcopy(old)
-    new["pipeline"]["stages"].reverse()
-    assert manifest_diff(old, new) == [
-        {"path": "/pipeline/stages", "op": "change", "old": ["a", "b"], "new": ["b", "a"]}
-    ]
-    # Stages without unique names are compared as a whole list.
-    bad = copy.deepcopy(old)
-    bad["pipeline"]["stages"] = [{"type": "training"}]
-    assert manifest_diff(old, bad) == [
-        {
-            "path": "/pipeline/stages",
-            "op": "change",
-            "old": old["pipeline"]["stages"],
-            "new": [{"type": "training"}],
-        }
-    ]
-
-
-def test_manifest_diff_types_and_escaping():
-    assert manifest_diff({"a": 1}, {"a": 1.0}) == []
-    assert manifest_diff({"a": 1}, {"a": True}) == [{"path": "/a", "op": "change", "old": 1, "new": True}]
-    assert manifest_diff({"a": {"x": 1}}, {"a": [1]}) == [
-        {"path": "/a", "op": "change", "old": {"x": 1}, "new": [1]}
-    ]
-    assert manifest_diff({"m": {"a/b~c": 1}}, {"m": {"a/b~c": 2}})[0]["path"] == "/m/a~1b~0c"
-    assert manifest_diff([1], {"a": 1}) == [{"path": "", "op": "change", "old": [1], "new": {"a": 1}}]
 
 
 # --------------------------------------------------------------------------- baseline manifests
