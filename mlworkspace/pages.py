@@ -41,6 +41,9 @@ urlpatterns = [
         recipe_views.version_approve,
         name="recipe-approve",
     ),
+    path(
+        "model-development/recipes/<str:recipe_id>/rebase", recipe_views.recipe_rebase, name="recipe-rebase"
+    ),
     path("model-development/recipes/<str:recipe_id>/clone", recipe_views.recipe_clone, name="recipe-clone"),
     path(
         "model-development/recipes/<str:recipe_id>/status", recipe_views.recipe_status, name="recipe-status"

@@ -5,6 +5,7 @@ from mlworkspace.admin_utils import pretty_json
 from mlworkspace.errors import DomainError
 
 from . import services
+from .approval import approval_gate
 from .models import (
     ChatMessage,
     Conversation,
@@ -62,7 +63,7 @@ class RecipeAdmin(admin.ModelAdmin):
 class RecipeVersionAdmin(admin.ModelAdmin):
     """Versions are immutable: everything is read-only; approval is an action."""
 
-    list_display = ["id", "recipe", "version", "created_at", "approved_at", "approved_by"]
+    list_display = ["id", "recipe", "version", "created_at", "approved_at", "approved_by", "gate"]
     list_filter = ["recipe__model_family", "recipe__level", ("approved_at", admin.EmptyFieldListFilter)]
     search_fields = ["id", "recipe__id", "recipe__name", "version"]
     list_select_related = ["recipe", "approved_by"]
@@ -70,19 +71,44 @@ class RecipeVersionAdmin(admin.ModelAdmin):
         "id",
         "recipe",
         "version",
+        "base_version",
+        "suggested_bump",
+        "force_note",
         "manifest_pretty",
         "changelog",
         "created_by",
         "created_at",
         "approved_by",
         "approved_at",
+        "approval_run",
+        "approval_override_reason",
+        "approval_pretty",
+        "gate_now",
     ]
-    exclude = ["manifest"]
+    exclude = ["manifest", "approval_json"]
     actions = ["approve"]
 
     @admin.display(description="manifest")
     def manifest_pretty(self, obj):
         return pretty_json(obj.manifest)
+
+    @admin.display(description="gate")
+    def gate(self, obj):
+        """How the version was approved: passed (on evidence), overridden, or before gates."""
+        if obj.approved_at is None:
+            return "—"
+        return (obj.approval_json or {}).get("gate", "before gates")
+
+    @admin.display(description="approval record")
+    def approval_pretty(self, obj):
+        return pretty_json(obj.approval_json) if obj.approval_json else "—"
+
+    @admin.display(description="approval gate now")
+    def gate_now(self, obj):
+        """For an unapproved version: what the gate says today (evidence, reasons)."""
+        if obj.approved_at is not None:
+            return "approved"
+        return pretty_json(approval_gate(obj))
 
     def has_add_permission(self, request):
         return False
@@ -96,7 +122,9 @@ class RecipeVersionAdmin(admin.ModelAdmin):
     def has_approve_permission(self, request):
         return request.user.has_perm("recipes.approve_recipeversion")
 
-    @admin.action(description="Approve selected versions", permissions=["approve"])
+    @admin.action(
+        description="Approve selected versions (through the approval gate)", permissions=["approve"]
+    )
     def approve(self, request, queryset):
         if not request.user.has_perm("recipes.approve_recipeversion"):
             raise PermissionDenied

@@ -8,14 +8,18 @@ from rest_framework.response import Response
 
 from mlworkspace.errors import NotFound, lookup
 from mlworkspace.permissions import CanApproveVersions
+from runs.models import Run
 
-from . import services
+from . import selectors, services
+from .approval import approval_gate
 from .filters import RecipeFilter
 from .manifest import validate_manifest
 from .models import Recipe, RecipeVersion, SyntheticExample
 from .serializers import (
+    ApproveSerializer,
     CloneSerializer,
     ManifestValidateSerializer,
+    RebaseSerializer,
     RecipeCreateSerializer,
     RecipeDetailSerializer,
     RecipeSerializer,
@@ -24,6 +28,9 @@ from .serializers import (
     SyntheticExampleSerializer,
     VersionCreateSerializer,
 )
+
+# Versions with what their serializer shows (users, the parent version they derive from).
+VERSIONS = RecipeVersion.objects.select_related("created_by", "approved_by", "base_version")
 
 
 def recipe_queryset(user):
@@ -37,7 +44,7 @@ def recipe_detail_queryset(user):
         .select_related("parent", "created_by")
         .prefetch_related(
             "tag_set",
-            Prefetch("versions", queryset=RecipeVersion.objects.select_related("created_by", "approved_by")),
+            Prefetch("versions", queryset=VERSIONS),
         )
     )
 
@@ -110,19 +117,22 @@ class RecipeViewSet(
     )
     @action(detail=True, methods=["get", "post"])
     def versions(self, request, pk=None):
-        """GET: every version, oldest first. POST: a new version (`version` or `bump`)."""
+        """GET: every version, oldest first. POST: a new version — `version`, `bump`, or neither
+        to take the bump the semantic diff suggests; a smaller one needs `force` and a `note`."""
         recipe = self.get_object()
         if request.method == "GET":
-            versions = recipe.versions.select_related("created_by", "approved_by").order_by(
-                "created_at", "id"
-            )
+            versions = VERSIONS.filter(recipe=recipe).order_by("created_at", "id")
             return Response(RecipeVersionSerializer(versions, many=True).data)
         data = VersionCreateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        created = services.version_create(recipe=recipe, user=request.user, **data.validated_data)
-        return Response(RecipeVersionSerializer(created).data, status=status.HTTP_201_CREATED)
+        values = dict(data.validated_data)
+        values["force_note"] = values.pop("note")
+        created = services.version_create(recipe=recipe, user=request.user, **values)
+        return Response(
+            RecipeVersionSerializer(VERSIONS.get(pk=created.pk)).data, status=status.HTTP_201_CREATED
+        )
 
-    @extend_schema(request=None, responses=RecipeVersionSerializer)
+    @extend_schema(request=ApproveSerializer, responses=RecipeVersionSerializer)
     @action(
         detail=True,
         methods=["post"],
@@ -130,29 +140,104 @@ class RecipeViewSet(
         permission_classes=[CanApproveVersions],
     )
     def approve(self, request, pk=None, version_id=None):
-        """Approve one version (needs `recipes.approve_recipeversion`); the recipe becomes approved."""
+        """Approve one version (needs `recipes.approve_recipeversion`); the recipe becomes
+        approved. The approval gate must pass — a succeeded backtest/eval run on the version
+        within its thresholds and the tolerance — or `override_reason` must say why not."""
         recipe = self.get_object()
-        version = (
-            recipe.versions.filter(pk=version_id).first()
-            or recipe.versions.filter(version=version_id).first()
+        version = selectors.version_of(recipe, version_id)
+        data = ApproveSerializer(data=request.data if isinstance(request.data, dict) else {})
+        data.is_valid(raise_exception=True)
+        run = lookup(Run, "evidence_run_id", data.validated_data["evidence_run_id"])
+        services.version_approve(
+            version=version,
+            user=request.user,
+            override_reason=data.validated_data["override_reason"],
+            evidence_run=run,
         )
-        if version is None:
-            raise NotFound(f"Recipe '{recipe.id}' has no version '{version_id}'.")
-        version = services.version_approve(version=version, user=request.user)
-        version = RecipeVersion.objects.select_related("created_by", "approved_by").get(pk=version.pk)
-        return Response(RecipeVersionSerializer(version).data)
+        return Response(RecipeVersionSerializer(VERSIONS.get(pk=version.pk)).data)
 
     @extend_schema(responses=RecipeVersionSerializer)
     @action(detail=True, methods=["get"], url_path=r"versions/(?P<version_id>[^/]+)")
     def version_detail(self, request, pk=None, version_id=None):
+        """One version by id or number."""
+        return Response(RecipeVersionSerializer(selectors.version_of(self.get_object(), version_id)).data)
+
+    @extend_schema(responses=None)
+    @action(detail=True, methods=["get"], url_path=r"versions/(?P<version_id>[^/]+)/gate")
+    def gate(self, request, pk=None, version_id=None):
+        """The approval gate on this version now: passed, reasons, the evidence run it would
+        use and the comparison with the last approved version; `approval` once approved."""
+        version = selectors.version_of(self.get_object(), version_id)
+        out = {"version_id": version.pk, "version": version.version}
+        out["approval"] = RecipeVersionSerializer(version).data["approval"]
+        out["gate"] = approval_gate(version) if version.approved_at is None else None
+        return Response(out)
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("against", str, description="Recipe id of version b (default: this recipe)")
+        ],
+        responses=None,
+    )
+    @action(detail=True, methods=["get"], url_path=r"versions/(?P<version_id>[^/]+)/diff/(?P<other_id>[^/]+)")
+    def diff(self, request, pk=None, version_id=None, other_id=None):
+        """Semantic diff from version a to version b: every change by JSON path (list elements
+        by identity: stage name, feature name) with its bump (major/minor/patch) and reason,
+        and the suggested bump. b may be a version id of any recipe, or a number of the recipe
+        named by `?against=`."""
         recipe = self.get_object()
-        version = (
-            recipe.versions.select_related("created_by", "approved_by").filter(pk=version_id).first()
-            or recipe.versions.select_related("created_by", "approved_by").filter(version=version_id).first()
+        a = selectors.version_of(recipe, version_id)
+        against = request.query_params.get("against")
+        if against:
+            other_recipe = Recipe.objects.visible_to(request.user).filter(pk=against).first()
+            if other_recipe is None:
+                raise NotFound(f"Recipe '{against}' does not exist.")
+            b = selectors.version_of(other_recipe, other_id)
+        else:
+            b = RecipeVersion.objects.filter(pk=other_id).first() or selectors.version_of(recipe, other_id)
+        return Response(selectors.version_diff(a, b))
+
+    @extend_schema(responses=None)
+    @action(detail=True, methods=["get"])
+    def lineage(self, request, pk=None):
+        """The chain baseline → industry → client (each with the version the next derives
+        from), every leaf field's provenance (own / inherited from whom / overridden, with the
+        ancestor's value), leaves the recipe removed, and the whole family tree."""
+        recipe = self.get_object()
+        return Response({**selectors.recipe_lineage(recipe), "tree": selectors.lineage_tree(recipe)})
+
+    @extend_schema(responses=None)
+    @action(detail=True, methods=["get"])
+    def upstream(self, request, pk=None):
+        """Whether the parent has a newer approved version than the one this recipe derives
+        from; if so the parent's diff since then and a merge preview with its conflicts."""
+        return Response(selectors.recipe_upstream(self.get_object()))
+
+    @extend_schema(request=RebaseSerializer, responses={201: RecipeVersionSerializer})
+    @action(detail=True, methods=["post"])
+    def rebase(self, request, pk=None):
+        """Three-way merge of the parent's new approved version into a new version of this
+        recipe. 409 lists the conflicts (path, base, ours, theirs) until `resolutions` settles
+        them; `dry_run` returns the preview without writing."""
+        recipe = self.get_object()
+        data = RebaseSerializer(data=request.data if isinstance(request.data, dict) else {})
+        data.is_valid(raise_exception=True)
+        values = data.validated_data
+        if values["dry_run"]:
+            plan = selectors.rebase_plan(
+                recipe, parent_version=values["parent_version"] or None, resolutions=values["resolutions"]
+            )
+            return Response(plan.summary())
+        created = services.recipe_rebase(
+            recipe=recipe,
+            user=request.user,
+            resolutions=values["resolutions"],
+            parent_version=values["parent_version"] or None,
+            changelog=values["changelog"],
         )
-        if version is None:
-            raise NotFound(f"Recipe '{recipe.id}' has no version '{version_id}'.")
-        return Response(RecipeVersionSerializer(version).data)
+        return Response(
+            RecipeVersionSerializer(VERSIONS.get(pk=created.pk)).data, status=status.HTTP_201_CREATED
+        )
 
     @extend_schema(responses=SyntheticExampleSerializer)
     @action(detail=True, methods=["get"], url_path="synthetic-example")

@@ -16,9 +16,11 @@ from . import catalog
 from .models import RecipeStatus
 
 BUMP_CHOICES = [
-    ("patch", "Patch — fixes, threshold tweaks (1.0.0 → 1.0.1)"),
-    ("minor", "Minor — new features or stages (1.0.0 → 1.1.0)"),
-    ("major", "Major — incompatible change (1.0.0 → 2.0.0)"),
+    ("", "Suggested — the bump the changes need (from the diff)"),
+    # The descriptions follow the diff's rules (recipes.lineage.classify).
+    ("patch", "Patch — descriptions, tags, schedule, stage settings (1.0.0 → 1.0.1)"),
+    ("minor", "Minor — new stages, metrics or optional features; thresholds, algorithm (1.0.0 → 1.1.0)"),
+    ("major", "Major — required features, grain, labels, removed stages (1.0.0 → 2.0.0)"),
 ]
 
 
@@ -46,7 +48,25 @@ class CloneForm(forms.Form):
 
 class VersionForm(forms.Form):
     manifest = forms.CharField(widget=forms.Textarea(attrs={"rows": 30, "spellcheck": "false"}))
-    bump = forms.ChoiceField(choices=BUMP_CHOICES, initial="minor", widget=forms.RadioSelect)
+    # "" = the suggested bump: services.version_create takes it when neither bump nor version is given.
+    bump = forms.ChoiceField(choices=BUMP_CHOICES, initial="", required=False, widget=forms.RadioSelect)
+    version = forms.CharField(
+        required=False,
+        max_length=32,
+        widget=forms.TextInput(attrs={"placeholder": "e.g. 1.4.0", "autocomplete": "off"}),
+        help_text="An explicit number instead of a bump (it must be greater than the latest).",
+    )
+    force = forms.BooleanField(
+        required=False, label="Keep my smaller bump or number although the changes need a bigger one"
+    )
+    force_note = forms.CharField(
+        required=False,
+        max_length=5000,
+        label="Why",
+        widget=forms.Textarea(
+            attrs={"rows": 2, "placeholder": "Why this change does not need the suggested bump"}
+        ),
+    )
     changelog = forms.CharField(
         required=False,
         max_length=5000,
@@ -58,6 +78,31 @@ class VersionForm(forms.Form):
         if error:
             raise forms.ValidationError(error)
         return manifest
+
+    def clean(self):
+        cleaned = super().clean()
+        # An explicit number wins over a bump (the service takes one or the other).
+        cleaned["version"] = (cleaned.get("version") or "").strip() or None
+        cleaned["bump"] = None if cleaned["version"] else (cleaned.get("bump") or None)
+        return cleaned
+
+
+class ApproveForm(forms.Form):
+    """Approve a version: the gate must pass, or `override_reason` says why it is approved anyway."""
+
+    override_reason = forms.CharField(required=False, max_length=5000, strip=True)
+
+
+class RebaseForm(forms.Form):
+    """Take the parent's new approved version (`parent_version`, the one the preview showed).
+    The conflict choices are read by the view: they are as many as the merge has conflicts."""
+
+    parent_version = forms.CharField(max_length=64)
+    changelog = forms.CharField(
+        required=False,
+        max_length=5000,
+        widget=forms.Textarea(attrs={"rows": 2, "placeholder": "Optional: defaults to what was merged"}),
+    )
 
 
 class RecipeStatusForm(forms.Form):
@@ -76,3 +121,32 @@ class ChatForm(forms.Form):
         ),
     )
     conversation_id = forms.CharField(required=False, widget=forms.HiddenInput)
+
+
+RESOLUTION_CHOICES = ("ours", "theirs", "custom")
+
+
+def parse_resolutions(data) -> tuple[dict, dict[str, str], list[dict]]:
+    """The conflict form's answers as services.recipe_rebase takes them.
+
+    `data` holds one `path` per conflict (in order) and for the i-th: `choice-i` (ours, theirs
+    or custom) and, for custom, `value-i` (JSON). Returns (resolutions, what was posted per
+    path as {"choice", "value"}, errors [{"path", "message"}] naming the conflict's path)."""
+    resolutions: dict = {}
+    posted: dict[str, dict] = {}
+    errors: list[dict] = []
+    for i, path in enumerate(data.getlist("path")):
+        choice = data.get(f"choice-{i}", "")
+        text = data.get(f"value-{i}", "")
+        posted[path] = {"choice": choice, "value": text}
+        if choice in ("ours", "theirs"):
+            resolutions[path] = choice
+        elif choice == "custom":
+            value, error = parse_manifest_text(text)
+            if error:
+                errors.append({"path": path, "message": f"the custom value for {path}: {error}"})
+            else:
+                resolutions[path] = {"value": value}
+        else:
+            errors.append({"path": path, "message": f"choose ours, theirs or a custom value for {path}"})
+    return resolutions, posted, errors

@@ -150,34 +150,25 @@ def _emit(out: list[dict], tokens: Tokens, op: str, old: Any, new: Any) -> None:
 
 def _diff(a: Any, b: Any, tokens: Tokens, out: list[dict]) -> None:
     if isinstance(a, dict) and isinstance(b, dict):
-        for k, v in a.items():
-            if k in b:
-                _diff(v, b[k], (*tokens, k), out)
-            else:
-                _emit(out, (*tokens, k), "remove", v, MISSING)
-        for k, v in b.items():
-            if k not in a:
-                _emit(out, (*tokens, k), "add", MISSING, v)
-        return
-    keyed = _keyed(a, b) if isinstance(a, list) and isinstance(b, list) else None
-    if keyed is not None:
+        ma, mb = a, b
+    else:
+        keyed = _keyed(a, b) if isinstance(a, list) and isinstance(b, list) else None
+        if keyed is None:
+            if not same(a, b):
+                _emit(out, tokens, "change", a, b)
+            return
         kind, (ma, mb) = keyed
-        if kind == "named":
-            order_a = [n for n in ma if n in mb]
-            order_b = [n for n in mb if n in ma]
-            if order_a != order_b:
-                _emit(out, tokens, "change", list(ma), list(mb))
-        for k, v in ma.items():
-            if k in mb:
-                _diff(v, mb[k], (*tokens, k), out)
-            else:
-                _emit(out, (*tokens, k), "remove", v, MISSING)
-        for k, v in mb.items():
-            if k not in ma:
-                _emit(out, (*tokens, k), "add", MISSING, v)
-        return
-    if not same(a, b):
-        _emit(out, tokens, "change", a, b)
+        if kind == "named" and [n for n in ma if n in mb] != [n for n in mb if n in ma]:
+            _emit(out, tokens, "change", list(ma), list(mb))
+    # Objects by key, keyed lists by identity: the same walk.
+    for k, v in ma.items():
+        if k in mb:
+            _diff(v, mb[k], (*tokens, k), out)
+        else:
+            _emit(out, (*tokens, k), "remove", v, MISSING)
+    for k, v in mb.items():
+        if k not in ma:
+            _emit(out, (*tokens, k), "add", MISSING, v)
 
 
 # --------------------------------------------------------------------------- classification

@@ -154,6 +154,22 @@ class RecipeVersion(models.Model):
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
     approved_at = models.DateTimeField(null=True, blank=True)
+    # Lineage: the parent recipe's version this one derives from (set by clone, kept by new
+    # versions, moved by rebase); null for baselines.
+    base_version = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.PROTECT, related_name="derived_versions"
+    )
+    # What the semantic diff from the previous version asked for (patch/minor/major; "" for
+    # the first version), and why a smaller number was forced if it was.
+    suggested_bump = models.CharField(max_length=8, blank=True, default="")
+    force_note = models.TextField(blank=True, default="")
+    # The approval gate's record: {"gate": "passed"|"overridden", "checks", "comparison", ...}
+    # (see recipes.approval); the evidence run, and the reason when the gate was overridden.
+    approval_run = models.ForeignKey(
+        "runs.Run", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    approval_json = models.JSONField(default=dict, blank=True)
+    approval_override_reason = models.TextField(blank=True, default="")
 
     class Meta:
         db_table = "ml_recipe_version"
@@ -164,6 +180,10 @@ class RecipeVersion(models.Model):
             models.CheckConstraint(
                 condition=Q(version__regex=r"^(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)$"),
                 name="ml_recipe_version_semver",
+            ),
+            models.CheckConstraint(
+                condition=Q(suggested_bump__in=["", "patch", "minor", "major"]),
+                name="ml_recipe_version_bump_valid",
             ),
         ]
         # The version list of a recipe (ordered by creation) uses the unique index's prefix.

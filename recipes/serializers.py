@@ -13,10 +13,15 @@ class VersionSummarySerializer(serializers.ModelSerializer):
 
 
 class RecipeVersionSerializer(serializers.ModelSerializer):
+    """A version; `base_version` is the parent recipe's version it derives from, `approval`
+    the approval gate's record (evidence run, metric comparison, override reason)."""
+
     recipe_id = serializers.CharField(read_only=True)
     created_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
     approved_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
     is_approved = serializers.BooleanField(read_only=True)
+    base_version = serializers.SerializerMethodField()
+    approval = serializers.SerializerMethodField()
 
     class Meta:
         model = RecipeVersion
@@ -31,7 +36,28 @@ class RecipeVersionSerializer(serializers.ModelSerializer):
             "approved_by",
             "approved_at",
             "is_approved",
+            "base_version",
+            "suggested_bump",
+            "force_note",
+            "approval",
         ]
+
+    def get_base_version(self, version) -> dict | None:
+        # base_version_id is on the row; the parent's version number needs the related row,
+        # which the version queries select_related.
+        base = version.base_version if version.base_version_id else None
+        if base is None:
+            return None
+        return {"recipe_id": base.recipe_id, "version_id": base.pk, "version": base.version}
+
+    def get_approval(self, version) -> dict | None:
+        if version.approved_at is None:
+            return None
+        return {
+            **(version.approval_json or {}),
+            "evidence_run_id": version.approval_run_id,
+            "override_reason": version.approval_override_reason,
+        }
 
 
 class RecipeSerializer(serializers.ModelSerializer):
@@ -132,10 +158,29 @@ class RecipeUpdateSerializer(StrictSerializer):
 
 
 class VersionCreateSerializer(StrictSerializer):
+    """Without `version` and `bump`, the bump the semantic diff suggests is taken; a smaller
+    explicit one needs `force` and a `note`."""
+
     manifest = serializers.DictField()
     version = serializers.CharField(required=False, max_length=32)
     bump = serializers.ChoiceField(choices=["major", "minor", "patch"], required=False)
     changelog = serializers.CharField(required=False, allow_blank=True, default="", max_length=5000)
+    force = serializers.BooleanField(required=False, default=False)
+    note = serializers.CharField(required=False, allow_blank=True, default="", max_length=5000)
+
+
+class ApproveSerializer(StrictSerializer):
+    override_reason = serializers.CharField(required=False, allow_blank=True, default="", max_length=5000)
+    evidence_run_id = serializers.CharField(required=False, allow_blank=True, allow_null=True, default=None)
+
+
+class RebaseSerializer(StrictSerializer):
+    """`resolutions`: {"<json pointer>": "ours" | "theirs" | {"value": ...}} per conflict."""
+
+    resolutions = serializers.JSONField(required=False, default=None)
+    parent_version = serializers.CharField(required=False, allow_blank=True, default="", max_length=64)
+    changelog = serializers.CharField(required=False, allow_blank=True, default="", max_length=5000)
+    dry_run = serializers.BooleanField(required=False, default=False)
 
 
 class CloneSerializer(StrictSerializer):

@@ -12,8 +12,11 @@ from mlworkspace.errors import Conflict, InvalidInput, field_error
 from mlworkspace.ids import new_id
 
 from . import catalog
+from .approval import approval_gate
+from .lineage import bump_rank, implied_bump, semantic_diff
 from .manifest import bump_semver, parse_semver, rewrite_metadata, validate_manifest
 from .models import Recipe, RecipeStatus, RecipeTag, RecipeVersion
+from .selectors import rebase_plan
 
 MAX_TAGS = 20
 
@@ -66,12 +69,16 @@ def _check_parent(*, family: str, level: str, parent: Recipe | None) -> None:
         raise field_error("parent_id", f"the parent is a {parent.model_family} recipe, this one is {family}")
 
 
-def _validated_manifest(
-    manifest, *, recipe_id: str, family: str, level: str, version: str, name: str
-) -> dict:
+def _check_manifest(manifest, *, family: str, level: str) -> None:
     errors = validate_manifest(manifest, family=family, level=level, path_prefix="/manifest")
     if errors:
         raise InvalidInput(f"The manifest has {len(errors)} error(s).", errors)
+
+
+def _validated_manifest(
+    manifest, *, recipe_id: str, family: str, level: str, version: str, name: str
+) -> dict:
+    _check_manifest(manifest, family=family, level=level)
     # metadata.id and metadata.version always describe the version being written.
     return rewrite_metadata(manifest, id=recipe_id, level=level, version=version, name=name)
 
@@ -91,8 +98,10 @@ def recipe_create(
     recipe_id: str | None = None,
     changelog: str = "Initial version",
     status: str = RecipeStatus.DRAFT,
+    base_version: RecipeVersion | None = None,
 ) -> Recipe:
-    """A new recipe with its first version (1.0.0) holding `manifest`."""
+    """A new recipe with its first version (1.0.0) holding `manifest`; `base_version` is the
+    parent's version it derives from (default: the parent's newest version)."""
     if model_family not in catalog.FAMILIES:
         raise field_error("model_family", f"must be one of {', '.join(catalog.FAMILIES)}")
     if level not in catalog.LEVELS:
@@ -114,6 +123,8 @@ def recipe_create(
         created_by=user,
     )
     recipe_set_tags(recipe=recipe, tags=tags or [])
+    if base_version is not None and base_version.recipe_id != getattr(parent, "pk", None):
+        raise field_error("base_version", "must be a version of the parent recipe")
     RecipeVersion.objects.create(
         id=new_id("ver"),
         recipe=recipe,
@@ -121,6 +132,7 @@ def recipe_create(
         manifest=cleaned,
         changelog=changelog,
         created_by=user,
+        base_version=base_version or (parent.current_version if parent is not None else None),
     )
     return recipe
 
@@ -171,7 +183,9 @@ def _next_version(existing: list[str], *, version: str | None, bump: str | None)
             )
         return version
     if bump not in ("major", "minor", "patch"):
-        raise field_error("bump", "give a version or a bump of major, minor or patch")
+        raise field_error(
+            "bump", "must be major, minor or patch (or leave it out to take the suggested bump)"
+        )
     return bump_semver(latest or "0.0.0", bump)
 
 
@@ -184,22 +198,46 @@ def version_create(
     version: str | None = None,
     bump: str | None = None,
     changelog: str = "",
+    force: bool = False,
+    force_note: str = "",
+    base_version: RecipeVersion | None = None,
 ) -> RecipeVersion:
-    """A new immutable version; `version` must be greater than every existing one."""
+    """A new immutable version; `version` must be greater than every existing one.
+
+    The semantic diff from the newest version says how big the change is (patch/minor/major).
+    Without `version` or `bump` that suggested bump is taken; an explicit number or bump
+    smaller than it is refused (409, naming the changes) unless `force` comes with a
+    `force_note`, which is kept. The new version derives from the same parent version as the
+    newest one, or from `base_version` (a rebase)."""
     # Lock the recipe so two concurrent saves cannot both take the same next version.
     recipe = Recipe.objects.select_for_update().get(pk=recipe.pk)
     if recipe.status == RecipeStatus.DEPRECATED:
         raise Conflict("The recipe is deprecated; set it back to draft before adding versions.")
+    if force and not (force_note or "").strip():
+        raise field_error("note", "forcing a version number needs a note saying why")
+    _check_manifest(manifest, family=recipe.model_family, level=recipe.level)
+    latest = max(recipe.versions.all(), key=lambda v: v.semver, default=None)
     existing = list(recipe.versions.values_list("version", flat=True))
-    number = _next_version(existing, version=version, bump=bump)
-    cleaned = _validated_manifest(
-        manifest,
-        recipe_id=recipe.id,
-        family=recipe.model_family,
-        level=recipe.level,
-        version=number,
-        name=recipe.name,
+    changes = semantic_diff(latest.manifest, manifest) if latest is not None else None
+    suggested = changes["suggested_bump"] if changes else None
+    number = _next_version(
+        existing, version=version, bump=bump or (None if version else suggested or "patch")
     )
+    if latest is not None and suggested is not None:
+        taken = implied_bump(latest.version, number)
+        if bump_rank(taken) < bump_rank(suggested) and not force:
+            needing = [c for c in changes["changes"] if bump_rank(c["bump"]) > bump_rank(taken)]
+            raise Conflict(
+                f"Version {number} is a {taken} bump from {latest.version}, but the changes need a "
+                f"{suggested} bump (e.g. {bump_semver(latest.version, suggested)}): "
+                f"{'; '.join(c['reason'] for c in needing[:5])}. Give force with a note to keep {number}.",
+                [
+                    {"path": f"/manifest{c['path']}", "message": f"{c['reason']}: needs a {c['bump']} bump"}
+                    for c in needing
+                ],
+            )
+    cleaned = rewrite_metadata(manifest, id=recipe.id, level=recipe.level, version=number, name=recipe.name)
+    base_id = base_version.pk if base_version is not None else getattr(latest, "base_version_id", None)
     try:
         with transaction.atomic():
             created = RecipeVersion.objects.create(
@@ -209,6 +247,9 @@ def version_create(
                 manifest=cleaned,
                 changelog=changelog,
                 created_by=user,
+                base_version_id=base_id,
+                suggested_bump=suggested or "",
+                force_note=(force_note or "").strip() if force else "",
             )
     except IntegrityError:
         raise Conflict(
@@ -219,16 +260,43 @@ def version_create(
 
 
 @transaction.atomic
-def version_approve(*, version: RecipeVersion, user) -> RecipeVersion:
-    """Approve a version (who, when); the recipe becomes approved."""
+def version_approve(
+    *, version: RecipeVersion, user, override_reason: str = "", evidence_run=None
+) -> RecipeVersion:
+    """Approve a version (who, when); the recipe becomes approved.
+
+    The approval gate (recipes.approval) must pass on one of the version's succeeded backtest
+    or eval runs (or on `evidence_run`); otherwise 409 with its reasons, unless an
+    `override_reason` is given (callers check the approve permission). The gate's result,
+    the evidence run and any override reason are recorded on the version."""
     version = RecipeVersion.objects.select_for_update().select_related("recipe").get(pk=version.pk)
     recipe = version.recipe
     if recipe.status == RecipeStatus.DEPRECATED:
         raise Conflict("The recipe is deprecated; versions of it cannot be approved.")
     if version.approved_at is None:
+        gate = approval_gate(version, evidence_run)
+        reason = (override_reason or "").strip()
+        if not gate["passed"] and not reason:
+            raise Conflict(
+                f"Version {version.version} cannot be approved yet: {' '.join(gate['reasons'])} "
+                "(someone with the approve permission may override with a written reason).",
+                [{"path": "/evidence", "message": r} for r in gate["reasons"]],
+            )
+        evidence = gate["evidence"]
+        version.approval_json = {**gate, "gate": "passed" if gate["passed"] else "overridden"}
+        version.approval_run_id = evidence["run_id"] if evidence else None
+        version.approval_override_reason = "" if gate["passed"] else reason
         version.approved_at = timezone.now()
         version.approved_by = user
-        version.save(update_fields=["approved_at", "approved_by"])
+        version.save(
+            update_fields=[
+                "approved_at",
+                "approved_by",
+                "approval_json",
+                "approval_run",
+                "approval_override_reason",
+            ]
+        )
     if recipe.status != RecipeStatus.APPROVED:
         recipe.status = RecipeStatus.APPROVED
         recipe.save(update_fields=["status", "updated_at"])
@@ -274,4 +342,53 @@ def recipe_clone(
         description=description if description is not None else source.description,
         tags=tags if tags is not None else source.tags,
         changelog=f"Cloned from {source.id} {source.current_version.version}",
+        base_version=source.current_version,
+    )
+
+
+@transaction.atomic
+def recipe_rebase(
+    *,
+    recipe: Recipe,
+    user,
+    resolutions: dict | None = None,
+    parent_version: str | None = None,
+    changelog: str = "",
+) -> RecipeVersion:
+    """Take the parent's new approved version into `recipe`: a three-way merge (base: the parent
+    version the recipe derives from; theirs: the parent's newest approved version or
+    `parent_version`; ours: the recipe's newest version) written as a new unapproved version
+    that derives from theirs. Paths changed differently on both sides are a 409 listing
+    {path, base, ours, theirs} unless `resolutions` settles each ("ours"/"theirs"/{"value"})."""
+    recipe = Recipe.objects.select_for_update().get(pk=recipe.pk)
+    plan = rebase_plan(recipe, parent_version=parent_version, resolutions=resolutions)
+    if not plan.merge.clean:
+        conflicts = plan.merge.conflicts
+        raise Conflict(
+            f"Rebasing onto {recipe.parent_id} {plan.theirs.version} has {len(conflicts)} conflict(s): "
+            f"{', '.join(c['path'] for c in conflicts[:10])}. Send resolutions "
+            '{"<path>": "ours" | "theirs" | {"value": ...}} to finish the merge.',
+            [
+                {
+                    "path": c["path"],
+                    "message": "changed on both sides" + (" (stage order)" if c.get("order") else ""),
+                    **{
+                        k: c[k]
+                        for k in ("base", "ours", "theirs", "base_present", "ours_present", "theirs_present")
+                    },
+                }
+                for c in conflicts
+            ],
+        )
+    if plan.errors:
+        raise InvalidInput(
+            f"The merged manifest has {len(plan.errors)} error(s); resolve them differently.", plan.errors
+        )
+    upstream = plan.summary()["upstream_diff"]
+    note = changelog.strip() or (
+        f"Rebased onto {recipe.parent.name} {plan.theirs.version} (from {plan.base.version}): "
+        f"{len(upstream['changes'])} upstream change(s), {len(plan.merge.resolved)} conflict(s) resolved"
+    )
+    return version_create(
+        recipe=recipe, user=user, manifest=plan.merge.manifest, changelog=note, base_version=plan.theirs
     )

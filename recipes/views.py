@@ -17,7 +17,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_http_methods, require_POST
 from django_htmx.http import HttpResponseClientRedirect, push_url, reswap, retarget
 
-from mlworkspace.errors import DomainError
+from mlworkspace.errors import Conflict, DomainError
 from mlworkspace.forms import add_domain_errors
 from mlworkspace.views import (
     active_filters,
@@ -29,10 +29,20 @@ from mlworkspace.views import (
     sort_columns,
 )
 
-from . import catalog, services
+from . import catalog, selectors, services
+from .approval import approval_gate
 from .filters import RecipeFilter
-from .forms import ChatForm, CloneForm, RecipeStatusForm, VersionForm, parse_manifest_text
-from .lineage import diff as manifest_diff
+from .forms import (
+    ApproveForm,
+    ChatForm,
+    CloneForm,
+    RebaseForm,
+    RecipeStatusForm,
+    VersionForm,
+    parse_manifest_text,
+    parse_resolutions,
+)
+from .lineage import semantic_diff
 from .manifest import validate_manifest
 from .models import Conversation, Recipe, RecipeStatus, RecipeVersion, SyntheticExample
 
@@ -149,6 +159,7 @@ RECIPE_TABS = [
     ("overview", "Overview"),
     ("manifest", "Manifest Editor"),
     ("versions", "Versions"),
+    ("lineage", "Lineage"),
     ("example", "Synthetic example"),
 ]
 
@@ -268,28 +279,286 @@ def _side_by_side(old_text: str, new_text: str, context: int = 3) -> list[dict]:
     return rows
 
 
-def _diff_context(recipe: Recipe, versions: list[RecipeVersion], a_id: str | None, b_id: str | None) -> dict:
-    """The comparison of two versions (default: the two newest) — semantic and line by line."""
-    if len(versions) < 2:
-        return {"diff_possible": False}
-    by_id = {v.id: v for v in versions}
+def _changes_view(changes: list[dict]) -> list[dict]:
+    """Semantic-diff changes for a table: values as text, with each change's bump and reason."""
+    return [
+        {
+            "path": c["path"],
+            "op": c["op"],
+            "old": json_value(c.get("old")),
+            "new": json_value(c.get("new")),
+            "bump": c.get("bump"),
+            "reason": c.get("reason", ""),
+        }
+        for c in changes
+    ]
+
+
+def _parent_versions(recipe: Recipe) -> list[RecipeVersion]:
+    """The parent recipe's versions (summaries, newest first), labelled for the compare selects."""
+    if recipe.parent_id is None:
+        return []
+    versions = list(
+        RecipeVersion.objects.filter(recipe_id=recipe.parent_id).defer(
+            "manifest", "approval_json", "changelog"
+        )
+    )
+    for v in versions:
+        v.label = f"parent {v.version}"
+    return sorted(versions, key=lambda v: v.semver, reverse=True)
+
+
+def _diff_context(
+    recipe: Recipe,
+    versions: list[RecipeVersion],
+    a_id: str | None,
+    b_id: str | None,
+    parent_versions: list[RecipeVersion] | None = None,
+) -> dict:
+    """The comparison of two versions — semantic (each change with its bump and why, and the
+    bump the whole change needs) and line by line. Either side may be a version of the parent
+    recipe; the default is the two newest versions, or for a recipe with one version the
+    parent version it derives from against it."""
+    parent_versions = _parent_versions(recipe) if parent_versions is None else parent_versions
+    context: dict[str, Any] = {"parent_versions": parent_versions, "parent": recipe.parent}
     newest_first = sorted(versions, key=lambda v: v.semver, reverse=True)
-    a = by_id.get(a_id or "") or newest_first[1]
+    for v in newest_first:
+        v.label = v.version
+    if not newest_first or len(newest_first) + len(parent_versions) < 2:
+        return {**context, "diff_possible": False}
+    by_id = {v.id: v for v in [*newest_first, *parent_versions]}
+    if len(newest_first) > 1:
+        default_a = newest_first[1]
+    else:
+        base_id = newest_first[0].base_version_id
+        default_a = next((v for v in parent_versions if v.id == base_id), parent_versions[0])
+    a = by_id.get(a_id or "") or default_a
     b = by_id.get(b_id or "") or newest_first[0]
     # Only the two compared versions' manifests are read.
     manifests = dict(RecipeVersion.objects.filter(pk__in=[a.pk, b.pk]).values_list("id", "manifest"))
     old, new = manifests.get(a.pk, {}), manifests.get(b.pk, {})
-    changes = [
-        {"path": c["path"], "op": c["op"], "old": json_value(c.get("old")), "new": json_value(c.get("new"))}
-        for c in manifest_diff(old, new)
-    ]
+    result = semantic_diff(old, new)
     return {
+        **context,
         "diff_possible": True,
         "diff_a": a,
         "diff_b": b,
-        "changes": changes,
+        "changes": _changes_view(result["changes"]),
+        "suggested_bump": result["suggested_bump"],
+        "bump_counts": [
+            (bump, result["by_bump"][bump])
+            for bump in ("major", "minor", "patch")
+            if result["by_bump"].get(bump)
+        ],
         "side_by_side": _side_by_side(manifest_text(old), manifest_text(new)),
     }
+
+
+# --------------------------------------------------------------------------- lineage and upstream
+
+
+def _label_tree(node: dict) -> None:
+    node["level_label"] = node["level"].title()
+    node["status_label"] = dict(RecipeStatus.choices).get(node["status"], node["status"])
+    for child in node["children"]:
+        _label_tree(child)
+
+
+def _lineage_context(recipe: Recipe) -> dict:
+    """The chain with provenance counts, and the family tree (a few children per node, always
+    the branch leading to this recipe: a baseline can have thousands of descendants)."""
+    lineage = selectors.recipe_lineage(recipe) if recipe.current_version is not None else None
+    tree = selectors.lineage_tree(recipe)
+    _label_tree(tree)
+    node = tree
+    while node is not None and not node["current"]:
+        node = next((c for c in node["children"] if c["on_path"]), None)
+    return {"lineage": lineage, "tree": tree, "upstream_update": bool(node and node["upstream_update"])}
+
+
+PROVENANCE_FILTERS = [("", "All"), ("own", "Own"), ("inherited", "Inherited"), ("overridden", "Overridden")]
+
+
+def _provenance_context(recipe: Recipe, source: str) -> dict:
+    """The current manifest's leaves with where each comes from (own / inherited from an
+    ancestor / overridden, with the ancestor's value) and the parent's leaves it removed."""
+    lineage = selectors.recipe_lineage(recipe)
+    names = {level["recipe_id"]: level["name"] for level in lineage["chain"]}
+    counts = {**lineage["counts"], "removed": len(lineage["removed"])}
+    counts[""] = sum(lineage["counts"].values())
+    if source not in counts:
+        source = ""
+    fields = [
+        {
+            "path": f["path"],
+            "value": json_value(f["value"]),
+            "source": f["source"],
+            "from_id": f["from"],
+            "from_name": names.get(f["from"], f["from"]),
+            "ancestor_value": json_value(f["ancestor_value"]),
+        }
+        for f in lineage["fields"]
+        if source in ("", f["source"])
+    ]
+    removed = [
+        {
+            "path": r["path"],
+            "ancestor_value": json_value(r["ancestor_value"]),
+            "from_id": r["from"],
+            "from_name": names.get(r["from"], r["from"]),
+        }
+        for r in lineage["removed"]
+        if source in ("", "removed")
+    ]
+    filters = [(key, label, counts[key]) for key, label in PROVENANCE_FILTERS]
+    filters.append(("removed", "Removed", counts["removed"]))
+    return {
+        "provenance": {
+            "fields": fields,
+            "removed": removed,
+            "counts": counts,
+            "filters": filters,
+            "source": source,
+            "chain": lineage["chain"],
+            "root": recipe.parent_id is None,
+            # A version saved before lineage was recorded knows no parent version to compare with.
+            "unknown_base": recipe.parent_id is not None and len(lineage["chain"]) == 1,
+        }
+    }
+
+
+def _value_text(value: Any, present: bool) -> str:
+    """A conflict side as text: "" when absent, "null" for a JSON null (json_value shows "")."""
+    if not present:
+        return ""
+    return "null" if value is None else json_value(value)
+
+
+def _upstream_context(
+    recipe: Recipe, posted: dict | None = None, errors: list[dict] | None = None
+) -> dict | None:
+    """The parent's newer approved version, its diff since the version this recipe derives
+    from and the merge preview (clean, or its conflicts as rows of the resolution form with
+    what was posted); None when there is nothing to take (or no upstream at all)."""
+    if recipe.parent_id is None:
+        return None
+    try:
+        upstream = selectors.recipe_upstream(recipe)
+    except DomainError:
+        return None  # no recorded parent version (a recipe older than lineage tracking)
+    if not upstream["update_available"]:
+        return None
+    preview = upstream["preview"]
+    posted = posted or {}
+    by_path: dict[str, list[str]] = {}
+    general = []
+    for error in errors or []:
+        if error.get("path") in (c["path"] for c in preview["conflicts"]):
+            by_path.setdefault(error["path"], []).append(error["message"])
+        else:
+            general.append(error)
+    conflicts = []
+    for i, c in enumerate(preview["conflicts"]):
+        mine = posted.get(c["path"], {})
+        conflicts.append(
+            {
+                "index": i,
+                "path": c["path"],
+                "order": c.get("order", False),
+                "base": _value_text(c["base"], c["base_present"]),
+                "ours": _value_text(c["ours"], c["ours_present"]),
+                "theirs": _value_text(c["theirs"], c["theirs_present"]),
+                "base_present": c["base_present"],
+                "ours_present": c["ours_present"],
+                "theirs_present": c["theirs_present"],
+                "choice": mine.get("choice", ""),
+                "value": mine.get("value")
+                if "value" in mine
+                else (manifest_text(c["ours"]) if c["ours_present"] else ""),
+                "errors": by_path.get(c["path"], []),
+            }
+        )
+    upstream_diff = preview["upstream_diff"]
+    result_diff = preview.get("result_diff")
+    return {
+        "parent": recipe.parent,
+        "base": upstream["base"],
+        "theirs": upstream["latest_approved"],
+        "ours": upstream["ours"],
+        "changes": _changes_view(upstream_diff["changes"]),
+        "suggested_bump": upstream_diff["suggested_bump"],
+        "clean": preview["clean"],
+        "valid": preview["valid"],
+        # Clean and valid: one button; conflicts: the resolution form; clean but invalid: neither.
+        "offer_form": preview["valid"] or not preview["clean"],
+        "invalid": [{"path": e.get("path", ""), "message": e.get("message", "")} for e in preview["errors"]],
+        "conflicts": conflicts,
+        "result_changes": _changes_view(result_diff["changes"]) if result_diff else [],
+        "result_bump": result_diff["suggested_bump"] if result_diff else None,
+        "errors": general,
+        "open": bool(errors),
+    }
+
+
+# --------------------------------------------------------------------------- approval evidence
+
+GATES_SHOWN = 3
+
+
+def _comparison_rows(rows: list[dict] | None) -> list[dict]:
+    return [
+        {**r, "worse_pct": f"{r['worse_by']:+.1%}" if isinstance(r.get("worse_by"), (int, float)) else ""}
+        for r in rows or []
+    ]
+
+
+def _gate_view(gate: dict) -> dict:
+    """An approval gate result (or the record of one) shaped for the template."""
+    evidence = gate.get("evidence") or {}
+    return {
+        "passed": gate.get("passed", False),
+        "reasons": gate.get("reasons") or [],
+        "notes": gate.get("notes") or [],
+        "run_id": evidence.get("run_id"),
+        "run_type": evidence.get("run_type"),
+        "breaches": evidence.get("breaches") or [],
+        "comparison": _comparison_rows(evidence.get("comparison")),
+        "compared_with": gate.get("compared_with"),
+        "tolerance": gate.get("tolerance"),
+        "tolerance_pct": f"{gate['tolerance']:.1%}"
+        if isinstance(gate.get("tolerance"), (int, float))
+        else "",
+        "runs_checked": gate.get("runs_checked"),
+    }
+
+
+def _approval_record(version: RecipeVersion) -> dict | None:
+    """How an approved version was approved: "passed" (the gate, on an evidence run),
+    "overridden" (with the reason) or "legacy" (approved before the gate existed)."""
+    if not version.is_approved:
+        return None
+    record = version.approval_json or {}
+    if not record.get("gate"):
+        return {"kind": "legacy"}
+    return {"kind": record["gate"], "reason": version.approval_override_reason, **_gate_view(record)}
+
+
+def _approval_context(request: HttpRequest, recipe: Recipe, versions: list[RecipeVersion]) -> dict:
+    """Each approved version's record; for approvers the gate of the newest unapproved versions
+    (and of ?gate=<id>): a handful of queries each, so only a few are evaluated."""
+    for v in versions:
+        v.approval = _approval_record(v)
+    pending = [v for v in versions if not v.is_approved]  # newest first
+    if not (
+        request.user.has_perm("recipes.approve_recipeversion") and recipe.status != RecipeStatus.DEPRECATED
+    ):
+        return {"gates": [], "gates_unchecked": []}
+    asked = request.GET.get("gate")
+    checked = [v for i, v in enumerate(pending) if i < GATES_SHOWN or v.pk == asked]
+    gates = [{"version": v, **_gate_view(approval_gate(v))} for v in checked]
+    for v in checked:
+        v.gate_shown = True
+    return {"gates": gates, "gates_unchecked": [v for v in pending if v not in checked]}
 
 
 def _status_moves(recipe: Recipe) -> list[tuple[str, str]]:
@@ -302,12 +571,13 @@ def _status_moves(recipe: Recipe) -> list[tuple[str, str]]:
 
 def _detail_context(request: HttpRequest, recipe: Recipe, tab: str, **extra) -> dict:
     versions = list(recipe.versions.all())
+    newest_first = sorted(versions, key=lambda v: v.semver, reverse=True)
     context: dict[str, Any] = {
         "nav": "library",
         "recipe": recipe,
         "tab": tab,
         "tabs": RECIPE_TABS,
-        "versions": sorted(versions, key=lambda v: v.semver, reverse=True),
+        "versions": newest_first,
         "current": recipe.current_version,
         "approved_versions": [v for v in versions if v.is_approved],
         "pending_versions": [v for v in versions if not v.is_approved],
@@ -319,6 +589,9 @@ def _detail_context(request: HttpRequest, recipe: Recipe, tab: str, **extra) -> 
         "family_label": catalog.FAMILY_LABELS.get(recipe.model_family, recipe.model_family),
         "clone_form": extra.pop("clone_form", None) or CloneForm(source=recipe),
     }
+    # The upstream banner sits above the tabs: a tab swapped in by HTMX leaves it as it is.
+    if "upstream" not in extra and not is_fragment(request):
+        context["upstream"] = _upstream_context(recipe)
     if tab == "overview":
         from models_registry.models import MLModel
         from runs.models import Run
@@ -338,11 +611,16 @@ def _detail_context(request: HttpRequest, recipe: Recipe, tab: str, **extra) -> 
             next((v for v in versions if v.id == request.GET.get("version")), None) or recipe.current_version
         )
         context["shown"] = shown
-        if shown is not None:
-            manifest = RecipeVersion.objects.values_list("manifest", flat=True).get(pk=shown.pk)
-            context["manifest_text"] = manifest_text(manifest)
         editing = request.GET.get("edit") == "1" or "form" in extra
         context["editing"] = editing
+        # ?view=fields: the current manifest's leaves with their provenance instead of the JSON.
+        view = "fields" if request.GET.get("view") == "fields" and shown == recipe.current_version else "json"
+        context["view"] = "json" if editing else view
+        if shown is not None and context["view"] == "fields":
+            context.update(_provenance_context(recipe, request.GET.get("source", "")))
+        elif shown is not None:
+            manifest = RecipeVersion.objects.values_list("manifest", flat=True).get(pk=shown.pk)
+            context["manifest_text"] = manifest_text(manifest)
         if editing:
             form = extra.pop("form", None) or VersionForm(
                 initial={"manifest": context.get("manifest_text", "{}")}
@@ -351,6 +629,12 @@ def _detail_context(request: HttpRequest, recipe: Recipe, tab: str, **extra) -> 
             context["editor_errors"] = extra.pop("editor_errors", [])
     elif tab == "versions":
         context.update(_diff_context(recipe, versions, request.GET.get("a"), request.GET.get("b")))
+        context.update(_approval_context(request, recipe, newest_first))
+        bases = {v.pk: v for v in context["parent_versions"]}
+        for v in newest_first:
+            v.base = bases.get(v.base_version_id)
+    elif tab == "lineage":
+        context.update(_lineage_context(recipe))
     elif tab == "example":
         example, inherited_from = _synthetic_example(recipe)
         context["example"] = example
@@ -392,7 +676,9 @@ def _metric_rows(recipe: Recipe) -> list[dict]:
 
 @login_required
 def recipe_detail(request: HttpRequest, recipe_id: str) -> HttpResponse:
-    """Overview · Manifest Editor · Versions · Synthetic example (?tab=); HTMX swaps the tab."""
+    """Overview · Manifest Editor · Versions · Lineage · Synthetic example (?tab=); HTMX swaps
+    the tab. Above the tabs, when the parent has a newer approved version: the upstream banner
+    with its diff, the merge preview and the rebase (or conflict resolution) form."""
     recipe = _get_recipe_for_user(request.user, recipe_id)
     tab = request.GET.get("tab", "overview")
     if tab not in dict(RECIPE_TABS):
@@ -413,44 +699,77 @@ def manifest_validate(request: HttpRequest, recipe_id: str) -> HttpResponse:
     else:
         found = validate_manifest(manifest, family=recipe.model_family, level=recipe.level)
         errors = _editor_errors(found, text)
-    return render(
-        request,
-        "recipes/recipe_detail.html#validation",
-        {"editor_errors": errors, "validated": True, "recipe": recipe},
+    context: dict[str, Any] = {"editor_errors": errors, "validated": True, "recipe": recipe}
+    if not errors:
+        context["bump_hint"] = _bump_hint(recipe, manifest)
+    return render(request, "recipes/recipe_detail.html#validation", context)
+
+
+BUMP_HINT_REASONS = 5
+
+
+def _bump_hint(recipe: Recipe, manifest: Any) -> dict | None:
+    """What "suggested" will take for this text: the bump the changes from the newest version
+    need, with the reasons of the biggest changes."""
+    latest = max(recipe.versions.defer("manifest"), key=lambda v: v.semver, default=None)
+    if latest is None:
+        return None
+    result = semantic_diff(
+        RecipeVersion.objects.values_list("manifest", flat=True).get(pk=latest.pk), manifest
     )
+    top = [c for c in result["changes"] if c["bump"] == result["suggested_bump"]]
+    return {
+        "latest": latest.version,
+        "count": len(result["changes"]),
+        "bump": result["suggested_bump"],
+        "reasons": list(dict.fromkeys(c["reason"] for c in top))[:BUMP_HINT_REASONS],
+    }
 
 
 @login_required
 @require_POST
 def version_new(request: HttpRequest, recipe_id: str) -> HttpResponse:
-    """Save as New Version (bump + changelog); invalid manifests come back with their errors."""
+    """Save as New Version: the suggested bump (default), an explicit bump or number, and a
+    forced smaller one with a note; invalid manifests and refused bumps come back as errors."""
     recipe = _get_recipe_for_user(request.user, recipe_id)
     require_perm(request, "recipes.add_recipeversion", "save a new version")
     form = VersionForm(request.POST)
     text = request.POST.get("manifest", "")
     editor_errors: list[dict] = []
     if form.is_valid():
+        values = form.cleaned_data
         try:
             created = services.version_create(
                 recipe=recipe,
                 user=request.user,
-                manifest=form.cleaned_data["manifest"],
-                bump=form.cleaned_data["bump"],
-                changelog=form.cleaned_data["changelog"],
+                manifest=values["manifest"],
+                version=values["version"],
+                bump=values["bump"],
+                changelog=values["changelog"],
+                force=values["force"],
+                force_note=values["force_note"],
             )
         except DomainError as exc:
             manifest_errors = [e for e in exc.errors if (e.get("path") or "").startswith("/manifest")]
-            editor_errors = _editor_errors(manifest_errors, text, prefix="/manifest")
-            other = [e for e in exc.errors if e not in manifest_errors]
-            if other or not manifest_errors:
-                add_domain_errors(form, DomainError(exc.detail, other), {"version": "bump"})
+            if isinstance(exc, Conflict) and manifest_errors:
+                # A bump smaller than the changes need (the manifest itself is valid): the
+                # refusal goes on the bump, with the changes that need more.
+                form.add_error("version" if values["version"] else "bump", exc.detail)
             else:
-                form.add_error("manifest", exc.detail)
+                editor_errors = _editor_errors(manifest_errors, text, prefix="/manifest")
+                other = [e for e in exc.errors if e not in manifest_errors]
+                if other or not manifest_errors:
+                    add_domain_errors(
+                        form, DomainError(exc.detail, other), {"version": "version", "note": "force_note"}
+                    )
+                else:
+                    form.add_error("manifest", exc.detail)
         else:
             previous = max(
                 (v for v in recipe.versions.all() if v.pk != created.pk), key=lambda v: v.semver, default=None
             )
-            messages.success(request, f"Saved version {created.version} of “{recipe.name}”.")
+            forced = f" (forced: {created.force_note})" if created.force_note else ""
+            messages.success(request, f"Saved version {created.version} of “{recipe.name}”{forced}.")
             url = reverse("pages:recipe", args=[recipe.pk]) + f"?tab=versions&b={created.pk}"
             if previous is not None:
                 url += f"&a={previous.pk}"
@@ -481,18 +800,84 @@ def version_diff(request: HttpRequest, recipe_id: str) -> HttpResponse:
 @login_required
 @require_POST
 def version_approve(request: HttpRequest, recipe_id: str, version_id: str) -> HttpResponse:
+    """Approve a version: the approval gate must pass, or `override_reason` says why anyway."""
     recipe = _get_recipe_for_user(request.user, recipe_id)
     require_perm(request, "recipes.approve_recipeversion", "approve recipe versions")
     version = next((v for v in recipe.versions.all() if v.pk == version_id), None)
     if version is None:
         raise Http404(f"Recipe '{recipe.pk}' has no version '{version_id}'.")
+    form = ApproveForm(request.POST)
+    reason = form.cleaned_data["override_reason"] if form.is_valid() else ""
+    url = reverse("pages:recipe", args=[recipe.pk]) + "?tab=versions"
     try:
-        services.version_approve(version=version, user=request.user)
+        approved = services.version_approve(version=version, user=request.user, override_reason=reason)
     except DomainError as exc:
-        messages.error(request, exc.detail)
-    else:
-        messages.success(request, f"Approved version {version.version}; “{recipe.name}” is approved.")
-    return redirect(reverse("pages:recipe", args=[recipe.pk]) + "?tab=versions")
+        if request.POST.get("override") and not reason:
+            messages.error(request, f"Overriding the approval gate needs a written reason. {exc.detail}")
+        else:
+            messages.error(request, exc.detail)
+        return redirect(f"{url}&gate={version.pk}#approve-{version.pk}")
+    how = (
+        f" by override: {approved.approval_override_reason}"
+        if approved.approval_override_reason
+        else " (approval gate passed)"
+    )
+    messages.success(request, f"Approved version {version.version}{how}; “{recipe.name}” is approved.")
+    return redirect(url)
+
+
+@login_required
+@require_POST
+def recipe_rebase(request: HttpRequest, recipe_id: str) -> HttpResponse:
+    """Take the parent's new approved version: a clean merge at once; conflicts with the
+    resolution form's answers (ours / theirs / a JSON value each). Anything refused — bad
+    JSON, a conflict left open, an invalid merged manifest — comes back on the form (400)."""
+    recipe = _get_recipe_for_user(request.user, recipe_id)
+    require_perm(request, "recipes.add_recipeversion", "rebase a recipe onto its parent")
+    form = RebaseForm(request.POST)
+    resolutions, posted, errors = parse_resolutions(request.POST)
+    if not form.is_valid():
+        errors.append(
+            {"path": "/parent_version", "message": "the parent version is missing: reload the page"}
+        )
+    if not errors:
+        try:
+            created = services.recipe_rebase(
+                recipe=recipe,
+                user=request.user,
+                resolutions=resolutions or None,
+                parent_version=form.cleaned_data["parent_version"],
+                changelog=form.cleaned_data["changelog"],
+            )
+        except DomainError as exc:
+            # The summary first, then each problem at its path (a conflict's path puts it on
+            # that conflict's row; /manifest/... paths are the merged manifest's errors).
+            errors = [
+                {"path": "", "message": exc.detail},
+                *({"path": e.get("path") or "", "message": e.get("message", "")} for e in exc.errors),
+            ]
+        else:
+            messages.success(
+                request,
+                f"Rebased “{recipe.name}” onto {recipe.parent.name} {created.base_version.version}: "
+                f"new version {created.version}.",
+            )
+            previous = max(
+                (v for v in recipe.versions.all() if v.pk != created.pk), key=lambda v: v.semver, default=None
+            )
+            url = reverse("pages:recipe", args=[recipe.pk]) + f"?tab=versions&b={created.pk}"
+            if previous is not None:
+                url += f"&a={previous.pk}"
+            return redirect(url)
+    upstream = _upstream_context(recipe, posted=posted, errors=errors)
+    if upstream is None:
+        # Nothing to take any more (someone rebased meanwhile, or the recipe changed).
+        messages.error(request, errors[0]["message"] if errors else "There is no upstream update to take.")
+        return redirect("pages:recipe", recipe_id=recipe.pk)
+    tab = request.POST.get("tab") if request.POST.get("tab") in dict(RECIPE_TABS) else "overview"
+    recipe = _get_recipe_for_user(request.user, recipe_id)
+    context = _detail_context(request, recipe, tab, upstream=upstream, rebase_form=form)
+    return render(request, "recipes/recipe_detail.html", context, status=400)
 
 
 @login_required

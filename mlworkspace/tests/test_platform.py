@@ -98,14 +98,30 @@ def test_admin_cannot_change_a_version(admin_client):
 
 def test_admin_approve_and_deprecate_actions(admin_client, user):
     from recipes.tests.factories import make_recipe
+    from runs.models import Run, RunStatus, RunType
+    from runs.services import run_start
 
     recipe = make_recipe(user, level="industry", parent=Recipe.objects.get(pk="recipe_pricing_base"))
     version = recipe.current_version
+    # Without evidence the gate refuses, and the admin says why; the change page shows the gate.
+    r = admin_client.post(
+        "/admin/recipes/recipeversion/", {"action": "approve", "_selected_action": [version.pk]}, follow=True
+    )
+    assert "no succeeded backtest or eval run" in r.content.decode()
+    assert RecipeVersion.objects.get(pk=version.pk).approved_at is None
+    page = admin_client.get(f"/admin/recipes/recipeversion/{version.pk}/change/").content.decode()
+    assert "Approval gate now" in page and "no succeeded backtest or eval run" in page
+    run = run_start(user=user, recipe=recipe, recipe_version=version, run_type=RunType.BACKTEST)
+    Run.objects.filter(pk=run.pk).update(status=RunStatus.SUCCEEDED, metrics_json={"demand_mape": 0.2})
     r = admin_client.post(
         "/admin/recipes/recipeversion/", {"action": "approve", "_selected_action": [version.pk]}, follow=True
     )
     assert r.status_code == 200
-    assert RecipeVersion.objects.get(pk=version.pk).approved_at is not None
+    approved = RecipeVersion.objects.get(pk=version.pk)
+    assert approved.approved_at is not None
+    assert (approved.approval_json["gate"], approved.approval_run_id) == ("passed", run.pk)
+    page = admin_client.get(f"/admin/recipes/recipeversion/{version.pk}/change/").content.decode()
+    assert "Approval record" in page and run.pk in page
     assert Recipe.objects.get(pk=recipe.pk).status == "approved"
     admin_client.post(
         "/admin/recipes/recipe/", {"action": "deprecate", "_selected_action": [recipe.pk]}, follow=True

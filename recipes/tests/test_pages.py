@@ -7,9 +7,11 @@ import json
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
 
 from recipes.models import Conversation, Recipe, RecipeVersion
 from recipes.tests.factories import make_recipe
+from runs.models import Run, RunStatus, RunType
 
 pytestmark = pytest.mark.django_db
 
@@ -120,7 +122,7 @@ def test_login_page_and_login(client, user):
     assert client.get(LIBRARY).status_code == 302
 
 
-@pytest.mark.parametrize("tab", ["overview", "manifest", "versions", "example"])
+@pytest.mark.parametrize("tab", ["overview", "manifest", "versions", "lineage", "example"])
 def test_recipe_detail_tabs_render_and_swap(as_user, baselines, tab):
     full = as_user.get(recipe_url("recipe_nba_base"), {"tab": tab})
     assert full.status_code == 200
@@ -232,12 +234,14 @@ def test_diff_fragment_between_any_two_versions(as_user, user):
 
     manifest = copy.deepcopy(recipe.current_version.manifest)
     manifest["evaluation"]["metrics"]["demand_mape"]["target"] = 0.2
-    v2 = services.version_create(recipe=recipe, user=user, manifest=manifest, bump="patch")
+    # A threshold change is a minor change (a patch bump would be refused without force).
+    v2 = services.version_create(recipe=recipe, user=user, manifest=manifest, bump="minor")
     v1 = recipe.versions.get(version="1.0.0")
     fragment = as_user.get(recipe_url(recipe.id, "/diff"), {"a": v1.pk, "b": v2.pk}, **HTMX)
     assert fragment.status_code == 200
     assert b"<html" not in fragment.content
     assert b"/evaluation/metrics/demand_mape/target" in fragment.content
+    assert fragment.context["suggested_bump"] == "minor"
     plain = as_user.get(recipe_url(recipe.id, "/diff"), {"a": v1.pk, "b": v2.pk})
     assert plain.status_code == 302 and "tab=versions" in plain["Location"]
 
@@ -246,6 +250,16 @@ def test_approve_as_lead_and_refused_to_a_scientist(client, user, lead):
     recipe = make_recipe(user, family="pricing")
     version = recipe.current_version
     url = recipe_url(recipe.id, f"/versions/{version.pk}/approve")
+    # Evidence for the approval gate: a succeeded backtest within the critical thresholds.
+    Run.objects.create(
+        id="run_evidence",
+        recipe=recipe,
+        recipe_version=version,
+        run_type=RunType.BACKTEST,
+        status=RunStatus.SUCCEEDED,
+        metrics_json={"elasticity": -1.6, "demand_mape": 0.2, "margin_impact": 0.12},
+        finished_at=timezone.now(),
+    )
 
     client.force_login(user)
     page = client.get(recipe_url(recipe.id), {"tab": "versions"}).content.decode()
@@ -263,10 +277,11 @@ def test_approve_as_lead_and_refused_to_a_scientist(client, user, lead):
     )
     response = client.post(url, follow=True)
     assert response.status_code == 200
-    assert "Approved version 1.0.0" in response.content.decode()
+    assert "Approved version 1.0.0 (approval gate passed)" in response.content.decode()
     version.refresh_from_db()
     recipe.refresh_from_db()
     assert version.approved_by == lead
+    assert version.approval_run_id == "run_evidence"
     assert recipe.status == "approved"
 
 
@@ -431,7 +446,7 @@ def test_recipe_detail_query_count(as_user, baselines, user, django_assert_max_n
     recipe = Recipe.objects.get(pk="recipe_pricing_base")
     for i in range(5):
         make_recipe(user, family="pricing", level="industry", parent=recipe, name=f"child {i}")
-    for tab in ("overview", "manifest", "versions", "example"):
+    for tab in ("overview", "manifest", "versions", "lineage", "example"):
         with django_assert_max_num_queries(16):
             assert as_user.get(recipe_url(recipe.pk), {"tab": tab}).status_code == 200
 

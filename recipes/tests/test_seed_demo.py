@@ -9,6 +9,7 @@ from models_registry.models import MLModel
 from monitoring.models import Alert, MonitorSnapshot
 from recipes.demo import DEMO_TAG, MARKER_NAME, MIN_ROWS, drift_schedule
 from recipes.models import Recipe, RecipeVersion
+from recipes.selectors import recipe_upstream
 from runs.models import Run
 
 DAYS = 12
@@ -65,6 +66,17 @@ def test_seed_demo_builds_everything_through_real_runs_and_only_once():
     ]
     assert grocery.versions.get(version="1.1.0").manifest["evaluation"]["metrics"]["MAPE"]["target"] == 0.2
     assert set(grocery.children.values_list("name", flat=True)) == {"FreshMart Stores", "GreenGrocer Co"}
+    # Approvals went through the gate: some on a real backtest, the rest by a stated override.
+    approvals = RecipeVersion.objects.filter(recipe__in=demo, approved_at__isnull=False)
+    by_gate = {}
+    for v in approvals:
+        by_gate.setdefault(v.approval_json["gate"], []).append(v)
+    assert set(by_gate) == {"passed", "overridden"}
+    assert all(v.approval_run.run_type == "backtest" for v in by_gate["passed"])
+    assert all(v.approval_override_reason for v in by_gate["overridden"])
+    # Electronics got a new approved version after VoltMart was cloned from it.
+    voltmart = Recipe.objects.get(name="VoltMart")
+    assert recipe_upstream(voltmart)["update_available"] is True
 
     models = {m.name: m for m in MLModel.objects.all()}
     assert {m.status for m in models.values()} == {"registered", "staging", "production", "archived"}

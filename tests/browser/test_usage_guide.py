@@ -1,6 +1,7 @@
 """The spec's Usage Guide, end to end in a real browser: library filters, clone, manifest
-editing with live validation, versions and diff, approval by a lead, registering a model,
-a train run executed by a real worker, promotion, a monitoring check that alerts, and chat."""
+editing with live validation and the suggested bump, versions and diff, approval by a lead
+(overriding the approval gate with a written reason), registering a model, a train run
+executed by a real worker, promotion, a monitoring check that alerts, and chat."""
 
 from __future__ import annotations
 
@@ -78,24 +79,38 @@ def test_usage_guide(page, live_server, worker, user, lead, baselines, shots):
     metric["target"] = 0.88
     editor.fill(json.dumps(manifest, indent=2))
     expect(page.locator("#manifest-errors")).to_contain_text("The manifest is valid")
-    page.check("input[name=bump][value=minor]")
+    # The bump defaults to the one the changes need: threshold changes are a minor change.
+    expect(page.locator("#bump-hint")).to_contain_text("suggested minor bump")
+    expect(page.locator("input[name=bump][value='']")).to_be_checked()
     page.fill("textarea[name=changelog]", "Retail: a reachable rank-correlation target")
     page.click("#version-form button[type=submit]")
     expect(page.locator(".flash-success")).to_contain_text("Saved version 1.1.0")
     expect(page.locator("#diff")).to_contain_text("1.0.0 → 1.1.0")
     expect(page.locator("#diff .diff-table")).to_contain_text("/evaluation/metrics/rank_correlation/target")
+    expect(page.locator("#suggested-bump")).to_have_text("minor")
     shots(page, "03-versions-diff")
     # A scientist cannot approve: the button is not offered.
     expect(page.locator("#versions-table")).to_contain_text("awaiting approval")
     expect(page.locator("#versions-table button:has-text('Approve')")).to_have_count(0)
 
-    # 4. A lead approves 1.1.0.
+    # 4. A lead approves 1.1.0. No backtest has run on it, so the approval gate does not pass:
+    #    the lead sees why and overrides it with a written reason, which the record keeps.
     logout(page)
     login(page, base, "lead", "pw-lead-1")
-    page.goto(f"{recipe_url}?tab=versions")
-    page.click("#versions-table button:has-text('Approve')")
-    expect(page.locator(".flash-success")).to_contain_text("Approved version 1.1.0")
+    page.goto(recipe_url)
+    page.click("a.btn:has-text('Approve 1.1.0')")
+    gate = page.locator("#approval .gate").first
+    expect(gate).to_contain_text("gate not passed")
+    expect(gate).to_contain_text("no succeeded backtest or eval run on version 1.1.0")
+    reason = "Retail pilot: the backtest follows with the first client data"
+    gate.locator("textarea[name=override_reason]").fill(reason)
+    gate.locator("button:has-text('Override the gate and approve 1.1.0')").click()
+    expect(page.locator(".flash-success")).to_contain_text(f"Approved version 1.1.0 by override: {reason}")
     expect(page.locator("#recipe-status")).to_have_text("Approved")
+    record = page.locator("#versions-table tbody tr").first.locator(".approval-record")
+    expect(record).to_contain_text("gate overridden")
+    expect(record).to_contain_text(reason)
+    shots(page, "04-approval-overridden")
     logout(page)
 
     # 5. The scientist registers a model on the approved version and trains it.
@@ -116,7 +131,7 @@ def test_usage_guide(page, live_server, worker, user, lead, baselines, shots):
     expect(page.locator("#run-plots .js-plotly-plot").first).to_be_visible()
     expect(page.locator("#log-lines")).to_contain_text("Run succeeded.")
     expect(page.locator("#run-artifacts a[download]").first).to_be_visible()
-    shots(page, "04-run-succeeded")
+    shots(page, "05-run-succeeded")
 
     # 6. Promote: registered → staging → production (only legal moves are offered).
     page.click("a.badge:has-text('model: Retail site scoring')")
@@ -141,7 +156,7 @@ def test_usage_guide(page, live_server, worker, user, lead, baselines, shots):
     expect(page.locator("#active-alerts")).to_contain_text("feature_drift")
     expect(page.locator("#model-health")).not_to_have_text("ok")
     expect(page.locator(".charts .js-plotly-plot").first).to_be_visible()
-    shots(page, "05-model-monitoring-alert")
+    shots(page, "06-model-monitoring-alert")
     page.goto(f"{base}/model-development/?tab=monitoring")
     expect(page.locator("#monitoring-table")).to_contain_text("Retail site scoring")
     expect(page.locator("#monitoring-table .health")).not_to_have_text("ok")
@@ -160,7 +175,7 @@ def test_usage_guide(page, live_server, worker, user, lead, baselines, shots):
     expect(page.locator(".proposal")).to_contain_text("Proposed recipe")
     expect(page.locator(".proposal")).to_contain_text("Forecasting")
     expect(page.locator(".proposal button:has-text('Create it')")).to_be_visible()
-    shots(page, "06-chat")
+    shots(page, "07-chat")
 
     assert page.js_errors == [], page.js_errors
     assert time.monotonic() - started < 120, "the usage guide took longer than 2 minutes"
