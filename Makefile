@@ -70,6 +70,7 @@ test: install-dev browsers
 bench: install-dev
 	$(PY) bench/bench_api.py
 	$(PY) bench/bench_runs.py
+	$(PY) bench/bench_merge.py
 
 clean:
 	rm -rf $(VENV) data staticfiles
