@@ -21,6 +21,7 @@ from runs.models import Run, RunStatus, RunType
 
 from .catalog import metric_direction
 from .models import RecipeVersion
+from .selectors import latest_approved
 
 DEFAULT_TOLERANCE = 0.05
 EVIDENCE_RUN_TYPES = (RunType.BACKTEST, RunType.EVAL)
@@ -100,14 +101,6 @@ def evaluate_evidence(
     return {"passed": not reasons, "breaches": breaches, "comparison": comparison, "reasons": reasons}
 
 
-def _previous_approved(version: RecipeVersion) -> RecipeVersion | None:
-    approved = RecipeVersion.objects.filter(recipe_id=version.recipe_id, approved_at__isnull=False).exclude(
-        pk=version.pk
-    )
-    earlier = [v for v in approved.defer("manifest") if v.semver < version.semver]
-    return max(earlier, key=lambda v: v.semver) if earlier else None
-
-
 def _evidence_runs(version: RecipeVersion):
     return Run.objects.filter(
         recipe_version=version, run_type__in=EVIDENCE_RUN_TYPES, status=RunStatus.SUCCEEDED
@@ -137,7 +130,7 @@ def approval_gate(version: RecipeVersion, run: Run | None = None) -> dict:
         if run.run_type not in EVIDENCE_RUN_TYPES or run.status != RunStatus.SUCCEEDED:
             raise field_error("evidence_run_id", f"run '{run.pk}' is not a succeeded backtest or eval run")
     tolerance = tolerance_of(manifest)
-    previous = _previous_approved(version)
+    previous = latest_approved(version.recipe_id, below=version)
     reference, reference_run = _reference(previous)
     compared_with = (
         {"version_id": previous.pk, "version": previous.version, "run_id": reference_run}

@@ -17,14 +17,10 @@ from .models import Recipe, RecipeVersion
 
 def version_of(recipe: Recipe, ref: str, *, field: str | None = None) -> RecipeVersion:
     """A version of `recipe` by id or by number ("1.2.0"); 404 (or 400 naming `field`)."""
+    # Ids ("ver_…") and numbers ("1.2.0") never look alike, so one query finds either.
     version = (
         RecipeVersion.objects.select_related("created_by", "approved_by", "base_version")
-        .filter(recipe=recipe)
-        .filter(pk=ref)
-        .first()
-    ) or (
-        RecipeVersion.objects.select_related("created_by", "approved_by", "base_version")
-        .filter(recipe=recipe, version=ref)
+        .filter(Q(pk=ref) | Q(version=ref), recipe=recipe)
         .first()
     )
     if version is None:
@@ -45,11 +41,13 @@ def version_diff(a: RecipeVersion, b: RecipeVersion) -> dict:
     return {"from": version_ref(a), "to": version_ref(b), **semantic_diff(a.manifest, b.manifest)}
 
 
-def latest_approved(recipe: Recipe) -> RecipeVersion | None:
-    approved = list(
-        RecipeVersion.objects.filter(recipe=recipe, approved_at__isnull=False).only("id", "version")
+def latest_approved(recipe_id: str, *, below: RecipeVersion | None = None) -> RecipeVersion | None:
+    """The recipe's highest approved version (lower than `below`, if given), manifest included."""
+    approved = RecipeVersion.objects.filter(recipe_id=recipe_id, approved_at__isnull=False).only(
+        "id", "version"
     )
-    newest = max(approved, key=lambda v: v.semver, default=None)
+    candidates = [v for v in approved if below is None or v.semver < below.semver]
+    newest = max(candidates, key=lambda v: v.semver, default=None)
     return RecipeVersion.objects.get(pk=newest.pk) if newest else None
 
 
@@ -210,7 +208,7 @@ def _upstream_versions(recipe: Recipe, parent_version: str | None = None):
         if not theirs.is_approved:
             raise field_error("parent_version", f"version {theirs.version} of the parent is not approved")
     else:
-        theirs = latest_approved(recipe.parent)
+        theirs = latest_approved(recipe.parent_id)
     return ours, base, theirs
 
 

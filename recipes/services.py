@@ -13,7 +13,7 @@ from mlworkspace.ids import new_id
 
 from . import catalog
 from .approval import approval_gate
-from .lineage import bump_rank, implied_bump, semantic_diff
+from .lineage import bump_rank, diff, implied_bump, semantic_diff
 from .manifest import bump_semver, parse_semver, rewrite_metadata, validate_manifest
 from .models import Recipe, RecipeStatus, RecipeTag, RecipeVersion
 from .selectors import rebase_plan
@@ -216,8 +216,9 @@ def version_create(
     if force and not (force_note or "").strip():
         raise field_error("note", "forcing a version number needs a note saying why")
     _check_manifest(manifest, family=recipe.model_family, level=recipe.level)
-    latest = max(recipe.versions.all(), key=lambda v: v.semver, default=None)
-    existing = list(recipe.versions.values_list("version", flat=True))
+    versions = list(recipe.versions.all())
+    latest = max(versions, key=lambda v: v.semver, default=None)
+    existing = [v.version for v in versions]
     changes = semantic_diff(latest.manifest, manifest) if latest is not None else None
     suggested = changes["suggested_bump"] if changes else None
     number = _next_version(
@@ -384,10 +385,10 @@ def recipe_rebase(
         raise InvalidInput(
             f"The merged manifest has {len(plan.errors)} error(s); resolve them differently.", plan.errors
         )
-    upstream = plan.summary()["upstream_diff"]
     note = changelog.strip() or (
         f"Rebased onto {recipe.parent.name} {plan.theirs.version} (from {plan.base.version}): "
-        f"{len(upstream['changes'])} upstream change(s), {len(plan.merge.resolved)} conflict(s) resolved"
+        f"{len(diff(plan.base.manifest, plan.theirs.manifest))} upstream change(s), "
+        f"{len(plan.merge.resolved)} conflict(s) resolved"
     )
     return version_create(
         recipe=recipe, user=user, manifest=plan.merge.manifest, changelog=note, base_version=plan.theirs

@@ -711,12 +711,10 @@ BUMP_HINT_REASONS = 5
 def _bump_hint(recipe: Recipe, manifest: Any) -> dict | None:
     """What "suggested" will take for this text: the bump the changes from the newest version
     need, with the reasons of the biggest changes."""
-    latest = max(recipe.versions.defer("manifest"), key=lambda v: v.semver, default=None)
+    latest = recipe.current_version
     if latest is None:
         return None
-    result = semantic_diff(
-        RecipeVersion.objects.values_list("manifest", flat=True).get(pk=latest.pk), manifest
-    )
+    result = semantic_diff(latest.manifest, manifest)
     top = [c for c in result["changes"] if c["bump"] == result["suggested_bump"]]
     return {
         "latest": latest.version,
@@ -724,6 +722,15 @@ def _bump_hint(recipe: Recipe, manifest: Any) -> dict | None:
         "bump": result["suggested_bump"],
         "reasons": list(dict.fromkeys(c["reason"] for c in top))[:BUMP_HINT_REASONS],
     }
+
+
+def _new_version_url(recipe: Recipe, created: RecipeVersion) -> str:
+    """The versions tab comparing a just-created version with the one before it."""
+    previous = max(
+        (v for v in recipe.versions.all() if v.pk != created.pk), key=lambda v: v.semver, default=None
+    )
+    url = reverse("pages:recipe", args=[recipe.pk]) + f"?tab=versions&b={created.pk}"
+    return url + (f"&a={previous.pk}" if previous is not None else "")
 
 
 @login_required
@@ -765,15 +772,9 @@ def version_new(request: HttpRequest, recipe_id: str) -> HttpResponse:
                 else:
                     form.add_error("manifest", exc.detail)
         else:
-            previous = max(
-                (v for v in recipe.versions.all() if v.pk != created.pk), key=lambda v: v.semver, default=None
-            )
             forced = f" (forced: {created.force_note})" if created.force_note else ""
             messages.success(request, f"Saved version {created.version} of “{recipe.name}”{forced}.")
-            url = reverse("pages:recipe", args=[recipe.pk]) + f"?tab=versions&b={created.pk}"
-            if previous is not None:
-                url += f"&a={previous.pk}"
-            return redirect(url)
+            return redirect(_new_version_url(recipe, created))
     elif "manifest" in form.errors:
         editor_errors = [{"path": "/", "message": form.errors["manifest"][0], "line": None}]
     recipe = _get_recipe_for_user(request.user, recipe_id)
@@ -862,13 +863,7 @@ def recipe_rebase(request: HttpRequest, recipe_id: str) -> HttpResponse:
                 f"Rebased “{recipe.name}” onto {recipe.parent.name} {created.base_version.version}: "
                 f"new version {created.version}.",
             )
-            previous = max(
-                (v for v in recipe.versions.all() if v.pk != created.pk), key=lambda v: v.semver, default=None
-            )
-            url = reverse("pages:recipe", args=[recipe.pk]) + f"?tab=versions&b={created.pk}"
-            if previous is not None:
-                url += f"&a={previous.pk}"
-            return redirect(url)
+            return redirect(_new_version_url(recipe, created))
     upstream = _upstream_context(recipe, posted=posted, errors=errors)
     if upstream is None:
         # Nothing to take any more (someone rebased meanwhile, or the recipe changed).

@@ -346,7 +346,11 @@ def test_conflicting_rebase_resolved(api_client, chain, user, lead, resolutions,
     [
         ({"resolutions": "ours"}, 400, "/resolutions"),
         ({"resolutions": {DRIFT: "mine"}}, 400, "/resolutions/~1monitoring~1drift~1threshold"),
-        ({"resolutions": {DRIFT: "ours", WEEKS: "ours", "/metadata/description": "ours"}}, 400, None),
+        (
+            {"resolutions": {DRIFT: "ours", WEEKS: "ours", "/metadata/description": "ours"}},
+            400,
+            "/resolutions/~1metadata~1description",
+        ),
         ({"resolutions": {DRIFT: {"value": -1}, WEEKS: "ours"}}, 400, "/manifest/monitoring/drift/threshold"),
         ({"parent_version": "9.9.9"}, 400, "/parent_version"),
         ({"parent_version": "1.0.0"}, 400, "/parent_version"),  # not approved
@@ -360,8 +364,7 @@ def test_rebase_bad_input_names_the_field(api_client, chain, user, lead, body, c
     before = RecipeVersion.objects.filter(recipe=client).count()
     r = api_client.post(f"{API}/recipes/{client.id}/rebase", body, format="json")
     assert r.status_code == code, r.json()
-    if path:
-        assert r.json()["errors"][0]["path"] == path
+    assert r.json()["errors"][0]["path"] == path
     assert RecipeVersion.objects.filter(recipe=client).count() == before
 
 
