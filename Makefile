@@ -36,12 +36,26 @@ migrate: install
 	$(PY) manage.py setup_workspace
 
 # Serve the workspace on http://$(HOST):$(PORT) with $(WORKERS) background workers.
+# Ctrl-C stops the web server at once; each worker finishes the run it is executing (a second
+# Ctrl-C stops it now; the reaper then fails that run) and make exits quietly.
+# The workers get their own process group (set -m), so the terminal's Ctrl-C reaches them only
+# through this shell's trap: one SIGTERM per Ctrl-C. (The former `trap 'kill 0'` also signalled
+# make and this shell itself, whose TERM trap then re-ran `kill 0` until bash overflowed its
+# stack: "make: *** [run] Segmentation fault".)
 run: migrate
-	@if [ "$(DEMO)" = "1" ]; then $(PY) manage.py seed_demo; else echo "Tip: 'make run DEMO=1' (or 'make demo') fills a realistic demo workspace first."; fi
-	@echo "Starting $(WORKERS) worker(s) and the web server on http://$(HOST):$(PORT)/model-development/"
-	@trap 'kill 0' EXIT INT TERM; \
-	for i in $$(seq 1 $(WORKERS)); do $(PY) manage.py worker & done; \
-	$(PY) manage.py runserver --noreload $(HOST):$(PORT)
+	@if [ "$(DEMO)" = "1" ]; then $(PY) manage.py seed_demo; \
+	elif ! $(PY) manage.py seed_demo --check >/dev/null 2>&1; then \
+		echo "Tip: 'make run DEMO=1' (or 'make demo') fills a realistic demo workspace first."; fi
+	@echo "Starting $(WORKERS) worker(s) and the web server on http://$(HOST):$(PORT)/model-development/ (Ctrl-C stops them)"
+	@set -m; workers=""; \
+	for i in $$(seq 1 $(WORKERS)); do $(PY) manage.py worker & workers="$$workers $$!"; done; \
+	set +m; \
+	stopping=""; stop_workers() { stopping=1; [ -z "$$workers" ] || kill -TERM $$workers 2>/dev/null; }; \
+	trap stop_workers INT TERM HUP; \
+	$(PY) manage.py runserver --noreload $(HOST):$(PORT); status=$$?; \
+	[ -n "$$stopping" ] || stop_workers; \
+	for w in $$workers; do while kill -0 $$w 2>/dev/null; do wait $$w; done; done; \
+	case $$status in 130|143) exit 0;; *) exit $$status;; esac
 
 demo: migrate
 	$(PY) manage.py seed_demo
@@ -60,11 +74,13 @@ browsers:
 		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver) >/dev/null || \
 		echo "WARNING: could not install chromium; browser tests will be skipped"; }
 
-# The whole suite: lint, migrations up to date, unit + API + worker + browser tests.
+# The whole suite: lint, migrations up to date, an OpenAPI schema without warnings (and valid),
+# unit + API + worker + browser tests.
 test: install-dev browsers
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(PY) manage.py makemigrations --check --dry-run
+	$(PY) manage.py spectacular --fail-on-warn --validate --file /dev/null
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 bench: install-dev

@@ -120,6 +120,7 @@ def fill(n_recipes: int, n_runs: int, n_snapshots: int) -> None:
                 Run(
                     id=f"run_bench_{i:07d}",
                     recipe=base,
+                    number=i + 1,
                     recipe_version=version,
                     model_id=f"model_bench_{i % 100:04d}",
                     run_type=["train", "eval", "backtest"][i % 3],

@@ -12,6 +12,7 @@ from django.views.generic import RedirectView
 from models_registry import views as model_views
 from monitoring import views as monitoring_views
 from recipes import views as recipe_views
+from runs import dataset_views
 from runs import views as run_views
 
 app_name = "pages"
@@ -61,4 +62,12 @@ urlpatterns = [
     path("model-development/runs/<str:run_id>/logs", run_views.run_logs, name="run-logs"),
     path("model-development/runs/<str:run_id>/cancel", run_views.run_cancel, name="run-cancel"),
     path("model-development/runs/<str:run_id>/retry", run_views.run_retry, name="run-retry"),
+    # Datasets: list + upload, a dataset's page (?recipe= checks it against a recipe), delete.
+    path("model-development/datasets", dataset_views.dataset_list, name="datasets"),
+    path("model-development/datasets/<str:dataset_id>", dataset_views.dataset_detail, name="dataset"),
+    path(
+        "model-development/datasets/<str:dataset_id>/delete",
+        dataset_views.dataset_delete,
+        name="dataset-delete",
+    ),
 ]

@@ -160,6 +160,18 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    # Several choice sets share a field name ("status" of recipes, runs and models; a recipe's
+    # "level" and "model_family" as stored and as accepted on input): name each one, so the
+    # schema has stable enum names and `manage.py spectacular --fail-on-warn` passes.
+    "ENUM_NAME_OVERRIDES": {
+        "RecipeStatusEnum": "recipes.models.RecipeStatus",
+        "RunStatusEnum": "runs.models.RunStatus",
+        "ModelStatusEnum": "models_registry.models.ModelStatus",
+        "LevelEnum": "recipes.models.Level",
+        "LevelInputEnum": "recipes.catalog.LEVELS",
+        "ModelFamilyEnum": "recipes.models.Family",
+        "ModelFamilyInputEnum": "recipes.catalog.FAMILIES",
+    },
 }
 
 # --- Background work ------------------------------------------------------------------
@@ -188,10 +200,36 @@ if not DEBUG:
     SESSION_COOKIE_SECURE = env_bool("SECURE_COOKIES", True)
     CSRF_COOKIE_SECURE = env_bool("SECURE_COOKIES", True)
 
+# One console handler, on the root logger: every record is printed once. Django's default
+# config also gives the "django" logger a console handler of its own (in DEBUG), so records
+# of django.request and django.tasks (the worker's task lines) were printed twice; here
+# "django" only propagates. (Django's mail_admins handler goes with it: ADMINS is not set.)
+# Configuring "django" resets its child loggers, so "django.server" (runserver's request
+# lines) is declared again as Django declares it: its own handler and format, no propagation.
+LOG_LEVEL = os.environ.get("LOG_LEVEL", "INFO").upper()
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "handlers": {"console": {"class": "logging.StreamHandler"}},
-    "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
-    "loggers": {"django.db.backends": {"level": "WARNING"}},
+    "formatters": {
+        "console": {
+            "format": "[{asctime}] {levelname} {name}: {message}",
+            "datefmt": "%d/%b/%Y %H:%M:%S",
+            "style": "{",
+        },
+        "django.server": {
+            "()": "django.utils.log.ServerFormatter",
+            "format": "[{server_time}] {message}",
+            "style": "{",
+        },
+    },
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": "console"},
+        "django.server": {"class": "logging.StreamHandler", "formatter": "django.server"},
+    },
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
+    "loggers": {
+        "django": {"handlers": [], "level": LOG_LEVEL, "propagate": True},
+        "django.server": {"handlers": ["django.server"], "level": "INFO", "propagate": False},
+        "django.db.backends": {"level": "WARNING"},
+    },
 }

@@ -1,6 +1,8 @@
 from django.conf import settings
 from django.contrib import admin
+from django.templatetags.static import static
 from django.urls import include, path, re_path
+from django.views.generic import RedirectView
 from django.views.static import serve
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.routers import DefaultRouter
@@ -18,6 +20,16 @@ class Router(DefaultRouter):
     def __init__(self):
         super().__init__()
         self.trailing_slash = "/?"
+
+
+class FaviconView(RedirectView):
+    """/favicon.ico, which browsers request on pages that link no icon (the admin, the browsable
+    API): the static file, under its (possibly hashed) static URL, resolved per request."""
+
+    permanent = False
+
+    def get_redirect_url(self, *args, **kwargs):
+        return static("favicon.ico")
 
 
 router = Router()
@@ -47,6 +59,7 @@ urlpatterns = [
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
     path("api-auth/", include("rest_framework.urls")),
+    path("favicon.ico", FaviconView.as_view(), name="favicon"),
     path("", include("mlworkspace.pages")),  # HTML pages + login/logout
 ]
 

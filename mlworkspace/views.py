@@ -38,7 +38,24 @@ def require_perm(request: HttpRequest, perm: str, what: str) -> None:
 
 
 def paginate(request: HttpRequest, queryset: QuerySet, per_page: int = PAGE_SIZE) -> Page:
-    return Paginator(queryset, per_page).get_page(request.GET.get("page"))
+    """The asked `?page=`; one beyond the last (or not a number) shows the nearest page that
+    exists, and `page.missing` says so (includes/pager.html shows it) instead of silently
+    showing another page."""
+    asked = (request.GET.get("page") or "").strip()
+    page = Paginator(queryset, per_page).get_page(asked or None)
+    page.missing = ""
+    if asked:
+        pages = page.paginator.num_pages
+        try:
+            number = int(asked)
+        except ValueError:
+            number = None
+        if number is None or number < 1:
+            page.missing = f"“{asked[:20]}” is not a page number. Showing page {page.number}."
+        elif number > pages:
+            there = "everything fits on one page" if pages == 1 else f"there are only {pages} pages"
+            page.missing = f"There is no page {number}: {there}. Showing page {page.number}."
+    return page
 
 
 @dataclass

@@ -14,9 +14,17 @@ from .models import TRANSITIONS, MLModel, ModelStatus
 
 @transaction.atomic
 def model_register(
-    *, user, name: str, recipe: Recipe, recipe_version: RecipeVersion, owner: str = "", description: str = ""
+    *,
+    user,
+    name: str,
+    recipe: Recipe,
+    recipe_version: RecipeVersion,
+    owner: str = "",
+    description: str = "",
+    at=None,
 ) -> MLModel:
-    """Register a model against an approved version of `recipe`."""
+    """Register a model against an approved version of `recipe`; `at` (a datetime) dates it
+    for seeded history (the demo), default now."""
     if recipe_version.recipe_id != recipe.id:
         raise field_error("recipe_version_id", f"'{recipe_version.id}' is a version of another recipe")
     if not recipe_version.is_approved:
@@ -26,7 +34,7 @@ def model_register(
         )
     if not name or not name.strip():
         raise field_error("name", "is required")
-    return MLModel.objects.create(
+    model = MLModel.objects.create(
         id=new_id("model"),
         name=name.strip(),
         description=description,
@@ -35,10 +43,16 @@ def model_register(
         owner=owner or user.get_username(),
         created_by=user,
     )
+    if at is not None:  # created_at is auto_now_add: only an update sets it
+        MLModel.objects.filter(pk=model.pk).update(created_at=at, updated_at=at)
+        model.created_at = model.updated_at = at
+    return model
 
 
 @transaction.atomic
-def model_set_status(*, model: MLModel, user, status: str, keep_other_production: bool = False) -> dict:
+def model_set_status(
+    *, model: MLModel, user, status: str, keep_other_production: bool = False, at=None
+) -> dict:
     """Move a model along registered → staging → production → archived.
 
     Promoting to production demotes the recipe's current production model to staging,
@@ -63,7 +77,7 @@ def model_set_status(*, model: MLModel, user, status: str, keep_other_production
             ],
         )
     replaced = []
-    now = timezone.now()
+    now = at or timezone.now()  # `at`: the move's time in seeded history (the demo)
     if status == ModelStatus.PRODUCTION:
         if not model.artifacts_json:
             raise Conflict(
@@ -83,6 +97,8 @@ def model_set_status(*, model: MLModel, user, status: str, keep_other_production
         model.next_check_at = None
     model.status = status
     model.save()
+    if at is not None:  # updated_at is auto_now
+        MLModel.objects.filter(pk__in=[model.id, *replaced]).update(updated_at=at)
     return {"model": model, "replaced": replaced}
 
 

@@ -149,8 +149,12 @@ MOVE_LABELS = {
 MOVE_ORDER = [ModelStatus.STAGING, ModelStatus.PRODUCTION, ModelStatus.REGISTERED, ModelStatus.ARCHIVED]
 
 
-def legal_moves(model: MLModel) -> list[dict]:
-    """The lifecycle moves allowed from the model's status (models.TRANSITIONS), in button order."""
+def legal_moves(model: MLModel, in_production: list[MLModel] | None = None) -> list[dict]:
+    """The lifecycle moves allowed from the model's status (models.TRANSITIONS), in button
+    order. ``in_production``: the recipe's other production models — what a promotion
+    replaces, named in its confirmation. Moves that take a model out of service (archive,
+    demote) or replace one (promote to production) carry a ``confirm`` question."""
+    in_production = in_production or []
     moves = []
     for target in MOVE_ORDER:
         if target in TRANSITIONS[ModelStatus(model.status)]:
@@ -158,15 +162,63 @@ def legal_moves(model: MLModel) -> list[dict]:
                 {
                     "status": target,
                     "label": MOVE_LABELS.get((model.status, target), "Archive"),
-                    "style": "danger"
+                    # Destructive: quiet (outlined) and confirmed (data-confirm in the template).
+                    "style": "danger-outline"
                     if target == ModelStatus.ARCHIVED
                     else "primary"
                     if target == ModelStatus.PRODUCTION
                     else "",
                     "needs_artifact": target == ModelStatus.PRODUCTION and not model.artifacts_json,
+                    "confirm": _move_question(model, target, in_production),
                 }
             )
     return moves
+
+
+def _move_question(model: MLModel, target: str, in_production: list[MLModel]) -> str:
+    """What the browser asks before a move ("" for the harmless ones)."""
+    others = ", ".join(f"“{m.name}”" for m in in_production)
+    if target == ModelStatus.PRODUCTION:
+        if not in_production:
+            return (
+                f"Promote “{model.name}” to production? No other model of “{model.recipe.name}” "
+                "is in production, so it replaces none; scheduled monitoring checks start."
+            )
+        return (
+            f"Promote “{model.name}” to production? It replaces {others}, which "
+            f"{'moves' if len(in_production) == 1 else 'move'} to staging "
+            "(unless you ticked “keep … in production too”)."
+        )
+    if target == ModelStatus.ARCHIVED:
+        return f"Archive “{model.name}”? Archived models cannot come back."
+    if model.status == ModelStatus.PRODUCTION and target == ModelStatus.STAGING:
+        after = (
+            f"{others} stays in production."
+            if in_production
+            else f"“{model.recipe.name}” will have no model in production."
+        )
+        return f"Demote “{model.name}” to staging? Its scheduled checks stop. {after}"
+    return ""
+
+
+def header_context(request: HttpRequest, model: MLModel) -> dict:
+    """What the model page's header shows on every tab (also when a Run check re-renders it)."""
+    in_production = list(
+        MLModel.objects.filter(recipe_id=model.recipe_id, status=ModelStatus.PRODUCTION)
+        .exclude(pk=model.pk)
+        .only("id", "name")
+        .order_by("name", "id")
+    )
+    return {
+        "nav": "library",
+        "model": model,
+        "tabs": MODEL_TABS,
+        "moves": legal_moves(model, in_production),
+        "other_production": in_production,
+        "can_change": request.user.has_perm("models_registry.change_mlmodel"),
+        "can_run": request.user.has_perm("runs.add_run"),
+        "open_alerts": model.alerts.filter(state="firing").count(),
+    }
 
 
 def _metric_rows(model: MLModel) -> list[dict]:
@@ -183,25 +235,12 @@ def model_detail(request: HttpRequest, model_id: str) -> HttpResponse:
     tab = request.GET.get("tab", "summary")
     if tab not in dict(MODEL_TABS):
         tab = "summary"
-    context = {
-        "nav": "library",
-        "model": model,
-        "tab": tab,
-        "tabs": MODEL_TABS,
-        "moves": legal_moves(model),
-        "can_change": request.user.has_perm("models_registry.change_mlmodel"),
-        "can_run": request.user.has_perm("runs.add_run"),
-        "open_alerts": model.alerts.filter(state="firing").count(),
-        "other_production": MLModel.objects.filter(recipe_id=model.recipe_id, status=ModelStatus.PRODUCTION)
-        .exclude(pk=model.pk)
-        .only("id", "name")
-        .first(),
-    }
+    context = {**header_context(request, model), "tab": tab}
     if tab == "summary":
         context["metric_rows"] = _metric_rows(model)
         context["recent_runs"] = list(
             Run.objects.filter(model=model)
-            .select_related("recipe_version")
+            .select_related("recipe_version", "recipe")
             .defer(
                 "plots_json",
                 "artifacts_json",

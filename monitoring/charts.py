@@ -19,16 +19,26 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import plotly.graph_objects as go
 
 from .rules import parse_time
 
-__all__ = ["alert_timeline", "drift_heatmap", "empty_figure", "freshness_chart", "metric_over_time"]
+__all__ = [
+    "alert_timeline",
+    "drift_heatmap",
+    "empty_figure",
+    "freshness_chart",
+    "is_empty",
+    "metric_over_time",
+    "time_axis",
+]
 
 NO_DATA = "No data yet"
+SINGLE_POINT_SPAN = timedelta(days=1)
+MIN_TIME_SPAN = timedelta(hours=1)
 COLORS = {
     "metric": "#2563eb",
     "target": "#16a34a",
@@ -85,6 +95,46 @@ def empty_figure(title: str = "", message: str = NO_DATA) -> go.Figure:
         font={"size": 16, "color": "#6b7280"},
     )
     return fig
+
+
+def time_axis(fig: go.Figure, times: Iterable[datetime]) -> go.Figure:
+    """Keep a date axis readable when its points are (nearly) simultaneous.
+
+    Plotly zooms a single point — or two checks a few seconds apart — down to sub-second
+    ticks ("00:00:00.5"). One point gets a day around it; a span shorter than an hour is
+    widened to an hour, centred on the points."""
+    times = sorted(times)
+    if not times:
+        return fig
+    span = times[-1] - times[0]
+    if span >= MIN_TIME_SPAN:
+        return fig
+    wanted = SINGLE_POINT_SPAN if span.total_seconds() == 0 else MIN_TIME_SPAN
+    middle = times[0] + span / 2
+    fig.update_xaxes(type="date", range=[middle - wanted / 2, middle + wanted / 2])
+    return fig
+
+
+def _time_labels(times: list[datetime]) -> dict[datetime, str]:
+    """Distinct readable labels of sorted times: to the minute, with seconds (then a
+    counter) only where two checks share a minute."""
+    labels: dict[datetime, str] = {}
+    used: set[str] = set()
+    for at in times:
+        label = at.strftime("%Y-%m-%d %H:%M")
+        if label in used:
+            label = at.strftime("%Y-%m-%d %H:%M:%S")
+        base, n = label, 2
+        while label in used:
+            label, n = f"{base} #{n}", n + 1
+        used.add(label)
+        labels[at] = label
+    return labels
+
+
+def is_empty(fig: go.Figure) -> bool:
+    """True for a figure with nothing drawn (``empty_figure``'s placeholder)."""
+    return not fig.data
 
 
 # ---------------------------------------------------------------------------- performance
@@ -161,7 +211,9 @@ def metric_over_time(
     if target is not None:
         fig.add_trace(
             go.Scatter(
-                x=[xs[0], xs[-1]],
+                x=[xs[0], xs[-1]]
+                if xs[0] != xs[-1]
+                else [xs[0] - SINGLE_POINT_SPAN, xs[0] + SINGLE_POINT_SPAN],
                 y=[target, target],
                 mode="lines",
                 name="target",
@@ -170,7 +222,7 @@ def metric_over_time(
             )
         )
     fig.update_yaxes(range=[bottom, top], title={"text": metric})
-    return fig
+    return time_axis(fig, xs)
 
 
 # ---------------------------------------------------------------------------- drift
@@ -217,12 +269,15 @@ def drift_heatmap(snapshots: Iterable[Mapping[str, Any]] | None, metric: str | N
     ]
     zmax = max(max(v for _, _, v, _ in cells), 2 * thresholds[-1] if thresholds else 0.0) or 1.0
 
+    # One column per check, labelled with its time: a date axis would give a lone check a
+    # one-millisecond-wide cell (and sub-second ticks).
+    labels = _time_labels(times)
     fig = go.Figure()
     fig.update_layout(**_BASE_LAYOUT, title={"text": title})
     fig.update_layout(height=max(260, 60 + 28 * len(features)))
     fig.add_trace(
         go.Heatmap(
-            x=times,
+            x=[labels[at] for at in times],
             y=features,
             z=z,
             zmin=0.0,
@@ -231,14 +286,14 @@ def drift_heatmap(snapshots: Iterable[Mapping[str, Any]] | None, metric: str | N
             colorscale=[[0.0, "#f0fdf4"], [0.5, "#fde68a"], [1.0, "#b91c1c"]],
             colorbar={"title": {"text": label}},
             hoverongaps=False,
-            hovertemplate="%{y}<br>%{x|%Y-%m-%d %H:%M}<br>" + label + " = %{z:.4g}<extra></extra>",
+            hovertemplate="%{y}<br>%{x}<br>" + label + " = %{z:.4g}<extra></extra>",
         )
     )
     flagged = [(at, f) for at, f, _, drifted in cells if drifted]
     if flagged:
         fig.add_trace(
             go.Scatter(
-                x=[at for at, _ in flagged],
+                x=[labels[at] for at, _ in flagged],
                 y=[f for _, f in flagged],
                 mode="markers",
                 name="drifted",
@@ -247,6 +302,7 @@ def drift_heatmap(snapshots: Iterable[Mapping[str, Any]] | None, metric: str | N
             )
         )
     fig.update_yaxes(autorange="reversed", type="category")
+    fig.update_xaxes(type="category", title={"text": "check"})
     return fig
 
 
@@ -307,7 +363,7 @@ def freshness_chart(snapshots: Iterable[Mapping[str, Any]] | None) -> go.Figure:
             )
         )
     fig.update_yaxes(title={"text": "hours"}, rangemode="tozero")
-    return fig
+    return time_axis(fig, [at for points in series.values() for at, _ in points])
 
 
 # ---------------------------------------------------------------------------- alerts
@@ -360,4 +416,5 @@ def alert_timeline(
     fig.update_xaxes(type="date")
     fig.update_yaxes(type="category", categoryorder="array", categoryarray=list(dict.fromkeys(names))[::-1])
     fig.update_layout(height=max(220, 80 + 30 * len(set(names))))
-    return fig
+    ends = [moment for items in bars.values() for _, start, end, _ in items for moment in (start, end)]
+    return time_axis(fig, ends)

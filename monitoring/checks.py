@@ -9,30 +9,66 @@ from django.utils import timezone
 from mlworkspace.errors import Conflict, field_error, lookup
 from runs import artifacts
 from runs.data import read_table, time_column
-from runs.families import get_family
+from runs.families import get_family, worlds
 from runs.models import Dataset
+from runs.services import model_training_batch, synthetic_resolve
 
 from . import drift as drift_lib
+from .models import MonitorSnapshot
 from .services import snapshot_record
+
+
+def last_synthetic_batch(model, seed: int | None = None, *, training: dict | None = None) -> dict | None:
+    """The newest synthetic batch checked for ``model`` in the world of ``seed`` (default:
+    the world it was trained in: ``training``, its training batch, if the caller has it),
+    as its snapshot recorded it — the next check continues after it."""
+    training = training if training is not None else model_training_batch(model)
+    if seed is None:
+        if training is None:
+            return None
+        seed = int(training.get("seed") or 0)
+    recent = (
+        MonitorSnapshot.objects.filter(model=model, data_freshness_json__has_key="batch")
+        .order_by("-captured_at", "-id")
+        .values_list("data_freshness_json", flat=True)[:50]
+    )
+    for details in recent:
+        batch = (details or {}).get("batch") or {}
+        if batch.get("source") == "synthetic" and batch.get("seed") == seed and batch.get("window"):
+            return {k: batch[k] for k in ("rows", "seed", "world", "window")}
+    return None
+
+
+def synthetic_batch(model, synthetic: dict | None) -> dict:
+    """Resolve a check's synthetic request: by default the next window of the model's world,
+    after the last batch checked (or, the first time, after its training data)."""
+    synthetic = dict(synthetic or {})
+    after = last_synthetic_batch(model, synthetic.get("seed"))
+    if after is None:
+        after = model_training_batch(model)
+    return synthetic_resolve(family_name=model.recipe.model_family, synthetic=synthetic, after=after)
 
 
 def _batch(
     model, *, dataset_id=None, synthetic=None, profile=None
-) -> tuple[pd.DataFrame, Dataset | None, bool]:
-    """The batch to check and whether its timestamps are real (False for synthetic batches,
-    which are moved so their newest row is 'now')."""
+) -> tuple[pd.DataFrame, Dataset | None, dict]:
+    """The batch to check and what it is: ``{"source": "dataset", ...}`` or the resolved
+    synthetic batch (whose timestamps are moved so its newest row is 'now')."""
     family = get_family(model.recipe.model_family)
     if dataset_id is not None:
         dataset = lookup(Dataset, "dataset_id", dataset_id)
-        return read_table(dataset.file.path, dataset.format), dataset, True
-    frame = family.generate(synthetic["rows"], synthetic["seed"])
-    shift = synthetic.get("shift") or {}
+        frame = read_table(dataset.file.path, dataset.format)
+        return frame, dataset, {"source": "dataset", "dataset_id": dataset.pk, "name": dataset.name}
+    resolved = synthetic_batch(model, synthetic)
+    frame = worlds.generate(family, resolved)
+    shift = resolved["shift"]
     unknown = [name for name in shift if name not in frame.columns]
     if unknown:
         raise field_error("synthetic/shift", f"unknown column '{unknown[0]}'")
     if shift:
-        frame = drift_lib.shift_batch(frame, shift, profile, synthetic["seed"])
-    return frame, None, False
+        frame = drift_lib.shift_batch(frame, shift, profile, resolved["seed"])
+    description = worlds.describe(family, resolved)
+    return frame, None, {"source": "synthetic", **resolved, "description": description}
 
 
 def _freshness(frame: pd.DataFrame, manifest: dict, family: str, real_times: bool, now) -> dict:
@@ -88,7 +124,8 @@ def run_check(*, model, source: str = "check", dataset_id=None, synthetic=None, 
     family = get_family(family_name)
     run_id, run_artifacts = model.training_run_id, model.artifacts_json
     profile = artifacts.read_json_artifact(run_id, run_artifacts, "profile.json")
-    frame, dataset, real_times = _batch(model, dataset_id=dataset_id, synthetic=synthetic, profile=profile)
+    frame, dataset, batch = _batch(model, dataset_id=dataset_id, synthetic=synthetic, profile=profile)
+    real_times = batch["source"] == "dataset"
     fitted, _schema = artifacts.load_model(model)
     drift_config = (manifest.get("monitoring") or {}).get("drift") or {}
     # Feature drift and freshness need only the data. Scoring can legitimately fail on a
@@ -121,6 +158,7 @@ def run_check(*, model, source: str = "check", dataset_id=None, synthetic=None, 
         }
     captured_at = captured_at or timezone.now()
     freshness = _freshness(frame, manifest, family_name, real_times, captured_at)
+    freshness["batch"] = batch  # which world and window (or dataset) the batch came from
     return snapshot_record(
         model=model,
         performance=performance,

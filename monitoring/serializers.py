@@ -30,9 +30,38 @@ class SnapshotQuerySerializer(serializers.Serializer):
 
 
 class CheckSyntheticSerializer(StrictSerializer):
-    rows = serializers.IntegerField(min_value=50, max_value=2_000_000, default=5000)
-    seed = serializers.IntegerField(min_value=0, default=0)
-    shift = serializers.DictField(child=serializers.FloatField(), required=False, default=dict)
+    """A synthetic batch from the model's world (runs.families.worlds): by default the next
+    window after the last batch checked (the first time, after the training data), with the
+    training seed. ``seed`` picks another world; ``start``/``periods`` another window."""
+
+    rows = serializers.IntegerField(
+        min_value=50, max_value=2_000_000, required=False, help_text="About this many rows (default 5000)."
+    )
+    seed = serializers.IntegerField(
+        min_value=0, required=False, help_text="The world (default: the one the model was trained in)."
+    )
+    start = serializers.DateField(
+        required=False, help_text="First day of the window (default: right after the last batch)."
+    )
+    periods = serializers.IntegerField(
+        min_value=1, max_value=5000, required=False, help_text="Length of the window in the family's periods."
+    )
+    concept = serializers.CharField(
+        required=False,
+        allow_blank=True,
+        help_text="A named change of the ground truth (concept drift), e.g. less_price_sensitive.",
+    )
+    shift = serializers.DictField(
+        child=serializers.FloatField(),
+        required=False,
+        default=dict,
+        help_text="Covariate drift: feature -> k (numeric: k standard deviations; categorical: top category k×).",
+    )
+
+    def validate(self, attrs):
+        if attrs.get("start") is not None:
+            attrs["start"] = attrs["start"].isoformat()
+        return {k: v for k, v in attrs.items() if v not in (None, "")}
 
 
 class CheckSerializer(StrictSerializer):

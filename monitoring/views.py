@@ -36,6 +36,9 @@ from .models import Alert, MonitorSnapshot
 HEALTH_RANK = {"unknown": 0, "ok": 1, "warning": 2, "critical": 3}
 CHART_SNAPSHOTS = 500
 MAX_METRIC_CHARTS = 6
+# The Run check fields model_detail.html places itself; any other field of CheckForm is
+# rendered after them.
+CHECK_FORM_LAID_OUT = ("source", "rows", "seed", "shift_feature", "shift_k", "dataset")
 
 
 def snapshot_health(snapshot: MonitorSnapshot | None, manifest: dict, family: str) -> dict:
@@ -182,11 +185,26 @@ def monitoring_context(request: HttpRequest, model: MLModel, form: CheckForm | N
         for name, entry in (drift.get("features") or {}).items()
         if isinstance(entry, dict) and entry.get("drifted")
     )
+    figures += [
+        charts.drift_heatmap(snapshots),
+        charts.freshness_chart(snapshots),
+        charts.alert_timeline(events, now=timezone.now()),
+    ]
+    drift_figure = figures[-3]
+    # ?dataset=<id> ("Use this dataset" on the dataset's page) preselects that batch.
+    form = form or CheckForm(
+        model=model,
+        initial={"source": "dataset", "dataset": request.GET["dataset"]}
+        if request.GET.get("dataset")
+        else None,
+    )
     return {
-        "metric_charts": [figure_html(f) for f in figures],
-        "drift_chart": figure_html(charts.drift_heatmap(snapshots)),
-        "freshness_chart": figure_html(charts.freshness_chart(snapshots)),
-        "alert_chart": figure_html(charts.alert_timeline(events, now=timezone.now())),
+        # Only charts with something to draw: a model never checked shows the Run check
+        # form where its charts would be, not a wall of "No data yet" placeholders.
+        "charts": [
+            {"html": figure_html(f), "wide": f is drift_figure} for f in figures if not charts.is_empty(f)
+        ],
+        "empty_charts": [f.layout.title.text for f in figures if charts.is_empty(f)],
         "snapshot_count": len(rows),
         "latest": latest,
         "latest_rows": rows[-10:][::-1],
@@ -194,7 +212,9 @@ def monitoring_context(request: HttpRequest, model: MLModel, form: CheckForm | N
         "drifted": drifted,
         "active_alerts": [a for a in alerts if a.state == "firing"],
         "resolved_alerts": [a for a in alerts if a.state == "resolved"][:10],
-        "check_form": form or CheckForm(model=model),
+        "check_form": form,
+        # Fields the template does not lay out by name (a form grows; none is left out).
+        "check_more_fields": [form[name] for name in form.fields if name not in CHECK_FORM_LAID_OUT],
         "can_check": request.user.has_perm("monitoring.add_monitorsnapshot"),
         "has_artifact": bool(model.training_run_id and (model.artifacts_json or {}).get("model")),
     }
@@ -204,7 +224,7 @@ def monitoring_context(request: HttpRequest, model: MLModel, form: CheckForm | N
 @require_POST
 def model_check(request: HttpRequest, model_id: str) -> HttpResponse:
     """Run check: drift, performance and freshness of a batch; alert rules are evaluated."""
-    from models_registry.views import MODEL_TABS, _get_model_for_user, legal_moves
+    from models_registry.views import _get_model_for_user, header_context
 
     from .checks import run_check
 
@@ -233,14 +253,8 @@ def model_check(request: HttpRequest, model_id: str) -> HttpResponse:
                 messages.success(request, f"Check done on {snapshot.row_count} rows — no alert fires.")
             return redirect(reverse("pages:model", args=[model.pk]) + "?tab=monitoring")
     context = {
-        "nav": "library",
-        "model": model,
+        **header_context(request, model),
         "tab": "monitoring",
-        "tabs": MODEL_TABS,
-        "moves": legal_moves(model),
-        "can_change": request.user.has_perm("models_registry.change_mlmodel"),
-        "can_run": request.user.has_perm("runs.add_run"),
-        "open_alerts": model.alerts.filter(state="firing").count(),
         **monitoring_context(request, model, form=form),
     }
     return render_page(request, "models_registry/model_detail.html", context, status=400)

@@ -57,7 +57,8 @@ class RecipeViewSet(
     viewsets.GenericViewSet,
 ):
     """Recipes: templates of a model, versioned. Filter with `model_family`, `level`, `status`,
-    `parent_id`, `tag`, `search`; order with `ordering` (e.g. `-created_at`, `name`)."""
+    `parent_id`, `tag`, `search` (text in the name, description, id or a tag); order with
+    `ordering` (e.g. `-created_at`, `name`)."""
 
     filterset_class = RecipeFilter
     ordering_fields = ["name", "created_at", "updated_at", "level", "model_family", "status"]
@@ -118,7 +119,9 @@ class RecipeViewSet(
     @action(detail=True, methods=["get", "post"])
     def versions(self, request, pk=None):
         """GET: every version, oldest first. POST: a new version — `version`, `bump`, or neither
-        to take the bump the semantic diff suggests; a smaller one needs `force` and a `note`."""
+        to take the bump the semantic diff suggests; a smaller one needs `force` and a `note`.
+        A manifest with no change from the newest version is refused (409 "no changes")
+        unless forced with a note."""
         recipe = self.get_object()
         if request.method == "GET":
             versions = VERSIONS.filter(recipe=recipe).order_by("created_at", "id")

@@ -171,8 +171,8 @@ def approval_gate(version: RecipeVersion, run: Run | None = None) -> dict:
         first_failure = first_failure or evidence
     if first_failure is None:
         gate["reasons"] = [
-            f"no succeeded backtest or eval run on version {version.version}: run one first "
-            f"(POST /api/ml-development/runs with run_type backtest or eval)"
+            f"no succeeded backtest or eval run on version {version.version} yet: start a backtest "
+            "on it (Start run, type Backtest) to give the gate its evidence"
         ]
     else:
         gate["evidence"] = first_failure

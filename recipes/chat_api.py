@@ -15,12 +15,38 @@ class ChatRequestSerializer(StrictSerializer):
     conversation_id = serializers.CharField(required=False, allow_null=True, allow_blank=True)
 
 
+# Response shapes, for the OpenAPI schema only: the views return what recipes.chat builds.
+class ChatReplySerializer(serializers.Serializer):
+    conversation_id = serializers.CharField()
+    reply = serializers.CharField(help_text="The assistant's answer (plain text).")
+    proposal = serializers.JSONField(
+        allow_null=True, help_text="The proposed recipe (manifest, diff, missing answers), if any."
+    )
+    created_recipe_id = serializers.CharField(allow_null=True)
+    sources = serializers.ListField(child=serializers.DictField(), help_text="What the answer drew on.")
+
+
+class ChatHistoryMessageSerializer(serializers.Serializer):
+    role = serializers.CharField(help_text="user or assistant")
+    content = serializers.CharField()
+    proposal = serializers.JSONField(allow_null=True)
+    sources = serializers.JSONField(allow_null=True)
+    created_at = serializers.DateTimeField()
+
+
+class ChatConversationSerializer(serializers.Serializer):
+    conversation_id = serializers.CharField()
+    title = serializers.CharField()
+    created_recipe_id = serializers.CharField(allow_null=True)
+    messages = ChatHistoryMessageSerializer(many=True)
+
+
 class ChatView(APIView):
     """Talk to the recipe assistant: `{"message": ..., "conversation_id": optional}`."""
 
     permission_classes = [IsAuthenticated]
 
-    @extend_schema(request=ChatRequestSerializer, responses=None)
+    @extend_schema(request=ChatRequestSerializer, responses={200: ChatReplySerializer})
     def post(self, request):
         from . import chat
 
@@ -41,6 +67,7 @@ class ChatConversationView(APIView):
 
     permission_classes = [IsAuthenticated]
 
+    @extend_schema(responses={200: ChatConversationSerializer})
     def get(self, request, conversation_id):
         from . import chat
 

@@ -14,6 +14,7 @@ from django.conf import settings
 
 from . import catalog
 from .models import RecipeStatus
+from .services import default_clone_description
 
 BUMP_CHOICES = [
     ("", "Suggested — the bump the changes need (from the diff)"),
@@ -44,6 +45,11 @@ class CloneForm(forms.Form):
             # The only legal level of a clone is one below its source.
             self.fields["level"].choices = [(child, child.title())]
             self.fields["level"].initial = child
+            self.fields[
+                "description"
+            ].help_text = (
+                f"What this {child} variant is for. Left empty: “{default_clone_description(source)}”"
+            )
 
 
 class VersionForm(forms.Form):
@@ -57,7 +63,9 @@ class VersionForm(forms.Form):
         help_text="An explicit number instead of a bump (it must be greater than the latest).",
     )
     force = forms.BooleanField(
-        required=False, label="Keep my smaller bump or number although the changes need a bigger one"
+        required=False,
+        label="Keep my smaller bump or number although the changes need a bigger one "
+        "(or save the manifest unchanged)",
     )
     force_note = forms.CharField(
         required=False,

@@ -51,6 +51,18 @@ def latest_approved(recipe_id: str, *, below: RecipeVersion | None = None) -> Re
     return RecipeVersion.objects.get(pk=newest.pk) if newest else None
 
 
+def versions_awaiting_approval(versions) -> list[RecipeVersion]:
+    """The unapproved versions newer than the newest approved one, newest first. An older
+    unapproved version was superseded by an approval: it awaits nothing."""
+    versions = list(versions)
+    approved = [v.semver for v in versions if v.is_approved]
+    newest_approved = max(approved, default=None)
+    pending = [
+        v for v in versions if not v.is_approved and (newest_approved is None or v.semver > newest_approved)
+    ]
+    return sorted(pending, key=lambda v: v.semver, reverse=True)
+
+
 # --------------------------------------------------------------------------- lineage
 
 

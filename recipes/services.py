@@ -4,6 +4,7 @@ management commands call these; each is one transaction, so a failure writes not
 from __future__ import annotations
 
 import copy
+from datetime import datetime
 
 from django.db import IntegrityError, transaction
 from django.utils import timezone
@@ -16,7 +17,7 @@ from .approval import approval_gate
 from .lineage import bump_rank, diff, implied_bump, semantic_diff
 from .manifest import bump_semver, parse_semver, rewrite_metadata, validate_manifest
 from .models import Recipe, RecipeStatus, RecipeTag, RecipeVersion
-from .selectors import rebase_plan
+from .selectors import rebase_plan, versions_awaiting_approval
 
 MAX_TAGS = 20
 
@@ -27,6 +28,26 @@ RECIPE_TRANSITIONS = {
     RecipeStatus.APPROVED: {RecipeStatus.IN_REVIEW, RecipeStatus.DEPRECATED},
     RecipeStatus.DEPRECATED: {RecipeStatus.DRAFT},
 }
+
+
+class NoChanges(Conflict):
+    """409: a new version would hold the same manifest as the newest one (no semantic change)."""
+
+
+def _stamp(model, pk, at: datetime | None, *fields: str) -> None:
+    """Give a just-written row an explicit time (`at`) for history being seeded (the demo):
+    auto_now/auto_now_add fields ignore a value passed to save, so this is an update."""
+    if at is not None:
+        model.objects.filter(pk=pk).update(**dict.fromkeys(fields, at))
+
+
+def recipe_status_moves(recipe: Recipe) -> list[str]:
+    """The statuses `recipe` may move to through recipe_update: the legal transitions, except
+    that an approved recipe goes back to review only when a newer version awaits approval."""
+    moves = RECIPE_TRANSITIONS.get(recipe.status, set())
+    if recipe.status == RecipeStatus.APPROVED and not versions_awaiting_approval(recipe.versions.all()):
+        moves = moves - {RecipeStatus.IN_REVIEW}
+    return [s for s in (RecipeStatus.IN_REVIEW, RecipeStatus.DRAFT, RecipeStatus.DEPRECATED) if s in moves]
 
 
 def _clean_tags(tags) -> list[str]:
@@ -99,9 +120,11 @@ def recipe_create(
     changelog: str = "Initial version",
     status: str = RecipeStatus.DRAFT,
     base_version: RecipeVersion | None = None,
+    at: datetime | None = None,
 ) -> Recipe:
     """A new recipe with its first version (1.0.0) holding `manifest`; `base_version` is the
-    parent's version it derives from (default: the parent's newest version)."""
+    parent's version it derives from (default: the parent's newest version). `at` dates
+    both (seeded history); default now."""
     if model_family not in catalog.FAMILIES:
         raise field_error("model_family", f"must be one of {', '.join(catalog.FAMILIES)}")
     if level not in catalog.LEVELS:
@@ -125,7 +148,7 @@ def recipe_create(
     recipe_set_tags(recipe=recipe, tags=tags or [])
     if base_version is not None and base_version.recipe_id != getattr(parent, "pk", None):
         raise field_error("base_version", "must be a version of the parent recipe")
-    RecipeVersion.objects.create(
+    first = RecipeVersion.objects.create(
         id=new_id("ver"),
         recipe=recipe,
         version="1.0.0",
@@ -134,12 +157,17 @@ def recipe_create(
         created_by=user,
         base_version=base_version or (parent.current_version if parent is not None else None),
     )
+    _stamp(Recipe, recipe.pk, at, "created_at", "updated_at")
+    _stamp(RecipeVersion, first.pk, at, "created_at")
+    if at is not None:
+        recipe.refresh_from_db(fields=["created_at", "updated_at"])
     return recipe
 
 
 @transaction.atomic
-def recipe_update(*, recipe: Recipe, user, **fields) -> Recipe:
-    """Name, description, owner, tags and status only: a manifest change is a new version."""
+def recipe_update(*, recipe: Recipe, user, at: datetime | None = None, **fields) -> Recipe:
+    """Name, description, owner, tags and status only: a manifest change is a new version.
+    `at` dates the change (seeded history); default now."""
     recipe = Recipe.objects.select_for_update().get(pk=recipe.pk)
     status = fields.pop("status", None)
     if status is not None and status != recipe.status:
@@ -154,6 +182,12 @@ def recipe_update(*, recipe: Recipe, user, **fields) -> Recipe:
                 f"Illegal status change {recipe.status} → {status}.",
                 [{"path": "/status", "message": f"{recipe.status} cannot become {status}"}],
             )
+        if status not in recipe_status_moves(recipe):
+            raise Conflict(
+                "Nothing to review: every version of the recipe up to the newest is approved. "
+                "Save a new version first.",
+                [{"path": "/status", "message": "no version awaits approval"}],
+            )
         recipe.status = status
     tags = fields.pop("tags", None)
     for key in ("name", "description", "owner"):
@@ -162,6 +196,7 @@ def recipe_update(*, recipe: Recipe, user, **fields) -> Recipe:
     recipe.save()
     if tags is not None:
         recipe_set_tags(recipe=recipe, tags=tags)
+    _stamp(Recipe, recipe.pk, at, "updated_at")
     return recipe
 
 
@@ -201,8 +236,13 @@ def version_create(
     force: bool = False,
     force_note: str = "",
     base_version: RecipeVersion | None = None,
+    at: datetime | None = None,
 ) -> RecipeVersion:
     """A new immutable version; `version` must be greater than every existing one.
+
+    A manifest with no semantic change from the newest version (recipes.lineage: identity
+    metadata aside) is refused (409 NoChanges) unless `force` comes with a `force_note`.
+    `at` dates the version (seeded history); default now.
 
     The semantic diff from the newest version says how big the change is (patch/minor/major).
     Without `version` or `bump` that suggested bump is taken; an explicit number or bump
@@ -224,6 +264,14 @@ def version_create(
     number = _next_version(
         existing, version=version, bump=bump or (None if version else suggested or "patch")
     )
+    # A rebase onto a new parent version records new lineage even when the manifest is unchanged.
+    rebased = base_version is not None and base_version.pk != getattr(latest, "base_version_id", None)
+    if changes is not None and not changes["changes"] and not force and not rebased:
+        raise NoChanges(
+            f"No changes: the manifest is the same as version {latest.version}, so no version was "
+            "saved. Change something, or force it with a note saying why.",
+            [{"path": "/manifest", "message": f"no changes from version {latest.version}"}],
+        )
     if latest is not None and suggested is not None:
         taken = implied_bump(latest.version, number)
         if bump_rank(taken) < bump_rank(suggested) and not force:
@@ -257,19 +305,29 @@ def version_create(
             f"Version {number} already exists.", [{"path": "/version", "message": "already exists"}]
         ) from None
     recipe.save(update_fields=["updated_at"])
+    _stamp(Recipe, recipe.pk, at, "updated_at")
+    _stamp(RecipeVersion, created.pk, at, "created_at")
+    if at is not None:
+        created.refresh_from_db(fields=["created_at"])
     return created
 
 
 @transaction.atomic
 def version_approve(
-    *, version: RecipeVersion, user, override_reason: str = "", evidence_run=None
+    *,
+    version: RecipeVersion,
+    user,
+    override_reason: str = "",
+    evidence_run=None,
+    at: datetime | None = None,
 ) -> RecipeVersion:
     """Approve a version (who, when); the recipe becomes approved.
 
     The approval gate (recipes.approval) must pass on one of the version's succeeded backtest
     or eval runs (or on `evidence_run`); otherwise 409 with its reasons, unless an
     `override_reason` is given (callers check the approve permission). The gate's result,
-    the evidence run and any override reason are recorded on the version."""
+    the evidence run and any override reason are recorded on the version. `at` is the
+    approval time (seeded history); default now."""
     version = RecipeVersion.objects.select_for_update().select_related("recipe").get(pk=version.pk)
     recipe = version.recipe
     if recipe.status == RecipeStatus.DEPRECATED:
@@ -287,7 +345,7 @@ def version_approve(
         version.approval_json = {**gate, "gate": "passed" if gate["passed"] else "overridden"}
         version.approval_run_id = evidence["run_id"] if evidence else None
         version.approval_override_reason = "" if gate["passed"] else reason
-        version.approved_at = timezone.now()
+        version.approved_at = at or timezone.now()
         version.approved_by = user
         version.save(
             update_fields=[
@@ -301,7 +359,16 @@ def version_approve(
     if recipe.status != RecipeStatus.APPROVED:
         recipe.status = RecipeStatus.APPROVED
         recipe.save(update_fields=["status", "updated_at"])
+        _stamp(Recipe, recipe.pk, at, "updated_at")
     return version
+
+
+def default_clone_description(source: Recipe) -> str:
+    """A clone's description when none is given: where it comes from (never the source's own
+    description, which describes the source)."""
+    child_level = catalog.CHILD_LEVEL.get(source.level) or "client"
+    version = f" {source.current_version.version}" if source.current_version else ""
+    return f"{child_level.capitalize()} recipe cloned from {source.name}{version}."
 
 
 @transaction.atomic
@@ -314,9 +381,14 @@ def recipe_clone(
     description: str | None = None,
     tags: list[str] | None = None,
     manifest: dict | None = None,
+    at: datetime | None = None,
 ) -> Recipe:
     """A new draft recipe one level below `source`, starting from its current manifest
-    (or from `manifest`, e.g. the chat assistant's proposal), with parent set."""
+    (or from `manifest`, e.g. the chat assistant's proposal), with parent set.
+
+    What describes the source itself is not copied: without `description` the clone gets a
+    line naming where it comes from, and without `tags` it takes the source's tags except
+    level names (a clone of a baseline is not tagged "baseline")."""
     child_level = catalog.CHILD_LEVEL.get(source.level)
     if child_level is None:
         raise Conflict(
@@ -340,10 +412,13 @@ def recipe_clone(
         level=child_level,
         parent=source,
         manifest=base_manifest,
-        description=description if description is not None else source.description,
-        tags=tags if tags is not None else source.tags,
-        changelog=f"Cloned from {source.id} {source.current_version.version}",
+        description=description
+        if description is not None and description.strip()
+        else default_clone_description(source),
+        tags=tags if tags is not None else [t for t in source.tags if t not in catalog.LEVELS],
+        changelog=f"Cloned from {source.name} {source.current_version.version}",
         base_version=source.current_version,
+        at=at,
     )
 
 

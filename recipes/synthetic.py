@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from runs.data import required_columns
-from runs.families import get_family
+from runs.families import get_family, worlds
 from runs.pipeline import execute, json_safe
 
 from . import baselines
@@ -20,19 +20,20 @@ def build_example(
     family = get_family(family_name)
     rows = rows or baselines.EXAMPLE_ROWS[family_name]
     seed = baselines.EXAMPLE_SEED if seed is None else seed
+    batch = worlds.resolve(family, {"rows": rows, "seed": seed})  # the first window of its world
     spec = {
         "run_id": "example",
         "run_type": "train",
         "family": family_name,
         "manifest": manifest,
-        "data": {"synthetic": {"rows": rows, "seed": seed}},
+        "data": {"synthetic": batch},
         "artifact_dir": workdir,
         "model_dir": None,
         "threads": 1,
     }
     result = execute(spec, lambda *message: None)
     model = family.load(Path(workdir) / "model")
-    frame = family.generate(rows, seed)
+    frame = worlds.generate(family, batch)
     sample = frame.head(SAMPLE_ROWS)
     required = required_columns(manifest, family_name)
     schema = [
@@ -44,5 +45,10 @@ def build_example(
         "sample_rows_json": json_safe(sample.to_dict(orient="records")),
         "expected_output_json": json_safe(family.example_output(model, sample)),
         "example_metrics_json": result["metrics"],
-        "generator_json": {"rows": rows, "seed": seed, "recipe_version": manifest["metadata"]["version"]},
+        "generator_json": {
+            "rows": rows,
+            "seed": seed,
+            "world": worlds.describe(family, batch),
+            "recipe_version": manifest["metadata"]["version"],
+        },
     }

@@ -548,7 +548,7 @@ def _approval_context(request: HttpRequest, recipe: Recipe, versions: list[Recip
     (and of ?gate=<id>): a handful of queries each, so only a few are evaluated."""
     for v in versions:
         v.approval = _approval_record(v)
-    pending = [v for v in versions if not v.is_approved]  # newest first
+    pending = selectors.versions_awaiting_approval(versions)  # newest first; superseded ones left out
     if not (
         request.user.has_perm("recipes.approve_recipeversion") and recipe.status != RecipeStatus.DEPRECATED
     ):
@@ -562,16 +562,16 @@ def _approval_context(request: HttpRequest, recipe: Recipe, versions: list[Recip
 
 
 def _status_moves(recipe: Recipe) -> list[tuple[str, str]]:
-    return [
-        (status, STATUS_ACTIONS[status])
-        for status in (RecipeStatus.IN_REVIEW, RecipeStatus.DRAFT, RecipeStatus.DEPRECATED)
-        if status in services.RECIPE_TRANSITIONS.get(recipe.status, set())
-    ]
+    return [(status, STATUS_ACTIONS[status]) for status in services.recipe_status_moves(recipe)]
 
 
 def _detail_context(request: HttpRequest, recipe: Recipe, tab: str, **extra) -> dict:
     versions = list(recipe.versions.all())
     newest_first = sorted(versions, key=lambda v: v.semver, reverse=True)
+    awaiting = selectors.versions_awaiting_approval(versions)
+    for v in versions:
+        # Unapproved but older than an approved version: nothing to approve any more.
+        v.superseded = not v.is_approved and v not in awaiting
     context: dict[str, Any] = {
         "nav": "library",
         "recipe": recipe,
@@ -580,7 +580,8 @@ def _detail_context(request: HttpRequest, recipe: Recipe, tab: str, **extra) -> 
         "versions": newest_first,
         "current": recipe.current_version,
         "approved_versions": [v for v in versions if v.is_approved],
-        "pending_versions": [v for v in versions if not v.is_approved],
+        # Oldest first: the header offers the newest one (|last).
+        "pending_versions": awaiting[::-1],
         "ancestors": [a for a in (getattr(recipe.parent, "parent", None), recipe.parent) if a],
         **_children(recipe),
         "child_level": catalog.CHILD_LEVEL.get(recipe.level),
@@ -756,6 +757,8 @@ def version_new(request: HttpRequest, recipe_id: str) -> HttpResponse:
                 force=values["force"],
                 force_note=values["force_note"],
             )
+        except services.NoChanges as exc:
+            form.add_error(None, exc.detail)
         except DomainError as exc:
             manifest_errors = [e for e in exc.errors if (e.get("path") or "").startswith("/manifest")]
             if isinstance(exc, Conflict) and manifest_errors:

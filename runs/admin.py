@@ -18,8 +18,18 @@ class RunLogInline(admin.TabularInline):
 
 @admin.register(Run)
 class RunAdmin(admin.ModelAdmin):
-    list_display = ["id", "recipe", "run_type", "status", "executor", "model", "created_at", "finished_at"]
-    list_filter = ["status", "run_type", "executor", "recipe__model_family"]
+    list_display = [
+        "id",
+        "name",
+        "run_type",
+        "status",
+        "outcome",
+        "executor",
+        "model",
+        "created_at",
+        "finished_at",
+    ]
+    list_filter = ["status", "outcome", "run_type", "executor", "recipe__model_family"]
     search_fields = ["id", "recipe__id", "recipe__name", "model__id"]
     list_select_related = ["recipe", "model"]
     exclude = [
@@ -32,11 +42,14 @@ class RunAdmin(admin.ModelAdmin):
     ]
     readonly_fields = [
         "id",
+        "name",
+        "number",
         "recipe",
         "recipe_version",
         "model",
         "run_type",
         "status",
+        "outcome",
         "executor",
         "dataset",
         "params",
@@ -83,7 +96,7 @@ class RunAdmin(admin.ModelAdmin):
             try:
                 services.run_cancel(run=run, user=request.user)
             except DomainError as exc:
-                self.message_user(request, f"{run.id}: {exc.detail}", messages.WARNING)
+                self.message_user(request, f"{run.name}: {exc.detail}", messages.WARNING)
 
 
 @admin.register(Dataset)
@@ -114,3 +127,18 @@ class DatasetAdmin(admin.ModelAdmin):
 
     def validation(self, obj):
         return pretty_json(obj.validation_json)
+
+    # Deletes go through the service: refused while runs or snapshots use a dataset, file removed.
+    def has_delete_permission(self, request, obj=None):
+        allowed = super().has_delete_permission(request, obj)
+        return allowed and (obj is None or not services.dataset_usage(obj))
+
+    def delete_model(self, request, obj):
+        self.delete_queryset(request, [obj])
+
+    def delete_queryset(self, request, queryset):
+        for dataset in queryset:
+            try:
+                services.dataset_delete(dataset=dataset, user=request.user)
+            except DomainError as exc:
+                self.message_user(request, exc.detail, messages.ERROR)

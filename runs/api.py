@@ -127,10 +127,15 @@ class RunViewSet(
 
 
 class DatasetViewSet(
-    mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.CreateModelMixin, viewsets.GenericViewSet
+    mixins.ListModelMixin,
+    mixins.RetrieveModelMixin,
+    mixins.CreateModelMixin,
+    mixins.DestroyModelMixin,
+    viewsets.GenericViewSet,
 ):
     """Uploaded datasets (CSV or Parquet), with their columns and a validation report
-    against a recipe's requirements."""
+    against a recipe's requirements. `DELETE` removes an unused dataset (409 while runs
+    or monitoring snapshots use it)."""
 
     serializer_class = DatasetSerializer
     filterset_class = DatasetFilter
@@ -158,6 +163,11 @@ class DatasetViewSet(
             user=request.user, upload=v["file"], name=v.get("name"), recipe=recipe
         )
         return Response(DatasetSerializer(dataset).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(responses={204: None})
+    def destroy(self, request, *args, **kwargs):
+        services.dataset_delete(dataset=self.get_object(), user=request.user)
+        return Response(status=status.HTTP_204_NO_CONTENT)
 
 
 def predict_response(model: MLModel, request) -> Response:

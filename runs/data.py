@@ -3,6 +3,7 @@ against a manifest's `requirements` and the quality stage's config. Plain pandas
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import pandas as pd
@@ -41,14 +42,75 @@ def dtype_name(series: pd.Series) -> str:
 
 
 def describe_columns(frame: pd.DataFrame) -> list[dict]:
-    return [
-        {
-            "name": str(col),
-            "dtype": dtype_name(frame[col]),
-            "null_ratio": round(float(frame[col].isna().mean()), 6),
-        }
-        for col in frame.columns
-    ]
+    """Per column: name, inferred dtype (ISO date text counts as a date), null ratio and a
+    small profile (distinct values; min / max / mean of numbers, first / last date), computed
+    once at upload for the dataset page."""
+    return [_describe(str(col), frame[col]) for col in frame.columns]
+
+
+def _describe(name: str, series: pd.Series) -> dict:
+    dtype = dtype_name(series)
+    entry = {
+        "name": name,
+        "dtype": dtype,
+        # An empty column's mean is NaN, which is not JSON: no rows, no nulls.
+        "null_ratio": round(float(series.isna().mean()), 6) if len(series) else 0.0,
+        "distinct": int(series.nunique(dropna=True)),
+    }
+    values = series.dropna()
+    if dtype in ("int", "float") and len(values):
+        entry.update(min=_number(values.min()), max=_number(values.max()), mean=_number(values.mean()))
+    elif dtype in ("datetime", "string") and len(values):
+        # CSV has no date type: text that is all ISO dates is a date column (the time span
+        # min_history is checked on).
+        times = values if dtype == "datetime" else _iso_times(values)
+        if times is not None:
+            dates = bool((times == times.dt.normalize()).all())
+            entry["dtype"] = "date" if dates else "datetime"
+            low, high = times.min(), times.max()
+            entry.update(
+                min=low.date().isoformat() if dates else low.isoformat(),
+                max=high.date().isoformat() if dates else high.isoformat(),
+            )
+    return entry
+
+
+def _iso_times(values: pd.Series) -> pd.Series | None:
+    if not isinstance(values.iloc[0], str) or not values.iloc[0][:1].isdigit():
+        return None  # cheap rejection of ordinary text before parsing the whole column
+    try:
+        parsed = pd.to_datetime(values, format="ISO8601", errors="coerce")
+    except (ValueError, TypeError):  # e.g. mixed time zones
+        return None
+    if not pd.api.types.is_datetime64_any_dtype(parsed) or not bool(parsed.notna().all()):
+        return None
+    return parsed
+
+
+def _number(value) -> float | int | None:
+    value = value.item() if hasattr(value, "item") else value
+    if isinstance(value, float):
+        return round(value, 6) if math.isfinite(value) else None  # NaN/inf are not JSON
+    return value
+
+
+def read_head(path: Path, fmt: str, rows: int) -> pd.DataFrame:
+    """The first `rows` rows without reading the whole file (the dataset page's preview)."""
+    try:
+        if fmt == "parquet":
+            import pyarrow.parquet as pq
+
+            batch = next(pq.ParquetFile(path).iter_batches(batch_size=rows), None)
+            return batch.to_pandas() if batch is not None else pd.DataFrame()
+        return pd.read_csv(path, nrows=rows, low_memory=False)
+    except Exception as exc:  # the file was readable at upload; say so rather than fail
+        raise ValueError(f"could not read the file as {fmt.upper()}: {str(exc)[:300]}") from None
+
+
+def dataset_problems(frame: pd.DataFrame, columns: list[dict], manifest: dict, family: str) -> list[str]:
+    """Why a recipe version cannot use this data, in words: missing required columns, then
+    the quality stage's checks (nulls, grain duplicates, ranges, min_history)."""
+    return requirement_errors(columns, manifest, family) + quality_errors(frame, manifest, family)
 
 
 def required_columns(manifest: dict, family: str) -> dict[str, list[str]]:
@@ -87,9 +149,13 @@ def time_column(frame: pd.DataFrame, family: str) -> str | None:
     return None
 
 
-def quality_errors(frame: pd.DataFrame, manifest: dict, family: str | None = None) -> list[str]:
+def quality_errors(
+    frame: pd.DataFrame, manifest: dict, family: str | None = None, *, check_history: bool = True
+) -> list[str]:
     """The quality stage's checks: null ratios, duplicates on the grain, value ranges and
-    min_history. Every message names the column."""
+    min_history (``check_history=False`` for data a trained model only scores: an eval run's
+    batch is a later window, shorter than the history training needs). Every message names
+    the column."""
     config = stage_config(manifest or {}, "quality")
     errors: list[str] = []
     max_null = config.get("max_null_ratio")
@@ -118,7 +184,7 @@ def quality_errors(frame: pd.DataFrame, manifest: dict, family: str | None = Non
                 f"column '{column}' has {(values > bounds['max']).sum()} values above {bounds['max']}"
             )
     history = parse_min_history(((manifest or {}).get("requirements") or {}).get("min_history"))
-    if history and family:
+    if history and family and check_history:
         amount, unit = history
         unit = unit.rstrip("s")
         if unit in ("row", "observation"):

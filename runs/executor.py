@@ -28,8 +28,9 @@ from django.utils import timezone
 from models_registry.services import model_attach_training
 
 from . import artifacts
+from .families import worlds
 from .models import Run, RunStatus, RunType
-from .services import run_log, run_logs_append
+from .services import model_training_batch, run_log, run_logs_append, synthetic_resolve
 
 logger = logging.getLogger(__name__)
 
@@ -61,7 +62,15 @@ def build_spec(run: Run) -> dict:
     if run.dataset_id:
         data = {"path": str(run.dataset.file.path), "format": run.dataset.format}
     else:
-        data = {"synthetic": (run.params_json or {}).get("synthetic") or {}}
+        synthetic = (run.params_json or {}).get("synthetic") or {}
+        if run.run_type == RunType.EVAL and not worlds.is_resolved(synthetic):
+            # queued before runs recorded their world: the window after the model's training data
+            synthetic = synthetic_resolve(
+                family_name=run.recipe.model_family,
+                synthetic=synthetic,
+                after=model_training_batch(run.model),
+            )
+        data = {"synthetic": synthetic}
     model_dir = None
     if run.run_type == RunType.EVAL:
         model = run.model
@@ -134,7 +143,7 @@ def execute_run(run_id: str) -> str:
         return "not claimed (no longer queued)"
     run = Run.objects.select_related("recipe", "recipe_version", "model", "dataset").get(pk=run_id)
     progress = _Progress(run)
-    progress.log("info", f"Run claimed by worker {WORKER_ID}")
+    progress.log("info", f"{run.name} claimed by worker {WORKER_ID}")
     try:
         spec = build_spec(run)
     except Exception as exc:
@@ -149,6 +158,7 @@ def execute_run(run_id: str) -> str:
     sender.close()
     result, error, cancelled, lost = None, None, False, False
     last_flush = last_beat = time.monotonic()
+    flush_now = False
     try:
         while True:
             got = receiver.poll(LOG_FLUSH_SECONDS)
@@ -162,6 +172,9 @@ def execute_run(run_id: str) -> str:
                     progress.log(message[1], message[2])
                 elif kind == "stage":
                     progress.stage(message[1], message[2], message[3])
+                    # A stage's start and end are written at once (not on the next timer
+                    # tick): a page polling the run sees each stage move.
+                    flush_now = True
                 elif kind == "result":
                     result = message[1]
                 elif kind == "error":
@@ -169,7 +182,12 @@ def execute_run(run_id: str) -> str:
             elif not child.is_alive():
                 break
             now = time.monotonic()
-            if now - last_flush >= LOG_FLUSH_SECONDS or now - last_beat >= settings.RUN_HEARTBEAT_SECONDS:
+            if (
+                flush_now
+                or now - last_flush >= LOG_FLUSH_SECONDS
+                or now - last_beat >= settings.RUN_HEARTBEAT_SECONDS
+            ):
+                flush_now = False
                 if not progress.flush():
                     lost = True  # reaped meanwhile: stop working on it
                     break
@@ -192,16 +210,31 @@ def execute_run(run_id: str) -> str:
         return _finish(run, progress, RunStatus.CANCELLED)
     if error is not None or result is None:
         if error is None:
-            error = f"The run's process ended unexpectedly (exit code {child.exitcode})."
+            error = _process_died(child.exitcode)
         progress.log("error", error)
         return _finish(run, progress, RunStatus.FAILED, error=error)
     return _finish(run, progress, RunStatus.SUCCEEDED, result=result)
 
 
+def _process_died(exitcode: int | None) -> str:
+    """Why a run's child process ended without a result, in words."""
+    if exitcode is not None and exitcode < 0:
+        import signal
+
+        name = signal.Signals(-exitcode).name if -exitcode in signal.valid_signals() else str(-exitcode)
+        if -exitcode == signal.SIGKILL:
+            return (
+                f"The run's process was killed ({name}), most often because it ran out of memory: "
+                "use fewer rows or a worker with more memory, then retry."
+            )
+        return f"The run's process was stopped by signal {name}; retry the run."
+    return f"The run's process ended unexpectedly (exit code {exitcode}); the raw log has its last lines."
+
+
 def _finish(
     run: Run, progress: _Progress, status: str, *, error: str = "", result: dict | None = None
 ) -> str:
-    from .metrics import metric_checks
+    from .metrics import check_outcome, metric_checks
 
     for stage in progress.stages:
         if stage["status"] == "running":
@@ -215,6 +248,7 @@ def _finish(
         fields["metric_checks_json"] = metric_checks(
             run.recipe_version.manifest, run.recipe.model_family, result["metrics"]
         )
+        fields["outcome"] = check_outcome(fields["metric_checks_json"])
         fields["plots_json"] = result.get("plots") or {}
         if result.get("folds"):
             fields["plots_json"] = {**fields["plots_json"], "folds": result["folds"]}
@@ -225,10 +259,30 @@ def _finish(
         if updated and result is not None and result.get("deploy") and run.model_id:
             run.artifacts_json, run.metrics_json = fields["artifacts_json"], fields["metrics_json"]
             model_attach_training(run=run)
-            run_log(run=run, message=f"deployment: attached the artifact and metrics to model {run.model_id}")
+            run_log(
+                run=run, message=f"deployment: attached the artifact and metrics to model '{run.model.name}'"
+            )
     if updated:
-        run_log(run=run, message=f"Run {status}.", level="error" if status == RunStatus.FAILED else "info")
+        run_log(run=run, message=_final_line(run, status, fields), level=_final_level(status, fields))
     return status if updated else "lost (the run was no longer ours)"
+
+
+def _final_line(run: Run, status: str, fields: dict) -> str:
+    """The run's last log line: its name, status and, when metrics breached thresholds, which."""
+    line = f"{run.name} {status}."
+    if fields.get("outcome") in ("warning", "critical"):
+        from .metrics import check_breaches
+
+        breaches = check_breaches(fields["metric_checks_json"])
+        named = ", ".join(f"{b['metric']} {b['status']}" for b in breaches)
+        line = f"{run.name} {status}, but its metrics breached thresholds: {named}."
+    return line
+
+
+def _final_level(status: str, fields: dict) -> str:
+    if status == RunStatus.FAILED or fields.get("outcome") == "critical":
+        return "error"
+    return "warning" if fields.get("outcome") == "warning" else "info"
 
 
 def reap_stale_runs(stale_after: float | None = None) -> list[str]:

@@ -3,7 +3,7 @@ from django.db.models import Q
 
 from recipes.models import Family, Level
 
-from .models import Dataset, Run, RunStatus, RunType
+from .models import Dataset, Run, RunOutcome, RunStatus, RunType
 
 
 class RunFilter(django_filters.FilterSet):
@@ -14,6 +14,9 @@ class RunFilter(django_filters.FilterSet):
     model_id = django_filters.CharFilter(field_name="model_id")
     run_type = django_filters.ChoiceFilter(choices=RunType.choices)
     status = django_filters.ChoiceFilter(choices=RunStatus.choices)
+    outcome = django_filters.ChoiceFilter(
+        choices=RunOutcome.choices, help_text="What the metrics said against the thresholds."
+    )
     model_family = django_filters.ChoiceFilter(field_name="recipe__model_family", choices=Family.choices)
     level = django_filters.ChoiceFilter(field_name="recipe__level", choices=Level.choices)
     search = django_filters.CharFilter(method="filter_search")
@@ -26,6 +29,7 @@ class RunFilter(django_filters.FilterSet):
             "model_id",
             "run_type",
             "status",
+            "outcome",
             "model_family",
             "level",
             "search",

@@ -18,6 +18,8 @@ class VersionChoice(forms.ModelChoiceField):
 
 
 class RunForm(forms.Form):
+    SYNTHETIC_FIELDS = ("rows", "seed", "start", "concept")
+
     recipe = forms.ModelChoiceField(queryset=Recipe.objects.none())
     recipe_version = VersionChoice(
         queryset=RecipeVersion.objects.none(), required=False, empty_label="Latest version"
@@ -40,7 +42,29 @@ class RunForm(forms.Form):
         max_value=services.MAX_SYNTHETIC_ROWS,
         help_text="Synthetic rows; blank for the family's default size.",
     )
-    seed = forms.IntegerField(required=False, min_value=0, initial=1)
+    seed = forms.IntegerField(
+        required=False,
+        min_value=0,
+        label="World (seed)",
+        help_text=(
+            "The seed fixes the synthetic world: its entities and ground truth. A train or backtest "
+            "run covers the world's first window; an eval run the window right after its model's "
+            "training data, in the model's world (leave the seed blank or the same). Blank: 0 for "
+            "a train run, the model's world for an eval run."
+        ),
+    )
+    start = forms.DateField(
+        required=False,
+        label="Window starts",
+        help_text="First day of the synthetic data; blank = the default above.",
+        widget=forms.DateInput(attrs={"type": "date"}),
+    )
+    concept = forms.ChoiceField(
+        required=False,
+        choices=[("", "— none —")],
+        label="Concept drift",
+        help_text="Change the world's ground truth in this window (e.g. to see an eval run decay).",
+    )
 
     def __init__(self, *args, recipe_id: str | None = None, **kwargs):
         super().__init__(*args, **kwargs)
@@ -57,3 +81,36 @@ class RunForm(forms.Form):
             self.fields["dataset"].queryset = Dataset.objects.filter(
                 Q(recipe_id=recipe_id) | Q(recipe__isnull=True)
             ).order_by("-created_at")
+            self._describe_world(recipe_id)
+
+    def _describe_world(self, recipe_id: str) -> None:
+        """Concept choices and the world's calendar for the recipe's family."""
+        from .families import get_family
+
+        family_name = Recipe.objects.filter(pk=recipe_id).values_list("model_family", flat=True).first()
+        try:
+            family = get_family(family_name)
+        except KeyError:
+            return
+        self.fields["concept"].choices = [("", "— none —")] + [
+            (name, name.replace("_", " ")) for name in family.CONCEPTS
+        ]
+        self.fields["concept"].help_text = " ".join(
+            f"{name.replace('_', ' ').capitalize()}: {text}." for name, text in family.CONCEPTS.items()
+        )
+        unit = "week" if family.PERIOD_DAYS == 7 else "day"
+        self.fields["start"].help_text = (
+            f"First day of the synthetic data (the world begins {family.ORIGIN}; data come in {unit}s); "
+            "blank = the world's beginning for train and backtest runs, the window after the "
+            "model's training data for eval runs."
+        )
+
+    def synthetic_params(self) -> dict:
+        """params["synthetic"] of the run (empty: the defaults)."""
+        v = self.cleaned_data
+        synthetic = {k: v[k] for k in ("rows", "seed") if v.get(k) is not None}
+        if v.get("start"):
+            synthetic["start"] = v["start"].isoformat()
+        if v.get("concept"):
+            synthetic["concept"] = v["concept"]
+        return synthetic

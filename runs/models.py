@@ -18,6 +18,15 @@ class RunStatus(models.TextChoices):
     CANCELLED = "cancelled", "Cancelled"
 
 
+class RunOutcome(models.TextChoices):
+    """What a succeeded run's metrics say against the manifest's thresholds
+    (runs.metrics.check_outcome); blank when nothing was checked."""
+
+    OK = "ok", "OK"
+    WARNING = "warning", "Warning"
+    CRITICAL = "critical", "Critical"
+
+
 class Executor(models.TextChoices):
     WORKSPACE = "workspace", "Workspace worker"
     EXTERNAL = "external", "External runner"
@@ -29,6 +38,15 @@ EXTERNAL_TRANSITIONS = {
     RunStatus.QUEUED: {RunStatus.RUNNING, RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED},
     RunStatus.RUNNING: {RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED},
 }
+
+
+# A stage counts as done once it finished its work or had none to do (an eval run skips
+# training, a backtest skips training and deployment).
+DONE_STAGE_STATUSES = {"succeeded", "skipped"}
+
+
+def stages_done(stages: list[dict]) -> int:
+    return sum(1 for s in stages or [] if isinstance(s, dict) and s.get("status") in DONE_STAGE_STATUSES)
 
 
 class Dataset(models.Model):
@@ -81,8 +99,12 @@ class Run(models.Model):
     model = models.ForeignKey(
         "models_registry.MLModel", null=True, blank=True, on_delete=models.SET_NULL, related_name="runs"
     )
+    # 1, 2, 3… per recipe, allocated by services.run_start: the readable name's "#n".
+    number = models.PositiveIntegerField()
     run_type = models.CharField(max_length=16, choices=RunType.choices, default=RunType.TRAIN)
     status = models.CharField(max_length=16, choices=RunStatus.choices, default=RunStatus.QUEUED)
+    # The worst metric check (stored with metric_checks_json, so lists filter on it).
+    outcome = models.CharField(max_length=16, choices=RunOutcome.choices, blank=True, default="")
     executor = models.CharField(max_length=16, choices=Executor.choices, default=Executor.WORKSPACE)
     dataset = models.ForeignKey(Dataset, null=True, blank=True, on_delete=models.PROTECT, related_name="runs")
     params_json = models.JSONField(default=dict, blank=True)
@@ -121,6 +143,8 @@ class Run(models.Model):
             models.Index(fields=["model", "created_at"], name="ml_run_model_idx"),
             models.Index(fields=["status", "created_at"], name="ml_run_status_idx"),
             models.Index(fields=["run_type", "created_at"], name="ml_run_type_idx"),
+            # ?outcome=critical: the runs whose metrics breached a threshold.
+            models.Index(fields=["outcome", "created_at"], name="ml_run_outcome_idx"),
             # The reaper: running runs with an old heartbeat.
             models.Index(fields=["status", "heartbeat_at"], name="ml_run_heartbeat_idx"),
         ]
@@ -128,6 +152,11 @@ class Run(models.Model):
             models.CheckConstraint(condition=Q(status__in=RunStatus.values), name="ml_run_status_valid"),
             models.CheckConstraint(condition=Q(run_type__in=RunType.values), name="ml_run_type_valid"),
             models.CheckConstraint(condition=Q(executor__in=Executor.values), name="ml_run_executor_valid"),
+            models.CheckConstraint(
+                condition=Q(outcome__in=[*RunOutcome.values, ""]), name="ml_run_outcome_valid"
+            ),
+            # Also the index behind "the next number of this recipe" (max(number) per recipe).
+            models.UniqueConstraint(fields=["recipe", "number"], name="ml_run_recipe_number_unique"),
         ]
 
     def __str__(self):
@@ -145,9 +174,42 @@ class Run(models.Model):
         return (end - self.started_at).total_seconds()
 
     @property
+    def name(self) -> str:
+        """How pages, messages and logs refer to a run: "Pricing baseline · train · #3"."""
+        return f"{self.recipe.name} · {self.run_type} · #{self.number}"
+
+    @property
     def progress(self) -> dict:
-        done = sum(1 for s in self.stages_json if s.get("status") == "succeeded")
-        return {"current_stage": self.current_stage, "done": done, "total": len(self.stages_json)}
+        return {
+            "current_stage": self.current_stage,
+            "done": stages_done(self.stages_json),
+            "total": len(self.stages_json),
+        }
+
+    @property
+    def display_outcome(self) -> str:
+        """The outcome worth showing next to the status: a succeeded run whose metrics
+        breached a warning or critical threshold ("" otherwise)."""
+        if self.status == RunStatus.SUCCEEDED and self.outcome in (RunOutcome.WARNING, RunOutcome.CRITICAL):
+            return self.outcome
+        return ""
+
+    @property
+    def primary_metric(self) -> dict | None:
+        """The recipe's primary metric of this run with its check (runs.metrics.primary_check)."""
+        from .metrics import primary_check
+
+        found = primary_check(self.recipe.model_family, self.metric_checks_json)
+        if found is None:
+            return None
+        name, check = found
+        return {"name": name, "value": check.get("value"), "status": check.get("status")}
+
+    @property
+    def breaches(self) -> list[dict]:
+        from .metrics import check_breaches
+
+        return check_breaches(self.metric_checks_json)
 
 
 class RunLog(models.Model):

@@ -9,7 +9,8 @@ The worker turns these into rows; the child never touches the database.
 
 spec = {
   "run_id", "run_type": "train"|"eval"|"backtest", "family", "manifest",
-  "data": {"synthetic": {"rows", "seed"}} | {"path", "format"},
+  "data": {"synthetic": {"rows", "seed", "world", "window", "concept"}} | {"path", "format"},
+          (the synthetic batch as resolved by runs.families.worlds.resolve at run creation)
   "artifact_dir": str (this run's MEDIA_ROOT/artifacts/<run_id>),
   "model_dir": str | None (eval: the verified model directory of the evaluated model),
   "threads": int,
@@ -29,6 +30,156 @@ MODEL_SUBDIR = "model"
 
 class StageFailed(Exception):
     """A stage's checks failed; the message is shown to the user as the run's error."""
+
+
+# --- failures in words ----------------------------------------------------------------
+# A failed run shows one line a data scientist can act on: what was wrong with which data
+# and what to do. The traceback stays in the run's raw log.
+
+# Quality problems (runs.data messages) -> what to do about them.
+_QUALITY_ADVICE = (
+    ("is missing", "add the missing column to the dataset (or pick a recipe that does not need it)"),
+    ("nulls", "fill or drop the empty values (or raise the quality stage's max_null_ratio)"),
+    ("duplicate rows", "remove the duplicate rows on the grain"),
+    ("values below", "fix or drop the out-of-range values"),
+    ("values above", "fix or drop the out-of-range values"),
+    ("min_history", "use a longer history (more rows or dates) or lower requirements.min_history"),
+)
+
+
+def quality_failure(problems: list[str]) -> str:
+    """One line for a failed quality stage: the first problems, then what to do."""
+    shown = "; ".join(problems[:3])
+    more = f" (and {len(problems) - 3} more in the log)" if len(problems) > 3 else ""
+    advice = list(dict.fromkeys(a for key, a in _QUALITY_ADVICE for p in problems if key in p))
+    todo = "; ".join(advice) if advice else "fix the data"
+    return f"The data failed the quality checks: {shown}{more}. To fix: {todo}, then run again."
+
+
+def _columns_with_gaps(frame) -> list[str]:
+    """Numeric columns holding NaN or ±inf, with counts ("promo (60 empty)")."""
+    if frame is None:
+        return []
+    import numpy as np
+
+    out = []
+    for col in frame.columns:
+        values = frame[col]
+        if values.dtype.kind not in "fc":
+            continue
+        bad = int((~np.isfinite(values.to_numpy(dtype=float))).sum())
+        if bad:
+            out.append(f"'{col}' ({bad} empty or infinite)")
+    return out
+
+
+def _text_columns(frame) -> list[str]:
+    """Columns read as text although some of their values are numbers ("1.5", "n/a")."""
+    if frame is None:
+        return []
+    import pandas as pd
+
+    out = []
+    for col in frame.columns:
+        if frame[col].dtype != object:
+            continue
+        numbers = pd.to_numeric(frame[col], errors="coerce")
+        if numbers.notna().mean() >= 0.5:  # mostly numbers: a numeric column with stray text
+            bad = frame[col][numbers.isna() & frame[col].notna()]
+            example = f", e.g. '{bad.iloc[0]}'" if len(bad) else ""
+            out.append(f"'{col}'{example}")
+    return out
+
+
+def explain_failure(exc: BaseException, stage: dict | None = None, frame=None, run_type=None) -> str:
+    """A crash of a family's code -> "<stage>: <what was wrong with the data> — <what to do>".
+
+    Matches the common causes (a missing column, too little data, empty or non-numeric
+    values, series or categories the model never saw, evaluation periods inside the
+    training history, memory); anything else keeps the exception's first line.
+    """
+    import re
+
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    lowered = text.lower()
+    where = f"Stage '{stage['name']}' ({stage['type']})" if stage else "The run"
+    run = run_type or "run"
+
+    def say(what: str, todo: str) -> str:
+        return f"{where} failed: {what} — {todo}."
+
+    if isinstance(exc, MemoryError):
+        return say("the worker ran out of memory", "use fewer rows or a worker with more memory")
+    if isinstance(exc, KeyError):
+        column = exc.args[0] if exc.args else text
+        return say(
+            f"the data has no column '{column}'",
+            "add it to the dataset, or use data with the recipe's schema (synthetic data has it)",
+        )
+    missing = re.search(r"missing (?:feature )?column(?:\(s\))?:? ?'?([\w, ]+)'?", text)
+    if missing:
+        return say(
+            f"the data has no column {missing.group(1).strip()!r}",
+            "add it to the dataset, or use data with the recipe's schema (synthetic data has it)",
+        )
+    if "after the model's history" in lowered:
+        return say(
+            f"the evaluation data overlaps the model's training period ({text})",
+            "evaluate on dates after the training data (the next window of its world)",
+        )
+    if (
+        "unknown series" in lowered
+        or "not in the model's training data" in lowered
+        or ("series the model was trained on" in lowered)
+    ):
+        return say(
+            f"the data holds series the model was never trained on ({text})",
+            "evaluate on the model's own series, or retrain on data that includes the new ones",
+        )
+    if "categor" in lowered and ("unseen" in lowered or "unknown" in lowered or "match" in lowered):
+        return say(
+            f"the data has categories the model never saw ({text})",
+            "map them to known categories, or retrain on data that includes them",
+        )
+    too_little = (
+        "not enough history",
+        "empty train or test",
+        "train or the test set empty",
+        "cannot make",
+        "folds are empty",
+        "no non-empty folds",
+        "need at least",
+        "no test rows",
+        "at least 2 rows",
+        "fewer than",
+        "too few",
+    )
+    if any(p in lowered for p in too_little):
+        return say(
+            f"too little data for this {run} ({text})",
+            "use more rows or a longer history, or lower the recipe's validation folds / test_size",
+        )
+    texts = _text_columns(frame)
+    if texts and ("convert" in lowered or "could not" in lowered or "dtype" in lowered or "str" in lowered):
+        return say(
+            f"column {', '.join(texts[:3])} holds text where numbers are expected",
+            "clean those values (or drop the rows) and upload the data again",
+        )
+    nan_words = ("nan", "infinity", "non-finite", "out of range float", "missing values")
+    if any(w in lowered for w in nan_words):
+        gaps = _columns_with_gaps(frame)
+        what = (
+            f"column {', '.join(gaps[:3])} has values the model cannot use"
+            if gaps
+            else f"the model produced empty or infinite numbers ({text})"
+        )
+        return say(what, "fill or drop the empty values (or lower the quality stage's max_null_ratio)")
+    if texts:
+        return say(
+            f"column {', '.join(texts[:3])} holds text where numbers are expected ({text})",
+            "clean those values (or drop the rows) and upload the data again",
+        )
+    return say(f"{type(exc).__name__}: {text}", "the raw log has the traceback")
 
 
 def _limit_threads(threads: int) -> None:
@@ -56,10 +207,13 @@ def child_main(spec: dict, conn) -> None:
             result = execute(spec, emit)
         emit("result", result)
     except StageFailed as exc:
+        if exc.__cause__ is not None:  # an explained crash: its traceback goes to the raw log
+            cause = exc.__cause__
+            emit("log", "error", "".join(traceback.format_exception(cause))[-4000:])
         emit("error", str(exc))
     except Exception as exc:  # any crash fails the run with its traceback in the logs
         emit("log", "error", traceback.format_exc()[-4000:])
-        emit("error", f"{type(exc).__name__}: {exc}")
+        emit("error", explain_failure(exc))
     finally:
         conn.close()
 
@@ -76,11 +230,13 @@ def load_data(spec: dict, family, emit):
             f"Loaded dataset {Path(source['path']).name}: {len(frame)} rows × {frame.shape[1]} columns",
         )
         return frame
-    synthetic = source.get("synthetic") or {}
-    rows = int(synthetic.get("rows") or family.DEFAULT_ROWS)
-    seed = int(synthetic.get("seed") or 0)
-    frame = family.generate(rows, seed)
-    emit("log", "info", f"Generated synthetic {family.NAME} data: {len(frame)} rows (seed {seed})")
+    from .families import worlds
+
+    # Runs created since worlds exist carry their resolved batch; older ones ({"rows",
+    # "seed"}) resolve to the same first window of their world here.
+    resolved = worlds.resolve(family, source.get("synthetic") or {})
+    frame = worlds.generate(family, resolved)
+    emit("log", "info", f"Generated synthetic {family.NAME} data: {worlds.describe(family, resolved)}")
     return frame
 
 
@@ -125,6 +281,18 @@ def _input_columns(frame, family, manifest) -> list[dict]:
 
 
 def execute(spec: dict, emit) -> dict:
+    """Run the pipeline; a crash inside a stage fails it with a reason in words
+    (explain_failure), its traceback kept for the raw log (child_main)."""
+    where: dict = {"run_type": spec.get("run_type")}
+    try:
+        return _execute(spec, emit, where)
+    except StageFailed:
+        raise
+    except Exception as exc:
+        raise StageFailed(explain_failure(exc, **where)) from exc
+
+
+def _execute(spec: dict, emit, where: dict) -> dict:
     from .data import quality_errors, requirement_errors
     from .families import get_family
     from .metrics import metric_checks
@@ -140,8 +308,7 @@ def execute(spec: dict, emit) -> dict:
     def log(message: str, level: str = "info"):
         emit("log", level, message)
 
-    raw = load_data(spec, family, emit)
-    frame = raw
+    raw = frame = None
     model = None
     result: dict = {"metrics": {}, "artifacts": {}, "plots": {}, "folds": []}
     split = None
@@ -149,19 +316,31 @@ def execute(spec: dict, emit) -> dict:
     for index, stage in enumerate(stages):
         kind, name = stage["type"], stage["name"]
         emit("stage", index, "running", "")
+        where.update(stage=stage, frame=frame)
         started = time.monotonic()
+        if raw is None:
+            # Loading (or generating) the data is the first stage's work, so the run shows
+            # that stage as running meanwhile rather than "0 of 5" with nothing happening.
+            raw = frame = load_data(spec, family, emit)
+            where["frame"] = frame
         if kind == "quality":
             from .data import describe_columns
 
+            if len(frame) == 0:
+                raise StageFailed(
+                    "The data has no rows (only a header): upload a file with data rows, then run again."
+                )
+
             problems = requirement_errors(describe_columns(frame), manifest, family.NAME)
-            problems += quality_errors(frame, manifest, family.NAME)
+            problems += quality_errors(frame, manifest, family.NAME, check_history=run_type != "eval")
             if problems:
                 for p in problems:
                     log(f"quality: {p}", "error")
-                raise StageFailed(f"Data quality checks failed: {'; '.join(problems[:5])}")
+                raise StageFailed(quality_failure(problems))
             log(f"quality: {len(frame)} rows passed requirement, null, grain, range and history checks")
         elif kind == "feature_prep":
             frame = family.prepare(frame, manifest, log=log)
+            where["frame"] = frame
             log(f"feature_prep: {frame.shape[1]} columns after transforms")
         elif kind == "training":
             if run_type == "eval":
@@ -177,6 +356,9 @@ def execute(spec: dict, emit) -> dict:
             train, test = split
             log(f"training: {len(train)} training rows, {len(test)} holdout rows")
             model = family.fit(train, manifest, threads=threads, log=log)
+            # Saving the model (and the drift reference) is the training stage's work, so
+            # no heavy step runs after the last stage reported success.
+            _save_model(out_dir, family, model, raw, manifest, split, result, log)
         elif kind == "evaluation":
             if run_type == "backtest":
                 folds = family.folds(frame, manifest)
@@ -234,20 +416,23 @@ def execute(spec: dict, emit) -> dict:
             raise StageFailed(f"Unknown stage type '{kind}' in stage '{name}'")
         emit("stage", index, "succeeded", f"{time.monotonic() - started:.2f}s")
 
-    if run_type == "train" and model is not None:
-        model_dir = out_dir / MODEL_SUBDIR
-        model_dir.mkdir(parents=True, exist_ok=True)
-        for file_name in family.save(model, model_dir):
-            result["artifacts"][f"{MODEL_SUBDIR}/{file_name}"] = "model"
-        schema = {"family": family.NAME, "input_columns": _input_columns(raw, family, manifest)}
-        (out_dir / "schema.json").write_text(json.dumps(schema, indent=2))
-        result["artifacts"]["schema.json"] = "schema"
-        profile = reference_profile(raw, family, model, manifest, split)
-        if profile is not None:
-            (out_dir / "profile.json").write_text(json.dumps(profile))
-            result["artifacts"]["profile.json"] = "profile"
-            log("monitoring: stored the reference profile of the training data")
     return json_safe(result)
+
+
+def _save_model(out_dir: Path, family, model, raw, manifest: dict, split, result: dict, log) -> None:
+    """The trained model's files, its input schema and the reference profile for drift."""
+    model_dir = out_dir / MODEL_SUBDIR
+    model_dir.mkdir(parents=True, exist_ok=True)
+    for file_name in family.save(model, model_dir):
+        result["artifacts"][f"{MODEL_SUBDIR}/{file_name}"] = "model"
+    schema = {"family": family.NAME, "input_columns": _input_columns(raw, family, manifest)}
+    (out_dir / "schema.json").write_text(json.dumps(schema, indent=2))
+    result["artifacts"]["schema.json"] = "schema"
+    profile = reference_profile(raw, family, model, manifest, split)
+    if profile is not None:
+        (out_dir / "profile.json").write_text(json.dumps(profile))
+        result["artifacts"]["profile.json"] = "profile"
+        log("monitoring: stored the reference profile of the training data")
 
 
 def reference_profile(raw, family, model, manifest, split):
@@ -259,13 +444,19 @@ def reference_profile(raw, family, model, manifest, split):
         from monitoring.drift import build_profile
     except ImportError:
         return None
-    if split is not None:
-        train_index = split[0].index
-        reference = raw.loc[raw.index.intersection(train_index)] if len(train_index) else raw
-        if len(reference) == 0:
-            reference = raw
-    else:
-        reference = raw
+    reference = raw
+    # The training rows, found by time: split() resets the index of prepared (re-sorted)
+    # frames, so their index does not point at raw rows (taking raw's first rows by that
+    # index left whole products out of the reference and flagged drift on healthy batches).
+    time_col = next((c["name"] for c in family.SCHEMA if c.get("role") == "time"), None)
+    if split is not None and time_col in raw.columns and time_col in split[0].columns and len(split[0]):
+        import pandas as pd
+
+        cutoff = pd.to_datetime(split[0][time_col], errors="coerce").max()
+        if pd.notna(cutoff):
+            in_train = pd.to_datetime(raw[time_col], errors="coerce") <= cutoff
+            if in_train.any():
+                reference = raw[in_train]
     sample = (
         reference.sample(n=min(len(reference), 50_000), random_state=0)
         if len(reference) > 50_000

@@ -18,11 +18,13 @@ shows fewer charts.
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Mapping
 from typing import Any
 
 import plotly.graph_objects as go
+from plotly.subplots import make_subplots
 
 PALETTE = ["#2563eb", "#db2777", "#16a34a", "#ea580c", "#7c3aed", "#0891b2", "#ca8a04", "#4b5563"]
 _LAYOUT = {
@@ -32,11 +34,26 @@ _LAYOUT = {
     "legend": {"orientation": "h", "y": -0.3},
 }
 CONFIG = {"responsive": True, "displaylogo": False}
+FOLD_PANEL_HEIGHT = 150
+FOLD_CHROME_HEIGHT = 120  # title, top margin and the fold axis below the last panel
+
+
+# What json_script escapes: the JSON can then sit inside <script> whatever its strings hold.
+_JSON_SCRIPT_ESCAPES = {ord(">"): "\\u003E", ord("<"): "\\u003C", ord("&"): "\\u0026"}
 
 
 def figure_html(fig: go.Figure) -> str:
-    """The figure as a <div> plus its own inline script (plotly.js is loaded by the page)."""
-    return fig.to_html(include_plotlyjs=False, full_html=False, config=CONFIG)
+    """The figure as a chart box: an empty plot <div> and the figure as JSON in a
+    non-executed ``<script type="application/json">``. static/js/charts.js draws every box
+    (loading plotly.js first, only on pages that have one); there is no inline script, so
+    the page works under a Content-Security-Policy without 'unsafe-inline'."""
+    payload = '{"figure": ' + fig.to_json() + ', "config": ' + json.dumps(CONFIG) + "}"
+    return (
+        '<div class="plotly-figure" data-plotly-figure>'
+        '<div class="plotly-graph-div"></div>'
+        f'<script type="application/json">{payload.translate(_JSON_SCRIPT_ESCAPES)}</script>'
+        "</div>"
+    )
 
 
 def _map(value: Any) -> Mapping[str, Any]:
@@ -197,6 +214,12 @@ def _pricing(plots: Mapping) -> list[go.Figure]:
     return figures
 
 
+def _product(curve: Mapping) -> str:
+    """ "product P0003 (premium)" — which product (and segment) a demand curve is of."""
+    text = f"product {curve.get('product_id') or '?'}"
+    return f"{text} ({curve['segment']})" if curve.get("segment") else text
+
+
 # ----------------------------------------------------------------------------- NBA and generic charts
 
 
@@ -276,23 +299,42 @@ def _location(plots: Mapping) -> list[go.Figure]:
 
 
 def _folds(folds: list) -> list[go.Figure]:
+    """Small multiples: one panel per metric, each with its own y-axis (MAPE near 0.2 and
+    an elasticity near -1.5 on one axis would leave all but one line flat)."""
     folds = [_map(f) for f in folds]
     names = list(dict.fromkeys(k for f in folds for k, v in f.items() if _num(v) is not None))
     if not names:
         return []
-    fig = _figure("Backtest: metrics by fold", "fold", "value")
     x = list(range(1, len(folds) + 1))
-    for i, name in enumerate(names):
+    fig = make_subplots(
+        rows=len(names), cols=1, shared_xaxes=True, subplot_titles=names, vertical_spacing=0.28 / len(names)
+    )
+    fig.update_layout(
+        **{
+            **_LAYOUT,
+            "height": FOLD_CHROME_HEIGHT + FOLD_PANEL_HEIGHT * len(names),
+            # Room for the title above the first panel's own title.
+            "margin": {**_LAYOUT["margin"], "t": 90},
+        },
+        title={"text": "Backtest: metrics by fold"},
+        showlegend=False,
+    )
+    for i, name in enumerate(names, start=1):
         fig.add_trace(
             go.Scatter(
                 x=x,
                 y=[_num(f.get(name)) for f in folds],
                 mode="lines+markers",
                 name=name,
-                line={"color": PALETTE[i % len(PALETTE)]},
-            )
+                line={"color": PALETTE[(i - 1) % len(PALETTE)]},
+                hovertemplate="fold %{x}<br>" + name + " = %{y:.4g}<extra></extra>",
+            ),
+            row=i,
+            col=1,
         )
+        fig.update_yaxes(title={"text": name}, row=i, col=1)
     fig.update_xaxes(dtick=1)
+    fig.update_xaxes(title={"text": "fold"}, row=len(names), col=1)
     return [fig]
 
 
@@ -333,22 +375,30 @@ def compare_figures(family: str, runs: list[tuple[str, Any]]) -> list[go.Figure]
         if fig.data:
             figures.append(fig)
     elif family == "pricing":
-        fig = _figure("Demand curves", "price", "units per store-week")
-        for label, plots in runs:
-            curve = _map(plots.get("demand_curve"))
-            if _list(curve.get("price")):
-                fig.add_trace(
-                    go.Scatter(
-                        x=curve["price"],
-                        y=_list(curve.get("units")),
-                        mode="lines",
-                        name=label,
-                        line={"color": colors[label]},
-                    )
+        # Each run draws the curve of one product of its own data: say which, and say so
+        # when the runs' products differ (the curves then describe different products).
+        curves = [(label, _map(plots.get("demand_curve"))) for label, plots in runs]
+        curves = [(label, curve) for label, curve in curves if _list(curve.get("price"))]
+        products = {_product(curve) for _, curve in curves}
+        title = "Demand curves"
+        if len(products) == 1:
+            title += f" — {next(iter(products))}"
+        elif products:
+            title += " — a different product per run (not the same curve)"
+        fig = _figure(title, "price", "units per store-week")
+        for label, curve in curves:
+            fig.add_trace(
+                go.Scatter(
+                    x=curve["price"],
+                    y=_list(curve.get("units")),
+                    mode="lines",
+                    name=label if len(products) == 1 else f"{label}: {_product(curve)}",
+                    line={"color": colors[label]},
                 )
-                chosen = _num(curve.get("chosen_price"))
-                if chosen is not None:
-                    fig.add_vline(x=chosen, line={"color": colors[label], "dash": "dot"})
+            )
+            chosen = _num(curve.get("chosen_price"))
+            if chosen is not None:
+                fig.add_vline(x=chosen, line={"color": colors[label], "dash": "dot"})
         if fig.data:
             figures.append(fig)
     elif family == "next_best_action":

@@ -5,6 +5,16 @@ from recipes.serializers import StrictSerializer
 from .models import Dataset, Executor, Run, RunLog, RunStatus, RunType
 
 
+class BreachSerializer(serializers.Serializer):
+    """A metric past its warning or critical threshold."""
+
+    metric = serializers.CharField()
+    value = serializers.FloatField(allow_null=True)
+    status = serializers.ChoiceField(choices=["warning", "critical"])
+    threshold = serializers.FloatField(allow_null=True)
+    direction = serializers.CharField(allow_null=True)
+
+
 class RunSerializer(serializers.ModelSerializer):
     recipe_id = serializers.CharField(read_only=True)
     recipe_version_id = serializers.CharField(read_only=True)
@@ -12,19 +22,27 @@ class RunSerializer(serializers.ModelSerializer):
     model_id = serializers.CharField(read_only=True, allow_null=True)
     dataset_id = serializers.CharField(read_only=True, allow_null=True)
     retry_of_id = serializers.CharField(read_only=True, allow_null=True)
+    name = serializers.CharField(
+        read_only=True, help_text='Readable name: "<recipe> · <run type> · #<number>".'
+    )
     progress = serializers.DictField(read_only=True)
     duration_seconds = serializers.FloatField(read_only=True, allow_null=True)
+    breaches = BreachSerializer(many=True, read_only=True)
 
     class Meta:
         model = Run
         fields = [
             "id",
+            "name",
+            "number",
             "recipe_id",
             "recipe_version_id",
             "version",
             "model_id",
             "run_type",
             "status",
+            "outcome",
+            "breaches",
             "executor",
             "dataset_id",
             "params_json",
@@ -60,7 +78,18 @@ class RunCreateSerializer(StrictSerializer):
     model_id = serializers.CharField(required=False, allow_null=True)
     dataset_id = serializers.CharField(required=False, allow_null=True)
     executor = serializers.ChoiceField(choices=Executor.choices, default=Executor.WORKSPACE)
-    params = serializers.DictField(required=False, default=dict)
+    params = serializers.DictField(
+        required=False,
+        default=dict,
+        help_text=(
+            'Run parameters. {"synthetic": {"rows", "seed", "start", "periods", "concept"}} picks '
+            "the synthetic batch of a run without a dataset: the seed is the world (its entities "
+            "and ground truth), start (YYYY-MM-DD) and periods the window (default: a train or "
+            "backtest run starts at the world's beginning; an eval run takes the window after "
+            "its model's training data), concept a named change of the ground truth. The "
+            "resolved world and window are recorded in params_json.synthetic."
+        ),
+    )
 
 
 class LogLineSerializer(serializers.Serializer):

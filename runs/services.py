@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import hashlib
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from django.conf import settings
 from django.core.files.uploadedfile import UploadedFile
 from django.db import transaction
-from django.db.models import Max
+from django.db.models import F, Max, ProtectedError
 from django.utils import timezone
 
 from mlworkspace.errors import Conflict, InvalidInput, TooLarge, field_error
@@ -18,7 +19,7 @@ from models_registry.services import model_attach_training
 from recipes.models import Recipe, RecipeVersion
 
 from . import data as run_data
-from .metrics import metric_checks
+from .metrics import check_outcome, metric_checks
 from .models import (
     EXTERNAL_TRANSITIONS,
     TERMINAL_STATUSES,
@@ -33,19 +34,72 @@ from .models import (
 MAX_SYNTHETIC_ROWS = 5_000_000
 
 
-def _clean_params(params: dict) -> dict:
-    synthetic = params.get("synthetic")
-    if synthetic is not None:
-        if not isinstance(synthetic, dict):
-            raise field_error("params/synthetic", 'must be an object like {"rows": 10000, "seed": 1}')
-        for key in ("rows", "seed"):
-            value = synthetic.get(key)
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
-                raise field_error(f"params/synthetic/{key}", "must be a non-negative integer")
-        rows = synthetic.get("rows")
-        if rows is not None and not 50 <= rows <= MAX_SYNTHETIC_ROWS:
-            raise field_error("params/synthetic/rows", f"must be between 50 and {MAX_SYNTHETIC_ROWS}")
+def model_training_batch(model: MLModel | None) -> dict | None:
+    """The synthetic batch a model's artifact was trained on (as its train run recorded it),
+    or None (no trained artifact, or trained on an uploaded dataset)."""
+    if model is None or not model.training_run_id:
+        return None
+    run = Run.objects.filter(pk=model.training_run_id).only("params_json", "dataset_id").first()
+    if run is None or run.dataset_id:
+        return None
+    return (run.params_json or {}).get("synthetic") or {}
+
+
+def synthetic_resolve(
+    *, family_name: str, synthetic: dict | None, after: dict | None = None, path: str = "synthetic"
+) -> dict:
+    """The resolved synthetic batch of a request (world + window, see runs.families.worlds):
+    errors are 400s naming the field (``<path>/concept``)."""
+    from .families import get_family, worlds
+
+    if synthetic is not None and not isinstance(synthetic, dict):
+        raise field_error(path, 'must be an object like {"rows": 10000, "seed": 1}')
+    rows = (synthetic or {}).get("rows")
+    if rows is not None and not isinstance(rows, bool) and isinstance(rows, int):
+        if not 50 <= rows <= MAX_SYNTHETIC_ROWS:
+            raise field_error(f"{path}/rows", f"must be between 50 and {MAX_SYNTHETIC_ROWS}")
+    try:
+        resolved = worlds.resolve(get_family(family_name), synthetic or {}, after=after)
+    except worlds.WorldError as exc:
+        raise field_error(f"{path}/{exc.field}", exc.message) from None
+    if resolved["rows"] > MAX_SYNTHETIC_ROWS:
+        raise field_error(f"{path}/periods", f"the window would hold more than {MAX_SYNTHETIC_ROWS} rows")
+    return resolved
+
+
+def _clean_params(
+    params: dict, *, recipe: Recipe, run_type: str, model: MLModel | None, synthetic: bool
+) -> dict:
+    """Validate params; a run on synthetic data records its resolved batch (world + window)
+    in ``params["synthetic"]`` at creation: an eval run's batch defaults to the window after
+    its model's training data, in the same world."""
+    if "synthetic" in params and not isinstance(params["synthetic"], dict):
+        raise field_error("params/synthetic", 'must be an object like {"rows": 10000, "seed": 1}')
+    if isinstance(params.get("synthetic"), dict) and params["synthetic"].get("shift"):
+        raise field_error(
+            "params/synthetic/shift",
+            "covariate drift is injected in monitoring checks (POST /models/{id}/monitoring/check), not in runs",
+        )
+    if synthetic or params.get("synthetic"):
+        after = model_training_batch(model) if run_type == RunType.EVAL else None
+        resolved = synthetic_resolve(
+            family_name=recipe.model_family,
+            synthetic=params.get("synthetic"),
+            after=after,
+            path="params/synthetic",
+        )
+        if synthetic:  # an external runner's or a dataset's data are not ours to describe
+            params["synthetic"] = resolved
     return params
+
+
+def _next_run_number(recipe: Recipe) -> int:
+    """The recipe's next run number (the "#n" of a run's name). Two runs started at once
+    must not get the same number: the recipe row is locked until the transaction commits
+    (PostgreSQL row lock; SQLite's immediate transactions serialise writers anyway), and the
+    unique (recipe, number) constraint is the backstop."""
+    Recipe.objects.select_for_update().filter(pk=recipe.pk).values_list("pk", flat=True).first()
+    return (Run.objects.filter(recipe_id=recipe.pk).aggregate(m=Max("number"))["m"] or 0) + 1
 
 
 @transaction.atomic
@@ -60,8 +114,10 @@ def run_start(
     executor: str = Executor.WORKSPACE,
     params: dict | None = None,
     retry_of: Run | None = None,
+    at=None,
 ) -> Run:
-    """Create a queued run; workspace runs are enqueued for a worker when the transaction commits."""
+    """Create a queued run; workspace runs are enqueued for a worker when the transaction commits.
+    `at` (a datetime) dates its creation for seeded history (the demo); default now."""
     version = recipe_version or recipe.current_version
     if version is None or version.recipe_id != recipe.id:
         raise field_error("recipe_version_id", f"is not a version of recipe '{recipe.id}'")
@@ -78,7 +134,13 @@ def run_start(
             raise field_error("model_id", "an eval run evaluates a registered model: give its model_id")
         if not model.artifacts_json.get("model"):
             raise field_error("model_id", f"model '{model.id}' has no trained artifact yet")
-    params = _clean_params(dict(params or {}))
+    params = _clean_params(
+        dict(params or {}),
+        recipe=recipe,
+        run_type=run_type,
+        model=model,
+        synthetic=dataset is None and executor == Executor.WORKSPACE,
+    )
     if dataset is not None and executor == Executor.WORKSPACE:
         errors = run_data.requirement_errors(dataset.columns_json, version.manifest, recipe.model_family)
         if errors:
@@ -89,6 +151,7 @@ def run_start(
     run = Run.objects.create(
         id=new_id("run"),
         recipe=recipe,
+        number=_next_run_number(recipe),
         recipe_version=version,
         model=model,
         run_type=run_type,
@@ -98,10 +161,49 @@ def run_start(
         retry_of=retry_of,
         created_by=user,
     )
+    if at is not None:  # created_at is auto_now_add: only an update sets it
+        Run.objects.filter(pk=run.pk).update(created_at=at, updated_at=at)
+        run.created_at = run.updated_at = at
     if executor == Executor.WORKSPACE:
         from .tasks import enqueue_run
 
         transaction.on_commit(lambda: enqueue_run(run.id))
+    return run
+
+
+@transaction.atomic
+def run_move_in_time(*, run: Run, at) -> Run:
+    """Seeded history (the demo) executes runs now: move a finished run's timeline so it was
+    created at `at` and executed right after — started, finished, heartbeat, stage times and
+    log lines shifted together, keeping every duration (and the wait in the queue, when it
+    was a real one). Only for terminal runs (a live run's clock is its worker's)."""
+    run = Run.objects.select_for_update().get(pk=run.pk)
+    if not run.is_terminal:
+        raise Conflict(f"Run '{run.id}' is {run.status}; only a finished run can be moved in time.")
+    # The execution began at its start (or, never started, at its cancellation); created_at
+    # may already be a seeded time, so the queue wait counts only when it looks real.
+    anchor = run.started_at or run.finished_at or run.created_at
+    wait = (run.started_at - run.created_at) if run.started_at else timedelta(0)
+    if not timedelta(0) <= wait <= timedelta(hours=1):
+        wait = timedelta(0)
+    delta = at + wait - anchor
+    run.created_at = at
+    for name in ("started_at", "finished_at", "heartbeat_at"):
+        if getattr(run, name) is not None:
+            setattr(run, name, getattr(run, name) + delta)
+    for stage in run.stages_json or []:
+        for key in ("started_at", "finished_at"):
+            if isinstance(stage.get(key), str):
+                try:
+                    stage[key] = (datetime.fromisoformat(stage[key]) + delta).isoformat()
+                except ValueError:
+                    pass
+    fields = ["created_at", "started_at", "finished_at", "heartbeat_at", "stages_json"]
+    Run.objects.filter(pk=run.pk).update(
+        updated_at=run.finished_at or at, **{f: getattr(run, f) for f in fields}
+    )
+    RunLog.objects.filter(run=run).update(ts=F("ts") + delta)
+    run.refresh_from_db()
     return run
 
 
@@ -210,6 +312,7 @@ def run_report(
         run.metric_checks_json = metric_checks(
             run.recipe_version.manifest, run.recipe.model_family, metrics_json
         )
+        run.outcome = check_outcome(run.metric_checks_json)
     if artifacts_json is not None:
         run.artifacts_json = artifacts_json
     if error is not None:
@@ -231,9 +334,10 @@ def dataset_create(
 ) -> Dataset:
     """Store an uploaded CSV/Parquet file, read its columns and check it against `recipe`."""
     if upload.size > settings.DATASET_MAX_BYTES:
+        limit = settings.DATASET_MAX_BYTES
         raise TooLarge(
-            f"The file is {upload.size} bytes; the limit is {settings.DATASET_MAX_BYTES}.",
-            [{"path": "/file", "message": "too large"}],
+            f"The file is {upload.size} bytes; the limit is {limit}.",
+            [{"path": "/file", "message": f"too large ({upload.size} bytes; the limit is {limit})"}],
         )
     suffix = Path(upload.name or "").suffix.lower()
     fmt = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}.get(suffix)
@@ -257,8 +361,7 @@ def dataset_create(
     validation = {"recipe_id": None, "errors": [], "valid": None}
     if recipe is not None:
         manifest = recipe.current_version.manifest if recipe.current_version else {}
-        errors = run_data.requirement_errors(columns, manifest, recipe.model_family)
-        errors += run_data.quality_errors(frame, manifest)
+        errors = run_data.dataset_problems(frame, columns, manifest, recipe.model_family)
         validation = {"recipe_id": recipe.id, "errors": errors, "valid": not errors}
     try:
         return Dataset.objects.create(
@@ -277,3 +380,43 @@ def dataset_create(
     except Exception:
         path.unlink(missing_ok=True)  # no orphan file when the row cannot be written
         raise
+
+
+def dataset_usage(dataset: Dataset) -> dict[str, int]:
+    """What uses a dataset: {"runs": 2, "monitor snapshot": 1} (only non-zero counts).
+
+    Every model holding a foreign key to Dataset counts (runs protect it; monitoring snapshots
+    would silently lose their batch), found through Django's relation metadata so this app
+    needs no import of the apps that point at it."""
+    usage: dict[str, int] = {}
+    for relation in Dataset._meta.get_fields(include_hidden=True):
+        if not (relation.auto_created and (relation.one_to_many or relation.one_to_one)):
+            continue
+        count = relation.related_model._base_manager.filter(**{relation.field.name: dataset.pk}).count()
+        if count:
+            meta = relation.related_model._meta
+            usage[str(meta.verbose_name if count == 1 else meta.verbose_name_plural)] = count
+    return usage
+
+
+@transaction.atomic
+def dataset_delete(*, dataset: Dataset, user) -> None:
+    """Delete an unused dataset and its file; 409 naming what still uses it."""
+    usage = dataset_usage(dataset)
+    if not usage:
+        name, storage = dataset.file.name, dataset.file.storage
+        try:
+            with transaction.atomic():
+                dataset.delete()
+        except ProtectedError:  # a run started on it since the count
+            usage = dataset_usage(dataset)
+    if usage:
+        used_by = ", ".join(f"{n} {what}" for what, n in usage.items())
+        raise Conflict(
+            f"Dataset '{dataset.name}' is used by {used_by}; it is kept so their results stay "
+            "reproducible. Only unused datasets can be deleted.",
+            [{"path": "/id", "message": f"used by {used_by}"}],
+        )
+    if name:
+        # The file goes only once the row is gone for good (a rollback keeps both).
+        transaction.on_commit(lambda: storage.delete(name))

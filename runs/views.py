@@ -28,7 +28,7 @@ from models_registry.models import MLModel
 from . import plots, services
 from .filters import RunFilter
 from .forms import RunForm
-from .models import Run, RunLog, RunStatus
+from .models import Dataset, Run, RunLog, RunStatus, stages_done
 
 LOG_PAGE = 1000
 # Keep following the logs this long after the run ended: its last line ("Run succeeded.")
@@ -37,7 +37,6 @@ LOG_GRACE = timedelta(seconds=3)
 HEAVY_FIELDS = (
     "plots_json",
     "artifacts_json",
-    "metric_checks_json",
     "params_json",
     "recipe_version__manifest",
 )
@@ -63,6 +62,7 @@ RUN_COLUMNS = [
     ("Recipe · version", "recipe"),
     ("Type", "type"),
     ("Status", "status"),
+    ("Primary metric", ""),
     ("Progress", ""),
     ("Model", ""),
     ("Duration", ""),
@@ -87,9 +87,17 @@ def runs_tab(request: HttpRequest) -> dict:
         "search": request.GET.get("search", ""),
         "filters": filter_controls(
             filterset,
-            [("model_family", "Family"), ("level", "Level"), ("status", "Status"), ("run_type", "Type")],
+            [
+                ("model_family", "Family"),
+                ("level", "Level"),
+                ("status", "Status"),
+                ("outcome", "Outcome"),
+                ("run_type", "Type"),
+            ],
         ),
-        "filtered": active_filters(request, ["model_family", "level", "status", "run_type", "search"]),
+        "filtered": active_filters(
+            request, ["model_family", "level", "status", "outcome", "run_type", "search"]
+        ),
         "results_template": "runs/_runs_table.html",
         "noun": "run",
         "can_run": request.user.has_perm("runs.add_run"),
@@ -119,10 +127,13 @@ def run_new(request: HttpRequest) -> HttpResponse:
     initial = {
         k: v
         for k, v in request.GET.items()
-        if k in ("recipe", "recipe_version", "run_type", "model", "rows", "seed")
+        if k in ("recipe", "recipe_version", "run_type", "model", "dataset", *RunForm.SYNTHETIC_FIELDS)
     }
     if "model" in initial and not recipe_id:
         recipe_id = MLModel.objects.filter(pk=initial["model"]).values_list("recipe_id", flat=True).first()
+        initial["recipe"] = recipe_id
+    if "dataset" in initial and not recipe_id:  # "Use this dataset" from the dataset's page
+        recipe_id = Dataset.objects.filter(pk=initial["dataset"]).values_list("recipe_id", flat=True).first()
         initial["recipe"] = recipe_id
     form = RunForm(data, recipe_id=recipe_id, initial=initial)
     status = 200
@@ -130,7 +141,7 @@ def run_new(request: HttpRequest) -> HttpResponse:
         require_perm(request, "runs.add_run", "start runs")
         if form.is_valid():
             v = form.cleaned_data
-            synthetic = {k: v[k] for k in ("rows", "seed") if v.get(k) is not None}
+            synthetic = form.synthetic_params()
             try:
                 run = services.run_start(
                     user=request.user,
@@ -144,7 +155,7 @@ def run_new(request: HttpRequest) -> HttpResponse:
             except DomainError as exc:
                 add_domain_errors(form, exc, ERROR_FIELDS)
             else:
-                messages.success(request, f"Run {run.id} queued; a worker picks it up in a moment.")
+                messages.success(request, f"{run.name} queued; a worker picks it up in a moment.")
                 return redirect("pages:run", run_id=run.pk)
         status = 400
     context = {"nav": "library", "form": form, "can_run": request.user.has_perm("runs.add_run")}
@@ -182,7 +193,7 @@ def _artifact_rows(run: Run) -> list[dict]:
 
 def _live_context(request: HttpRequest, run: Run) -> dict:
     stages = _stage_rows(run)
-    done = sum(1 for s in stages if s.get("status") in ("succeeded", "skipped"))
+    done = stages_done(stages)
     context = {
         "run": run,
         "stages": stages,
@@ -237,7 +248,7 @@ def run_detail(request: HttpRequest, run_id: str) -> HttpResponse:
         "siblings": list(
             Run.objects.filter(recipe_id=run.recipe_id, status=RunStatus.SUCCEEDED)
             .exclude(pk=run.pk)
-            .only("id", "created_at", "run_type")
+            .only("id", "created_at", "run_type", "number")
             .order_by("-created_at")[:5]
         ),
     }
@@ -251,7 +262,12 @@ def run_live(request: HttpRequest, run_id: str) -> HttpResponse:
     run = _get_run_for_user(request.user, run_id)
     if not is_fragment(request):
         return redirect("pages:run", run_id=run.pk)
-    return render(request, "runs/run_detail.html#live", _live_context(request, run))
+    context = _live_context(request, run)
+    # The page's flash messages ("… queued") described the status it was loaded with: once
+    # the run has moved on they are no longer true, so the poll clears them.
+    shown = request.GET.get("shown")
+    context["clear_messages"] = bool(shown) and shown != run.status
+    return render(request, "runs/run_detail.html#live", context)
 
 
 @login_required
@@ -298,7 +314,7 @@ def run_retry(request: HttpRequest, run_id: str) -> HttpResponse:
     except DomainError as exc:
         messages.error(request, exc.detail)
         return redirect("pages:run", run_id=run.pk)
-    messages.success(request, f"Retry of {run.id} queued as {new.id}.")
+    messages.success(request, f"Retry of {run.name} queued as {new.name}.")
     return redirect("pages:run", run_id=new.pk)
 
 
@@ -363,7 +379,7 @@ def run_compare(request: HttpRequest) -> HttpResponse:
         context["metric_rows"] = rows
         family = runs[0].recipe.model_family
         figures = plots.compare_figures(
-            family, [(f"{r.recipe_version.version} · {r.pk[-6:]}", r.plots_json) for r in runs]
+            family, [(f"#{r.number} · {r.run_type} · {r.recipe_version.version}", r.plots_json) for r in runs]
         )
         context["charts"] = [plots.figure_html(f) for f in figures]
         context["recipe"] = runs[0].recipe

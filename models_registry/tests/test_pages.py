@@ -1,6 +1,9 @@
 """HTML pages of registered models: Models tab, register form, model page, lifecycle moves."""
 
+import re
+
 import pytest
+from django.contrib.staticfiles import finders
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
@@ -118,7 +121,15 @@ def test_model_page_tabs(as_user, baselines, user, tab):
     model = register(user, name="Weekly pricing")
     full = as_user.get(model_url(model.pk), {"tab": tab})
     assert full.status_code == 200
-    assert b"<html" in full.content and b"plotly.min.js" in full.content
+    body = full.content.decode()
+    assert "<html" in body
+    # plotly.js is never a <script> of the page: static/js/charts.js fetches it (hashed name)
+    # only when a chart box is on the page.
+    assert re.search(
+        r'<script src="/static/js/charts\.js" defer data-plotly-src="/static/plotly/plotly\.min\.[0-9a-f]{12}\.js">',
+        body,
+    )
+    assert not re.search(r'<script src="[^"]*plotly', body)
     fragment = as_user.get(model_url(model.pk), {"tab": tab}, **HTMX)
     assert fragment.status_code == 200
     assert b"<html" not in fragment.content and b'role="tablist"' in fragment.content
@@ -184,3 +195,83 @@ def test_model_page_query_count(as_user, baselines, user, django_assert_max_num_
     for tab in ("summary", "monitoring"):
         with django_assert_max_num_queries(14):
             assert as_user.get(model_url(model.pk), {"tab": tab}).status_code == 200
+
+
+def test_plotly_is_served_under_a_content_hashed_name():
+    from mlworkspace.staticfiles import PLOTLY_DIR, plotly_static_path
+
+    path = plotly_static_path()
+    assert re.fullmatch(r"plotly/plotly\.min\.[0-9a-f]{12}\.js", path)
+    assert finders.find(path) == str(PLOTLY_DIR / "plotly.min.js")
+    assert finders.find("plotly/plotly.min.000000000000.js") is None  # a stale hash is not served
+
+
+def test_summary_metrics_card_spans_the_page(as_user, baselines, user):
+    model = register(user)
+    MLModel.objects.filter(pk=model.pk).update(metrics_json={"demand_mape": 0.2, "calibration": 1.01})
+    body = as_user.get(model_url(model.pk)).content.decode()
+    # The full-width card leaves room for all seven columns, the Check column included.
+    card = re.search(r'<section class="([^"]*)" id="model-metrics">(.*?)</section>', body, re.S)
+    assert card and "card-wide" in card.group(1).split()
+    assert "<th>Check</th>" in card.group(2) and 'data-metric="demand_mape"' in card.group(2)
+    assert "data-plotly-figure" not in body  # the Summary tab draws no chart
+
+
+def _move_button(body: str, status: str) -> str:
+    form = re.search(
+        r'<form[^>]*>(?:(?!</form>).)*?name="status" value="' + status + r'"(?:(?!</form>).)*?</form>',
+        body,
+        re.S,
+    )
+    assert form, f"no {status} button"
+    return form.group(0)
+
+
+def test_promotion_asks_first_and_names_the_model_it_replaces(as_user, baselines, user):
+    current = with_artifact(register(user, name="Current champion"))
+    MLModel.objects.filter(pk=current.pk).update(status="production")
+    model = with_artifact(register(user, name="Challenger"))
+    MLModel.objects.filter(pk=model.pk).update(status="staging")
+    button = _move_button(as_user.get(model_url(model.pk)).content.decode(), "production")
+    confirm = re.search(r'data-confirm="([^"]*)"', button).group(1)
+    assert "Promote “Challenger” to production?" in confirm
+    assert "It replaces “Current champion”, which moves to staging" in confirm
+    assert "<script>" not in button and "onclick" not in button  # no inline script: app.js asks
+
+
+def test_promotion_with_nothing_in_production_says_it_replaces_none(as_user, baselines, user):
+    other_recipe = with_artifact(register(user, recipe_id="recipe_nba_base", name="Other recipe"))
+    MLModel.objects.filter(pk=other_recipe.pk).update(status="production")
+    model = with_artifact(register(user, name="First"))
+    MLModel.objects.filter(pk=model.pk).update(status="staging")
+    button = _move_button(as_user.get(model_url(model.pk)).content.decode(), "production")
+    assert "replaces none" in button and "Other recipe" not in button
+
+
+def test_destructive_moves_are_quiet_and_confirmed(as_user, baselines, user):
+    model = with_artifact(register(user, name="Live"))
+    MLModel.objects.filter(pk=model.pk).update(status="production")
+    body = as_user.get(model_url(model.pk)).content.decode()
+    archive = _move_button(body, "archived")
+    assert "btn-danger-outline" in archive and 'class="btn btn-danger"' not in archive
+    assert "Archive “Live”? Archived models cannot come back." in archive
+    demote = _move_button(body, "staging")
+    assert (
+        "Demote “Live” to staging?" in demote
+        and "“Pricing Optimization Baseline v1” will have no model in production" in demote
+    )
+    # Harmless moves do not ask.
+    staged = register(user, name="Fresh")
+    assert "data-confirm" not in _move_button(as_user.get(model_url(staged.pk)).content.decode(), "staging")
+
+
+def test_the_check_form_error_page_keeps_the_promotion_question(as_user, baselines, user):
+    current = with_artifact(register(user, name="Current champion"))
+    MLModel.objects.filter(pk=current.pk).update(status="production")
+    model = with_artifact(register(user, name="Challenger"))
+    MLModel.objects.filter(pk=model.pk).update(status="staging")
+    response = as_user.post(model_url(model.pk, "/check"), {"source": "dataset"})
+    assert response.status_code == 400
+    body = response.content.decode()
+    assert "keep “Current champion” in production too" in body
+    assert "It replaces “Current champion”" in _move_button(body, "production")

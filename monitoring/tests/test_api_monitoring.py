@@ -148,6 +148,10 @@ def test_check_on_drifted_synthetic_batch(api_client, baselines, user):
         ({"dataset_id": "ds_nope"}, "/dataset_id"),
         ({"synthetic": {"rows": 1}}, "/synthetic/rows"),
         ({"synthetic": {"rows": 500, "shift": {"nope": 1}}}, "/synthetic/shift"),
+        ({"synthetic": {"concept": "nope"}}, "/synthetic/concept"),
+        ({"synthetic": {"start": "1990-01-01"}}, "/synthetic/start"),
+        ({"synthetic": {"start": "soon"}}, "/synthetic/start"),
+        ({"synthetic": {"periods": 0}}, "/synthetic/periods"),
     ],
 )
 def test_check_bad_input(api_client, baselines, user, body, path):
@@ -166,12 +170,13 @@ def test_check_without_artifact_is_409(api_client, baselines, user):
 
 
 def test_check_of_a_forecaster_on_past_data_still_reports_feature_drift(api_client, baselines, user):
-    """A forecaster cannot score periods inside its own history (the generator's dates):
-    the snapshot keeps feature drift and freshness and says why there is no performance."""
+    """A forecaster cannot score periods inside its own history (a window asked for inside
+    its training dates): the snapshot keeps feature drift and freshness and says why there
+    is no performance."""
     model = trained_model(user, recipe_id="recipe_forecasting_base", rows=4 * 1095)
     r = api_client.post(
         f"{API}/models/{model.id}/monitoring/check",
-        {"synthetic": {"rows": 3 * 1095, "seed": 5}},
+        {"synthetic": {"rows": 4 * 60, "start": "2023-03-01"}},
         format="json",
     )
     assert r.status_code == 201, r.json()
@@ -180,3 +185,15 @@ def test_check_of_a_forecaster_on_past_data_still_reports_feature_drift(api_clie
     assert "cannot score" in body["drift_metrics_json"]["prediction"]["error"]
     assert body["drift_metrics_json"]["features"]
     assert body["data_freshness_json"]["features"]
+
+
+def test_default_check_of_a_forecaster_scores_the_window_after_its_training_data(api_client, baselines, user):
+    model = trained_model(user, recipe_id="recipe_forecasting_base", rows=4 * 1095)
+    r = api_client.post(f"{API}/models/{model.id}/monitoring/check", {"synthetic": {}}, format="json")
+    assert r.status_code == 201, r.json()
+    body = r.json()
+    batch = body["data_freshness_json"]["batch"]
+    assert batch["seed"] == 1 and batch["world"] == {"series": 4}
+    assert batch["window"]["start"] == "2025-01-02"  # the day after the 1095 training days
+    assert body["performance_metrics_json"]["MAPE"] > 0
+    assert "cannot score" not in str(body["drift_metrics_json"].get("prediction"))

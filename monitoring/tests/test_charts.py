@@ -194,3 +194,51 @@ def test_alert_timeline():
     assert list(warn.x) == [2 * 24 * 3600 * 1000.0]
     assert fig.layout.xaxis.type == "date"
     serialises(fig)
+
+
+# ---------------------------------------------------------------------------- time axes
+
+
+def _axis_span(fig) -> timedelta:
+    lo, hi = (charts.parse_time(v) for v in fig.layout.xaxis.range)
+    return hi - lo
+
+
+def test_one_point_gets_a_day_wide_axis_not_sub_second_ticks():
+    fig = charts.metric_over_time([snap(0, 0.2)], "MAPE", {"target": 0.25})
+    assert _axis_span(fig) == charts.SINGLE_POINT_SPAN
+    lo, hi = (charts.parse_time(v) for v in fig.layout.xaxis.range)
+    assert lo < T0 < hi  # the point is in view, in the middle
+    assert min(fig.data[1].x) <= lo and max(fig.data[1].x) >= hi  # the target spans the axis
+    fresh = charts.freshness_chart([snap(0, freshness={"features": {"sales": {"age_hours": 2.0}}})])
+    assert _axis_span(fresh) == charts.SINGLE_POINT_SPAN
+    alert = charts.alert_timeline([{"name": "x", "severity": "warning", "fired_at": T0}], now=T0)
+    assert _axis_span(alert) >= charts.MIN_TIME_SPAN
+
+
+def test_checks_seconds_apart_get_at_least_an_hour_and_long_histories_keep_plotly_s_range():
+    close = [snap(0, 0.2), {**snap(0, 0.3), "captured_at": T0 + timedelta(seconds=20)}]
+    fig = charts.metric_over_time(close, "MAPE")
+    assert _axis_span(fig) == charts.MIN_TIME_SPAN
+    lo, hi = (charts.parse_time(v) for v in fig.layout.xaxis.range)
+    assert lo < T0 and hi > T0 + timedelta(seconds=20)
+    spread = charts.metric_over_time([snap(0, 0.2), snap(3, 0.3)], "MAPE")
+    assert spread.layout.xaxis.range is None
+
+
+def test_drift_heatmap_labels_each_check_so_a_single_check_is_a_visible_column():
+    single = charts.drift_heatmap([snap(0, drift=report(0.05, 0.01))])
+    assert single.layout.xaxis.type == "category"
+    assert list(single.data[0].x) == ["2026-01-01 00:00"]
+    same_minute = [
+        snap(0, drift=report(0.05, 0.01)),
+        {**snap(0, drift=report(0.3, 0.01, drifted=("price",))), "captured_at": T0 + timedelta(seconds=30)},
+    ]
+    fig = charts.drift_heatmap(same_minute)
+    assert list(fig.data[0].x) == ["2026-01-01 00:00", "2026-01-01 00:00:30"]
+    assert list(fig.data[1].x) == ["2026-01-01 00:00:30"]  # the drifted mark is on its column
+
+
+def test_is_empty():
+    assert charts.is_empty(charts.alert_timeline([]))
+    assert not charts.is_empty(charts.metric_over_time([snap(0, 0.2)], "MAPE"))

@@ -1,7 +1,7 @@
 """HTML pages of monitoring: the Monitoring tab (health of production models), the model
 page's dashboards and the Run check form."""
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
 from django.db import connection
@@ -186,3 +186,96 @@ def test_run_check_on_a_drifted_batch_alerts(as_user, baselines, user):
     assert Alert.objects.filter(model=model, name="feature_drift", state="firing").exists()
     page = as_user.get(response["Location"]).content.decode()
     assert "alerts firing" in page and "feature_drift" in page
+
+
+# --------------------------------------------------------------------------- empty state and charts
+
+
+def checkable(user) -> MLModel:
+    """A model the page treats as trained (these tests only render the page; the check
+    itself is tested with a real artifact above)."""
+    from runs.services import run_start
+
+    model = register(user)
+    run = run_start(user=user, recipe=model.recipe, model=model, params={})
+    MLModel.objects.filter(pk=model.pk).update(training_run=run, artifacts_json={"model": ["model.json"]})
+    model.refresh_from_db()
+    return model
+
+
+def test_never_checked_model_shows_run_check_instead_of_empty_charts(as_user, baselines, user):
+    model = checkable(user)
+    body = as_user.get(model_url(model.pk), {"tab": "monitoring"}, **HTMX).content.decode()
+    assert "No checks yet" in body and 'id="check-form"' in body
+    # No chart box (so plotly.js is not even fetched) and no "No data yet" placeholder.
+    assert "data-plotly-figure" not in body and "No data yet" not in body
+    assert 'id="active-alerts"' not in body  # nothing can have fired before a first check
+
+
+def test_run_check_comes_before_the_charts_and_empty_charts_are_named(as_user, baselines, user):
+    model = checkable(user)
+    snapshot_record(
+        model=model,
+        performance={"demand_mape": 0.2},
+        captured_at=datetime(2026, 1, 1, tzinfo=UTC),
+        source="check",
+    )
+    response = as_user.get(model_url(model.pk), {"tab": "monitoring"}, **HTMX)
+    body = response.content.decode()
+    assert "No checks yet" not in body and "<h2>Run check</h2>" in body
+    assert body.index('id="check-form"') < body.index("data-plotly-figure")
+    assert "demand_mape over time" in body
+    # No drift, freshness or alert data in this snapshot: those charts are named, not drawn.
+    empty = response.context["empty_charts"]
+    assert "Alerts" in empty and any(t.startswith("Drift") for t in empty)
+    assert "Drift (PSI) by feature" not in "".join(c["html"] for c in response.context["charts"])
+    assert 'id="empty-charts"' in body
+
+
+def test_check_form_renders_fields_the_template_does_not_name(as_user, baselines, user, monkeypatch):
+    from django import forms
+
+    from monitoring import views
+    from monitoring.forms import CheckForm
+
+    class Grown(CheckForm):
+        window_start = forms.DateField(required=False, label="Window starts")
+
+    monkeypatch.setattr(views, "CheckForm", Grown)
+    model = checkable(user)
+    body = as_user.get(model_url(model.pk), {"tab": "monitoring"}, **HTMX).content.decode()
+    assert 'name="window_start"' in body and "Window starts" in body
+    assert body.count('name="rows"') == 1  # the named fields are not rendered twice
+
+
+def test_check_form_says_which_world_and_window_and_offers_concept_drift(as_user, baselines, user):
+    model = checkable(user)  # trained (on paper) on the default synthetic batch: seed 0
+    response = as_user.get(model_url(model.pk), {"tab": "monitoring"}, **HTMX)
+    body = response.content.decode()
+    form = response.context["check_form"]
+    assert form.fields["seed"].initial == 0
+    assert "Seed 0 is the world the model was trained in (97 products × 10 stores)" in body
+    # 104 training weeks from 2022-01-03: the next window starts 2024-01-01
+    assert "the next window after the model&#x27;s training data: 5 weeks 2024-01-01 – 2024-02-04" in body
+    assert 'name="concept"' in body and 'value="less_price_sensitive"' in body
+    assert 'name="start"' in body
+
+
+def test_check_form_continues_after_the_last_batch_and_injects_concept_drift(as_user, baselines, user):
+    model = trained_model(user, rows=3000)
+    response = as_user.post(
+        model_url(model.pk, "/check"),
+        {"source": "synthetic", "rows": "2000", "seed": "1", "concept": "less_price_sensitive"},
+    )
+    assert response.status_code == 302
+    snapshot = MonitorSnapshot.objects.get(model=model)
+    batch = snapshot.data_freshness_json["batch"]
+    assert batch["concept"] == "less_price_sensitive" and batch["seed"] == 1
+    assert snapshot.drift_metrics_json["drifted_count"] == 0
+    assert snapshot.alerts_json["demand_error_high"]["firing"] is True  # performance decays
+    page = as_user.get(model_url(model.pk), {"tab": "monitoring"}, **HTMX).content.decode()
+    following = (date.fromisoformat(batch["window"]["end"]) + timedelta(days=1)).isoformat()
+    assert f"the next window after the last batch checked: 125 weeks {following}" in page
+    bad = as_user.post(model_url(model.pk, "/check"), {"source": "synthetic", "start": "1990-01-01"})
+    assert bad.status_code == 400
+    assert "when the world begins" in bad.content.decode()

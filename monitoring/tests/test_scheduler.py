@@ -1,4 +1,4 @@
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
 from django.core.management import call_command
@@ -58,3 +58,18 @@ def test_monitor_command(baselines, user, capsys):
     type(model).objects.filter(pk=model.pk).update(next_check_at=datetime.now(UTC) - timedelta(minutes=1))
     call_command("monitor")
     assert "1 check(s) run" in capsys.readouterr().out
+
+
+def test_scheduled_checks_take_consecutive_windows_of_the_models_world(baselines, user):
+    model = production_model(user)
+    now = model.next_check_at + timedelta(seconds=1)
+    first = MonitorSnapshot.objects.get(pk=run_due_checks(now)[0])
+    model.refresh_from_db()
+    later = model.next_check_at + timedelta(seconds=1)
+    second = MonitorSnapshot.objects.get(pk=run_due_checks(later)[0])
+    a, b = first.data_freshness_json["batch"], second.data_freshness_json["batch"]
+    assert a["seed"] == b["seed"] == 1  # the world the model was trained in
+    assert date.fromisoformat(b["window"]["start"]) == date.fromisoformat(a["window"]["end"]) + timedelta(
+        days=1
+    )
+    assert first.drift_metrics_json["drifted_count"] == second.drift_metrics_json["drifted_count"] == 0

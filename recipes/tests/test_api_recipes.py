@@ -237,6 +237,7 @@ def test_versions_create_with_bump_and_explicit(api_client, baselines, user):
     assert r.status_code == 201, r.json()
     assert r.json()["version"] == "1.1.0"
     assert r.json()["manifest"]["metadata"]["version"] == "1.1.0"
+    manifest["evaluation"]["metrics"]["calibration"]["target"] = 0.009
     r = api_client.post(
         f"{API}/recipes/{recipe.id}/versions", {"manifest": manifest, "version": "2.0.0"}, format="json"
     )

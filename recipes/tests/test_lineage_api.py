@@ -177,8 +177,13 @@ def test_new_version_without_a_number_takes_the_suggested_bump(api_client, chain
     m["deployment"]["schedule"] = "0 7 * * 1"  # patch
     r = post_version(api_client, client, m)
     assert (r.json()["version"], r.json()["suggested_bump"]) == ("2.0.1", "patch")
-    # No change at all still makes a patch version.
+    # No change at all is refused; forced with a note it makes a patch version keeping the note.
     r = post_version(api_client, client, m)
+    assert r.status_code == 409 and r.json()["errors"] == [
+        {"path": "/manifest", "message": "no changes from version 2.0.1"}
+    ]
+    r = post_version(api_client, client, m, force=True, note="re-release for the audit")
+    assert r.status_code == 201, r.json()
     assert (r.json()["version"], r.json()["suggested_bump"]) == ("2.0.2", "")
 
 

@@ -38,6 +38,7 @@ def evidence(version: RecipeVersion, metrics: dict, run_id: str) -> Run:
     return Run.objects.create(
         id=run_id,
         recipe_id=version.recipe_id,
+        number=Run.objects.filter(recipe_id=version.recipe_id).count() + 1,
         recipe_version=version,
         run_type=RunType.BACKTEST,
         status=RunStatus.SUCCEEDED,

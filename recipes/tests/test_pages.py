@@ -254,6 +254,7 @@ def test_approve_as_lead_and_refused_to_a_scientist(client, user, lead):
     Run.objects.create(
         id="run_evidence",
         recipe=recipe,
+        number=1,
         recipe_version=version,
         run_type=RunType.BACKTEST,
         status=RunStatus.SUCCEEDED,

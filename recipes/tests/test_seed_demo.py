@@ -7,7 +7,7 @@ from django.core.management import CommandError, call_command
 
 from models_registry.models import MLModel
 from monitoring.models import Alert, MonitorSnapshot
-from recipes.demo import DEMO_TAG, MARKER_NAME, MIN_ROWS, drift_schedule
+from recipes.demo import DEMO_TAG, MARKER_NAME, MIN_ROWS, concept_schedule, drift_schedule
 from recipes.models import Recipe, RecipeVersion
 from recipes.selectors import recipe_upstream
 from runs.models import Run
@@ -107,6 +107,16 @@ def test_seed_demo_builds_everything_through_real_runs_and_only_once():
     assert drift_alert.state == "resolved"
     assert drift_alert.fired_at < drift_alert.resolved_at
     assert drift_alert.first_snapshot.captured_at == drift_alert.fired_at
+    # One world (the training seed), consecutive windows; a concept-drift episode: the
+    # performance alerts fire while no feature drifts, and resolve after it.
+    batches = [s.data_freshness_json["batch"] for s in snapshots]
+    assert {b["seed"] for b in batches} == {scorer.training_run.params_json["synthetic"]["seed"]}
+    assert all(b["window"]["start"] > a["window"]["end"] for a, b in zip(batches, batches[1:], strict=False))
+    changed = [s for i, s in enumerate(snapshots) if i in concept_schedule(DAYS)]
+    assert changed and all(s.data_freshness_json["batch"]["concept"] for s in changed)
+    for s in changed:
+        assert s.drift_metrics_json["drifted_count"] == 0
+        assert any(r.get("firing") for r in s.alerts_json.values()), s.performance_metrics_json
     assert not scorer.alerts.filter(state="firing").exists()
     assert models["Skyline Mobile retention uplift"].snapshots.exists()
 

@@ -17,8 +17,14 @@ monitoring checks and the fixture builder call:
     (an unknown name is treated as a single column of that name).
 ``DEFAULT_ROWS: int``
     Rows of the default train run (the synthetic dataset used when a run gives no data).
-``generate(rows: int, seed: int) -> pandas.DataFrame``
-    Deterministic synthetic data with a known ground truth (same rows+seed -> same frame).
+``generate(rows: int, seed: int, *, world=None, window=None, concept=None) -> pandas.DataFrame``
+    Deterministic synthetic data with a known ground truth. The generator is a *world*
+    (``runs/families/worlds.py``): the seed fixes the entities and the ground truth, the
+    window (``{"start": date, "periods": n}``) the dates; ``generate(rows, seed)`` is the
+    first window of the world a ``rows``-row training batch lives in.
+``ORIGIN``, ``PERIOD_DAYS``, ``CONCEPTS``, ``layout(rows)``, ``window_periods(world, rows)``,
+``window_rows(world, periods, rows)``, ``describe_world(world)``
+    The world's calendar, its named ground-truth changes and its size (see ``worlds``).
 ``ground_truth(seed: int) -> dict``
     The true parameters behind ``generate`` (e.g. the elasticity), for tests and docs.
 ``prepare(df, manifest, *, log) -> DataFrame``

@@ -17,8 +17,15 @@ Data (``generate``)
 
     and ``sales_t ~ Poisson(mean_t * Gamma(shape=1/NOISE_CV^2, scale=NOISE_CV^2))``.
     Promotions run in whole Monday-Sunday weeks (probability ``PROMO_WEEK_PROB`` per week)
-    with a ``PROMO_DISCOUNT`` price cut; the regular price drifts by a lognormal step every
-    13 weeks. ``ground_truth(seed)`` returns the constants and the first series' parameters.
+    with a ``PROMO_DISCOUNT`` price cut; the regular price moves every 13 weeks around the
+    series' base price (log AR(1): 0.5, steps of sd 0.02), and the average price paid varies
+    from day to day (lognormal, sd 0.03).
+
+    World (``runs/families/worlds.py``): the seed fixes the series (``layout(rows)``: their
+    number) and every parameter; a window picks days from ``START_DATE``. Each kind of draw
+    has its own stream per series, so the days after a training batch continue it.
+    ``concept="trend_break"``: from the window's first day demand falls 30 % and then 20 %
+    a year. ``ground_truth(seed)`` returns the constants and the first series' parameters.
 
 Preparation (``prepare``, feature_prep stage)
     Parses the time column to dates, drops rows without a series key or date, clips negative
@@ -128,9 +135,10 @@ from pathlib import Path
 import lightgbm as lgb
 import numpy as np
 import pandas as pd
+from scipy import signal
 from threadpoolctl import threadpool_limits
 
-from runs.families import stage_config
+from runs.families import stage_config, worlds
 from runs.metrics import forecasting as fm
 
 NAME = "forecasting"
@@ -153,6 +161,20 @@ WEEKLY_PROFILE = {  # Monday .. Sunday, mean 1
     "express": (1.1, 1.1, 1.1, 1.1, 1.05, 0.8, 0.75),
 }
 REGIONS = ("north", "south", "east", "west")
+ORIGIN = START_DATE  # the world's day 0
+PERIOD_DAYS = 1
+_CALENDAR = worlds.Calendar(ORIGIN, PERIOD_DAYS)
+PRICE_STEP_PHI = 0.5
+PRICE_STEP_SIGMA = 0.02
+PRICE_DAY_SIGMA = 0.03
+TREND_BREAK_DROP = 0.7
+TREND_BREAK_PER_YEAR = -0.2
+CONCEPTS = {
+    "trend_break": (
+        "Demand breaks its trend at the window's start: sales fall 30 % and keep falling "
+        "20 % a year (prices and promotions unchanged)"
+    ),
+}
 REGION_PEAK_DAY = {"north": 196, "south": 350, "east": 100, "west": 280}
 
 SCHEMA = [
@@ -217,19 +239,72 @@ def _series_params(seed: int, store: int, product: int, sp: dict) -> dict:
     }
 
 
-def generate(rows: int, seed: int, *, days: int = HISTORY_DAYS) -> pd.DataFrame:
-    """``max(1, rows // days)`` series x ``days`` days of synthetic demand (see module doc)."""
+def layout(rows: int, days: int = HISTORY_DAYS) -> tuple[dict, int]:
+    """The world of a ``rows``-row training batch (``max(1, rows // days)`` series) and its
+    length in days."""
+    return {"series": max(1, int(rows) // int(days))}, int(days)
+
+
+def window_periods(world: dict, rows: int) -> int:
+    """Days of every series that hold about ``rows`` rows (at least a week)."""
+    return max(7, round(int(rows) / int(world["series"])))
+
+
+def window_rows(world: dict, periods: int, rows: int | None = None) -> int:
+    return int(world["series"]) * int(periods)
+
+
+def describe_world(world: dict) -> str:
+    n = int(world["series"])
+    stores = -(-n // PRODUCTS_PER_STORE)
+    return f"{n} store × product series in {stores} store{'s' if stores != 1 else ''}"
+
+
+def _concept_factor(concept: str | None, day_index: np.ndarray, break_day: int) -> np.ndarray:
+    """The demand multiplier of a concept change that starts on ``break_day``."""
+    if concept != "trend_break":
+        return np.ones(len(day_index))
+    years_after = np.maximum(day_index - break_day, 0) / 365.25
+    factor = TREND_BREAK_DROP * np.maximum(0.2, 1.0 + TREND_BREAK_PER_YEAR * years_after)
+    return np.where(day_index >= break_day, factor, 1.0)
+
+
+def generate(
+    rows: int,
+    seed: int,
+    *,
+    days: int = HISTORY_DAYS,
+    world: dict | None = None,
+    window: dict | None = None,
+    concept: str | None = None,
+) -> pd.DataFrame:
+    """Synthetic daily demand of the world's series over a window (see module doc).
+
+    Without ``world``/``window``: ``max(1, rows // days)`` series x the first ``days`` days.
+    The seed fixes every series' parameters; each kind of random draw has its own stream per
+    series, indexed by day (week, quarter), so a day has the same data in every window that
+    contains it. ``concept="trend_break"`` breaks the demand trend at the window's start."""
     days = int(days)
-    if days < 14:
+    if window is None and days < 14:
         raise ValueError("days must be at least 14")
-    n_series = max(1, int(rows) // days)
-    dates = pd.date_range(START_DATE, periods=days, freq="D")
-    dow = dates.day_of_week.to_numpy()
-    doy = dates.day_of_year.to_numpy().astype(float)
-    years = np.arange(days) / 365.25
-    week_idx = np.arange(days) // 7
-    quarter_idx = np.arange(days) // 91
-    n = n_series * days
+    sizes, first = layout(rows, days)
+    world = world or sizes
+    start, length = (0, first) if window is None else worlds.span(_CALENDAR, window)
+    n_series = int(world["series"])
+    end = start + length
+    # Every series is simulated from day 0 to the window's end (cheap: a few thousand
+    # values) and cut to the window; each draw has its own stream, so a day's values are
+    # the same in every window that contains it.
+    day_index = np.arange(end)
+    all_dates = pd.date_range(START_DATE, periods=end, freq="D")
+    dates = all_dates[start:]
+    dow = all_dates.day_of_week.to_numpy()
+    doy = all_dates.day_of_year.to_numpy().astype(float)
+    years = day_index / 365.25
+    week_idx = day_index // 7
+    quarter_idx = day_index // 91
+    concept_factor = _concept_factor(concept, day_index, start)
+    n = n_series * length
     cols = {
         name: np.empty(n, dtype=object) for name in ("series_id", "store_id", "product_id", "fmt", "region")
     }
@@ -241,10 +316,17 @@ def generate(rows: int, seed: int, *, days: int = HISTORY_DAYS) -> pd.DataFrame:
         store, product = divmod(i, PRODUCTS_PER_STORE)
         sp = stores.setdefault(store, _store_params(seed, store))
         p = _series_params(seed, store, product, sp)
-        rng = np.random.default_rng([seed, 3, store, product])
-        promo = (rng.random(week_idx[-1] + 1) < PROMO_WEEK_PROB)[week_idx].astype(np.int64)
-        drift = np.exp(np.cumsum(rng.normal(0.0, 0.04, quarter_idx[-1] + 1)))[quarter_idx]
-        price = np.round(p["base_price"] * drift * (1.0 - PROMO_DISCOUNT * promo), 2)
+
+        def stream(kind: int, _store=store, _product=product):
+            return np.random.default_rng([seed, 3, _store, _product, kind])
+
+        promo = (stream(0).random(week_idx[-1] + 1) < PROMO_WEEK_PROB)[week_idx].astype(np.int64)
+        # the regular price moves every quarter around its base (AR(1), so it stays near it)
+        steps = stream(1).normal(0.0, PRICE_STEP_SIGMA, quarter_idx[-1] + 1)
+        steps[0] /= math.sqrt(1.0 - PRICE_STEP_PHI**2)
+        drift = np.exp(signal.lfilter([1.0], [1.0, -PRICE_STEP_PHI], steps))[quarter_idx]
+        shelf = np.exp(stream(4).normal(0.0, PRICE_DAY_SIGMA, end))  # the day's average price paid
+        price = np.round(p["base_price"] * drift * shelf * (1.0 - PROMO_DISCOUNT * promo), 2)
         weekly = np.asarray(WEEKLY_PROFILE[p["store_format"]])[dow] ** p["weekly_strength"]
         peak = REGION_PEAK_DAY[p["region"]] + p["peak_shift_days"]
         yearly = 1.0 + p["yearly_amplitude"] * np.cos(2 * np.pi * (doy - peak) / 365.25)
@@ -255,10 +337,12 @@ def generate(rows: int, seed: int, *, days: int = HISTORY_DAYS) -> pd.DataFrame:
             * yearly
             * (price / p["base_price"]) ** PRICE_ELASTICITY
             * p["promo_lift"] ** promo
+            * concept_factor
         )
-        noise = rng.gamma(1.0 / NOISE_CV**2, NOISE_CV**2, days)
-        sales = rng.poisson(mean * noise).astype(float)
-        sl = slice(i * days, (i + 1) * days)
+        noise = stream(2).gamma(1.0 / NOISE_CV**2, NOISE_CV**2, end)
+        sales = stream(3).poisson(mean * noise).astype(float)[start:]
+        promo, price = promo[start:], price[start:]
+        sl = slice(i * length, (i + 1) * length)
         cols["series_id"][sl] = p["series_id"]
         cols["store_id"][sl] = f"s{store:03d}"
         cols["product_id"][sl] = f"p{product:02d}"

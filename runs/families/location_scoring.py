@@ -64,7 +64,7 @@ import numpy as np
 import pandas as pd
 from threadpoolctl import threadpool_limits
 
-from runs.families import stage_config
+from runs.families import stage_config, worlds
 from runs.metrics import location_scoring as m
 
 NAME = "location_scoring"
@@ -179,6 +179,19 @@ _GROUND_TRUTH = {
     "observed_to": "2024-12-31T23:59:59",
 }
 
+ORIGIN = _GROUND_TRUTH["observed_from"][:10]  # the world's day 0
+PERIOD_DAYS = 1
+_CALENDAR = worlds.Calendar(ORIGIN, PERIOD_DAYS)
+_TRAINING_DAYS = 731  # observed_from .. observed_to
+COMPETITOR_SITES_SHARE = 0.5
+COMPETITOR_SHARE = 0.35
+CONCEPTS = {
+    "competitor_opens": (
+        "A competitor opens next to half of the sites and takes 35 % of their sales; the site "
+        "data (competitor_count, from the last survey) does not show it yet"
+    ),
+}
+
 DEFAULT_LOG_TRANSFORM = ["population_3km", "median_income", "foot_traffic", "distance_to_nearest_store_km"]
 DEFAULT_HYPERPARAMETERS: dict = {
     "objective": "regression",
@@ -243,55 +256,91 @@ def true_log_sales(df: pd.DataFrame, foot_traffic=None) -> np.ndarray:
     )
 
 
-def generate(rows: int, seed: int) -> pd.DataFrame:
-    """``rows`` synthetic sites (deterministic in ``rows`` and ``seed``); columns = SCHEMA."""
+def layout(rows: int) -> tuple[dict, int]:
+    """The world of a ``rows``-row training batch: ``rows`` candidate sites, observed over
+    the two years from ``observed_from``."""
     rows = int(rows)
     if rows < 1:
         raise ValueError("rows must be at least 1")
+    return {"sites": rows, "observations_per_day": round(rows / _TRAINING_DAYS, 6)}, _TRAINING_DAYS
+
+
+def window_periods(world: dict, rows: int) -> int:
+    """Days of site observations that hold about ``rows`` observations at the world's rate."""
+    return max(1, round(int(rows) / float(world["observations_per_day"])))
+
+
+def window_rows(world: dict, periods: int, rows: int | None = None) -> int:
+    return int(rows) if rows else max(1, round(float(world["observations_per_day"]) * int(periods)))
+
+
+def describe_world(world: dict) -> str:
+    return f"{int(world['sites']):,} candidate sites"
+
+
+def generate(
+    rows: int, seed: int, *, world: dict | None = None, window: dict | None = None, concept: str | None = None
+) -> pd.DataFrame:
+    """``rows`` site observations (deterministic in rows, seed and window); columns = SCHEMA.
+
+    The seed fixes the world's candidate sites (region, format, catchment, competitors,
+    traffic, parking, distance to the nearest own store); a window (``{"start",
+    "periods"}`` in days, default the first two years) draws which sites are observed when
+    and their sales that year. ``concept="competitor_opens"``: a competitor opens next to
+    half of the sites and takes ``COMPETITOR_SHARE`` of their sales; the site data
+    (``competitor_count``, from the last survey) does not show it yet."""
+    rows = int(rows)
+    sizes, first = layout(rows)
+    world = world or sizes
+    start, days = (0, first) if window is None else worlds.span(_CALENDAR, window)
+    n_sites = int(world["sites"])
     g = _GROUND_TRUTH
-    rng = np.random.default_rng(seed)
+    sites = np.random.default_rng([seed, 0])  # the entities
 
-    region = rng.choice(REGIONS, size=rows, p=REGION_PROBS)
-    fmt = rng.choice(FORMATS, size=rows, p=FORMAT_PROBS)
-    urban = pd.Series(region).map({"central": 0.5, "east": 0.0, "north": -0.3, "south": 0.0, "west": 0.2})
-    urban = urban.to_numpy(dtype=float) + rng.normal(0.0, 0.5, rows)
-
-    population = np.exp(np.log(40_000.0) + 0.6 * urban + rng.normal(0.0, 0.3, rows))
-    income = np.exp(np.log(52_000.0) + 0.1 * urban + rng.normal(0.0, 0.3, rows))
-    competitors = rng.poisson(np.exp(0.8 + 0.6 * urban))
-    fmt_traffic = pd.Series(fmt).map(
+    region_of = sites.choice(REGIONS, size=n_sites, p=REGION_PROBS)
+    fmt_of = sites.choice(FORMATS, size=n_sites, p=FORMAT_PROBS)
+    urban = pd.Series(region_of).map({"central": 0.5, "east": 0.0, "north": -0.3, "south": 0.0, "west": 0.2})
+    urban = urban.to_numpy(dtype=float) + sites.normal(0.0, 0.5, n_sites)
+    population = np.exp(np.log(40_000.0) + 0.6 * urban + sites.normal(0.0, 0.3, n_sites))
+    income = np.exp(np.log(52_000.0) + 0.1 * urban + sites.normal(0.0, 0.3, n_sites))
+    competitors = sites.poisson(np.exp(0.8 + 0.6 * urban))
+    fmt_traffic = pd.Series(fmt_of).map(
         {"drive_thru": -0.4, "high_street": 0.3, "mall": 0.4, "retail_park": -0.2}
     )
     traffic = np.exp(
-        np.log(5_000.0) + 0.5 * urban + fmt_traffic.to_numpy(dtype=float) + rng.normal(0.0, 0.4, rows)
+        np.log(5_000.0) + 0.5 * urban + fmt_traffic.to_numpy(dtype=float) + sites.normal(0.0, 0.4, n_sites)
     )
-    fmt_parking = pd.Series(fmt).map(
+    fmt_parking = pd.Series(fmt_of).map(
         {"drive_thru": 35.0, "high_street": 6.0, "mall": 80.0, "retail_park": 60.0}
     )
-    parking = rng.poisson(fmt_parking.to_numpy(dtype=float) * np.exp(-0.3 * urban))
-    distance = np.round(rng.gamma(2.0, 2.5 * np.exp(-0.3 * urban)), 3)
+    parking = sites.poisson(fmt_parking.to_numpy(dtype=float) * np.exp(-0.3 * urban))
+    distance = np.round(sites.gamma(2.0, 2.5 * np.exp(-0.3 * urban)), 3)
+    new_competitor = sites.random(n_sites) < COMPETITOR_SITES_SHARE
 
-    start = np.datetime64(g["observed_from"], "s")
-    span = int((np.datetime64(g["observed_to"], "s") - start) / np.timedelta64(1, "s"))
-    observed = start + rng.integers(0, span + 1, rows).astype("timedelta64[s]")
+    rng = np.random.default_rng([seed, 1, start, days])  # this window's observations
+    who = rng.choice(n_sites, size=rows, replace=rows > n_sites)
+    first_second = np.datetime64(g["observed_from"], "s") + np.timedelta64(start * 86_400, "s")
+    observed = first_second + rng.integers(0, days * 86_400, rows).astype("timedelta64[s]")
 
     df = pd.DataFrame(
         {
-            "site_id": [f"site_{i:07d}" for i in range(1, rows + 1)],
+            "site_id": [f"site_{i + 1:07d}" for i in who],
             "observed_at": pd.to_datetime(observed).astype("datetime64[ns]"),
-            "region": region.astype(str),
-            "store_format": fmt.astype(str),
-            "population_3km": np.round(population, 0),
-            "median_income": np.round(income, 0),
-            "competitor_count": competitors.astype("int64"),
-            "foot_traffic": np.round(traffic, 1),
-            "parking_spaces": parking.astype("int64"),
-            "distance_to_nearest_store_km": np.maximum(distance, 0.05),
+            "region": region_of[who].astype(str),
+            "store_format": fmt_of[who].astype(str),
+            "population_3km": np.round(population[who], 0),
+            "median_income": np.round(income[who], 0),
+            "competitor_count": competitors[who].astype("int64"),
+            "foot_traffic": np.round(traffic[who], 1),
+            "parking_spaces": parking[who].astype("int64"),
+            "distance_to_nearest_store_km": np.maximum(distance[who], 0.05),
             "annual_sales": 0.0,
         }
     )
     true_traffic = df["foot_traffic"].to_numpy(dtype=float).copy()
     log_sales = true_log_sales(df, foot_traffic=true_traffic) + rng.normal(0.0, g["noise_sigma"], rows)
+    if concept == "competitor_opens":
+        log_sales = log_sales + np.where(new_competitor[who], math.log(1.0 - COMPETITOR_SHARE), 0.0)
     df["annual_sales"] = np.round(np.exp(log_sales), 2)
     missing = rng.random(rows) < g["foot_traffic_missing_rate"]
     df.loc[missing, "foot_traffic"] = np.nan

@@ -78,7 +78,7 @@ import numpy as np
 import pandas as pd
 from threadpoolctl import threadpool_limits
 
-from runs.families import stage_config
+from runs.families import stage_config, worlds
 from runs.metrics import next_best_action as nba_metrics
 
 NAME = "next_best_action"
@@ -172,6 +172,15 @@ FEATURE_SETS: dict[str, list[str]] = {
 # ---------------------------------------------------------------------------------------
 
 _START = pd.Timestamp("2024-01-01")
+ORIGIN = "2024-01-01"  # the world's day 0
+PERIOD_DAYS = 1
+_CALENDAR = worlds.Calendar(ORIGIN, PERIOD_DAYS)
+CONCEPTS = {
+    "offer_stops_working": (
+        "The offer stops working: treated customers convert like untreated ones (true uplift 0), "
+        "while the customers look the same"
+    ),
+}
 _DAYS = 365
 _SEGMENTS = ["value", "mainstream", "premium"]
 _SEGMENT_P = [0.35, 0.45, 0.20]
@@ -253,41 +262,83 @@ def true_uplift(df: pd.DataFrame) -> np.ndarray:
     return _sigmoid(base + tau) - _sigmoid(base)
 
 
-def generate(rows: int, seed: int) -> pd.DataFrame:
-    """``rows`` customers of a randomised offer campaign (deterministic in rows and seed)."""
+def layout(rows: int) -> tuple[dict, int]:
+    """The world of a ``rows``-row training batch: a base of ``rows`` customers whose offer
+    events spread over a year."""
     rows = int(rows)
     if rows < 1:
         raise ValueError("rows must be >= 1")
-    rng = np.random.default_rng(seed)
-    seconds = np.sort(rng.integers(0, _DAYS * 86_400, size=rows))
-    event_time = _START + pd.to_timedelta(seconds, unit="s")
-    segment = rng.choice(_SEGMENTS, size=rows, p=_SEGMENT_P)
-    channel = rng.choice(_CHANNELS, size=rows, p=_CHANNEL_P)
-    tenure = np.minimum(np.round(rng.gamma(2.0, 12.0, size=rows)), 240).astype(np.int64)
+    return {"customers": rows, "events_per_day": round(rows / _DAYS, 6)}, _DAYS
+
+
+def window_periods(world: dict, rows: int) -> int:
+    """Days of events that hold about ``rows`` events at the world's rate."""
+    return max(1, round(int(rows) / float(world["events_per_day"])))
+
+
+def window_rows(world: dict, periods: int, rows: int | None = None) -> int:
+    return int(rows) if rows else max(1, round(float(world["events_per_day"]) * int(periods)))
+
+
+def describe_world(world: dict) -> str:
+    return f"{int(world['customers']):,} customers, about {float(world['events_per_day']):,.0f} offer events a day"
+
+
+def generate(
+    rows: int, seed: int, *, world: dict | None = None, window: dict | None = None, concept: str | None = None
+) -> pd.DataFrame:
+    """``rows`` offer events of a randomised campaign (deterministic in rows, seed and window).
+
+    The seed fixes the world's customers (segment, preferred channel, tenure, typical order
+    value); a window (``{"start", "periods"}`` in days, default the first year) draws which
+    customers get an offer when, their recency and frequency at that time, the random
+    treatment and the outcome. ``concept="offer_stops_working"``: the offer has no effect
+    any more (treated customers convert like untreated ones)."""
+    rows = int(rows)
+    sizes, first = layout(rows)
+    world = world or sizes
+    start, days = (0, first) if window is None else worlds.span(_CALENDAR, window)
+    n_customers = int(world["customers"])
+
+    people = np.random.default_rng([seed, 0])  # the entities
+    segment_of = people.choice(_SEGMENTS, size=n_customers, p=_SEGMENT_P)
+    channel_of = people.choice(_CHANNELS, size=n_customers, p=_CHANNEL_P)
+    tenure_of = np.minimum(np.round(people.gamma(2.0, 12.0, size=n_customers)), 240).astype(np.int64)
+    aov_of = pd.Series(segment_of).map(_SEGMENT_AOV).to_numpy(float)
+    monetary_of = np.round(aov_of * people.lognormal(0.0, 0.4, size=n_customers), 2)
+
+    rng = np.random.default_rng([seed, 1, start, days])  # this window's events
+    who = np.sort(rng.choice(n_customers, size=rows, replace=rows > n_customers))
+    seconds = np.sort(rng.integers(0, days * 86_400, size=rows))
+    event_time = pd.Timestamp(ORIGIN) + pd.Timedelta(days=start) + pd.to_timedelta(seconds, unit="s")
+    segment, channel, tenure = segment_of[who], channel_of[who], tenure_of[who]
     seg_freq = pd.Series(segment).map({"value": -0.2, "mainstream": 0.0, "premium": 0.3}).to_numpy()
     lam = np.exp(0.6 + 0.25 * np.log1p(tenure) + seg_freq)
     frequency = rng.poisson(lam).astype(np.int64)
     recency = np.minimum(np.round(rng.exponential(25.0 + 240.0 / (1.0 + frequency))), 730).astype(np.int64)
-    aov = pd.Series(segment).map(_SEGMENT_AOV).to_numpy(float)
-    monetary = np.round(aov * rng.lognormal(0.0, 0.4, size=rows), 2)
+    monetary = monetary_of[who]
     treatment = (rng.random(rows) < 0.5).astype(np.int64)
+    order = rng.permutation(rows)  # customers in event order, not id order
     df = pd.DataFrame(
         {
-            "customer_id": pd.array([f"C{i:07d}" for i in range(1, rows + 1)], dtype="string"),
+            "customer_id": pd.array([f"C{i + 1:07d}" for i in who[order]], dtype="string"),
             "event_time": pd.Series(event_time).astype("datetime64[ns]"),
-            "tenure_months": tenure,
-            "recency_days": recency,
-            "frequency": frequency,
-            "monetary": monetary.astype(float),
-            "segment": pd.array(segment, dtype="string"),
-            "channel": pd.array(channel, dtype="string"),
+            "tenure_months": tenure[order],
+            "recency_days": recency[order],
+            "frequency": frequency[order],
+            "monetary": monetary[order].astype(float),
+            "segment": pd.array(segment[order], dtype="string"),
+            "channel": pd.array(channel[order], dtype="string"),
             "treatment": treatment,
         }
     )
     base, tau = _logits(df)
+    if concept == "offer_stops_working":
+        tau = np.zeros_like(tau)
     p = _sigmoid(base + treatment * tau)
     converted = (rng.random(rows) < p).astype(np.int64)
-    order_value = monetary * rng.lognormal(0.0, 0.25, size=rows) * (1.0 - _DISCOUNT * treatment)
+    order_value = df["monetary"].to_numpy(float) * rng.lognormal(0.0, 0.25, size=rows)
+    order_value *= 1.0 - _DISCOUNT * treatment
     df["converted"] = converted
     df["revenue"] = np.round(converted * order_value, 2).astype(float)
     return df

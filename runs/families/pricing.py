@@ -6,8 +6,16 @@ Data (``generate``)
     overall elasticity — segments get equal product counts, round-robin). Demand is
     ``units = round(base_p * store_s * series_ps * (price / list_price_p) ** e_segment
     * exp(0.15 * promo + seasonality + 0.03 * years + noise))`` with lognormal noise
-    (sigma 0.25). Prices move through a product random walk, store price zones, shelf noise
-    and chain-wide promotions (10-30 % off); unit cost is 45-70 % of the list price.
+    (sigma 0.25). Prices move through a mean-reverting product price path (AR(1), weekly
+    0.95), store price zones, shelf noise and chain-wide promotions (10-30 % off); unit cost
+    is 45-70 % of the list price.
+
+World (``runs/families/worlds.py``)
+    The seed fixes the products (segment, list price, cost ratio, demand level), the stores
+    and the series effects; a window picks weeks from ``ORIGIN``: every random draw is
+    indexed by week, so the weeks after a training batch continue its world.
+    ``concept="less_price_sensitive"`` adds ``0.6 * log(price / 10)`` to log demand: every
+    elasticity rises by 0.6, so demand at a given price changes with the price level.
 
 Model (``fit``; training stage, ``algorithm: "log_log_ols"``)
     OLS of ``log(units)`` on ``log(price)`` x segment (one elasticity per segment, or one
@@ -72,10 +80,10 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from scipy import stats
+from scipy import signal, stats
 from threadpoolctl import threadpool_limits
 
-from runs.families import stage_config
+from runs.families import stage_config, worlds
 from runs.metrics import pricing as pm
 
 NAME = "pricing"
@@ -116,7 +124,20 @@ SEASON_COS2 = 0.05
 TREND_PER_YEAR = 0.03
 NOISE_SIGMA = 0.25
 PROMO_RATE = 0.12
+PRICE_WALK_PHI = 0.95
+PRICE_WALK_SIGMA = 0.01
 START_WEEK = "2022-01-03"
+ORIGIN = START_WEEK  # the world's week 0 (a Monday)
+PERIOD_DAYS = 7
+_CALENDAR = worlds.Calendar(ORIGIN, PERIOD_DAYS)
+REFERENCE_PRICE = 10.0  # the geometric mean of the list prices (2 to 50)
+CONCEPT_ELASTICITY_SHIFT = 0.6
+CONCEPTS = {
+    "less_price_sensitive": (
+        "Shoppers become less price-sensitive: every segment's elasticity rises by 0.6 "
+        "(e.g. -1.4 -> -0.8), so dear products sell more and cheap ones less than the model expects"
+    ),
+}
 _EPOCH = pd.Timestamp("2000-01-01")
 _SEGMENTS = tuple(SEGMENT_ELASTICITY)
 
@@ -145,17 +166,56 @@ def _year_fraction(weeks) -> np.ndarray:
     return np.asarray(days, dtype=float) / 365.25
 
 
-def generate(rows: int, seed: int) -> pd.DataFrame:
-    """Synthetic weekly product x store sales with known elasticities (see module docstring)."""
+def layout(rows: int) -> tuple[dict, int]:
+    """The world a ``rows``-row training batch lives in, and how many weeks that batch covers:
+    about 40 rows per series-week (8 to 104 weeks), products x stores series."""
     rows = int(rows)
     if rows < 1:
         raise ValueError("rows must be positive")
-    rng = np.random.default_rng(seed)
     n_weeks = int(np.clip(rows // 40, 8, 104))
     n_series = -(-rows // n_weeks)
     n_stores = int(np.clip(round(math.sqrt(n_series / 10)), 2, 10))
     n_products = -(-n_series // n_stores)
+    return {"products": int(n_products), "stores": int(n_stores)}, n_weeks
 
+
+def window_periods(world: dict, rows: int) -> int:
+    """Weeks of every product x store series that hold about ``rows`` rows."""
+    return max(1, round(int(rows) / (world["products"] * world["stores"])))
+
+
+def window_rows(world: dict, periods: int, rows: int | None = None) -> int:
+    return int(world["products"] * world["stores"] * periods)
+
+
+def describe_world(world: dict) -> str:
+    return f"{world['products']} products × {world['stores']} stores"
+
+
+def _elasticity_shift(concept: str | None) -> float:
+    return CONCEPT_ELASTICITY_SHIFT if concept == "less_price_sensitive" else 0.0
+
+
+def generate(
+    rows: int, seed: int, *, world: dict | None = None, window: dict | None = None, concept: str | None = None
+) -> pd.DataFrame:
+    """Synthetic weekly product x store sales with known elasticities (see module docstring).
+
+    The seed fixes the world (products, stores, their prices, costs and demand levels); the
+    window (``{"start": date or week index, "periods": weeks}``, default the first
+    ``layout(rows)`` weeks) picks the weeks. Every random draw is indexed by week, so a week
+    has the same data whichever window it is generated in. At most ``rows`` rows."""
+    rows = int(rows)
+    if rows < 1:
+        raise ValueError("rows must be positive")
+    sizes, first = layout(rows)
+    world = world or sizes
+    start, n_weeks = (0, first) if window is None else worlds.span(_CALENDAR, window)
+    n_products, n_stores = int(world["products"]), int(world["stores"])
+    n_series = n_products * n_stores
+    end = start + n_weeks
+
+    rng = np.random.default_rng([seed, 0])  # the entities
     seg_idx = np.arange(n_products) % len(_SEGMENTS)
     seg_e = np.array([SEGMENT_ELASTICITY[s] for s in _SEGMENTS])[seg_idx]
     list_price = np.exp(rng.uniform(np.log(2.0), np.log(50.0), n_products))
@@ -163,31 +223,41 @@ def generate(rows: int, seed: int) -> pd.DataFrame:
     base = np.exp(rng.uniform(np.log(20.0), np.log(200.0), n_products))
     store_factor = np.exp(rng.normal(0.0, 0.3, n_stores))
     zone = rng.uniform(-0.05, 0.05, n_stores)
-    walk = np.cumsum(rng.normal(0.0, 0.01, (n_products, n_weeks)), axis=1)
-    promo = rng.random((n_products, n_weeks)) < PROMO_RATE
-    depth = rng.choice(np.array([0.1, 0.2, 0.3]), size=(n_products, n_weeks))
-    cost_noise = rng.normal(0.0, 0.02, (n_products, n_weeks))
+    series_effect = rng.normal(0.0, 0.1, n_series)
+
+    def weekly(stream: int, draw):
+        # (weeks x entities) draws in week order: week w's values do not depend on `end`
+        return draw(np.random.default_rng([seed, stream]))[start:end].T
+
+    # The product's price path is mean-reverting (AR(1), weekly), so the price level of a
+    # product stays where the world put it however far the windows go.
+    steps = np.random.default_rng([seed, 1]).normal(0.0, PRICE_WALK_SIGMA, (end, n_products))
+    steps[0] /= math.sqrt(1.0 - PRICE_WALK_PHI**2)  # week 0 starts in the stationary spread
+    walk = signal.lfilter([1.0], [1.0, -PRICE_WALK_PHI], steps, axis=0)[start:end].T
+    promo = weekly(2, lambda r: r.random((end, n_products))) < PROMO_RATE
+    depth = np.array([0.1, 0.2, 0.3])[weekly(3, lambda r: r.integers(0, 3, (end, n_products)))]
+    cost_noise = weekly(4, lambda r: r.normal(0.0, 0.02, (end, n_products)))
+    shelf_noise = weekly(5, lambda r: r.normal(0.0, 0.04, (end, n_series)))
+    eps = weekly(6, lambda r: r.normal(0.0, NOISE_SIGMA, (end, n_series)))
 
     sp = np.arange(n_series) // n_stores
     ss = np.arange(n_series) % n_stores
-    series_effect = rng.normal(0.0, 0.1, n_series)
-    shelf_noise = rng.normal(0.0, 0.04, (n_series, n_weeks))
-    eps = rng.normal(0.0, NOISE_SIGMA, (n_series, n_weeks))
-
     regular = np.round(list_price[sp, None] * np.exp(zone[ss, None] + walk[sp] + shelf_noise), 2)
     on_promo = promo[sp]
     price = np.round(regular * np.where(on_promo, 1.0 - depth[sp], 1.0), 2)
     cost = np.round(list_price[:, None] * cost_ratio[:, None] * np.exp(cost_noise), 2)[sp]
 
-    weeks = pd.date_range(START_WEEK, periods=n_weeks, freq="7D")
+    weeks = pd.date_range(pd.Timestamp(ORIGIN) + pd.Timedelta(weeks=start), periods=n_weeks, freq="7D")
     yf = _year_fraction(weeks)
     season = SEASON_SIN1 * np.sin(2 * np.pi * yf) + SEASON_COS2 * np.cos(4 * np.pi * yf)
-    years = np.arange(n_weeks) * 7.0 / 365.25
+    years = np.arange(start, end) * 7.0 / 365.25
     log_mu = (
         np.log(base[sp])[:, None]
         + np.log(store_factor[ss])[:, None]
         + series_effect[:, None]
         + seg_e[sp][:, None] * np.log(price / list_price[sp, None])
+        # a concept change: demand's response to the price level itself changes
+        + _elasticity_shift(concept) * np.log(price / REFERENCE_PRICE)
         + PROMO_LIFT * on_promo
         + season[None, :]
         + TREND_PER_YEAR * years[None, :]

@@ -229,7 +229,7 @@ def test_run_executed_at_most_once(api_client, baselines):
     run_id = start(api_client).json()["id"]
     assert execute_run(run_id) == "succeeded"
     assert execute_run(run_id).startswith("not claimed")
-    assert RunLog.objects.filter(run_id=run_id, message__startswith="Run claimed").count() == 1
+    assert RunLog.objects.filter(run_id=run_id, message__contains=" claimed by worker").count() == 1
 
 
 def test_failure_is_recorded_with_error(api_client, baselines):
@@ -248,7 +248,8 @@ def test_retry_creates_same_inputs(api_client, baselines):
     r = api_client.post(f"{API}/runs/{run_id}/retry")
     assert r.status_code == 201
     assert r.json()["retry_of_id"] == run_id
-    assert r.json()["params_json"] == {"synthetic": {"rows": 3000, "seed": 3}}
+    assert r.json()["params_json"] == Run.objects.get(pk=run_id).params_json
+    assert r.json()["params_json"]["synthetic"]["seed"] == 3
 
 
 def test_reaper_fails_runs_with_stale_heartbeat(api_client, baselines):
@@ -286,6 +287,10 @@ def test_external_run_report_flow(api_client, baselines, user):
     assert body["status"] == "succeeded"
     assert body["metric_checks_json"]["demand_mape"]["status"] == "warning"
     assert body["metric_checks_json"]["elasticity"]["status"] == "pass"
+    # The run's outcome: the worst check, stored on the row; the breaches named.
+    assert body["outcome"] == "warning"
+    assert [(b["metric"], b["status"]) for b in body["breaches"]] == [("demand_mape", "warning")]
+    assert body["name"] == "Pricing Optimization Baseline v1 · train · #1" and body["number"] == 1
     assert MLModel.objects.get(pk=model.id).artifacts_json == {"model_path": "s3://bucket/models/model.pkl"}
     assert RunLog.objects.filter(run_id=run_id).count() == 2
     # final now

@@ -109,14 +109,16 @@ def test_ground_truth_matches_generated_data(data):
     weekly = (
         s0.assign(week=np.arange(DAYS) // 7)
         .groupby("week")
-        .agg(promo=("promo", "max"), price=("price", "first"))
+        .agg(promo=("promo", "max"), price=("price", "mean"))
     )
     cuts = [
         weekly["price"].iloc[w] / weekly["price"].iloc[w - 1]
         for w in range(1, len(weekly))
         if weekly["promo"].iloc[w] == 1 and weekly["promo"].iloc[w - 1] == 0 and w % 13 != 0
     ]
-    assert cuts and np.allclose(cuts, 1 - gt["promo_discount"], atol=0.01)
+    # (the average price paid varies day to day: the week's mean is within a few percent)
+    assert cuts and np.allclose(cuts, 1 - gt["promo_discount"], atol=0.05)
+    assert abs(np.median(cuts) - (1 - gt["promo_discount"])) < 0.015
     # promotion days sell clearly more (lift * price effect ~ 1.4-1.8x)
     all_promo = data.groupby(["series_id", "promo"])["sales"].mean().unstack()
     ratio = (all_promo[1] / all_promo[0]).median()

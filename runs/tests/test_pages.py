@@ -105,7 +105,10 @@ def test_start_run(as_user, baselines, user):
     run = Run.objects.get()
     assert response["Location"] == run_url(run.pk)
     assert (run.status, run.model_id, run.recipe_version_id) == ("queued", model.pk, "ver_location_base_v1")
-    assert run.params_json == {"synthetic": {"rows": 3000, "seed": 7}}
+    assert {k: run.params_json["synthetic"][k] for k in ("rows", "seed")} == {"rows": 3000, "seed": 7}
+    page = as_user.get(response["Location"]).content.decode()
+    assert f"{run.name} queued" in page and f"Run {run.pk}" not in page
+    assert "<h1>Location Scoring Baseline v1 · train · #1</h1>" in page
 
 
 def test_start_run_errors_next_to_fields(as_user, baselines):
@@ -132,10 +135,10 @@ def test_queued_run_page_polls(as_user, baselines, user):
     page = as_user.get(run_url(run.pk))
     assert page.status_code == 200
     body = page.content.decode()
-    assert f'hx-get="{run_url(run.pk, "/live")}" hx-trigger="every 1s"' in body
+    assert f'hx-get="{run_url(run.pk, "/live")}?shown=queued" hx-trigger="every 1s"' in body
     assert f'hx-get="{run_url(run.pk, "/logs")}?after=0" hx-trigger="every 1s"' in body
     assert "data_quality" in body  # the version's stages, pending
-    assert "plotly.min.js" in body
+    assert 'data-plotly-src="/static/plotly/plotly.min.' in body  # charts.js loads it when needed
     live = as_user.get(run_url(run.pk, "/live"), **HTMX)
     assert b"<html" not in live.content and b'hx-trigger="every 1s"' in live.content
     assert as_user.get(run_url(run.pk, "/live")).status_code == 302  # not a page of its own
@@ -151,13 +154,13 @@ def test_finished_run_page_stops_polling_and_shows_results(as_user, baselines, u
     assert "Succeeded" in body
     assert 'data-metric="rank_correlation"' in body
     assert any(f"badge-{status}" in body for status in ("pass", "warning", "critical"))
-    assert "plotly-graph-div" in body and "Plotly.newPlot" in body
+    assert "data-plotly-figure" in body and "Plotly.newPlot" not in body  # drawn by static/js/charts.js
     assert f"/api/ml-development/runs/{run.pk}/artifacts/metrics.json" in body
 
     logs = as_user.get(run_url(run.pk, "/logs"), {"after": "0"}, **HTMX)
     text = logs.content.decode()
     assert 'hx-swap-oob="beforeend:#log-lines"' in text
-    assert "Run succeeded." in text
+    assert f"{run.name} succeeded." in text
     last = Run.objects.get(pk=run.pk).logs.order_by("-seq").first().seq
     # Within the grace period the log keeps following (the last line lands after the status).
     assert "hx-trigger" in as_user.get(run_url(run.pk, "/logs"), {"after": last}, **HTMX).content.decode()
@@ -165,7 +168,7 @@ def test_finished_run_page_stops_polling_and_shows_results(as_user, baselines, u
     done = as_user.get(run_url(run.pk, "/logs"), {"after": last}, **HTMX).content.decode()
     assert "hx-trigger" not in done and "log-line" not in done
     raw = as_user.get(run_url(run.pk, "/logs"))
-    assert raw["Content-Type"].startswith("text/plain") and b"Run succeeded." in raw.content
+    assert raw["Content-Type"].startswith("text/plain") and f"{run.name} succeeded.".encode() in raw.content
 
     page = as_user.get(run_url(run.pk)).content.decode()
     assert 'id="run-live"' in page and "every 1s" not in page
@@ -301,7 +304,7 @@ def test_family_plots(family, expected):
     figures = plots.run_figures(family, FAMILY_PLOTS[family])
     assert len(figures) == expected
     html = plots.figure_html(figures[0])
-    assert "Plotly.newPlot" in html and "<script" in html and "plotly.min.js" not in html
+    assert 'type="application/json"' in html and "Plotly.newPlot" not in html and "plotly.min.js" not in html
     overlaid = plots.compare_figures(family, [("a", FAMILY_PLOTS[family]), ("b", FAMILY_PLOTS[family])])
     assert overlaid and len(overlaid[0].data) >= 2
 

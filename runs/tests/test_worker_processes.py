@@ -96,7 +96,7 @@ def test_two_workers_never_execute_a_run_twice(workers, pricing, user):
     for run in runs:
         run.refresh_from_db()
         assert run.status == "succeeded", run.error
-        assert RunLog.objects.filter(run=run, message__startswith="Run claimed").count() == 1
+        assert RunLog.objects.filter(run=run, message__contains=" claimed by worker").count() == 1
 
 
 def test_killed_worker_leaves_run_failed_and_others_untouched(workers, pricing, user):

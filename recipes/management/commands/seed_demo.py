@@ -4,7 +4,7 @@ import time
 
 from django.core.management.base import BaseCommand, CommandError
 
-from recipes.demo import DEFAULT_DAYS, DEFAULT_ROWS, MIN_ROWS, DemoError, seed_demo
+from recipes.demo import DEFAULT_DAYS, DEFAULT_ROWS, MIN_ROWS, DemoError, demo_exists, seed_demo
 
 
 class Command(BaseCommand):
@@ -16,6 +16,11 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument(
+            "--check",
+            action="store_true",
+            help="build nothing: exit 0 when the demo is there, 1 when not (`make run` asks)",
+        )
+        parser.add_argument(
             "--days", type=int, default=DEFAULT_DAYS, help="days of daily monitoring history (default 90)"
         )
         parser.add_argument(
@@ -25,7 +30,12 @@ class Command(BaseCommand):
             help=f"synthetic rows per train/eval/backtest run (default {DEFAULT_ROWS}; at least {MIN_ROWS})",
         )
 
-    def handle(self, *args, days: int, rows: int, **options):
+    def handle(self, *args, days: int, rows: int, check: bool = False, **options):
+        if check:
+            if not demo_exists():
+                raise CommandError("There is no demo workspace.", returncode=1)
+            self.stdout.write("The demo workspace is there.")
+            return
         if days < 0:
             raise CommandError("--days must be 0 or more")
         if rows < MIN_ROWS:

@@ -10,12 +10,11 @@ from django.core.management.base import BaseCommand
 WRITE_MODELS = ["recipe", "recipetag", "recipeversion", "mlmodel", "run", "dataset", "monitorsnapshot"]
 GROUPS = {
     # Data scientists create recipes, versions, models and runs.
-    "Data scientists": [
-        f"{action}_{model}" for model in WRITE_MODELS for action in ("add", "change", "view")
-    ],
+    "Data scientists": [f"{action}_{model}" for model in WRITE_MODELS for action in ("add", "change", "view")]
+    + ["delete_dataset"],  # the service refuses a dataset still in use
     # Leads also approve versions.
     "Leads": [f"{action}_{model}" for model in WRITE_MODELS for action in ("add", "change", "view")]
-    + ["approve_recipeversion"],
+    + ["approve_recipeversion", "delete_dataset"],
 }
 
 
