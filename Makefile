@@ -10,7 +10,7 @@ PORT ?= 8000
 PYTHON ?= $(shell for c in python3.14 python3.13 python3.12 $$(ls -d $$(pyenv root 2>/dev/null)/versions/3.1[2-9]*/bin/python3 2>/dev/null | sort -rV) python3; do \
 	if command -v $$c >/dev/null 2>&1 && $$c -c 'import sys; sys.exit(0 if sys.version_info >= (3, 12) else 1)' 2>/dev/null; then echo $$c; break; fi; done)
 
-.PHONY: run test install install-dev migrate lint fmt check-python browsers bench clean demo
+.PHONY: run dev seed-tip test install install-dev migrate lint fmt check-python browsers bench clean demo
 
 check-python:
 	@if [ -z "$(PYTHON)" ]; then \
@@ -36,26 +36,50 @@ migrate: install
 	$(PY) manage.py setup_workspace
 
 # Serve the workspace on http://$(HOST):$(PORT) with $(WORKERS) background workers.
+# `make run` is production-shaped: gunicorn ($(WEB_CONCURRENCY) processes, mlworkspace/gunicorn.conf.py),
+# static files collected (hashed, compressed) and served by WhiteNoise, DEBUG off, the secret key
+# generated once into $(DATA)/secret_key. `make dev` is for working on the code: runserver with
+# autoreload and DEBUG on.
 # Ctrl-C stops the web server at once; each worker finishes the run it is executing (a second
 # Ctrl-C stops it now; the reaper then fails that run) and make exits quietly.
 # The workers get their own process group (set -m), so the terminal's Ctrl-C reaches them only
 # through this shell's trap: one SIGTERM per Ctrl-C. (The former `trap 'kill 0'` also signalled
 # make and this shell itself, whose TERM trap then re-ran `kill 0` until bash overflowed its
 # stack: "make: *** [run] Segmentation fault".)
-run: migrate
-	@if [ "$(DEMO)" = "1" ]; then $(PY) manage.py seed_demo; \
-	elif ! $(PY) manage.py seed_demo --check >/dev/null 2>&1; then \
-		echo "Tip: 'make run DEMO=1' (or 'make demo') fills a realistic demo workspace first."; fi
-	@echo "Starting $(WORKERS) worker(s) and the web server on http://$(HOST):$(PORT)/model-development/ (Ctrl-C stops them)"
+DATA := $(or $(DATA_DIR),data)
+WEB_CONCURRENCY ?= 2
+# prometheus-client's multiprocess mode: the gunicorn processes and the workers write their
+# request and check metrics here; /metrics sums them (mlworkspace/metrics.py). Emptied at start.
+PROM_DIR := $(DATA)/prometheus
+PROD_ENV := DEBUG=0 PROMETHEUS_MULTIPROC_DIR=$(PROM_DIR)
+
+# $(call serve,ENVIRONMENT,WEB SERVER COMMAND): the workers and the web server, stopped together.
+define serve
 	@set -m; workers=""; \
-	for i in $$(seq 1 $(WORKERS)); do $(PY) manage.py worker & workers="$$workers $$!"; done; \
+	for i in $$(seq 1 $(WORKERS)); do $(1) $(PY) manage.py worker & workers="$$workers $$!"; done; \
 	set +m; \
 	stopping=""; stop_workers() { stopping=1; [ -z "$$workers" ] || kill -TERM $$workers 2>/dev/null; }; \
 	trap stop_workers INT TERM HUP; \
-	$(PY) manage.py runserver --noreload $(HOST):$(PORT); status=$$?; \
+	$(1) $(2); status=$$?; \
 	[ -n "$$stopping" ] || stop_workers; \
 	for w in $$workers; do while kill -0 $$w 2>/dev/null; do wait $$w; done; done; \
 	case $$status in 130|143) exit 0;; *) exit $$status;; esac
+endef
+
+seed-tip:
+	@if [ "$(DEMO)" = "1" ]; then $(PY) manage.py seed_demo; \
+	elif ! $(PY) manage.py seed_demo --check >/dev/null 2>&1; then \
+		echo "Tip: 'make run DEMO=1' (or 'make demo') fills a realistic demo workspace first."; fi
+
+run: migrate seed-tip
+	@$(PROD_ENV) $(PY) manage.py collectstatic --noinput --verbosity 0
+	@rm -rf $(PROM_DIR) && mkdir -p $(PROM_DIR)
+	@echo "Starting $(WORKERS) worker(s) and gunicorn on http://$(HOST):$(PORT)/model-development/ (Ctrl-C stops them)"
+	$(call serve,$(PROD_ENV),HOST=$(HOST) PORT=$(PORT) WEB_CONCURRENCY=$(WEB_CONCURRENCY) $(VENV)/bin/gunicorn -c mlworkspace/gunicorn.conf.py mlworkspace.wsgi)
+
+dev: migrate seed-tip
+	@echo "Starting $(WORKERS) worker(s) and runserver (DEBUG, autoreload) on http://$(HOST):$(PORT)/model-development/ (Ctrl-C stops them)"
+	$(call serve,DEBUG=1,$(PY) manage.py runserver $(HOST):$(PORT))
 
 demo: migrate
 	$(PY) manage.py seed_demo

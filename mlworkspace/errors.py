@@ -8,6 +8,7 @@ them — and DRF's own errors — into that shape with the right status code.
 from __future__ import annotations
 
 from django.core.exceptions import PermissionDenied, RequestDataTooBig
+from django.db.models import QuerySet
 from django.http import Http404
 from rest_framework import exceptions as drf_exceptions
 from rest_framework import status
@@ -19,9 +20,28 @@ class DomainError(Exception):
     status_code = status.HTTP_400_BAD_REQUEST
 
     def __init__(self, detail: str, errors: list[dict] | None = None):
+        # Messages often quote an exception (pandas, pyarrow, open()) that names a file by
+        # its absolute path: users see the file name, never the server's folders.
+        detail = server_redact(detail)
         super().__init__(detail)
         self.detail = detail
-        self.errors = errors or []
+        self.errors = [
+            {**e, "message": server_redact(e["message"])} if isinstance(e.get("message"), str) else e
+            for e in errors or []
+        ]
+
+
+def server_redact(text):
+    """`text` with absolute paths under the server's folders (the project, MEDIA_ROOT, the
+    data folder, the interpreter, temp, home) cut to their file names (mlworkspace.redact)."""
+    if not isinstance(text, str) or "/" not in text:
+        return text
+    from django.conf import settings
+
+    from .redact import default_roots, redact_paths
+
+    extra = (getattr(settings, "MEDIA_ROOT", None), getattr(settings, "DATA_DIR", None))
+    return redact_paths(text, default_roots(*extra))
 
 
 class InvalidInput(DomainError):
@@ -52,7 +72,10 @@ def lookup(model, field: str, value):
     input, so an unknown one is bad input, not a 404). None/"" -> None."""
     if value in (None, ""):
         return None
-    obj = model._default_manager.filter(pk=value).first()
+    # A queryset (e.g. Recipe.objects.visible_to(user)) limits what may be named: an id the
+    # user may not see reads as unknown, so its existence is not confirmed.
+    manager = model if isinstance(model, QuerySet) else model._default_manager
+    obj = manager.filter(pk=value).first()
     if obj is None:
         raise field_error(field, f"unknown id '{value}'")
     return obj

@@ -11,6 +11,7 @@ from django.views.generic import RedirectView
 
 from models_registry import views as model_views
 from monitoring import views as monitoring_views
+from recipes import client_views
 from recipes import views as recipe_views
 from runs import dataset_views
 from runs import views as run_views
@@ -62,6 +63,19 @@ urlpatterns = [
     path("model-development/runs/<str:run_id>/logs", run_views.run_logs, name="run-logs"),
     path("model-development/runs/<str:run_id>/cancel", run_views.run_cancel, name="run-cancel"),
     path("model-development/runs/<str:run_id>/retry", run_views.run_retry, name="run-retry"),
+    # Clients: list + create (workspace admins), a client's team and recipes.
+    path("model-development/clients/", client_views.client_list, name="clients"),
+    path("model-development/clients/<str:client_id>", client_views.client_detail, name="client"),
+    path(
+        "model-development/clients/<str:client_id>/members",
+        client_views.client_member_set,
+        name="client-members",
+    ),
+    path(
+        "model-development/clients/<str:client_id>/members/<str:username>/remove",
+        client_views.client_member_remove,
+        name="client-member-remove",
+    ),
     # Datasets: list + upload, a dataset's page (?recipe= checks it against a recipe), delete.
     path("model-development/datasets", dataset_views.dataset_list, name="datasets"),
     path("model-development/datasets/<str:dataset_id>", dataset_views.dataset_detail, name="dataset"),

@@ -5,10 +5,14 @@ See `.env.example` for every variable. Defaults give a working single-machine wo
 PostgreSQL DATABASE_URL.
 """
 
+import base64
+import hashlib
 import os
+import secrets
 from pathlib import Path
 
 import dj_database_url
+from django.utils.csp import CSP
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 DATA_DIR = Path(os.environ.get("DATA_DIR", BASE_DIR / "data"))
@@ -26,8 +30,37 @@ def env_list(name: str, default: str) -> list[str]:
     return [item.strip() for item in os.environ.get(name, default).split(",") if item.strip()]
 
 
+def secret_key_file(path: Path) -> str:
+    """The secret key kept in ``path``, generated there (mode 0600) on first use.
+
+    `make run` serves with DEBUG off and needs a stable key (sessions, password resets and
+    signed values survive a restart) without anyone having to invent one: the first start
+    writes a random key to the data directory, readable by its owner only; later starts
+    read it. The key is written to a private temporary file and then hard-linked into place,
+    so processes starting at once never read a half-written file and all agree on one key."""
+    if not path.exists():
+        from django.core.management.utils import get_random_secret_key
+
+        tmp = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            with os.fdopen(fd, "w") as handle:
+                handle.write(get_random_secret_key() + "\n")
+            os.link(tmp, path)  # atomic; fails if another process got there first
+        except FileExistsError:
+            pass
+        finally:
+            tmp.unlink(missing_ok=True)
+    return path.read_text().strip()
+
+
+# DEBUG is on unless DEBUG=0 (`make run` sets it off, `make dev` and the tests keep it on).
 DEBUG = env_bool("DEBUG", True)
-SECRET_KEY = os.environ.get("SECRET_KEY", "dev-insecure-change-me" if DEBUG else "")
+# SECRET_KEY from the environment; else a fixed development key in DEBUG (so tests and
+# `make dev` never touch a key file) and, with DEBUG off, DATA_DIR/secret_key (see above).
+SECRET_KEY = os.environ.get("SECRET_KEY") or (
+    "dev-insecure-change-me" if DEBUG else secret_key_file(DATA_DIR / "secret_key")
+)
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "127.0.0.1,localhost,testserver")
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", "http://127.0.0.1:8000,http://localhost:8000")
 
@@ -50,14 +83,22 @@ INSTALLED_APPS = [
     "models_registry",
     "runs",
     "monitoring",
+    "audit",
 ]
 
 MIDDLEWARE = [
+    # Counts every response, including the ones the middleware below answers itself.
+    "mlworkspace.metrics.RequestMetricsMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    # Static files from STATIC_ROOT (collectstatic) in the web process, with far-future
+    # cache headers for the hashed names; in DEBUG runserver's finders serve them as before.
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.middleware.csp.ContentSecurityPolicyMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "audit.middleware.AuditContextMiddleware",  # the actor and IP of audit events
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
@@ -76,6 +117,8 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                # {{ csp_nonce }} / {% csp_nonce_attr %} for the few inline <style>s.
+                "django.template.context_processors.csp",
             ],
         },
     },
@@ -103,8 +146,13 @@ else:
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
+# Django's recommended set (the settings `startproject` writes): not like the username,
+# at least 8 characters, not a common password, not all digits.
 AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
 LOGIN_URL = "/accounts/login/"
 LOGIN_REDIRECT_URL = "/model-development/"
@@ -125,6 +173,21 @@ STATICFILES_FINDERS = [
     # plotly.min.js from inside the installed plotly wheel (no CDN).
     "mlworkspace.staticfiles.PlotlyFinder",
 ]
+# With DEBUG off (`make run`) static files are collected with content-hashed names and
+# pre-compressed (gzip) by WhiteNoise's storage, so they can be cached forever; in DEBUG
+# (`make dev`, the tests) the plain storage serves them straight from the finders.
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {
+        "BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"
+        if DEBUG
+        else "whitenoise.storage.CompressedManifestStaticFilesStorage"
+    },
+}
+# In DEBUG WhiteNoise looks files up through the finders on each request (no collectstatic,
+# edits show at once); otherwise it serves STATIC_ROOT, indexed once at start.
+WHITENOISE_USE_FINDERS = DEBUG
+WHITENOISE_AUTOREFRESH = DEBUG
 MEDIA_ROOT = Path(os.environ.get("MEDIA_ROOT", DATA_DIR / "media"))
 MEDIA_URL = "/media/"
 
@@ -132,9 +195,29 @@ MEDIA_URL = "/media/"
 DATA_UPLOAD_MAX_MEMORY_SIZE = int(os.environ.get("MAX_JSON_BODY_BYTES", 2 * 1024 * 1024))
 FILE_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
 DATASET_MAX_BYTES = int(os.environ.get("DATASET_MAX_BYTES", 200 * 1024 * 1024))
+# A small file can hold a huge table (a Parquet column of zeros compresses ~10,000:1): an
+# upload's rows and columns are read from the Parquet footer or the CSV's first line (at most
+# DATASET_HEADER_MAX_BYTES) and counted line breaks before anything is loaded; over a limit
+# is a 413 naming the numbers. Uploads bigger than DATASET_INLINE_PROFILE_BYTES (or Parquet
+# files of more than DATASET_INLINE_PROFILE_ROWS rows) are profiled by a worker task, not in
+# the web request: the dataset is `processing` until then. DATASET_MAX_CELLS bounds rows ×
+# columns (200M cells is 1.6 GB as float64) for the worker that loads the table.
+DATASET_MAX_ROWS = int(os.environ.get("DATASET_MAX_ROWS", 50_000_000))
+DATASET_MAX_COLUMNS = int(os.environ.get("DATASET_MAX_COLUMNS", 2_000))
+DATASET_MAX_CELLS = int(os.environ.get("DATASET_MAX_CELLS", 200_000_000))
+DATASET_HEADER_MAX_BYTES = int(os.environ.get("DATASET_HEADER_MAX_BYTES", 1024 * 1024))
+DATASET_INLINE_PROFILE_BYTES = int(os.environ.get("DATASET_INLINE_PROFILE_BYTES", 10 * 1024 * 1024))
+DATASET_INLINE_PROFILE_ROWS = int(os.environ.get("DATASET_INLINE_PROFILE_ROWS", 500_000))
+# Uploads bigger than FILE_UPLOAD_MAX_MEMORY_SIZE stream to a temporary file here (not /tmp),
+# so the worker's housekeeping can remove what a killed web server left behind.
+FILE_UPLOAD_TEMP_DIR = Path(os.environ.get("FILE_UPLOAD_TEMP_DIR", DATA_DIR / "upload-tmp"))
+FILE_UPLOAD_TEMP_DIR.mkdir(parents=True, exist_ok=True)
 PREDICT_MAX_ROWS = int(os.environ.get("PREDICT_MAX_ROWS", 10_000))
 
 # --- API ------------------------------------------------------------------------------
+# How deeply any JSON document (request body, manifest) may nest: deeper is a 400 naming where
+# (parsing and walking it would recurse past Python's limit).
+JSON_MAX_DEPTH = int(os.environ.get("JSON_MAX_DEPTH", 64))
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "rest_framework.authentication.SessionAuthentication",
@@ -144,6 +227,17 @@ REST_FRAMEWORK = {
     "DEFAULT_FILTER_BACKENDS": [
         "django_filters.rest_framework.DjangoFilterBackend",
         "rest_framework.filters.OrderingFilter",
+    ],
+    # DRF's JSON parser after a non-recursive depth check (JSON_MAX_DEPTH); forms and uploads as before.
+    "DEFAULT_PARSER_CLASSES": [
+        "mlworkspace.parsers.JSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
+    "DEFAULT_RENDERER_CLASSES": [
+        "rest_framework.renderers.JSONRenderer",
+        # The browsable API, with a CSP that lets DRF's templates keep their style attributes.
+        "mlworkspace.renderers.CSPBrowsableAPIRenderer",
     ],
     "DEFAULT_PAGINATION_CLASS": "mlworkspace.pagination.Pagination",
     "PAGE_SIZE": 50,
@@ -179,10 +273,19 @@ TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend"}}
 # Threads each run's numeric libraries may use; parallelism comes from worker processes.
 RUN_THREADS = int(os.environ.get("RUN_THREADS", 1))
 # A running run whose heartbeat is older than this is failed by the reaper ("worker lost").
+# A worker beats each running run every RUN_HEARTBEAT_SECONDS (its log flushes beat too); every
+# worker's reaper looks every RUN_REAP_SECONDS, so a killed worker's run is failed — its stages
+# and task row closed — within RUN_STALE_AFTER_SECONDS + RUN_REAP_SECONDS (25 s by default).
 RUN_HEARTBEAT_SECONDS = float(os.environ.get("RUN_HEARTBEAT_SECONDS", 2))
-RUN_STALE_AFTER_SECONDS = float(os.environ.get("RUN_STALE_AFTER_SECONDS", 60))
-# How often the worker's housekeeping thread reaps and runs due monitoring checks.
+RUN_STALE_AFTER_SECONDS = float(os.environ.get("RUN_STALE_AFTER_SECONDS", 20))
+RUN_REAP_SECONDS = float(os.environ.get("RUN_REAP_SECONDS", 5))
+# How often the worker's housekeeping runs due monitoring checks and sweeps orphans: files
+# older than HOUSEKEEPING_ORPHAN_AGE_SECONDS in media/datasets with no dataset row and in
+# FILE_UPLOAD_TEMP_DIR (what a killed web server leaves), empty artifact folders of failed or
+# deleted runs. A dataset still `processing` after DATASET_PROFILE_TIMEOUT_SECONDS is invalid.
 WORKER_HOUSEKEEPING_SECONDS = float(os.environ.get("WORKER_HOUSEKEEPING_SECONDS", 30))
+HOUSEKEEPING_ORPHAN_AGE_SECONDS = float(os.environ.get("HOUSEKEEPING_ORPHAN_AGE_SECONDS", 3600))
+DATASET_PROFILE_TIMEOUT_SECONDS = float(os.environ.get("DATASET_PROFILE_TIMEOUT_SECONDS", 1800))
 
 # --- Chat assistant -------------------------------------------------------------------
 LLM_BASE_URL = os.environ.get("LLM_BASE_URL", "")
@@ -193,12 +296,93 @@ CHAT_MAX_MESSAGE_CHARS = int(os.environ.get("CHAT_MAX_MESSAGE_CHARS", 4000))
 
 # --- Security -------------------------------------------------------------------------
 SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SAMESITE = "Lax"
+# A session lasts a working day (8 h by default), not Django's two weeks: the workspace
+# holds client data and shared machines are common. Login rotates the session key.
+SESSION_COOKIE_AGE = int(os.environ.get("SESSION_COOKIE_AGE", 8 * 3600))
 CSRF_COOKIE_HTTPONLY = False  # htmx reads the token from the page, not the cookie
 X_FRAME_OPTIONS = "DENY"
 SECURE_CONTENT_TYPE_NOSNIFF = True
-if not DEBUG:
-    SESSION_COOKIE_SECURE = env_bool("SECURE_COOKIES", True)
-    CSRF_COOKIE_SECURE = env_bool("SECURE_COOKIES", True)
+SECURE_REFERRER_POLICY = "same-origin"
+SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
+
+# HTTPS=1 (served over TLS, usually behind a proxy that terminates it) switches on all of
+# the HTTPS-only protections at once: redirect http -> https, HSTS for a year (with
+# subdomains and preload, HSTS_PRELOAD=0 to leave preload out) and cookies sent over TLS
+# only. Gunicorn marks a request secure when a trusted proxy (FORWARDED_ALLOW_IPS, default
+# 127.0.0.1) sends X-Forwarded-Proto: https, so Django needs no SECURE_PROXY_SSL_HEADER.
+# HTTPS=0 (the default) serves plain http, e.g. on 127.0.0.1: `check --deploy` then lists
+# exactly these four settings (W004, W008, W012, W016).
+HTTPS = env_bool("HTTPS", False)
+SECURE_SSL_REDIRECT = HTTPS
+SECURE_HSTS_SECONDS = 365 * 24 * 3600 if HTTPS else 0
+SECURE_HSTS_INCLUDE_SUBDOMAINS = HTTPS
+SECURE_HSTS_PRELOAD = HTTPS and env_bool("HSTS_PRELOAD", True)
+SESSION_COOKIE_SECURE = HTTPS
+CSRF_COOKIE_SECURE = HTTPS
+# /healthz answers load balancers, which probe over plain http inside the network.
+SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
+
+# Content-Security-Policy on every response (Django's built-in middleware). Scripts and
+# stylesheets come from this origin only, plus elements carrying the per-request nonce;
+# no 'unsafe-inline', no 'unsafe-eval', no inline event handlers or style attributes.
+# The pages put their data in JSON <script type="application/json"> blocks (not executed,
+# so not subject to script-src) and static/js/ reads them. Plotly adds its CSS rules
+# through the CSSOM into <style id="plotly.js-style-global"> that base.html creates with
+# the nonce; Swagger UI and the admin carry the nonce on their inline parts. The DRF
+# browsable API's templates use style="" attributes: mlworkspace.renderers allows
+# style attributes (only) on those developer pages.
+# The two style="" values plotly.js writes with setAttribute (not through the CSSOM, which
+# CSP does not govern): an empty style on colorbar rects, and its probe for pixelated image
+# rendering (heatmaps). Allowed by hash ('unsafe-hashes' = these exact attribute values, no
+# other inline style); tests/browser/test_csp.py fails if a plotly upgrade writes others.
+PLOTLY_STYLE_ATTRIBUTES = [
+    "",
+    "".join(
+        f"image-rendering: {value}; "
+        for value in (
+            "optimizeSpeed",
+            "-moz-crisp-edges",
+            "-o-crisp-edges",
+            "-webkit-optimize-contrast",
+            "optimize-contrast",
+            "crisp-edges",
+            "pixelated",
+        )
+    ),
+]
+SECURE_CSP = {
+    "default-src": [CSP.SELF],
+    "script-src": [CSP.SELF, CSP.NONCE],
+    "style-src": [CSP.SELF, CSP.NONCE],
+    "style-src-attr": [
+        CSP.UNSAFE_HASHES,
+        *(
+            f"'sha256-{base64.b64encode(hashlib.sha256(value.encode()).digest()).decode()}'"
+            for value in PLOTLY_STYLE_ATTRIBUTES
+        ),
+    ],
+    # data: images: Plotly's and Swagger UI's bundled icons.
+    "img-src": [CSP.SELF, "data:"],
+    "font-src": [CSP.SELF, "data:"],
+    "connect-src": [CSP.SELF],
+    "object-src": [CSP.NONE],
+    "base-uri": [CSP.SELF],
+    "form-action": [CSP.SELF],
+    "frame-ancestors": [CSP.NONE],
+}
+
+# --- Operations: /healthz and /metrics --------------------------------------------------
+# A worker beats every WORKER_BEAT_SECONDS (mlworkspace.health.WorkerHeartbeat); /healthz
+# is unhealthy (503) when the newest beat is older than HEALTH_WORKER_STALE_SECONDS, or
+# there is none (HEALTH_REQUIRE_WORKER=0 for a web-only deployment), or the database
+# cannot be reached.
+WORKER_BEAT_SECONDS = float(os.environ.get("WORKER_BEAT_SECONDS", 10))
+HEALTH_WORKER_STALE_SECONDS = float(os.environ.get("HEALTH_WORKER_STALE_SECONDS", 60))
+HEALTH_REQUIRE_WORKER = env_bool("HEALTH_REQUIRE_WORKER", True)
+# /metrics answers only a request with "Authorization: Bearer $METRICS_TOKEN"; without a
+# token configured it is 404 (off).
+METRICS_TOKEN = os.environ.get("METRICS_TOKEN", "")
 
 # One console handler, on the root logger: every record is printed once. Django's default
 # config also gives the "django" logger a console handler of its own (in DEBUG), so records

@@ -1,16 +1,16 @@
-from django.conf import settings
 from django.contrib import admin
 from django.templatetags.static import static
 from django.urls import include, path, re_path
 from django.views.generic import RedirectView
-from django.views.static import serve
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.routers import DefaultRouter
 
+from mlworkspace import health, metrics
 from models_registry.api import MLModelViewSet
 from monitoring.api import ModelMonitoringCheckView, ModelMonitoringView
 from recipes.api import ManifestValidateViewSet, RecipeViewSet
 from recipes.chat_api import ChatConversationView, ChatView
+from recipes.client_api import ClientDetailView, ClientListView, ClientMembersView, ClientMemberView
 from runs.api import DatasetViewSet, RunViewSet
 
 
@@ -48,7 +48,16 @@ api_patterns = [
     re_path(
         r"^models/(?P<model_id>[^/]+)/monitoring/?$", ModelMonitoringView.as_view(), name="model-monitoring"
     ),
+    re_path(r"^clients/?$", ClientListView.as_view(), name="clients"),
+    re_path(r"^clients/(?P<client_id>[^/]+)/?$", ClientDetailView.as_view(), name="client"),
+    re_path(r"^clients/(?P<client_id>[^/]+)/members/?$", ClientMembersView.as_view(), name="client-members"),
+    re_path(
+        r"^clients/(?P<client_id>[^/]+)/members/(?P<username>[^/]+)/?$",
+        ClientMemberView.as_view(),
+        name="client-member",
+    ),
     re_path(r"^chat/?$", ChatView.as_view(), name="chat"),
+    path("", include("audit.urls")),  # GET audit
     re_path(r"^chat/(?P<conversation_id>[^/]+)/?$", ChatConversationView.as_view(), name="chat-conversation"),
     *router.urls,
 ]
@@ -57,11 +66,18 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/ml-development/", include(api_patterns)),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
-    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
+    # The template adds the CSP nonce to drf-spectacular's inline <style> and init <script>.
+    path(
+        "api/docs/",
+        SpectacularSwaggerView.as_view(url_name="schema", template_name="api/swagger_ui.html"),
+        name="swagger-ui",
+    ),
     path("api-auth/", include("rest_framework.urls")),
     path("favicon.ico", FaviconView.as_view(), name="favicon"),
+    path("healthz", health.healthz, name="healthz"),
+    path("metrics", metrics.metrics, name="metrics"),
     path("", include("mlworkspace.pages")),  # HTML pages + login/logout
 ]
 
-if settings.DEBUG:
-    urlpatterns += [re_path(r"^media/(?P<path>.*)$", serve, {"document_root": settings.MEDIA_ROOT})]
+# No /media/ URL, whatever DEBUG is: dataset files, artifacts and predictions are served only
+# by permission-checked views (GET /datasets/{id}/download, /runs/{id}/artifacts/{name}).

@@ -28,8 +28,22 @@ def render_page(
     return render(request, name, context, status=status)
 
 
-def require_perm(request: HttpRequest, perm: str, what: str) -> None:
-    """403 with a message saying which permission is missing (the 403 page shows it)."""
+def require_perm(request: HttpRequest, perm: str, what: str, obj=None) -> None:
+    """403 with a message saying which permission is missing (the 403 page shows it). With
+    `obj` (what the write changes or is created under) the one access rule decides
+    (recipes.access): a client's object needs the data_scientist or lead role in its client
+    (404 for non-members); a firm object the Django permission `perm`."""
+    if obj is not None:
+        from recipes import access
+
+        access.check_view(request.user, obj)
+        if access.is_client_object(obj):
+            if not access.can_write(request.user, obj):
+                raise PermissionDenied(
+                    f"You cannot {what}: it needs the data scientist or lead role in this client. "
+                    "Ask a workspace admin to change your membership."
+                )
+            return
     if not request.user.has_perm(perm):
         raise PermissionDenied(
             f"You cannot {what}: it needs the “{perm}” permission. Ask a workspace admin to add you "

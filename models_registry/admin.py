@@ -1,6 +1,6 @@
 from django.contrib import admin, messages
 
-from mlworkspace.admin_utils import pretty_json
+from mlworkspace.admin_utils import ClientScopedAdmin, pretty_json
 from mlworkspace.errors import DomainError
 
 from . import services
@@ -8,7 +8,7 @@ from .models import MLModel, ModelStatus
 
 
 @admin.register(MLModel)
-class MLModelAdmin(admin.ModelAdmin):
+class MLModelAdmin(ClientScopedAdmin, admin.ModelAdmin):
     list_display = [
         "id",
         "name",
@@ -32,6 +32,7 @@ class MLModelAdmin(admin.ModelAdmin):
         "metrics",
         "artifacts",
         "promoted_at",
+        "serves_alongside",
         "next_check_at",
         "last_check_at",
         "created_by",
@@ -42,6 +43,16 @@ class MLModelAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request):
         return False  # registration checks the version is approved: use the API or the pages
+
+    def save_model(self, request, obj, form, change):
+        # Through the service: it locks and writes only the edited fields (a full save of the
+        # form's copy would put back a status another request has just changed).
+        fields = {
+            key: form.cleaned_data[key]
+            for key in ("name", "owner", "description")
+            if key in form.cleaned_data
+        }
+        services.model_update(model=obj, user=request.user, **fields)
 
     def metrics(self, obj):
         return pretty_json(obj.metrics_json)

@@ -1,3 +1,4 @@
+from django.db import transaction
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, status, viewsets
@@ -6,6 +7,7 @@ from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 
 from mlworkspace.errors import lookup
+from recipes import access
 from recipes.models import Recipe, RecipeVersion
 
 from . import services
@@ -42,8 +44,14 @@ class MLModelViewSet(
         data = ModelRegisterSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         values = dict(data.validated_data)
-        recipe = lookup(Recipe, "recipe_id", values.pop("recipe_id"))
-        version = lookup(RecipeVersion, "recipe_version_id", values.pop("recipe_version_id"))
+        user = request.user
+        recipe = lookup(Recipe.objects.visible_to(user), "recipe_id", values.pop("recipe_id"))
+        access.check_write(user, recipe, "models_registry.add_mlmodel")
+        version = lookup(
+            RecipeVersion.objects.filter(access.client_scope(user, "recipe__client")),
+            "recipe_version_id",
+            values.pop("recipe_version_id"),
+        )
         model = services.model_register(user=request.user, recipe=recipe, recipe_version=version, **values)
         return self._out(model.pk, status.HTTP_201_CREATED)
 
@@ -56,12 +64,13 @@ class MLModelViewSet(
         new_status = values.pop("status", None)
         keep = values.pop("keep_other_production", False)
         replaced = []
-        if values:
-            services.model_update(model=model, user=request.user, **values)
-        if new_status is not None:
-            replaced = services.model_set_status(
-                model=model, user=request.user, status=new_status, keep_other_production=keep
-            )["replaced"]
+        with transaction.atomic():  # fields and status change together or not at all
+            if values:
+                services.model_update(model=model, user=request.user, **values)
+            if new_status is not None:
+                replaced = services.model_set_status(
+                    model=model, user=request.user, status=new_status, keep_other_production=keep
+                )["replaced"]
         return self._out(model.pk, replaced=replaced)
 
     partial_update = update

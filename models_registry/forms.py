@@ -24,10 +24,14 @@ class RegisterForm(forms.Form):
     owner = forms.CharField(max_length=200, required=False, help_text="Blank: you.")
     description = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}))
 
-    def __init__(self, *args, recipe_id: str | None = None, **kwargs):
+    def __init__(self, *args, recipe_id: str | None = None, user=None, **kwargs):
         super().__init__(*args, **kwargs)
+        # Only recipes the user may see (recipes.access); an id of another client's is ignored.
+        visible = Recipe.objects.visible_to(user) if user is not None else Recipe.objects.all()
+        if recipe_id and not visible.filter(pk=recipe_id).exists():
+            recipe_id = None
         self.fields["recipe"].queryset = (
-            Recipe.objects.filter(versions__approved_at__isnull=False)
+            visible.filter(versions__approved_at__isnull=False)
             .distinct()
             .only("id", "name", "level", "model_family")
             .order_by("name")

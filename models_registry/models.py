@@ -2,6 +2,8 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
+from mlworkspace.fields import JSONField
+
 
 class ModelStatus(models.TextChoices):
     REGISTERED = "registered", "Registered"
@@ -22,7 +24,9 @@ TRANSITIONS = {
 
 class MLModelQuerySet(models.QuerySet):
     def visible_to(self, user):
-        return self if user.is_authenticated else self.none()
+        from recipes.access import client_scope
+
+        return self.filter(client_scope(user, "recipe__client"))
 
     def for_list(self):
         return self.select_related("recipe", "recipe_version", "training_run", "created_by").defer(
@@ -46,9 +50,14 @@ class MLModel(models.Model):
     training_run = models.ForeignKey(
         "runs.Run", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
-    metrics_json = models.JSONField(default=dict, blank=True)
-    artifacts_json = models.JSONField(default=dict, blank=True)
+    metrics_json = JSONField(default=dict, blank=True)
+    artifacts_json = JSONField(default=dict, blank=True)
     promoted_at = models.DateTimeField(null=True, blank=True)
+    # Promoted to production with keep_other_production while the recipe already had its
+    # production model: this one serves alongside it (the user said so). A recipe has at most
+    # one production model that is not alongside (the constraint below), so a race or a
+    # stale save can never leave two "the production model"s.
+    serves_alongside = models.BooleanField(default=False)
     # Monitoring schedule: the next due check (claimed with a conditional update).
     next_check_at = models.DateTimeField(null=True, blank=True)
     last_check_at = models.DateTimeField(null=True, blank=True)
@@ -74,6 +83,17 @@ class MLModel(models.Model):
         ]
         constraints = [
             models.CheckConstraint(condition=Q(status__in=ModelStatus.values), name="ml_model_status_valid"),
+            # One production model per recipe (a partial unique index), apart from the ones the
+            # user explicitly kept alongside it. Also serves "the production model of this recipe".
+            models.UniqueConstraint(
+                fields=["recipe"],
+                condition=Q(status=ModelStatus.PRODUCTION, serves_alongside=False),
+                name="ml_model_one_production_per_recipe",
+            ),
+            models.CheckConstraint(
+                condition=Q(serves_alongside=False) | Q(status=ModelStatus.PRODUCTION),
+                name="ml_model_alongside_only_in_production",
+            ),
         ]
 
     def __str__(self):

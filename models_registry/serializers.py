@@ -31,6 +31,7 @@ class MLModelSerializer(serializers.ModelSerializer):
             "metrics_json",
             "artifacts_json",
             "promoted_at",
+            "serves_alongside",
             "last_check_at",
             "next_check_at",
             "created_by",

@@ -20,6 +20,7 @@ from mlworkspace.views import (
     require_perm,
     sort_columns,
 )
+from recipes import access
 from recipes.models import RecipeVersion
 from runs.metrics import metric_checks
 from runs.models import Run
@@ -104,12 +105,14 @@ def model_register(request: HttpRequest) -> HttpResponse:
             .first()
         )
         initial["recipe_version"] = newest
-    form = RegisterForm(data, recipe_id=recipe_id, initial=initial)
+    form = RegisterForm(data, recipe_id=recipe_id, initial=initial, user=request.user)
     status = 200
     if request.method == "POST":
-        require_perm(request, "models_registry.add_mlmodel", "register models")
+        if not access.has_write_role_somewhere(request.user):
+            require_perm(request, "models_registry.add_mlmodel", "register models")
         if form.is_valid():
             v = form.cleaned_data
+            require_perm(request, "models_registry.add_mlmodel", "register models", obj=v["recipe"])
             try:
                 model = services.model_register(
                     user=request.user,
@@ -139,7 +142,7 @@ def model_register(request: HttpRequest) -> HttpResponse:
 
 # --------------------------------------------------------------------------- model detail
 
-MODEL_TABS = [("summary", "Summary"), ("monitoring", "Monitoring")]
+MODEL_TABS = [("summary", "Summary"), ("monitoring", "Monitoring"), ("history", "History")]
 MOVE_LABELS = {
     (ModelStatus.REGISTERED, ModelStatus.STAGING): "Promote to staging",
     (ModelStatus.STAGING, ModelStatus.PRODUCTION): "Promote to production",
@@ -251,7 +254,7 @@ def model_detail(request: HttpRequest, model_id: str) -> HttpResponse:
             .order_by("-created_at")[:10]
         )
         context["artifact_files"] = sorted(((model.artifacts_json or {}).get("files") or {}).items())
-    else:
+    elif tab == "monitoring":
         context.update(monitoring_context(request, model))
     return render_page(request, "models_registry/model_detail.html", context, partial="tab")
 
@@ -261,7 +264,7 @@ def model_detail(request: HttpRequest, model_id: str) -> HttpResponse:
 def model_status(request: HttpRequest, model_id: str) -> HttpResponse:
     """Promote / demote / archive: only the legal moves are offered; the service decides."""
     model = _get_model_for_user(request.user, model_id)
-    require_perm(request, "models_registry.change_mlmodel", "change a model's status")
+    require_perm(request, "models_registry.change_mlmodel", "change a model's status", obj=model)
     target = request.POST.get("status", "")
     keep = request.POST.get("keep_other_production") == "on"
     try:

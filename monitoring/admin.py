@@ -1,12 +1,13 @@
 from django.contrib import admin
 
-from mlworkspace.admin_utils import pretty_json
+from mlworkspace.admin_utils import ClientScopedAdmin, pretty_json
 
 from .models import Alert, MonitorSnapshot
 
 
 @admin.register(MonitorSnapshot)
-class MonitorSnapshotAdmin(admin.ModelAdmin):
+class MonitorSnapshotAdmin(ClientScopedAdmin, admin.ModelAdmin):
+    client_path = "model__recipe__client"
     list_display = ["id", "model", "captured_at", "source", "row_count"]
     list_filter = ["source"]
     search_fields = ["id", "model__id", "model__name"]
@@ -47,7 +48,8 @@ class MonitorSnapshotAdmin(admin.ModelAdmin):
 
 
 @admin.register(Alert)
-class AlertAdmin(admin.ModelAdmin):
+class AlertAdmin(ClientScopedAdmin, admin.ModelAdmin):
+    client_path = "model__recipe__client"
     list_display = ["model", "name", "severity", "state", "fired_at", "resolved_at"]
     list_filter = ["state", "severity"]
     search_fields = ["model__id", "name"]

@@ -13,8 +13,11 @@ from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from mlworkspace.errors import lookup
 from mlworkspace.permissions import ModelPermissions
 from models_registry.models import MLModel
+from recipes import access
+from runs.models import Dataset
 
 from . import services
 from .models import Alert, MonitorSnapshot
@@ -102,7 +105,10 @@ class ModelMonitoringView(APIView):
 
     @extend_schema(request=SnapshotCreateSerializer, responses=None)
     def post(self, request, model_id):
-        model = get_object_or_404(MLModel.objects.select_related("recipe_version"), pk=model_id)
+        model = get_object_or_404(
+            MLModel.objects.visible_to(request.user).select_related("recipe", "recipe_version"), pk=model_id
+        )
+        access.check_write(request.user, model, "monitoring.add_monitorsnapshot")
         data = SnapshotCreateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         v = data.validated_data
@@ -127,14 +133,17 @@ class ModelMonitoringCheckView(APIView):
     def post(self, request, model_id):
         from .checks import run_check
 
-        if not request.user.has_perm("monitoring.add_monitorsnapshot"):
-            from rest_framework.exceptions import PermissionDenied
-
-            raise PermissionDenied("This needs the monitoring.add_monitorsnapshot permission.")
         model = get_object_or_404(
-            MLModel.objects.select_related("recipe", "recipe_version", "training_run"), pk=model_id
+            MLModel.objects.visible_to(request.user).select_related(
+                "recipe", "recipe_version", "training_run"
+            ),
+            pk=model_id,
         )
+        access.check_write(request.user, model, "monitoring.add_monitorsnapshot")
         data = CheckSerializer(data=request.data)
         data.is_valid(raise_exception=True)
+        if "dataset_id" in data.validated_data:
+            # Only data the user may see (another client's dataset id reads as unknown).
+            lookup(Dataset.objects.visible_to(request.user), "dataset_id", data.validated_data["dataset_id"])
         snapshot = run_check(model=model, source="check", **data.validated_data)
         return created_response(model, snapshot)

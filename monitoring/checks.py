@@ -7,11 +7,12 @@ import pandas as pd
 from django.utils import timezone
 
 from mlworkspace.errors import Conflict, field_error, lookup
+from mlworkspace.metrics import timed_check
 from runs import artifacts
 from runs.data import read_table, time_column
 from runs.families import get_family, worlds
 from runs.models import Dataset
-from runs.services import model_training_batch, synthetic_resolve
+from runs.services import dataset_require_ready, model_training_batch, synthetic_resolve
 
 from . import drift as drift_lib
 from .models import MonitorSnapshot
@@ -57,6 +58,7 @@ def _batch(
     family = get_family(model.recipe.model_family)
     if dataset_id is not None:
         dataset = lookup(Dataset, "dataset_id", dataset_id)
+        dataset_require_ready(dataset, "dataset_id")  # still being profiled, or invalid: a 400
         frame = read_table(dataset.file.path, dataset.format)
         return frame, dataset, {"source": "dataset", "dataset_id": dataset.pk, "name": dataset.name}
     resolved = synthetic_batch(model, synthetic)
@@ -112,6 +114,7 @@ def _freshness(frame: pd.DataFrame, manifest: dict, family: str, real_times: boo
     return out
 
 
+@timed_check  # /metrics: mlworkspace_monitoring_check_duration_seconds{family, source}
 def run_check(*, model, source: str = "check", dataset_id=None, synthetic=None, captured_at=None):
     """Compute and store a snapshot for `model` on a batch; alert rules are evaluated.
 

@@ -10,6 +10,7 @@ from django import forms
 from django.db.models import Q
 
 from models_registry.models import MLModel
+from recipes import access
 from runs.families import get_family
 from runs.models import Dataset
 
@@ -80,9 +81,11 @@ class CheckForm(forms.Form):
         self.fields["shift_feature"].choices = [("", "— no drift —")] + [
             (c, f"{c}{' (watched)' if c in watched else ''}") for c in ordered
         ]
-        self.fields["dataset"].queryset = Dataset.objects.filter(
-            Q(recipe_id=model.recipe_id) | Q(recipe__isnull=True)
-        ).order_by("-created_at")
+        self.fields["dataset"].queryset = (
+            Dataset.objects.filter(Q(recipe_id=model.recipe_id) | Q(recipe__isnull=True))
+            .filter(access.same_client(model))  # never another client's data
+            .order_by("-created_at")
+        )
 
     @staticmethod
     def _describe_next_batch(model: MLModel) -> dict | None:

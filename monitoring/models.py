@@ -1,6 +1,16 @@
 from django.db import models
 from django.db.models import Q
 
+from mlworkspace.fields import JSONField
+
+
+class ModelScopedQuerySet(models.QuerySet):
+    def visible_to(self, user):
+        # A snapshot or alert belongs to its model's recipe's client (recipes.access).
+        from recipes.access import client_scope
+
+        return self.filter(client_scope(user, "model__recipe__client"))
+
 
 class MonitorSnapshot(models.Model):
     """One monitoring observation of a model: computed by a check or posted by an external system."""
@@ -21,16 +31,18 @@ class MonitorSnapshot(models.Model):
     id = models.CharField(primary_key=True, max_length=64)
     model = models.ForeignKey("models_registry.MLModel", on_delete=models.CASCADE, related_name="snapshots")
     captured_at = models.DateTimeField()
-    performance_metrics_json = models.JSONField(default=dict, blank=True)
-    drift_metrics_json = models.JSONField(default=dict, blank=True)
-    data_freshness_json = models.JSONField(default=dict, blank=True)
-    alerts_json = models.JSONField(default=dict, blank=True)
+    performance_metrics_json = JSONField(default=dict, blank=True)
+    drift_metrics_json = JSONField(default=dict, blank=True)
+    data_freshness_json = JSONField(default=dict, blank=True)
+    alerts_json = JSONField(default=dict, blank=True)
     source = models.CharField(max_length=16, choices=SOURCES, default="external")
     dataset = models.ForeignKey(
         "runs.Dataset", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
     row_count = models.BigIntegerField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
+
+    objects = ModelScopedQuerySet.as_manager()
 
     class Meta:
         db_table = "ml_monitor_snapshot"
@@ -59,11 +71,13 @@ class Alert(models.Model):
     state = models.CharField(max_length=16, choices=[("firing", "Firing"), ("resolved", "Resolved")])
     fired_at = models.DateTimeField()
     resolved_at = models.DateTimeField(null=True, blank=True)
-    last_values_json = models.JSONField(default=dict, blank=True)
+    last_values_json = JSONField(default=dict, blank=True)
     first_snapshot = models.ForeignKey(
         MonitorSnapshot, null=True, on_delete=models.SET_NULL, related_name="+"
     )
     last_snapshot = models.ForeignKey(MonitorSnapshot, null=True, on_delete=models.SET_NULL, related_name="+")
+
+    objects = ModelScopedQuerySet.as_manager()
 
     class Meta:
         db_table = "ml_alert"

@@ -7,6 +7,7 @@ from datetime import datetime
 from django.db import transaction
 from django.utils import timezone
 
+from audit import services as audit
 from mlworkspace.ids import new_id
 from models_registry.models import MLModel
 
@@ -91,4 +92,11 @@ def snapshot_record(
             current.resolved_at = captured_at
             current.save(update_fields=["state", "resolved_at"])
     MLModel.objects.filter(pk=model.pk).update(last_check_at=captured_at)
+    firing = sorted(name for name, result in evaluated.items() if result.get("firing"))
+    audit.record(
+        None,
+        "monitoring.check",
+        model,
+        detail={"snapshot_id": snapshot.id, "source": source, "firing": firing},
+    )
     return snapshot

@@ -229,7 +229,7 @@ def model_check(request: HttpRequest, model_id: str) -> HttpResponse:
     from .checks import run_check
 
     model = _get_model_for_user(request.user, model_id)
-    require_perm(request, "monitoring.add_monitorsnapshot", "run monitoring checks")
+    require_perm(request, "monitoring.add_monitorsnapshot", "run monitoring checks", obj=model)
     form = CheckForm(request.POST, model=model)
     if form.is_valid():
         try:

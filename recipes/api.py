@@ -10,7 +10,7 @@ from mlworkspace.errors import NotFound, lookup
 from mlworkspace.permissions import CanApproveVersions
 from runs.models import Run
 
-from . import selectors, services
+from . import access, selectors, services
 from .approval import approval_gate
 from .filters import RecipeFilter
 from .manifest import validate_manifest
@@ -75,15 +75,17 @@ class RecipeViewSet(
 
     def _detail(self, recipe_id, code=status.HTTP_200_OK):
         recipe = get_object_or_404(recipe_detail_queryset(self.request.user), pk=recipe_id)
-        return Response(RecipeDetailSerializer(recipe).data, status=code)
+        return Response(RecipeDetailSerializer(recipe, context={"request": self.request}).data, status=code)
 
     @extend_schema(request=RecipeCreateSerializer, responses={201: RecipeDetailSerializer})
     def create(self, request, *args, **kwargs):
         data = RecipeCreateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         values = dict(data.validated_data)
-        parent = lookup(Recipe, "parent_id", values.pop("parent_id", None))
-        recipe = services.recipe_create(user=request.user, parent=parent, **values)
+        parent = lookup(Recipe.objects.visible_to(request.user), "parent_id", values.pop("parent_id", None))
+        client = access.client_for_write(request.user, values.pop("client_id", None))
+        access.check_write(request.user, client, "recipes.add_recipe")
+        recipe = services.recipe_create(user=request.user, parent=parent, client=client, **values)
         return self._detail(recipe.pk, status.HTTP_201_CREATED)
 
     @extend_schema(request=RecipeUpdateSerializer, responses=RecipeDetailSerializer)
@@ -103,13 +105,19 @@ class RecipeViewSet(
     )
     @action(detail=True, methods=["post"])
     def clone(self, request, pk=None):
-        """Copy the current manifest into a new draft recipe one level down (`?name=`)."""
-        source = self.get_object()
+        """Copy the current manifest into a new draft recipe one level down (`?name=`). A clone
+        of an industry recipe is a client recipe: `client_id` (query or body) names its client,
+        in which the user needs the data_scientist or lead role."""
+        # Reading the source is enough; the write is into the clone's client (or the firm).
+        source = get_object_or_404(self.get_queryset(), pk=pk)
         body = request.data if isinstance(request.data, dict) else {}
-        merged = {**{k: v for k, v in request.query_params.items() if k in ("name", "level")}, **body}
-        data = CloneSerializer(data=merged)
+        query = {k: v for k, v in request.query_params.items() if k in ("name", "level", "client_id")}
+        data = CloneSerializer(data={**query, **body})
         data.is_valid(raise_exception=True)
-        recipe = services.recipe_clone(source=source, user=request.user, **data.validated_data)
+        values = dict(data.validated_data)
+        client = access.client_for_write(request.user, values.pop("client_id", None))
+        access.check_write(request.user, client or source.client or source, "recipes.add_recipe")
+        recipe = services.recipe_clone(source=source, user=request.user, client=client, **values)
         return self._detail(recipe.pk, status.HTTP_201_CREATED)
 
     @extend_schema(methods=["get"], responses=RecipeVersionSerializer(many=True))
@@ -148,9 +156,12 @@ class RecipeViewSet(
         within its thresholds and the tolerance — or `override_reason` must say why not."""
         recipe = self.get_object()
         version = selectors.version_of(recipe, version_id)
+        access.check_approve(request.user, version)
         data = ApproveSerializer(data=request.data if isinstance(request.data, dict) else {})
         data.is_valid(raise_exception=True)
-        run = lookup(Run, "evidence_run_id", data.validated_data["evidence_run_id"])
+        run = lookup(
+            Run.objects.visible_to(request.user), "evidence_run_id", data.validated_data["evidence_run_id"]
+        )
         services.version_approve(
             version=version,
             user=request.user,
@@ -197,7 +208,9 @@ class RecipeViewSet(
                 raise NotFound(f"Recipe '{against}' does not exist.")
             b = selectors.version_of(other_recipe, other_id)
         else:
-            b = RecipeVersion.objects.filter(pk=other_id).first() or selectors.version_of(recipe, other_id)
+            b = RecipeVersion.objects.filter(
+                access.client_scope(request.user, "recipe__client"), pk=other_id
+            ).first() or selectors.version_of(recipe, other_id)
         return Response(selectors.version_diff(a, b))
 
     @extend_schema(responses=None)
@@ -207,7 +220,9 @@ class RecipeViewSet(
         from), every leaf field's provenance (own / inherited from whom / overridden, with the
         ancestor's value), leaves the recipe removed, and the whole family tree."""
         recipe = self.get_object()
-        return Response({**selectors.recipe_lineage(recipe), "tree": selectors.lineage_tree(recipe)})
+        return Response(
+            {**selectors.recipe_lineage(recipe), "tree": selectors.lineage_tree(recipe, user=request.user)}
+        )
 
     @extend_schema(responses=None)
     @action(detail=True, methods=["get"])

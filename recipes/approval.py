@@ -1,6 +1,11 @@
 """The approval gate: the evidence a recipe version needs before it can be approved.
 
 A version may be approved when a succeeded backtest or eval run on that exact version
+* reports every metric the manifest gates on (those with a target or a critical threshold)
+  as a finite number — an empty or partial report is no evidence,
+* comes from the workspace's own executor when the manifest requires it
+  (``evaluation.approval.require_workspace_evidence``, default true for client recipes;
+  otherwise an external runner's report counts, and the gate record says which it was),
 * breaches no critical threshold of the version's manifest, and
 * when an earlier version is approved, is worse than that version's evidence on no shared
   metric by more than ``evaluation.approval.regression_tolerance`` (relative, default 5%).
@@ -17,9 +22,10 @@ from django.utils import timezone
 
 from mlworkspace.errors import field_error
 from runs.metrics import metric_checks
-from runs.models import Run, RunStatus, RunType
+from runs.models import Executor, Run, RunStatus, RunType
 
 from .catalog import metric_direction
+from .manifest import requires_workspace_evidence
 from .models import RecipeVersion
 from .selectors import latest_approved
 
@@ -40,6 +46,47 @@ def _number(value) -> float | None:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         return None
     return float(value)
+
+
+def gated_metrics(manifest: dict) -> list[str]:
+    """The metrics the gate judges: those the manifest gives a target or a critical threshold."""
+    defined = ((manifest or {}).get("evaluation") or {}).get("metrics") or {}
+    return [
+        name
+        for name, spec in defined.items()
+        if isinstance(spec, dict)
+        and any(_number(spec.get(key)) is not None for key in ("target", "threshold_critical"))
+    ]
+
+
+def evidence_problems(*, manifest: dict, metrics, executor: str, require_workspace: bool) -> list[str]:
+    """Why a run's report is no evidence at all (before its numbers are judged): [] when it is."""
+    problems = []
+    if require_workspace and executor != Executor.WORKSPACE:
+        problems.append(
+            "its results were reported by an external runner, and this version's manifest requires "
+            "evidence from the workspace's own executor (evaluation.approval.require_workspace_evidence)"
+        )
+    if not isinstance(metrics, dict) or not metrics:
+        problems.append("it reported no metrics")
+        return problems
+    missing = [name for name in gated_metrics(manifest) if name not in metrics]
+    if missing:
+        problems.append(f"it reported no {', '.join(missing)}, which the manifest gates on")
+    defined = ((manifest or {}).get("evaluation") or {}).get("metrics") or {}
+    bad = [name for name in defined if name in metrics and _number(metrics[name]) is None]
+    if bad:
+        problems.append(
+            "it reported "
+            + ", ".join(f"{name} = {_shown(metrics[name])}" for name in bad)
+            + ", not a finite number"
+        )
+    return problems
+
+
+def _shown(value) -> str:
+    text = repr(value) if not isinstance(value, float) else str(value)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def compare_metrics(
@@ -72,9 +119,24 @@ def compare_metrics(
 
 
 def evaluate_evidence(
-    *, family: str, manifest: dict, metrics: dict, previous: dict | None, tolerance: float
+    *,
+    family: str,
+    manifest: dict,
+    metrics: dict,
+    previous: dict | None,
+    tolerance: float,
+    executor: str = Executor.WORKSPACE,
+    require_workspace: bool = False,
 ) -> dict:
-    """{"passed", "breaches", "comparison", "reasons"} for one run's metrics."""
+    """{"passed", "breaches", "comparison", "reasons"} for one run's metrics, reported by
+    `executor` (the run's: "workspace" or "external")."""
+    problems = evidence_problems(
+        manifest=manifest, metrics=metrics, executor=executor, require_workspace=require_workspace
+    )
+    # Only finite numbers are judged (a NaN compares false with every threshold).
+    metrics = (
+        {k: v for k, v in metrics.items() if _number(v) is not None} if isinstance(metrics, dict) else {}
+    )
     checks = metric_checks(manifest, family, metrics)
     breaches = [
         {"metric": name, "value": c["value"], "threshold_critical": c["threshold_critical"]}
@@ -88,7 +150,8 @@ def evaluate_evidence(
         if previous
         else []
     )
-    reasons = [
+    reasons = [f"the run is no evidence: {p}" for p in problems]
+    reasons += [
         f"{b['metric']} = {b['value']:.4g} breaches its critical threshold {b['threshold_critical']}"
         for b in breaches
     ]
@@ -130,6 +193,7 @@ def approval_gate(version: RecipeVersion, run: Run | None = None) -> dict:
         if run.run_type not in EVIDENCE_RUN_TYPES or run.status != RunStatus.SUCCEEDED:
             raise field_error("evidence_run_id", f"run '{run.pk}' is not a succeeded backtest or eval run")
     tolerance = tolerance_of(manifest)
+    require_workspace = requires_workspace_evidence(manifest, version.recipe.level)
     previous = latest_approved(version.recipe_id, below=version)
     reference, reference_run = _reference(previous)
     compared_with = (
@@ -144,6 +208,7 @@ def approval_gate(version: RecipeVersion, run: Run | None = None) -> dict:
         "evidence": None,
         "runs_checked": len(candidates),
         "tolerance": tolerance,
+        "require_workspace_evidence": require_workspace,
         "compared_with": compared_with,
         "evaluated_at": timezone.now().isoformat(),
     }
@@ -157,10 +222,14 @@ def approval_gate(version: RecipeVersion, run: Run | None = None) -> dict:
             metrics=candidate.metrics_json or {},
             previous=reference,
             tolerance=tolerance,
+            executor=candidate.executor,
+            require_workspace=require_workspace,
         )
         evidence = {
             "run_id": candidate.pk,
             "run_type": candidate.run_type,
+            # Who produced the numbers: the workspace's own executor or an external runner.
+            "executor": candidate.executor,
             "dataset_id": candidate.dataset_id,
             "finished_at": candidate.finished_at.isoformat() if candidate.finished_at else None,
             "metrics": candidate.metrics_json,

@@ -25,16 +25,17 @@ from dataclasses import dataclass
 
 from django.conf import settings
 from django.db import transaction
+from django.utils.text import slugify
 
 from mlworkspace.errors import DomainError, NotFound
 from mlworkspace.ids import new_id
 
-from . import catalog
+from . import access, catalog
 from .assistant import extract, knowledge, llm
 from .assistant import proposal as proposals
 from .assistant.text import CleanMessage, clean_message, plain, safe_label
 from .lineage import diff as manifest_diff
-from .models import ChatMessage, Conversation, Recipe, RecipeStatus
+from .models import ChatMessage, Client, Conversation, Recipe, RecipeStatus
 from .services import recipe_clone
 
 log = logging.getLogger(__name__)
@@ -527,7 +528,10 @@ class _Turn:
         prop = self.state.get("proposal")
         if not prop:
             return "There is nothing to create yet. " + self._next_step_hint()
-        if not self.user.has_perm("recipes.add_recipe"):
+        # A client draft is written into a client: a write role there is enough (checked
+        # with the client below); anything else needs the firm permission.
+        client_draft = prop.get("level") == "client" and access.has_write_role_somewhere(self.user)
+        if not client_draft and not self.user.has_perm("recipes.add_recipe"):
             return (
                 "You don't have permission to create recipes (recipes.add_recipe), so I can't create this draft. "
                 "Ask a workspace admin to add you to the Data scientists group; the proposal stays here."
@@ -550,10 +554,15 @@ class _Turn:
                 + ", ".join(proposals.OPEN_LABELS.get(k, k) for k in missing)
                 + "); change them in the recipe's manifest editor as a new version if needed."
             )
-        source = Recipe.objects.filter(pk=prop["parent_id"]).first()
+        source = Recipe.objects.visible_to(self.user).filter(pk=prop["parent_id"]).first()
         if source is None:
             return f'The parent recipe {prop["parent_id"]} no longer exists. Say "start over" to draft again.'
         slots = self.state.get("slots", {})
+        client = None
+        if prop["level"] == "client":
+            client, why = _client_for(self.user, slots.get("client"), source)
+            if client is None:
+                return why
         try:
             recipe = recipe_clone(
                 source=source,
@@ -563,6 +572,7 @@ class _Turn:
                 description=prop["manifest"]["metadata"].get("description", ""),
                 tags=_tags(source, slots),
                 manifest=prop["manifest"],
+                client=client,
             )
         except DomainError as exc:
             detail = proposals.plain_errors(exc.errors) if exc.errors else exc.detail
@@ -714,6 +724,32 @@ def _best_match(candidates: list[Recipe], terms: list[str]) -> Recipe | None:
 def _industry_terms(industry: str) -> list[str]:
     synonyms = extract.INDUSTRIES.get(industry, [])
     return [industry, industry.replace(" ", "-"), *synonyms]
+
+
+def _client_for(user, name: str | None, source: Recipe) -> tuple[Client | None, str]:
+    """The client a client-level draft goes into: the one named in the conversation among
+    those the user may write in (recipes.access), else the only one; otherwise why not."""
+    if source.client_id is not None:
+        return (source.client if access.can_write(user, source.client) else None), (
+            "You need the data scientist or lead role in this client to create its recipes."
+        )
+    writable = [c for c in access.visible_clients(user) if access.can_write(user, c)]
+    if not writable:
+        return None, (
+            "A client recipe belongs to a client workspace, and you have the data scientist or lead "
+            "role in none. Ask a workspace admin to add you to the client's team."
+        )
+    wanted = slugify(name or "")
+    named = [c for c in writable if wanted and (c.slug == wanted or slugify(c.name) == wanted)]
+    if len(named) == 1:
+        return named[0], ""
+    if len(writable) == 1 and not wanted:
+        return writable[0], ""
+    return None, (
+        "Which client workspace is this recipe for? Say “for client <name>” with one of: "
+        + ", ".join(c.name for c in writable)
+        + "."
+    )
 
 
 def _choose_base(user, family: str, slots: dict) -> Base | None:

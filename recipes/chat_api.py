@@ -54,7 +54,9 @@ class ChatView(APIView):
         data.is_valid(raise_exception=True)
         conversation = None
         if conversation_id := data.validated_data.get("conversation_id"):
-            conversation = get_object_or_404(Conversation, pk=conversation_id, user=request.user)
+            conversation = get_object_or_404(
+                Conversation.objects.visible_to(request.user), pk=conversation_id
+            )
         return Response(
             chat.chat_reply(
                 user=request.user, message=data.validated_data["message"], conversation=conversation
@@ -71,5 +73,5 @@ class ChatConversationView(APIView):
     def get(self, request, conversation_id):
         from . import chat
 
-        conversation = get_object_or_404(Conversation, pk=conversation_id, user=request.user)
+        conversation = get_object_or_404(Conversation.objects.visible_to(request.user), pk=conversation_id)
         return Response(chat.conversation_history(conversation))

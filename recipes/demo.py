@@ -95,6 +95,38 @@ def demo_user():
     return user
 
 
+# The teams of two demo clients (users without a password: set one with `changepassword`);
+# every other demo client has no team, so only superusers see it.
+DEMO_TEAMS = {
+    "FreshMart Stores": {"freshmart.lead": "lead", "freshmart.analyst": "data_scientist"},
+    "VoltMart": {"voltmart.lead": "lead", "voltmart.viewer": "viewer"},
+}
+
+
+def demo_client(name: str, user):
+    """The client a demo client recipe belongs to, named after it (created once), with its
+    demo team; the demo's own user leads it unless a superuser (who sees every client)."""
+    from django.utils.text import slugify
+
+    from recipes import client_services
+    from recipes.models import Client
+
+    client = Client.objects.filter(slug=slugify(name)).first() or client_services.client_create(
+        user=user, name=name, slug=slugify(name)
+    )
+    User = get_user_model()
+    team = dict(DEMO_TEAMS.get(name, {}))
+    for username, role in team.items():
+        member, created = User.objects.get_or_create(username=username)
+        if created:
+            member.set_unusable_password()
+            member.save(update_fields=["password"])
+        client_services.membership_set(user=user, client=client, member=member, role=role)
+    if user is not None and not user.is_superuser:
+        client_services.membership_set(user=user, client=client, member=user, role="lead")
+    return client
+
+
 def drift_schedule(days: int) -> dict[int, float]:
     """Day index (0 = oldest) -> shift in reference standard deviations of DRIFT_FEATURE.
 
@@ -176,6 +208,8 @@ class DemoBuilder:
             tags=[*tags, DEMO_TAG],
             manifest=manifest,
             at=self.on(day),
+            # A clone of an industry recipe is a client's: the client is named after it.
+            client=demo_client(name, self.user) if source.level == Level.INDUSTRY else None,
         )
         self.summary["recipes"].append(recipe)
         self.say(f"recipe '{name}' ({recipe.level}, cloned from '{source.name}')")

@@ -12,8 +12,11 @@ import json
 from django import forms
 from django.conf import settings
 
-from . import catalog
-from .models import RecipeStatus
+from mlworkspace.jsondepth import message as depth_message
+from mlworkspace.jsondepth import too_deep_in_text
+
+from . import access, catalog
+from .models import Client, RecipeStatus
 from .services import default_clone_description
 
 BUMP_CHOICES = [
@@ -26,7 +29,13 @@ BUMP_CHOICES = [
 
 
 def parse_manifest_text(text: str) -> tuple[object | None, str | None]:
-    """(manifest, None) or (None, "line L, column C: what is wrong") for JSON text."""
+    """(manifest, None) or (None, "line L, column C: what is wrong") for JSON text.
+
+    Text nested deeper than JSON_MAX_DEPTH is refused before json.loads (which, like every
+    later walk of the manifest, would recurse past Python's limit), naming where."""
+    too_deep = too_deep_in_text(text, settings.JSON_MAX_DEPTH)
+    if too_deep is not None:
+        return None, f"Too deeply nested at {too_deep}: {depth_message(settings.JSON_MAX_DEPTH)}"
     try:
         return json.loads(text), None
     except json.JSONDecodeError as exc:
@@ -37,10 +46,25 @@ class CloneForm(forms.Form):
     name = forms.CharField(max_length=200, help_text="e.g. Pricing — Grocery retail")
     level = forms.ChoiceField(choices=[(level, level.title()) for level in catalog.LEVELS])
     description = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 3}))
+    client = forms.ModelChoiceField(
+        queryset=Client.objects.none(),
+        required=False,
+        empty_label="— pick a client —",
+        help_text="The client this recipe is for: only its members will see it.",
+    )
 
-    def __init__(self, *args, source=None, **kwargs):
+    def __init__(self, *args, source=None, user=None, **kwargs):
         super().__init__(*args, **kwargs)
         child = catalog.CHILD_LEVEL.get(source.level) if source is not None else None
+        if child == "client":
+            # The clients the user may create recipes in (recipes.access decides).
+            writable = (
+                [c.pk for c in access.visible_clients(user) if access.can_write(user, c)] if user else []
+            )
+            self.fields["client"].queryset = Client.objects.filter(pk__in=writable)
+            self.fields["client"].required = True
+        else:
+            del self.fields["client"]
         if child:
             # The only legal level of a clone is one below its source.
             self.fields["level"].choices = [(child, child.title())]

@@ -29,6 +29,9 @@ from typing import Any
 import cronsim
 from jsonschema import Draft202012Validator
 
+from mlworkspace.jsondepth import DEFAULT_MAX_DEPTH, too_deep_in_value
+from mlworkspace.jsondepth import message as depth_message
+
 from . import catalog
 
 SCHEMA_PATH = Path(__file__).with_name("manifest_schema.json")
@@ -115,6 +118,17 @@ def grain_columns(manifest: Any) -> list[str]:
     else:
         return []
     return [p.strip() for p in parts if p.strip()]
+
+
+def requires_workspace_evidence(manifest: Any, level: str | None) -> bool:
+    """evaluation.approval.require_workspace_evidence: the approval gate accepts only runs the
+    workspace executed itself, not results an external runner reported. Default: true for
+    client recipes (a client's model is approved on evidence the workspace produced), false
+    for baseline and industry recipes."""
+    evaluation = manifest.get("evaluation") if isinstance(manifest, dict) else None
+    approval = evaluation.get("approval") if isinstance(evaluation, dict) else None
+    value = approval.get("require_workspace_evidence") if isinstance(approval, dict) else None
+    return value if isinstance(value, bool) else level == "client"
 
 
 def rewrite_metadata(manifest: dict, *, id: str, level: str, version: str, name: str | None = None) -> dict:
@@ -579,12 +593,16 @@ def validate_manifest(
     family: str | None = None,
     level: str | None = None,
     path_prefix: str = "",
+    max_depth: int = DEFAULT_MAX_DEPTH,
 ) -> list[dict]:
     """All problems of a manifest as [{"path": JSON pointer, "message": str}]; [] = valid.
 
     ``family``/``level`` are the recipe's; when given, metadata must agree and metric names
     are checked against that family (otherwise against metadata.model_family).
-    ``path_prefix`` (e.g. "/manifest") is put in front of every path.
+    ``path_prefix`` (e.g. "/manifest") is put in front of every path. A manifest nested
+    deeper than ``max_depth`` (the JSON_MAX_DEPTH setting) gets that one error and no
+    further checks: the schema validator, deepcopy and the diff would recurse past Python's
+    limit (a stage `config` 900 levels deep was a 500).
     """
     if not isinstance(manifest, dict):
         return [
@@ -592,6 +610,9 @@ def validate_manifest(
                 pointer((), path_prefix), f"the manifest must be a JSON object, got {_describe(manifest)}"
             ).to_dict()
         ]
+    too_deep = too_deep_in_value(manifest, max_depth)
+    if too_deep is not None:
+        return [ManifestError(path_prefix.rstrip("/") + too_deep, depth_message(max_depth)).to_dict()]
     schema_errors = _schema_errors(manifest)
     checker = _Checker(manifest, family, level, [p for p, _ in schema_errors])
     found = sorted(schema_errors, key=_sort_key) + sorted(checker.run(), key=_sort_key)

@@ -1,7 +1,10 @@
 from django.conf import settings
 from django.db import models
-from django.db.models import Q
+from django.db.models import F, Q, Value
+from django.db.models.functions import Coalesce, Lower
 from django.utils.functional import cached_property
+
+from mlworkspace.fields import JSONField
 
 from . import catalog
 
@@ -26,12 +29,60 @@ class RecipeStatus(models.TextChoices):
     DEPRECATED = "deprecated", "Deprecated"
 
 
+class ClientRole(models.TextChoices):
+    VIEWER = "viewer", "Viewer"
+    DATA_SCIENTIST = "data_scientist", "Data scientist"
+    LEAD = "lead", "Lead"
+
+
+class Client(models.Model):
+    """A client of the firm: its client-level recipes and everything hanging off them are
+    visible only to its members (recipes.access)."""
+
+    id = models.CharField(primary_key=True, max_length=64)
+    name = models.CharField(max_length=200)
+    slug = models.SlugField(max_length=100, unique=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        db_table = "ml_client"
+        ordering = ["name", "id"]
+        permissions = [("manage_clients", "Can manage clients and their members")]
+
+    def __str__(self):
+        return self.name
+
+
+class ClientMembership(models.Model):
+    """A user's role in one client: viewer reads, data_scientist also writes, lead also approves."""
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="client_memberships"
+    )
+    client = models.ForeignKey(Client, on_delete=models.CASCADE, related_name="memberships")
+    role = models.CharField(max_length=16, choices=ClientRole.choices)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        db_table = "ml_client_membership"
+        ordering = ["client_id", "user_id"]
+        constraints = [
+            # Also the index behind every scoped query ("the clients of this user": user first).
+            models.UniqueConstraint(fields=["user", "client"], name="ml_client_membership_unique"),
+            models.CheckConstraint(condition=Q(role__in=ClientRole.values), name="ml_client_membership_role"),
+        ]
+
+    def __str__(self):
+        return f"{self.user_id}@{self.client_id} ({self.role})"
+
+
 class RecipeQuerySet(models.QuerySet):
     def visible_to(self, user):
-        # One team workspace: every signed-in user sees every recipe.
-        if not user.is_authenticated:
-            return self.none()
-        return self
+        # Firm recipes (baseline, industry) for every signed-in user; client recipes for the
+        # client's members (recipes.access is the one rule).
+        from .access import client_scope
+
+        return self.filter(client_scope(user, "client"))
 
     def for_list(self):
         """Lists: parent and creator joined; tags and version summaries (no manifests) prefetched."""
@@ -51,6 +102,11 @@ class Recipe(models.Model):
         "self", null=True, blank=True, on_delete=models.PROTECT, related_name="children"
     )
     status = models.CharField(max_length=16, choices=RecipeStatus.choices, default=RecipeStatus.DRAFT)
+    # The client a client-level recipe belongs to (required there, refused above it); its
+    # versions, models, runs, datasets, snapshots, alerts and chats belong to it too.
+    client = models.ForeignKey(
+        Client, null=True, blank=True, on_delete=models.PROTECT, related_name="recipes"
+    )
     owner = models.CharField(max_length=200, blank=True, default="")
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
@@ -89,6 +145,18 @@ class Recipe(models.Model):
                     | (~Q(level="baseline") & Q(parent__isnull=False))
                 ),
                 name="ml_recipe_parent_by_level",
+            ),
+            # Exactly the client-level recipes belong to a client.
+            models.CheckConstraint(
+                condition=Q(level="client", client__isnull=False)
+                | (~Q(level="client") & Q(client__isnull=True)),
+                name="ml_recipe_client_by_level",
+            ),
+            # Clone names are unique among a parent's children in one workspace (the firm, or one
+            # client: another client's names are none of its business), ignoring case.
+            # Baselines (no parent) are not concerned: NULLs never collide.
+            models.UniqueConstraint(
+                F("parent"), Coalesce("client", Value("")), Lower("name"), name="clone_name_unique_per_parent"
             ),
         ]
 
@@ -144,7 +212,7 @@ class RecipeVersion(models.Model):
     id = models.CharField(primary_key=True, max_length=64)
     recipe = models.ForeignKey(Recipe, on_delete=models.CASCADE, related_name="versions")
     version = models.CharField(max_length=32)
-    manifest = models.JSONField()
+    manifest = JSONField()
     changelog = models.TextField(blank=True, default="")
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
@@ -168,7 +236,7 @@ class RecipeVersion(models.Model):
     approval_run = models.ForeignKey(
         "runs.Run", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
-    approval_json = models.JSONField(default=dict, blank=True)
+    approval_json = JSONField(default=dict, blank=True)
     approval_override_reason = models.TextField(blank=True, default="")
 
     class Meta:
@@ -206,12 +274,12 @@ class SyntheticExample(models.Model):
 
     id = models.CharField(primary_key=True, max_length=64)
     recipe = models.OneToOneField(Recipe, on_delete=models.CASCADE, related_name="synthetic_example")
-    schema_json = models.JSONField(default=list)
-    sample_rows_json = models.JSONField(default=list)
-    expected_output_json = models.JSONField(default=dict)
-    example_metrics_json = models.JSONField(default=dict)
+    schema_json = JSONField(default=list)
+    sample_rows_json = JSONField(default=list)
+    expected_output_json = JSONField(default=dict)
+    example_metrics_json = JSONField(default=dict)
     # How the example was produced: {"rows": N, "seed": S, "recipe_version": "1.0.0", ...}.
-    generator_json = models.JSONField(default=dict)
+    generator_json = JSONField(default=dict)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -222,6 +290,17 @@ class SyntheticExample(models.Model):
         return f"Synthetic example of {self.recipe_id}"
 
 
+class ConversationQuerySet(models.QuerySet):
+    def visible_to(self, user):
+        """Its user's own conversations, less those about a client recipe of a client the
+        user no longer belongs to (recipes.access)."""
+        from .access import client_scope
+
+        if not user.is_authenticated:
+            return self.none()
+        return self.filter(client_scope(user, "created_recipe__client"), user=user)
+
+
 class Conversation(models.Model):
     """A chat with the recipe assistant; private to its user."""
 
@@ -229,12 +308,14 @@ class Conversation(models.Model):
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
     title = models.CharField(max_length=200, blank=True, default="")
     # The assistant's working state: the pending proposal and what it still needs to ask.
-    state_json = models.JSONField(default=dict)
+    state_json = JSONField(default=dict)
     created_recipe = models.ForeignKey(
         Recipe, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
+
+    objects = ConversationQuerySet.as_manager()
 
     class Meta:
         db_table = "ml_chat_conversation"
@@ -250,8 +331,8 @@ class ChatMessage(models.Model):
     conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="messages")
     role = models.CharField(max_length=16, choices=[("user", "User"), ("assistant", "Assistant")])
     content = models.TextField()
-    proposal_json = models.JSONField(null=True, blank=True)
-    sources_json = models.JSONField(default=list, blank=True)
+    proposal_json = JSONField(null=True, blank=True)
+    sources_json = JSONField(default=list, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

@@ -108,7 +108,7 @@ def recipe_lineage(recipe: Recipe) -> dict:
 TREE_CHILDREN = 20
 
 
-def lineage_tree(recipe: Recipe, children_limit: int | None = None) -> dict:
+def lineage_tree(recipe: Recipe, children_limit: int | None = None, *, user=None) -> dict:
     """The family tree around `recipe`: its root and the descendants, at most `children_limit`
     per node by name (always the branch leading to `recipe`; `more` counts the others). Each
     node has its current version, the parent version it derives from and whether the parent
@@ -120,8 +120,10 @@ def lineage_tree(recipe: Recipe, children_limit: int | None = None) -> dict:
         root = Recipe.objects.only("id", "name", "level", "status", "parent_id").get(pk=root.parent_id)
         path.append(root.pk)
     # Levels are baseline → industry → client: two queries find every descendant.
+    # With `user`, only the descendants they may see (another client's recipes stay unseen).
+    relatives = Recipe.objects.visible_to(user) if user is not None else Recipe.objects.all()
     family = list(
-        Recipe.objects.filter(Q(parent_id=root.pk) | Q(parent__parent_id=root.pk))
+        relatives.filter(Q(parent_id=root.pk) | Q(parent__parent_id=root.pk))
         .only("id", "name", "level", "status", "parent_id")
         .order_by("name", "id")
     )

@@ -62,6 +62,7 @@ class RecipeVersionSerializer(serializers.ModelSerializer):
 
 class RecipeSerializer(serializers.ModelSerializer):
     parent_id = serializers.CharField(read_only=True, allow_null=True)
+    client_id = serializers.CharField(read_only=True, allow_null=True)
     tags = serializers.ListField(child=serializers.CharField(), read_only=True)
     created_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
     current_version = VersionSummarySerializer(read_only=True)
@@ -76,6 +77,7 @@ class RecipeSerializer(serializers.ModelSerializer):
             "model_family",
             "level",
             "parent_id",
+            "client_id",
             "status",
             "tags",
             "owner",
@@ -101,14 +103,22 @@ class RecipeDetailSerializer(RecipeSerializer):
     class Meta(RecipeSerializer.Meta):
         fields = [*RecipeSerializer.Meta.fields, "children", "children_count"]
 
+    def _children(self, recipe):
+        # Only the children the asking user may see (another client's clones stay unseen).
+        request = self.context.get("request")
+        user = getattr(request, "user", None)
+        return recipe.children.visible_to(user) if user is not None else recipe.children.none()
+
     def get_children(self, recipe) -> list[dict]:
-        children = recipe.children.only("id", "name", "level", "status").order_by("name", "id")[
-            :CHILDREN_LISTED
-        ]
+        children = (
+            self._children(recipe)
+            .only("id", "name", "level", "status")
+            .order_by("name", "id")[:CHILDREN_LISTED]
+        )
         return [{"id": c.id, "name": c.name, "level": c.level, "status": c.status} for c in children]
 
     def get_children_count(self, recipe) -> int:
-        return recipe.children.count()
+        return self._children(recipe).count()
 
 
 class StrictSerializer(serializers.Serializer):
@@ -132,6 +142,7 @@ class RecipeCreateSerializer(StrictSerializer):
     owner = serializers.CharField(required=False, allow_blank=True, default="", max_length=200)
     manifest = serializers.DictField()
     changelog = serializers.CharField(required=False, allow_blank=True, default="Initial version")
+    client_id = serializers.CharField(required=False, allow_null=True, allow_blank=True, max_length=64)
 
 
 class RecipeUpdateSerializer(StrictSerializer):
@@ -185,6 +196,7 @@ class RebaseSerializer(StrictSerializer):
 
 class CloneSerializer(StrictSerializer):
     name = serializers.CharField(max_length=200)
+    client_id = serializers.CharField(required=False, allow_null=True, allow_blank=True, max_length=64)
     level = serializers.ChoiceField(choices=catalog.LEVELS, required=False)
     description = serializers.CharField(required=False, allow_blank=True)
     tags = serializers.ListField(child=serializers.CharField(max_length=64), required=False)

@@ -4,11 +4,16 @@ management commands call these; each is one transaction, so a failure writes not
 from __future__ import annotations
 
 import copy
+from contextlib import contextmanager
 from datetime import datetime
 
+from django.conf import settings
 from django.db import IntegrityError, transaction
+from django.db.models import Value
+from django.db.models.functions import Lower
 from django.utils import timezone
 
+from audit import services as audit
 from mlworkspace.errors import Conflict, InvalidInput, field_error
 from mlworkspace.ids import new_id
 
@@ -16,7 +21,7 @@ from . import catalog
 from .approval import approval_gate
 from .lineage import bump_rank, diff, implied_bump, semantic_diff
 from .manifest import bump_semver, parse_semver, rewrite_metadata, validate_manifest
-from .models import Recipe, RecipeStatus, RecipeTag, RecipeVersion
+from .models import Client, Recipe, RecipeStatus, RecipeTag, RecipeVersion
 from .selectors import rebase_plan, versions_awaiting_approval
 
 MAX_TAGS = 20
@@ -90,8 +95,55 @@ def _check_parent(*, family: str, level: str, parent: Recipe | None) -> None:
         raise field_error("parent_id", f"the parent is a {parent.model_family} recipe, this one is {family}")
 
 
+def _check_client(*, level: str, client: Client | None) -> None:
+    if level == "client" and client is None:
+        raise field_error("client_id", "a client recipe belongs to a client: client_id is required")
+    if level != "client" and client is not None:
+        raise field_error("client_id", f"a {level} recipe is firm-wide and belongs to no client")
+
+
+# Clone names: unique, ignoring case, among one parent's children in one workspace (the firm,
+# or one client: another client's names are none of a team's business, and a 409 would leak
+# them). The database index of that name (recipes.models) backs the check against races.
+CLONE_NAME_INDEX = "clone_name_unique_per_parent"
+
+
+def _name_taken(name: str, parent: Recipe) -> Conflict:
+    return Conflict(
+        f"{parent.name} already has a recipe named “{name}” (names are unique under one parent, "
+        "ignoring case); choose another name.",
+        [{"path": "/name", "message": "already used by another recipe under the same parent"}],
+    )
+
+
+def _check_name_free(*, name: str, parent: Recipe | None, client, exclude: str | None = None) -> None:
+    if parent is None:
+        return  # baselines are roots, not clones
+    siblings = Recipe.objects.filter(parent=parent, client=client).alias(lname=Lower("name"))
+    siblings = siblings.filter(lname=Lower(Value(name)))
+    if exclude is not None:
+        siblings = siblings.exclude(pk=exclude)
+    if siblings.exists():
+        raise _name_taken(name, parent)
+
+
+@contextmanager
+def _name_guard(name: str, parent_of):
+    """A concurrent writer took the name between the check and the write: the index refuses,
+    and that is the same 409. `parent_of()` gives the parent (read only then)."""
+    try:
+        with transaction.atomic():
+            yield
+    except IntegrityError as exc:
+        if CLONE_NAME_INDEX in str(exc) and parent_of() is not None:
+            raise _name_taken(name, parent_of()) from None
+        raise
+
+
 def _check_manifest(manifest, *, family: str, level: str) -> None:
-    errors = validate_manifest(manifest, family=family, level=level, path_prefix="/manifest")
+    errors = validate_manifest(
+        manifest, family=family, level=level, path_prefix="/manifest", max_depth=settings.JSON_MAX_DEPTH
+    )
     if errors:
         raise InvalidInput(f"The manifest has {len(errors)} error(s).", errors)
 
@@ -121,30 +173,36 @@ def recipe_create(
     status: str = RecipeStatus.DRAFT,
     base_version: RecipeVersion | None = None,
     at: datetime | None = None,
+    client: Client | None = None,
 ) -> Recipe:
     """A new recipe with its first version (1.0.0) holding `manifest`; `base_version` is the
     parent's version it derives from (default: the parent's newest version). `at` dates
-    both (seeded history); default now."""
+    both (seeded history); default now. A client recipe needs its `client` (callers check
+    the user's role in it: recipes.access.client_for_write)."""
     if model_family not in catalog.FAMILIES:
         raise field_error("model_family", f"must be one of {', '.join(catalog.FAMILIES)}")
     if level not in catalog.LEVELS:
         raise field_error("level", f"must be one of {', '.join(catalog.LEVELS)}")
     _check_parent(family=model_family, level=level, parent=parent)
+    _check_client(level=level, client=client)
+    _check_name_free(name=name, parent=parent, client=client)
     recipe_id = recipe_id or new_id("recipe")
     cleaned = _validated_manifest(
         manifest, recipe_id=recipe_id, family=model_family, level=level, version="1.0.0", name=name
     )
-    recipe = Recipe.objects.create(
-        id=recipe_id,
-        name=name,
-        description=description or cleaned.get("metadata", {}).get("description", ""),
-        model_family=model_family,
-        level=level,
-        parent=parent,
-        status=status,
-        owner=owner or (user.get_username() if user else ""),
-        created_by=user,
-    )
+    with _name_guard(name, lambda: parent):
+        recipe = Recipe.objects.create(
+            id=recipe_id,
+            name=name,
+            description=description or cleaned.get("metadata", {}).get("description", ""),
+            model_family=model_family,
+            level=level,
+            parent=parent,
+            client=client,
+            status=status,
+            owner=owner or (user.get_username() if user else ""),
+            created_by=user,
+        )
     recipe_set_tags(recipe=recipe, tags=tags or [])
     if base_version is not None and base_version.recipe_id != getattr(parent, "pk", None):
         raise field_error("base_version", "must be a version of the parent recipe")
@@ -157,6 +215,7 @@ def recipe_create(
         created_by=user,
         base_version=base_version or (parent.current_version if parent is not None else None),
     )
+    audit.record(user, "recipe.create", recipe, changes=audit.created(recipe, tags=recipe.tags), at=at)
     _stamp(Recipe, recipe.pk, at, "created_at", "updated_at")
     _stamp(RecipeVersion, first.pk, at, "created_at")
     if at is not None:
@@ -169,6 +228,7 @@ def recipe_update(*, recipe: Recipe, user, at: datetime | None = None, **fields)
     """Name, description, owner, tags and status only: a manifest change is a new version.
     `at` dates the change (seeded history); default now."""
     recipe = Recipe.objects.select_for_update().get(pk=recipe.pk)
+    before = audit.snapshot(recipe, tags=recipe.tags)
     status = fields.pop("status", None)
     if status is not None and status != recipe.status:
         if status == RecipeStatus.APPROVED:
@@ -193,9 +253,16 @@ def recipe_update(*, recipe: Recipe, user, at: datetime | None = None, **fields)
     for key in ("name", "description", "owner"):
         if key in fields and fields[key] is not None:
             setattr(recipe, key, fields[key])
-    recipe.save()
+    if fields.get("name") is not None:
+        _check_name_free(name=recipe.name, parent=recipe.parent, client=recipe.client_id, exclude=recipe.pk)
+    with _name_guard(recipe.name, lambda: recipe.parent):
+        recipe.save()
     if tags is not None:
         recipe_set_tags(recipe=recipe, tags=tags)
+    changed = audit.diff(before, recipe, tags=recipe.tags)
+    audit.record(
+        user, "recipe.status" if "status" in changed else "recipe.update", recipe, changes=changed, at=at
+    )
     _stamp(Recipe, recipe.pk, at, "updated_at")
     return recipe
 
@@ -305,6 +372,14 @@ def version_create(
             f"Version {number} already exists.", [{"path": "/version", "message": "already exists"}]
         ) from None
     recipe.save(update_fields=["updated_at"])
+    audit.record(
+        user,
+        "version.create",
+        created,
+        changes={**audit.created(created), **audit.path_changes((changes or {}).get("changes"), "manifest")},
+        detail={"previous_version": getattr(latest, "version", None)},
+        at=at,
+    )
     _stamp(Recipe, recipe.pk, at, "updated_at")
     _stamp(RecipeVersion, created.pk, at, "created_at")
     if at is not None:
@@ -330,6 +405,7 @@ def version_approve(
     approval time (seeded history); default now."""
     version = RecipeVersion.objects.select_for_update().select_related("recipe").get(pk=version.pk)
     recipe = version.recipe
+    before = audit.snapshot(version, recipe_status=recipe.status)
     if recipe.status == RecipeStatus.DEPRECATED:
         raise Conflict("The recipe is deprecated; versions of it cannot be approved.")
     if version.approved_at is None:
@@ -360,6 +436,14 @@ def version_approve(
         recipe.status = RecipeStatus.APPROVED
         recipe.save(update_fields=["status", "updated_at"])
         _stamp(Recipe, recipe.pk, at, "updated_at")
+    audit.record(
+        user,
+        "version.approve",
+        version,
+        changes=audit.diff(before, version, recipe_status=recipe.status),
+        detail=version.approval_json,
+        at=at,
+    )
     return version
 
 
@@ -372,6 +456,7 @@ def default_clone_description(source: Recipe) -> str:
 
 
 @transaction.atomic
+@audit.as_action("recipe.clone")
 def recipe_clone(
     *,
     source: Recipe,
@@ -382,6 +467,7 @@ def recipe_clone(
     tags: list[str] | None = None,
     manifest: dict | None = None,
     at: datetime | None = None,
+    client: Client | None = None,
 ) -> Recipe:
     """A new draft recipe one level below `source`, starting from its current manifest
     (or from `manifest`, e.g. the chat assistant's proposal), with parent set.
@@ -419,10 +505,12 @@ def recipe_clone(
         changelog=f"Cloned from {source.name} {source.current_version.version}",
         base_version=source.current_version,
         at=at,
+        client=client or source.client,  # a client recipe's clone stays in its client
     )
 
 
 @transaction.atomic
+@audit.as_action("recipe.rebase")
 def recipe_rebase(
     *,
     recipe: Recipe,

@@ -7,6 +7,7 @@ import json
 import re
 from typing import Any
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.db.models import Case, F, IntegerField, Prefetch, Value, When
@@ -29,7 +30,7 @@ from mlworkspace.views import (
     sort_columns,
 )
 
-from . import catalog, selectors, services
+from . import access, catalog, selectors, services
 from .approval import approval_gate
 from .filters import RecipeFilter
 from .forms import (
@@ -161,23 +162,26 @@ RECIPE_TABS = [
     ("versions", "Versions"),
     ("lineage", "Lineage"),
     ("example", "Synthetic example"),
+    ("history", "History"),
 ]
 
 
 CHILDREN_SHOWN = 20
 
 
-def _children(recipe: Recipe) -> dict:
-    """The first children by name; a baseline can have thousands (the rest: a library link)."""
-    children = list(recipe.children.only("id", "name", "status").order_by("name", "id")[: CHILDREN_SHOWN + 1])
-    more = recipe.children.count() - CHILDREN_SHOWN if len(children) > CHILDREN_SHOWN else 0
+def _children(recipe: Recipe, user) -> dict:
+    """The first children by name; a baseline can have thousands (the rest: a library link).
+    Only those the user may see: another client's clones stay unseen."""
+    visible = recipe.children.visible_to(user)
+    children = list(visible.only("id", "name", "status").order_by("name", "id")[: CHILDREN_SHOWN + 1])
+    more = visible.count() - CHILDREN_SHOWN if len(children) > CHILDREN_SHOWN else 0
     return {"children": children[:CHILDREN_SHOWN], "children_more": more}
 
 
 def _get_recipe_for_user(user, recipe_id: str) -> Recipe:
     return get_object_or_404(
         Recipe.objects.visible_to(user)
-        .select_related("parent__parent", "created_by")
+        .select_related("parent__parent", "created_by", "client")
         .prefetch_related(
             "tag_set",
             # Version summaries only: the manifest is read for the one version shown.
@@ -192,12 +196,26 @@ def _get_recipe_for_user(user, recipe_id: str) -> Recipe:
     )
 
 
-def _permissions(user) -> dict[str, bool]:
+def _permissions(user, recipe: Recipe | None = None) -> dict[str, bool]:
+    """What the page offers: for a client's recipe the user's role in the client decides
+    (recipes.access), for a firm recipe the Django permissions of their groups."""
+    if recipe is not None and access.is_client_object(recipe):
+        write = access.can_write(user, recipe)
+        return {
+            "add_version": write,
+            "approve": access.can_approve(user, recipe),
+            "change": write,
+            "clone": False,  # client recipes are the lowest level
+            "register": write,
+            "run": write,
+        }
     return {
         "add_version": user.has_perm("recipes.add_recipeversion"),
         "approve": user.has_perm("recipes.approve_recipeversion"),
         "change": user.has_perm("recipes.change_recipe"),
-        "clone": user.has_perm("recipes.add_recipe"),
+        # Cloning an industry recipe writes into a client: a write role there is enough.
+        "clone": user.has_perm("recipes.add_recipe")
+        or (recipe is not None and recipe.level == "industry" and access.has_write_role_somewhere(user)),
         "register": user.has_perm("models_registry.add_mlmodel"),
         "run": user.has_perm("runs.add_run"),
     }
@@ -364,11 +382,11 @@ def _label_tree(node: dict) -> None:
         _label_tree(child)
 
 
-def _lineage_context(recipe: Recipe) -> dict:
+def _lineage_context(recipe: Recipe, user=None) -> dict:
     """The chain with provenance counts, and the family tree (a few children per node, always
     the branch leading to this recipe: a baseline can have thousands of descendants)."""
     lineage = selectors.recipe_lineage(recipe) if recipe.current_version is not None else None
-    tree = selectors.lineage_tree(recipe)
+    tree = selectors.lineage_tree(recipe, user=user)
     _label_tree(tree)
     node = tree
     while node is not None and not node["current"]:
@@ -549,9 +567,7 @@ def _approval_context(request: HttpRequest, recipe: Recipe, versions: list[Recip
     for v in versions:
         v.approval = _approval_record(v)
     pending = selectors.versions_awaiting_approval(versions)  # newest first; superseded ones left out
-    if not (
-        request.user.has_perm("recipes.approve_recipeversion") and recipe.status != RecipeStatus.DEPRECATED
-    ):
+    if not (access.can_approve(request.user, recipe) and recipe.status != RecipeStatus.DEPRECATED):
         return {"gates": [], "gates_unchecked": []}
     asked = request.GET.get("gate")
     checked = [v for i, v in enumerate(pending) if i < GATES_SHOWN or v.pk == asked]
@@ -583,12 +599,12 @@ def _detail_context(request: HttpRequest, recipe: Recipe, tab: str, **extra) -> 
         # Oldest first: the header offers the newest one (|last).
         "pending_versions": awaiting[::-1],
         "ancestors": [a for a in (getattr(recipe.parent, "parent", None), recipe.parent) if a],
-        **_children(recipe),
+        **_children(recipe, request.user),
         "child_level": catalog.CHILD_LEVEL.get(recipe.level),
         "status_moves": _status_moves(recipe),
-        "can": _permissions(request.user),
+        "can": _permissions(request.user, recipe),
         "family_label": catalog.FAMILY_LABELS.get(recipe.model_family, recipe.model_family),
-        "clone_form": extra.pop("clone_form", None) or CloneForm(source=recipe),
+        "clone_form": extra.pop("clone_form", None) or CloneForm(source=recipe, user=request.user),
     }
     # The upstream banner sits above the tabs: a tab swapped in by HTMX leaves it as it is.
     if "upstream" not in extra and not is_fragment(request):
@@ -635,7 +651,7 @@ def _detail_context(request: HttpRequest, recipe: Recipe, tab: str, **extra) -> 
         for v in newest_first:
             v.base = bases.get(v.base_version_id)
     elif tab == "lineage":
-        context.update(_lineage_context(recipe))
+        context.update(_lineage_context(recipe, request.user))
     elif tab == "example":
         example, inherited_from = _synthetic_example(recipe)
         context["example"] = example
@@ -698,7 +714,9 @@ def manifest_validate(request: HttpRequest, recipe_id: str) -> HttpResponse:
     if syntax_error:
         errors = [{"path": "/", "message": syntax_error, "line": None}]
     else:
-        found = validate_manifest(manifest, family=recipe.model_family, level=recipe.level)
+        found = validate_manifest(
+            manifest, family=recipe.model_family, level=recipe.level, max_depth=settings.JSON_MAX_DEPTH
+        )
         errors = _editor_errors(found, text)
     context: dict[str, Any] = {"editor_errors": errors, "validated": True, "recipe": recipe}
     if not errors:
@@ -740,7 +758,7 @@ def version_new(request: HttpRequest, recipe_id: str) -> HttpResponse:
     """Save as New Version: the suggested bump (default), an explicit bump or number, and a
     forced smaller one with a note; invalid manifests and refused bumps come back as errors."""
     recipe = _get_recipe_for_user(request.user, recipe_id)
-    require_perm(request, "recipes.add_recipeversion", "save a new version")
+    require_perm(request, "recipes.add_recipeversion", "save a new version", obj=recipe)
     form = VersionForm(request.POST)
     text = request.POST.get("manifest", "")
     editor_errors: list[dict] = []
@@ -806,10 +824,10 @@ def version_diff(request: HttpRequest, recipe_id: str) -> HttpResponse:
 def version_approve(request: HttpRequest, recipe_id: str, version_id: str) -> HttpResponse:
     """Approve a version: the approval gate must pass, or `override_reason` says why anyway."""
     recipe = _get_recipe_for_user(request.user, recipe_id)
-    require_perm(request, "recipes.approve_recipeversion", "approve recipe versions")
     version = next((v for v in recipe.versions.all() if v.pk == version_id), None)
     if version is None:
         raise Http404(f"Recipe '{recipe.pk}' has no version '{version_id}'.")
+    access.check_approve(request.user, version)
     form = ApproveForm(request.POST)
     reason = form.cleaned_data["override_reason"] if form.is_valid() else ""
     url = reverse("pages:recipe", args=[recipe.pk]) + "?tab=versions"
@@ -837,7 +855,7 @@ def recipe_rebase(request: HttpRequest, recipe_id: str) -> HttpResponse:
     resolution form's answers (ours / theirs / a JSON value each). Anything refused — bad
     JSON, a conflict left open, an invalid merged manifest — comes back on the form (400)."""
     recipe = _get_recipe_for_user(request.user, recipe_id)
-    require_perm(request, "recipes.add_recipeversion", "rebase a recipe onto its parent")
+    require_perm(request, "recipes.add_recipeversion", "rebase a recipe onto its parent", obj=recipe)
     form = RebaseForm(request.POST)
     resolutions, posted, errors = parse_resolutions(request.POST)
     if not form.is_valid():
@@ -883,7 +901,7 @@ def recipe_rebase(request: HttpRequest, recipe_id: str) -> HttpResponse:
 def recipe_status(request: HttpRequest, recipe_id: str) -> HttpResponse:
     """Submit for review / back to draft / deprecate (approval has its own action)."""
     recipe = _get_recipe_for_user(request.user, recipe_id)
-    require_perm(request, "recipes.change_recipe", "change a recipe's status")
+    require_perm(request, "recipes.change_recipe", "change a recipe's status", obj=recipe)
     form = RecipeStatusForm(request.POST)
     if not form.is_valid():
         messages.error(request, "Unknown status.")
@@ -903,11 +921,15 @@ def recipe_status(request: HttpRequest, recipe_id: str) -> HttpResponse:
 def recipe_clone(request: HttpRequest, recipe_id: str) -> HttpResponse:
     """The clone dialog (name, level): a page of its own without JS, a dialog on the detail page."""
     source = _get_recipe_for_user(request.user, recipe_id)
-    form = CloneForm(request.POST or None, source=source)
+    form = CloneForm(request.POST or None, source=source, user=request.user)
     status = 200
     if request.method == "POST":
-        require_perm(request, "recipes.add_recipe", "clone recipes")
         if form.is_valid():
+            # The clone is written into its client (or the firm): that decides who may.
+            client = form.cleaned_data.get("client")
+            require_perm(
+                request, "recipes.add_recipe", "clone recipes", obj=client or source.client or source
+            )
             try:
                 clone = services.recipe_clone(
                     source=source,
@@ -915,6 +937,7 @@ def recipe_clone(request: HttpRequest, recipe_id: str) -> HttpResponse:
                     name=form.cleaned_data["name"],
                     level=form.cleaned_data["level"],
                     description=form.cleaned_data["description"] or None,
+                    client=client,
                 )
             except DomainError as exc:
                 add_domain_errors(form, exc)
@@ -1008,7 +1031,7 @@ def chat(request: HttpRequest) -> HttpResponse:
     conversation = None
     conversation_id = request.POST.get("conversation_id") or request.GET.get("c")
     if conversation_id:
-        conversation = get_object_or_404(Conversation, pk=conversation_id, user=request.user)
+        conversation = get_object_or_404(Conversation.objects.visible_to(request.user), pk=conversation_id)
     form = ChatForm(request.POST or None, initial={"conversation_id": conversation_id or ""})
 
     if request.method == "POST":
@@ -1053,13 +1076,11 @@ def chat(request: HttpRequest) -> HttpResponse:
         "conversation": conversation,
         "conversation_id": conversation.pk if conversation is not None else "",
         "created_recipe": (
-            Recipe.objects.filter(pk=conversation.created_recipe_id).first()
+            Recipe.objects.visible_to(request.user).filter(pk=conversation.created_recipe_id).first()
             if conversation is not None and conversation.created_recipe_id
             else None
         ),
         "history": history,
-        "conversations": Conversation.objects.filter(user=request.user).only("id", "title", "updated_at")[
-            :20
-        ],
+        "conversations": Conversation.objects.visible_to(request.user).only("id", "title", "updated_at")[:20],
     }
     return render(request, "recipes/chat.html", context, status=400 if form.errors else 200)

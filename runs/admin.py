@@ -1,6 +1,6 @@
 from django.contrib import admin, messages
 
-from mlworkspace.admin_utils import pretty_json
+from mlworkspace.admin_utils import ClientScopedAdmin, pretty_json
 from mlworkspace.errors import DomainError
 
 from . import services
@@ -17,7 +17,7 @@ class RunLogInline(admin.TabularInline):
 
 
 @admin.register(Run)
-class RunAdmin(admin.ModelAdmin):
+class RunAdmin(ClientScopedAdmin, admin.ModelAdmin):
     list_display = [
         "id",
         "name",
@@ -100,7 +100,15 @@ class RunAdmin(admin.ModelAdmin):
 
 
 @admin.register(Dataset)
-class DatasetAdmin(admin.ModelAdmin):
+class DatasetAdmin(ClientScopedAdmin, admin.ModelAdmin):
+    client_path = "client"
+
+    def get_queryset(self, request):
+        # Its own client and its recipe's (as Dataset.objects.visible_to).
+        from recipes.access import client_scope
+
+        return super().get_queryset(request).filter(client_scope(request.user, "recipe__client"))
+
     list_display = ["id", "name", "format", "row_count", "size_bytes", "recipe", "created_at"]
     list_filter = ["format"]
     search_fields = ["id", "name"]

@@ -11,6 +11,7 @@ from mlworkspace.errors import InvalidInput, NotFound, TooLarge, field_error, lo
 from mlworkspace.permissions import has_perm
 from models_registry.models import MLModel
 from models_registry.serializers import PredictSerializer
+from recipes import access
 from recipes.models import Recipe, RecipeVersion
 
 from . import artifacts, services
@@ -60,13 +61,24 @@ class RunViewSet(
         data = RunCreateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         v = data.validated_data
+        user = request.user
+        recipe = lookup(Recipe.objects.visible_to(user), "recipe_id", v["recipe_id"])
+        access.check_write(user, recipe, "runs.add_run")
+        dataset = lookup(Dataset.objects.visible_to(user), "dataset_id", v.get("dataset_id"))
+        if dataset is not None and dataset.client_id not in (None, recipe.client_id):
+            # A member of two clients still may not train one client's recipe on the other's data.
+            raise field_error("dataset_id", "the dataset belongs to another client than the recipe")
         run = services.run_start(
-            user=request.user,
-            recipe=lookup(Recipe, "recipe_id", v["recipe_id"]),
-            recipe_version=lookup(RecipeVersion, "recipe_version_id", v.get("recipe_version_id")),
+            user=user,
+            recipe=recipe,
+            recipe_version=lookup(
+                RecipeVersion.objects.filter(access.client_scope(user, "recipe__client")),
+                "recipe_version_id",
+                v.get("recipe_version_id"),
+            ),
             run_type=v["run_type"],
-            model=lookup(MLModel, "model_id", v.get("model_id")),
-            dataset=lookup(Dataset, "dataset_id", v.get("dataset_id")),
+            model=lookup(MLModel.objects.visible_to(user), "model_id", v.get("model_id")),
+            dataset=dataset,
             executor=v["executor"],
             params=v["params"],
         )
@@ -118,12 +130,16 @@ class RunViewSet(
             }
         )
 
-    @action(detail=True, methods=["get"], url_path=r"artifacts/(?P<name>[A-Za-z0-9_.\-]+)")
+    # Any listed name, with its folders (`model/model.json`): only names recorded in the
+    # run's artifacts_json are served, and verified_path refuses anything resolving outside
+    # the run's folder, so `../` cannot reach other files.
+    @action(detail=True, methods=["get"], url_path=r"artifacts/(?P<name>.+?)")
     def artifact(self, request, pk=None, name=None):
-        """Download one artifact named in `artifacts_json` (its sha256 is verified first)."""
+        """Download one artifact by the name `artifacts_json` lists it under, e.g.
+        `predictions.csv` or `model/model.json` (its sha256 is verified first)."""
         run = self.get_object()
         path = artifacts.verified_path(run.id, run.artifacts_json, name)
-        return FileResponse(open(path, "rb"), as_attachment=True, filename=name)
+        return FileResponse(open(path, "rb"), as_attachment=True, filename=name.rsplit("/", 1)[-1])
 
 
 class DatasetViewSet(
@@ -145,7 +161,7 @@ class DatasetViewSet(
     lookup_value_regex = "[^/]+"
 
     def get_queryset(self):
-        return Dataset.objects.select_related("recipe", "created_by")
+        return Dataset.objects.visible_to(self.request.user).select_related("recipe", "created_by")
 
     @extend_schema(request=DatasetUploadSerializer, responses={201: DatasetSerializer})
     def create(self, request, *args, **kwargs):
@@ -158,9 +174,15 @@ class DatasetViewSet(
         data = DatasetUploadSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         v = data.validated_data
-        recipe = lookup(Recipe, "recipe_id", v.get("recipe_id"))
+        recipe = lookup(Recipe.objects.visible_to(request.user), "recipe_id", v.get("recipe_id"))
+        client = access.client_for_write(request.user, v.get("client_id"))
+        if client is not None and recipe is not None and recipe.client_id not in (None, client.pk):
+            raise field_error("client_id", "the recipe belongs to another client")
+        # Uploaded against a client recipe, the data is that client's.
+        client = client or (recipe.client if recipe is not None else None)
+        access.check_write(request.user, client or recipe, "runs.add_dataset")
         dataset = services.dataset_create(
-            user=request.user, upload=v["file"], name=v.get("name"), recipe=recipe
+            user=request.user, upload=v["file"], name=v.get("name"), recipe=recipe, client=client
         )
         return Response(DatasetSerializer(dataset).data, status=status.HTTP_201_CREATED)
 
@@ -168,6 +190,17 @@ class DatasetViewSet(
     def destroy(self, request, *args, **kwargs):
         services.dataset_delete(dataset=self.get_object(), user=request.user)
         return Response(status=status.HTTP_204_NO_CONTENT)
+
+    @extend_schema(responses={(200, "application/octet-stream"): bytes})
+    @action(detail=True, methods=["get"])
+    def download(self, request, pk=None):
+        """The uploaded file, streamed (files are served only here, never from /media/)."""
+        dataset = self.get_object()
+        try:
+            handle = dataset.file.open("rb")
+        except (FileNotFoundError, ValueError):
+            raise NotFound(f"Dataset '{dataset.id}' has no file any more.") from None
+        return FileResponse(handle, as_attachment=True, filename=f"{dataset.name}.{dataset.format}")
 
 
 def predict_response(model: MLModel, request) -> Response:

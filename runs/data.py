@@ -3,16 +3,27 @@ against a manifest's `requirements` and the quality stage's config. Plain pandas
 
 from __future__ import annotations
 
+import csv
+import io
+import itertools
 import math
 from pathlib import Path
+from typing import NamedTuple
 
 import pandas as pd
 
+from mlworkspace.redact import default_roots, redact_paths
 from recipes.manifest import grain_columns, parse_min_history
 
 from .families import FAMILY_MODULES, get_family, stage_config
 
 HISTORY_UNIT_DAYS = {"day": 1, "week": 7, "month": 30.4375, "year": 365.25}
+
+
+def _exc_text(exc: Exception, path) -> str:
+    """A reader's error message without server paths (pyarrow and open() name the file by
+    its absolute path): the file name only."""
+    return redact_paths(str(exc), default_roots(Path(path).parent))[:300]
 
 
 def read_table(path: Path, fmt: str) -> pd.DataFrame:
@@ -23,10 +34,70 @@ def read_table(path: Path, fmt: str) -> pd.DataFrame:
         else:
             frame = pd.read_csv(path, low_memory=False)
     except Exception as exc:  # pandas/pyarrow raise many types for a corrupt file
-        raise ValueError(f"could not read the file as {fmt.upper()}: {str(exc)[:300]}") from None
+        raise ValueError(f"could not read the file as {fmt.upper()}: {_exc_text(exc, path)}") from None
     if frame.shape[1] == 0:
         raise ValueError("the file has no columns")
     return frame
+
+
+class TableShape(NamedTuple):
+    """A file's size in rows and columns, known before it is loaded. ``rows`` is exact for
+    Parquet (its footer says) and, for CSV, the number of lines after the header: an upper
+    bound (a quoted value may hold a line break), exact after the real read."""
+
+    rows: int
+    columns: int
+
+
+def table_shape(path: Path, fmt: str, *, header_max_bytes: int) -> TableShape:
+    """Rows and columns from the Parquet footer, or from a CSV's first line (read with a byte
+    cap) and a count of its line breaks, without loading the table: a file small on disk can
+    hold far more than memory (a Parquet column of zeros compresses ~10,000:1, a CSV header of
+    100,000 columns fits in 1 MB). ValueError with a readable message if it is not a table."""
+    if fmt == "parquet":
+        import pyarrow.parquet as pq
+
+        try:
+            meta = pq.ParquetFile(path).metadata
+        except Exception as exc:  # pyarrow raises several types for a corrupt footer
+            raise ValueError(f"could not read the file as PARQUET: {_exc_text(exc, path)}") from None
+        if meta.num_columns == 0:
+            raise ValueError("the file has no columns")
+        return TableShape(rows=int(meta.num_rows), columns=int(meta.num_columns))
+    with open(path, "rb") as handle:
+        head = handle.read(header_max_bytes + 1)
+        try:
+            records = list(itertools.islice(csv.reader(io.StringIO(head.decode("utf-8", "replace"))), 2))
+        except csv.Error as exc:  # e.g. a header field longer than the csv module allows
+            raise ValueError(f"could not read the file as CSV: {exc}") from None
+        if len(head) > header_max_bytes and len(records) < 2:
+            raise ValueError(f"the header line is longer than {header_max_bytes} bytes")
+        if not records or not any(field.strip() for field in records[0]):
+            raise ValueError("could not read the file as CSV: its first line names no columns")
+        # Count line breaks in 1 MB blocks: a bounded, constant-memory scan.
+        handle.seek(0)
+        lines, last = 0, b""
+        while block := handle.read(1024 * 1024):
+            lines += block.count(b"\n")
+            last = block
+    if last and not last.endswith(b"\n"):
+        lines += 1  # the last line has no line break
+    return TableShape(rows=max(lines - 1, 0), columns=len(records[0]))
+
+
+def shape_problems(shape: TableShape, *, max_rows: int, max_columns: int, max_cells: int) -> list[str]:
+    """Why a table is too big to load, naming the numbers (empty when it is within the limits)."""
+    problems = []
+    if shape.columns > max_columns:
+        problems.append(f"{shape.columns} columns; the limit is {max_columns}")
+    if shape.rows > max_rows:
+        problems.append(f"{shape.rows} rows; the limit is {max_rows}")
+    if not problems and shape.rows * shape.columns > max_cells:
+        problems.append(
+            f"{shape.rows} rows × {shape.columns} columns = {shape.rows * shape.columns} cells; "
+            f"the limit is {max_cells}"
+        )
+    return problems
 
 
 def dtype_name(series: pd.Series) -> str:
@@ -104,7 +175,7 @@ def read_head(path: Path, fmt: str, rows: int) -> pd.DataFrame:
             return batch.to_pandas() if batch is not None else pd.DataFrame()
         return pd.read_csv(path, nrows=rows, low_memory=False)
     except Exception as exc:  # the file was readable at upload; say so rather than fail
-        raise ValueError(f"could not read the file as {fmt.upper()}: {str(exc)[:300]}") from None
+        raise ValueError(f"could not read the file as {fmt.upper()}: {_exc_text(exc, path)}") from None
 
 
 def dataset_problems(frame: pd.DataFrame, columns: list[dict], manifest: dict, family: str) -> list[str]:

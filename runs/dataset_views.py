@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.db.models import Count, Q
+from django.db.models import Count
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect
 from django.urls import reverse
@@ -22,6 +23,7 @@ from mlworkspace.errors import DomainError
 from mlworkspace.forms import add_domain_errors
 from mlworkspace.views import active_filters, is_fragment, paginate, render_page, require_perm, sort_columns
 from models_registry.models import MLModel, ModelStatus
+from recipes import access
 from recipes.models import Family, Recipe
 
 from . import data as run_data
@@ -37,10 +39,8 @@ MODELS_OFFERED = 8
 
 
 def visible_datasets(user):
-    """Datasets of recipes the user can see, and those uploaded without a recipe."""
-    if not user.is_authenticated:
-        return Dataset.objects.none()
-    return Dataset.objects.filter(Q(recipe__isnull=True) | Q(recipe__in=Recipe.objects.visible_to(user)))
+    """Firm datasets and those of the user's clients (recipes.access, through visible_to)."""
+    return Dataset.objects.visible_to(user)
 
 
 def _get_dataset_for_user(user, dataset_id: str) -> Dataset:
@@ -71,7 +71,12 @@ def _list_context(request: HttpRequest) -> dict:
     base = (
         visible_datasets(request.user)
         .select_related("recipe", "created_by")
-        .annotate(run_count=Count("runs", distinct=True))
+        # Only runs the user may see: a firm dataset's use by another client is not counted.
+        .annotate(
+            run_count=Count(
+                "runs", distinct=True, filter=access.client_scope(request.user, "runs__recipe__client")
+            )
+        )
     )
     filterset = DatasetFilter(request.GET or None, queryset=base)
     queryset = filterset.qs if filterset.is_bound and filterset.is_valid() else base
@@ -101,13 +106,16 @@ def dataset_list(request: HttpRequest) -> HttpResponse:
     Upload: a multipart POST (htmx, so static/js/datasets.js can show its progress); on
     success the browser goes to the new dataset's page, on an error the form comes back
     with the message next to the field."""
-    can_upload = request.user.has_perm("runs.add_dataset")
+    can_upload = request.user.has_perm("runs.add_dataset") or access.has_write_role_somewhere(request.user)
     status = 200
     if request.method == "POST":
-        require_perm(request, "runs.add_dataset", "upload datasets")
+        if not access.has_write_role_somewhere(request.user):
+            require_perm(request, "runs.add_dataset", "upload datasets")
         form = DatasetUploadForm(request.POST, request.FILES, user=request.user)
         if form.is_valid():
             v = form.cleaned_data
+            # Uploaded against a client recipe, the data is that client's: its role decides.
+            require_perm(request, "runs.add_dataset", "upload datasets", obj=v["recipe"])
             try:
                 dataset = services.dataset_create(
                     user=request.user, upload=v["file"], name=v["name"] or None, recipe=v["recipe"]
@@ -121,6 +129,8 @@ def dataset_list(request: HttpRequest) -> HttpResponse:
                     if problems
                     else ""
                 )
+                if not dataset.is_ready:  # a large file: a worker profiles it
+                    note = " A worker is profiling it; runs can use it once it is ready."
                 messages.success(request, f"Uploaded “{dataset.name}”: {dataset.row_count} rows.{note}")
                 url = reverse("pages:dataset", args=[dataset.pk])
                 return HttpResponseClientRedirect(url) if is_fragment(request) else redirect(url)
@@ -128,7 +138,19 @@ def dataset_list(request: HttpRequest) -> HttpResponse:
     else:
         initial = {"recipe": request.GET["recipe_id"]} if request.GET.get("recipe_id") else None
         form = DatasetUploadForm(initial=initial, user=request.user)
-    context = {"nav": "datasets", "form": form, "can_upload": can_upload, **_list_context(request)}
+    limits = {
+        "bytes": settings.DATASET_MAX_BYTES,
+        "rows": settings.DATASET_MAX_ROWS,
+        "columns": settings.DATASET_MAX_COLUMNS,
+        "inline_bytes": settings.DATASET_INLINE_PROFILE_BYTES,
+    }
+    context = {
+        "nav": "datasets",
+        "form": form,
+        "can_upload": can_upload,
+        "limits": limits,
+        **_list_context(request),
+    }
     partial = None
     if is_fragment(request):
         partial = "upload" if request.method == "POST" else "results"
@@ -189,6 +211,9 @@ def _check(dataset: Dataset, recipe: Recipe) -> dict:
     the run's quality stage, in words."""
     version = recipe.current_version
     manifest = version.manifest if version else {}
+    if not dataset.is_ready:  # not loaded in the web process before a worker profiled it
+        problem = "it is still being profiled" if dataset.status == "processing" else dataset.error
+        return {"recipe": recipe, "version": version, "problems": [problem], "readable": False}
     try:
         frame = run_data.read_table(Path(dataset.file.path), dataset.format)
     except (ValueError, NotImplementedError) as exc:
@@ -258,7 +283,7 @@ def dataset_detail(request: HttpRequest, dataset_id: str) -> HttpResponse:
         context["fragment"] = True  # the "Use this dataset" links come along (out of band)
         return render_page(request, "runs/dataset_detail.html", context, partial="check", status=status)
     schema, roles_from = schema_rows(dataset.columns_json or [], checked_recipe or dataset.recipe)
-    usage = services.dataset_usage(dataset)
+    usage = services.dataset_usage(dataset, request.user)
     validation = dataset.validation_json or {}
     context.update(
         {
@@ -269,11 +294,13 @@ def dataset_detail(request: HttpRequest, dataset_id: str) -> HttpResponse:
             "validation_recipe": _validation_recipe(dataset, validation.get("recipe_id")),
             "usage": usage,
             "runs": list(
-                dataset.runs.select_related("recipe").only(
-                    "id", "run_type", "status", "created_at", "recipe__id", "recipe__name"
-                )[:10]
+                dataset.runs.visible_to(request.user)
+                .select_related("recipe")
+                .only("id", "run_type", "status", "created_at", "recipe__id", "recipe__name")[:10]
             ),
-            "can_delete": request.user.has_perm("runs.delete_dataset"),
+            "can_delete": access.can_write(request.user, dataset)
+            if access.is_client_object(dataset)
+            else request.user.has_perm("runs.delete_dataset"),
             **_preview(dataset),
         }
     )
@@ -285,7 +312,7 @@ def dataset_detail(request: HttpRequest, dataset_id: str) -> HttpResponse:
 def dataset_delete(request: HttpRequest, dataset_id: str) -> HttpResponse:
     """Delete an unused dataset (the page asks first); refused with the reason when used."""
     dataset = _get_dataset_for_user(request.user, dataset_id)
-    require_perm(request, "runs.delete_dataset", "delete datasets")
+    require_perm(request, "runs.delete_dataset", "delete datasets", obj=dataset)
     try:
         services.dataset_delete(dataset=dataset, user=request.user)
     except DomainError as exc:

@@ -25,12 +25,14 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from mlworkspace.errors import server_redact
 from models_registry.services import model_attach_training
 
 from . import artifacts
 from .families import worlds
 from .models import Run, RunStatus, RunType
 from .services import model_training_batch, run_log, run_logs_append, synthetic_resolve
+from .tasks import execute_run_task
 
 logger = logging.getLogger(__name__)
 
@@ -147,7 +149,9 @@ def execute_run(run_id: str) -> str:
     try:
         spec = build_spec(run)
     except Exception as exc:
-        return _finish(run, progress, RunStatus.FAILED, error=f"Could not prepare the run: {exc}")
+        return _finish(
+            run, progress, RunStatus.FAILED, error=f"Could not prepare the run: {server_redact(str(exc))}"
+        )
 
     from .pipeline import child_main
 
@@ -236,11 +240,7 @@ def _finish(
 ) -> str:
     from .metrics import check_outcome, metric_checks
 
-    for stage in progress.stages:
-        if stage["status"] == "running":
-            stage["status"] = "failed" if status == RunStatus.FAILED else "cancelled"
-        elif stage["status"] == "pending" and status != RunStatus.SUCCEEDED:
-            stage["status"] = "not run"
+    close_stages(progress.stages, status, error)
     progress.stage_dirty = True
     fields = {"status": status, "finished_at": timezone.now(), "error": error[:10_000], "current_stage": ""}
     if result is not None:
@@ -267,6 +267,23 @@ def _finish(
     return status if updated else "lost (the run was no longer ours)"
 
 
+def close_stages(stages: list[dict], status: str, reason: str = "") -> list[dict]:
+    """A finished run has no stage left running or pending: the running one failed (with the
+    reason) or was cancelled, the pending ones did not run. Changes `stages` in place."""
+    now = timezone.now().isoformat()
+    for stage in stages:
+        if not isinstance(stage, dict):
+            continue
+        if stage.get("status") == "running":
+            stage["status"] = "failed" if status == RunStatus.FAILED else "cancelled"
+            stage["finished_at"] = now
+            if reason and status == RunStatus.FAILED:
+                stage["detail"] = reason[:500]
+        elif stage.get("status") == "pending" and status != RunStatus.SUCCEEDED:
+            stage["status"] = "not run"
+    return stages
+
+
 def _final_line(run: Run, status: str, fields: dict) -> str:
     """The run's last log line: its name, status and, when metrics breached thresholds, which."""
     line = f"{run.name} {status}."
@@ -286,24 +303,80 @@ def _final_level(status: str, fields: dict) -> str:
 
 
 def reap_stale_runs(stale_after: float | None = None) -> list[str]:
-    """Fail running runs whose heartbeat stopped: their worker died ("worker lost")."""
+    """Fail running runs whose heartbeat stopped: their worker died ("worker lost"). The run's
+    running stage is failed with the reason, the pending ones marked not run, and its task row
+    (django-tasks-db, which never learns that its worker died) is failed too."""
     stale_after = settings.RUN_STALE_AFTER_SECONDS if stale_after is None else stale_after
     cutoff = timezone.now() - timedelta(seconds=stale_after)
     reaped = []
-    for run in Run.objects.filter(status=RunStatus.RUNNING, heartbeat_at__lt=cutoff).only("id", "worker"):
-        if Run.objects.filter(pk=run.pk, status=RunStatus.RUNNING, heartbeat_at__lt=cutoff).update(
-            status=RunStatus.FAILED,
-            finished_at=timezone.now(),
-            error=f"Worker lost: no heartbeat from {run.worker} for {stale_after:.0f}s.",
-            current_stage="",
-            updated_at=timezone.now(),
-        ):
+    for run_id in Run.objects.filter(status=RunStatus.RUNNING, heartbeat_at__lt=cutoff).values_list(
+        "id", flat=True
+    ):
+        with transaction.atomic():
+            # Locked and re-checked: a worker whose beat arrived meanwhile keeps its run.
+            run = (
+                Run.objects.select_for_update()
+                .filter(pk=run_id, status=RunStatus.RUNNING, heartbeat_at__lt=cutoff)
+                .only("id", "worker", "stages_json")
+                .first()
+            )
+            if run is None:
+                continue
+            error = f"Worker lost: no heartbeat from {run.worker} for {stale_after:.0f}s."
+            now = timezone.now()
+            Run.objects.filter(pk=run.pk).update(
+                status=RunStatus.FAILED,
+                finished_at=now,
+                error=error,
+                current_stage="",
+                stages_json=close_stages(list(run.stages_json or []), RunStatus.FAILED, error),
+                updated_at=now,
+            )
             run_log(
                 run=run,
                 message=f"Worker lost: no heartbeat from {run.worker}; the run is failed.",
                 level="error",
             )
-            reaped.append(run.id)
+        reaped.append(run.id)
+    fail_lost_task_rows(reaped, reason="the worker executing it was lost (no heartbeat)")
     if reaped:
         logger.warning("Reaped %d run(s) whose worker was lost: %s", len(reaped), ", ".join(reaped))
     return reaped
+
+
+def fail_task_rows_of_ended_runs(stale_after: float | None = None) -> list[str]:
+    """Task rows still RUNNING for runs that ended more than `stale_after` ago: their worker
+    died between finishing the run and recording the task's end (housekeeping; a scan of the
+    task table, so not in the frequent reaper)."""
+    stale_after = settings.RUN_STALE_AFTER_SECONDS if stale_after is None else stale_after
+    cutoff = timezone.now() - timedelta(seconds=stale_after)
+    running = [
+        str(i) for i in _running_task_rows(execute_run_task).values_list("args_kwargs__args__0", flat=True)
+    ]
+    ended = list(Run.objects.filter(pk__in=running, finished_at__lt=cutoff).values_list("id", flat=True))
+    fail_lost_task_rows(ended, reason="the run ended but its worker never recorded the task's end")
+    return ended
+
+
+def _running_task_rows(task):
+    from django.tasks import TaskResultStatus
+    from django_tasks_db.models import DBTaskResult
+
+    return DBTaskResult.objects.filter(status=TaskResultStatus.RUNNING, task_path=task.module_path)
+
+
+def fail_lost_task_rows(object_ids: list[str], *, reason: str, task=None) -> int:
+    """Mark the RUNNING task rows of `task` (default: execute_run_task) for these ids (their
+    first argument) FAILED: django-tasks-db marks a row only when its task returns, so a row
+    whose worker died would say RUNNING forever."""
+    if not object_ids:
+        return 0
+    from django.tasks import TaskResultStatus
+
+    rows = _running_task_rows(task or execute_run_task).filter(args_kwargs__args__0__in=object_ids)
+    return rows.update(
+        status=TaskResultStatus.FAILED,
+        finished_at=timezone.now(),
+        exception_class_path="runs.executor.WorkerLost",
+        traceback=f"WorkerLost: {reason}",
+    )

@@ -6,6 +6,7 @@ from django import forms
 from django.db.models import Q
 
 from models_registry.models import MLModel
+from recipes import access
 from recipes.models import Recipe, RecipeVersion
 
 from . import services
@@ -66,11 +67,13 @@ class RunForm(forms.Form):
         help_text="Change the world's ground truth in this window (e.g. to see an eval run decay).",
     )
 
-    def __init__(self, *args, recipe_id: str | None = None, **kwargs):
+    def __init__(self, *args, recipe_id: str | None = None, user=None, **kwargs):
         super().__init__(*args, **kwargs)
-        self.fields["recipe"].queryset = Recipe.objects.only("id", "name", "level", "model_family").order_by(
-            "name"
-        )
+        # Only recipes the user may see (recipes.access); an id of another client's is ignored.
+        visible = Recipe.objects.visible_to(user) if user is not None else Recipe.objects.all()
+        self.fields["recipe"].queryset = visible.only("id", "name", "level", "model_family").order_by("name")
+        recipe = visible.filter(pk=recipe_id).first() if recipe_id else None
+        recipe_id = recipe.pk if recipe is not None else None
         if recipe_id:
             self.fields["recipe_version"].queryset = (
                 RecipeVersion.objects.filter(recipe_id=recipe_id).defer("manifest").order_by("-created_at")
@@ -78,9 +81,11 @@ class RunForm(forms.Form):
             self.fields["model"].queryset = MLModel.objects.filter(recipe_id=recipe_id).order_by(
                 "-created_at"
             )
-            self.fields["dataset"].queryset = Dataset.objects.filter(
-                Q(recipe_id=recipe_id) | Q(recipe__isnull=True)
-            ).order_by("-created_at")
+            self.fields["dataset"].queryset = (
+                Dataset.objects.filter(Q(recipe_id=recipe_id) | Q(recipe__isnull=True))
+                .filter(access.same_client(recipe))  # never another client's data
+                .order_by("-created_at")
+            )
             self._describe_world(recipe_id)
 
     def _describe_world(self, recipe_id: str) -> None:

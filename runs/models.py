@@ -3,6 +3,8 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
+from mlworkspace.fields import JSONField
+
 
 class RunType(models.TextChoices):
     TRAIN = "train", "Train"
@@ -49,6 +51,23 @@ def stages_done(stages: list[dict]) -> int:
     return sum(1 for s in stages or [] if isinstance(s, dict) and s.get("status") in DONE_STAGE_STATUSES)
 
 
+class DatasetQuerySet(models.QuerySet):
+    def visible_to(self, user):
+        # Its own client (set from a client recipe or a client_id at upload) and its recipe's.
+        from recipes.access import client_scope
+
+        return self.filter(client_scope(user, "client"), client_scope(user, "recipe__client"))
+
+
+class DatasetStatus(models.TextChoices):
+    """A large upload is profiled by a worker task (runs.services.dataset_profile): it is
+    `processing` until then, `invalid` (with `error`) if its file turned out unreadable."""
+
+    PROCESSING = "processing", "Processing"
+    READY = "ready", "Ready"
+    INVALID = "invalid", "Invalid"
+
+
 class Dataset(models.Model):
     """An uploaded CSV/Parquet file, profiled and checked against a recipe's requirements."""
 
@@ -59,28 +78,48 @@ class Dataset(models.Model):
     size_bytes = models.BigIntegerField(default=0)
     sha256 = models.CharField(max_length=64)
     row_count = models.BigIntegerField(default=0)
-    columns_json = models.JSONField(default=list)
+    columns_json = JSONField(default=list)
     recipe = models.ForeignKey(
         "recipes.Recipe", null=True, blank=True, on_delete=models.SET_NULL, related_name="datasets"
     )
-    validation_json = models.JSONField(default=dict, blank=True)
+    # The client the data belongs to (recipes.access): null for firm data.
+    client = models.ForeignKey(
+        "recipes.Client", null=True, blank=True, on_delete=models.PROTECT, related_name="datasets"
+    )
+    validation_json = JSONField(default=dict, blank=True)
+    status = models.CharField(max_length=16, choices=DatasetStatus.choices, default=DatasetStatus.READY)
+    # Why the dataset is invalid (its file could not be read or profiled), in words.
+    error = models.TextField(blank=True, default="")
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
     created_at = models.DateTimeField(auto_now_add=True)
 
+    objects = DatasetQuerySet.as_manager()
+
     class Meta:
         db_table = "ml_dataset"
         ordering = ["-created_at", "id"]
         indexes = [models.Index(fields=["created_at", "id"], name="ml_dataset_created_idx")]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(status__in=DatasetStatus.values), name="ml_dataset_status_valid"
+            ),
+        ]
 
     def __str__(self):
         return self.name
 
+    @property
+    def is_ready(self) -> bool:
+        return self.status == DatasetStatus.READY
+
 
 class RunQuerySet(models.QuerySet):
     def visible_to(self, user):
-        return self if user.is_authenticated else self.none()
+        from recipes.access import client_scope
+
+        return self.filter(client_scope(user, "recipe__client"))
 
     def for_list(self):
         # Lists show the version number, never the manifest: do not fetch 50 manifests.
@@ -107,16 +146,16 @@ class Run(models.Model):
     outcome = models.CharField(max_length=16, choices=RunOutcome.choices, blank=True, default="")
     executor = models.CharField(max_length=16, choices=Executor.choices, default=Executor.WORKSPACE)
     dataset = models.ForeignKey(Dataset, null=True, blank=True, on_delete=models.PROTECT, related_name="runs")
-    params_json = models.JSONField(default=dict, blank=True)
-    metrics_json = models.JSONField(default=dict, blank=True)
+    params_json = JSONField(default=dict, blank=True)
+    metrics_json = JSONField(default=dict, blank=True)
     # Per metric: {"value", "target", "threshold_warning", "threshold_critical", "direction",
     # "status": pass|warning|critical, "meets_target"}.
-    metric_checks_json = models.JSONField(default=dict, blank=True)
-    artifacts_json = models.JSONField(default=dict, blank=True)
+    metric_checks_json = JSONField(default=dict, blank=True)
+    artifacts_json = JSONField(default=dict, blank=True)
     # Family plot data for the run page (forecast vs actual, demand curve, Qini, ranks).
-    plots_json = models.JSONField(default=dict, blank=True)
+    plots_json = JSONField(default=dict, blank=True)
     # Stage progress: [{"name", "type", "status", "started_at", "finished_at"}].
-    stages_json = models.JSONField(default=list, blank=True)
+    stages_json = JSONField(default=list, blank=True)
     current_stage = models.CharField(max_length=100, blank=True, default="")
     error = models.TextField(blank=True, default="")
     cancel_requested = models.BooleanField(default=False)

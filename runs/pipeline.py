@@ -25,6 +25,8 @@ import time
 import traceback
 from pathlib import Path
 
+from mlworkspace.redact import default_roots, redact_paths
+
 MODEL_SUBDIR = "model"
 
 
@@ -189,15 +191,30 @@ def _limit_threads(threads: int) -> None:
         os.environ[var] = str(threads)
 
 
+def _server_roots(spec: dict) -> tuple[str, ...]:
+    """The folders a run's messages must not show: the media folder (the artifact folder's
+    grandparent), the dataset's and model's folders, and the server's usual ones."""
+    artifact_dir = Path(spec.get("artifact_dir") or ".")
+    extra = [artifact_dir.parent.parent]
+    if "path" in (spec.get("data") or {}):
+        extra.append(Path(spec["data"]["path"]).parent)
+    if spec.get("model_dir"):
+        extra.append(Path(spec["model_dir"]).parent)
+    return default_roots(*extra)
+
+
 def child_main(spec: dict, conn) -> None:
     """Entry point of the run's child process."""
     _limit_threads(int(spec.get("threads", 1)))
     parent = os.getppid()
+    roots = _server_roots(spec)
 
     def emit(*message):
         # A dead parent (worker killed) means nobody will record this run: stop.
         if os.getppid() != parent:
             os._exit(3)
+        if message[0] != "result":  # logs and errors are shown to users: no server paths
+            message = tuple(redact_paths(m, roots) if isinstance(m, str) else m for m in message)
         conn.send(message)
 
     try:
@@ -400,8 +417,7 @@ def _execute(spec: dict, emit, where: dict) -> dict:
                 )
                 log(f"evaluation: {metric} = {check['value']:.4g} → {check['status']}{note}", level)
             if predictions is not None:
-                predictions.to_csv(out_dir / "predictions.csv", index=False)
-                result["artifacts"]["predictions.csv"] = "predictions"
+                _save_predictions(out_dir, predictions, result, log)
             (out_dir / "metrics.json").write_text(
                 json.dumps({"metrics": result["metrics"], "folds": result["folds"]}, indent=2)
             )
@@ -417,6 +433,22 @@ def _execute(spec: dict, emit, where: dict) -> dict:
         emit("stage", index, "succeeded", f"{time.monotonic() - started:.2f}s")
 
     return json_safe(result)
+
+
+def _save_predictions(out_dir: Path, predictions, result: dict, log) -> None:
+    """predictions.csv for spreadsheets, with text cells that would be formulas neutralised
+    (mlworkspace.csvsafe), and predictions.parquet with the values exactly as they were."""
+    from mlworkspace.csvsafe import write_csv
+
+    write_csv(predictions, out_dir / "predictions.csv")
+    result["artifacts"]["predictions.csv"] = "predictions"
+    try:
+        predictions.to_parquet(out_dir / "predictions.parquet", index=False)
+    except (ValueError, TypeError, ImportError) as exc:  # pyarrow refuses e.g. mixed-type columns
+        (out_dir / "predictions.parquet").unlink(missing_ok=True)
+        log(f"evaluation: predictions.parquet not written ({str(exc)[:200]}); the CSV has them", "warning")
+    else:
+        result["artifacts"]["predictions.parquet"] = "predictions"
 
 
 def _save_model(out_dir: Path, family, model, raw, manifest: dict, split, result: dict, log) -> None:

@@ -129,6 +129,7 @@ class RunLogSerializer(serializers.ModelSerializer):
 
 
 class DatasetSerializer(serializers.ModelSerializer):
+    client_id = serializers.CharField(read_only=True, allow_null=True)
     recipe_id = serializers.CharField(read_only=True, allow_null=True)
     created_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
 
@@ -143,7 +144,10 @@ class DatasetSerializer(serializers.ModelSerializer):
             "row_count",
             "columns_json",
             "recipe_id",
+            "client_id",
             "validation_json",
+            "status",
+            "error",
             "created_by",
             "created_at",
         ]
@@ -153,3 +157,4 @@ class DatasetUploadSerializer(StrictSerializer):
     file = serializers.FileField()
     name = serializers.CharField(max_length=200, required=False)
     recipe_id = serializers.CharField(required=False, allow_blank=True)
+    client_id = serializers.CharField(required=False, allow_blank=True, max_length=64)

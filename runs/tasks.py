@@ -12,3 +12,15 @@ def execute_run_task(run_id: str) -> str:
 
 def enqueue_run(run_id: str) -> None:
     execute_run_task.enqueue(run_id)
+
+
+@task()
+def profile_dataset_task(dataset_id: str) -> str:
+    """Profile a large upload (services.dataset_create leaves it `processing`)."""
+    from .services import dataset_profile
+
+    return dataset_profile(dataset_id=dataset_id)
+
+
+def enqueue_dataset_profile(dataset_id: str) -> None:
+    profile_dataset_task.enqueue(dataset_id)

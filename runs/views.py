@@ -24,6 +24,7 @@ from mlworkspace.views import (
     sort_columns,
 )
 from models_registry.models import MLModel
+from recipes import access
 
 from . import plots, services
 from .filters import RunFilter
@@ -130,17 +131,29 @@ def run_new(request: HttpRequest) -> HttpResponse:
         if k in ("recipe", "recipe_version", "run_type", "model", "dataset", *RunForm.SYNTHETIC_FIELDS)
     }
     if "model" in initial and not recipe_id:
-        recipe_id = MLModel.objects.filter(pk=initial["model"]).values_list("recipe_id", flat=True).first()
+        recipe_id = (
+            MLModel.objects.visible_to(request.user)
+            .filter(pk=initial["model"])
+            .values_list("recipe_id", flat=True)
+            .first()
+        )
         initial["recipe"] = recipe_id
     if "dataset" in initial and not recipe_id:  # "Use this dataset" from the dataset's page
-        recipe_id = Dataset.objects.filter(pk=initial["dataset"]).values_list("recipe_id", flat=True).first()
+        recipe_id = (
+            Dataset.objects.visible_to(request.user)
+            .filter(pk=initial["dataset"])
+            .values_list("recipe_id", flat=True)
+            .first()
+        )
         initial["recipe"] = recipe_id
-    form = RunForm(data, recipe_id=recipe_id, initial=initial)
+    form = RunForm(data, recipe_id=recipe_id, initial=initial, user=request.user)
     status = 200
     if request.method == "POST":
-        require_perm(request, "runs.add_run", "start runs")
+        if not access.has_write_role_somewhere(request.user):
+            require_perm(request, "runs.add_run", "start runs")
         if form.is_valid():
             v = form.cleaned_data
+            require_perm(request, "runs.add_run", "start runs", obj=v["recipe"])
             synthetic = form.synthetic_params()
             try:
                 run = services.run_start(
@@ -289,7 +302,7 @@ def run_logs(request: HttpRequest, run_id: str) -> HttpResponse:
 @require_POST
 def run_cancel(request: HttpRequest, run_id: str) -> HttpResponse:
     run = _get_run_for_user(request.user, run_id)
-    require_perm(request, "runs.change_run", "cancel runs")
+    require_perm(request, "runs.change_run", "cancel runs", obj=run)
     try:
         run = services.run_cancel(run=run, user=request.user)
     except DomainError as exc:
@@ -308,7 +321,7 @@ def run_cancel(request: HttpRequest, run_id: str) -> HttpResponse:
 @require_POST
 def run_retry(request: HttpRequest, run_id: str) -> HttpResponse:
     run = _get_run_for_user(request.user, run_id)
-    require_perm(request, "runs.add_run", "start runs")
+    require_perm(request, "runs.add_run", "start runs", obj=run)
     try:
         new = services.run_retry(run=run, user=request.user)
     except DomainError as exc:

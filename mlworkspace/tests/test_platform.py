@@ -112,7 +112,15 @@ def test_admin_approve_and_deprecate_actions(admin_client, user):
     page = admin_client.get(f"/admin/recipes/recipeversion/{version.pk}/change/").content.decode()
     assert "Approval gate now" in page and "no succeeded backtest or eval run" in page
     run = run_start(user=user, recipe=recipe, recipe_version=version, run_type=RunType.BACKTEST)
-    Run.objects.filter(pk=run.pk).update(status=RunStatus.SUCCEEDED, metrics_json={"demand_mape": 0.2})
+    # Evidence reports every metric the pricing manifest gates on (recipes.approval).
+    metrics = {
+        "elasticity": -1.6,
+        "demand_mape": 0.2,
+        "margin_impact": 0.12,
+        "calibration": 0.02,
+        "revenue_lift": -0.04,
+    }
+    Run.objects.filter(pk=run.pk).update(status=RunStatus.SUCCEEDED, metrics_json=metrics)
     r = admin_client.post(
         "/admin/recipes/recipeversion/", {"action": "approve", "_selected_action": [version.pk]}, follow=True
     )

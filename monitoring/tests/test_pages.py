@@ -26,7 +26,9 @@ def model_url(model_id: str, suffix: str = "") -> str:
 def production(user, name: str, recipe_id: str = "recipe_pricing_base") -> MLModel:
     """A production model for the tab's tests (the lifecycle itself is tested elsewhere)."""
     model = register(user, recipe_id=recipe_id, name=name)
-    MLModel.objects.filter(pk=model.pk).update(status="production")
+    # One main production model per recipe (a database constraint); more serve alongside it.
+    alongside = MLModel.objects.filter(recipe_id=recipe_id, status="production").exists()
+    MLModel.objects.filter(pk=model.pk).update(status="production", serves_alongside=alongside)
     model.refresh_from_db()
     return model
 

@@ -5,7 +5,7 @@ import pytest
 from django.db import IntegrityError, transaction
 
 from recipes.models import Recipe, RecipeVersion
-from recipes.tests.factories import make_recipe, manifest_for
+from recipes.tests.factories import make_client, make_recipe, manifest_for
 
 API = "/api/ml-development"
 pytestmark = pytest.mark.django_db
@@ -200,7 +200,8 @@ def test_update_status_transitions(api_client, baselines, user, start, target, c
     assert Recipe.objects.get(pk=recipe.pk).status == (target if code == 200 else start)
 
 
-def test_clone_one_level_down(api_client, baselines):
+def test_clone_one_level_down(api_client, baselines, user):
+    acme = make_client("Acme", {user: "data_scientist"})
     r = api_client.post(f"{API}/recipes/recipe_pricing_base/clone?name=Grocery%20pricing")
     assert r.status_code == 201, r.json()
     body = r.json()
@@ -212,9 +213,12 @@ def test_clone_one_level_down(api_client, baselines):
     assert manifest["metadata"]["id"] == body["id"]
     assert manifest["pipeline"] == RecipeVersion.objects.get(pk="ver_pricing_base_v1").manifest["pipeline"]
     # and again, down to client; a client cannot be cloned further.
-    r2 = api_client.post(f"{API}/recipes/{body['id']}/clone/", {"name": "Chain A"}, format="json")
+    r2 = api_client.post(
+        f"{API}/recipes/{body['id']}/clone/", {"name": "Chain A", "client_id": acme.pk}, format="json"
+    )
     assert r2.status_code == 201
     assert r2.json()["level"] == "client"
+    assert r2.json()["client_id"] == acme.pk
     r3 = api_client.post(f"{API}/recipes/{r2.json()['id']}/clone?name=x")
     assert r3.status_code == 409
 

@@ -13,6 +13,7 @@ from recipes.assistant.schedule import find_schedule
 from recipes.assistant.text import clean_message
 from recipes.manifest import validate_manifest
 from recipes.models import ChatMessage, Conversation, Recipe
+from recipes.tests.factories import make_client
 
 API = "/api/ml-development"
 pytestmark = pytest.mark.django_db
@@ -510,7 +511,8 @@ def test_create_it_needs_add_recipe_permission(viewer_client, baselines):
     assert Recipe.objects.count() == 4
 
 
-def test_client_without_industry_recipe_proposes_industry_first_then_client(api_client, baselines):
+def test_client_without_industry_recipe_proposes_industry_first_then_client(api_client, baselines, user):
+    freshmart = make_client("FreshMart", {user: "data_scientist"})
     data = say(
         api_client,
         "Weekly demand forecast for FreshMart, a grocery chain, 6 weeks ahead, MAPE under 15%",
@@ -530,6 +532,7 @@ def test_client_without_industry_recipe_proposes_industry_first_then_client(api_
     data = say(api_client, "create it", data["conversation_id"])
     client = Recipe.objects.get(pk=data["created_recipe_id"])
     assert client.level == "client" and client.parent_id == industry_id
+    assert client.client_id == freshmart.pk  # the client workspace named in the conversation
     assert client.current_version.manifest["evaluation"]["metrics"]["MAPE"]["target"] == 0.15
 
 
@@ -537,6 +540,7 @@ def test_client_starts_from_matching_industry_recipe(api_client, baselines, user
     base = Recipe.objects.get(pk="recipe_nba_base")
     telco = services.recipe_clone(source=base, user=user, name="Telco retention offers", tags=["telco"])
     services.recipe_clone(source=base, user=user, name="Bank cross-sell", tags=["retail-banking"])
+    make_client("Vodafone", {user: "data_scientist"})
     data = say(api_client, "Next best offer for Vodafone, a telco, real-time, top 10%")
     proposal = data["proposal"]
     assert proposal["level"] == "client"

@@ -16,7 +16,11 @@ from recipes.demo import DEMO_TAG, MIN_ROWS
 from recipes.models import Recipe
 from runs.models import Run
 
-pytestmark = [pytest.mark.django_db, pytest.mark.slow, pytest.mark.once]  # builds the whole demo with real runs
+pytestmark = [
+    pytest.mark.django_db,
+    pytest.mark.slow,
+    pytest.mark.once,
+]  # builds the whole demo with real runs
 
 DAYS = 3
 

@@ -8,6 +8,7 @@ from django.utils import timezone
 
 from recipes import services
 from recipes.models import Recipe, RecipeVersion
+from recipes.tests.factories import make_client
 from runs.executor import execute_run
 from runs.models import Run, RunStatus, RunType
 from runs.services import run_start
@@ -52,7 +53,8 @@ def chain(baselines, user, lead):
     services.version_create(recipe=industry, user=user, manifest=m, changelog="retail tuning")
     industry = Recipe.objects.get(pk=industry.pk)
     services.version_approve(version=industry.current_version, user=lead, override_reason=OVERRIDE)
-    client = services.recipe_clone(source=industry, user=user, name="ShopCo pricing")
+    shopco = make_client("ShopCo", {user: "data_scientist", lead: "lead"})
+    client = services.recipe_clone(source=industry, user=user, name="ShopCo pricing", client=shopco)
     m = copy.deepcopy(client.current_version.manifest)
     m["monitoring"]["drift"]["threshold"] = 0.1
     m["deployment"]["endpoint_spec"]["owner"] = "shopco-ops"

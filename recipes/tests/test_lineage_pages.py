@@ -9,8 +9,9 @@ import re
 import pytest
 from django.utils import timezone
 
-from recipes import services
+from recipes import client_services, services
 from recipes.models import Recipe, RecipeVersion
+from recipes.tests.factories import make_client
 from runs.models import Run, RunStatus, RunType
 
 pytestmark = pytest.mark.django_db
@@ -18,7 +19,14 @@ pytestmark = pytest.mark.django_db
 OVERRIDE = "set-up: approved without evidence"
 DRIFT = "/monitoring/drift/threshold"
 # Within every critical threshold of the pricing baseline.
-GOOD = {"elasticity": -1.6, "demand_mape": 0.2, "margin_impact": 0.12, "calibration": 0.02}
+# Every metric the pricing manifest gates on (the approval gate needs them all).
+GOOD = {
+    "elasticity": -1.6,
+    "demand_mape": 0.2,
+    "margin_impact": 0.12,
+    "calibration": 0.02,
+    "revenue_lift": -0.04,
+}
 
 
 def recipe_url(recipe_id: str, suffix: str = "") -> str:
@@ -74,8 +82,9 @@ def chain(baselines, user, lead):
     services.version_approve(
         version=new_version(industry, user, retail, "retail tuning"), user=lead, override_reason=OVERRIDE
     )
+    shopco = make_client("ShopCo", {user: "data_scientist", lead: "lead"})
     client = services.recipe_clone(
-        source=Recipe.objects.get(pk=industry.pk), user=user, name="ShopCo pricing"
+        source=Recipe.objects.get(pk=industry.pk), user=user, name="ShopCo pricing", client=shopco
     )
 
     def shopco(m):
@@ -115,7 +124,9 @@ def test_tree_marks_an_upstream_update_and_hides_long_child_lists(as_user, chain
         industry, user, lead, lambda m: stage(m, "price_feature_prep")["config"].update(min_series_weeks=6)
     )
     monkeypatch.setattr("recipes.selectors.TREE_CHILDREN", 1)
-    services.recipe_clone(source=Recipe.objects.get(pk=industry.pk), user=user, name="AAA first by name")
+    services.recipe_clone(
+        source=Recipe.objects.get(pk=industry.pk), user=user, name="AAA first by name", client=client.client
+    )
     body = as_user.get(recipe_url(client.id), {"tab": "lineage"}).content.decode()
     tree = body[body.index('id="lineage-tree"') :]
     # The current recipe's branch is kept although another child comes first by name.
@@ -252,7 +263,7 @@ def test_diff_against_a_version_of_the_parent(as_user, chain):
 
 def test_a_fresh_clone_compares_with_the_parent_version_it_derives_from(as_user, chain, user):
     base, industry, client = chain
-    fresh = services.recipe_clone(source=industry, user=user, name="Fresh pricing")
+    fresh = services.recipe_clone(source=industry, user=user, name="Fresh pricing", client=client.client)
     response = as_user.get(recipe_url(fresh.id), {"tab": "versions"})
     assert response.context["diff_possible"]
     assert response.context["diff_a"].pk == industry.current_version.pk
@@ -567,8 +578,10 @@ def test_smaller_bump_is_refused_then_forced_with_a_note(as_user, chain):
 # --------------------------------------------------------------------------- permissions
 
 
-def test_viewer_sees_no_rebase_or_approve_forms_and_cannot_post(as_viewer, conflicting, lead):
+def test_viewer_sees_no_rebase_or_approve_forms_and_cannot_post(as_viewer, conflicting, lead, viewer):
     client, theirs = conflicting
+    # A viewer in the client's team (outside it, the recipe is a 404: test_client_access).
+    client_services.membership_set(user=None, client=client.client, member=viewer, role="viewer")
     body = as_viewer.get(recipe_url(client.id), {"tab": "versions"}).content.decode()
     assert 'id="upstream"' in body  # the update is news for everyone
     assert 'id="rebase-form"' not in body and 'name="choice-0"' not in body

@@ -258,7 +258,14 @@ def test_approve_as_lead_and_refused_to_a_scientist(client, user, lead):
         recipe_version=version,
         run_type=RunType.BACKTEST,
         status=RunStatus.SUCCEEDED,
-        metrics_json={"elasticity": -1.6, "demand_mape": 0.2, "margin_impact": 0.12},
+        # Every metric the pricing manifest gates on (recipes.approval).
+        metrics_json={
+            "elasticity": -1.6,
+            "demand_mape": 0.2,
+            "margin_impact": 0.12,
+            "calibration": 0.02,
+            "revenue_lift": -0.04,
+        },
         finished_at=timezone.now(),
     )
 

@@ -57,6 +57,17 @@ def test_seed_demo_builds_everything_through_real_runs_and_only_once():
         "location_scoring",
     }
     assert all(r.parent.level == "industry" for r in demo.filter(level="client"))
+    # Every client recipe belongs to a client named after it; two clients have different teams.
+    from recipes.models import ClientMembership
+
+    assert all(r.client is not None and r.client.name == r.name for r in demo.filter(level="client"))
+    teams = {
+        name: dict(ClientMembership.objects.filter(client__name=name).values_list("user__username", "role"))
+        for name in ("FreshMart Stores", "VoltMart")
+    }
+    assert teams["FreshMart Stores"]["freshmart.lead"] == "lead"
+    assert teams["VoltMart"]["voltmart.viewer"] == "viewer"
+    assert not set(teams["FreshMart Stores"]) & set(teams["VoltMart"]) - {"demo"}
     assert set(demo.values_list("status", flat=True)) == {"approved", "in_review", "deprecated"}
     grocery = Recipe.objects.get(name=MARKER_NAME)
     assert [(v.version, v.is_approved) for v in grocery.versions.order_by("created_at")] == [

@@ -12,12 +12,15 @@ import pytest
 from django.conf import settings
 from django.core.management import call_command
 from django.db import connection
+from django.tasks import TaskResultStatus
+from django_tasks_db.models import DBTaskResult
 
 from models_registry.models import MLModel
 from recipes.models import Recipe
+from runs import artifacts
 from runs.models import Run, RunLog
 from runs.services import run_start
-from runs.tasks import enqueue_run
+from runs.tasks import enqueue_run, execute_run_task
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 ROOT = Path(settings.BASE_DIR)
@@ -39,7 +42,8 @@ def workers(settings, tmp_path):
         "DATABASE_URL": database_url(),
         "MEDIA_ROOT": str(settings.MEDIA_ROOT),
         "RUN_HEARTBEAT_SECONDS": "0.5",
-        "RUN_STALE_AFTER_SECONDS": "4",
+        # The reaper's own defaults (RUN_STALE_AFTER_SECONDS, RUN_REAP_SECONDS): the kill test
+        # checks that they fail a lost run within 30 s.
         "WORKER_HOUSEKEEPING_SECONDS": "1",
         "LOG_LEVEL": "WARNING",
     }
@@ -107,17 +111,31 @@ def test_killed_worker_leaves_run_failed_and_others_untouched(workers, pricing, 
         params={"synthetic": {"rows": 1_000_000, "seed": 1}},
     )
     first = workers()
+    folder = artifacts.run_dir(victim.pk)
     assert wait_for(lambda: Run.objects.get(pk=victim.pk).status == "running", timeout=60)
+    assert wait_for(folder.is_dir, timeout=60)  # the run's artifact folder, still empty
     other = run_start(user=user, recipe=pricing, params={"synthetic": {"rows": 3000, "seed": 2}})
     done = run_start(
         user=user, recipe=pricing, params={"synthetic": {"rows": 3000, "seed": 3}}, executor="external"
     )
     os.kill(first.pid, signal.SIGKILL)  # the worker only: its run's child must notice and stop
+    killed_at = time.monotonic()
     first.wait(10)
     workers()  # a new worker reaps the lost run, then executes the queued one
     assert wait_for(lambda: Run.objects.get(pk=victim.pk).status == "failed", timeout=60)
+    assert time.monotonic() - killed_at < 30  # reaped within 30 s with the default settings
     victim.refresh_from_db()
     assert "Worker lost" in victim.error
+    # Its stages are closed: none left running or pending, the running one failed with the reason.
+    statuses = [stage["status"] for stage in victim.stages_json]
+    assert "running" not in statuses and "pending" not in statuses, statuses
+    assert any(s["status"] == "failed" and "Worker lost" in s.get("detail", "") for s in victim.stages_json)
+    # Its task row (django-tasks-db) is not left RUNNING forever.
+    rows = DBTaskResult.objects.filter(task_path=execute_run_task.module_path, args_kwargs__args__0=victim.pk)
+    assert rows.exists() and not rows.filter(status=TaskResultStatus.RUNNING).exists()
+    # Housekeeping removes its artifact folder once nothing is in it (the killed run's child
+    # stops at its next message; had it written a file, the folder would be kept).
+    assert wait_for(lambda: not folder.exists() or any(p.is_file() for p in folder.rglob("*")), timeout=20)
     assert wait_for(lambda: Run.objects.get(pk=other.pk).status == "succeeded", timeout=90)
     assert Run.objects.get(pk=done.pk).status == "queued"  # external runs are never picked up
     assert MLModel.objects.count() == 0

@@ -21,11 +21,17 @@ from playwright.sync_api import TimeoutError as PlaywrightTimeout
 from playwright.sync_api import expect
 
 from models_registry.models import MLModel, ModelStatus
+from recipes import client_services
 from recipes.demo import MIN_ROWS
-from recipes.models import Recipe
+from recipes.models import Client, ClientRole, Recipe
 from runs.models import Run, RunStatus
 
-pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.once, pytest.mark.django_db(transaction=True)]
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.slow,
+    pytest.mark.once,
+    pytest.mark.django_db(transaction=True),
+]
 
 AXE_JS = Path(__file__).parent / "assets" / "axe.min.js"
 BLOCKING_IMPACTS = {"serious", "critical"}
@@ -161,6 +167,9 @@ def dataset_urls(base: str, user) -> Iterator[tuple[str, str]]:
 def test_every_page_has_no_serious_or_critical_axe_violation(page, live_server, lead):
     call_command("seed_demo", days=DEMO_DAYS, rows=MIN_ROWS, verbosity=0)
     assert MLModel.objects.filter(status=ModelStatus.PRODUCTION).exists()
+    # The lead visits every client's pages: a lead in each client (others would get 404s).
+    for client in Client.objects.all():
+        client_services.membership_set(user=None, client=client, member=lead, role=ClientRole.LEAD)
     base = live_server.url
     page.context.add_init_script(path=str(AXE_JS))
     found: dict[str, list[dict]] = {}

@@ -15,6 +15,14 @@ GROUPS = {
     # Leads also approve versions.
     "Leads": [f"{action}_{model}" for model in WRITE_MODELS for action in ("add", "change", "view")]
     + ["approve_recipeversion", "delete_dataset"],
+    # Workspace admins create clients and decide who is in each client's team
+    # (recipes.access.can_manage_clients); seeing a client's data still needs membership.
+    "Workspace admins": ["manage_clients"]
+    + [
+        f"{action}_{model}"
+        for model in ("client", "clientmembership")
+        for action in ("add", "change", "delete", "view")
+    ],
 }
 
 

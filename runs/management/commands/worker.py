@@ -1,12 +1,16 @@
 """`manage.py worker`: the task worker (django-tasks-db's db_worker) plus housekeeping.
 
-Housekeeping runs at start and then every WORKER_HOUSEKEEPING_SECONDS in a thread: it
-fails runs whose worker was lost (the reaper) and runs due monitoring checks. Start as
-many workers as you like, on one machine or many sharing one PostgreSQL database.
+Two threads beside the task loop: the reaper, every RUN_REAP_SECONDS, fails runs whose worker
+was lost (and closes their stages and task rows) — kept apart from the slower housekeeping so
+a long monitoring check never delays it; housekeeping, at start and then every
+WORKER_HOUSEKEEPING_SECONDS, runs due monitoring checks and sweeps what crashed processes
+left behind (runs.housekeeping). Start as many workers as you like, on one machine or many
+sharing one PostgreSQL database: every step is safe to run from several at once.
 """
 
 import logging
 import threading
+import time
 
 from django.conf import settings
 from django.core.management import call_command
@@ -16,18 +20,38 @@ from django.db import close_old_connections
 logger = logging.getLogger(__name__)
 
 
-def housekeeping() -> None:
-    from monitoring.scheduler import run_due_checks
+def reap() -> None:
     from runs.executor import reap_stale_runs
 
     close_old_connections()
     try:
         reap_stale_runs()
-        run_due_checks()
     except Exception:  # keep the worker alive; the next round retries
-        logger.exception("housekeeping failed")
+        logger.exception("reaper failed")
     finally:
         close_old_connections()
+
+
+def housekeeping() -> None:
+    from monitoring.scheduler import run_due_checks
+    from runs.housekeeping import sweep_orphans
+
+    close_old_connections()
+    for step in (sweep_orphans, run_due_checks):
+        try:
+            step()
+        except Exception:  # keep the worker alive; the next round retries
+            logger.exception("housekeeping step %s failed", step.__name__)
+    close_old_connections()
+
+
+def _every(seconds: float, step, name: str) -> None:
+    def loop():
+        while True:
+            time.sleep(seconds)
+            step()
+
+    threading.Thread(target=loop, name=name, daemon=True).start()
 
 
 class Command(BaseCommand):
@@ -38,15 +62,21 @@ class Command(BaseCommand):
         parser.add_argument("--interval", type=float, default=0.5, help="Seconds between queue polls.")
 
     def handle(self, *args, **options):
+        from mlworkspace.health import WorkerHeartbeatThread
+
+        # "This worker is alive", for /healthz and /metrics (idle or busy; see mlworkspace/health.py).
+        heartbeat = WorkerHeartbeatThread().start()
+        try:
+            self._work(options)
+        finally:
+            heartbeat.stop()
+
+    def _work(self, options):
         if not options["no_housekeeping"]:
+            reap()
             housekeeping()
-            stop = threading.Event()
-
-            def loop():
-                while not stop.wait(settings.WORKER_HOUSEKEEPING_SECONDS):
-                    housekeeping()
-
-            threading.Thread(target=loop, name="housekeeping", daemon=True).start()
+            _every(settings.RUN_REAP_SECONDS, reap, "reaper")
+            _every(settings.WORKER_HOUSEKEEPING_SECONDS, housekeeping, "housekeeping")
         call_command(
             "db_worker",
             interval=options["interval"],

@@ -1,0 +1,51 @@
+"""CSV files a spreadsheet can open without running anything (OWASP "CSV injection").
+
+A text cell that starts with ``=``, ``+``, ``-``, ``@``, a tab or a carriage return is a
+formula to Excel, LibreOffice and Google Sheets: ``=HYPERLINK("http://evil", "click")``
+copied from an upload into predictions.csv came back live. Every CSV the workspace writes
+goes through ``write_csv``, which puts a single quote in front of such text cells (and
+header names) and quotes every text field, as OWASP advises. Numbers are never touched (a
+spreadsheet reads -1.5 as a number, not a formula), nor is text that is just a plain
+number such as "-1.5". The original values are kept where they are not a spreadsheet's
+business: the uploaded dataset and the Parquet copy of each CSV artifact.
+
+Plain pandas with no Django import: the pure pipeline (``runs/pipeline.py``) uses it.
+"""
+
+from __future__ import annotations
+
+import csv
+import re
+
+import pandas as pd
+
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+_PLAIN_NUMBER = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
+
+
+def neutralise(value):
+    """'=1+1' -> "'=1+1"; anything that is not such a text cell is returned unchanged."""
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS) and not _PLAIN_NUMBER.fullmatch(value):
+        return "'" + value
+    return value
+
+
+def safe_frame(frame: pd.DataFrame) -> pd.DataFrame:
+    """A copy of `frame` whose text cells and header names cannot start a formula."""
+    out = frame.copy()
+    for index in range(frame.shape[1]):
+        series = frame.iloc[:, index]
+        if (
+            pd.api.types.is_object_dtype(series)
+            or pd.api.types.is_string_dtype(series)
+            or isinstance(series.dtype, pd.CategoricalDtype)
+        ):
+            out.isetitem(index, series.astype(object).map(neutralise))
+    out.columns = [neutralise(str(c)) if isinstance(c, str) else c for c in frame.columns]
+    return out
+
+
+def write_csv(frame: pd.DataFrame, path, **kwargs) -> None:
+    """frame.to_csv(path) with formula cells neutralised and every text field quoted."""
+    kwargs.setdefault("index", False)
+    safe_frame(frame).to_csv(path, quoting=csv.QUOTE_NONNUMERIC, **kwargs)

@@ -1,0 +1,118 @@
+"""Sweeping what crashed processes leave behind (the worker's housekeeping step).
+
+A worker killed mid-run leaves an empty artifact folder (the reaper fails the run, see
+runs.executor.reap_stale_runs); a web server killed mid-upload leaves a dataset file with no
+row (services.dataset_create writes the file before the row commits) and Django's temporary
+upload file in FILE_UPLOAD_TEMP_DIR; a worker killed while profiling a large upload leaves
+the dataset `processing`; a worker killed between ending a run and recording its task leaves
+the task row RUNNING. Each sweep only removes what no live process can still be using:
+files older than HOUSEKEEPING_ORPHAN_AGE_SECONDS (an upload in progress keeps touching its
+file), empty folders of finished or unknown runs. Safe to run from several workers at once.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import time
+from pathlib import Path
+
+from django.conf import settings
+
+from . import artifacts
+from .models import Dataset, Run, RunStatus
+
+logger = logging.getLogger(__name__)
+
+
+def _older_than(path: Path, seconds: float, now: float) -> bool:
+    try:
+        return now - path.stat().st_mtime > seconds
+    except FileNotFoundError:  # removed meanwhile (another worker's sweep)
+        return False
+
+
+def _has_files(folder: Path) -> bool:
+    return any(p.is_file() or p.is_symlink() for p in folder.rglob("*"))
+
+
+def sweep_artifact_dirs(*, max_age: float, now: float | None = None) -> list[str]:
+    """Remove artifact folders that hold no file, of runs that ended (a killed worker's run,
+    failed by the reaper) or no longer exist (the latter only once older than `max_age`)."""
+    now = time.time() if now is None else now
+    base = artifacts.run_dir("x").parent
+    if not base.is_dir():
+        return []
+    folders = {p.name: p for p in base.iterdir() if p.is_dir() and not p.is_symlink()}
+    if not folders:
+        return []
+    live = dict(Run.objects.filter(pk__in=list(folders)).values_list("id", "status"))
+    removed = []
+    for run_id, folder in folders.items():
+        status = live.get(run_id)
+        if status in (RunStatus.QUEUED, RunStatus.RUNNING):
+            continue  # its worker may be writing
+        if status is None and not _older_than(folder, max_age, now):
+            continue  # no run (deleted, or not visible to us yet): only once it is old
+        if _has_files(folder):
+            continue
+        shutil.rmtree(folder, ignore_errors=True)
+        removed.append(run_id)
+    return removed
+
+
+def sweep_dataset_files(*, max_age: float, now: float | None = None) -> list[str]:
+    """Remove files in media/datasets that no dataset row names, older than `max_age` (an
+    upload writes its file before its row commits: a killed web server leaves the file)."""
+    now = time.time() if now is None else now
+    base = Path(settings.MEDIA_ROOT) / "datasets"
+    if not base.is_dir():
+        return []
+    candidates = {
+        f"datasets/{p.name}": p for p in base.iterdir() if p.is_file() and _older_than(p, max_age, now)
+    }
+    if not candidates:
+        return []
+    known = set(Dataset.objects.filter(file__in=list(candidates)).values_list("file", flat=True))
+    removed = []
+    for name, path in candidates.items():
+        if name not in known:
+            path.unlink(missing_ok=True)
+            removed.append(path.name)
+    return removed
+
+
+def sweep_upload_temp_files(*, max_age: float, now: float | None = None) -> list[str]:
+    """Remove Django's temporary upload files older than `max_age` from FILE_UPLOAD_TEMP_DIR (a
+    directory of the workspace's own: never all of /tmp). An upload in progress writes its file
+    continuously, and a finished request deletes its own."""
+    now = time.time() if now is None else now
+    base = Path(settings.FILE_UPLOAD_TEMP_DIR or "")
+    if not settings.FILE_UPLOAD_TEMP_DIR or not base.is_dir():
+        return []
+    removed = []
+    for path in base.iterdir():
+        if path.is_file() and _older_than(path, max_age, now):
+            path.unlink(missing_ok=True)
+            removed.append(path.name)
+    return removed
+
+
+def sweep_orphans() -> dict[str, list[str]]:
+    """One housekeeping round; returns what was removed or failed, by kind."""
+    from .executor import fail_task_rows_of_ended_runs
+    from .services import dataset_fail_stale_profiles
+
+    max_age = settings.HOUSEKEEPING_ORPHAN_AGE_SECONDS
+    done = {
+        "run_task_rows": fail_task_rows_of_ended_runs(),
+        "artifact_dirs": sweep_artifact_dirs(max_age=max_age),
+        "dataset_files": sweep_dataset_files(max_age=max_age),
+        "upload_temp_files": sweep_upload_temp_files(max_age=max_age),
+        "stale_dataset_profiles": dataset_fail_stale_profiles(),
+    }
+    if any(done.values()):
+        logger.warning(
+            "Housekeeping removed orphans: %s", {kind: items for kind, items in done.items() if items}
+        )
+    return done
