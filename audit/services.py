@@ -63,28 +63,14 @@ def object_type_of(obj) -> str:
 
 
 def client_id_of(obj) -> str | None:
-    """The client `obj` belongs to (None for firm objects and for no object).
-
-    recipes.access.client_id_of is the one rule (a recipe's client; a version's, model's or
-    run's through its recipe; a dataset's own client or its recipe's; a snapshot's through its
-    model). Until that module is importable (it is added with client workspaces) the same
-    walk is done here with getattr only, so it also works on objects without a client."""
+    """The client `obj` belongs to (None for firm objects and for no object):
+    recipes.access.client_id_of is the one rule."""
     if obj is None:
         return None
-    try:
-        from recipes.access import client_id_of as rule
-    except ImportError:  # FALLBACK (before recipes.access exists): the same walk, duck-typed
-        rule = None
-    if rule is not None:
-        return rule(obj)
-    if object_type_of(obj) == "client":
-        return obj.pk
-    if getattr(obj, "client_id", None):
-        return obj.client_id
-    for attribute in ("recipe", "model"):
-        if getattr(obj, f"{attribute}_id", None):
-            return client_id_of(getattr(obj, attribute))
-    return None
+    # Imported here: recipes' services import this module, and recipes.access their models.
+    from recipes.access import client_id_of as rule
+
+    return rule(obj)
 
 
 def jsonable(value):
