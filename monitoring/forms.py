@@ -11,7 +11,7 @@ from django.db.models import Q
 
 from models_registry.models import MLModel
 from recipes import access
-from runs.families import get_family
+from runs.families import get_family, worlds
 from runs.models import Dataset
 
 
@@ -60,14 +60,12 @@ class CheckForm(forms.Form):
         except KeyError:
             family = None
         schema = family.SCHEMA if family else []
-        concepts = getattr(family, "CONCEPTS", {})
-        self.fields["concept"].choices = [("", "— none —")] + [
-            (name, name.replace("_", " ")) for name in concepts
+        self.fields["concept"].choices = [
+            ("", "— none —"),
+            *(worlds.concept_choices(family) if family else []),
         ]
-        if concepts:
-            self.fields["concept"].help_text = " ".join(
-                f"{name.replace('_', ' ').capitalize()}: {text}." for name, text in concepts.items()
-            )
+        if family is not None and family.CONCEPTS:
+            self.fields["concept"].help_text = worlds.concepts_help(family)
         self.world = self._describe_next_batch(model)
         if self.world:
             # Says which world and window a default batch comes from (rendered under the field).
@@ -128,8 +126,6 @@ class CheckForm(forms.Form):
         if data.get("source") == "synthetic" and data.get("shift_feature") and data.get("shift_k") is None:
             self.add_error("shift_k", "How much to drift it (e.g. 1.5).")
         if data.get("source") == "synthetic" and data.get("start"):
-            from runs.families import worlds
-
             try:
                 worlds.period_index(get_family(self.model.recipe.model_family), data["start"].isoformat())
             except worlds.WorldError as exc:

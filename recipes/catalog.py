@@ -34,6 +34,15 @@ ALERT_SEVERITIES = ("warning", "critical")
 LOWER = "lower"  # lower is better (errors)
 HIGHER = "higher"  # higher is better (lifts, correlations)
 
+# The metric that stands for a family: the one a "target" means when none is named (the
+# assistant) and the one a runs list shows.
+PRIMARY_METRIC = {
+    "forecasting": "MAPE",
+    "pricing": "margin_impact",
+    "next_best_action": "uplift@k",
+    "location_scoring": "rank_correlation",
+}
+
 # Metric name -> (direction, one-line meaning). Definitions live in runs/metrics/.
 METRICS: dict[str, dict[str, tuple[str, str]]] = {
     "forecasting": {

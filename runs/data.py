@@ -178,10 +178,16 @@ def read_head(path: Path, fmt: str, rows: int) -> pd.DataFrame:
         raise ValueError(f"could not read the file as {fmt.upper()}: {_exc_text(exc, path)}") from None
 
 
-def dataset_problems(frame: pd.DataFrame, columns: list[dict], manifest: dict, family: str) -> list[str]:
+def dataset_problems(
+    frame: pd.DataFrame, columns: list[dict], manifest: dict, family: str, *, check_history: bool = True
+) -> list[str]:
     """Why a recipe version cannot use this data, in words: missing required columns, then
-    the quality stage's checks (nulls, grain duplicates, ranges, min_history)."""
-    return requirement_errors(columns, manifest, family) + quality_errors(frame, manifest, family)
+    the quality stage's checks (nulls, grain duplicates, ranges, and min_history unless
+    `check_history` is off: scoring needs no training history). Uploads and the pipeline's
+    quality stage both ask this."""
+    return requirement_errors(columns, manifest, family) + quality_errors(
+        frame, manifest, family, check_history=check_history
+    )
 
 
 def required_columns(manifest: dict, family: str) -> dict[str, list[str]]:

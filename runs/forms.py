@@ -90,19 +90,15 @@ class RunForm(forms.Form):
 
     def _describe_world(self, recipe_id: str) -> None:
         """Concept choices and the world's calendar for the recipe's family."""
-        from .families import get_family
+        from .families import get_family, worlds
 
         family_name = Recipe.objects.filter(pk=recipe_id).values_list("model_family", flat=True).first()
         try:
             family = get_family(family_name)
         except KeyError:
             return
-        self.fields["concept"].choices = [("", "— none —")] + [
-            (name, name.replace("_", " ")) for name in family.CONCEPTS
-        ]
-        self.fields["concept"].help_text = " ".join(
-            f"{name.replace('_', ' ').capitalize()}: {text}." for name, text in family.CONCEPTS.items()
-        )
+        self.fields["concept"].choices = [("", "— none —"), *worlds.concept_choices(family)]
+        self.fields["concept"].help_text = worlds.concepts_help(family)
         unit = "week" if family.PERIOD_DAYS == 7 else "day"
         self.fields["start"].help_text = (
             f"First day of the synthetic data (the world begins {family.ORIGIN}; data come in {unit}s); "

@@ -310,7 +310,7 @@ def execute(spec: dict, emit) -> dict:
 
 
 def _execute(spec: dict, emit, where: dict) -> dict:
-    from .data import quality_errors, requirement_errors
+    from .data import dataset_problems
     from .families import get_family
     from .metrics import metric_checks
 
@@ -348,8 +348,9 @@ def _execute(spec: dict, emit, where: dict) -> dict:
                     "The data has no rows (only a header): upload a file with data rows, then run again."
                 )
 
-            problems = requirement_errors(describe_columns(frame), manifest, family.NAME)
-            problems += quality_errors(frame, manifest, family.NAME, check_history=run_type != "eval")
+            problems = dataset_problems(
+                frame, describe_columns(frame), manifest, family.NAME, check_history=run_type != "eval"
+            )
             if problems:
                 for p in problems:
                     log(f"quality: {p}", "error")

@@ -531,11 +531,10 @@ def dataset_usage(dataset: Dataset, user=None) -> dict[str, int]:
     for relation in Dataset._meta.get_fields(include_hidden=True):
         if not (relation.auto_created and (relation.one_to_many or relation.one_to_one)):
             continue
-        related = relation.related_model._base_manager.filter(**{relation.field.name: dataset.pk})
+        related = relation.related_model._default_manager.filter(**{relation.field.name: dataset.pk})
         count = related.count()
-        scoped = relation.related_model._default_manager.filter(**{relation.field.name: dataset.pk})
-        if count and user is not None and hasattr(scoped, "visible_to"):
-            visible = scoped.visible_to(user).count()
+        if count and user is not None and hasattr(related, "visible_to"):
+            visible = related.visible_to(user).count()
             hidden = hidden or visible < count
             count = visible
         if count:

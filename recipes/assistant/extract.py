@@ -160,13 +160,7 @@ FAMILY_NOUNS = {
     "location_scoring": "site scoring",
 }
 
-# The metric a family's "target" means when none is named, and aliases users type.
-PRIMARY_METRIC = {
-    "forecasting": "MAPE",
-    "pricing": "margin_impact",
-    "next_best_action": "uplift@k",
-    "location_scoring": "rank_correlation",
-}
+# The metric a family's "target" means when none is named (the catalog's), and aliases users type.
 METRIC_ALIASES: dict[str, list[tuple[str, str]]] = {
     "forecasting": [
         ("MAPE", r"\bmape\b|mean\s+absolute\s+percentage\s+error"),

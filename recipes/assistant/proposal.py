@@ -19,7 +19,6 @@ from typing import Any
 from .. import catalog
 from ..lineage import diff as manifest_diff
 from ..manifest import rewrite_metadata, validate_manifest
-from .extract import PRIMARY_METRIC
 from .schedule import describe_cron
 
 PROPOSAL_ID = "recipe_proposed_draft"  # replaced by the real id when the draft is created
@@ -655,4 +654,4 @@ def question(key: str, family: str, slots: dict) -> str:
 
 
 def primary_metric(family: str) -> str:
-    return PRIMARY_METRIC[family]
+    return catalog.PRIMARY_METRIC[family]

@@ -199,3 +199,15 @@ def describe(family, resolved: dict) -> str:
     if resolved.get("shift"):
         text += "; shifted: " + ", ".join(f"{k} by {v:g}" for k, v in resolved["shift"].items())
     return text
+
+
+def concept_choices(family) -> list[tuple[str, str]]:
+    """A family's concept changes as form choices: (name, words)."""
+    return [(name, name.replace("_", " ")) for name in family.CONCEPTS]
+
+
+def concepts_help(family) -> str:
+    """What each concept change does, in one line (the forms' help text)."""
+    return " ".join(
+        f"{name.replace('_', ' ').capitalize()}: {text}." for name, text in family.CONCEPTS.items()
+    )

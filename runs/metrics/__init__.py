@@ -3,7 +3,7 @@
 Names match ``recipes.catalog.METRICS``; each function documents its definition.
 """
 
-from recipes.catalog import meets_target, metric_direction, metric_status
+from recipes.catalog import PRIMARY_METRIC, meets_target, metric_direction, metric_status
 
 
 def metric_checks(manifest: dict, family: str, metrics: dict) -> dict:
@@ -76,11 +76,8 @@ def check_breaches(checks: dict) -> list[dict]:
 
 
 def primary_check(family: str, checks: dict) -> tuple[str, dict] | None:
-    """The metric a list shows for a run: the family's primary metric (the one the chat
-    assistant sets targets on) when the run has it, else the first checked metric, else the
+    """The metric a list shows for a run: the family's primary metric (the catalog's) when the run has it, else the first checked metric, else the
     first metric."""
-    from recipes.assistant.extract import PRIMARY_METRIC
-
     checks = {k: v for k, v in (checks or {}).items() if isinstance(v, dict)}
     if not checks:
         return None
