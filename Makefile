@@ -87,6 +87,7 @@ demo: migrate
 lint: install-dev
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports --no-cache
 
 fmt: install-dev
 	$(VENV)/bin/ruff check --fix .
@@ -98,11 +99,12 @@ browsers:
 		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver) >/dev/null || \
 		echo "WARNING: could not install chromium; browser tests will be skipped"; }
 
-# The whole suite: lint, migrations up to date, an OpenAPI schema without warnings (and valid),
-# unit + API + worker + browser tests.
+# The whole suite: lint, the architecture contracts (import-linter, pyproject.toml), migrations
+# up to date, an OpenAPI schema without warnings (and valid), unit + API + worker + browser tests.
 test: install-dev browsers
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports --no-cache
 	$(PY) manage.py makemigrations --check --dry-run
 	$(PY) manage.py spectacular --fail-on-warn --validate --file /dev/null
 	$(PY) -m pytest $(PYTEST_ARGS)

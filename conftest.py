@@ -43,7 +43,7 @@ def _media(settings, tmp_path_factory):
 
 @pytest.fixture
 def groups(db):
-    from recipes.management.commands.setup_workspace import ensure_groups
+    from workspace.groups import ensure_groups
 
     return ensure_groups()
 

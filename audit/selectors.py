@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from django.db.models import Q
 
+from recipes.access import client_scope  # the one access rule
+
 from .models import AuditEvent
 from .services import object_type_of
 
@@ -18,8 +20,6 @@ def visible_events(user):
         return AuditEvent.objects.none()
     if user.is_superuser:
         return AuditEvent.objects.all()
-    from recipes.access import client_scope  # the one access rule
-
     return AuditEvent.objects.filter(client_scope(user, "client_id")).exclude(action__startswith="auth.")
 
 

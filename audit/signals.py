@@ -6,6 +6,7 @@ from django.contrib.auth.signals import user_login_failed
 from django.db.models.signals import pre_delete, pre_save
 from django.dispatch import receiver
 
+from . import services
 from .models import AppendOnlyError, AuditEvent
 
 
@@ -24,8 +25,6 @@ def refuse_delete(sender, instance, **kwargs):
 def login_failed(sender, credentials, request=None, **kwargs):
     """A failed sign-in: the name tried and where from (never the password: Django has
     already replaced every sensitive credential with stars)."""
-    from . import services
-
     username = str(credentials.get("username") or "")[:150]
     services.record(
         None, "auth.login_failed", None, detail={"username": username}, request=request, object_repr=username

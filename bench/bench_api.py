@@ -46,6 +46,7 @@ def fill(n_recipes: int, n_runs: int, n_snapshots: int) -> None:
 
     from models_registry.models import MLModel
     from monitoring.models import MonitorSnapshot
+    from recipes.catalog import FAMILIES
     from recipes.models import Recipe, RecipeTag, RecipeVersion
     from runs.models import Run
 
@@ -58,13 +59,13 @@ def fill(n_recipes: int, n_runs: int, n_snapshots: int) -> None:
     base = Recipe.objects.get(pk="recipe_pricing_base")
     manifest = base.current_version.manifest
     t0 = time.perf_counter()
-    families = ["forecasting", "pricing", "next_best_action", "location_scoring"]
+    families = list(FAMILIES)
     parents = {f: Recipe.objects.get(model_family=f, level="baseline") for f in families}
     batch = 2000
     for start in range(0, n_recipes, batch):
         recipes, versions, tags = [], [], []
         for i in range(start, min(start + batch, n_recipes)):
-            family = families[i % 4]
+            family = families[i % len(families)]
             rid = f"recipe_bench_{i:06d}"
             recipes.append(
                 Recipe(

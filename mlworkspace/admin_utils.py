@@ -2,6 +2,8 @@ import json
 
 from django.utils.html import format_html
 
+from recipes import access
+
 
 def pretty_json(value) -> str:
     """Read-only JSON, indented, for admin detail pages."""
@@ -20,13 +22,9 @@ class ClientScopedAdmin:
     client_path = "recipe__client"
 
     def get_queryset(self, request):
-        from recipes.access import client_scope
-
-        return super().get_queryset(request).filter(client_scope(request.user, self.client_path))
+        return super().get_queryset(request).filter(access.client_scope(request.user, self.client_path))
 
     def _client_write_ok(self, request, obj) -> bool:
-        from recipes import access
-
         return obj is None or not access.is_client_object(obj) or access.can_write(request.user, obj)
 
     def has_change_permission(self, request, obj=None):

@@ -7,6 +7,7 @@ them — and DRF's own errors — into that shape with the right status code.
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.core.exceptions import PermissionDenied, RequestDataTooBig
 from django.db.models import QuerySet
 from django.http import Http404
@@ -14,6 +15,8 @@ from rest_framework import exceptions as drf_exceptions
 from rest_framework import status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
+
+from .redact import default_roots, redact_paths
 
 
 class DomainError(Exception):
@@ -36,10 +39,6 @@ def server_redact(text):
     data folder, the interpreter, temp, home) cut to their file names (mlworkspace.redact)."""
     if not isinstance(text, str) or "/" not in text:
         return text
-    from django.conf import settings
-
-    from .redact import default_roots, redact_paths
-
     extra = (getattr(settings, "MEDIA_ROOT", None), getattr(settings, "DATA_DIR", None))
     return redact_paths(text, default_roots(*extra))
 

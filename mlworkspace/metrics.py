@@ -41,6 +41,11 @@ from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
+from mlworkspace.health import queue_counts
+from mlworkspace.models import WorkerHeartbeat
+from monitoring.models import Alert, AlertState
+from runs.models import Run, RunStatus
+
 MULTIPROCESS = bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
 METHODS = {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"}
 
@@ -99,7 +104,7 @@ class RequestMetricsMiddleware:
 
 
 def timed_check(func):
-    """Decorator for monitoring.checks.run_check: observes CHECK_SECONDS, failed checks too."""
+    """Decorator for monitoring.services.model_check: observes CHECK_SECONDS, failed checks too."""
 
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
@@ -132,11 +137,6 @@ class DatabaseCollector(Collector):
         yield from families
 
     def _from_database(self) -> Iterator:
-        from mlworkspace.health import queue_counts
-        from mlworkspace.models import WorkerHeartbeat
-        from monitoring.models import Alert
-        from runs.models import Run, RunStatus
-
         now = timezone.now()
 
         runs = GaugeMetricFamily(
@@ -204,7 +204,7 @@ class DatabaseCollector(Collector):
             labels=["family", "severity"],
         )
         rows = (
-            Alert.objects.filter(state="firing")
+            Alert.objects.filter(state=AlertState.FIRING)
             .values("model__recipe__model_family", "severity")
             .annotate(n=Count("id"))
             .order_by()

@@ -9,12 +9,13 @@ from django.contrib.auth import views as auth_views
 from django.urls import path
 from django.views.generic import RedirectView
 
+from assistant import views as assistant_views
 from models_registry import views as model_views
-from monitoring import views as monitoring_views
 from recipes import client_views
 from recipes import views as recipe_views
 from runs import dataset_views
 from runs import views as run_views
+from workspace import views as workspace_views
 
 app_name = "pages"
 
@@ -23,8 +24,8 @@ urlpatterns = [
     path("accounts/login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     # Library: ?tab=recipes|models|runs|monitoring plus each tab's filters, sort and page.
-    path("model-development/", recipe_views.library, name="library"),
-    path("model-development/chat", recipe_views.chat, name="chat"),
+    path("model-development/", workspace_views.library, name="library"),
+    path("model-development/chat", assistant_views.chat, name="chat"),
     # Recipes
     path("model-development/recipes/<str:recipe_id>", recipe_views.recipe_detail, name="recipe"),
     path(
@@ -54,7 +55,7 @@ urlpatterns = [
     path("model-development/models/new", model_views.model_register, name="model-new"),
     path("model-development/models/<str:model_id>", model_views.model_detail, name="model"),
     path("model-development/models/<str:model_id>/status", model_views.model_status, name="model-status"),
-    path("model-development/models/<str:model_id>/check", monitoring_views.model_check, name="model-check"),
+    path("model-development/models/<str:model_id>/check", model_views.model_check, name="model-check"),
     # Runs
     path("model-development/runs/new", run_views.run_new, name="run-new"),
     path("model-development/runs/compare", run_views.run_compare, name="run-compare"),

@@ -1,5 +1,8 @@
 from rest_framework import permissions
 
+from recipes import access
+from recipes import perms as recipe_perms
+
 SAFE = permissions.SAFE_METHODS
 
 
@@ -9,8 +12,6 @@ class ClientObjectPermission(permissions.BasePermission):
     otherwise) and a data_scientist/lead role to be changed (403)."""
 
     def has_object_permission(self, request, view, obj):
-        from recipes import access
-
         if request.method in SAFE:
             access.check_view(request.user, obj)
             return True
@@ -28,13 +29,9 @@ class ModelPermissions(ClientObjectPermission, permissions.DjangoModelPermission
     def has_permission(self, request, view):
         if super().has_permission(request, view):
             return True
-        from recipes import access
-
         return request.method not in SAFE and access.has_write_role_somewhere(request.user)
 
     def has_object_permission(self, request, view, obj):
-        from recipes import access
-
         if not super().has_object_permission(request, view, obj):
             return False
         if request.method in SAFE or access.is_client_object(obj):
@@ -50,39 +47,31 @@ class CanApproveVersions(ClientObjectPermission):
     message = "Approving a recipe version needs the recipes.approve_recipeversion permission."
 
     def has_permission(self, request, view):
-        from recipes import access
-
         user = request.user
         if not (user and user.is_authenticated):
             return False
-        return user.has_perm("recipes.approve_recipeversion") or access.role_somewhere(
+        return user.has_perm(recipe_perms.APPROVE_VERSION) or access.role_somewhere(
             user, access.APPROVE_ROLES
         )
 
     def has_object_permission(self, request, view, obj):
-        from recipes import access
-
         access.check_view(request.user, obj)
         return True
 
 
 def has_perm(codename: str):
-    """A permission class requiring one Django permission, e.g. has_perm("runs.change_run")."""
+    """A permission class requiring one Django permission, e.g. has_perm(run_perms.CHANGE_RUN) with runs.perms."""
 
     class HasPerm(ClientObjectPermission):
         message = f"This needs the {codename} permission."
 
         def has_permission(self, request, view):
-            from recipes import access
-
             user = request.user
             if not (user and user.is_authenticated):
                 return False
             return user.has_perm(codename) or access.has_write_role_somewhere(user)
 
         def has_object_permission(self, request, view, obj):
-            from recipes import access
-
             if not super().has_object_permission(request, view, obj):
                 return False
             return access.is_client_object(obj) or request.user.has_perm(codename)

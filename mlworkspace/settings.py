@@ -84,6 +84,8 @@ INSTALLED_APPS = [
     "runs",
     "monitoring",
     "audit",
+    "assistant",
+    "workspace",
 ]
 
 MIDDLEWARE = [

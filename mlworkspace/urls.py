@@ -5,11 +5,11 @@ from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.routers import DefaultRouter
 
+from assistant.api import ChatConversationView, ChatView
 from mlworkspace import health, metrics
 from models_registry.api import MLModelViewSet
 from monitoring.api import ModelMonitoringCheckView, ModelMonitoringView
 from recipes.api import ManifestValidateViewSet, RecipeViewSet
-from recipes.chat_api import ChatConversationView, ChatView
 from recipes.client_api import ClientDetailView, ClientListView, ClientMembersView, ClientMemberView
 from runs.api import DatasetViewSet, RunViewSet
 

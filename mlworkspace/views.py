@@ -1,15 +1,20 @@
 """Small helpers every app's HTML views share: a full page or its HTMX fragment from one
-view, permission checks with a readable 403, paging, sortable columns and filter controls."""
+view, permission checks with a readable 403, paging, sortable columns, filter controls and
+JSON shown as text (a manifest, a diff or table cell)."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+from typing import Any
 
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Page, Paginator
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
+
+from recipes import access
 
 PAGE_SIZE = 25
 
@@ -34,8 +39,6 @@ def require_perm(request: HttpRequest, perm: str, what: str, obj=None) -> None:
     (recipes.access): a client's object needs the data_scientist or lead role in its client
     (404 for non-members); a firm object the Django permission `perm`."""
     if obj is not None:
-        from recipes import access
-
         access.check_view(request.user, obj)
         if access.is_client_object(obj):
             if not access.can_write(request.user, obj):
@@ -143,3 +146,17 @@ def metric_rows(metrics: dict, checks: dict) -> list[dict]:
             }
         )
     return rows
+
+
+def manifest_text(manifest: Any) -> str:
+    return json.dumps(manifest, indent=2, ensure_ascii=False)
+
+
+def json_value(value: Any) -> str:
+    """A diff/table cell: strings as they are, everything else as compact JSON."""
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value
+    text = json.dumps(value, ensure_ascii=False)
+    return json.dumps(value, indent=2, ensure_ascii=False) if len(text) > 60 else text

@@ -1,3 +1,4 @@
+from django.conf import settings
 from django.db import transaction
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import extend_schema
@@ -6,9 +7,11 @@ from rest_framework.decorators import action
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 
-from mlworkspace.errors import lookup
+from mlworkspace.errors import InvalidInput, NotFound, lookup
+from models_registry import perms as model_perms
 from recipes import access
 from recipes.models import Recipe, RecipeVersion
+from runs import artifacts
 
 from . import services
 from .filters import MLModelFilter
@@ -46,7 +49,7 @@ class MLModelViewSet(
         values = dict(data.validated_data)
         user = request.user
         recipe = lookup(Recipe.objects.visible_to(user), "recipe_id", values.pop("recipe_id"))
-        access.check_write(user, recipe, "models_registry.add_mlmodel")
+        access.check_write(user, recipe, model_perms.ADD_MODEL)
         version = lookup(
             RecipeVersion.objects.filter(access.client_scope(user, "recipe__client")),
             "recipe_version_id",
@@ -79,6 +82,15 @@ class MLModelViewSet(
     @action(detail=True, methods=["post"], permission_classes=[IsAuthenticated])
     def predict(self, request, pk=None):
         """`{"rows": [{...}]}` -> `{"predictions": [...]}` from the model's trained artifact."""
-        from runs.api import predict_response
-
-        return predict_response(self.get_object(), request)
+        model = self.get_object()
+        data = PredictSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        rows = data.validated_data["rows"]
+        if len(rows) > settings.PREDICT_MAX_ROWS:
+            raise InvalidInput(
+                f"At most {settings.PREDICT_MAX_ROWS} rows per request; got {len(rows)}.",
+                [{"path": "/rows", "message": f"more than {settings.PREDICT_MAX_ROWS} rows"}],
+            )
+        if not model.artifacts_json.get("model"):
+            raise NotFound(f"Model '{model.id}' has no trained artifact yet.")
+        return Response({"model_id": model.id, "predictions": artifacts.predict_rows(model, rows)})

@@ -3,6 +3,7 @@ from django.db import models
 from django.db.models import Q
 
 from mlworkspace.fields import JSONField
+from recipes.access import client_scope
 
 
 class ModelStatus(models.TextChoices):
@@ -24,8 +25,6 @@ TRANSITIONS = {
 
 class MLModelQuerySet(models.QuerySet):
     def visible_to(self, user):
-        from recipes.access import client_scope
-
         return self.filter(client_scope(user, "recipe__client"))
 
     def for_list(self):

@@ -1,4 +1,5 @@
-"""HTML pages of registered models: the library's Models tab, registering, a model's page."""
+"""HTML pages of registered models: registering, a model's page (Summary, Monitoring with its
+Run check, History)."""
 
 from __future__ import annotations
 
@@ -7,28 +8,37 @@ from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect
 from django.urls import reverse
+from django.utils import timezone
 from django.views.decorators.http import require_http_methods, require_POST
 
 from mlworkspace.errors import DomainError
 from mlworkspace.forms import add_domain_errors
 from mlworkspace.views import (
-    active_filters,
-    filter_controls,
     metric_rows,
-    paginate,
     render_page,
     require_perm,
-    sort_columns,
 )
+from models_registry import perms as model_perms
+from monitoring import charts as monitoring_charts
+from monitoring import perms as monitoring_perms
+from monitoring import selectors as monitoring_selectors
+from monitoring import services as monitoring_services
+from monitoring.forms import CheckForm
+from monitoring.health import firing_rules, snapshot_health
+from monitoring.models import AlertState
 from recipes import access
 from recipes.models import RecipeVersion
+from runs import perms as run_perms
 from runs.metrics import metric_checks
-from runs.models import Run
+from runs.plots import figure_html
 
-from . import services
-from .filters import MLModelFilter
+from . import selectors, services
 from .forms import RegisterForm
 from .models import TRANSITIONS, MLModel, ModelStatus
+
+# The Run check fields model_detail.html places itself; any other field of CheckForm is
+# rendered after them.
+CHECK_FORM_LAID_OUT = ("source", "rows", "seed", "shift_feature", "shift_k", "dataset")
 
 
 def _get_model_for_user(user, model_id: str) -> MLModel:
@@ -40,51 +50,6 @@ def _get_model_for_user(user, model_id: str) -> MLModel:
         .defer("training_run__plots_json", "training_run__metric_checks_json", "training_run__stages_json"),
         pk=model_id,
     )
-
-
-# --------------------------------------------------------------------------- library tab
-
-
-MODEL_COLUMNS = [
-    ("Model", "name"),
-    ("Recipe · version", "recipe"),
-    ("Family", "family"),
-    ("Status", "status"),
-    ("Owner", ""),
-    ("Training run", ""),
-    ("Registered", "created"),
-]
-MODEL_ORDERINGS = {
-    "name": ["name", "id"],
-    "recipe": ["recipe__name", "-created_at", "id"],
-    "family": ["recipe__model_family", "name", "id"],
-    "status": ["status", "name", "id"],
-    "created": ["created_at", "id"],
-}
-
-
-def models_tab(request: HttpRequest) -> dict:
-    base = (
-        MLModel.objects.visible_to(request.user)
-        .for_list()
-        .defer("recipe_version__manifest", "training_run__plots_json")
-    )
-    filterset = MLModelFilter(request.GET or None, queryset=base)
-    queryset = filterset.qs if filterset.is_bound and filterset.is_valid() else base
-    sort, order, columns = sort_columns(request, MODEL_COLUMNS, MODEL_ORDERINGS, "-created")
-    return {
-        "page": paginate(request, queryset.order_by(*order)),
-        "columns": columns,
-        "sort": sort,
-        "search": request.GET.get("search", ""),
-        "filters": filter_controls(
-            filterset, [("model_family", "Family"), ("level", "Level"), ("status", "Status")]
-        ),
-        "filtered": active_filters(request, ["model_family", "level", "status", "search"]),
-        "results_template": "models_registry/_models_table.html",
-        "noun": "model",
-        "can_register": request.user.has_perm("models_registry.add_mlmodel"),
-    }
 
 
 # --------------------------------------------------------------------------- register
@@ -109,10 +74,10 @@ def model_register(request: HttpRequest) -> HttpResponse:
     status = 200
     if request.method == "POST":
         if not access.has_write_role_somewhere(request.user):
-            require_perm(request, "models_registry.add_mlmodel", "register models")
+            require_perm(request, model_perms.ADD_MODEL, "register models")
         if form.is_valid():
             v = form.cleaned_data
-            require_perm(request, "models_registry.add_mlmodel", "register models", obj=v["recipe"])
+            require_perm(request, model_perms.ADD_MODEL, "register models", obj=v["recipe"])
             try:
                 model = services.model_register(
                     user=request.user,
@@ -134,7 +99,7 @@ def model_register(request: HttpRequest) -> HttpResponse:
     context = {
         "nav": "library",
         "form": form,
-        "can_register": request.user.has_perm("models_registry.add_mlmodel"),
+        "can_register": request.user.has_perm(model_perms.ADD_MODEL),
         "recipe_id": recipe_id,
     }
     return render_page(request, "models_registry/register.html", context, partial="form", status=status)
@@ -204,59 +169,119 @@ def _move_question(model: MLModel, target: str, in_production: list[MLModel]) ->
     return ""
 
 
-def header_context(request: HttpRequest, model: MLModel) -> dict:
-    """What the model page's header shows on every tab (also when a Run check re-renders it)."""
-    in_production = list(
-        MLModel.objects.filter(recipe_id=model.recipe_id, status=ModelStatus.PRODUCTION)
-        .exclude(pk=model.pk)
-        .only("id", "name")
-        .order_by("name", "id")
-    )
+def _header_context(request: HttpRequest, model: MLModel) -> dict:
+    """What the model page's header shows on every tab."""
+    in_production = selectors.other_production_models(model)
     return {
         "nav": "library",
         "model": model,
         "tabs": MODEL_TABS,
         "moves": legal_moves(model, in_production),
         "other_production": in_production,
-        "can_change": request.user.has_perm("models_registry.change_mlmodel"),
-        "can_run": request.user.has_perm("runs.add_run"),
-        "open_alerts": model.alerts.filter(state="firing").count(),
+        "can_change": request.user.has_perm(model_perms.CHANGE_MODEL),
+        "can_run": request.user.has_perm(run_perms.ADD_RUN),
+        "open_alerts": monitoring_selectors.open_alert_count(model),
     }
 
 
-def _metric_rows(model: MLModel) -> list[dict]:
+def _summary_context(model: MLModel) -> dict:
     checks = metric_checks(model.recipe_version.manifest, model.recipe.model_family, model.metrics_json or {})
-    return metric_rows(model.metrics_json, checks)
+    return {
+        "metric_rows": metric_rows(model.metrics_json, checks),
+        "recent_runs": selectors.model_recent_runs(model),
+        "artifact_files": sorted(((model.artifacts_json or {}).get("files") or {}).items()),
+    }
+
+
+def _monitoring_context(request: HttpRequest, model: MLModel, form: CheckForm | None) -> dict:
+    """The Monitoring tab: health, alerts, charts and the Run check form (``form``: a posted
+    one with its errors, else a fresh one)."""
+    manifest = model.recipe_version.manifest or {}
+    family = model.recipe.model_family
+    data = monitoring_selectors.model_monitoring(model)
+    figures = monitoring_charts.model_dashboard(
+        data["chart_snapshots"], data["events"], manifest=manifest, family=family, now=timezone.now()
+    )
+    # ?dataset=<id> ("Use this dataset" on the dataset's page) preselects that batch.
+    form = form or CheckForm(
+        model=model,
+        initial={"source": "dataset", "dataset": request.GET["dataset"]}
+        if request.GET.get("dataset")
+        else None,
+    )
+    alerts = data["alerts"]
+    return {
+        # Only charts with something to draw: a model never checked shows the Run check
+        # form where its charts would be, not a wall of "No data yet" placeholders.
+        "charts": [
+            {"html": figure_html(f), "wide": wide} for f, wide in figures if not monitoring_charts.is_empty(f)
+        ],
+        "empty_charts": [f.layout.title.text for f, _wide in figures if monitoring_charts.is_empty(f)],
+        "snapshot_count": len(data["rows"]),
+        "latest": data["latest"],
+        "latest_rows": data["rows"][-10:][::-1],
+        "health": snapshot_health(data["latest"], manifest, family),
+        "drifted": data["drifted"],
+        "active_alerts": [a for a in alerts if a.state == AlertState.FIRING],
+        "resolved_alerts": [a for a in alerts if a.state == AlertState.RESOLVED][:10],
+        "check_form": form,
+        # Fields the template does not lay out by name (a form grows; none is left out).
+        "check_more_fields": [form[name] for name in form.fields if name not in CHECK_FORM_LAID_OUT],
+        "can_check": request.user.has_perm(monitoring_perms.RUN_CHECK),
+        "has_artifact": bool(model.training_run_id and (model.artifacts_json or {}).get("model")),
+    }
+
+
+def _page_context(
+    request: HttpRequest, model: MLModel, tab: str, *, check_form: CheckForm | None = None
+) -> dict:
+    """The model page's context, one builder for every way the page is rendered: a GET of any
+    tab and a Run check that re-renders the Monitoring tab with the posted form's errors."""
+    context = {**_header_context(request, model), "tab": tab}
+    if tab == "summary":
+        context.update(_summary_context(model))
+    elif tab == "monitoring":
+        context.update(_monitoring_context(request, model, check_form))
+    return context
 
 
 @login_required
 def model_detail(request: HttpRequest, model_id: str) -> HttpResponse:
     """Summary (lifecycle, training run, metrics) · Monitoring (charts, alerts, run a check)."""
-    from monitoring.views import monitoring_context
-
     model = _get_model_for_user(request.user, model_id)
     tab = request.GET.get("tab", "summary")
     if tab not in dict(MODEL_TABS):
         tab = "summary"
-    context = {**header_context(request, model), "tab": tab}
-    if tab == "summary":
-        context["metric_rows"] = _metric_rows(model)
-        context["recent_runs"] = list(
-            Run.objects.filter(model=model)
-            .select_related("recipe_version", "recipe")
-            .defer(
-                "plots_json",
-                "artifacts_json",
-                "metric_checks_json",
-                "stages_json",
-                "recipe_version__manifest",
-            )
-            .order_by("-created_at")[:10]
-        )
-        context["artifact_files"] = sorted(((model.artifacts_json or {}).get("files") or {}).items())
-    elif tab == "monitoring":
-        context.update(monitoring_context(request, model))
+    context = _page_context(request, model, tab)
     return render_page(request, "models_registry/model_detail.html", context, partial="tab")
+
+
+@login_required
+@require_POST
+def model_check(request: HttpRequest, model_id: str) -> HttpResponse:
+    """Run check: drift, performance and freshness of a batch; alert rules are evaluated."""
+    model = _get_model_for_user(request.user, model_id)
+    require_perm(request, monitoring_perms.RUN_CHECK, "run monitoring checks", obj=model)
+    form = CheckForm(request.POST, model=model)
+    if form.is_valid():
+        try:
+            snapshot = monitoring_services.model_check(model=model, source="check", **form.check_kwargs())
+        except DomainError as exc:
+            if exc.errors:
+                add_domain_errors(form, exc, {"synthetic": "shift_feature", "dataset_id": "dataset"})
+            else:  # about the model, not the form (e.g. not trained yet)
+                messages.error(request, exc.detail)
+        else:
+            firing = [f"{name} ({severity})" for name, severity in firing_rules(snapshot.alerts_json)]
+            if firing:
+                messages.warning(
+                    request, f"Check done on {snapshot.row_count} rows — alerts firing: {', '.join(firing)}."
+                )
+            else:
+                messages.success(request, f"Check done on {snapshot.row_count} rows — no alert fires.")
+            return redirect(reverse("pages:model", args=[model.pk]) + "?tab=monitoring")
+    context = _page_context(request, model, "monitoring", check_form=form)
+    return render_page(request, "models_registry/model_detail.html", context, status=400)
 
 
 @login_required
@@ -264,7 +289,7 @@ def model_detail(request: HttpRequest, model_id: str) -> HttpResponse:
 def model_status(request: HttpRequest, model_id: str) -> HttpResponse:
     """Promote / demote / archive: only the legal moves are offered; the service decides."""
     model = _get_model_for_user(request.user, model_id)
-    require_perm(request, "models_registry.change_mlmodel", "change a model's status", obj=model)
+    require_perm(request, model_perms.CHANGE_MODEL, "change a model's status", obj=model)
     target = request.POST.get("status", "")
     keep = request.POST.get("keep_other_production") == "on"
     try:

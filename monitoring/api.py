@@ -16,6 +16,7 @@ from rest_framework.views import APIView
 from mlworkspace.errors import lookup
 from mlworkspace.permissions import ModelPermissions
 from models_registry.models import MLModel
+from monitoring import perms as monitoring_perms
 from recipes import access
 from runs.models import Dataset
 
@@ -71,6 +72,16 @@ def series_json(model_id: str, snapshots, alerts: list) -> str:
     )
 
 
+def _visible_model(request, model_id: str, *related: str) -> MLModel:
+    """The model a monitoring endpoint is about, scoped by the one access rule
+    (MLModel.objects.visible_to): another client's model is a 404 on every endpoint, so its
+    id's existence is not confirmed. ``related``: what the endpoint reads of it."""
+    models = MLModel.objects.visible_to(request.user)
+    if related:  # (select_related() with no names would follow every foreign key)
+        models = models.select_related(*related)
+    return get_object_or_404(models, pk=model_id)
+
+
 def created_response(model: MLModel, snapshot: MonitorSnapshot) -> Response:
     """201 with the stored snapshot, in the same shape as a point of the series."""
     values = MonitorSnapshot.objects.filter(pk=snapshot.pk).values(*MonitorSnapshot.SERIES_FIELDS).get()
@@ -87,7 +98,7 @@ class ModelMonitoringView(APIView):
 
     @extend_schema(parameters=[SnapshotQuerySerializer], responses=None)
     def get(self, request, model_id):
-        model = get_object_or_404(MLModel.objects.visible_to(request.user), pk=model_id)
+        model = _visible_model(request, model_id)
         query = SnapshotQuerySerializer(data=request.query_params)
         query.is_valid(raise_exception=True)
         q = query.validated_data
@@ -105,10 +116,8 @@ class ModelMonitoringView(APIView):
 
     @extend_schema(request=SnapshotCreateSerializer, responses=None)
     def post(self, request, model_id):
-        model = get_object_or_404(
-            MLModel.objects.visible_to(request.user).select_related("recipe", "recipe_version"), pk=model_id
-        )
-        access.check_write(request.user, model, "monitoring.add_monitorsnapshot")
+        model = _visible_model(request, model_id, "recipe", "recipe_version")
+        access.check_write(request.user, model, monitoring_perms.RUN_CHECK)
         data = SnapshotCreateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         v = data.validated_data
@@ -131,19 +140,12 @@ class ModelMonitoringCheckView(APIView):
 
     @extend_schema(request=CheckSerializer, responses=None)
     def post(self, request, model_id):
-        from .checks import run_check
-
-        model = get_object_or_404(
-            MLModel.objects.visible_to(request.user).select_related(
-                "recipe", "recipe_version", "training_run"
-            ),
-            pk=model_id,
-        )
-        access.check_write(request.user, model, "monitoring.add_monitorsnapshot")
+        model = _visible_model(request, model_id, "recipe", "recipe_version", "training_run")
+        access.check_write(request.user, model, monitoring_perms.RUN_CHECK)
         data = CheckSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         if "dataset_id" in data.validated_data:
             # Only data the user may see (another client's dataset id reads as unknown).
             lookup(Dataset.objects.visible_to(request.user), "dataset_id", data.validated_data["dataset_id"])
-        snapshot = run_check(model=model, source="check", **data.validated_data)
+        snapshot = services.model_check(model=model, source="check", **data.validated_data)
         return created_response(model, snapshot)

@@ -24,6 +24,8 @@ from typing import Any
 
 import plotly.graph_objects as go
 
+from recipes.catalog import metric_direction
+
 from .rules import parse_time
 
 __all__ = [
@@ -33,10 +35,12 @@ __all__ = [
     "freshness_chart",
     "is_empty",
     "metric_over_time",
+    "model_dashboard",
     "time_axis",
 ]
 
 NO_DATA = "No data yet"
+MAX_METRIC_CHARTS = 6
 SINGLE_POINT_SPAN = timedelta(days=1)
 MIN_TIME_SPAN = timedelta(hours=1)
 COLORS = {
@@ -418,3 +422,34 @@ def alert_timeline(
     fig.update_layout(height=max(220, 80 + 30 * len(set(names))))
     ends = [moment for items in bars.values() for _, start, end, _ in items for moment in (start, end)]
     return time_axis(fig, ends)
+
+
+# ---------------------------------------------------------------------------- a model's page
+
+
+def model_dashboard(
+    snapshots: Iterable[Mapping[str, Any]] | None,
+    alert_events: Iterable[Mapping[str, Any]] | None,
+    *,
+    manifest: Mapping[str, Any],
+    family: str,
+    now: datetime | None = None,
+) -> list[tuple[go.Figure, bool]]:
+    """The model page's charts, in order, each with whether it spans the page (``wide``):
+    one per monitored metric (the manifest's ``monitoring.metrics``, else every evaluation
+    metric; at most MAX_METRIC_CHARTS) against its thresholds, then the drift heatmap (wide),
+    freshness and the alert timeline."""
+    snapshots = list(snapshots or ())
+    defined = _mapping(_mapping(manifest.get("evaluation")).get("metrics"))
+    wanted = _mapping(manifest.get("monitoring")).get("metrics") or list(defined)
+    figures = []
+    for name in wanted[:MAX_METRIC_CHARTS]:
+        spec = defined.get(name) if isinstance(defined.get(name), Mapping) else {}
+        direction = metric_direction(family, name, spec.get("direction")) or "lower"
+        figures.append((metric_over_time(snapshots, name, thresholds=spec, direction=direction), False))
+    return [
+        *figures,
+        (drift_heatmap(snapshots), True),
+        (freshness_chart(snapshots), False),
+        (alert_timeline(alert_events, now=now), False),
+    ]

@@ -9,10 +9,15 @@ from __future__ import annotations
 from django import forms
 from django.db.models import Q
 
+from mlworkspace.errors import DomainError
 from models_registry.models import MLModel
 from recipes import access
 from runs.families import get_family, worlds
 from runs.models import Dataset
+from runs.selectors import model_training_batch
+from runs.services import synthetic_resolve
+
+from .selectors import last_synthetic_batch
 
 
 class CheckForm(forms.Form):
@@ -88,11 +93,6 @@ class CheckForm(forms.Form):
     @staticmethod
     def _describe_next_batch(model: MLModel) -> dict | None:
         """The default synthetic batch of a check of ``model``, in words (None: untrained)."""
-        from mlworkspace.errors import DomainError
-        from runs.services import model_training_batch, synthetic_resolve
-
-        from .checks import last_synthetic_batch
-
         training = model_training_batch(model)
         if training is None:
             return None

@@ -2,13 +2,19 @@ from django.db import models
 from django.db.models import Q
 
 from mlworkspace.fields import JSONField
+from recipes.access import client_scope
+
+
+class AlertState(models.TextChoices):
+    """An alert episode is open (firing) until its rule stops firing (resolved)."""
+
+    FIRING = "firing", "Firing"
+    RESOLVED = "resolved", "Resolved"
 
 
 class ModelScopedQuerySet(models.QuerySet):
     def visible_to(self, user):
         # A snapshot or alert belongs to its model's recipe's client (recipes.access).
-        from recipes.access import client_scope
-
         return self.filter(client_scope(user, "model__recipe__client"))
 
 
@@ -68,7 +74,7 @@ class Alert(models.Model):
     name = models.CharField(max_length=100)
     severity = models.CharField(max_length=16)
     condition = models.TextField()
-    state = models.CharField(max_length=16, choices=[("firing", "Firing"), ("resolved", "Resolved")])
+    state = models.CharField(max_length=16, choices=AlertState.choices)
     fired_at = models.DateTimeField()
     resolved_at = models.DateTimeField(null=True, blank=True)
     last_values_json = JSONField(default=dict, blank=True)
@@ -86,14 +92,12 @@ class Alert(models.Model):
         constraints = [
             # At most one open episode per rule and model.
             models.UniqueConstraint(
-                fields=["model", "name"], condition=Q(state="firing"), name="ml_alert_one_open"
+                fields=["model", "name"], condition=Q(state=AlertState.FIRING), name="ml_alert_one_open"
             ),
+            models.CheckConstraint(condition=Q(state__in=AlertState.values), name="ml_alert_state_valid"),
             models.CheckConstraint(
-                condition=Q(state__in=["firing", "resolved"]), name="ml_alert_state_valid"
-            ),
-            models.CheckConstraint(
-                condition=Q(state="firing", resolved_at__isnull=True)
-                | Q(state="resolved", resolved_at__isnull=False),
+                condition=Q(state=AlertState.FIRING, resolved_at__isnull=True)
+                | Q(state=AlertState.RESOLVED, resolved_at__isnull=False),
                 name="ml_alert_resolved_at",
             ),
         ]

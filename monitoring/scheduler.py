@@ -16,6 +16,8 @@ from django.utils import timezone
 from models_registry.models import MLModel, ModelStatus
 from runs.models import Dataset
 
+from .services import model_check
+
 logger = logging.getLogger(__name__)
 DEFAULT_SCHEDULE = "0 6 * * *"
 SCHEDULED_BATCH_ROWS = 5000
@@ -39,8 +41,6 @@ def claim_due(model: MLModel, now: datetime) -> bool:
 
 def run_due_checks(now: datetime | None = None) -> list[str]:
     """Run every due check this process manages to claim; returns the snapshot ids."""
-    from .checks import run_check
-
     now = now or timezone.now()
     done = []
     due = MLModel.objects.filter(status=ModelStatus.PRODUCTION, next_check_at__lte=now).select_related(
@@ -55,9 +55,9 @@ def run_due_checks(now: datetime | None = None) -> list[str]:
         dataset = Dataset.objects.filter(recipe_id=model.recipe_id).order_by("-created_at").first()
         try:
             if dataset is not None:
-                snapshot = run_check(model=model, source="scheduled", dataset_id=dataset.id)
+                snapshot = model_check(model=model, source="scheduled", dataset_id=dataset.id)
             else:
-                snapshot = run_check(
+                snapshot = model_check(
                     model=model,
                     source="scheduled",
                     synthetic={"rows": SCHEDULED_BATCH_ROWS},

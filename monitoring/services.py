@@ -1,17 +1,32 @@
-"""Writes on monitoring: record a snapshot (posted or computed) and keep alert episodes."""
+"""Writes on monitoring: check a model on a batch, record a snapshot (posted or computed) and
+keep alert episodes."""
 
 from __future__ import annotations
 
 from datetime import datetime
 
+import numpy as np
+import pandas as pd
 from django.db import transaction
 from django.utils import timezone
 
 from audit import services as audit
+from mlworkspace.errors import Conflict, field_error, lookup
 from mlworkspace.ids import new_id
+from mlworkspace.metrics import timed_check
 from models_registry.models import MLModel
+from runs import artifacts
+from runs.data import read_table
+from runs.families import get_family, worlds
+from runs.models import Dataset
+from runs.selectors import model_training_batch
+from runs.services import dataset_require_ready, synthetic_resolve
 
-from .models import Alert, MonitorSnapshot
+from . import drift as drift_lib
+from . import rules
+from .freshness import batch_freshness
+from .models import Alert, AlertState, MonitorSnapshot
+from .selectors import last_synthetic_batch
 
 
 def _manifest(model: MLModel) -> dict:
@@ -37,8 +52,6 @@ def snapshot_record(
     resolves its open alert. Alerts posted by an external system are kept as they were sent,
     under "external".
     """
-    from . import rules
-
     captured_at = captured_at or timezone.now()
     manifest = _manifest(model)
     alert_rules = ((manifest.get("monitoring") or {}).get("alerts")) or {}
@@ -59,7 +72,9 @@ def snapshot_record(
         dataset=dataset,
         row_count=row_count,
     )
-    open_alerts = {a.name: a for a in Alert.objects.select_for_update().filter(model=model, state="firing")}
+    open_alerts = {
+        a.name: a for a in Alert.objects.select_for_update().filter(model=model, state=AlertState.FIRING)
+    }
     for name, result in evaluated.items():
         current = open_alerts.get(name)
         if result.get("firing"):
@@ -69,7 +84,7 @@ def snapshot_record(
                     name=name,
                     severity=result.get("severity", "warning"),
                     condition=result.get("condition", ""),
-                    state="firing",
+                    state=AlertState.FIRING,
                     fired_at=captured_at,
                     last_values_json=result.get("values", {}),
                     first_snapshot=snapshot,
@@ -81,14 +96,14 @@ def snapshot_record(
                 current.save(update_fields=["last_snapshot", "last_values_json"])
         elif result.get("firing") is False and current is not None:
             # None (unknown: a name the snapshot lacks) keeps the alert as it is.
-            current.state = "resolved"
+            current.state = AlertState.RESOLVED
             current.resolved_at = captured_at
             current.last_snapshot = snapshot
             current.save(update_fields=["state", "resolved_at", "last_snapshot"])
     # Rules removed from the manifest no longer watch anything: close their episodes.
     for name, current in open_alerts.items():
         if name not in evaluated:
-            current.state = "resolved"
+            current.state = AlertState.RESOLVED
             current.resolved_at = captured_at
             current.save(update_fields=["state", "resolved_at"])
     MLModel.objects.filter(pk=model.pk).update(last_check_at=captured_at)
@@ -100,3 +115,107 @@ def snapshot_record(
         detail={"snapshot_id": snapshot.id, "source": source, "firing": firing},
     )
     return snapshot
+
+
+# --------------------------------------------------------------------------- a check
+
+
+def synthetic_batch(model: MLModel, synthetic: dict | None) -> dict:
+    """Resolve a check's synthetic request: by default the next window of the model's world,
+    after the last batch checked (or, the first time, after its training data)."""
+    synthetic = dict(synthetic or {})
+    after = last_synthetic_batch(model, synthetic.get("seed"))
+    if after is None:
+        after = model_training_batch(model)
+    return synthetic_resolve(family_name=model.recipe.model_family, synthetic=synthetic, after=after)
+
+
+def _batch(
+    model: MLModel, *, dataset_id=None, synthetic=None, profile=None
+) -> tuple[pd.DataFrame, Dataset | None, dict]:
+    """The batch to check and what it is: ``{"source": "dataset", ...}`` or the resolved
+    synthetic batch (whose timestamps are moved so its newest row is 'now')."""
+    family = get_family(model.recipe.model_family)
+    if dataset_id is not None:
+        dataset = lookup(Dataset, "dataset_id", dataset_id)
+        dataset_require_ready(dataset, "dataset_id")  # still being profiled, or invalid: a 400
+        frame = read_table(dataset.file.path, dataset.format)
+        return frame, dataset, {"source": "dataset", "dataset_id": dataset.pk, "name": dataset.name}
+    resolved = synthetic_batch(model, synthetic)
+    frame = worlds.generate(family, resolved)
+    shift = resolved["shift"]
+    unknown = [name for name in shift if name not in frame.columns]
+    if unknown:
+        raise field_error("synthetic/shift", f"unknown column '{unknown[0]}'")
+    if shift:
+        frame = drift_lib.shift_batch(frame, shift, profile, resolved["seed"])
+    description = worlds.describe(family, resolved)
+    return frame, None, {"source": "synthetic", **resolved, "description": description}
+
+
+@timed_check  # /metrics: mlworkspace_monitoring_check_duration_seconds{family, source}
+def model_check(
+    *,
+    model: MLModel,
+    source: str = "check",
+    dataset_id: str | None = None,
+    synthetic: dict | None = None,
+    captured_at: datetime | None = None,
+) -> MonitorSnapshot:
+    """Compute and store a snapshot for `model` on a batch (an uploaded dataset, or a
+    synthetic batch of its world); alert rules are evaluated (snapshot_record).
+
+    `captured_at` (default now) also anchors synthetic batches' timestamps: backfilling a
+    history (seed_demo) checks each batch as of its own time."""
+    if not model.training_run_id or not model.artifacts_json.get("model"):
+        raise Conflict(f"Model '{model.id}' has no trained artifact yet; train it before checking it.")
+    manifest = model.recipe_version.manifest
+    family_name = model.recipe.model_family
+    family = get_family(family_name)
+    run_id, run_artifacts = model.training_run_id, model.artifacts_json
+    profile = artifacts.read_json_artifact(run_id, run_artifacts, "profile.json")
+    frame, dataset, batch = _batch(model, dataset_id=dataset_id, synthetic=synthetic, profile=profile)
+    real_times = batch["source"] == "dataset"
+    fitted, _schema = artifacts.load_model(model)
+    drift_config = (manifest.get("monitoring") or {}).get("drift") or {}
+    # Feature drift and freshness need only the data. Scoring can legitimately fail on a
+    # batch (a forecaster only scores periods after its history): then the snapshot says so
+    # and carries no prediction drift or performance, instead of failing the whole check.
+    scoring_error = None
+    try:
+        prediction = np.asarray(family.predict(fitted, frame), dtype=float)
+    except ValueError as exc:
+        prediction, scoring_error = None, f"the model cannot score this batch: {exc}"
+    drift = {}
+    if drift_config.get("features"):
+        drift = drift_lib.drift_report(
+            profile,
+            frame,
+            method=drift_config.get("method", "PSI"),
+            threshold=float(drift_config.get("threshold", 0.2)),
+            features=list(drift_config["features"]),
+            prediction=prediction,
+        )
+    if scoring_error and drift:
+        drift["prediction"] = {"error": scoring_error, "drifted": False}
+    performance = {}
+    labels = (manifest.get("requirements") or {}).get("labels") or []
+    if scoring_error is None and labels and all(label in frame.columns for label in labels):
+        prepared = family.prepare(frame, manifest, log=lambda message: None)
+        metrics, _predictions, _plots = family.evaluate(fitted, prepared, manifest)
+        performance = {
+            k: float(v) for k, v in metrics.items() if isinstance(v, (int, float)) and np.isfinite(v)
+        }
+    captured_at = captured_at or timezone.now()
+    freshness = batch_freshness(frame, manifest, family_name, real_times=real_times, now=captured_at)
+    freshness["batch"] = batch  # which world and window (or dataset) the batch came from
+    return snapshot_record(
+        model=model,
+        performance=performance,
+        drift=drift,
+        freshness=freshness,
+        source=source,
+        dataset=dataset,
+        row_count=len(frame),
+        captured_at=captured_at,
+    )

@@ -29,12 +29,14 @@ from __future__ import annotations
 
 from django.db.models import Q
 
-from .models import Client, ClientMembership, ClientRole
+from mlworkspace.errors import field_error
+from recipes import perms as recipe_perms
+
+from .models import Client, ClientMembership, ClientRole, Recipe
 
 WRITE_ROLES = (ClientRole.DATA_SCIENTIST, ClientRole.LEAD)
 APPROVE_ROLES = (ClientRole.LEAD,)
 ADMIN_GROUP = "Workspace admins"
-MANAGE_PERMISSION = "recipes.manage_clients"
 
 
 def _signed_in(user) -> bool:
@@ -65,14 +67,12 @@ def visible_clients(user):
     """The clients `user` may see: all of them for superusers and client managers, else their own."""
     if not _signed_in(user):
         return Client.objects.none()
-    if user.is_superuser or user.has_perm(MANAGE_PERMISSION):
+    if user.is_superuser or user.has_perm(recipe_perms.MANAGE_CLIENTS):
         return Client.objects.all()
     return Client.objects.filter(pk__in=member_client_ids(user))
 
 
 def visible_recipes(user):
-    from .models import Recipe
-
     return Recipe.objects.visible_to(user)
 
 
@@ -136,12 +136,12 @@ def can_approve(user, version) -> bool:
         return False
     client_id = client_id_of(version)
     if client_id is None:
-        return user.has_perm("recipes.approve_recipeversion")
+        return user.has_perm(recipe_perms.APPROVE_VERSION)
     return user.is_superuser or role_in(user, client_id) in APPROVE_ROLES
 
 
 def can_manage_clients(user) -> bool:
-    return _signed_in(user) and user.has_perm(MANAGE_PERMISSION)
+    return _signed_in(user) and user.has_perm(recipe_perms.MANAGE_CLIENTS)
 
 
 def is_client_object(obj) -> bool:
@@ -191,8 +191,6 @@ def client_for_write(user, client_id) -> Client | None:
     """The client named by `client_id` in a request, for creating something in it: a 400
     naming client_id when it is unknown, not visible to the user (the same message, so its
     existence is not confirmed) or the user has no write role in it. None/"" -> None."""
-    from mlworkspace.errors import field_error
-
     if client_id in (None, ""):
         return None
     if not isinstance(client_id, str):

@@ -4,14 +4,13 @@ from django.core.exceptions import PermissionDenied
 from audit import services as audit
 from mlworkspace.admin_utils import ClientScopedAdmin, pretty_json
 from mlworkspace.errors import DomainError
+from recipes import perms as recipe_perms
 
 from . import access, client_services, services
 from .approval import approval_gate
 from .models import (
-    ChatMessage,
     Client,
     ClientMembership,
-    Conversation,
     Recipe,
     RecipeStatus,
     RecipeTag,
@@ -145,7 +144,7 @@ class RecipeVersionAdmin(ClientScopedAdmin, admin.ModelAdmin):
         return False
 
     def has_approve_permission(self, request):
-        return request.user.has_perm("recipes.approve_recipeversion") or access.role_somewhere(
+        return request.user.has_perm(recipe_perms.APPROVE_VERSION) or access.role_somewhere(
             request.user, access.APPROVE_ROLES
         )
 
@@ -211,26 +210,6 @@ class SyntheticExampleAdmin(ClientScopedAdmin, admin.ModelAdmin):
 
     def generator(self, obj):
         return pretty_json(obj.generator_json)
-
-
-class ChatMessageInline(admin.TabularInline):
-    model = ChatMessage
-    fields = ["role", "content", "created_at"]
-    readonly_fields = fields
-    extra = 0
-    can_delete = False
-
-
-@admin.register(Conversation)
-class ConversationAdmin(ClientScopedAdmin, admin.ModelAdmin):
-    client_path = "created_recipe__client"
-    list_display = ["id", "user", "title", "created_recipe", "updated_at"]
-    search_fields = ["id", "title", "user__username"]
-    readonly_fields = ["id", "user", "title", "state_json", "created_recipe", "created_at", "updated_at"]
-    inlines = [ChatMessageInline]
-
-    def has_add_permission(self, request):
-        return False
 
 
 class ClientMembershipInline(admin.TabularInline):

@@ -8,13 +8,14 @@ from rest_framework.response import Response
 
 from mlworkspace.errors import NotFound, lookup
 from mlworkspace.permissions import CanApproveVersions
-from runs.models import Run
+from recipes import perms as recipe_perms
+from runs.evidence import visible_run
 
 from . import access, selectors, services
 from .approval import approval_gate
 from .filters import RecipeFilter
 from .manifest import validate_manifest
-from .models import Recipe, RecipeVersion, SyntheticExample
+from .models import Recipe, RecipeVersion
 from .serializers import (
     ApproveSerializer,
     CloneSerializer,
@@ -68,6 +69,9 @@ class RecipeViewSet(
     def get_queryset(self):
         if self.action == "retrieve":
             return recipe_detail_queryset(self.request.user)
+        if self.action == "synthetic_example":
+            # The chain the example may be inherited from, in the recipe's own query.
+            return Recipe.objects.visible_to(self.request.user).select_related("parent__parent")
         return recipe_queryset(self.request.user)
 
     def get_serializer_class(self):
@@ -84,7 +88,7 @@ class RecipeViewSet(
         values = dict(data.validated_data)
         parent = lookup(Recipe.objects.visible_to(request.user), "parent_id", values.pop("parent_id", None))
         client = access.client_for_write(request.user, values.pop("client_id", None))
-        access.check_write(request.user, client, "recipes.add_recipe")
+        access.check_write(request.user, client, recipe_perms.ADD_RECIPE)
         recipe = services.recipe_create(user=request.user, parent=parent, client=client, **values)
         return self._detail(recipe.pk, status.HTTP_201_CREATED)
 
@@ -116,7 +120,7 @@ class RecipeViewSet(
         data.is_valid(raise_exception=True)
         values = dict(data.validated_data)
         client = access.client_for_write(request.user, values.pop("client_id", None))
-        access.check_write(request.user, client or source.client or source, "recipes.add_recipe")
+        access.check_write(request.user, client or source.client or source, recipe_perms.ADD_RECIPE)
         recipe = services.recipe_clone(source=source, user=request.user, client=client, **values)
         return self._detail(recipe.pk, status.HTTP_201_CREATED)
 
@@ -159,9 +163,7 @@ class RecipeViewSet(
         access.check_approve(request.user, version)
         data = ApproveSerializer(data=request.data if isinstance(request.data, dict) else {})
         data.is_valid(raise_exception=True)
-        run = lookup(
-            Run.objects.visible_to(request.user), "evidence_run_id", data.validated_data["evidence_run_id"]
-        )
+        run = visible_run(request.user, data.validated_data["evidence_run_id"], field="evidence_run_id")
         services.version_approve(
             version=version,
             user=request.user,
@@ -264,16 +266,12 @@ class RecipeViewSet(
         the baseline really reaches on it. A clone without its own example shows its nearest
         ancestor's (`inherited_from`)."""
         recipe = self.get_object()
-        current, seen = recipe, set()
-        while current is not None and current.pk not in seen:
-            seen.add(current.pk)
-            example = SyntheticExample.objects.filter(recipe_id=current.pk).first()
-            if example is not None:
-                data = SyntheticExampleSerializer(example).data
-                data["inherited_from"] = None if current.pk == recipe.pk else current.pk
-                return Response(data)
-            current = current.parent
-        raise NotFound(f"Recipe '{recipe.id}' has no synthetic example.")
+        example, inherited_from = selectors.synthetic_example_for(recipe)
+        if example is None:
+            raise NotFound(f"Recipe '{recipe.id}' has no synthetic example.")
+        data = SyntheticExampleSerializer(example).data
+        data["inherited_from"] = inherited_from.pk if inherited_from else None
+        return Response(data)
 
 
 class ManifestValidateViewSet(viewsets.ViewSet):

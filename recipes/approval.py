@@ -11,7 +11,8 @@ A version may be approved when a succeeded backtest or eval run on that exact ve
   metric by more than ``evaluation.approval.regression_tolerance`` (relative, default 5%).
 
 ``evaluate_evidence`` is the rule on plain values; ``approval_gate`` finds the runs and applies
-it. ``recipes.services.version_approve`` enforces the result (or records an override).
+it. ``recipes.services.version_approve`` enforces the result (or records an override). The runs
+come through ``runs.evidence``, the one interface through which recipes reads runs.
 """
 
 from __future__ import annotations
@@ -21,8 +22,13 @@ import math
 from django.utils import timezone
 
 from mlworkspace.errors import field_error
-from runs.metrics import metric_checks
-from runs.models import Executor, Run, RunStatus, RunType
+from runs.evidence import (
+    WORKSPACE_EXECUTOR,
+    EvidenceRun,
+    evidence_runs,
+    metric_checks,
+    reference_run,
+)
 
 from .catalog import metric_direction
 from .manifest import requires_workspace_evidence
@@ -30,7 +36,6 @@ from .models import RecipeVersion
 from .selectors import latest_approved
 
 DEFAULT_TOLERANCE = 0.05
-EVIDENCE_RUN_TYPES = (RunType.BACKTEST, RunType.EVAL)
 CANDIDATES_CHECKED = 20
 
 
@@ -62,7 +67,7 @@ def gated_metrics(manifest: dict) -> list[str]:
 def evidence_problems(*, manifest: dict, metrics, executor: str, require_workspace: bool) -> list[str]:
     """Why a run's report is no evidence at all (before its numbers are judged): [] when it is."""
     problems = []
-    if require_workspace and executor != Executor.WORKSPACE:
+    if require_workspace and executor != WORKSPACE_EXECUTOR:
         problems.append(
             "its results were reported by an external runner, and this version's manifest requires "
             "evidence from the workspace's own executor (evaluation.approval.require_workspace_evidence)"
@@ -125,7 +130,7 @@ def evaluate_evidence(
     metrics: dict,
     previous: dict | None,
     tolerance: float,
-    executor: str = Executor.WORKSPACE,
+    executor: str = WORKSPACE_EXECUTOR,
     require_workspace: bool = False,
 ) -> dict:
     """{"passed", "breaches", "comparison", "reasons"} for one run's metrics, reported by
@@ -164,44 +169,35 @@ def evaluate_evidence(
     return {"passed": not reasons, "breaches": breaches, "comparison": comparison, "reasons": reasons}
 
 
-def _evidence_runs(version: RecipeVersion):
-    return Run.objects.filter(
-        recipe_version=version, run_type__in=EVIDENCE_RUN_TYPES, status=RunStatus.SUCCEEDED
-    ).order_by("-finished_at", "-id")
-
-
 def _reference(previous: RecipeVersion | None) -> tuple[dict | None, str | None]:
     """The metrics an approved earlier version is compared by: its recorded evidence run,
     else its newest succeeded backtest/eval run. (None, None) when it has none."""
     if previous is None:
         return None, None
-    run = None
-    if previous.approval_run_id:
-        run = Run.objects.filter(pk=previous.approval_run_id, status=RunStatus.SUCCEEDED).first()
-    run = run or _evidence_runs(previous).first()
-    return (run.metrics_json, run.id) if run is not None else (None, None)
+    run = reference_run(previous.pk, previous.approval_run_id)
+    return (run.metrics, run.id) if run is not None else (None, None)
 
 
-def approval_gate(version: RecipeVersion, run: Run | None = None) -> dict:
+def approval_gate(version: RecipeVersion, run: EvidenceRun | None = None) -> dict:
     """Whether `version` may be approved, on `run` or on the best of its evidence runs:
     {"passed", "reasons", "evidence": {run_id, run_type, dataset_id, ...evaluation} | None,
     "runs_checked", "tolerance", "compared_with": {version_id, version, run_id} | None}."""
     manifest, family = version.manifest, version.recipe.model_family
     if run is not None:
         if run.recipe_version_id != version.pk:
-            raise field_error("evidence_run_id", f"run '{run.pk}' is not a run of version {version.version}")
-        if run.run_type not in EVIDENCE_RUN_TYPES or run.status != RunStatus.SUCCEEDED:
-            raise field_error("evidence_run_id", f"run '{run.pk}' is not a succeeded backtest or eval run")
+            raise field_error("evidence_run_id", f"run '{run.id}' is not a run of version {version.version}")
+        if not run.is_evidence:
+            raise field_error("evidence_run_id", f"run '{run.id}' is not a succeeded backtest or eval run")
     tolerance = tolerance_of(manifest)
     require_workspace = requires_workspace_evidence(manifest, version.recipe.level)
     previous = latest_approved(version.recipe_id, below=version)
-    reference, reference_run = _reference(previous)
+    reference, reference_run_id = _reference(previous)
     compared_with = (
-        {"version_id": previous.pk, "version": previous.version, "run_id": reference_run}
+        {"version_id": previous.pk, "version": previous.version, "run_id": reference_run_id}
         if previous is not None
         else None
     )
-    candidates = [run] if run is not None else list(_evidence_runs(version)[:CANDIDATES_CHECKED])
+    candidates = [run] if run is not None else evidence_runs(version.pk, limit=CANDIDATES_CHECKED)
     gate = {
         "passed": False,
         "reasons": [],
@@ -219,20 +215,20 @@ def approval_gate(version: RecipeVersion, run: Run | None = None) -> dict:
         result = evaluate_evidence(
             family=family,
             manifest=manifest,
-            metrics=candidate.metrics_json or {},
+            metrics=candidate.metrics or {},
             previous=reference,
             tolerance=tolerance,
             executor=candidate.executor,
             require_workspace=require_workspace,
         )
         evidence = {
-            "run_id": candidate.pk,
+            "run_id": candidate.id,
             "run_type": candidate.run_type,
             # Who produced the numbers: the workspace's own executor or an external runner.
             "executor": candidate.executor,
             "dataset_id": candidate.dataset_id,
             "finished_at": candidate.finished_at.isoformat() if candidate.finished_at else None,
-            "metrics": candidate.metrics_json,
+            "metrics": candidate.metrics,
             **result,
         }
         if result["passed"]:

@@ -1,18 +1,20 @@
 """The workspace's fixed vocabulary: families, levels, stage types and the metric catalog.
 
-Plain Python (no Django import) so the manifest validator, the model families, the
-monitoring rules and the chat assistant all read the same definitions.
+Plain Python (no Django import) so the manifest validator, the alert-condition language,
+the model families and the chat assistant all read the same definitions. This is the one
+list of families: ``recipes.models.Family`` (the model field's choices) is built from it.
 """
 
 from __future__ import annotations
 
-FAMILIES = ("forecasting", "pricing", "next_best_action", "location_scoring")
+# The model families: key -> label, in the order lists and forms show them.
 FAMILY_LABELS = {
     "forecasting": "Forecasting",
     "pricing": "Pricing",
     "next_best_action": "Next best action",
     "location_scoring": "Location scoring",
 }
+FAMILIES = tuple(FAMILY_LABELS)
 # Short names used in the baseline ids: recipe_<short>_base, ver_<short>_base_v1.
 FAMILY_SHORT = {
     "forecasting": "forecasting",

@@ -1,4 +1,4 @@
-"""Forms of the recipe pages: clone, new version, status change and the chat box.
+"""Forms of the recipe pages: clone, new version, status change, approval and rebase.
 
 Forms only check the shape of the input (required, JSON syntax, choices); every domain
 rule (levels, semver order, manifest validity, permissions) is the services' job, and
@@ -139,20 +139,6 @@ class RebaseForm(forms.Form):
 
 class RecipeStatusForm(forms.Form):
     status = forms.ChoiceField(choices=RecipeStatus.choices)
-
-
-class ChatForm(forms.Form):
-    message = forms.CharField(
-        max_length=settings.CHAT_MAX_MESSAGE_CHARS,
-        strip=True,
-        widget=forms.Textarea(
-            attrs={
-                "rows": 3,
-                "placeholder": "Describe the model you need: what to predict or decide, for whom, how often",
-            }
-        ),
-    )
-    conversation_id = forms.CharField(required=False, widget=forms.HiddenInput)
 
 
 RESOLUTION_CHOICES = ("ours", "theirs", "custom")

@@ -4,7 +4,8 @@ Diffs and merges of manifests live in ``recipes.lineage``.
 Plain Python (no Django import) so it can be unit-tested alone. The structure is described
 by ``manifest_schema.json`` (JSON Schema draft 2020-12); the rules JSON Schema cannot
 express (metric names per family, target/threshold order, one stage per type, cron syntax,
-alert conditions, ...) are checked here, only on the parts that passed the schema.
+alert conditions -- parsed with ``recipes.alert_rules`` --, ...) are checked here, only on
+the parts that passed the schema.
 
 ``validate_manifest`` returns every problem at once as ``[{"path", "message"}]`` where
 ``path`` is a JSON pointer (RFC 6901) into the manifest, optionally prefixed (the API
@@ -17,7 +18,6 @@ from __future__ import annotations
 import copy
 import difflib
 import functools
-import importlib
 import json
 import math
 import re
@@ -32,7 +32,7 @@ from jsonschema import Draft202012Validator
 from mlworkspace.jsondepth import DEFAULT_MAX_DEPTH, too_deep_in_value
 from mlworkspace.jsondepth import message as depth_message
 
-from . import catalog
+from . import alert_rules, catalog
 
 SCHEMA_PATH = Path(__file__).with_name("manifest_schema.json")
 
@@ -531,15 +531,7 @@ class _Checker:
             self.check_alerts(alerts)
 
     def check_alerts(self, alerts: dict) -> None:
-        try:
-            rules = importlib.import_module("monitoring.rules")
-        except ImportError:
-            return  # monitoring.rules not available: skip condition checks
-        allowed: set[str] | None
-        try:
-            allowed = set(rules.allowed_names(self.m, self.family))
-        except Exception:  # never let a helper's bug crash validation
-            allowed = None
+        allowed = alert_rules.allowed_names(self.m, self.family)
         for name, alert in alerts.items():
             path: Path_ = ("monitoring", "alerts", name, "condition")
             if not isinstance(alert, dict):
@@ -548,16 +540,11 @@ class _Checker:
             if not isinstance(text, str) or not text.strip() or not self.clean(path):
                 continue
             try:
-                cond = rules.parse_condition(text)
-            except rules.ConditionError as exc:
+                cond = alert_rules.parse_condition(text)
+            except alert_rules.ConditionError as exc:
                 self.add(path, f"alert '{name}': 'condition' {text!r} is not a valid condition: {exc}")
                 continue
-            except Exception as exc:  # a parser bug is reported, not raised
-                self.add(path, f"alert '{name}': 'condition' {text!r} could not be parsed: {exc}")
-                continue
-            if allowed is None:
-                continue
-            unknown = sorted(set(getattr(cond, "names", ())) - allowed)
+            unknown = cond.unknown_names(allowed)
             if unknown:
                 self.add(
                     path,

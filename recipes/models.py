@@ -8,12 +8,12 @@ from mlworkspace.fields import JSONField
 
 from . import catalog
 
-
-class Family(models.TextChoices):
-    FORECASTING = "forecasting", "Forecasting"
-    PRICING = "pricing", "Pricing"
-    NEXT_BEST_ACTION = "next_best_action", "Next best action"
-    LOCATION_SCORING = "location_scoring", "Location scoring"
+# The model families, from the one list in recipes.catalog: Family.PRICING == "pricing".
+Family = models.TextChoices(
+    "Family",
+    [(key.upper(), (key, label)) for key, label in catalog.FAMILY_LABELS.items()],
+    module=__name__,
+)
 
 
 class Level(models.TextChoices):
@@ -79,7 +79,8 @@ class ClientMembership(models.Model):
 class RecipeQuerySet(models.QuerySet):
     def visible_to(self, user):
         # Firm recipes (baseline, industry) for every signed-in user; client recipes for the
-        # client's members (recipes.access is the one rule).
+        # client's members (recipes.access is the one rule; it imports this module's Client,
+        # hence the import here).
         from .access import client_scope
 
         return self.filter(client_scope(user, "client"))
@@ -166,6 +167,20 @@ class Recipe(models.Model):
     @property
     def tags(self) -> list[str]:
         return sorted(tag.name for tag in self.tag_set.all())
+
+    @property
+    def ancestors(self) -> list["Recipe"]:
+        """The recipes above this one, root first: [baseline, industry] for a client recipe, []
+        for a baseline. It follows the parents already loaded: no query when the caller
+        select_related("parent__parent"), one per level not loaded otherwise."""
+        chain: list[Recipe] = []
+        seen = {self.pk}
+        parent = self.parent
+        while parent is not None and parent.pk not in seen:
+            chain.append(parent)
+            seen.add(parent.pk)
+            parent = parent.parent
+        return chain[::-1]
 
     @cached_property
     def current_version(self) -> "RecipeVersion | None":
@@ -288,59 +303,3 @@ class SyntheticExample(models.Model):
 
     def __str__(self):
         return f"Synthetic example of {self.recipe_id}"
-
-
-class ConversationQuerySet(models.QuerySet):
-    def visible_to(self, user):
-        """Its user's own conversations, less those about a client recipe of a client the
-        user no longer belongs to (recipes.access)."""
-        from .access import client_scope
-
-        if not user.is_authenticated:
-            return self.none()
-        return self.filter(client_scope(user, "created_recipe__client"), user=user)
-
-
-class Conversation(models.Model):
-    """A chat with the recipe assistant; private to its user."""
-
-    id = models.CharField(primary_key=True, max_length=64)
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
-    title = models.CharField(max_length=200, blank=True, default="")
-    # The assistant's working state: the pending proposal and what it still needs to ask.
-    state_json = JSONField(default=dict)
-    created_recipe = models.ForeignKey(
-        Recipe, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
-    )
-    created_at = models.DateTimeField(auto_now_add=True)
-    updated_at = models.DateTimeField(auto_now=True)
-
-    objects = ConversationQuerySet.as_manager()
-
-    class Meta:
-        db_table = "ml_chat_conversation"
-        ordering = ["-updated_at"]
-        # "My conversations", newest first.
-        indexes = [models.Index(fields=["user", "updated_at"], name="ml_chat_conv_user_idx")]
-
-    def __str__(self):
-        return self.title or self.id
-
-
-class ChatMessage(models.Model):
-    conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="messages")
-    role = models.CharField(max_length=16, choices=[("user", "User"), ("assistant", "Assistant")])
-    content = models.TextField()
-    proposal_json = JSONField(null=True, blank=True)
-    sources_json = JSONField(default=list, blank=True)
-    created_at = models.DateTimeField(auto_now_add=True)
-
-    class Meta:
-        db_table = "ml_chat_message"
-        ordering = ["conversation_id", "id"]
-        constraints = [
-            models.CheckConstraint(condition=Q(role__in=["user", "assistant"]), name="ml_chat_message_role")
-        ]
-
-    def __str__(self):
-        return f"{self.role}: {self.content[:40]}"

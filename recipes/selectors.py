@@ -12,7 +12,7 @@ from mlworkspace.errors import Conflict, InvalidInput, NotFound, field_error
 
 from .lineage import MergeResult, check_resolutions, merge3, provenance, resolution_path, semantic_diff
 from .manifest import validate_manifest
-from .models import Recipe, RecipeVersion
+from .models import Recipe, RecipeVersion, SyntheticExample
 
 
 def version_of(recipe: Recipe, ref: str, *, field: str | None = None) -> RecipeVersion:
@@ -61,6 +61,25 @@ def versions_awaiting_approval(versions) -> list[RecipeVersion]:
         v for v in versions if not v.is_approved and (newest_approved is None or v.semver > newest_approved)
     ]
     return sorted(pending, key=lambda v: v.semver, reverse=True)
+
+
+def recipe_list(user):
+    """The recipes `user` may see, with what a list row shows — tags, version summaries and
+    the parent and grandparent (the tree's ancestors) — unordered and unfiltered."""
+    return Recipe.objects.visible_to(user).for_list().select_related("parent__parent")
+
+
+def synthetic_example_for(recipe: Recipe) -> tuple[SyntheticExample | None, Recipe | None]:
+    """The recipe's synthetic example, or else its nearest ancestor's: (example, the ancestor
+    it is inherited from -- None for the recipe's own), (None, None) if the chain has none.
+    One query for the whole chain; the ancestors are `recipe.ancestors` (no query when the
+    caller select_related("parent__parent"))."""
+    chain = [recipe, *reversed(recipe.ancestors)]
+    examples = {e.recipe_id: e for e in SyntheticExample.objects.filter(recipe_id__in=[r.pk for r in chain])}
+    for owner in chain:
+        if owner.pk in examples:
+            return examples[owner.pk], (None if owner.pk == recipe.pk else owner)
+    return None, None
 
 
 # --------------------------------------------------------------------------- lineage
@@ -112,13 +131,11 @@ def lineage_tree(recipe: Recipe, children_limit: int | None = None, *, user=None
     """The family tree around `recipe`: its root and the descendants, at most `children_limit`
     per node by name (always the branch leading to `recipe`; `more` counts the others). Each
     node has its current version, the parent version it derives from and whether the parent
-    has a newer approved version. Four queries; versions are read for the shown nodes only."""
+    has a newer approved version. Two queries, plus one per ancestor not already loaded
+    (`recipe.ancestors`); versions are read for the shown nodes only."""
     limit = TREE_CHILDREN if children_limit is None else children_limit
-    root = recipe
-    path = [recipe.pk]
-    while root.parent_id and root.parent_id not in path:
-        root = Recipe.objects.only("id", "name", "level", "status", "parent_id").get(pk=root.parent_id)
-        path.append(root.pk)
+    ancestors = recipe.ancestors
+    root = ancestors[0] if ancestors else recipe
     # Levels are baseline → industry → client: two queries find every descendant.
     # With `user`, only the descendants they may see (another client's recipes stay unseen).
     relatives = Recipe.objects.visible_to(user) if user is not None else Recipe.objects.all()
@@ -130,7 +147,7 @@ def lineage_tree(recipe: Recipe, children_limit: int | None = None, *, user=None
     children: dict[str, list[Recipe]] = {}
     for r in family:
         children.setdefault(r.parent_id, []).append(r)
-    on_path = set(path)
+    on_path = {recipe.pk, *(a.pk for a in ancestors)}
     shown: list[Recipe] = [root]
     cut: dict[str, tuple[list[Recipe], int]] = {}
     frontier = [root]

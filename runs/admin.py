@@ -2,6 +2,7 @@ from django.contrib import admin, messages
 
 from mlworkspace.admin_utils import ClientScopedAdmin, pretty_json
 from mlworkspace.errors import DomainError
+from recipes.access import client_scope
 
 from . import services
 from .models import Dataset, Run, RunLog
@@ -105,8 +106,6 @@ class DatasetAdmin(ClientScopedAdmin, admin.ModelAdmin):
 
     def get_queryset(self, request):
         # Its own client and its recipe's (as Dataset.objects.visible_to).
-        from recipes.access import client_scope
-
         return super().get_queryset(request).filter(client_scope(request.user, "recipe__client"))
 
     list_display = ["id", "name", "format", "row_count", "size_bytes", "recipe", "created_at"]

@@ -7,12 +7,12 @@ from rest_framework.decorators import action
 from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.response import Response
 
-from mlworkspace.errors import InvalidInput, NotFound, TooLarge, field_error, lookup
+from mlworkspace.errors import NotFound, TooLarge, field_error, lookup
 from mlworkspace.permissions import has_perm
 from models_registry.models import MLModel
-from models_registry.serializers import PredictSerializer
 from recipes import access
 from recipes.models import Recipe, RecipeVersion
+from runs import perms as run_perms
 
 from . import artifacts, services
 from .filters import DatasetFilter, RunFilter
@@ -63,7 +63,7 @@ class RunViewSet(
         v = data.validated_data
         user = request.user
         recipe = lookup(Recipe.objects.visible_to(user), "recipe_id", v["recipe_id"])
-        access.check_write(user, recipe, "runs.add_run")
+        access.check_write(user, recipe, run_perms.ADD_RUN)
         dataset = lookup(Dataset.objects.visible_to(user), "dataset_id", v.get("dataset_id"))
         if dataset is not None and dataset.client_id not in (None, recipe.client_id):
             # A member of two clients still may not train one client's recipe on the other's data.
@@ -95,14 +95,14 @@ class RunViewSet(
     partial_update = update
 
     @extend_schema(request=None, responses=RunDetailSerializer)
-    @action(detail=True, methods=["post"], permission_classes=[has_perm("runs.change_run")])
+    @action(detail=True, methods=["post"], permission_classes=[has_perm(run_perms.CHANGE_RUN)])
     def cancel(self, request, pk=None):
         """Stop a queued run from starting, or a running one within a heartbeat."""
         run = services.run_cancel(run=self.get_object(), user=request.user)
         return self._out(run.pk)
 
     @extend_schema(request=None, responses={201: RunDetailSerializer})
-    @action(detail=True, methods=["post"], permission_classes=[has_perm("runs.add_run")])
+    @action(detail=True, methods=["post"], permission_classes=[has_perm(run_perms.ADD_RUN)])
     def retry(self, request, pk=None):
         """A new run with the same inputs (`retry_of_id` points back)."""
         run = services.run_retry(run=self.get_object(), user=request.user)
@@ -180,7 +180,7 @@ class DatasetViewSet(
             raise field_error("client_id", "the recipe belongs to another client")
         # Uploaded against a client recipe, the data is that client's.
         client = client or (recipe.client if recipe is not None else None)
-        access.check_write(request.user, client or recipe, "runs.add_dataset")
+        access.check_write(request.user, client or recipe, run_perms.ADD_DATASET)
         dataset = services.dataset_create(
             user=request.user, upload=v["file"], name=v.get("name"), recipe=recipe, client=client
         )
@@ -201,18 +201,3 @@ class DatasetViewSet(
         except (FileNotFoundError, ValueError):
             raise NotFound(f"Dataset '{dataset.id}' has no file any more.") from None
         return FileResponse(handle, as_attachment=True, filename=f"{dataset.name}.{dataset.format}")
-
-
-def predict_response(model: MLModel, request) -> Response:
-    data = PredictSerializer(data=request.data)
-    data.is_valid(raise_exception=True)
-    rows = data.validated_data["rows"]
-    if len(rows) > settings.PREDICT_MAX_ROWS:
-        raise InvalidInput(
-            f"At most {settings.PREDICT_MAX_ROWS} rows per request; got {len(rows)}.",
-            [{"path": "/rows", "message": f"more than {settings.PREDICT_MAX_ROWS} rows"}],
-        )
-    if not model.artifacts_json.get("model"):
-        raise NotFound(f"Model '{model.id}' has no trained artifact yet.")
-    predictions = artifacts.predict_rows(model, rows)
-    return Response({"model_id": model.id, "predictions": predictions})

@@ -13,9 +13,10 @@ from typing import NamedTuple
 import pandas as pd
 
 from mlworkspace.redact import default_roots, redact_paths
+from recipes.catalog import FAMILIES
 from recipes.manifest import grain_columns, parse_min_history
 
-from .families import FAMILY_MODULES, get_family, stage_config
+from .families import get_family, stage_config
 
 HISTORY_UNIT_DAYS = {"day": 1, "week": 7, "month": 30.4375, "year": 365.25}
 
@@ -196,7 +197,7 @@ def required_columns(manifest: dict, family: str) -> dict[str, list[str]]:
     reasons: dict[str, list[str]] = {}
     requirements = (manifest or {}).get("requirements") or {}
     sets = {}
-    if family in FAMILY_MODULES:
+    if family in FAMILIES:
         sets = getattr(get_family(family), "FEATURE_SETS", {})
     for name in (requirements.get("feature_sets") or {}).get("required") or []:
         for column in sets.get(name, [name]):
@@ -219,7 +220,7 @@ def requirement_errors(columns: list[dict], manifest: dict, family: str) -> list
 
 
 def time_column(frame: pd.DataFrame, family: str) -> str | None:
-    if family in FAMILY_MODULES:
+    if family in FAMILIES:
         for col in getattr(get_family(family), "SCHEMA", []):
             if col.get("role") == "time" and col["name"] in frame.columns:
                 return col["name"]

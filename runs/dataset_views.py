@@ -23,13 +23,16 @@ from mlworkspace.errors import DomainError
 from mlworkspace.forms import add_domain_errors
 from mlworkspace.views import active_filters, is_fragment, paginate, render_page, require_perm, sort_columns
 from models_registry.models import MLModel, ModelStatus
+from monitoring import perms as monitoring_perms
 from recipes import access
+from recipes.catalog import FAMILIES
 from recipes.models import Family, Recipe
+from runs import perms as run_perms
 
 from . import data as run_data
 from . import services
 from .dataset_forms import DatasetCheckForm, DatasetUploadForm
-from .families import FAMILY_MODULES, get_family
+from .families import get_family
 from .filters import DatasetFilter
 from .models import Dataset
 
@@ -106,16 +109,16 @@ def dataset_list(request: HttpRequest) -> HttpResponse:
     Upload: a multipart POST (htmx, so static/js/datasets.js can show its progress); on
     success the browser goes to the new dataset's page, on an error the form comes back
     with the message next to the field."""
-    can_upload = request.user.has_perm("runs.add_dataset") or access.has_write_role_somewhere(request.user)
+    can_upload = request.user.has_perm(run_perms.ADD_DATASET) or access.has_write_role_somewhere(request.user)
     status = 200
     if request.method == "POST":
         if not access.has_write_role_somewhere(request.user):
-            require_perm(request, "runs.add_dataset", "upload datasets")
+            require_perm(request, run_perms.ADD_DATASET, "upload datasets")
         form = DatasetUploadForm(request.POST, request.FILES, user=request.user)
         if form.is_valid():
             v = form.cleaned_data
             # Uploaded against a client recipe, the data is that client's: its role decides.
-            require_perm(request, "runs.add_dataset", "upload datasets", obj=v["recipe"])
+            require_perm(request, run_perms.ADD_DATASET, "upload datasets", obj=v["recipe"])
             try:
                 dataset = services.dataset_create(
                     user=request.user, upload=v["file"], name=v["name"] or None, recipe=v["recipe"]
@@ -161,7 +164,7 @@ def dataset_list(request: HttpRequest) -> HttpResponse:
 
 
 def _schema_roles(family: str | None) -> dict[str, str]:
-    if family not in FAMILY_MODULES:
+    if family not in FAMILIES:
         return {}
     return {c["name"]: c.get("role", "") for c in get_family(family).SCHEMA}
 
@@ -171,7 +174,7 @@ def _likely_family(columns: list[dict]) -> tuple[str | None, int]:
     of a dataset uploaded without a recipe), and how many it shares."""
     names = {c["name"] for c in columns}
     best, best_count = None, 0
-    for family in FAMILY_MODULES:
+    for family in FAMILIES:
         count = len(names & set(_schema_roles(family)))
         if count > best_count:
             best, best_count = family, count
@@ -276,8 +279,8 @@ def dataset_detail(request: HttpRequest, dataset_id: str) -> HttpResponse:
         "check_form": check_form,
         "check": check,
         "use": use,
-        "can_run": request.user.has_perm("runs.add_run"),
-        "can_check": request.user.has_perm("monitoring.add_monitorsnapshot"),
+        "can_run": request.user.has_perm(run_perms.ADD_RUN),
+        "can_check": request.user.has_perm(monitoring_perms.RUN_CHECK),
     }
     if is_fragment(request) and request.htmx.target == "check":
         context["fragment"] = True  # the "Use this dataset" links come along (out of band)
@@ -300,7 +303,7 @@ def dataset_detail(request: HttpRequest, dataset_id: str) -> HttpResponse:
             ),
             "can_delete": access.can_write(request.user, dataset)
             if access.is_client_object(dataset)
-            else request.user.has_perm("runs.delete_dataset"),
+            else request.user.has_perm(run_perms.DELETE_DATASET),
             **_preview(dataset),
         }
     )
@@ -312,7 +315,7 @@ def dataset_detail(request: HttpRequest, dataset_id: str) -> HttpResponse:
 def dataset_delete(request: HttpRequest, dataset_id: str) -> HttpResponse:
     """Delete an unused dataset (the page asks first); refused with the reason when used."""
     dataset = _get_dataset_for_user(request.user, dataset_id)
-    require_perm(request, "runs.delete_dataset", "delete datasets", obj=dataset)
+    require_perm(request, run_perms.DELETE_DATASET, "delete datasets", obj=dataset)
     try:
         services.dataset_delete(dataset=dataset, user=request.user)
     except DomainError as exc:

@@ -7,7 +7,8 @@ Run row is the source of truth:
 - the numeric work runs in a child process (runs.pipeline.child_main) while this process
   writes its logs and stage progress, beats the heartbeat and watches the cancel flag;
 - every later write is conditional on (status=running, worker=this worker), so a run the
-  reaper has already failed is never resurrected;
+  reaper has already failed is never resurrected; the end of the run is recorded by
+  `runs.services.run_finish` (the outcome, and the result attached to its model by one rule);
 - `reap_stale_runs` fails runs whose heartbeat stopped (their worker died).
 """
 
@@ -16,6 +17,7 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
+import signal
 import socket
 import time
 import uuid
@@ -26,13 +28,15 @@ from django.db import transaction
 from django.utils import timezone
 
 from mlworkspace.errors import server_redact
-from models_registry.services import model_attach_training
 
 from . import artifacts
 from .families import worlds
+from .logs import run_log, run_logs_append
 from .models import Run, RunStatus, RunType
-from .services import model_training_batch, run_log, run_logs_append, synthetic_resolve
-from .tasks import execute_run_task
+from .pipeline import child_main
+from .selectors import model_training_batch
+from .services import close_stages, run_finish, synthetic_resolve
+from .tasks import fail_lost_task_rows
 
 logger = logging.getLogger(__name__)
 
@@ -127,9 +131,14 @@ class _Progress:
                 stage["detail"] = detail
         self.stage_dirty = True
 
+    def take_lines(self) -> list[dict]:
+        """The log lines not written yet (they are the caller's to write now)."""
+        lines, self.lines = self.lines, []
+        return lines
+
     def flush(self) -> bool:
         """Write pending progress; False if the run is no longer ours (reaped or cancelled)."""
-        lines, self.lines = self.lines, []
+        lines = self.take_lines()
         if lines:
             run_logs_append(run=self.run, lines=lines)
         fields = {"heartbeat_at": timezone.now(), "updated_at": timezone.now()}
@@ -152,8 +161,6 @@ def execute_run(run_id: str) -> str:
         return _finish(
             run, progress, RunStatus.FAILED, error=f"Could not prepare the run: {server_redact(str(exc))}"
         )
-
-    from .pipeline import child_main
 
     context = multiprocessing.get_context("spawn")
     receiver, sender = context.Pipe(duplex=False)
@@ -223,8 +230,6 @@ def execute_run(run_id: str) -> str:
 def _process_died(exitcode: int | None) -> str:
     """Why a run's child process ended without a result, in words."""
     if exitcode is not None and exitcode < 0:
-        import signal
-
         name = signal.Signals(-exitcode).name if -exitcode in signal.valid_signals() else str(-exitcode)
         if -exitcode == signal.SIGKILL:
             return (
@@ -238,68 +243,17 @@ def _process_died(exitcode: int | None) -> str:
 def _finish(
     run: Run, progress: _Progress, status: str, *, error: str = "", result: dict | None = None
 ) -> str:
-    from .metrics import check_outcome, metric_checks
-
-    close_stages(progress.stages, status, error)
-    progress.stage_dirty = True
-    fields = {"status": status, "finished_at": timezone.now(), "error": error[:10_000], "current_stage": ""}
-    if result is not None:
-        fields["metrics_json"] = result["metrics"]
-        fields["metric_checks_json"] = metric_checks(
-            run.recipe_version.manifest, run.recipe.model_family, result["metrics"]
-        )
-        fields["outcome"] = check_outcome(fields["metric_checks_json"])
-        fields["plots_json"] = result.get("plots") or {}
-        if result.get("folds"):
-            fields["plots_json"] = {**fields["plots_json"], "folds": result["folds"]}
-        fields["artifacts_json"] = artifacts.describe_files(run.id, result["artifacts"])
-    with transaction.atomic():
-        progress.flush()
-        updated = _mine(run.id).update(**fields, stages_json=progress.stages, updated_at=timezone.now())
-        if updated and result is not None and result.get("deploy") and run.model_id:
-            run.artifacts_json, run.metrics_json = fields["artifacts_json"], fields["metrics_json"]
-            model_attach_training(run=run)
-            run_log(
-                run=run, message=f"deployment: attached the artifact and metrics to model '{run.model.name}'"
-            )
-    if updated:
-        run_log(run=run, message=_final_line(run, status, fields), level=_final_level(status, fields))
-    return status if updated else "lost (the run was no longer ours)"
-
-
-def close_stages(stages: list[dict], status: str, reason: str = "") -> list[dict]:
-    """A finished run has no stage left running or pending: the running one failed (with the
-    reason) or was cancelled, the pending ones did not run. Changes `stages` in place."""
-    now = timezone.now().isoformat()
-    for stage in stages:
-        if not isinstance(stage, dict):
-            continue
-        if stage.get("status") == "running":
-            stage["status"] = "failed" if status == RunStatus.FAILED else "cancelled"
-            stage["finished_at"] = now
-            if reason and status == RunStatus.FAILED:
-                stage["detail"] = reason[:500]
-        elif stage.get("status") == "pending" and status != RunStatus.SUCCEEDED:
-            stage["status"] = "not run"
-    return stages
-
-
-def _final_line(run: Run, status: str, fields: dict) -> str:
-    """The run's last log line: its name, status and, when metrics breached thresholds, which."""
-    line = f"{run.name} {status}."
-    if fields.get("outcome") in ("warning", "critical"):
-        from .metrics import check_breaches
-
-        breaches = check_breaches(fields["metric_checks_json"])
-        named = ", ".join(f"{b['metric']} {b['status']}" for b in breaches)
-        line = f"{run.name} {status}, but its metrics breached thresholds: {named}."
-    return line
-
-
-def _final_level(status: str, fields: dict) -> str:
-    if status == RunStatus.FAILED or fields.get("outcome") == "critical":
-        return "error"
-    return "warning" if fields.get("outcome") == "warning" else "info"
+    """Record the end of the run (runs.services.run_finish) with the progress not written yet."""
+    finished = run_finish(
+        run=run,
+        status=status,
+        worker=WORKER_ID,
+        stages=progress.stages,
+        log_lines=progress.take_lines(),
+        error=error,
+        result=result,
+    )
+    return status if finished else "lost (the run was no longer ours)"
 
 
 def reap_stale_runs(stale_after: float | None = None) -> list[str]:
@@ -342,41 +296,3 @@ def reap_stale_runs(stale_after: float | None = None) -> list[str]:
     if reaped:
         logger.warning("Reaped %d run(s) whose worker was lost: %s", len(reaped), ", ".join(reaped))
     return reaped
-
-
-def fail_task_rows_of_ended_runs(stale_after: float | None = None) -> list[str]:
-    """Task rows still RUNNING for runs that ended more than `stale_after` ago: their worker
-    died between finishing the run and recording the task's end (housekeeping; a scan of the
-    task table, so not in the frequent reaper)."""
-    stale_after = settings.RUN_STALE_AFTER_SECONDS if stale_after is None else stale_after
-    cutoff = timezone.now() - timedelta(seconds=stale_after)
-    running = [
-        str(i) for i in _running_task_rows(execute_run_task).values_list("args_kwargs__args__0", flat=True)
-    ]
-    ended = list(Run.objects.filter(pk__in=running, finished_at__lt=cutoff).values_list("id", flat=True))
-    fail_lost_task_rows(ended, reason="the run ended but its worker never recorded the task's end")
-    return ended
-
-
-def _running_task_rows(task):
-    from django.tasks import TaskResultStatus
-    from django_tasks_db.models import DBTaskResult
-
-    return DBTaskResult.objects.filter(status=TaskResultStatus.RUNNING, task_path=task.module_path)
-
-
-def fail_lost_task_rows(object_ids: list[str], *, reason: str, task=None) -> int:
-    """Mark the RUNNING task rows of `task` (default: execute_run_task) for these ids (their
-    first argument) FAILED: django-tasks-db marks a row only when its task returns, so a row
-    whose worker died would say RUNNING forever."""
-    if not object_ids:
-        return 0
-    from django.tasks import TaskResultStatus
-
-    rows = _running_task_rows(task or execute_run_task).filter(args_kwargs__args__0__in=object_ids)
-    return rows.update(
-        status=TaskResultStatus.FAILED,
-        finished_at=timezone.now(),
-        exception_class_path="runs.executor.WorkerLost",
-        traceback=f"WorkerLost: {reason}",
-    )

@@ -10,6 +10,7 @@ from recipes import access
 from recipes.models import Recipe, RecipeVersion
 
 from . import services
+from .families import get_family, worlds
 from .models import Dataset, RunType
 
 
@@ -90,8 +91,6 @@ class RunForm(forms.Form):
 
     def _describe_world(self, recipe_id: str) -> None:
         """Concept choices and the world's calendar for the recipe's family."""
-        from .families import get_family, worlds
-
         family_name = Recipe.objects.filter(pk=recipe_id).values_list("model_family", flat=True).first()
         try:
             family = get_family(family_name)

@@ -15,12 +15,16 @@ from __future__ import annotations
 import logging
 import shutil
 import time
+from datetime import timedelta
 from pathlib import Path
 
 from django.conf import settings
+from django.utils import timezone
 
 from . import artifacts
 from .models import Dataset, Run, RunStatus
+from .services import dataset_fail_stale_profiles
+from .tasks import execute_run_task, fail_lost_task_rows, running_task_rows
 
 logger = logging.getLogger(__name__)
 
@@ -98,11 +102,22 @@ def sweep_upload_temp_files(*, max_age: float, now: float | None = None) -> list
     return removed
 
 
+def fail_task_rows_of_ended_runs(stale_after: float | None = None) -> list[str]:
+    """Task rows still RUNNING for runs that ended more than `stale_after` ago: their worker
+    died between finishing the run and recording the task's end (a scan of the task table,
+    so here and not in the frequent reaper)."""
+    stale_after = settings.RUN_STALE_AFTER_SECONDS if stale_after is None else stale_after
+    cutoff = timezone.now() - timedelta(seconds=stale_after)
+    running = [
+        str(i) for i in running_task_rows(execute_run_task).values_list("args_kwargs__args__0", flat=True)
+    ]
+    ended = list(Run.objects.filter(pk__in=running, finished_at__lt=cutoff).values_list("id", flat=True))
+    fail_lost_task_rows(ended, reason="the run ended but its worker never recorded the task's end")
+    return ended
+
+
 def sweep_orphans() -> dict[str, list[str]]:
     """One housekeeping round; returns what was removed or failed, by kind."""
-    from .executor import fail_task_rows_of_ended_runs
-    from .services import dataset_fail_stale_profiles
-
     max_age = settings.HOUSEKEEPING_ORPHAN_AGE_SECONDS
     done = {
         "run_task_rows": fail_task_rows_of_ended_runs(),

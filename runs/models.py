@@ -4,6 +4,9 @@ from django.db.models import Q
 from django.utils import timezone
 
 from mlworkspace.fields import JSONField
+from recipes.access import client_scope
+
+from .metrics import check_breaches, primary_check
 
 
 class RunType(models.TextChoices):
@@ -54,8 +57,6 @@ def stages_done(stages: list[dict]) -> int:
 class DatasetQuerySet(models.QuerySet):
     def visible_to(self, user):
         # Its own client (set from a client recipe or a client_id at upload) and its recipe's.
-        from recipes.access import client_scope
-
         return self.filter(client_scope(user, "client"), client_scope(user, "recipe__client"))
 
 
@@ -117,8 +118,6 @@ class Dataset(models.Model):
 
 class RunQuerySet(models.QuerySet):
     def visible_to(self, user):
-        from recipes.access import client_scope
-
         return self.filter(client_scope(user, "recipe__client"))
 
     def for_list(self):
@@ -236,8 +235,6 @@ class Run(models.Model):
     @property
     def primary_metric(self) -> dict | None:
         """The recipe's primary metric of this run with its check (runs.metrics.primary_check)."""
-        from .metrics import primary_check
-
         found = primary_check(self.recipe.model_family, self.metric_checks_json)
         if found is None:
             return None
@@ -246,8 +243,6 @@ class Run(models.Model):
 
     @property
     def breaches(self) -> list[dict]:
-        from .metrics import check_breaches
-
         return check_breaches(self.metric_checks_json)
 
 

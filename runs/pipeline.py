@@ -25,7 +25,13 @@ import time
 import traceback
 from pathlib import Path
 
+from mlworkspace.csvsafe import write_csv
 from mlworkspace.redact import default_roots, redact_paths
+from monitoring.drift import build_profile
+
+from .data import dataset_problems, describe_columns, dtype_name, read_table
+from .families import get_family, worlds
+from .metrics import metric_checks
 
 MODEL_SUBDIR = "model"
 
@@ -238,8 +244,6 @@ def child_main(spec: dict, conn) -> None:
 def load_data(spec: dict, family, emit):
     source = spec["data"]
     if "path" in source:
-        from .data import read_table
-
         frame = read_table(Path(source["path"]), source["format"])
         emit(
             "log",
@@ -247,8 +251,6 @@ def load_data(spec: dict, family, emit):
             f"Loaded dataset {Path(source['path']).name}: {len(frame)} rows × {frame.shape[1]} columns",
         )
         return frame
-    from .families import worlds
-
     # Runs created since worlds exist carry their resolved batch; older ones ({"rows",
     # "seed"}) resolve to the same first window of their world here.
     resolved = worlds.resolve(family, source.get("synthetic") or {})
@@ -284,8 +286,6 @@ def json_safe(value):
 def _input_columns(frame, family, manifest) -> list[dict]:
     """Columns a prediction request must carry: the schema's non-outcome columns present in
     the training frame (labels and treatment are outcomes, not inputs)."""
-    from .data import dtype_name
-
     labels = set((manifest.get("requirements") or {}).get("labels") or [])
     roles = {c["name"]: c.get("role") for c in family.SCHEMA}
     out = []
@@ -310,10 +310,6 @@ def execute(spec: dict, emit) -> dict:
 
 
 def _execute(spec: dict, emit, where: dict) -> dict:
-    from .data import dataset_problems
-    from .families import get_family
-    from .metrics import metric_checks
-
     family = get_family(spec["family"])
     manifest = spec["manifest"]
     run_type = spec["run_type"]
@@ -341,8 +337,6 @@ def _execute(spec: dict, emit, where: dict) -> dict:
             raw = frame = load_data(spec, family, emit)
             where["frame"] = frame
         if kind == "quality":
-            from .data import describe_columns
-
             if len(frame) == 0:
                 raise StageFailed(
                     "The data has no rows (only a header): upload a file with data rows, then run again."
@@ -427,7 +421,6 @@ def _execute(spec: dict, emit, where: dict) -> dict:
             if run_type != "train":
                 emit("stage", index, "skipped", f"{run_type} run: nothing to deploy")
                 continue
-            result["deploy"] = True
             log("deployment: the artifact will be attached to the run's model (if it has one)")
         else:  # the validator only admits the five types
             raise StageFailed(f"Unknown stage type '{kind}' in stage '{name}'")
@@ -439,8 +432,6 @@ def _execute(spec: dict, emit, where: dict) -> dict:
 def _save_predictions(out_dir: Path, predictions, result: dict, log) -> None:
     """predictions.csv for spreadsheets, with text cells that would be formulas neutralised
     (mlworkspace.csvsafe), and predictions.parquet with the values exactly as they were."""
-    from mlworkspace.csvsafe import write_csv
-
     write_csv(predictions, out_dir / "predictions.csv")
     result["artifacts"]["predictions.csv"] = "predictions"
     try:
@@ -473,10 +464,6 @@ def reference_profile(raw, family, model, manifest, split):
     training rows, and the model's predictions on them."""
     drift = (manifest.get("monitoring") or {}).get("drift") or {}
     features = [f for f in drift.get("features") or [] if f in raw.columns]
-    try:
-        from monitoring.drift import build_profile
-    except ImportError:
-        return None
     reference = raw
     # The training rows, found by time: split() resets the index of prepared (re-sorted)
     # frames, so their index does not point at raw rows (taking raw's first rows by that

@@ -1,4 +1,5 @@
-"""Writes on runs and datasets: start, report (external runners), cancel, retry, logs, upload."""
+"""Writes on runs and datasets: start, finish (the executor), report (external runners), cancel,
+retry, upload. Log lines are written by runs.logs."""
 
 from __future__ import annotations
 
@@ -10,7 +11,9 @@ from django.conf import settings
 from django.core.files.uploadedfile import UploadedFile
 from django.db import transaction
 from django.db.models import F, Max, ProtectedError
+from django.tasks import TaskResultStatus
 from django.utils import timezone
+from django_tasks_db.models import DBTaskResult
 
 from audit import services as audit
 from mlworkspace.errors import Conflict, InvalidInput, TooLarge, field_error
@@ -19,8 +22,11 @@ from models_registry.models import MLModel
 from models_registry.services import model_attach_training
 from recipes.models import Recipe, RecipeVersion
 
+from . import artifacts, selectors
 from . import data as run_data
-from .metrics import check_outcome, metric_checks
+from .families import get_family, worlds
+from .logs import run_log, run_logs_append
+from .metrics import check_breaches, check_outcome, metric_checks
 from .models import (
     EXTERNAL_TRANSITIONS,
     TERMINAL_STATUSES,
@@ -32,19 +38,9 @@ from .models import (
     RunStatus,
     RunType,
 )
+from .tasks import enqueue_dataset_profile, enqueue_run, fail_lost_task_rows, profile_dataset_task
 
 MAX_SYNTHETIC_ROWS = 5_000_000
-
-
-def model_training_batch(model: MLModel | None) -> dict | None:
-    """The synthetic batch a model's artifact was trained on (as its train run recorded it),
-    or None (no trained artifact, or trained on an uploaded dataset)."""
-    if model is None or not model.training_run_id:
-        return None
-    run = Run.objects.filter(pk=model.training_run_id).only("params_json", "dataset_id").first()
-    if run is None or run.dataset_id:
-        return None
-    return (run.params_json or {}).get("synthetic") or {}
 
 
 def synthetic_resolve(
@@ -52,8 +48,6 @@ def synthetic_resolve(
 ) -> dict:
     """The resolved synthetic batch of a request (world + window, see runs.families.worlds):
     errors are 400s naming the field (``<path>/concept``)."""
-    from .families import get_family, worlds
-
     if synthetic is not None and not isinstance(synthetic, dict):
         raise field_error(path, 'must be an object like {"rows": 10000, "seed": 1}')
     rows = (synthetic or {}).get("rows")
@@ -83,7 +77,7 @@ def _clean_params(
             "covariate drift is injected in monitoring checks (POST /models/{id}/monitoring/check), not in runs",
         )
     if synthetic or params.get("synthetic"):
-        after = model_training_batch(model) if run_type == RunType.EVAL else None
+        after = selectors.model_training_batch(model) if run_type == RunType.EVAL else None
         resolved = synthetic_resolve(
             family_name=recipe.model_family,
             synthetic=params.get("synthetic"),
@@ -170,8 +164,6 @@ def run_start(
         run.created_at = run.updated_at = at
     audit.record(user, "run.start", run, changes=audit.created(run), at=at)
     if executor == Executor.WORKSPACE:
-        from .tasks import enqueue_run
-
         transaction.on_commit(lambda: enqueue_run(run.id))
     return run
 
@@ -257,30 +249,110 @@ def run_cancel(*, run: Run, user) -> Run:
     return run
 
 
-def run_log(*, run: Run, message: str, level: str = "info", ts=None) -> None:
-    run_logs_append(run=run, lines=[{"message": message, "level": level, "ts": ts}])
+# --- the end of a run: its outcome, and its result attached to its model ---------------------
 
 
-@transaction.atomic
-def run_logs_append(*, run: Run, lines: list[dict]) -> None:
-    """Append log lines with consecutive seq numbers (the run row is locked meanwhile)."""
-    if not lines:
-        return
-    Run.objects.select_for_update().filter(pk=run.pk).first()
-    last = RunLog.objects.filter(run_id=run.pk).aggregate(m=Max("seq"))["m"] or 0
-    now = timezone.now()
-    RunLog.objects.bulk_create(
-        [
-            RunLog(
-                run_id=run.pk,
-                seq=last + i + 1,
-                ts=line.get("ts") or now,
-                level=line.get("level", "info"),
-                message=str(line["message"])[:10_000],
-            )
-            for i, line in enumerate(lines)
-        ]
-    )
+def run_deploys(run: Run) -> bool:
+    """The one rule for attaching a run's result (artifact and metrics) to its model: a
+    succeeded train run of a model, on a version whose pipeline has a deployment stage (the
+    stage that deploys; eval and backtest runs skip it). The same for runs the workspace
+    executed (run_finish) and runs an external runner reported (run_report)."""
+    if not (run.model_id and run.run_type == RunType.TRAIN and run.status == RunStatus.SUCCEEDED):
+        return False
+    stages = ((run.recipe_version.manifest or {}).get("pipeline") or {}).get("stages") or []
+    return any(isinstance(stage, dict) and stage.get("type") == "deployment" for stage in stages)
+
+
+def _attach_result(run: Run) -> bool:
+    """Attach the run's artifact and metrics to its model if `run_deploys` says so."""
+    if not run_deploys(run):
+        return False
+    model_attach_training(run=run)
+    return True
+
+
+def _outcome_fields(run: Run, metrics: dict) -> dict:
+    """A run's reported metrics, each checked against its version's thresholds, and the outcome
+    (the worst check)."""
+    checks = metric_checks(run.recipe_version.manifest, run.recipe.model_family, metrics)
+    return {"metrics_json": metrics, "metric_checks_json": checks, "outcome": check_outcome(checks)}
+
+
+def close_stages(stages: list[dict], status: str, reason: str = "") -> list[dict]:
+    """A finished run has no stage left running or pending: the running one failed (with the
+    reason) or was cancelled, the pending ones did not run. Changes `stages` in place."""
+    now = timezone.now().isoformat()
+    for stage in stages:
+        if not isinstance(stage, dict):
+            continue
+        if stage.get("status") == "running":
+            stage["status"] = "failed" if status == RunStatus.FAILED else "cancelled"
+            stage["finished_at"] = now
+            if reason and status == RunStatus.FAILED:
+                stage["detail"] = reason[:500]
+        elif stage.get("status") == "pending" and status != RunStatus.SUCCEEDED:
+            stage["status"] = "not run"
+    return stages
+
+
+def run_finish(
+    *,
+    run: Run,
+    status: str,
+    worker: str,
+    stages: list[dict],
+    log_lines: list[dict] | None = None,
+    error: str = "",
+    result: dict | None = None,
+) -> bool:
+    """The end of a run the workspace executed, written by the worker `worker` that ran it:
+    its status, error, outcome (metrics, checks, plots, artifacts of `result`, the pipeline's
+    result) and stages (closed: none left running or pending), its pending `log_lines`, its
+    result attached to its model (`run_deploys`), and a last log line naming the status and
+    any breached thresholds. Conditional on (status=running, worker=worker): a run the reaper
+    has failed meanwhile is not resurrected. False when the run was no longer the worker's.
+    `run` needs its recipe, version and model selected."""
+    close_stages(stages, status, error)
+    fields = {"status": status, "finished_at": timezone.now(), "error": error[:10_000], "current_stage": ""}
+    if result is not None:
+        fields.update(_outcome_fields(run, result["metrics"]))
+        fields["plots_json"] = result.get("plots") or {}
+        if result.get("folds"):
+            fields["plots_json"] = {**fields["plots_json"], "folds": result["folds"]}
+        fields["artifacts_json"] = artifacts.describe_files(run.id, result["artifacts"])
+    with transaction.atomic():
+        run_logs_append(run=run, lines=log_lines or [])
+        now = timezone.now()
+        updated = Run.objects.filter(pk=run.pk, status=RunStatus.RUNNING, worker=worker).update(
+            **fields, stages_json=stages, heartbeat_at=now, updated_at=now
+        )
+        if updated:
+            for name, value in fields.items():
+                setattr(run, name, value)
+            if _attach_result(run):
+                run_log(
+                    run=run,
+                    message=f"deployment: attached the artifact and metrics to model '{run.model.name}'",
+                )
+    if updated:
+        run_log(run=run, message=_final_line(run, status, fields), level=_final_level(status, fields))
+    return bool(updated)
+
+
+def _final_line(run: Run, status: str, fields: dict) -> str:
+    """The run's last log line: its name, status and, when metrics breached thresholds, which."""
+    line = f"{run.name} {status}."
+    if fields.get("outcome") in ("warning", "critical"):
+        breaches = check_breaches(fields["metric_checks_json"])
+        named = ", ".join(f"{b['metric']} {b['status']}" for b in breaches)
+        line = f"{run.name} {status}, but its metrics breached thresholds: {named}."
+    return line
+
+
+def _final_level(status: str, fields: dict) -> str:
+    if status == RunStatus.FAILED or fields.get("outcome") == "critical":
+        return "error"
+    return "warning" if fields.get("outcome") == "warning" else "info"
 
 
 @transaction.atomic
@@ -318,11 +390,8 @@ def run_report(
     elif run.is_terminal and (metrics_json is not None or artifacts_json is not None):
         raise Conflict(f"Run '{run.id}' is {run.status}; its results are final.")
     if metrics_json is not None:
-        run.metrics_json = metrics_json
-        run.metric_checks_json = metric_checks(
-            run.recipe_version.manifest, run.recipe.model_family, metrics_json
-        )
-        run.outcome = check_outcome(run.metric_checks_json)
+        for name, value in _outcome_fields(run, metrics_json).items():
+            setattr(run, name, value)
     if artifacts_json is not None:
         run.artifacts_json = artifacts_json
     if error is not None:
@@ -330,8 +399,7 @@ def run_report(
     run.save()
     if logs:
         run_logs_append(run=run, lines=logs)
-    if run.model_id and run.run_type == RunType.TRAIN and run.status == RunStatus.SUCCEEDED:
-        model_attach_training(run=run)
+    _attach_result(run)
     audit.record(user, "run.report", run, changes=audit.diff(before, run))
     return run
 
@@ -407,8 +475,6 @@ def dataset_create(
         raise
     audit.record(user, "dataset.upload", dataset, changes=audit.created(dataset))
     if not inline:
-        from .tasks import enqueue_dataset_profile
-
         transaction.on_commit(lambda: enqueue_dataset_profile(dataset.id))
     return dataset
 
@@ -471,12 +537,6 @@ def dataset_fail_stale_profiles(*, timeout: float | None = None, grace: float = 
     profile task started more than `timeout` (DATASET_PROFILE_TIMEOUT_SECONDS) ago and never
     ended (its task row is failed too), or it is neither waiting nor running (lost before it was
     queued) `grace` seconds after the upload. A task still waiting in the queue is left alone."""
-    from django.tasks import TaskResultStatus
-    from django_tasks_db.models import DBTaskResult
-
-    from .executor import fail_lost_task_rows
-    from .tasks import profile_dataset_task
-
     timeout = settings.DATASET_PROFILE_TIMEOUT_SECONDS if timeout is None else timeout
     now = timezone.now()
     processing = list(

@@ -1,10 +1,18 @@
-"""Thin tasks: load ids, call the executor/services."""
+"""Thin tasks: load ids, call the executor/services; and the task rows of workers that died.
 
-from django.tasks import task
+Imports run one way: the services enqueue these tasks (so they import this module), and a
+task's body calls the executor or the services when a worker runs it — loaded at call time,
+the only function-local project imports in runs/.
+"""
+
+from django.tasks import TaskResultStatus, task
+from django.utils import timezone
+from django_tasks_db.models import DBTaskResult
 
 
 @task()
 def execute_run_task(run_id: str) -> str:
+    # At call time: runs.executor -> runs.services -> runs.tasks (services enqueue this task).
     from .executor import execute_run
 
     return execute_run(run_id)
@@ -17,6 +25,7 @@ def enqueue_run(run_id: str) -> None:
 @task()
 def profile_dataset_task(dataset_id: str) -> str:
     """Profile a large upload (services.dataset_create leaves it `processing`)."""
+    # At call time: runs.services imports this module to enqueue the task.
     from .services import dataset_profile
 
     return dataset_profile(dataset_id=dataset_id)
@@ -24,3 +33,23 @@ def profile_dataset_task(dataset_id: str) -> str:
 
 def enqueue_dataset_profile(dataset_id: str) -> None:
     profile_dataset_task.enqueue(dataset_id)
+
+
+def running_task_rows(task=execute_run_task):
+    """The task rows of `task` that say RUNNING."""
+    return DBTaskResult.objects.filter(status=TaskResultStatus.RUNNING, task_path=task.module_path)
+
+
+def fail_lost_task_rows(object_ids: list[str], *, reason: str, task=execute_run_task) -> int:
+    """Mark the RUNNING task rows of `task` (default: execute_run_task) for these ids (their
+    first argument) FAILED: django-tasks-db marks a row only when its task returns, so a row
+    whose worker died would say RUNNING forever."""
+    if not object_ids:
+        return 0
+    rows = running_task_rows(task).filter(args_kwargs__args__0__in=object_ids)
+    return rows.update(
+        status=TaskResultStatus.FAILED,
+        finished_at=timezone.now(),
+        exception_class_path="runs.executor.WorkerLost",
+        traceback=f"WorkerLost: {reason}",
+    )

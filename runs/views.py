@@ -1,4 +1,4 @@
-"""HTML pages of runs: the library's Runs tab, the new-run form, a run's live page, compare."""
+"""HTML pages of runs: the new-run form, a run's live page, compare."""
 
 from __future__ import annotations
 
@@ -14,20 +14,16 @@ from django.views.decorators.http import require_http_methods, require_POST
 from mlworkspace.errors import DomainError
 from mlworkspace.forms import add_domain_errors
 from mlworkspace.views import (
-    active_filters,
-    filter_controls,
     is_fragment,
     metric_rows,
-    paginate,
     render_page,
     require_perm,
-    sort_columns,
 )
 from models_registry.models import MLModel
 from recipes import access
+from runs import perms as run_perms
 
 from . import plots, services
-from .filters import RunFilter
 from .forms import RunForm
 from .models import Dataset, Run, RunLog, RunStatus, stages_done
 
@@ -35,12 +31,6 @@ LOG_PAGE = 1000
 # Keep following the logs this long after the run ended: its last line ("Run succeeded.")
 # is written just after the status changes.
 LOG_GRACE = timedelta(seconds=3)
-HEAVY_FIELDS = (
-    "plots_json",
-    "artifacts_json",
-    "params_json",
-    "recipe_version__manifest",
-)
 
 
 def _get_run_for_user(user, run_id: str) -> Run:
@@ -52,57 +42,6 @@ def _get_run_for_user(user, run_id: str) -> Run:
         .defer("model__metrics_json", "model__artifacts_json"),
         pk=run_id,
     )
-
-
-# --------------------------------------------------------------------------- library tab
-
-
-RUN_COLUMNS = [
-    ("", ""),
-    ("Run", "created"),
-    ("Recipe · version", "recipe"),
-    ("Type", "type"),
-    ("Status", "status"),
-    ("Primary metric", ""),
-    ("Progress", ""),
-    ("Model", ""),
-    ("Duration", ""),
-]
-RUN_ORDERINGS = {
-    "created": ["created_at", "id"],
-    "recipe": ["recipe__name", "-created_at", "id"],
-    "type": ["run_type", "-created_at", "id"],
-    "status": ["status", "-created_at", "id"],
-}
-
-
-def runs_tab(request: HttpRequest) -> dict:
-    base = Run.objects.visible_to(request.user).for_list().defer(*HEAVY_FIELDS)
-    filterset = RunFilter(request.GET or None, queryset=base)
-    queryset = filterset.qs if filterset.is_bound and filterset.is_valid() else base
-    sort, order, columns = sort_columns(request, RUN_COLUMNS, RUN_ORDERINGS, "-created")
-    return {
-        "page": paginate(request, queryset.order_by(*order)),
-        "columns": columns,
-        "sort": sort,
-        "search": request.GET.get("search", ""),
-        "filters": filter_controls(
-            filterset,
-            [
-                ("model_family", "Family"),
-                ("level", "Level"),
-                ("status", "Status"),
-                ("outcome", "Outcome"),
-                ("run_type", "Type"),
-            ],
-        ),
-        "filtered": active_filters(
-            request, ["model_family", "level", "status", "outcome", "run_type", "search"]
-        ),
-        "results_template": "runs/_runs_table.html",
-        "noun": "run",
-        "can_run": request.user.has_perm("runs.add_run"),
-    }
 
 
 # --------------------------------------------------------------------------- new run
@@ -150,10 +89,10 @@ def run_new(request: HttpRequest) -> HttpResponse:
     status = 200
     if request.method == "POST":
         if not access.has_write_role_somewhere(request.user):
-            require_perm(request, "runs.add_run", "start runs")
+            require_perm(request, run_perms.ADD_RUN, "start runs")
         if form.is_valid():
             v = form.cleaned_data
-            require_perm(request, "runs.add_run", "start runs", obj=v["recipe"])
+            require_perm(request, run_perms.ADD_RUN, "start runs", obj=v["recipe"])
             synthetic = form.synthetic_params()
             try:
                 run = services.run_start(
@@ -171,7 +110,7 @@ def run_new(request: HttpRequest) -> HttpResponse:
                 messages.success(request, f"{run.name} queued; a worker picks it up in a moment.")
                 return redirect("pages:run", run_id=run.pk)
         status = 400
-    context = {"nav": "library", "form": form, "can_run": request.user.has_perm("runs.add_run")}
+    context = {"nav": "library", "form": form, "can_run": request.user.has_perm(run_perms.ADD_RUN)}
     return render_page(request, "runs/run_form.html", context, partial="form", status=status)
 
 
@@ -212,8 +151,8 @@ def _live_context(request: HttpRequest, run: Run) -> dict:
         "stages": stages,
         "progress_pct": int(100 * done / len(stages)) if stages else 0,
         "done": done,
-        "can_cancel": request.user.has_perm("runs.change_run") and not run.is_terminal,
-        "can_retry": request.user.has_perm("runs.add_run") and run.is_terminal,
+        "can_cancel": request.user.has_perm(run_perms.CHANGE_RUN) and not run.is_terminal,
+        "can_retry": request.user.has_perm(run_perms.ADD_RUN) and run.is_terminal,
     }
     if run.is_terminal:
         context["metric_rows"] = metric_rows(run.metrics_json, run.metric_checks_json)
@@ -302,7 +241,7 @@ def run_logs(request: HttpRequest, run_id: str) -> HttpResponse:
 @require_POST
 def run_cancel(request: HttpRequest, run_id: str) -> HttpResponse:
     run = _get_run_for_user(request.user, run_id)
-    require_perm(request, "runs.change_run", "cancel runs", obj=run)
+    require_perm(request, run_perms.CHANGE_RUN, "cancel runs", obj=run)
     try:
         run = services.run_cancel(run=run, user=request.user)
     except DomainError as exc:
@@ -321,7 +260,7 @@ def run_cancel(request: HttpRequest, run_id: str) -> HttpResponse:
 @require_POST
 def run_retry(request: HttpRequest, run_id: str) -> HttpResponse:
     run = _get_run_for_user(request.user, run_id)
-    require_perm(request, "runs.add_run", "start runs", obj=run)
+    require_perm(request, run_perms.ADD_RUN, "start runs", obj=run)
     try:
         new = services.run_retry(run=run, user=request.user)
     except DomainError as exc:

@@ -12,9 +12,9 @@ from django.contrib.staticfiles import finders
 from django.core.management import CommandError, call_command
 from drf_spectacular.drainage import reset_generator_stats
 
-from recipes.demo import DEMO_TAG, MARKER_NAME
 from recipes.models import Level, Recipe
 from recipes.services import recipe_clone, recipe_set_tags
+from workspace.demo import DEMO_TAG, MARKER_NAME
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -1,11 +1,9 @@
-"""HTML pages of registered models: Models tab, register form, model page, lifecycle moves."""
+"""HTML pages of registered models: register form, model page, lifecycle moves."""
 
 import re
 
 import pytest
 from django.contrib.staticfiles import finders
-from django.db import connection
-from django.test.utils import CaptureQueriesContext
 
 from models_registry.models import MLModel
 from recipes.tests.factories import make_recipe
@@ -13,7 +11,6 @@ from runs.tests.factories import register
 
 pytestmark = pytest.mark.django_db
 
-LIBRARY = "/model-development/"
 NEW = "/model-development/models/new"
 HTMX = {"HTTP_HX_REQUEST": "true"}
 
@@ -27,38 +24,6 @@ def with_artifact(model: MLModel) -> MLModel:
     MLModel.objects.filter(pk=model.pk).update(artifacts_json={"model": ["model.json"], "files": {}})
     model.refresh_from_db()
     return model
-
-
-def test_models_tab_lists_and_filters(as_user, baselines, user):
-    pricing = register(user, name="Pricing weekly")
-    register(user, recipe_id="recipe_nba_base", name="Offer targeting")
-    response = as_user.get(LIBRARY, {"tab": "models"})
-    assert response.status_code == 200
-    body = response.content.decode()
-    assert "Pricing weekly" in body and "Offer targeting" in body
-    filtered = as_user.get(LIBRARY, {"tab": "models", "model_family": "pricing"})
-    assert [m.pk for m in filtered.context["page"].object_list] == [pricing.pk]
-    searched = as_user.get(LIBRARY, {"tab": "models", "search": "offer"}, **HTMX, HTTP_HX_TARGET="results")
-    assert b"<html" not in searched.content
-    assert b"Offer targeting" in searched.content and b"Pricing weekly" not in searched.content
-    by_level = as_user.get(LIBRARY, {"tab": "models", "level": "industry"})
-    assert "No model matches these filters" in by_level.content.decode()
-
-
-def test_models_tab_query_count_is_constant(as_user, baselines, user, django_assert_max_num_queries):
-    for i in range(3):
-        register(user, name=f"m{i}")
-    with CaptureQueriesContext(connection) as few:
-        as_user.get(LIBRARY, {"tab": "models"})
-    for i in range(30):
-        register(user, recipe_id="recipe_location_base", name=f"more {i}")
-    with CaptureQueriesContext(connection) as many:
-        as_user.get(LIBRARY, {"tab": "models"})
-    assert len(few.captured_queries) == len(many.captured_queries), "\n".join(
-        q["sql"][:200] for q in many.captured_queries
-    )
-    with django_assert_max_num_queries(8):
-        as_user.get(LIBRARY, {"tab": "models", "status": "registered", "sort": "name", "page": 2})
 
 
 def test_register_form_renders_without_and_with_data(as_user, baselines, user):

@@ -1,9 +1,15 @@
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from django.contrib.auth import get_user_model
+from rest_framework.test import APIClient
 
+from models_registry.services import model_register
 from monitoring.models import Alert, MonitorSnapshot
-from runs.tests.factories import register, trained_model
+from monitoring.services import snapshot_record
+from recipes.services import recipe_clone, version_approve
+from recipes.tests.factories import make_client
+from runs.tests.factories import approved_baseline, register, trained_model
 
 API = "/api/ml-development"
 pytestmark = pytest.mark.django_db
@@ -197,3 +203,38 @@ def test_default_check_of_a_forecaster_scores_the_window_after_its_training_data
     assert batch["window"]["start"] == "2025-01-02"  # the day after the 1095 training days
     assert body["performance_metrics_json"]["MAPE"] > 0
     assert "cannot score" not in str(body["drift_metrics_json"].get("prediction"))
+
+
+def test_every_monitoring_endpoint_is_404_for_an_outsider_of_a_client_private_model(baselines, user):
+    """One scoping rule for all of them: a client's model does not exist for a signed-in user
+    outside that client (who holds every firm permission, so nothing else stops them)."""
+    admin = get_user_model().objects.create_superuser("root", password="pw-root-1")
+    member = get_user_model().objects.create_user("member", password="pw-member-1")
+    client = make_client("Client A", {member: "data_scientist"})
+    recipe = recipe_clone(
+        source=recipe_clone(source=approved_baseline(), user=admin, name="Grocery pricing"),
+        user=admin,
+        name="A pricing",
+        client=client,
+    )
+    version = version_approve(version=recipe.current_version, user=admin, override_reason="test set-up")
+    model = model_register(user=admin, name="A's model", recipe=recipe, recipe_version=version)
+    snapshot_record(model=model, performance={"demand_mape": 0.5})
+    before = (MonitorSnapshot.objects.count(), Alert.objects.count())
+    endpoints = {
+        "series": lambda api: api.get(f"{API}/models/{model.id}/monitoring"),
+        "post snapshot": lambda api: post(api, model.id, performance_metrics_json={"demand_mape": 0.9}),
+        "check": lambda api: api.post(
+            f"{API}/models/{model.id}/monitoring/check", {"synthetic": {"rows": 500}}, format="json"
+        ),
+    }
+    outsider, insider = APIClient(), APIClient()
+    outsider.force_authenticate(user)  # a firm data scientist, not a member of the client
+    insider.force_authenticate(member)
+    for name, call in endpoints.items():
+        response = call(outsider)
+        assert response.status_code == 404, (name, response.status_code)
+        assert "demand_mape" not in response.content.decode(), name
+    assert (MonitorSnapshot.objects.count(), Alert.objects.count()) == before
+    # The member reaches each of them (the check answers 409: the model is not trained).
+    assert [call(insider).status_code for call in endpoints.values()] == [200, 201, 409]

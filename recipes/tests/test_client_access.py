@@ -18,7 +18,7 @@ from rest_framework.test import APIClient
 from models_registry import services as model_services
 from monitoring import services as monitoring_services
 from recipes import access, services
-from recipes.models import Conversation, Recipe
+from recipes.models import Recipe
 from recipes.tests.factories import make_client
 from runs import artifacts
 from runs import services as run_services
@@ -52,7 +52,7 @@ def _csv() -> SimpleUploadedFile:
 
 
 def _objects(recipe: Recipe, admin, tag: str) -> dict:
-    """A model, a run with one artifact, a dataset, a snapshot and a conversation on `recipe`."""
+    """A model, a run with one artifact, a dataset and a snapshot on `recipe`."""
     version = recipe.current_version
     if not version.is_approved:
         version = services.version_approve(version=version, user=admin, override_reason="test set-up")
@@ -370,21 +370,6 @@ def test_querysets_and_admin_scope_alike(world, rf):
     assert Alert.objects.visible_to(member).filter(model=objects["other"]["model"]).count() == 0
 
 
-def test_conversations_about_a_client_recipe_follow_membership(world):
-    member = world["users"]["data_scientist"]
-    conversation = Conversation.objects.create(
-        id="conv_test", user=member, title="t", created_recipe=world["objects"]["own"]["recipe"]
-    )
-    api = api_as(world, "data_scientist")
-    assert api.get(f"{API}/chat/{conversation.pk}").status_code == 200
-    from recipes import client_services
-
-    client_services.membership_remove(user=None, client=world["clients"]["own"], member=member)
-    api = api_as(world, "data_scientist")
-    assert api.get(f"{API}/chat/{conversation.pk}").status_code == 404
-    assert not Conversation.objects.visible_to(member).exists()
-
-
 def test_predicates(world):
     users, objects = world["users"], world["objects"]
     own = objects["own"]
@@ -577,20 +562,6 @@ def test_clone_page_offers_only_clients_the_user_may_write_in(client, world):
     client.force_login(world["users"]["viewer"])
     form = client.get(f"/model-development/recipes/{industry.pk}/clone").content.decode()
     assert own.pk not in form  # a viewer writes nowhere
-
-
-def test_chat_puts_a_client_draft_in_a_client_the_user_may_write_in(world):
-    from recipes.chat import _client_for
-
-    ds, viewer = world["users"]["data_scientist"], world["users"]["viewer"]
-    industry = world["industry"]
-    own = world["clients"]["own"]
-    assert _client_for(ds, "Client A", industry)[0] == own
-    assert _client_for(ds, None, industry)[0] == own  # the only one they write in
-    found, why = _client_for(ds, "Client B", industry)  # not theirs: asked which, B not offered
-    assert found is None and "Client A" in why and "Client B" not in why
-    found, why = _client_for(viewer, "Client A", industry)
-    assert found is None and "role in none" in why
 
 
 def test_a_firm_datasets_use_by_another_client_is_never_counted(client, world):

@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import copy
 import json
-import sys
-import types
 from pathlib import Path
 
 import pytest
@@ -105,12 +103,6 @@ def only_error(m: dict, path: str, **kw) -> str:
     return errors[0]["message"]
 
 
-@pytest.fixture
-def no_rules(monkeypatch):
-    """Make monitoring.rules unimportable so alert conditions are not checked."""
-    monkeypatch.setitem(sys.modules, "monitoring.rules", None)
-
-
 # --------------------------------------------------------------------------- valid manifests
 
 
@@ -127,7 +119,7 @@ def test_minimal_manifest_is_valid_for_each_family(family):
 
 
 @pytest.mark.parametrize("family", catalog.FAMILIES)
-def test_full_manifest_is_valid_for_each_family(family, no_rules):
+def test_full_manifest_is_valid_for_each_family(family):
     assert validate_manifest(full(family), family=family, level="baseline") == []
 
 
@@ -139,7 +131,7 @@ def test_grain_may_be_a_comma_separated_string_and_optional_parts_may_be_null():
     assert validate_manifest(m) == []
 
 
-def test_extra_keys_allowed_in_stage_config_and_endpoint_spec(no_rules):
+def test_extra_keys_allowed_in_stage_config_and_endpoint_spec():
     m = full()
     m["pipeline"]["stages"][3]["config"]["whatever"] = {"nested": [1, 2]}
     m["deployment"]["endpoint_spec"]["auth"] = "token"
@@ -204,7 +196,7 @@ def test_missing_required_metadata_field(field):
         (("monitoring", "alerts", "perf"), "/monitoring/alerts/perf/foo"),
     ],
 )
-def test_unknown_fields_are_rejected(where, path, no_rules):
+def test_unknown_fields_are_rejected(where, path):
     m = full()
     node = m
     for key in where:
@@ -601,7 +593,7 @@ def test_freshness_max_age_hours(value):
     assert "'max_age_hours' must be" in only_error(m, "/monitoring/freshness/max_age_hours")
 
 
-def test_alert_entries(no_rules):
+def test_alert_entries():
     m = minimal()
     m["monitoring"] = {
         "alerts": {
@@ -622,80 +614,53 @@ def test_alert_entries(no_rules):
 # --------------------------------------------------------------------------- alert conditions
 
 
-class _Condition:
-    def __init__(self, names):
-        self.names = frozenset(names)
-
-
-def _fake_rules() -> types.ModuleType:
-    mod = types.ModuleType("monitoring.rules")
-
-    class ConditionError(Exception):
-        pass
-
-    def parse_condition(text):
-        import re
-
-        if text.count("(") != text.count(")") or text.strip().endswith((">", "<")):
-            raise ConditionError(f"syntax error in {text!r}")
-        return _Condition(re.findall(r"[A-Za-z_][A-Za-z0-9_@.]*", text))
-
-    def allowed_names(manifest, family):
-        names = set(manifest.get("evaluation", {}).get("metrics", {}))
-        names |= set(catalog.METRICS.get(family or "", {}))
-        return names | {"drift.max_psi"}
-
-    mod.ConditionError = ConditionError
-    mod.parse_condition = parse_condition
-    mod.allowed_names = allowed_names
-    return mod
-
-
-@pytest.fixture
-def fake_rules(monkeypatch):
-    monkeypatch.setitem(sys.modules, "monitoring.rules", _fake_rules())
-
-
 def _with_alert(condition: str) -> dict:
     m = minimal()
     m["monitoring"] = {"alerts": {"perf": {"condition": condition, "severity": "critical"}}}
     return m
 
 
-def test_alert_condition_known_names_pass(fake_rules):
+def test_alert_condition_known_names_pass():
     assert validate_manifest(_with_alert("MAPE > 0.3")) == []
+    # drift and freshness names, and the family's catalog metrics, are known too
+    assert validate_manifest(_with_alert("drift.max_psi > 0.2 or RMSE > 10")) == []
 
 
-def test_alert_condition_unknown_name(fake_rules):
+def test_alert_condition_unknown_name():
     msg = only_error(_with_alert("MAPEE > 0.3"), "/monitoring/alerts/perf/condition")
     assert "'MAPEE'" in msg and "alert 'perf'" in msg and "'condition'" in msg
     assert "did you mean 'MAPE'?" in msg
-
-
-def test_alert_condition_syntax_error(fake_rules):
-    msg = only_error(_with_alert("(MAPE > 0.3"), "/monitoring/alerts/perf/condition")
-    assert "alert 'perf'" in msg and "not a valid condition" in msg
-
-
-def test_alert_condition_check_is_skipped_without_monitoring_rules(no_rules):
-    assert validate_manifest(_with_alert("MAPEE >")) == []
-
-
-def test_real_rules_unknown_name():
-    pytest.importorskip("monitoring.rules")
     msg = only_error(_with_alert("no_such_metric_xyz > 0.3"), "/monitoring/alerts/perf/condition")
     assert "no_such_metric_xyz" in msg
 
 
-def test_real_rules_syntax_error():
-    pytest.importorskip("monitoring.rules")
+def test_alert_condition_syntax_error():
     msg = only_error(_with_alert("(MAPE > 0.3"), "/monitoring/alerts/perf/condition")
-    assert "alert 'perf'" in msg
+    assert "alert 'perf'" in msg and "not a valid condition" in msg and "unbalanced '('" in msg
+    msg = only_error(_with_alert("MAPE >"), "/monitoring/alerts/perf/condition")
+    assert "unexpected end of condition" in msg and "at column 7" in msg
 
 
-def test_real_rules_known_metric_passes():
-    pytest.importorskip("monitoring.rules")
-    assert validate_manifest(_with_alert("MAPE > 0.3")) == []
+def test_alert_conditions_are_always_checked():
+    """The manifest's own language: a broken or unknown condition is always an error (there
+    is no mode in which alert validation is skipped)."""
+    m = minimal()
+    m["monitoring"] = {
+        "alerts": {
+            "a": {"condition": "MAPEE > 1", "severity": "critical"},
+            "b": {"condition": "MAPE >", "severity": "warning"},
+            "c/d": {"condition": "MAPE > 1", "severity": "info"},
+            "e": "nope",
+            "f": {"condition": "MAPE + 1", "severity": "warning"},
+        }
+    }
+    errors = validate_manifest(m)
+    assert "'MAPEE'" in errors_at(errors, "/monitoring/alerts/a/condition")[0]
+    assert "column 7" in errors_at(errors, "/monitoring/alerts/b/condition")[0]
+    assert "is not one of warning, critical" in errors_at(errors, "/monitoring/alerts/c~1d/severity")[0]
+    assert errors_at(errors, "/monitoring/alerts/e")
+    assert "got a number" in errors_at(errors, "/monitoring/alerts/f/condition")[0]
+    assert len(errors) == 5
 
 
 # --------------------------------------------------------------------------- family / level
@@ -785,7 +750,7 @@ def _check_shape(errors):
 
 
 @pytest.mark.parametrize("family", catalog.FAMILIES)
-def test_fuzz_malformed_values_never_raise(family, fake_rules):
+def test_fuzz_malformed_values_never_raise(family):
     base = full(family)
     for path in list(_paths(base)):
         for repl in REPLACEMENTS:
@@ -808,7 +773,7 @@ def test_fuzz_malformed_values_never_raise(family, fake_rules):
             _check_shape(validate_manifest(m, family=family))
 
 
-def test_fuzz_odd_shapes_never_raise(fake_rules):
+def test_fuzz_odd_shapes_never_raise():
     odd = [
         {"metadata": [], "requirements": [], "pipeline": [], "evaluation": []},
         {"metadata": {}, "requirements": {"grain": "a,b"}, "pipeline": {"stages": [None, 1, "x", []]}},

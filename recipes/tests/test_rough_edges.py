@@ -14,8 +14,9 @@ from models_registry.services import model_register, model_set_status
 from recipes import services
 from recipes.models import Recipe, RecipeVersion
 from recipes.tests.factories import make_recipe
+from runs.logs import run_log
 from runs.models import Run, RunLog, RunStatus
-from runs.services import run_log, run_move_in_time, run_start
+from runs.services import run_move_in_time, run_start
 
 pytestmark = pytest.mark.django_db
 

@@ -362,29 +362,6 @@ def test_use_this_dataset_preselects_it_in_the_models_check_form(as_user, baseli
     assert f'<option value="{dataset.pk}" selected>' in check.content.decode()
 
 
-# --------------------------------------------------------------------------- demo
-
-
-def test_demo_datasets_one_meeting_its_recipe_one_with_too_little_history(as_user, baselines, user):
-    from recipes.demo import seed_datasets
-
-    # The demo's client recipes, stood in for by the baselines of the same families.
-    Recipe.objects.filter(pk="recipe_forecasting_base").update(name="FreshMart Stores")
-    Recipe.objects.filter(pk="recipe_pricing_base").update(name="VoltMart")
-    lines = []
-    sales, price_test = seed_datasets(user=user, rows=3000, log=lines.append)
-    assert (sales.format, sales.recipe_id, sales.validation_json["valid"]) == (
-        "csv",
-        "recipe_forecasting_base",
-        True,
-    )
-    assert (price_test.format, price_test.validation_json["valid"]) == ("parquet", False)
-    assert any("min_history" in e for e in price_test.validation_json["errors"])
-    assert len(lines) == 2
-    listed = as_user.get(LIST).context["page"].object_list
-    assert {d.pk for d in listed} == {sales.pk, price_test.pk}
-
-
 def test_dataset_page_query_count_does_not_grow_with_runs(
     as_user, baselines, user, django_assert_max_num_queries
 ):

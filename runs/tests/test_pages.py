@@ -1,11 +1,9 @@
-"""HTML pages of runs: Runs tab, new-run form, the live run page (polling that stops),
-following logs, cancel/retry, compare — and the family plots they draw."""
+"""HTML pages of runs: new-run form, the live run page (polling that stops), following
+logs, cancel/retry, compare — and the family plots they draw."""
 
 from datetime import timedelta
 
 import pytest
-from django.db import connection
-from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from recipes.models import Recipe
@@ -17,7 +15,6 @@ from runs.tests.factories import register
 
 pytestmark = pytest.mark.django_db
 
-LIBRARY = "/model-development/"
 NEW = "/model-development/runs/new"
 HTMX = {"HTTP_HX_REQUEST": "true"}
 
@@ -33,40 +30,6 @@ def queued(user, recipe_id="recipe_location_base", **kwargs) -> Run:
         params={"synthetic": {"rows": 3000, "seed": 1}},
         **kwargs,
     )
-
-
-# --------------------------------------------------------------------------- Runs tab
-
-
-def test_runs_tab_lists_filters_and_pages(as_user, baselines, user):
-    location = queued(user)
-    queued(user, recipe_id="recipe_pricing_base")
-    response = as_user.get(LIBRARY, {"tab": "runs"})
-    assert response.status_code == 200
-    assert 'name="ids"' in response.content.decode()  # tick runs to compare them
-    by_family = as_user.get(LIBRARY, {"tab": "runs", "model_family": "location_scoring"})
-    assert [r.pk for r in by_family.context["page"].object_list] == [location.pk]
-    by_text = as_user.get(LIBRARY, {"tab": "runs", "search": "pricing"}, **HTMX, HTTP_HX_TARGET="results")
-    assert b"<html" not in by_text.content and b"Pricing Optimization" in by_text.content
-    none = as_user.get(LIBRARY, {"tab": "runs", "status": "failed"})
-    assert "No run matches these filters" in none.content.decode()
-
-
-def test_runs_tab_query_count_is_constant(as_user, baselines, user, django_assert_max_num_queries):
-    model = register(user, recipe_id="recipe_location_base")
-    for _ in range(3):
-        queued(user, model=model)
-    with CaptureQueriesContext(connection) as few:
-        as_user.get(LIBRARY, {"tab": "runs"})
-    for _ in range(30):
-        queued(user, recipe_id="recipe_pricing_base")
-    with CaptureQueriesContext(connection) as many:
-        as_user.get(LIBRARY, {"tab": "runs"})
-    assert len(few.captured_queries) == len(many.captured_queries), "\n".join(
-        q["sql"][:200] for q in many.captured_queries
-    )
-    with django_assert_max_num_queries(8):
-        as_user.get(LIBRARY, {"tab": "runs", "status": "queued", "sort": "-status", "page": 2})
 
 
 # --------------------------------------------------------------------------- new run

@@ -4,7 +4,7 @@ window the dates; batches for a trained model continue after its training data."
 import pandas as pd
 import pytest
 
-from monitoring.checks import run_check
+from monitoring.services import model_check
 from runs.families import get_family, worlds
 from runs.models import Run
 from runs.tests.factories import trained_model
@@ -178,7 +178,7 @@ def test_continuation_stays_healthy_and_injected_drift_shows(user, baselines, na
     rows = CHECK_ROWS[name]
     windows = []
     for _ in range(3):
-        snapshot = run_check(model=model, synthetic={"rows": rows})
+        snapshot = model_check(model=model, synthetic={"rows": rows})
         batch = snapshot.data_freshness_json["batch"]
         windows.append(batch["window"])
         assert snapshot.drift_metrics_json["drifted_count"] == 0, (batch, snapshot.drift_metrics_json)
@@ -187,13 +187,13 @@ def test_continuation_stays_healthy_and_injected_drift_shows(user, baselines, na
     assert windows[0]["start"] < windows[1]["start"] < windows[2]["start"]
 
     concept = next(iter(get_family(name).CONCEPTS))
-    decayed = run_check(model=model, synthetic={"rows": rows, "concept": concept})
+    decayed = model_check(model=model, synthetic={"rows": rows, "concept": concept})
     assert decayed.data_freshness_json["batch"]["concept"] == concept
     # no input feature drifts (forecasting also watches its label, sales, which does move)
     assert set(decayed.drift_metrics_json["drifted_features"]) <= {LABEL[name]}, decayed.drift_metrics_json
     assert _performance_alerts(decayed), decayed.performance_metrics_json
 
-    shifted = run_check(model=model, synthetic={"rows": rows, "shift": SHIFT[name]})
+    shifted = model_check(model=model, synthetic={"rows": rows, "shift": SHIFT[name]})
     feature = next(iter(SHIFT[name]))
     assert shifted.drift_metrics_json["features"][feature]["drifted"] is True
     assert shifted.data_freshness_json["batch"]["shift"] == SHIFT[name]

@@ -22,9 +22,9 @@ from playwright.sync_api import expect
 
 from models_registry.models import MLModel, ModelStatus
 from recipes import client_services
-from recipes.demo import MIN_ROWS
 from recipes.models import Client, ClientRole, Recipe
 from runs.models import Run, RunStatus
+from workspace.demo import MIN_ROWS
 
 pytestmark = [
     pytest.mark.browser,

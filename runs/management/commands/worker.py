@@ -17,12 +17,15 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand
 from django.db import close_old_connections
 
+from mlworkspace.health import WorkerHeartbeatThread
+from monitoring.scheduler import run_due_checks
+from runs.executor import reap_stale_runs
+from runs.housekeeping import sweep_orphans
+
 logger = logging.getLogger(__name__)
 
 
 def reap() -> None:
-    from runs.executor import reap_stale_runs
-
     close_old_connections()
     try:
         reap_stale_runs()
@@ -33,9 +36,6 @@ def reap() -> None:
 
 
 def housekeeping() -> None:
-    from monitoring.scheduler import run_due_checks
-    from runs.housekeeping import sweep_orphans
-
     close_old_connections()
     for step in (sweep_orphans, run_due_checks):
         try:
@@ -62,8 +62,6 @@ class Command(BaseCommand):
         parser.add_argument("--interval", type=float, default=0.5, help="Seconds between queue polls.")
 
     def handle(self, *args, **options):
-        from mlworkspace.health import WorkerHeartbeatThread
-
         # "This worker is alive", for /healthz and /metrics (idle or busy; see mlworkspace/health.py).
         heartbeat = WorkerHeartbeatThread().start()
         try:

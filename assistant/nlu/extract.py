@@ -1,0 +1,1131 @@
+"""From a user message to an intent and slots, with rules (no model, no network).
+
+``read_message(text, ...)`` returns an :class:`Extraction`:
+
+* ``intent``: ``describe`` (a description or an edit of the pending proposal), ``create``,
+  ``question`` (guidance from the knowledge base), ``reset``, ``defaults`` (keep the starting
+  recipe's values for the open questions), ``skip`` (the current question), ``show``,
+  ``greeting`` or ``empty``.
+* ``family``: the model family the words point to (with ``family_scores``), or None.
+* ``slots``: what the message says about the recipe, in a JSON-able dict (keys below).
+
+Slots: ``industry``, ``client``, ``want_client``, ``frequency`` ("D"|"W"), ``horizon_days``,
+``grain``, ``labels``, ``min_history``, ``metrics`` ({name: {target, threshold_warning,
+threshold_critical}}), ``deployment_mode``, ``schedule`` (cron), ``schedule_text``,
+``drift_method``, ``drift_threshold``, ``freshness_hours``, ``objective``, ``price_bounds``,
+``k``, ``offer_cost``, ``scale``, ``name``, ``target_edit`` / ``threshold_edit`` (a bare
+"change the target to 10%": the metric is resolved by the caller), ``overrides``
+([{"path": [...], "value": ...}] from "set a.b.c to X" or a pasted JSON fragment).
+
+The extraction is deliberately literal: every slot comes from a recognisable phrase, so
+what the assistant says it understood can be checked against the words.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from recipes import catalog
+
+from .schedule import find_schedule
+from .text import safe_label
+
+# --------------------------------------------------------------------------- vocabulary
+
+FAMILY_CUES: dict[str, list[tuple[str, float]]] = {
+    "forecasting": [
+        (r"\bforecast\w*", 3),
+        (r"\bdemand\b", 1.5),
+        (r"\b(?:days?|weeks?|months?|quarters?)\s+(?:ahead|out|forward)\b", 2),
+        (r"\bhorizon\b", 2),
+        (r"\btime[- ]series\b", 2),
+        (
+            r"\bpredict\w*\s+(?:the\s+)?(?:future\s+)?(?:sales|volumes?|demand|units|calls|traffic|footfall)",
+            2,
+        ),
+        (r"\b(?:replenishment|inventory|stock\s+levels?|staffing|call\s+volumes?|workforce\s+planning)\b", 2),
+        (r"\b(?:mape|wape)\b", 2),
+        (r"\bhow\s+many\s+(?:units|items|calls|orders)\b", 2),
+        (r"\bforecasting\b", 3),
+    ],
+    "pricing": [
+        (r"\bpric(?:e|es|ing)\b", 3),
+        (r"\belasticit\w*", 3),
+        (r"\bmark-?downs?\b", 2.5),
+        (r"\bdiscount(?:s|ing)?\b", 1.5),
+        (r"\bhow\s+much\s+to\s+charge\b", 3),
+        (r"\bmargins?\b", 1),
+        (r"\bprofit\b", 0.5),
+        (r"\bprice\s+(?:optimi[sz]ation|bounds|changes?|points?)\b", 2),
+        (r"\bpricing\b", 3),
+    ],
+    "next_best_action": [
+        (r"\bnext[- ]best[- ](?:action|offer)s?\b", 6),
+        (r"\bnba\b", 4),
+        (r"\boffers?\b", 2.5),
+        (r"\bcampaigns?\b", 1.5),
+        (r"\buplift\b", 2.5),
+        (r"\b(?:cross|up)[- ]?sell\w*", 2.5),
+        (r"\bchurn\w*|\bretention\b|\bretain\b", 2),
+        (r"\b(?:coupons?|vouchers?|incentives?)\b", 2),
+        (r"\b(?:each|every|which|individual)\s+customers?\b", 1.5),
+        (r"\bincremental\b", 1.5),
+        (r"\btreatments?\b", 1.5),
+        (r"\bpersonali[sz]\w*", 1.5),
+        (r"\brecommend\w*", 1),
+        (r"\bqini\b", 3),
+        (r"\bwho\s+to\s+(?:target|contact|call|email)\b", 3),
+    ],
+    "location_scoring": [
+        (r"\bsites?\b", 2),
+        (r"\blocations?\b", 1.5),
+        (
+            r"\bnew\s+(?:stores?|branch(?:es)?|outlets?|restaurants?|shops?|pharmac(?:y|ies)|sites?|locations?)\b",
+            2.5,
+        ),
+        (r"\bwhere\s+to\s+(?:open|put|build|locate|place)\b", 4),
+        (r"\btrade[- ]areas?\b", 3),
+        (r"\bcatchments?\b", 3),
+        (r"\bfoot\s*(?:fall|traffic)\b", 1.5),
+        (r"\breal\s+estate\b", 2),
+        (r"\bwhite[- ]space\b", 3),
+        (r"\bsite\s+(?:selection|scoring|potential)\b", 4),
+        (r"\blocation\s+scoring\b", 5),
+        (r"\bexpansion\b", 1.5),
+        (r"\bopenings?\b", 1.5),
+        (r"\brank\w*\s+(?:\w+\s+){0,3}(?:sites|locations|stores|branches|outlets)\b", 3),
+        (r"\b(?:site|store|location|branch)\s+potential\b|\bby\s+potential\b", 2),
+        (r"\bbranch\s+network\b", 2.5),
+        (r"\bclosures?\b", 1.5),
+    ],
+}
+_FAMILY_RES = {f: [(re.compile(p, re.I), w) for p, w in cues] for f, cues in FAMILY_CUES.items()}
+
+# Canonical industry -> synonyms (longest first when matching).
+INDUSTRIES: dict[str, list[str]] = {
+    "grocery": ["grocery", "groceries", "grocer", "grocers", "supermarket", "supermarkets", "food retail"],
+    "telco": [
+        "telco",
+        "telcos",
+        "telecom",
+        "telecoms",
+        "telecommunications",
+        "mobile operator",
+        "mobile network",
+        "broadband provider",
+    ],
+    "retail banking": ["retail banking", "retail bank", "banking", "bank", "banks", "credit union"],
+    "insurance": ["insurance", "insurer", "insurers"],
+    "fashion": ["fashion", "apparel", "clothing"],
+    "pharmacy": ["pharmacy", "pharmacies", "drugstore", "drugstores", "chemist", "chemists"],
+    "restaurants": [
+        "restaurant",
+        "restaurants",
+        "qsr",
+        "quick service",
+        "fast food",
+        "coffee shop",
+        "coffee shops",
+    ],
+    "convenience": [
+        "convenience",
+        "convenience store",
+        "convenience stores",
+        "convenience retail",
+        "fuel station",
+        "fuel stations",
+        "petrol station",
+        "gas station",
+        "gas stations",
+    ],
+    "e-commerce": ["e-commerce", "ecommerce", "online retail", "online shop", "webshop", "online store"],
+    "utilities": ["utility", "utilities", "energy provider", "energy retailer", "electricity"],
+    "hospitality": ["hotel", "hotels", "hospitality"],
+    "home improvement": ["diy", "home improvement", "hardware store", "hardware stores"],
+    "consumer electronics": ["consumer electronics", "electronics"],
+    "airline": ["airline", "airlines"],
+    "retail": ["retail", "retailer", "retailers"],
+}
+# Specific industries before the generic "retail" ("fashion retailer" is fashion), longest first.
+_INDUSTRY_TERMS = sorted(
+    ((syn, canon) for canon, syns in INDUSTRIES.items() for syn in syns),
+    key=lambda x: (x[1] == "retail", -len(x[0])),
+)
+
+FAMILY_NOUNS = {
+    "forecasting": "demand forecast",
+    "pricing": "price optimisation",
+    "next_best_action": "next best action",
+    "location_scoring": "site scoring",
+}
+
+# The metric a family's "target" means when none is named (the catalog's), and aliases users type.
+METRIC_ALIASES: dict[str, list[tuple[str, str]]] = {
+    "forecasting": [
+        ("MAPE", r"\bmape\b|mean\s+absolute\s+percentage\s+error"),
+        ("WAPE", r"\bwape\b|weighted\s+absolute\s+percentage\s+error"),
+        ("RMSE", r"\brmse\b|root\s+mean\s+squared?\s+error"),
+        ("MAE", r"\bmae\b|mean\s+absolute\s+error"),
+        ("coverage", r"\b(?:interval\s+|prediction\s+interval\s+)?coverage\b"),
+    ],
+    "pricing": [
+        ("demand_mape", r"\bdemand[\s_]mape\b|\bmape\b"),
+        ("revenue_lift", r"\brevenue[\s_](?:lift|uplift|gain|increase|improvement)\b"),
+        ("margin_impact", r"\bmargin[\s_](?:impact|lift|uplift|gain|increase|improvement)\b"),
+        ("elasticity", r"\belasticity\b"),
+        ("calibration", r"\bcalibration(?:\s+error)?\b"),
+    ],
+    "next_best_action": [
+        ("uplift@k", r"\buplift\s*@\s*k\b|\buplift\s+(?:at|in\s+the\s+top)\s+(?:k|\d+\s*%)"),
+        ("precision@k", r"\bprecision\s*@\s*k\b|\bprecision(?:\s+at\s+(?:k|\d+\s*%))?\b|\bresponse\s+rate\b"),
+        ("qini_coefficient", r"\bqini(?:[\s_]coefficient)?\b"),
+        ("auuc", r"\bauuc\b|area\s+under\s+the\s+uplift\s+curve"),
+        (
+            "incremental_revenue",
+            r"\bincremental[\s_]revenue\b(?=\s*(?:of|at|above|over|>|>=|=|:|target|must|should|at\s+least|≥)\s*[$€£]?\s*\d)",
+        ),
+        ("uplift", r"\buplift\b"),
+    ],
+    "location_scoring": [
+        ("rank_correlation", r"\brank[\s_]correlation\b|\bspearman(?:'s)?(?:\s+(?:rank\s+)?correlation)?\b"),
+        ("hit_rate@k", r"\bhit[\s_-]?rate(?:\s*@\s*k)?\b"),
+        ("calibration", r"\bcalibration(?:\s+error)?\b"),
+        ("RMSE", r"\brmse\b"),
+        ("lift", r"\blift\b"),
+    ],
+}
+_METRIC_RES = {
+    f: [(name, re.compile(p, re.I)) for name, p in aliases] for f, aliases in METRIC_ALIASES.items()
+}
+# Metrics expressed as fractions: "12%" and "12" both mean 0.12.
+FRACTION_METRICS = {
+    "MAPE",
+    "WAPE",
+    "coverage",
+    "revenue_lift",
+    "margin_impact",
+    "calibration",
+    "demand_mape",
+    "uplift",
+    "uplift@k",
+    "precision@k",
+    "hit_rate@k",
+    "rank_correlation",
+}
+
+NUMBER_WORDS = {
+    "a": 1,
+    "an": 1,
+    "one": 1,
+    "two": 2,
+    "three": 3,
+    "four": 4,
+    "five": 5,
+    "six": 6,
+    "seven": 7,
+    "eight": 8,
+    "nine": 9,
+    "ten": 10,
+    "eleven": 11,
+    "twelve": 12,
+    "thirteen": 13,
+    "fourteen": 14,
+    "fifteen": 15,
+    "sixteen": 16,
+    "twenty": 20,
+    "thirty": 30,
+}
+_NUM_WORD = r"(?:\d+(?:\.\d+)?|" + "|".join(NUMBER_WORDS) + ")"
+UNIT_DAYS = {"day": 1, "week": 7, "month": 30, "quarter": 91, "year": 365}
+
+GRAIN_COLUMNS = {
+    "store": "store_id",
+    "shop": "store_id",
+    "outlet": "store_id",
+    "branch": "branch_id",
+    "product": "product_id",
+    "sku": "product_id",
+    "item": "product_id",
+    "article": "product_id",
+    "customer": "customer_id",
+    "account": "customer_id",
+    "household": "household_id",
+    "site": "site_id",
+    "location": "site_id",
+    "region": "region",
+    "category": "category",
+    "series": "series_id",
+    "segment": "segment",
+    "channel": "channel",
+}
+_GRAIN_WORD = r"(?:" + "|".join(GRAIN_COLUMNS) + r")(?:e?s)?"
+_GRAIN_RE = re.compile(
+    rf"\b(?:per|by|for\s+each|for\s+every|each|at\s+(?:the\s+)?)\s*(?P<g>{_GRAIN_WORD}(?:\s*(?:,|and|x|×|/|-|&|\+)\s*{_GRAIN_WORD})*)"
+    r"(?:\s+(?P<lvl>level|grain|granularity))?\b",
+    re.I,
+)
+
+# Capitalised words that are not client names.
+_NOT_NAMES = {
+    "monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday",
+    "january", "february", "march", "april", "may", "june", "july", "august", "september",
+    "october", "november", "december", "mape", "wape", "rmse", "mae", "psi", "ks", "api", "nba",
+    "i", "the", "a", "an", "our", "my", "each", "every", "all", "next", "this", "that", "it",
+    "uk", "us", "usa", "eu", "europe", "germany", "france", "spain", "italy", "netherlands",
+    "nordics", "asia", "america", "london", "emea", "apac", "latam", "christmas", "easter",
+    "black", "q1", "q2", "q3", "q4", "real", "realtime", "batch", "kolmogorov", "lightgbm",
+    "arima", "ets", "prophet", "python", "sql", "csv", "json", "please", "thanks", "ok",
+}  # fmt: skip
+_NAME = r"[A-Z][\w&'.\-]*[\w](?:\s+(?:&\s+)?[A-Z][\w&'.\-]*[\w]){0,3}|[A-Z][\w]"
+
+# --------------------------------------------------------------------------- intent
+
+_CREATE_RE = re.compile(
+    r"^(?:(?:ok(?:ay)?|yes|yep|yeah|sure|great|good|looks\s+good|perfect|fine|please|then|now|so|alright|cool)\W*)*"
+    r"(?:please\s+)?(?:go\s+ahead(?:\s+and)?|do\s+it|create|save|build|make\s+the\s+(?:draft|recipe))"
+    r"(?:\W+(?:it|this|that|the|a|my|draft|recipe|now|please|and|create|save|for\s+me|ahead|one|them))*\W*$",
+    re.I,
+)
+_RESET_RE = re.compile(
+    r"\b(?:start\s+(?:over|again|afresh)|new\s+(?:recipe|conversation|chat|model)\b(?!\s+(?:for|to|with))|"
+    r"forget\s+(?:it|that|this|everything)|reset|scratch\s+that|clear\s+(?:it|the\s+proposal))\b",
+    re.I,
+)
+_DEFAULTS_RE = re.compile(
+    r"\b(?:(?:use|keep|accept|take)\s+(?:the\s+)?(?:defaults?|baseline\s+values|starting\s+values)|defaults?\s+(?:are|is)\s+fine|"
+    r"(?:just\s+)?use\s+what\s+you\s+have|that'?s\s+(?:enough|all))\b",
+    re.I,
+)
+_SKIP_RE = re.compile(
+    r"^\W*(?:skip(?:\s+(?:it|this|that))?|(?:i\s+)?don'?t\s+know|not\s+sure|no\s+idea|pass|next)\W*$", re.I
+)
+_SHOW_RE = re.compile(
+    r"\b(?:show|display|print|see|view|what(?:'s|\s+is))\b.{0,20}\b(?:manifest|diff|proposal|changes|json)\b",
+    re.I,
+)
+_GREETING_RE = re.compile(
+    r"^\W*(?:hi|hello|hey|hallo|good\s+(?:morning|afternoon|evening)|help|what\s+can\s+you\s+do|who\s+are\s+you|thanks?|thank\s+you)\W*$",
+    re.I,
+)
+_QUESTION_START_RE = re.compile(
+    r"^\W*(?:what|which|when|why|how|should|can|could|is|are|does|do|explain|tell\s+me|describe|"
+    r"what's|whats|difference|compare|define|meaning|when's)\b",
+    re.I,
+)
+_BUILD_REQUEST_RE = re.compile(
+    r"\b(?:can|could|would)\s+you\s+(?:please\s+)?(?:build|create|make|draft|set\s+up|help\s+me\s+(?:build|create|with))\b",
+    re.I,
+)
+
+
+@dataclass
+class Extraction:
+    intent: str
+    family: str | None = None
+    family_scores: dict[str, float] = field(default_factory=dict)
+    slots: dict[str, Any] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+
+def family_scores(text: str) -> dict[str, float]:
+    scores: dict[str, float] = {}
+    for family, cues in _FAMILY_RES.items():
+        scores[family] = sum(w for rx, w in cues if rx.search(text))
+    return scores
+
+
+def classify_family(text: str, *, minimum: float = 2.0) -> tuple[str | None, dict[str, float]]:
+    """The family with the highest cue score (None below ``minimum`` or on a tie)."""
+    scores = family_scores(text)
+    ranked = sorted(scores.items(), key=lambda kv: -kv[1])
+    best, second = ranked[0], ranked[1]
+    if best[1] < minimum or best[1] == second[1]:
+        return None, scores
+    return best[0], scores
+
+
+_GUIDANCE_RE = re.compile(
+    r"^\W*(?:(?:what|which|when|why|how)\s+(?:is|are|was|does|do|should|would|to|many|much|exactly)\b|"
+    r"which\s+(?:family|families|model|kind|type)\b|what\s+(?:kind|type)\s+of\b|explain\b|define\b|"
+    r"tell\s+me\s+(?:about|more)\b|what'?s\s+(?:the\s+)?(?:difference|meaning|point)\b|difference\s+between\b|"
+    r"meaning\s+of\b|is\s+it\s+better\b)",
+    re.I,
+)
+
+
+def detect_intent(text: str, *, slot_count: int, has_proposal: bool = False, family_score: float = 0) -> str:
+    """create | reset | defaults | skip | show | greeting | question | describe.
+
+    A question-shaped message is a guidance question when it asks for an explanation ("when
+    should I use KS?") or carries nothing to build from; "which customers should get the offer?
+    we ran a randomised campaign" describes a model and is read as a description."""
+    t = text.strip()
+    if not t:
+        return "empty"
+    words = len(t.split())
+    if words <= 10 and _CREATE_RE.match(t):
+        return "create"
+    if words <= 12 and _RESET_RE.search(t):
+        return "reset"
+    if _DEFAULTS_RE.search(t) and slot_count == 0:
+        return "defaults"
+    if words <= 5 and _SKIP_RE.match(t):
+        return "skip"
+    if words <= 10 and _SHOW_RE.search(t) and slot_count == 0:
+        return "show"
+    if words <= 6 and _GREETING_RE.match(t):
+        return "greeting"
+    question_shaped = t.rstrip().endswith("?") or bool(_QUESTION_START_RE.match(t))
+    if question_shaped and not _BUILD_REQUEST_RE.search(t):
+        # "When should I use KS?" asks for guidance; "can we make it weekly?" edits the proposal.
+        if _GUIDANCE_RE.match(t) or slot_count == 0:
+            return "question"
+        if slot_count < 2 and not has_proposal and family_score < 4:
+            return "question"
+    return "describe"
+
+
+# --------------------------------------------------------------------------- numbers
+
+
+def _num(s: str) -> float:
+    s = s.strip().lower()
+    if s in NUMBER_WORDS:
+        return float(NUMBER_WORDS[s])
+    return float(s.replace(",", ""))
+
+
+def _clean_float(v: float) -> float | int:
+    v = round(v, 6)
+    return int(v) if v == int(v) and abs(v) >= 1 else v
+
+
+def _duration_days(amount: str, unit: str) -> int:
+    unit = unit.lower().rstrip("s")
+    return max(1, round(_num(amount) * UNIT_DAYS[unit]))
+
+
+def _metric_value(metric: str, raw: str, pct: str | None) -> float:
+    v = _num(raw)
+    if pct:
+        v = v / 100
+    elif metric in FRACTION_METRICS and abs(v) > 1 and abs(v) <= 100:
+        v = v / 100
+    return _clean_float(v)
+
+
+# --------------------------------------------------------------------------- slot readers
+
+
+def _industry(text: str) -> str | None:
+    low = text.lower()
+    for syn, canon in _INDUSTRY_TERMS:
+        if re.search(rf"(?<![\w-]){re.escape(syn)}(?![\w-])", low):
+            return canon
+    return None
+
+
+def _is_name(candidate: str) -> bool:
+    words = candidate.split()
+    if not words or words[0].lower().strip(".'") in _NOT_NAMES:
+        return False
+    if _industry(candidate) and len(words) <= 2:
+        return False
+    if candidate.isupper() and len(candidate) <= 2:
+        return False
+    return True
+
+
+def _looks_like_company(answer: str) -> bool:
+    """'FreshMart', 'Acme Foods Ltd', 'ACME' look like names; 'pet supplies' like an industry."""
+    words = answer.split()
+    if re.search(r"\b(?:ltd|inc|plc|gmbh|llc|ag|sa|bv|corp|co)\.?$", answer, re.I):
+        return True
+    if any(re.search(r"[a-z][A-Z]", w) for w in words):
+        return True
+    return (
+        all(w[:1].isupper() for w in words)
+        and _industry(answer) is None
+        and words[0].lower() not in _NOT_NAMES
+    )
+
+
+def _trim_name(candidate: str) -> str:
+    words = candidate.split()
+    while words and words[-1].lower().strip(".'") in _NOT_NAMES:
+        words.pop()
+    return " ".join(words).strip(" .,'&-")
+
+
+_CLIENT_PATTERNS = [
+    re.compile(
+        r"(?i:\b(?:client|customer|account|retailer|chain|company|bank|operator|brand|banner|group|telco|insurer|grocer)\s+"
+        r"(?:called|named)\s+)[\"'“]?(?P<c>" + _NAME + ")"
+    ),
+    re.compile(
+        r"(?i:\b(?:for|with)\s+(?:our\s+|the\s+|a\s+)?(?:client|customer|account)\s*:?\s+)[\"'“]?(?P<c>"
+        + _NAME
+        + ")"
+    ),
+    re.compile(r"(?i:\bclient\s*[:=]\s*)[\"'“]?(?P<c>" + _NAME + ")"),
+    re.compile(r"(?i:\bfor\s+)(?P<c>" + _NAME + r")(?!\w)"),
+    re.compile(
+        r"(?<![\w])(?P<c>" + _NAME + r")['’]s\s+(?:\d[\d,]*\s+)?(?:\w+\s+)?"
+        r"(?i:stores|shops|sites|customers|branches|outlets|products|restaurants|pharmacies|network|portfolio|subscribers|members)\b"
+    ),
+]
+
+
+def _client(text: str) -> str | None:
+    for rx in _CLIENT_PATTERNS:
+        for m in rx.finditer(text):
+            candidate = _trim_name(m.group("c"))
+            if candidate and _is_name(candidate):
+                label = safe_label(candidate)
+                if label:
+                    return label
+    return None
+
+
+def _horizon(text: str, *, bare: bool = False) -> int | None:
+    unit = r"(?P<u>day|week|month|quarter|year)s?"
+    patterns = [
+        rf"\b(?P<n>{_NUM_WORD})[\s-]*{unit}[\s-]+(?:ahead|out|forward|into\s+the\s+future|horizon)\b",
+        rf"\b(?:horizon|look[- ]?ahead|lead\s+time)\s*(?:of|:|=|is|to|should\s+be)?\s*(?P<n>{_NUM_WORD})[\s-]*{unit}\b",
+        rf"\b(?:next|coming|following)\s+(?P<n>{_NUM_WORD})\s+{unit}\b",
+        rf"\b(?:forecast\w*|predict\w*)\s+(?:\w+\s+){{0,3}}?(?:for\s+)?(?P<n>{_NUM_WORD})\s+{unit}\s+(?:ahead|out)\b",
+    ]
+    if bare:
+        patterns.append(rf"\b(?P<n>{_NUM_WORD})[\s-]*{unit}\b")
+    for p in patterns:
+        m = re.search(p, text, re.I)
+        if m:
+            return _duration_days(m.group("n"), m.group("u"))
+    m = re.search(r"\b(?:next|coming)\s+(?P<u>week|month|quarter|year)\b", text, re.I)
+    if m and re.search(r"forecast|predict|ahead|horizon", text, re.I):
+        return UNIT_DAYS[m.group("u").lower()]
+    return None
+
+
+def _frequency(text: str, *, bare: bool = False) -> tuple[str | None, str | None]:
+    """("W"|"D"|None, a note when the wording asks for something the family cannot do)."""
+    weekly = re.search(
+        r"\b(?:weekly|per\s+week|by\s+week|each\s+week|week[- ]level|week\s+by\s+week|weekly\s+buckets)\b",
+        text,
+        re.I,
+    )
+    daily = re.search(r"\b(?:daily|per\s+day|by\s+day|each\s+day|day[- ]level|day\s+by\s+day)\b", text, re.I)
+    if weekly and (not daily or weekly.start() < daily.start()):
+        return "W", None
+    if daily:
+        return "D", None
+    if bare and re.search(r"\bweeks?\b", text, re.I):
+        return "W", None
+    if bare and re.search(r"\bdays?\b", text, re.I):
+        return "D", None
+    if re.search(r"\b(?:monthly|per\s+month|hourly|per\s+hour)\b", text, re.I):
+        return None, (
+            "The forecasting family works on daily or weekly data; monthly or hourly forecasts are not "
+            "supported, so I left the frequency as it was."
+        )
+    return None, None
+
+
+def _grain(text: str) -> list[str] | None:
+    """The entity columns of "per store and product", "at store-SKU level" (the proposal adds
+    the starting recipe's time column back)."""
+    m = _GRAIN_RE.search(text)
+    if not m:
+        return None
+    cols: list[str] = []
+    for w in re.findall(_GRAIN_WORD, m.group("g"), re.I):
+        key = w.lower()
+        for singular in (
+            key,
+            key[:-2] if key.endswith("es") else key,
+            key[:-1] if key.endswith("s") else key,
+        ):
+            if singular in GRAIN_COLUMNS:
+                col = GRAIN_COLUMNS[singular]
+                if col not in cols:
+                    cols.append(col)
+                break
+    return cols or None
+
+
+_IDENT = r"[A-Za-z_][A-Za-z0-9_]*"
+
+
+def _labels(text: str) -> list[str] | None:
+    m = re.search(
+        rf"\b(?:labels?|target\s+columns?|label\s+columns?)\s*(?:is|are|=|:|should\s+be|column)?\s*[`\"']?(?P<l>{_IDENT}(?:[`\"']?\s*(?:,|and)\s*[`\"']?{_IDENT})*)",
+        text,
+        re.I,
+    )
+    if not m:
+        return None
+    names = [
+        n for n in re.findall(_IDENT, m.group("l")) if n.lower() not in ("and", "is", "are", "the", "column")
+    ]
+    return names or None
+
+
+def _min_history(text: str) -> str | None:
+    m = re.search(
+        rf"\b(?:at\s+least|minimum(?:\s+of)?|min\.?|needs?|requires?)\s+(?P<n>{_NUM_WORD})\s+(?P<u>year|month|week|day)s?\s+of\s+(?:history|data)\b",
+        text,
+        re.I,
+    )
+    if not m:
+        return None
+    n = int(_num(m.group("n")))
+    return f"{n} {m.group('u').lower()}{'s' if n != 1 else ''}"
+
+
+def _metric_spans(text: str, family: str) -> list[tuple[str, int, int]]:
+    """(metric, start, end) of each metric mention, the most specific alias winning."""
+    taken: list[tuple[str, int, int]] = []
+    for name, rx in _METRIC_RES.get(family, []):
+        for m in rx.finditer(text):
+            if any(s < m.end() and m.start() < e for _, s, e in taken):
+                continue
+            taken.append((name, m.start(), m.end()))
+    return sorted(taken, key=lambda t: t[1])
+
+
+_VALUE_RE = re.compile(
+    r"(?P<sign>[-−])?\s?[$€£]?(?P<num>\d+(?:\.\d+)?)\s*(?P<pct>%|percent\b|pct\b|per\s+cent\b)?"
+)
+
+
+def _role(words: str) -> str | None:
+    w = words.lower()
+    if re.search(r"\bwarn", w):
+        return "threshold_warning"
+    if re.search(r"\b(?:crit|alert|alarm|page)", w):
+        return "threshold_critical"
+    if re.search(r"\b(?:target|goal|aim)", w):
+        return "target"
+    return None
+
+
+def _metrics(text: str, family: str) -> tuple[dict[str, dict[str, float]], list[tuple[int, int]]]:
+    """{metric: {field: value}} and the spans read, for "MAPE under 12%", "12% MAPE",
+    "MAPE warning at 15%", "rank correlation at least 0.8", "90% accuracy"."""
+    out: dict[str, dict[str, float]] = {}
+    spans: list[tuple[int, int]] = []
+    mentions = _metric_spans(text, family)
+    for i, (name, start, end) in enumerate(mentions):
+        stop = mentions[i + 1][1] if i + 1 < len(mentions) else len(text)
+        window_end = min(stop, end + 90)
+        sentence_end = re.search(r"[;\n]|\.(?:\s|$)", text[end:window_end])
+        if sentence_end:
+            window_end = end + sentence_end.start()
+        before = text[max(0, start - 30) : start]
+        cursor = end
+        found_any = False
+        for vm in _VALUE_RE.finditer(text, end, window_end):
+            gap = text[cursor : vm.start()]
+            if len(gap) > 35:
+                break
+            # "MAPE under 12% for 300 stores": the first number is the target; later ones
+            # need a role word (warning / critical) in front of them.
+            role = _role(gap) or (_role(before) if not found_any else None)
+            if found_any and role is None:
+                break
+            if not found_any and role is None:
+                if re.search(r"[a-z]{3,}\s+[a-z]{3,}\s+[a-z]{3,}\s+[a-z]{3,}", gap, re.I):
+                    break  # too many words between the metric and the number
+                role = "target"
+            value = _metric_value(name, vm.group("num"), vm.group("pct"))
+            if vm.group("sign"):
+                value = -value
+            out.setdefault(name, {})[role] = value
+            spans.append((start, vm.end()))
+            found_any = True
+            cursor = vm.end()
+        if not found_any:
+            # "12% MAPE", "a 0.8 rank correlation"
+            pm = re.search(
+                r"(?<!top\s)(?<![\d.])(?P<sign>[-−])?(?P<num>\d+(?:\.\d+)?)\s*(?P<pct>%|percent)?\s*$", before
+            )
+            if pm and (pm.group("pct") or "." in pm.group("num")):
+                value = _metric_value(name, pm.group("num"), pm.group("pct"))
+                out.setdefault(name, {})[_role(before) or "target"] = -value if pm.group("sign") else value
+                spans.append((start - len(before) + pm.start(), end))
+    if family in ("forecasting", "pricing"):
+        acc = re.search(
+            r"(?P<n>\d+(?:\.\d+)?)\s*%\s*(?:forecast\s+)?accura(?:cy|te)\b|\baccuracy\s+(?:of|above|over|at\s+least|>=?|≥)?\s*(?P<n2>\d+(?:\.\d+)?)\s*%",
+            text,
+            re.I,
+        )
+        if acc:
+            metric = "MAPE" if family == "forecasting" else "demand_mape"
+            pct = float(acc.group("n") or acc.group("n2"))
+            if 0 < pct < 100 and metric not in out:
+                out[metric] = {"target": _clean_float(1 - pct / 100)}
+                spans.append((acc.start(), acc.end()))
+    return out, spans
+
+
+def _drift(text: str) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    ks = re.search(r"\bks\b|kolmogorov|\bks[- ]test\b", text, re.I)
+    psi = re.search(r"\bpsi\b|population\s+stability", text, re.I)
+    if ks and psi:
+        pick = re.search(
+            r"\b(?:use|using|switch(?:ing)?\s+to|with|prefer|change\s+(?:it\s+)?to|set\s+(?:it\s+)?to|go\s+with)\s+(?:the\s+)?(?:a\s+)?"
+            r"(?P<m>ks|psi|kolmogorov|population)",
+            text,
+            re.I,
+        )
+        instead = re.search(r"\binstead\s+of\s+(?:the\s+)?(?P<m>ks|psi|kolmogorov|population)", text, re.I)
+        if pick:
+            out["drift_method"] = "KS" if pick.group("m").lower() in ("ks", "kolmogorov") else "PSI"
+        elif instead:
+            out["drift_method"] = "PSI" if instead.group("m").lower() in ("ks", "kolmogorov") else "KS"
+        else:
+            out["drift_method"] = "KS" if ks.start() < psi.start() else "PSI"
+    elif ks:
+        out["drift_method"] = "KS"
+    elif psi:
+        out["drift_method"] = "PSI"
+    m = re.search(
+        r"\b(?:psi|ks|drift)\b(?:[\s-]+(?:statistic|score|threshold|alert|limit|level|cut-?off|test))*\s*"
+        r"(?:of|at|to|=|:|>|above|over|is|should\s+be|exceeds?|beyond)?\s*(?P<v>\d*\.\d+|\d+(?:\.\d+)?)\s*(?P<pct>%)?",
+        text,
+        re.I,
+    ) or re.search(
+        r"\bthreshold\s+(?:for\s+|on\s+)?(?:the\s+)?(?:psi|ks|drift)\b\s*(?:of|at|to|=|:|is)?\s*(?P<v>\d*\.\d+|\d+(?:\.\d+)?)\s*(?P<pct>%)?",
+        text,
+        re.I,
+    )
+    if m:
+        v = float(m.group("v"))
+        out["drift_threshold"] = _clean_float(v / 100 if m.group("pct") else v)
+    return out
+
+
+def _freshness(text: str, *, bare: bool = False) -> float | None:
+    unit = r"(?P<u>hours?|hrs?|h|days?|d|weeks?|minutes?|mins?)\b"
+    patterns = [
+        rf"\b(?:no|not)\s+older\s+than\s+(?P<n>{_NUM_WORD})\s*{unit}",
+        rf"\b(?:at\s+most|max(?:imum)?|within|less\s+than|under|up\s+to)\s+(?P<n>{_NUM_WORD})\s*{unit}\s+old\b",
+        rf"\bfresh(?:ness|er)?\s*(?:of|:|=|within|under|<|than|limit\s+of)?\s*(?P<n>{_NUM_WORD})\s*{unit}",
+        rf"\bstale\s+(?:after|beyond|if\s+older\s+than)\s+(?P<n>{_NUM_WORD})\s*{unit}",
+        rf"\b(?:data|features?|inputs?)\s+(?:must\s+be\s+|should\s+be\s+)?(?:at\s+most|max(?:imum)?|under|less\s+than)\s+(?P<n>{_NUM_WORD})\s*{unit}\s+old\b",
+        rf"\bmax(?:imum)?[\s_]age(?:[\s_]hours)?\s*(?:of|:|=|is)?\s*(?P<n>{_NUM_WORD})\s*{unit}",
+    ]
+    if bare:
+        patterns.append(rf"\b(?P<n>{_NUM_WORD})\s*{unit}")
+    for p in patterns:
+        m = re.search(p, text, re.I)
+        if m:
+            n = _num(m.group("n"))
+            u = m.group("u").lower()
+            if u.startswith("d"):
+                hours = n * 24
+            elif u.startswith("w"):
+                hours = n * 24 * 7
+            elif u.startswith("m"):
+                hours = n / 60
+            else:
+                hours = n
+            return _clean_float(hours) if hours > 0 else None
+    return None
+
+
+def _deployment_mode(text: str) -> str | None:
+    realtime = re.search(
+        r"\breal[- ]?time\b|\brealtime\b|\b(?:via|through|as|behind)\s+(?:an?\s+)?(?:rest\s+)?api\b|\bapi\b|"
+        r"\bonline\s+(?:scoring|inference|serving|predictions?)\b|\blow[- ]latency\b|\blive\s+scoring\b|\bon\s+every\s+request\b|\binstant(?:ly)?\b",
+        text,
+        re.I,
+    )
+    batch = re.search(
+        r"\bbatch\b|\boffline\b|\bovernight\s+(?:run|job|scoring)\b|\bin\s+bulk\b|\bbulk\s+scoring\b",
+        text,
+        re.I,
+    )
+    if realtime and batch:
+        return (
+            "realtime"
+            if realtime.start() > batch.start() and re.search(r"instead|rather|not\s+batch", text, re.I)
+            else (
+                "batch"
+                if re.search(r"\b(?:not|no)\s+(?:real[- ]?time|api)\b|instead\s+of\s+real", text, re.I)
+                else "realtime"
+            )
+        )
+    if realtime:
+        return "realtime"
+    if batch:
+        return "batch"
+    return None
+
+
+def _objective(text: str, *, bare: bool = False) -> str | None:
+    m = re.search(
+        r"\b(?:maximi[sz]e|maximi[sz]ing|optimi[sz]e|optimi[sz]ing|for|grow|boost|increase|improve|objective(?:\s+is)?|goal(?:\s+is)?|"
+        r"focus\s+on|drive|prioriti[sz]e)\s+(?:the\s+|our\s+|total\s+|gross\s+|overall\s+)*(?P<o>revenue|sales|turnover|margins?|profits?|profitability)\b"
+        r"|\b(?P<o2>revenue|margin|profit)\s+(?:objective|maximi[sz]ation|optimi[sz]ation)\b",
+        text,
+        re.I,
+    )
+    word = (m.group("o") or m.group("o2")).lower() if m else None
+    if word is None and bare:
+        b = re.search(r"\b(?P<o>revenue|sales|turnover|margins?|profits?)\b", text, re.I)
+        word = b.group("o").lower() if b else None
+    if word is None:
+        return None
+    return "revenue" if word in ("revenue", "sales", "turnover") else "margin"
+
+
+def _price_bounds(text: str, *, bare: bool = False) -> dict[str, float] | None:
+    m = re.search(
+        r"\bbetween\s*[-−]\s*(?P<a>\d+(?:\.\d+)?)\s*%\s*and\s*\+?\s*(?P<b>\d+(?:\.\d+)?)\s*%", text, re.I
+    )
+    if m:
+        return {
+            "min_change": -_clean_float(float(m.group("a")) / 100),
+            "max_change": _clean_float(float(m.group("b")) / 100),
+        }
+    pricey = re.search(r"\bpric", text, re.I) or bare
+    m = re.search(r"(?:±|\+/-|\+-|plus\s+or\s+minus)\s*(?P<a>\d+(?:\.\d+)?)\s*%", text, re.I)
+    if m and pricey:
+        v = _clean_float(float(m.group("a")) / 100)
+        return {"min_change": -v, "max_change": v}
+    m = re.search(
+        r"\b(?:within|by\s+at\s+most|at\s+most|no\s+more\s+than|max(?:imum)?(?:\s+of)?|up\s+to|limit(?:ed)?\s+to|capped\s+at|cap\s+of)\s+"
+        r"(?P<a>\d+(?:\.\d+)?)\s*%",
+        text,
+        re.I,
+    )
+    if m:
+        ctx = text[max(0, m.start() - 50) : m.end() + 50]
+        if bare or re.search(r"\bpric|\bchange", ctx, re.I):
+            v = _clean_float(float(m.group("a")) / 100)
+            return {"min_change": -v, "max_change": v}
+    if bare:
+        m = re.search(r"(?P<a>\d+(?:\.\d+)?)\s*%", text)
+        if m:
+            v = _clean_float(float(m.group("a")) / 100)
+            return {"min_change": -v, "max_change": v}
+    return None
+
+
+def _k(text: str, *, bare: bool = False) -> float | None:
+    m = re.search(
+        r"\b(?:top|best|highest[- ]ranked|top[- ]ranked|first)\s+(?P<n>\d+(?:\.\d+)?)\s*(?:%|percent\b)",
+        text,
+        re.I,
+    ) or re.search(
+        r"\b(?:target|contact|reach|treat|shortlist|select|pick|send\s+(?:it\s+|offers?\s+|the\s+offer\s+)?to)\w*\s+(?:the\s+|only\s+)?(?:top\s+|best\s+)?"
+        r"(?P<n>\d+(?:\.\d+)?)\s*(?:%|percent\b)",
+        text,
+        re.I,
+    )
+    if m is None and bare:
+        m = re.search(r"(?P<n>\d+(?:\.\d+)?)\s*(?:%|percent\b)", text, re.I) or re.search(
+            r"\b(?P<n>0?\.\d+)\b", text
+        )
+        if m and "." in m.group("n") and float(m.group("n")) < 1 and "%" not in m.group(0):
+            return _clean_float(float(m.group("n")))
+    if not m:
+        return None
+    v = float(m.group("n")) / 100
+    return _clean_float(v) if 0 < v < 1 else None
+
+
+def _nba_goal(text: str) -> str | None:
+    """What the offers should maximise: the metric that measures it (no manifest change; it
+    becomes the metric a bare "target 1500" refers to)."""
+    m = re.search(
+        r"\b(?:maximi[sz]e|maximi[sz]ing|increase|grow|boost|drive|optimi[sz]e)\s+(?:the\s+)?(?P<g>incremental\s+revenue|revenue|"
+        r"conversions?|response(?:\s+rate)?|uplift|sales)\b",
+        text,
+        re.I,
+    )
+    if not m:
+        return None
+    g = m.group("g").lower()
+    return "incremental_revenue" if "revenue" in g or g == "sales" else "uplift@k"
+
+
+def _offer_cost(text: str) -> float | None:
+    m = re.search(
+        r"\b(?:each\s+|an?\s+|the\s+)?offers?\s+costs?\s+(?:us\s+)?(?:about\s+|around\s+)?[$€£]?\s*(?P<v>\d+(?:\.\d+)?)"
+        r"|\bcost\s+(?:per|of\s+(?:an?|each|the))\s+offer\s+(?:is\s+|of\s+)?(?:about\s+)?[$€£]?\s*(?P<v2>\d+(?:\.\d+)?)",
+        text,
+        re.I,
+    )
+    if not m:
+        return None
+    return _clean_float(float(m.group("v") or m.group("v2")))
+
+
+def _scale(text: str) -> dict[str, Any] | None:
+    m = re.search(
+        r"\b(?P<n>\d{1,3}(?:,\d{3})+|\d+(?:\.\d+)?\s*[kK]?|\d+)\s+(?:[a-zA-Z-]+\s+){0,2}?"
+        r"(?P<u>stores|shops|sites|locations|branches|customers|products|skus|items|series|outlets|restaurants|"
+        r"pharmacies|cafes|hotels|stations|subscribers|members|users|accounts|households|candidate\s+sites)\b",
+        text,
+        re.I,
+    )
+    if not m:
+        return None
+    raw = m.group("n").replace(",", "").strip()
+    n = float(raw[:-1]) * 1000 if raw.lower().endswith("k") else float(raw)
+    return {"count": int(n), "unit": m.group("u").lower()}
+
+
+def _name(text: str) -> tuple[str, tuple[int, int]] | None:
+    """("Grocery weekly v2", span) for "call it Grocery weekly v2" / "name: ..."."""
+    m = re.search(
+        r"\b(?:call|name|title)\s+it\s+[\"'“]?(?P<n>[^\"'”\n.,;!?]{2,80})", text, re.I
+    ) or re.search(
+        r"\b(?:recipe\s+)?name\s*(?:should\s+be|:|=)\s*[\"'“]?(?P<n>[^\"'”\n.,;!?]{2,80})", text, re.I
+    )
+    if not m:
+        return None
+    label = safe_label(m.group("n"), max_len=80)
+    return (label, (m.start(), m.end())) if label else None
+
+
+def _bare_edits(text: str) -> dict[str, Any]:
+    """'change the target to 10%', 'warning threshold 15%', 'change the threshold to 0.15'
+    without a metric name (metric mentions are masked out of ``text`` before): the caller
+    decides which metric (or the drift threshold)."""
+    out: dict[str, Any] = {}
+
+    # "target" as a noun ("change the target to 10%"), not the verb ("target the top 5%").
+    m = re.search(
+        r"\b(?P<role>target|goal)\s*(?:value\s*)?(?:to|of|=|:|is|at|should\s+be|becomes?)?\s*"
+        r"(?P<sign>[-−])?(?P<num>\d+(?:\.\d+)?)(?![\d.])(?:\s*(?P<pct>%))?(?!\s*%)"
+        r"(?!\s*(?:of\s+)?(?:the\s+)?(?:customers|sites|users|people|accounts|stores))",
+        text,
+        re.I,
+    )
+    if m:
+        out["target_edit"] = {
+            "value": float(m.group("num")) * (-1 if m.group("sign") else 1),
+            "pct": bool(m.group("pct")),
+        }
+    m = re.search(
+        r"\b(?P<role>warning|critical)\b[^\d]{0,25}?(?P<sign>[-−])?(?P<num>\d+(?:\.\d+)?)\s*(?P<pct>%)?",
+        text,
+        re.I,
+    )
+    if m:
+        field_ = "threshold_warning" if m.group("role").lower() == "warning" else "threshold_critical"
+        out["threshold_edit"] = {
+            "field": field_,
+            "value": float(m.group("num")) * (-1 if m.group("sign") else 1),
+            "pct": bool(m.group("pct")),
+        }
+    elif m := re.search(r"\bthreshold\b[^\d]{0,20}?(?P<num>\d*\.\d+|\d+)\s*(?P<pct>%)?", text, re.I):
+        v = float(m.group("num"))
+        out["drift_threshold"] = _clean_float(v / 100 if m.group("pct") else v)
+    return out
+
+
+_SET_RE = re.compile(
+    r"\bset\s+(?P<path>(?:metadata|requirements|pipeline|evaluation|lineage|deployment|monitoring)(?:\.[\w@-]+)+)\s+(?:to|=)\s+(?P<value>.+?)\s*$",
+    re.I | re.S,
+)
+
+
+def _overrides(text: str) -> tuple[list[dict[str, Any]], str | None]:
+    """'set deployment.schedule to 0 5 * * 1' and pasted JSON objects -> overrides.
+    Returns (overrides, error) where error explains JSON that could not be read."""
+    out: list[dict[str, Any]] = []
+    m = _SET_RE.search(text)
+    if m:
+        raw = m.group("value").strip().rstrip(".")
+        try:
+            value = json.loads(raw)
+        except ValueError:
+            value = raw.strip("\"'")
+        out.append({"path": m.group("path").split("."), "value": value})
+        return out, None
+    start = text.find("{")
+    if start != -1 and text.rstrip().endswith("}"):
+        try:
+            value = json.loads(text[start:])
+        except ValueError as exc:
+            return (
+                [],
+                f"The JSON you pasted could not be read ({exc.msg} at line {exc.lineno}, column {exc.colno}).",
+            )
+        if isinstance(value, dict):
+            out.append({"path": [], "value": value})
+    return out, None
+
+
+# --------------------------------------------------------------------------- entry point
+
+
+def read_message(
+    text: str,
+    *,
+    family_hint: str | None = None,
+    pending: str | None = None,
+    base_cron: str | None = None,
+    has_proposal: bool = False,
+) -> Extraction:
+    """Intent, family and slots of one (already cleaned) message.
+
+    ``family_hint`` is the family of the pending proposal (used when the message names none);
+    ``pending`` is the slot the assistant just asked about, so a bare answer ("8 weeks",
+    "revenue", "FreshMart") fills it.
+    """
+    family, scores = classify_family(text)
+    fam = family or family_hint
+    slots: dict[str, Any] = {}
+    notes: list[str] = []
+    consumed: list[tuple[int, int]] = []
+
+    overrides, json_error = _overrides(text)
+    if json_error:
+        notes.append(json_error)
+    if overrides:
+        slots["overrides"] = overrides
+        intent = "describe"
+        return Extraction(intent=intent, family=family, family_scores=scores, slots=slots, notes=notes)
+
+    sched = find_schedule(text, base_cron=base_cron, force=pending == "schedule")
+    rest = text
+    if sched:
+        slots["schedule"] = sched.cron
+        slots["schedule_text"] = sched.text
+        consumed.extend(sched.spans)
+        for s, e in sorted(sched.spans, reverse=True):
+            rest = rest[:s] + " " * (e - s) + rest[e:]
+
+    if named := _name(rest):
+        # The recipe's name is not read for settings: "call it Grocery weekly v2" is not weekly.
+        slots["name"] = named[0]
+        s, e = named[1]
+        rest = rest[:s] + " " * (e - s) + rest[e:]
+    if industry := _industry(rest):
+        slots["industry"] = industry
+    if client := _client(rest):
+        slots["client"] = client
+    if re.search(r"\bclient[- ](?:level|recipe|specific)\b", rest, re.I):
+        slots["want_client"] = True
+
+    if fam in ("forecasting", None) or pending in ("horizon_days", "frequency"):
+        if (h := _horizon(rest, bare=pending == "horizon_days")) is not None:
+            slots["horizon_days"] = h
+        freq, note = _frequency(rest, bare=pending == "frequency")
+        if freq:
+            slots["frequency"] = freq
+        elif note and fam == "forecasting":
+            notes.append(note)
+
+    if grain := _grain(rest):
+        slots["grain"] = grain
+    if labels := _labels(rest):
+        slots["labels"] = labels
+    if mh := _min_history(rest):
+        slots["min_history"] = mh
+
+    if fam:
+        metrics, spans = _metrics(rest, fam)
+        if metrics:
+            slots["metrics"] = metrics
+            consumed.extend(spans)
+    if fam == "pricing" or pending == "objective":
+        if obj := _objective(rest, bare=pending == "objective"):
+            slots["objective"] = obj
+    if fam == "pricing" or pending == "price_bounds":
+        if pb := _price_bounds(rest, bare=pending == "price_bounds"):
+            slots["price_bounds"] = pb
+    if fam in ("next_best_action", "location_scoring") or pending == "k":
+        if (k := _k(rest, bare=pending == "k")) is not None:
+            slots["k"] = k
+    if fam == "next_best_action" and (cost := _offer_cost(rest)) is not None:
+        slots["offer_cost"] = cost
+    if fam == "next_best_action" and (goal := _nba_goal(rest)):
+        slots["goal"] = goal
+
+    if mode := _deployment_mode(rest):
+        slots["deployment_mode"] = mode
+    drift = _drift(rest)
+    slots.update(drift)
+    if (fresh := _freshness(rest, bare=pending == "freshness_hours")) is not None:
+        slots["freshness_hours"] = fresh
+    if scale := _scale(rest):
+        slots["scale"] = scale
+    masked = rest
+    for s, e in consumed:
+        masked = masked[:s] + " " * (e - s) + masked[e:]
+    bare = _bare_edits(masked)
+    if "drift_threshold" in slots:
+        bare.pop("drift_threshold", None)
+    slots.update(bare)
+
+    if pending == "target" and not slots.get("metrics") and "target_edit" not in slots:
+        # A bare answer to "what accuracy do you need?": "12%", "under 15 percent".
+        m = _VALUE_RE.search(rest)
+        if m and (m.group("pct") or len(text.split()) <= 3):
+            slots["target_edit"] = {
+                "value": float(m.group("num")) * (-1 if m.group("sign") else 1),
+                "pct": bool(m.group("pct")),
+            }
+    if pending == "context" and re.search(
+        r"\b(?:no\s+(?:specific\s+|particular\s+)?(?:client|industry)|generic|any\s+industry|all\s+industries|cross[- ]industry)\b",
+        text,
+        re.I,
+    ):
+        slots["context_generic"] = True
+    if pending in ("client", "industry", "context") and not slots.get("client") and not slots.get("industry"):
+        answer = safe_label(
+            re.sub(
+                r"(?i)^(?:it'?s\s+|for\s+|the\s+|an?\s+)+|\s+(?:industry|sector|client)$", "", text.strip()
+            )
+        )
+        if (
+            answer
+            and len(answer.split()) <= 4
+            and not re.search(r"\b(?:no|none|not|generic|any)\b", answer, re.I)
+        ):
+            as_client = pending == "client" or (pending == "context" and _looks_like_company(answer))
+            if as_client:
+                slots["client"] = answer
+            else:
+                slots["industry"] = answer.lower()
+    if pending == "family" and family is None:
+        choice = re.fullmatch(r"\W*\(?([1-4])\)?\W*", text)
+        if choice:
+            family = catalog.FAMILIES[int(choice.group(1)) - 1]
+
+    informative = {k for k in slots if k not in ("scale", "schedule_text")}
+    intent = detect_intent(
+        text,
+        slot_count=len(informative) + (1 if family else 0),
+        has_proposal=has_proposal,
+        family_score=max(scores.values()) if family else 0,
+    )
+    return Extraction(intent=intent, family=family, family_scores=scores, slots=slots, notes=notes)
+
+
+def merge_slots(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+    """New slots over old ones; metric fields merge per metric; overrides accumulate."""
+    out = dict(old)
+    for key, value in new.items():
+        if key == "metrics":
+            metrics = {k: dict(v) for k, v in (out.get("metrics") or {}).items()}
+            for name, fields in value.items():
+                metrics.setdefault(name, {}).update(fields)
+            out["metrics"] = metrics
+        elif key == "overrides":
+            out["overrides"] = [*(out.get("overrides") or []), *value]
+        elif key in ("target_edit", "threshold_edit"):
+            continue  # resolved into "metrics" by the caller
+        else:
+            out[key] = value
+    return out

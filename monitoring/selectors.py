@@ -1,0 +1,124 @@
+"""Reads of monitoring state shared by pages: the library's Monitoring tab, a model page's
+Monitoring tab (snapshots, alerts, chart data of one model) and the Run check form."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from django.db.models import Count, OuterRef, Subquery
+
+from models_registry.models import MLModel, MLModelQuerySet, ModelStatus
+from runs.selectors import model_training_batch
+
+from .models import Alert, AlertState, MonitorSnapshot
+
+# The model page charts at most this many snapshots (the newest) and lists this many alerts.
+CHART_SNAPSHOTS = 500
+PAGE_ALERTS = 200
+
+
+def production_models(user) -> MLModelQuerySet:
+    """The production models `user` may see, each annotated with `latest_snapshot_id`.
+
+    Not for_list(): health needs each version's manifest (metric thresholds), and the
+    training run is not shown."""
+    latest = (
+        MonitorSnapshot.objects.filter(model=OuterRef("pk")).order_by("-captured_at", "-id").values("id")[:1]
+    )
+    return (
+        MLModel.objects.visible_to(user)
+        .select_related("recipe", "recipe_version")
+        .filter(status=ModelStatus.PRODUCTION)
+        .annotate(latest_snapshot_id=Subquery(latest))
+    )
+
+
+def latest_snapshots(models: Iterable[MLModel]) -> dict[str, MonitorSnapshot]:
+    """model id -> its latest snapshot, for models from production_models() (one query)."""
+    models = [m for m in models if m.latest_snapshot_id]
+    by_id = MonitorSnapshot.objects.in_bulk([m.latest_snapshot_id for m in models])
+    return {m.pk: by_id[m.latest_snapshot_id] for m in models if m.latest_snapshot_id in by_id}
+
+
+def open_alert_counts(model_ids: Iterable[str]) -> dict[str, dict[str, int]]:
+    """model id -> {severity: number of firing alerts} (one query; models without any absent)."""
+    counts: dict[str, dict[str, int]] = {}
+    for row in (
+        Alert.objects.filter(model_id__in=list(model_ids), state=AlertState.FIRING)
+        .values("model_id", "severity")
+        .annotate(n=Count("id"))
+    ):
+        counts.setdefault(row["model_id"], {})[row["severity"]] = row["n"]
+    return counts
+
+
+def open_alert_count(model: MLModel) -> int:
+    """How many of the model's alerts are firing (the model page's header badge)."""
+    return Alert.objects.filter(model_id=model.pk, state=AlertState.FIRING).count()
+
+
+def _chart_snapshot(values: dict) -> dict:
+    """A snapshot row in the shape monitoring.charts draws."""
+    return {
+        "captured_at": values["captured_at"],
+        "performance": values["performance_metrics_json"],
+        "drift": values["drift_metrics_json"],
+        "freshness": values["data_freshness_json"],
+        "alerts": values["alerts_json"],
+    }
+
+
+def model_monitoring(model: MLModel) -> dict:
+    """What the model page's Monitoring tab shows of one model (three queries):
+
+    * ``rows``: its newest CHART_SNAPSHOTS snapshots (SERIES_FIELDS values), oldest first;
+    * ``chart_snapshots``: the same in monitoring.charts' shape;
+    * ``latest``: its newest snapshot (None before the first check);
+    * ``alerts``: its newest PAGE_ALERTS alerts, newest first, and ``events``, the same as
+      monitoring.charts.alert_timeline takes them;
+    * ``drifted``: the features the latest snapshot found drifted, sorted."""
+    rows = list(
+        MonitorSnapshot.objects.filter(model_id=model.pk)
+        .order_by("-captured_at", "-id")
+        .values(*MonitorSnapshot.SERIES_FIELDS)[:CHART_SNAPSHOTS]
+    )
+    rows.reverse()
+    alerts = list(Alert.objects.filter(model_id=model.pk).order_by("-fired_at", "id")[:PAGE_ALERTS])
+    latest = MonitorSnapshot.objects.filter(model_id=model.pk).order_by("-captured_at", "-id").first()
+    drift = (latest.drift_metrics_json or {}) if latest else {}
+    return {
+        "rows": rows,
+        "chart_snapshots": [_chart_snapshot(r) for r in rows],
+        "latest": latest,
+        "alerts": alerts,
+        "events": [
+            {"name": a.name, "severity": a.severity, "fired_at": a.fired_at, "resolved_at": a.resolved_at}
+            for a in alerts
+        ],
+        "drifted": sorted(
+            name
+            for name, entry in (drift.get("features") or {}).items()
+            if isinstance(entry, dict) and entry.get("drifted")
+        ),
+    }
+
+
+def last_synthetic_batch(model, seed: int | None = None, *, training: dict | None = None) -> dict | None:
+    """The newest synthetic batch checked for ``model`` in the world of ``seed`` (default:
+    the world it was trained in: ``training``, its training batch, if the caller has it),
+    as its snapshot recorded it — the next check continues after it."""
+    training = training if training is not None else model_training_batch(model)
+    if seed is None:
+        if training is None:
+            return None
+        seed = int(training.get("seed") or 0)
+    recent = (
+        MonitorSnapshot.objects.filter(model=model, data_freshness_json__has_key="batch")
+        .order_by("-captured_at", "-id")
+        .values_list("data_freshness_json", flat=True)[:50]
+    )
+    for details in recent:
+        batch = (details or {}).get("batch") or {}
+        if batch.get("source") == "synthetic" and batch.get("seed") == seed and batch.get("window"):
+            return {k: batch[k] for k in ("rows", "seed", "world", "window")}
+    return None

@@ -1,0 +1,160 @@
+"""seed_demo builds the demo through the real services and runs, and only once."""
+
+from io import StringIO
+
+import pytest
+from django.core.management import CommandError, call_command
+
+from models_registry.models import MLModel
+from monitoring.models import Alert, MonitorSnapshot
+from recipes.models import ClientMembership, Recipe, RecipeVersion
+from recipes.selectors import recipe_upstream
+from runs.models import Run
+from workspace.demo import DEMO_TAG, MARKER_NAME, MIN_ROWS, concept_schedule, drift_schedule, seed_datasets
+
+DAYS = 12
+
+
+def _counts() -> dict[str, int]:
+    return {
+        "recipes": Recipe.objects.count(),
+        "versions": RecipeVersion.objects.count(),
+        "models": MLModel.objects.count(),
+        "runs": Run.objects.count(),
+        "snapshots": MonitorSnapshot.objects.count(),
+        "alerts": Alert.objects.count(),
+    }
+
+
+def _seed() -> str:
+    out = StringIO()
+    call_command("seed_demo", days=DAYS, rows=MIN_ROWS, stdout=out)
+    return out.getvalue()
+
+
+def test_drift_schedule_is_an_episode_in_the_middle_with_recovery():
+    full = drift_schedule(90)
+    assert sorted(full) == list(range(39, 54))  # days 40-54 of 90, one-based
+    assert full[39] == 0.4 and max(full.values()) == 0.8
+    assert list(full.values()) == sorted(full.values())  # grows, never shrinks, within it
+    short = drift_schedule(DAYS)
+    assert short and max(short) < DAYS - 1  # at least one clean day after it
+    assert drift_schedule(3) == {}
+
+
+@pytest.mark.django_db
+def test_seed_demo_builds_everything_through_real_runs_and_only_once():
+    output = _seed()
+    assert "Demo ready" in output
+    assert "Loaded the baseline recipes." in output  # the fixture was missing: loaded first
+
+    demo = Recipe.objects.filter(tag_set__name=DEMO_TAG)
+    assert {r.level for r in demo} == {"industry", "client"}
+    assert {r.model_family for r in demo.filter(level="industry")} == {
+        "forecasting",
+        "pricing",
+        "next_best_action",
+        "location_scoring",
+    }
+    assert all(r.parent.level == "industry" for r in demo.filter(level="client"))
+    # Every client recipe belongs to a client named after it; two clients have different teams.
+    assert all(r.client is not None and r.client.name == r.name for r in demo.filter(level="client"))
+    teams = {
+        name: dict(ClientMembership.objects.filter(client__name=name).values_list("user__username", "role"))
+        for name in ("FreshMart Stores", "VoltMart")
+    }
+    assert teams["FreshMart Stores"]["freshmart.lead"] == "lead"
+    assert teams["VoltMart"]["voltmart.viewer"] == "viewer"
+    assert not set(teams["FreshMart Stores"]) & set(teams["VoltMart"]) - {"demo"}
+    assert set(demo.values_list("status", flat=True)) == {"approved", "in_review", "deprecated"}
+    grocery = Recipe.objects.get(name=MARKER_NAME)
+    assert [(v.version, v.is_approved) for v in grocery.versions.order_by("created_at")] == [
+        ("1.0.0", True),
+        ("1.1.0", True),
+        ("1.2.0", True),
+    ]
+    assert grocery.versions.get(version="1.1.0").manifest["evaluation"]["metrics"]["MAPE"]["target"] == 0.2
+    assert set(grocery.children.values_list("name", flat=True)) == {"FreshMart Stores", "GreenGrocer Co"}
+    # Approvals went through the gate: some on a real backtest, the rest by a stated override.
+    approvals = RecipeVersion.objects.filter(recipe__in=demo, approved_at__isnull=False)
+    by_gate = {}
+    for v in approvals:
+        by_gate.setdefault(v.approval_json["gate"], []).append(v)
+    assert set(by_gate) == {"passed", "overridden"}
+    assert all(v.approval_run.run_type == "backtest" for v in by_gate["passed"])
+    assert all(v.approval_override_reason for v in by_gate["overridden"])
+    # Electronics got a new approved version after VoltMart was cloned from it.
+    voltmart = Recipe.objects.get(name="VoltMart")
+    assert recipe_upstream(voltmart)["update_available"] is True
+
+    models = {m.name: m for m in MLModel.objects.all()}
+    assert {m.status for m in models.values()} == {"registered", "staging", "production", "archived"}
+    for model in models.values():
+        # Every model but the one whose training failed has a real artifact from its train run.
+        trained = model.status != "registered"
+        assert bool(model.artifacts_json.get("model")) is trained
+        assert (model.training_run is not None and model.training_run.status == "succeeded") is trained
+
+    runs = Run.objects.all()
+    assert set(runs.values_list("run_type", flat=True)) == {"train", "eval", "backtest"}
+    assert {"succeeded", "failed", "cancelled"} <= set(runs.values_list("status", flat=True))
+    failed = runs.get(status="failed")
+    assert "week" in failed.error and failed.model == models["VoltMart price elasticity"]
+    cancelled = runs.get(status="cancelled")
+    assert cancelled.started_at is None
+    assert all(r.metrics_json for r in runs.filter(status="succeeded"))
+
+    scorer = models["BurgerBay site scorer"]
+    assert scorer.status == "production"
+    snapshots = scorer.snapshots.order_by("captured_at")
+    assert snapshots.count() == DAYS
+    assert {s.source for s in snapshots} == {"scheduled"}
+    shifted = [s.drift_metrics_json["max_psi"] for i, s in enumerate(snapshots) if i in drift_schedule(DAYS)]
+    calm = [s.drift_metrics_json["max_psi"] for i, s in enumerate(snapshots) if i not in drift_schedule(DAYS)]
+    assert min(shifted) > 0.2 > max(calm)
+    drift_alert = scorer.alerts.get(name="feature_drift")
+    assert drift_alert.state == "resolved"
+    assert drift_alert.fired_at < drift_alert.resolved_at
+    assert drift_alert.first_snapshot.captured_at == drift_alert.fired_at
+    # One world (the training seed), consecutive windows; a concept-drift episode: the
+    # performance alerts fire while no feature drifts, and resolve after it.
+    batches = [s.data_freshness_json["batch"] for s in snapshots]
+    assert {b["seed"] for b in batches} == {scorer.training_run.params_json["synthetic"]["seed"]}
+    assert all(b["window"]["start"] > a["window"]["end"] for a, b in zip(batches, batches[1:], strict=False))
+    changed = [s for i, s in enumerate(snapshots) if i in concept_schedule(DAYS)]
+    assert changed and all(s.data_freshness_json["batch"]["concept"] for s in changed)
+    for s in changed:
+        assert s.drift_metrics_json["drifted_count"] == 0
+        assert any(r.get("firing") for r in s.alerts_json.values()), s.performance_metrics_json
+    assert not scorer.alerts.filter(state="firing").exists()
+    assert models["Skyline Mobile retention uplift"].snapshots.exists()
+
+    before = _counts()
+    again = _seed()
+    assert "already there" in again
+    assert _counts() == before
+
+
+def test_seed_demo_refuses_too_few_rows(db):
+    with pytest.raises(CommandError, match=f"at least {MIN_ROWS}"):
+        call_command("seed_demo", rows=50, stdout=StringIO())
+    assert not Recipe.objects.filter(name=MARKER_NAME).exists()
+
+
+@pytest.mark.django_db
+def test_demo_datasets_one_meeting_its_recipe_one_with_too_little_history(as_user, baselines, user):
+    # The demo's client recipes, stood in for by the baselines of the same families.
+    Recipe.objects.filter(pk="recipe_forecasting_base").update(name="FreshMart Stores")
+    Recipe.objects.filter(pk="recipe_pricing_base").update(name="VoltMart")
+    lines = []
+    sales, price_test = seed_datasets(user=user, rows=3000, log=lines.append)
+    assert (sales.format, sales.recipe_id, sales.validation_json["valid"]) == (
+        "csv",
+        "recipe_forecasting_base",
+        True,
+    )
+    assert (price_test.format, price_test.validation_json["valid"]) == ("parquet", False)
+    assert any("min_history" in e for e in price_test.validation_json["errors"])
+    assert len(lines) == 2
+    listed = as_user.get("/model-development/datasets").context["page"].object_list
+    assert {d.pk for d in listed} == {sales.pk, price_test.pk}
