@@ -4,12 +4,8 @@ manifest's alerts fire.
 Plain Python, no Django import. The condition language itself (grammar, meaning, the names
 a manifest may use) is the manifest's: ``recipes.alert_rules``. This module maps one
 monitoring snapshot onto those names (:func:`snapshot_context`) and evaluates a manifest's
-``monitoring.alerts`` against it (:func:`evaluate_alerts`)::
-
-    MAPE, precision@k, ...                 performance metrics of the snapshot
-    drift.<feature>.psi | .ks | .p_value | .drifted    (and drift.prediction.*)
-    drift.max_psi, drift.max_ks, drift.drifted_count
-    freshness.<feature>.age_hours | .stale, freshness.max_age_hours (oldest feature)
+``monitoring.alerts`` against it (:func:`evaluate_alerts`); the names are listed in
+recipes/alert_rules.py.
 """
 
 from __future__ import annotations
