@@ -5,7 +5,7 @@ recipes/tests/test_client_access.py's)."""
 from __future__ import annotations
 
 from assistant.models import Conversation
-from assistant.services import _client_for
+from assistant.services.starting_recipe import client_for
 from recipes import client_services
 from recipes.tests.test_client_access import API, api_as, world  # noqa: F401 (world: a fixture)
 
@@ -28,9 +28,9 @@ def test_chat_puts_a_client_draft_in_a_client_the_user_may_write_in(world):  # n
     ds, viewer = world["users"]["data_scientist"], world["users"]["viewer"]
     industry = world["industry"]
     own = world["clients"]["own"]
-    assert _client_for(ds, "Client A", industry)[0] == own
-    assert _client_for(ds, None, industry)[0] == own  # the only one they write in
-    found, why = _client_for(ds, "Client B", industry)  # not theirs: asked which, B not offered
+    assert client_for(ds, "Client A", industry)[0] == own
+    assert client_for(ds, None, industry)[0] == own  # the only one they write in
+    found, why = client_for(ds, "Client B", industry)  # not theirs: asked which, B not offered
     assert found is None and "Client A" in why and "Client B" not in why
-    found, why = _client_for(viewer, "Client A", industry)
+    found, why = client_for(viewer, "Client A", industry)
     assert found is None and "role in none" in why
