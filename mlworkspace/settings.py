@@ -215,6 +215,8 @@ DATASET_INLINE_PROFILE_ROWS = int(os.environ.get("DATASET_INLINE_PROFILE_ROWS", 
 FILE_UPLOAD_TEMP_DIR = Path(os.environ.get("FILE_UPLOAD_TEMP_DIR", DATA_DIR / "upload-tmp"))
 FILE_UPLOAD_TEMP_DIR.mkdir(parents=True, exist_ok=True)
 PREDICT_MAX_ROWS = int(os.environ.get("PREDICT_MAX_ROWS", 10_000))
+# POST /models/{id}/outcomes: labels joined to a scored batch's predictions, per request.
+OUTCOMES_MAX_ROWS = int(os.environ.get("OUTCOMES_MAX_ROWS", 100_000))
 
 # --- API ------------------------------------------------------------------------------
 # How deeply any JSON document (request body, manifest) may nest: deeper is a 400 naming where

@@ -8,7 +8,13 @@ from rest_framework.routers import DefaultRouter
 from assistant.api import ChatConversationView, ChatView
 from mlworkspace import health, metrics
 from models_registry.api import MLModelViewSet
-from monitoring.api import ModelMonitoringCheckView, ModelMonitoringView
+from monitoring.api import (
+    ModelBatchesView,
+    ModelMonitoringCheckView,
+    ModelMonitoringView,
+    ModelOutcomesView,
+    ModelPredictionsView,
+)
 from recipes.api import ManifestValidateViewSet, RecipeViewSet
 from recipes.client_api import ClientDetailView, ClientListView, ClientMembersView, ClientMemberView
 from runs.api import DatasetViewSet, RunViewSet
@@ -48,6 +54,13 @@ api_patterns = [
     re_path(
         r"^models/(?P<model_id>[^/]+)/monitoring/?$", ModelMonitoringView.as_view(), name="model-monitoring"
     ),
+    re_path(r"^models/(?P<model_id>[^/]+)/batches/?$", ModelBatchesView.as_view(), name="model-batches"),
+    re_path(
+        r"^models/(?P<model_id>[^/]+)/predictions/?$",
+        ModelPredictionsView.as_view(),
+        name="model-predictions",
+    ),
+    re_path(r"^models/(?P<model_id>[^/]+)/outcomes/?$", ModelOutcomesView.as_view(), name="model-outcomes"),
     re_path(r"^clients/?$", ClientListView.as_view(), name="clients"),
     re_path(r"^clients/(?P<client_id>[^/]+)/?$", ClientDetailView.as_view(), name="client"),
     re_path(r"^clients/(?P<client_id>[^/]+)/members/?$", ClientMembersView.as_view(), name="client-members"),

@@ -229,6 +229,7 @@ def _monitoring_context(request: HttpRequest, model: MLModel, form: CheckForm | 
         "check_more_fields": [form[name] for name in form.fields if name not in CHECK_FORM_LAID_OUT],
         "can_check": request.user.has_perm(monitoring_perms.RUN_CHECK),
         "has_artifact": bool(model.training_run_id and (model.artifacts_json or {}).get("model")),
+        "scoring": monitoring_selectors.model_scoring(model),
     }
 
 

@@ -1,28 +1,41 @@
 import json
 import re
 
+from django.conf import settings
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import connection
 from django.db.models import Func, TextField
 from django.db.models.functions import Cast
-from django.http import HttpResponse
+from django.http import FileResponse, HttpResponse
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import extend_schema
 from rest_framework import status
+from rest_framework.generics import ListAPIView
+from rest_framework.negotiation import DefaultContentNegotiation
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from mlworkspace.errors import lookup
+from mlworkspace.errors import InvalidInput, NotFound, field_error, lookup
 from mlworkspace.permissions import ModelPermissions
 from models_registry.models import MLModel
 from monitoring import perms as monitoring_perms
 from recipes import access
-from runs.models import Dataset
+from runs import artifacts
+from runs.models import Dataset, RunStatus
 
-from . import services
-from .models import Alert, MonitorSnapshot
-from .serializers import AlertSerializer, CheckSerializer, SnapshotCreateSerializer, SnapshotQuerySerializer
+from . import selectors, services
+from .models import Alert, MonitorSnapshot, ScoringBatch
+from .serializers import (
+    AlertSerializer,
+    CheckSerializer,
+    OutcomesResultSerializer,
+    OutcomesSerializer,
+    PredictionsQuerySerializer,
+    ScoringBatchSerializer,
+    SnapshotCreateSerializer,
+    SnapshotQuerySerializer,
+)
 
 SAFE_TOKEN = re.compile(r"[A-Za-z0-9_\-]+")
 JSON_FIELDS = ["performance_metrics_json", "drift_metrics_json", "data_freshness_json", "alerts_json"]
@@ -149,3 +162,103 @@ class ModelMonitoringCheckView(APIView):
             lookup(Dataset.objects.visible_to(request.user), "dataset_id", data.validated_data["dataset_id"])
         snapshot = services.model_check(model=model, source="check", **data.validated_data)
         return created_response(model, snapshot)
+
+
+def _scoring_batch(model: MLModel, *, batch_id: str | None = None, window: str | None = None) -> ScoringBatch:
+    """The model's batch named by id or window key, else its newest scored one; a 404 that
+    says which is missing."""
+    batches = selectors.scoring_batches(model)
+    if batch_id:
+        batch = batches.filter(pk=batch_id).first()
+        if batch is None:
+            raise NotFound(f"Model '{model.pk}' has no scoring batch '{batch_id}'.")
+    elif window:
+        batch = batches.filter(window_key=window).first()
+        if batch is None:
+            raise NotFound(f"Model '{model.pk}' has no scoring batch for window '{window}'.")
+    else:
+        batch = selectors.latest_scored_batch(model)
+        if batch is None:
+            raise NotFound(f"Model '{model.pk}' has no scored batch yet.")
+    if batch.run.status != RunStatus.SUCCEEDED:
+        raise NotFound(
+            f"Scoring batch '{batch.pk}' has no predictions: its score run '{batch.run_id}' is {batch.run.status}."
+        )
+    return batch
+
+
+class ModelBatchesView(ListAPIView):
+    """The model's scoring batches (batch-mode production models are scored on their
+    manifest's schedule), newest first, paginated (`page`, `page_size`)."""
+
+    permission_classes = [IsAuthenticated]
+    serializer_class = ScoringBatchSerializer
+    queryset = ScoringBatch.objects.none()  # for the schema; get_queryset scopes by model
+
+    def get_queryset(self):
+        model = _visible_model(self.request, self.kwargs["model_id"])
+        return selectors.scoring_batches(model)
+
+
+class FileFormatNegotiation(DefaultContentNegotiation):
+    """`?format=` names the file to download here, not a DRF renderer: errors are JSON."""
+
+    def select_renderer(self, request, renderers, format_suffix=None):
+        return renderers[0], renderers[0].media_type
+
+
+class ModelPredictionsView(APIView):
+    """Download a scored batch's predictions (`batch` id or `window` key; default: the
+    newest scored batch) as CSV or Parquet: the scored input columns and the prediction(s)."""
+
+    permission_classes = [IsAuthenticated]
+    content_negotiation_class = FileFormatNegotiation
+
+    @extend_schema(
+        parameters=[PredictionsQuerySerializer],
+        responses={(200, "text/csv"): bytes, (200, "application/vnd.apache.parquet"): bytes},
+    )
+    def get(self, request, model_id):
+        model = _visible_model(request, model_id)
+        query = PredictionsQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        q = query.validated_data
+        batch = _scoring_batch(model, batch_id=q.get("batch"), window=q.get("window"))
+        name = selectors.PREDICTIONS_CSV if q["format"] == "csv" else selectors.PREDICTIONS_PARQUET
+        path = artifacts.verified_path(batch.run_id, batch.run.artifacts_json, name)
+        content_type = "text/csv" if q["format"] == "csv" else "application/vnd.apache.parquet"
+        return FileResponse(
+            open(path, "rb"),
+            as_attachment=True,
+            filename=f"{model.pk}-{batch.pk}-predictions.{q['format']}",
+            content_type=content_type,
+        )
+
+
+class ModelOutcomesView(APIView):
+    """Labels that arrived after a batch was scored: `{"batch_id"?, "rows": [{<grain keys>,
+    <label>: value}]}` joined to the batch's predictions; the manifest's metrics on the
+    matched rows are stored on the batch. Unknown keys are counted and the first few named."""
+
+    permission_classes = [IsAuthenticated]
+
+    @extend_schema(request=OutcomesSerializer, responses={200: OutcomesResultSerializer})
+    def post(self, request, model_id):
+        model = _visible_model(request, model_id, "recipe", "recipe_version")
+        access.check_write(request.user, model, monitoring_perms.RUN_CHECK)
+        rows = request.data.get("rows") if isinstance(request.data, dict) else None
+        limit = settings.OUTCOMES_MAX_ROWS
+        if isinstance(rows, list) and len(rows) > limit:
+            raise InvalidInput(
+                f"At most {limit} rows per request; got {len(rows)}.",
+                [{"path": "/rows", "message": f"more than {limit} rows"}],
+            )
+        data = OutcomesSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        batch_id = data.validated_data.get("batch_id")
+        if batch_id and not ScoringBatch.objects.filter(model_id=model.pk, pk=batch_id).exists():
+            raise field_error("batch_id", f"model '{model.pk}' has no scoring batch '{batch_id}'")
+        batch = _scoring_batch(model, batch_id=batch_id)
+        batch.model = model
+        result = services.scoring_outcomes(batch=batch, rows=data.validated_data["rows"], user=request.user)
+        return Response(OutcomesResultSerializer(result).data)

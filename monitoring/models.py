@@ -104,3 +104,45 @@ class Alert(models.Model):
 
     def __str__(self):
         return f"{self.model_id}:{self.name} ({self.state})"
+
+
+class ScoringBatch(models.Model):
+    """One scheduled scoring of a batch-mode production model: the batch (an uploaded dataset
+    or a window of the model's synthetic world), the score run that wrote its predictions, the
+    monitoring check of that batch (once the run succeeded) and, when labels arrive later
+    (POST /models/{id}/outcomes), the performance on the matched rows."""
+
+    id = models.CharField(primary_key=True, max_length=64)
+    model = models.ForeignKey(
+        "models_registry.MLModel", on_delete=models.CASCADE, related_name="scoring_batches"
+    )
+    run = models.OneToOneField("runs.Run", on_delete=models.PROTECT, related_name="scoring_batch")
+    # What was scored, as a key unique per model: "synthetic:<start>:<periods>" or "dataset:<id>".
+    window_key = models.CharField(max_length=200)
+    # The resolved synthetic batch (world + window), or {"dataset_id": ...}.
+    batch_json = JSONField(default=dict, blank=True)
+    scheduled_for = models.DateTimeField()
+    # Set by the worker that claimed the batch's check (a conditional update), then the snapshot.
+    check_started_at = models.DateTimeField(null=True, blank=True)
+    snapshot = models.ForeignKey(
+        MonitorSnapshot, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    performance_json = JSONField(default=dict, blank=True)
+    outcome_rows = models.BigIntegerField(null=True, blank=True)
+    unmatched_rows = models.BigIntegerField(null=True, blank=True)
+    outcomes_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    objects = ModelScopedQuerySet.as_manager()
+
+    class Meta:
+        db_table = "ml_scoring_batch"
+        ordering = ["model_id", "-scheduled_for", "-id"]
+        indexes = [models.Index(fields=["model", "scheduled_for"], name="ml_scoring_model_time_idx")]
+        constraints = [
+            # Two workers never score the same window of one model twice.
+            models.UniqueConstraint(fields=["model", "window_key"], name="ml_scoring_one_per_window"),
+        ]
+
+    def __str__(self):
+        return self.id

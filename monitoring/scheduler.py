@@ -1,8 +1,17 @@
-"""Scheduled monitoring checks for production models.
+"""Scheduled monitoring of production models, run by the workers' periodic tick.
 
-A model's checks follow its manifest's `deployment.schedule` (cron). The due time lives in
-`MLModel.next_check_at`; a worker claims a due check by moving next_check_at forward with
-a conditional update, so with several workers up exactly one runs each due check.
+A model's schedule is its manifest's `deployment.schedule` (cron). The due time lives in
+`MLModel.next_check_at`; a worker claims a due slot by moving next_check_at past now with a
+conditional update, so with several workers up exactly one handles each slot, and the
+slots missed while no worker ran are handled once, not once each.
+
+What a due slot does depends on `deployment.mode`:
+
+* ``batch``: the model SCORES its next batch (monitoring.services.scoring_start: a score
+  run, executed by a worker, and its ScoringBatch row; the unique (model, window) key means
+  two workers never score one window twice). Once its run succeeded, a later tick checks
+  that same batch (drift + freshness) and links the snapshot;
+* otherwise (realtime): a monitoring check of the next batch, as before.
 """
 
 from __future__ import annotations
@@ -11,12 +20,15 @@ import logging
 from datetime import datetime
 
 from cronsim import CronSim, CronSimError
+from django.db import IntegrityError
 from django.utils import timezone
 
 from models_registry.models import MLModel, ModelStatus
-from runs.models import Dataset
+from runs.models import Dataset, RunStatus
 
-from .services import model_check
+from .models import ScoringBatch
+from .selectors import is_batch_mode
+from .services import model_check, scoring_check, scoring_claim_check, scoring_next_batch, scoring_start
 
 logger = logging.getLogger(__name__)
 DEFAULT_SCHEDULE = "0 6 * * *"
@@ -39,30 +51,64 @@ def claim_due(model: MLModel, now: datetime) -> bool:
     )
 
 
+def _check(model: MLModel) -> str:
+    # The newest dataset uploaded for the recipe is the batch; without one, the next
+    # window of the model's synthetic world (after the last batch checked), so scheduled
+    # checks of a healthy model walk forward in time and stay healthy (useful for demos).
+    dataset = Dataset.objects.filter(recipe_id=model.recipe_id).order_by("-created_at").first()
+    if dataset is not None:
+        return model_check(model=model, source="scheduled", dataset_id=dataset.id).id
+    return model_check(model=model, source="scheduled", synthetic={"rows": SCHEDULED_BATCH_ROWS}).id
+
+
+def score_due(model: MLModel, scheduled_for: datetime) -> ScoringBatch | None:
+    """Start the scoring of the model's next batch; None if another worker already did."""
+    dataset, batch = scoring_next_batch(model, rows=SCHEDULED_BATCH_ROWS)
+    try:
+        return scoring_start(model=model, scheduled_for=scheduled_for, dataset=dataset, batch=batch)
+    except IntegrityError:  # the same window of this model exists: another worker scored it
+        logger.info("scoring of %s for %s skipped: already scored", model.id, batch)
+        return None
+
+
+def check_scored_batches(now: datetime | None = None) -> list[str]:
+    """Check every batch whose score run succeeded and that no worker has claimed yet;
+    returns the snapshot ids."""
+    now = now or timezone.now()
+    done = []
+    pending = ScoringBatch.objects.filter(
+        run__status=RunStatus.SUCCEEDED, snapshot__isnull=True, check_started_at__isnull=True
+    ).select_related("model__recipe", "model__recipe_version", "model__training_run")
+    for batch in pending:
+        if not scoring_claim_check(batch, now):
+            continue  # another worker took it
+        try:
+            done.append(scoring_check(batch=batch).id)
+        except Exception:
+            logger.exception("check of scoring batch %s failed", batch.id)
+    return done
+
+
 def run_due_checks(now: datetime | None = None) -> list[str]:
-    """Run every due check this process manages to claim; returns the snapshot ids."""
+    """Handle every due slot this process manages to claim, then check scored batches.
+    Returns what was done: snapshot ids (checks) and scoring batch ids (scorings started)."""
     now = now or timezone.now()
     done = []
     due = MLModel.objects.filter(status=ModelStatus.PRODUCTION, next_check_at__lte=now).select_related(
         "recipe", "recipe_version"
     )
     for model in due:
+        scheduled_for = model.next_check_at
         if not claim_due(model, now):
             continue  # another worker took it
-        # The newest dataset uploaded for the recipe is the batch; without one, the next
-        # window of the model's synthetic world (after the last batch checked), so scheduled
-        # checks of a healthy model walk forward in time and stay healthy (useful for demos).
-        dataset = Dataset.objects.filter(recipe_id=model.recipe_id).order_by("-created_at").first()
         try:
-            if dataset is not None:
-                snapshot = model_check(model=model, source="scheduled", dataset_id=dataset.id)
+            if is_batch_mode(model.recipe_version.manifest):
+                batch = score_due(model, scheduled_for)
+                if batch is not None:
+                    done.append(batch.id)
             else:
-                snapshot = model_check(
-                    model=model,
-                    source="scheduled",
-                    synthetic={"rows": SCHEDULED_BATCH_ROWS},
-                )
-            done.append(snapshot.id)
+                done.append(_check(model))
         except Exception:
-            logger.exception("scheduled check of %s failed", model.id)
+            logger.exception("scheduled work on %s failed", model.id)
+    done.extend(check_scored_batches(now))
     return done

@@ -4,17 +4,28 @@ Monitoring tab (snapshots, alerts, chart data of one model) and the Run check fo
 from __future__ import annotations
 
 from collections.abc import Iterable
+from datetime import timedelta
 
 from django.db.models import Count, OuterRef, Subquery
+from django.utils import timezone
 
 from models_registry.models import MLModel, MLModelQuerySet, ModelStatus
+from runs.models import RunStatus
 from runs.selectors import model_training_batch
 
-from .models import Alert, AlertState, MonitorSnapshot
+from .health import snapshot_health
+from .models import Alert, AlertState, MonitorSnapshot, ScoringBatch
 
 # The model page charts at most this many snapshots (the newest) and lists this many alerts.
 CHART_SNAPSHOTS = 500
 PAGE_ALERTS = 200
+# ... and this many scoring batches.
+PAGE_BATCHES = 20
+# The files a score run writes (runs.pipeline): its predictions, and their CSV export.
+PREDICTIONS_PARQUET = "predictions.parquet"
+# A batch's check still without its snapshot this long after it was claimed has failed.
+CHECK_GRACE = timedelta(minutes=15)
+PREDICTIONS_CSV = "predictions.csv"
 
 
 def production_models(user) -> MLModelQuerySet:
@@ -122,3 +133,71 @@ def last_synthetic_batch(model, seed: int | None = None, *, training: dict | Non
         if batch.get("source") == "synthetic" and batch.get("seed") == seed and batch.get("window"):
             return {k: batch[k] for k in ("rows", "seed", "world", "window")}
     return None
+
+
+def is_batch_mode(manifest: dict | None) -> bool:
+    """The manifest deploys the model as a scheduled batch (deployment.mode: batch)."""
+    return ((manifest or {}).get("deployment") or {}).get("mode") == "batch"
+
+
+def scoring_batches(model: MLModel):
+    """The model's scoring batches, newest first, with their run and snapshot."""
+    return (
+        ScoringBatch.objects.filter(model_id=model.pk)
+        .select_related("run", "snapshot")
+        .order_by("-scheduled_for", "-id")
+    )
+
+
+def latest_scored_batch(model: MLModel) -> ScoringBatch | None:
+    """The model's newest batch whose score run succeeded (predictions to download or join)."""
+    return scoring_batches(model).filter(run__status=RunStatus.SUCCEEDED).first()
+
+
+def last_scored_batch(model: MLModel, training: dict | None) -> dict | None:
+    """The newest synthetic window the model scored in the world it was trained in
+    (``training``: its training batch): the next scoring continues after it."""
+    seed = int((training or {}).get("seed") or 0)
+    for batch in (
+        ScoringBatch.objects.filter(model_id=model.pk, window_key__startswith="synthetic:")
+        .order_by("-scheduled_for", "-id")
+        .values_list("batch_json", flat=True)[:50]
+    ):
+        if (batch or {}).get("seed") == seed and batch.get("window"):
+            return {k: batch[k] for k in ("rows", "seed", "world", "window")}
+    return None
+
+
+def batch_status(batch: ScoringBatch) -> str:
+    """queued / running / failed / cancelled (the score run's), then checking / checked."""
+    if batch.run.status != RunStatus.SUCCEEDED:
+        return batch.run.status
+    if batch.snapshot_id:
+        return "checked"
+    if batch.check_started_at is None:
+        return "scored"  # the workers' next tick checks it
+    return "check failed" if timezone.now() - batch.check_started_at > CHECK_GRACE else "checking"
+
+
+def model_scoring(model: MLModel) -> dict:
+    """The model page's Scoring section (one query): ``batch_mode`` and its newest
+    PAGE_BATCHES ``batches``, each with its status, rows, the check's health and outcomes."""
+    manifest = model.recipe_version.manifest or {}
+    rows = []
+    for batch in scoring_batches(model)[:PAGE_BATCHES]:
+        files = (batch.run.artifacts_json or {}).get("files") or {}
+        scoring = (batch.run.artifacts_json or {}).get("scoring") or {}
+        rows.append(
+            {
+                "batch": batch,
+                "status": batch_status(batch),
+                "rows": scoring.get("rows"),
+                "health": snapshot_health(batch.snapshot, manifest, model.recipe.model_family)
+                if batch.snapshot_id
+                else None,
+                "downloads": [
+                    name.rsplit(".", 1)[1] for name in (PREDICTIONS_CSV, PREDICTIONS_PARQUET) if name in files
+                ],
+            }
+        )
+    return {"batch_mode": is_batch_mode(manifest), "batches": rows}

@@ -2,7 +2,7 @@ from rest_framework import serializers
 
 from recipes.serializers import StrictSerializer
 
-from .models import Alert
+from .models import Alert, ScoringBatch
 
 
 class SnapshotCreateSerializer(StrictSerializer):
@@ -90,3 +90,66 @@ class AlertSerializer(serializers.ModelSerializer):
             "resolved_at",
             "last_values_json",
         ]
+
+
+class ScoringBatchSerializer(serializers.ModelSerializer):
+    """A scoring batch as GET /models/{id}/batches lists it."""
+
+    model_id = serializers.CharField(read_only=True)
+    run_id = serializers.CharField(read_only=True)
+    run_status = serializers.CharField(source="run.status", read_only=True)
+    snapshot_id = serializers.CharField(read_only=True, allow_null=True)
+    rows = serializers.SerializerMethodField()
+
+    class Meta:
+        model = ScoringBatch
+        fields = [
+            "id",
+            "model_id",
+            "run_id",
+            "run_status",
+            "window_key",
+            "batch_json",
+            "scheduled_for",
+            "rows",
+            "snapshot_id",
+            "performance_json",
+            "outcome_rows",
+            "unmatched_rows",
+            "outcomes_at",
+            "created_at",
+        ]
+
+    def get_rows(self, batch) -> int | None:
+        """Rows scored (null until the score run succeeded)."""
+        return ((batch.run.artifacts_json or {}).get("scoring") or {}).get("rows")
+
+
+class PredictionsQuerySerializer(StrictSerializer):
+    batch = serializers.CharField(
+        required=False, help_text="A scoring batch id (default: the newest scored)."
+    )
+    window = serializers.CharField(
+        required=False, help_text="A batch's window key instead, e.g. synthetic:2025-01-06:4 or dataset:<id>."
+    )
+    format = serializers.ChoiceField(choices=["csv", "parquet"], default="csv")
+
+
+class OutcomesSerializer(StrictSerializer):
+    batch_id = serializers.CharField(required=False, help_text="Default: the newest scored batch.")
+    rows = serializers.ListField(
+        child=serializers.DictField(),
+        allow_empty=False,
+        help_text="One object per scored row: the recipe's grain keys and its label column(s).",
+    )
+
+
+class OutcomesResultSerializer(serializers.Serializer):
+    batch_id = serializers.CharField()
+    model_id = serializers.CharField()
+    window_key = serializers.CharField()
+    outcome_rows = serializers.IntegerField(help_text="Posted rows that matched a prediction.")
+    unmatched_rows = serializers.IntegerField(help_text="Posted rows whose keys the batch did not score.")
+    unmatched_keys = serializers.ListField(child=serializers.DictField(), help_text="The first few of those.")
+    performance = serializers.DictField(child=serializers.FloatField())
+    outcomes_at = serializers.DateTimeField()

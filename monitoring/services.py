@@ -11,22 +11,23 @@ from django.db import transaction
 from django.utils import timezone
 
 from audit import services as audit
-from mlworkspace.errors import Conflict, field_error, lookup
+from mlworkspace.errors import Conflict, InvalidInput, field_error, lookup
 from mlworkspace.ids import new_id
 from mlworkspace.metrics import timed_check
 from models_registry.models import MLModel
+from recipes.manifest import grain_columns
 from runs import artifacts
 from runs.data import read_table
 from runs.families import get_family, worlds
-from runs.models import Dataset
+from runs.models import Dataset, DatasetStatus, RunType
 from runs.selectors import model_training_batch
-from runs.services import dataset_require_ready, synthetic_resolve
+from runs.services import dataset_require_ready, run_start, synthetic_resolve
 
 from . import drift as drift_lib
 from . import rules
 from .freshness import batch_freshness
-from .models import Alert, AlertState, MonitorSnapshot
-from .selectors import last_synthetic_batch
+from .models import Alert, AlertState, MonitorSnapshot, ScoringBatch
+from .selectors import PREDICTIONS_PARQUET, last_scored_batch, last_synthetic_batch
 
 
 def _manifest(model: MLModel) -> dict:
@@ -161,9 +162,13 @@ def model_check(
     dataset_id: str | None = None,
     synthetic: dict | None = None,
     captured_at: datetime | None = None,
+    with_performance: bool = True,
 ) -> MonitorSnapshot:
     """Compute and store a snapshot for `model` on a batch (an uploaded dataset, or a
     synthetic batch of its world); alert rules are evaluated (snapshot_record).
+
+    `with_performance=False` (the check of a scored batch) leaves performance out even when
+    the batch carries labels: a scored batch's performance comes from its outcomes.
 
     `captured_at` (default now) also anchors synthetic batches' timestamps: backfilling a
     history (seed_demo) checks each batch as of its own time."""
@@ -200,7 +205,12 @@ def model_check(
         drift["prediction"] = {"error": scoring_error, "drifted": False}
     performance = {}
     labels = (manifest.get("requirements") or {}).get("labels") or []
-    if scoring_error is None and labels and all(label in frame.columns for label in labels):
+    if (
+        with_performance
+        and scoring_error is None
+        and labels
+        and all(label in frame.columns for label in labels)
+    ):
         prepared = family.prepare(frame, manifest, log=lambda message: None)
         metrics, _predictions, _plots = family.evaluate(fitted, prepared, manifest)
         performance = {
@@ -219,3 +229,234 @@ def model_check(
         row_count=len(frame),
         captured_at=captured_at,
     )
+
+
+# --------------------------------------------------------------------------- batch scoring
+
+
+def scoring_batch_key(batch: dict) -> str:
+    """The window key of a batch: ``dataset:<id>`` or ``synthetic:<start>:<periods>``."""
+    if batch.get("dataset_id"):
+        return f"dataset:{batch['dataset_id']}"
+    window = batch["window"]
+    return f"synthetic:{window['start']}:{window['periods']}"
+
+
+def scoring_next_batch(model: MLModel, *, rows: int) -> tuple[Dataset | None, dict]:
+    """What a batch-mode model scores next: the newest ready dataset uploaded for its recipe
+    if this model has not scored it yet, else the next window of its synthetic world (after
+    its last scored or checked window, or the first time after its training data)."""
+    dataset = (
+        Dataset.objects.filter(recipe_id=model.recipe_id, status=DatasetStatus.READY)
+        .order_by("-created_at", "-id")
+        .first()
+    )
+    if (
+        dataset is not None
+        and not ScoringBatch.objects.filter(
+            model=model, window_key=scoring_batch_key({"dataset_id": dataset.pk})
+        ).exists()
+    ):
+        return dataset, {"dataset_id": dataset.pk}
+    # The world moves forward: after the newest window scored or checked, else the training data.
+    training = model_training_batch(model)
+    family = get_family(model.recipe.model_family)
+    seen = [
+        b for b in (last_scored_batch(model, training), last_synthetic_batch(model, training=training)) if b
+    ]
+    after = max(seen, key=lambda b: worlds.span(family, b["window"])[0], default=training)
+    return None, synthetic_resolve(family_name=family.NAME, synthetic={"rows": rows}, after=after)
+
+
+@transaction.atomic
+def scoring_start(
+    *, model: MLModel, scheduled_for: datetime, dataset: Dataset | None = None, batch: dict
+) -> ScoringBatch:
+    """Create a scoring batch and its score run together (the run is enqueued for a worker
+    on commit). Raises IntegrityError when the model already has a batch for this window
+    (another worker scored it): then nothing is written."""
+    run = run_start(
+        user=None,
+        recipe=model.recipe,
+        recipe_version=model.recipe_version,
+        run_type=RunType.SCORE,
+        model=model,
+        dataset=dataset,
+        params={} if dataset is not None else {"synthetic": batch},
+    )
+    scoring = ScoringBatch.objects.create(
+        id=new_id("batch"),
+        model=model,
+        run=run,
+        window_key=scoring_batch_key(batch),
+        batch_json=batch if dataset is None else {"dataset_id": dataset.pk},
+        scheduled_for=scheduled_for,
+    )
+    audit.record(
+        None,
+        "monitoring.scoring_start",
+        model,
+        detail={"batch_id": scoring.pk, "run_id": run.pk, "window": scoring.window_key},
+    )
+    return scoring
+
+
+def scoring_claim_check(batch: ScoringBatch, now: datetime) -> bool:
+    """Claim a scored batch's check (one worker wins the conditional update)."""
+    return bool(
+        ScoringBatch.objects.filter(pk=batch.pk, check_started_at__isnull=True, snapshot__isnull=True).update(
+            check_started_at=now
+        )
+    )
+
+
+def scoring_check(*, batch: ScoringBatch, captured_at: datetime | None = None) -> MonitorSnapshot:
+    """Check the batch a score run scored (drift + freshness of that same data; performance
+    comes later, from outcomes) and link the snapshot to the batch. `captured_at`: as in
+    model_check (the demo dates its history)."""
+    data = batch.batch_json or {}
+    source = {"dataset_id": data["dataset_id"]} if data.get("dataset_id") else {"synthetic": data}
+    snapshot = model_check(
+        model=batch.model, source="scheduled", captured_at=captured_at, with_performance=False, **source
+    )
+    ScoringBatch.objects.filter(pk=batch.pk).update(snapshot=snapshot)
+    batch.snapshot = snapshot
+    return snapshot
+
+
+# --------------------------------------------------------------------------- outcomes
+
+UNMATCHED_SHOWN = 5
+
+
+def _outcome_keys(rows: list, grain: list[str], labels: list[str]) -> pd.DataFrame:
+    """The posted rows as a frame of grain keys and labels; a row missing one is a 400
+    naming ``/rows/<i>/<field>``, a key posted twice one naming its second row."""
+    for i, row in enumerate(rows):
+        if not isinstance(row, dict):
+            raise field_error(f"rows/{i}", "must be an object of grain keys and labels")
+        for name in grain:
+            if row.get(name) in (None, ""):
+                raise field_error(f"rows/{i}/{name}", "is required (a grain key of the recipe)")
+            if isinstance(row[name], (dict, list)):
+                raise field_error(f"rows/{i}/{name}", "must be a string or a number")
+        for name in labels:
+            value = row.get(name)
+            if value is None:
+                raise field_error(f"rows/{i}/{name}", "is required (the outcome to score against)")
+            if isinstance(value, bool):
+                value = int(value)
+            if not isinstance(value, (int, float)) or not np.isfinite(value):
+                raise field_error(f"rows/{i}/{name}", "must be a finite number")
+    return pd.DataFrame(
+        [{name: row[name] for name in grain} | {name: float(row[name]) for name in labels} for row in rows]
+    )
+
+
+def _align_keys(outcomes: pd.DataFrame, predictions: pd.DataFrame, grain: list[str]) -> pd.DataFrame:
+    """The outcome keys converted to the predictions' column types, so they join; a key
+    that cannot be read as its column's type is a 400 naming its row."""
+    outcomes = outcomes.copy()
+    for name in grain:
+        target = predictions[name]
+        if pd.api.types.is_datetime64_any_dtype(target):
+            converted = pd.to_datetime(outcomes[name], errors="coerce")
+            if target.dt.tz is None and getattr(converted.dt, "tz", None) is not None:
+                converted = converted.dt.tz_localize(None)
+            kind = "a date"
+        elif pd.api.types.is_numeric_dtype(target) and not pd.api.types.is_bool_dtype(target):
+            converted = pd.to_numeric(outcomes[name], errors="coerce")
+            kind = "a number"
+        else:
+            outcomes[name] = outcomes[name].astype(str)
+            continue
+        bad = converted.isna()
+        if bad.any():
+            i = int(np.flatnonzero(bad.to_numpy())[0])
+            raise field_error(f"rows/{i}/{name}", f"must be {kind} like the scored batch's '{name}'")
+        outcomes[name] = converted.astype(target.dtype)
+    duplicated = outcomes.duplicated(subset=grain)
+    if duplicated.any():
+        i = int(np.flatnonzero(duplicated.to_numpy())[0])
+        raise field_error(f"rows/{i}", "the same grain keys as an earlier row")
+    return outcomes
+
+
+def _json_key(values: dict) -> dict:
+    return {
+        k: (v.isoformat() if hasattr(v, "isoformat") else v.item() if hasattr(v, "item") else v)
+        for k, v in values.items()
+    }
+
+
+def scoring_outcomes(*, batch: ScoringBatch, rows: list, user=None) -> dict:
+    """Join posted outcomes (grain keys + labels) to a scored batch's predictions, compute
+    the manifest's metrics on the matched rows with the family's own prepare + evaluate,
+    and store them on the batch. Keys the batch did not score are counted and the first
+    few reported, never silently dropped."""
+    model = batch.model
+    manifest = _manifest(model)
+    grain = grain_columns(manifest)
+    labels = list((manifest.get("requirements") or {}).get("labels") or [])
+    if not grain or not labels:
+        raise Conflict(
+            f"Recipe '{model.recipe_id}' declares no grain or no labels; outcomes cannot be joined."
+        )
+    outcomes = _outcome_keys(rows, grain, labels)
+    run = batch.run
+    path = artifacts.verified_path(run.pk, run.artifacts_json, PREDICTIONS_PARQUET)
+    predictions = pd.read_parquet(path)
+    missing = [name for name in grain if name not in predictions.columns]
+    if missing:
+        raise Conflict(f"The predictions of batch '{batch.pk}' have no grain column '{missing[0]}'.")
+    outcomes = _align_keys(outcomes, predictions, grain)
+    scored = (run.artifacts_json.get("scoring") or {}).get("prediction_columns") or []
+    inputs = predictions.drop(columns=[c for c in [*scored, *labels] if c in predictions.columns])
+    joined = inputs.merge(outcomes, on=grain, how="inner", validate="many_to_one")
+    keys = outcomes[grain].merge(inputs[grain].drop_duplicates(), on=grain, how="left", indicator=True)
+    unmatched = keys[keys["_merge"] == "left_only"][grain]
+    if joined.empty:
+        raise InvalidInput(
+            f"None of the {len(outcomes)} rows matches a prediction of batch '{batch.pk}'.",
+            [{"path": "/rows", "message": f"no row's {', '.join(grain)} was scored in this batch"}],
+        )
+    family = get_family(model.recipe.model_family)
+    fitted, _schema = artifacts.load_model(model)
+    try:
+        prepared = family.prepare(joined, manifest, log=lambda message: None)
+        metrics, _predictions, _plots = family.evaluate(fitted, prepared, manifest)
+    except ValueError as exc:
+        raise InvalidInput(
+            f"The matched rows cannot be evaluated: {exc}", [{"path": "/rows", "message": str(exc)}]
+        ) from None
+    performance = {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float)) and np.isfinite(v)}
+    now = timezone.now()
+    with transaction.atomic():
+        ScoringBatch.objects.filter(pk=batch.pk).update(
+            performance_json=performance,
+            outcome_rows=len(joined),
+            unmatched_rows=len(unmatched),
+            outcomes_at=now,
+        )
+        audit.record(
+            user,
+            "monitoring.outcomes",
+            model,
+            detail={"batch_id": batch.pk, "matched": len(joined), "unmatched": len(unmatched)},
+        )
+    batch.performance_json, batch.outcome_rows, batch.unmatched_rows, batch.outcomes_at = (
+        performance,
+        len(joined),
+        len(unmatched),
+        now,
+    )
+    return {
+        "batch_id": batch.pk,
+        "model_id": model.pk,
+        "window_key": batch.window_key,
+        "outcome_rows": len(joined),
+        "unmatched_rows": len(unmatched),
+        "unmatched_keys": [_json_key(r) for r in unmatched.head(UNMATCHED_SHOWN).to_dict("records")],
+        "performance": performance,
+        "outcomes_at": now,
+    }

@@ -37,7 +37,7 @@ class RunViewSet(
     mixins.UpdateModelMixin,
     viewsets.GenericViewSet,
 ):
-    """Train / eval / backtest runs. Workspace runs are executed by `manage.py db_worker`;
+    """Train / eval / backtest / score runs. Workspace runs are executed by `manage.py db_worker`;
     runs with `"executor": "external"` are reported with `PUT`."""
 
     filterset_class = RunFilter

@@ -16,6 +16,7 @@ from django.conf import settings
 
 from mlworkspace.errors import Conflict, InvalidInput, NotFound
 
+from .data import model_input
 from .families import get_family
 from .pipeline import json_safe
 
@@ -129,10 +130,9 @@ def rows_frame(rows: list[dict], schema: dict) -> pd.DataFrame:
     if errors:
         first = errors[0]
         raise InvalidInput(f"{first['path']}: {first['message']}", errors)
-    frame = pd.DataFrame([{c["name"]: row[c["name"]] for c in columns} for row in rows])
+    frame = model_input(pd.DataFrame([{c["name"]: row[c["name"]] for c in columns} for row in rows]), schema)
     for col in columns:
         if col["dtype"] in ("date", "datetime"):
-            frame[col["name"]] = pd.to_datetime(frame[col["name"]], errors="coerce")
             bad = frame[col["name"]].isna()
             if bad.any():
                 index = int(bad.to_numpy().nonzero()[0][0])

@@ -113,6 +113,19 @@ def dtype_name(series: pd.Series) -> str:
     return "string"
 
 
+def model_input(frame: pd.DataFrame, schema: dict) -> pd.DataFrame:
+    """The columns a trained model takes (its schema.json ``input_columns``), in its order,
+    with dates parsed (a value that is not a date becomes NaT: the caller says where). The
+    one preparation of rows a model predicts on: ``POST /models/{id}/predict`` and score runs.
+    KeyError naming the first missing column."""
+    columns = schema["input_columns"]
+    out = frame[[c["name"] for c in columns]].copy()
+    for col in columns:
+        if col["dtype"] in ("date", "datetime"):
+            out[col["name"]] = pd.to_datetime(out[col["name"]], errors="coerce")
+    return out
+
+
 def describe_columns(frame: pd.DataFrame) -> list[dict]:
     """Per column: name, inferred dtype (ISO date text counts as a date), null ratio and a
     small profile (distinct values; min / max / mean of numbers, first / last date), computed
@@ -180,20 +193,41 @@ def read_head(path: Path, fmt: str, rows: int) -> pd.DataFrame:
 
 
 def dataset_problems(
-    frame: pd.DataFrame, columns: list[dict], manifest: dict, family: str, *, check_history: bool = True
+    frame: pd.DataFrame,
+    columns: list[dict],
+    manifest: dict,
+    family: str,
+    *,
+    check_history: bool = True,
+    outcomes: bool = True,
 ) -> list[str]:
     """Why a recipe version cannot use this data, in words: missing required columns, then
     the quality stage's checks (nulls, grain duplicates, ranges, and min_history unless
-    `check_history` is off: scoring needs no training history). Uploads and the pipeline's
-    quality stage both ask this."""
-    return requirement_errors(columns, manifest, family) + quality_errors(
-        frame, manifest, family, check_history=check_history
+    `check_history` is off: scoring needs no training history). ``outcomes=False`` for a
+    batch a model scores: its labels (and treatment) arrive later, so they are not required.
+    Uploads and the pipeline's quality stage both ask this."""
+    return requirement_errors(columns, manifest, family, outcomes=outcomes) + quality_errors(
+        frame, manifest, family, check_history=check_history, outcomes=outcomes
     )
 
 
-def required_columns(manifest: dict, family: str) -> dict[str, list[str]]:
+def outcome_columns(manifest: dict, family: str | None) -> set[str]:
+    """The columns a model learns from but never gets as input: the manifest's labels and the
+    family's label and treatment columns (a score run's batch does without them)."""
+    labels = set(((manifest or {}).get("requirements") or {}).get("labels") or [])
+    if family in FAMILIES:
+        labels |= {
+            c["name"]
+            for c in getattr(get_family(family), "SCHEMA", [])
+            if c.get("role") in ("label", "treatment")
+        }
+    return labels
+
+
+def required_columns(manifest: dict, family: str, *, outcomes: bool = True) -> dict[str, list[str]]:
     """Column -> why it is required: feature sets (resolved through the family's catalog;
-    an unknown name is a column of that name), grain and labels."""
+    an unknown name is a column of that name), grain and labels (without the
+    `outcome_columns` when ``outcomes`` is off)."""
     reasons: dict[str, list[str]] = {}
     requirements = (manifest or {}).get("requirements") or {}
     sets = {}
@@ -206,15 +240,20 @@ def required_columns(manifest: dict, family: str) -> dict[str, list[str]]:
         reasons.setdefault(column, []).append("grain")
     for column in requirements.get("labels") or []:
         reasons.setdefault(column, []).append("label")
+    if not outcomes:
+        for column in outcome_columns(manifest, family):
+            reasons.pop(column, None)
     return reasons
 
 
-def requirement_errors(columns: list[dict], manifest: dict, family: str) -> list[str]:
+def requirement_errors(
+    columns: list[dict], manifest: dict, family: str, *, outcomes: bool = True
+) -> list[str]:
     """Missing required columns, each message naming the column and why it is needed."""
     present = {c["name"] for c in columns}
     return [
         f"column '{column}' is missing (required by {', '.join(why)})"
-        for column, why in required_columns(manifest, family).items()
+        for column, why in required_columns(manifest, family, outcomes=outcomes).items()
         if column not in present
     ]
 
@@ -228,7 +267,12 @@ def time_column(frame: pd.DataFrame, family: str) -> str | None:
 
 
 def quality_errors(
-    frame: pd.DataFrame, manifest: dict, family: str | None = None, *, check_history: bool = True
+    frame: pd.DataFrame,
+    manifest: dict,
+    family: str | None = None,
+    *,
+    check_history: bool = True,
+    outcomes: bool = True,
 ) -> list[str]:
     """The quality stage's checks: null ratios, duplicates on the grain, value ranges and
     min_history (``check_history=False`` for data a trained model only scores: an eval run's
@@ -237,7 +281,7 @@ def quality_errors(
     config = stage_config(manifest or {}, "quality")
     errors: list[str] = []
     max_null = config.get("max_null_ratio")
-    required = required_columns(manifest, family) if family else {}
+    required = required_columns(manifest, family, outcomes=outcomes) if family else {}
     if max_null is not None:
         checked = [c for c in (required or frame.columns) if c in frame.columns]
         for column in checked:

@@ -32,7 +32,7 @@ from mlworkspace.errors import server_redact
 from . import artifacts
 from .families import worlds
 from .logs import run_log, run_logs_append
-from .models import Run, RunStatus, RunType
+from .models import MODEL_ARTIFACT_RUN_TYPES, Run, RunStatus, RunType
 from .pipeline import child_main
 from .selectors import model_training_batch
 from .services import close_stages, run_finish, synthetic_resolve
@@ -69,7 +69,7 @@ def build_spec(run: Run) -> dict:
         data = {"path": str(run.dataset.file.path), "format": run.dataset.format}
     else:
         synthetic = (run.params_json or {}).get("synthetic") or {}
-        if run.run_type == RunType.EVAL and not worlds.is_resolved(synthetic):
+        if run.run_type in MODEL_ARTIFACT_RUN_TYPES and not worlds.is_resolved(synthetic):
             # queued before runs recorded their world: the window after the model's training data
             synthetic = synthetic_resolve(
                 family_name=run.recipe.model_family,
@@ -77,10 +77,14 @@ def build_spec(run: Run) -> dict:
                 after=model_training_batch(run.model),
             )
         data = {"synthetic": synthetic}
-    model_dir = None
-    if run.run_type == RunType.EVAL:
+    model_dir = model_schema = None
+    if run.run_type in MODEL_ARTIFACT_RUN_TYPES:
         model = run.model
         model_dir = str(artifacts.verify_model_files(model.training_run_id, model.artifacts_json))
+        if run.run_type == RunType.SCORE:  # the columns the model takes, as /predict reads them
+            model_schema = artifacts.read_json_artifact(
+                model.training_run_id, model.artifacts_json, "schema.json"
+            )
     return {
         "run_id": run.id,
         "run_type": run.run_type,
@@ -89,6 +93,7 @@ def build_spec(run: Run) -> dict:
         "data": data,
         "artifact_dir": str(artifacts.run_dir(run.id)),
         "model_dir": model_dir,
+        "model_schema": model_schema,
         "threads": settings.RUN_THREADS,
     }
 

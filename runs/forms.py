@@ -31,7 +31,10 @@ class RunForm(forms.Form):
         queryset=MLModel.objects.none(),
         required=False,
         empty_label="— none —",
-        help_text="A train run of a registered model attaches its artifact to the model; eval runs need one.",
+        help_text=(
+            "A train run of a registered model attaches its artifact to the model; eval and score "
+            "runs need one (a score run predicts the batch with it)."
+        ),
     )
     dataset = forms.ModelChoiceField(
         queryset=Dataset.objects.none(),
@@ -50,9 +53,9 @@ class RunForm(forms.Form):
         label="World (seed)",
         help_text=(
             "The seed fixes the synthetic world: its entities and ground truth. A train or backtest "
-            "run covers the world's first window; an eval run the window right after its model's "
-            "training data, in the model's world (leave the seed blank or the same). Blank: 0 for "
-            "a train run, the model's world for an eval run."
+            "run covers the world's first window; an eval or score run the window right after its "
+            "model's training data, in the model's world (leave the seed blank or the same). Blank: "
+            "0 for a train run, the model's world for an eval or score run."
         ),
     )
     start = forms.DateField(
@@ -102,7 +105,7 @@ class RunForm(forms.Form):
         self.fields["start"].help_text = (
             f"First day of the synthetic data (the world begins {family.ORIGIN}; data come in {unit}s); "
             "blank = the world's beginning for train and backtest runs, the window after the "
-            "model's training data for eval runs."
+            "model's training data for eval and score runs."
         )
 
     def synthetic_params(self) -> dict:

@@ -13,6 +13,12 @@ class RunType(models.TextChoices):
     TRAIN = "train", "Train"
     EVAL = "eval", "Evaluate"
     BACKTEST = "backtest", "Backtest"
+    SCORE = "score", "Score"
+
+
+# Run types that use a registered model's trained artifact (a model_id whose model has one,
+# on the run's recipe): eval measures it on labelled data, score predicts a batch with it.
+MODEL_ARTIFACT_RUN_TYPES = (RunType.EVAL, RunType.SCORE)
 
 
 class RunStatus(models.TextChoices):

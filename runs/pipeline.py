@@ -8,11 +8,12 @@ It runs in a child process of the worker (`child_main`), reporting through a pip
 The worker turns these into rows; the child never touches the database.
 
 spec = {
-  "run_id", "run_type": "train"|"eval"|"backtest", "family", "manifest",
+  "run_id", "run_type": "train"|"eval"|"backtest"|"score", "family", "manifest",
   "data": {"synthetic": {"rows", "seed", "world", "window", "concept"}} | {"path", "format"},
           (the synthetic batch as resolved by runs.families.worlds.resolve at run creation)
   "artifact_dir": str (this run's MEDIA_ROOT/artifacts/<run_id>),
-  "model_dir": str | None (eval: the verified model directory of the evaluated model),
+  "model_dir": str | None (eval, score: the verified model directory of the run's model),
+  "model_schema": dict | None (score: the model's schema.json, its input columns),
   "threads": int,
 }
 """
@@ -28,12 +29,24 @@ from pathlib import Path
 from mlworkspace.csvsafe import write_csv
 from mlworkspace.redact import default_roots, redact_paths
 from monitoring.drift import build_profile
+from recipes.manifest import grain_columns
 
-from .data import dataset_problems, describe_columns, dtype_name, read_table
+from .data import (
+    dataset_problems,
+    describe_columns,
+    dtype_name,
+    model_input,
+    outcome_columns,
+    read_table,
+    time_column,
+)
 from .families import get_family, worlds
 from .metrics import metric_checks
 
 MODEL_SUBDIR = "model"
+# A score run predicts its batch this many rows at a time (an entity's rows kept together),
+# so a family's intermediate arrays stay bounded however large the batch.
+SCORE_CHUNK_ROWS = 100_000
 
 
 class StageFailed(Exception):
@@ -286,11 +299,11 @@ def json_safe(value):
 def _input_columns(frame, family, manifest) -> list[dict]:
     """Columns a prediction request must carry: the schema's non-outcome columns present in
     the training frame (labels and treatment are outcomes, not inputs)."""
-    labels = set((manifest.get("requirements") or {}).get("labels") or [])
+    outcomes = outcome_columns(manifest, family.NAME)
     roles = {c["name"]: c.get("role") for c in family.SCHEMA}
     out = []
     for col in frame.columns:
-        if col in labels or roles.get(col) in ("label", "treatment"):
+        if col in outcomes:  # labels and treatment (runs.data.outcome_columns)
             continue
         if col in roles:
             out.append({"name": col, "dtype": dtype_name(frame[col])})
@@ -321,7 +334,7 @@ def _execute(spec: dict, emit, where: dict) -> dict:
     def log(message: str, level: str = "info"):
         emit("log", level, message)
 
-    raw = frame = None
+    raw = frame = inputs = None
     model = None
     result: dict = {"metrics": {}, "artifacts": {}, "plots": {}, "folds": []}
     split = None
@@ -335,6 +348,8 @@ def _execute(spec: dict, emit, where: dict) -> dict:
             # Loading (or generating) the data is the first stage's work, so the run shows
             # that stage as running meanwhile rather than "0 of 5" with nothing happening.
             raw = frame = load_data(spec, family, emit)
+            if run_type == "score":
+                raw = frame = _without_outcomes(raw, family, manifest, log)
             where["frame"] = frame
         if kind == "quality":
             if len(frame) == 0:
@@ -343,22 +358,36 @@ def _execute(spec: dict, emit, where: dict) -> dict:
                 )
 
             problems = dataset_problems(
-                frame, describe_columns(frame), manifest, family.NAME, check_history=run_type != "eval"
+                frame,
+                describe_columns(frame),
+                manifest,
+                family.NAME,
+                check_history=run_type not in ("eval", "score"),
+                outcomes=run_type != "score",
             )
+            if run_type == "score":
+                problems = _missing_model_inputs(frame, spec["model_schema"]) + problems
             if problems:
                 for p in problems:
                     log(f"quality: {p}", "error")
                 raise StageFailed(quality_failure(problems))
             log(f"quality: {len(frame)} rows passed requirement, null, grain, range and history checks")
+        elif kind == "feature_prep" and run_type == "score":
+            inputs = _score_inputs(raw, spec["model_schema"])
+            log(
+                f"feature_prep: {len(inputs)} rows × {inputs.shape[1]} model input columns, typed as the "
+                "model's schema (the model applies its own transforms, as POST /models/{id}/predict does)"
+            )
         elif kind == "feature_prep":
             frame = family.prepare(frame, manifest, log=log)
             where["frame"] = frame
             log(f"feature_prep: {frame.shape[1]} columns after transforms")
         elif kind == "training":
-            if run_type == "eval":
+            if run_type in ("eval", "score"):
                 model = family.load(Path(spec["model_dir"]))
-                emit("stage", index, "skipped", "eval run: the registered model's artifact is used")
-                log("training: skipped (evaluating the registered model's artifact)")
+                emit("stage", index, "skipped", f"{run_type} run: the registered model's artifact is used")
+                verb = "evaluating" if run_type == "eval" else "scoring with"
+                log(f"training: skipped ({verb} the registered model's artifact)")
                 continue
             if run_type == "backtest":
                 emit("stage", index, "skipped", "backtest: models are fitted per fold in evaluation")
@@ -371,6 +400,10 @@ def _execute(spec: dict, emit, where: dict) -> dict:
             # Saving the model (and the drift reference) is the training stage's work, so
             # no heavy step runs after the last stage reported success.
             _save_model(out_dir, family, model, raw, manifest, split, result, log)
+        elif kind == "evaluation" and run_type == "score":
+            emit("stage", index, "skipped", "score run: labels arrive later")
+            log("evaluation: skipped (a score run has no labels yet)")
+            continue
         elif kind == "evaluation":
             if run_type == "backtest":
                 folds = family.folds(frame, manifest)
@@ -417,6 +450,10 @@ def _execute(spec: dict, emit, where: dict) -> dict:
                 json.dumps({"metrics": result["metrics"], "folds": result["folds"]}, indent=2)
             )
             result["artifacts"]["metrics.json"] = "metrics"
+        elif kind == "deployment" and run_type == "score":
+            model = model if model is not None else family.load(Path(spec["model_dir"]))
+            inputs = inputs if inputs is not None else _score_inputs(raw, spec["model_schema"])
+            score_batch(family, model, raw, inputs, manifest, out_dir, result, log)
         elif kind == "deployment":
             if run_type != "train":
                 emit("stage", index, "skipped", f"{run_type} run: nothing to deploy")
@@ -426,10 +463,102 @@ def _execute(spec: dict, emit, where: dict) -> dict:
             raise StageFailed(f"Unknown stage type '{kind}' in stage '{name}'")
         emit("stage", index, "succeeded", f"{time.monotonic() - started:.2f}s")
 
+    if run_type == "score" and "scoring" not in result:
+        # A pipeline without a deployment stage still scores: that is what the run is for.
+        log("scoring: the pipeline has no deployment stage; the batch is scored after its last stage")
+        model = model if model is not None else family.load(Path(spec["model_dir"]))
+        inputs = inputs if inputs is not None else _score_inputs(raw, spec["model_schema"])
+        score_batch(family, model, raw, inputs, manifest, out_dir, result, log)
     return json_safe(result)
 
 
-def _save_predictions(out_dir: Path, predictions, result: dict, log) -> None:
+# --- score runs ---------------------------------------------------------------------------
+
+
+def _without_outcomes(frame, family, manifest: dict, log):
+    """A score run's batch without the labels and treatment (a synthetic world generates them;
+    they must not leak into the input of a model that scores before they are known)."""
+    dropped = [c for c in frame.columns if c in outcome_columns(manifest, family.NAME)]
+    if dropped:
+        log(f"score run: dropped the target column(s) {', '.join(dropped)} (labels arrive later)")
+        frame = frame.drop(columns=dropped)
+    return frame
+
+
+def _missing_model_inputs(frame, schema: dict) -> list[str]:
+    """The model's input columns (its schema) the batch lacks, as quality problems."""
+    return [
+        f"column '{c['name']}' is missing (the model was trained with it)"
+        for c in schema["input_columns"]
+        if c["name"] not in frame.columns
+    ]
+
+
+def _score_inputs(frame, schema: dict):
+    """The batch as the model takes it (runs.data.model_input); a clear failure otherwise."""
+    missing = _missing_model_inputs(frame, schema)
+    if missing:
+        raise StageFailed(quality_failure(missing))
+    inputs = model_input(frame, schema)
+    for col in schema["input_columns"]:
+        if col["dtype"] in ("date", "datetime"):
+            bad = int(inputs[col["name"]].isna().sum())
+            if bad:
+                raise StageFailed(
+                    f"The data failed the quality checks: column '{col['name']}' has {bad} values "
+                    "that are not dates. To fix: fix or drop those rows, then run again."
+                )
+    return inputs
+
+
+def score_rows(family, model, inputs, entity_columns: list[str], chunk_rows: int = SCORE_CHUNK_ROWS):
+    """``family.predict`` for every row of ``inputs`` (a float array in their order), at most
+    about ``chunk_rows`` rows per call. The rows of one entity (the grain without its time,
+    e.g. a forecasting series) stay in one call: a family may predict an entity's later
+    periods from its earlier ones, so a batch's scores do not depend on the chunk size."""
+    import numpy as np
+
+    n = len(inputs)
+    scores = np.empty(n, dtype=float)
+    keys = [c for c in entity_columns if c in inputs.columns]
+    order, codes = np.arange(n), None
+    if keys and n > chunk_rows:
+        entity = inputs.groupby(keys, sort=False, dropna=False).ngroup().to_numpy()
+        order = np.argsort(entity, kind="stable")
+        codes = entity[order]
+    start = 0
+    while start < n:
+        end = min(start + chunk_rows, n)
+        if codes is not None and end < n:  # end the chunk where an entity begins
+            cut = int(np.searchsorted(codes, codes[end], side="left"))
+            end = cut if cut > start else int(np.searchsorted(codes, codes[end], side="right"))
+        rows = order[start:end]
+        values = np.asarray(family.predict(model, inputs.iloc[rows]), dtype=float)
+        if values.shape != (len(rows),):
+            raise ValueError(f"predict() returned {values.shape} values for {len(rows)} rows")
+        scores[rows] = values
+        start = end
+    return scores
+
+
+def score_batch(family, model, batch, inputs, manifest: dict, out_dir: Path, result: dict, log) -> None:
+    """A score run's work (its deployment stage): predict every row of the batch with the
+    family's own predict path, and write the batch's columns (its targets already dropped)
+    plus the prediction column as predictions.parquet (exact) and predictions.csv (safe for
+    spreadsheets); ``result["scoring"]`` says how many rows and which columns."""
+    time_col = time_column(batch, family.NAME)
+    entity = [c for c in grain_columns(manifest) if c != time_col]
+    scores = score_rows(family, model, inputs, entity)
+    column = family.PREDICTION_COLUMN
+    while column in batch.columns:  # an uploaded column of that name is kept as it is
+        column = f"{column}_scored"
+    scored = batch.reset_index(drop=True).assign(**{column: scores})
+    _save_predictions(out_dir, scored, result, log, stage="scoring")
+    result["scoring"] = {"rows": len(scored), "columns": list(scored.columns), "prediction_columns": [column]}
+    log(f"scoring: predicted {len(scored)} rows with the registered model ({column})")
+
+
+def _save_predictions(out_dir: Path, predictions, result: dict, log, stage: str = "evaluation") -> None:
     """predictions.csv for spreadsheets, with text cells that would be formulas neutralised
     (mlworkspace.csvsafe), and predictions.parquet with the values exactly as they were."""
     write_csv(predictions, out_dir / "predictions.csv")
@@ -438,7 +567,7 @@ def _save_predictions(out_dir: Path, predictions, result: dict, log) -> None:
         predictions.to_parquet(out_dir / "predictions.parquet", index=False)
     except (ValueError, TypeError, ImportError) as exc:  # pyarrow refuses e.g. mixed-type columns
         (out_dir / "predictions.parquet").unlink(missing_ok=True)
-        log(f"evaluation: predictions.parquet not written ({str(exc)[:200]}); the CSV has them", "warning")
+        log(f"{stage}: predictions.parquet not written ({str(exc)[:200]}); the CSV has them", "warning")
     else:
         result["artifacts"]["predictions.parquet"] = "predictions"
 

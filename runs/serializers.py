@@ -85,8 +85,8 @@ class RunCreateSerializer(StrictSerializer):
             'Run parameters. {"synthetic": {"rows", "seed", "start", "periods", "concept"}} picks '
             "the synthetic batch of a run without a dataset: the seed is the world (its entities "
             "and ground truth), start (YYYY-MM-DD) and periods the window (default: a train or "
-            "backtest run starts at the world's beginning; an eval run takes the window after "
-            "its model's training data), concept a named change of the ground truth. The "
+            "backtest run starts at the world's beginning; an eval or score run takes the window "
+            "after its model's training data), concept a named change of the ground truth. The "
             "resolved world and window are recorded in params_json.synthetic."
         ),
     )

@@ -29,6 +29,7 @@ from .logs import run_log, run_logs_append
 from .metrics import check_breaches, check_outcome, metric_checks
 from .models import (
     EXTERNAL_TRANSITIONS,
+    MODEL_ARTIFACT_RUN_TYPES,
     TERMINAL_STATUSES,
     Dataset,
     DatasetStatus,
@@ -67,8 +68,8 @@ def _clean_params(
     params: dict, *, recipe: Recipe, run_type: str, model: MLModel | None, synthetic: bool
 ) -> dict:
     """Validate params; a run on synthetic data records its resolved batch (world + window)
-    in ``params["synthetic"]`` at creation: an eval run's batch defaults to the window after
-    its model's training data, in the same world."""
+    in ``params["synthetic"]`` at creation: an eval or score run's batch defaults to the
+    window after its model's training data, in the same world."""
     if "synthetic" in params and not isinstance(params["synthetic"], dict):
         raise field_error("params/synthetic", 'must be an object like {"rows": 10000, "seed": 1}')
     if isinstance(params.get("synthetic"), dict) and params["synthetic"].get("shift"):
@@ -77,7 +78,7 @@ def _clean_params(
             "covariate drift is injected in monitoring checks (POST /models/{id}/monitoring/check), not in runs",
         )
     if synthetic or params.get("synthetic"):
-        after = selectors.model_training_batch(model) if run_type == RunType.EVAL else None
+        after = selectors.model_training_batch(model) if run_type in MODEL_ARTIFACT_RUN_TYPES else None
         resolved = synthetic_resolve(
             family_name=recipe.model_family,
             synthetic=params.get("synthetic"),
@@ -125,9 +126,10 @@ def run_start(
                 "recipe_version_id",
                 f"model '{model.id}' is registered on version {model.recipe_version.version}",
             )
-    if run_type == RunType.EVAL and executor == Executor.WORKSPACE:
+    if run_type in MODEL_ARTIFACT_RUN_TYPES and executor == Executor.WORKSPACE:
         if model is None:
-            raise field_error("model_id", "an eval run evaluates a registered model: give its model_id")
+            what = "an eval run evaluates" if run_type == RunType.EVAL else "a score run scores with"
+            raise field_error("model_id", f"{what} a registered model: give its model_id")
         if not model.artifacts_json.get("model"):
             raise field_error("model_id", f"model '{model.id}' has no trained artifact yet")
     params = _clean_params(
@@ -140,7 +142,13 @@ def run_start(
     if dataset is not None:
         dataset_require_ready(dataset)
     if dataset is not None and executor == Executor.WORKSPACE:
-        errors = run_data.requirement_errors(dataset.columns_json, version.manifest, recipe.model_family)
+        # A score run's batch has no labels yet (they arrive later).
+        errors = run_data.requirement_errors(
+            dataset.columns_json,
+            version.manifest,
+            recipe.model_family,
+            outcomes=run_type != RunType.SCORE,
+        )
         if errors:
             raise InvalidInput(
                 f"Dataset '{dataset.id}' does not satisfy the recipe's requirements.",
@@ -255,7 +263,8 @@ def run_cancel(*, run: Run, user) -> Run:
 def run_deploys(run: Run) -> bool:
     """The one rule for attaching a run's result (artifact and metrics) to its model: a
     succeeded train run of a model, on a version whose pipeline has a deployment stage (the
-    stage that deploys; eval and backtest runs skip it). The same for runs the workspace
+    stage that deploys; eval and backtest runs skip it, a score run scores its batch there and
+    attaches nothing). The same for runs the workspace
     executed (run_finish) and runs an external runner reported (run_report)."""
     if not (run.model_id and run.run_type == RunType.TRAIN and run.status == RunStatus.SUCCEEDED):
         return False
@@ -320,6 +329,8 @@ def run_finish(
         if result.get("folds"):
             fields["plots_json"] = {**fields["plots_json"], "folds": result["folds"]}
         fields["artifacts_json"] = artifacts.describe_files(run.id, result["artifacts"])
+        if result.get("scoring"):  # a score run: its rows and columns (the files are above)
+            fields["artifacts_json"]["scoring"] = result["scoring"]
     with transaction.atomic():
         run_logs_append(run=run, lines=log_lines or [])
         now = timezone.now()

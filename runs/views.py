@@ -157,6 +157,7 @@ def _live_context(request: HttpRequest, run: Run) -> dict:
     if run.is_terminal:
         context["metric_rows"] = metric_rows(run.metrics_json, run.metric_checks_json)
         context["artifacts"] = _artifact_rows(run)
+        context["scoring"] = (run.artifacts_json or {}).get("scoring")
         context["charts"] = [
             plots.figure_html(f) for f in plots.run_figures(run.recipe.model_family, run.plots_json)
         ]

@@ -23,7 +23,10 @@ What it builds (names below are the demo's fixed names):
   trade-area feature shifted by a growing amount: the `feature_drift` alert fires and
   resolves when the shift goes away) and a concept-drift episode later (a competitor opens
   next to half of the sites: the features stay put, the performance alerts fire, and
-  resolve when the episode ends).
+  resolve when the episode ends);
+- then the site scorer's batch scoring (it is deployed as a batch): the next few windows
+  scored by real score runs and checked, and the oldest given its outcomes (the world's
+  real labels), as `monitoring.scheduler` and POST /models/{id}/outcomes do.
 """
 
 from __future__ import annotations
@@ -44,12 +47,20 @@ from django.utils.text import slugify
 from mlworkspace.errors import Conflict
 from models_registry.models import MLModel, ModelStatus
 from models_registry.services import model_register, model_set_status
-from monitoring.services import model_check
+from monitoring.services import (
+    model_check,
+    scoring_check,
+    scoring_claim_check,
+    scoring_next_batch,
+    scoring_outcomes,
+    scoring_start,
+)
 from recipes import client_services
+from recipes.manifest import grain_columns
 from recipes.models import Client, Level, Recipe, RecipeStatus, RecipeVersion
 from recipes.services import recipe_clone, recipe_update, version_approve, version_create
 from runs.executor import execute_run
-from runs.families import get_family
+from runs.families import get_family, worlds
 from runs.models import Run, RunStatus, RunType
 from runs.services import dataset_create, run_cancel, run_move_in_time, run_start
 
@@ -78,6 +89,8 @@ DRIFT_FEATURE = "population_3km"
 # Days of workspace history before the monitoring history begins: recipes, versions weeks
 # apart, runs before the approvals they support, promotions after them (see DemoBuilder.on).
 LEAD_DAYS = 130
+# Batch scoring of the production site scorer (deployment.mode: batch): its last few runs.
+SCORED_BATCHES = 3
 
 
 class DemoError(RuntimeError):
@@ -573,6 +586,34 @@ class DemoBuilder:
             concepts=concept_schedule(self.days),
         )
         self.summary["alerts"].extend(model.alerts.order_by("fired_at"))
+        self.scoring(model, batches=SCORED_BATCHES, rows=min(BATCH_ROWS, self.rows))
+
+    def scoring(self, model: MLModel, *, batches: int, rows: int) -> None:
+        """The last `batches` hours of the batch-mode model's schedule, as the workers run it:
+        each slot's next window is scored by a real score run (dated at its slot) and checked;
+        the oldest batch then gets its outcomes (the synthetic world's real labels for that
+        window)."""
+        family = get_family(model.recipe.model_family)
+        manifest = model.recipe_version.manifest
+        now = timezone.now().replace(minute=0, second=0, microsecond=0)
+        scored = []
+        for i in range(batches):
+            when = now - timedelta(hours=batches - i)
+            dataset, batch = scoring_next_batch(model, rows=rows)
+            scoring = scoring_start(model=model, scheduled_for=when, dataset=dataset, batch=batch)
+            self.execute(scoring.run)
+            run_move_in_time(run=scoring.run, at=when)
+            scoring_claim_check(scoring, when)
+            scoring_check(batch=scoring, captured_at=when)
+            scored.append(scoring)
+        first = scored[0]
+        truth = worlds.generate(family, first.batch_json)
+        keys = [*grain_columns(manifest), *manifest["requirements"]["labels"]]
+        result = scoring_outcomes(batch=first, rows=truth[keys].to_dict("records"), user=self.user)
+        self.say(
+            f"  {batches} scored batches of '{model.name}'; outcomes for {first.window_key}: "
+            f"{result['outcome_rows']} rows matched, {result['unmatched_rows']} unmatched"
+        )
 
 
 def seed_datasets(*, user, rows: int, log: Callable[[str], None]) -> list:

@@ -12,7 +12,8 @@ pytestmark = pytest.mark.django_db
 
 
 def production_model(user):
-    model = trained_model(user, recipe_id="recipe_location_base", rows=3000)
+    # A realtime model: scheduled checks (batch-mode models are scored: test_scoring.py).
+    model = trained_model(user, recipe_id="recipe_nba_base", rows=3000)
     model_set_status(model=model, user=user, status="staging")
     model_set_status(model=model, user=user, status="production")
     model.refresh_from_db()
@@ -57,7 +58,7 @@ def test_monitor_command(baselines, user, capsys):
     model = production_model(user)
     type(model).objects.filter(pk=model.pk).update(next_check_at=datetime.now(UTC) - timedelta(minutes=1))
     call_command("monitor")
-    assert "1 check(s) run" in capsys.readouterr().out
+    assert "1 scheduled check(s) or scoring(s) done" in capsys.readouterr().out
 
 
 def test_scheduled_checks_take_consecutive_windows_of_the_models_world(baselines, user):

@@ -39,7 +39,10 @@ monitoring checks and the fixture builder call:
     The family's metrics (names from ``recipes.catalog.METRICS``), the holdout predictions
     and a small JSON-able dict of plot data for the run page.
 ``predict(model, rows: DataFrame) -> list``
-    Predictions for rows with the training columns (validation of columns is the caller's).
+    Predictions for rows with the training columns (validation of columns is the caller's):
+    what ``POST /models/{id}/predict`` answers and what a score run writes.
+``PREDICTION_COLUMN: str``
+    The name of ``predict``'s values in a score run's predictions (as ``evaluate`` names them).
 ``save(model, directory: Path) -> list[str]`` / ``load(directory: Path) -> model``
     Persist without pickle (JSON, LightGBM model text).
 ``example_output(model, rows: DataFrame) -> dict``

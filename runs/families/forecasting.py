@@ -142,6 +142,7 @@ from runs.families import stage_config, worlds
 from runs.metrics import forecasting as fm
 
 NAME = "forecasting"
+PREDICTION_COLUMN = "prediction"  # what predict() returns, as a score run's column
 
 HISTORY_DAYS = 1095
 START_DATE = "2022-01-03"

@@ -68,6 +68,7 @@ from runs.families import stage_config, worlds
 from runs.metrics import location_scoring as m
 
 NAME = "location_scoring"
+PREDICTION_COLUMN = "prediction"  # what predict() returns, as a score run's column
 DEFAULT_ROWS = 100_000
 
 GRAIN = "site_id"

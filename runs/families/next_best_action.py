@@ -82,6 +82,7 @@ from runs.families import stage_config, worlds
 from runs.metrics import next_best_action as nba_metrics
 
 NAME = "next_best_action"
+PREDICTION_COLUMN = "uplift_score"  # what predict() returns, as a score run's column
 DEFAULT_ROWS = 100_000
 
 GRAIN = "customer_id"

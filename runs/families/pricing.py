@@ -87,6 +87,7 @@ from runs.families import stage_config, worlds
 from runs.metrics import pricing as pm
 
 NAME = "pricing"
+PREDICTION_COLUMN = "predicted_units"  # what predict() returns, as a score run's column
 DEFAULT_ROWS = 100_000
 
 SCHEMA: list[dict] = [

@@ -6,11 +6,19 @@ import pytest
 from django.core.management import CommandError, call_command
 
 from models_registry.models import MLModel
-from monitoring.models import Alert, MonitorSnapshot
+from monitoring.models import Alert, MonitorSnapshot, ScoringBatch
 from recipes.models import ClientMembership, Recipe, RecipeVersion
 from recipes.selectors import recipe_upstream
 from runs.models import Run
-from workspace.demo import DEMO_TAG, MARKER_NAME, MIN_ROWS, concept_schedule, drift_schedule, seed_datasets
+from workspace.demo import (
+    DEMO_TAG,
+    MARKER_NAME,
+    MIN_ROWS,
+    SCORED_BATCHES,
+    concept_schedule,
+    drift_schedule,
+    seed_datasets,
+)
 
 DAYS = 12
 
@@ -96,18 +104,21 @@ def test_seed_demo_builds_everything_through_real_runs_and_only_once():
         assert (model.training_run is not None and model.training_run.status == "succeeded") is trained
 
     runs = Run.objects.all()
-    assert set(runs.values_list("run_type", flat=True)) == {"train", "eval", "backtest"}
+    assert set(runs.values_list("run_type", flat=True)) == {"train", "eval", "backtest", "score"}
     assert {"succeeded", "failed", "cancelled"} <= set(runs.values_list("status", flat=True))
     failed = runs.get(status="failed")
     assert "week" in failed.error and failed.model == models["VoltMart price elasticity"]
     cancelled = runs.get(status="cancelled")
     assert cancelled.started_at is None
-    assert all(r.metrics_json for r in runs.filter(status="succeeded"))
+    # A score run measures nothing (no labels yet): it writes predictions.
+    assert all(r.metrics_json for r in runs.filter(status="succeeded").exclude(run_type="score"))
+    assert all(r.artifacts_json["scoring"]["rows"] for r in runs.filter(run_type="score"))
 
     scorer = models["BurgerBay site scorer"]
     assert scorer.status == "production"
+    # The daily checks, then the checks of its scored batches (deployment.mode: batch).
     snapshots = scorer.snapshots.order_by("captured_at")
-    assert snapshots.count() == DAYS
+    assert snapshots.count() == DAYS + SCORED_BATCHES
     assert {s.source for s in snapshots} == {"scheduled"}
     shifted = [s.drift_metrics_json["max_psi"] for i, s in enumerate(snapshots) if i in drift_schedule(DAYS)]
     calm = [s.drift_metrics_json["max_psi"] for i, s in enumerate(snapshots) if i not in drift_schedule(DAYS)]
@@ -128,6 +139,14 @@ def test_seed_demo_builds_everything_through_real_runs_and_only_once():
         assert any(r.get("firing") for r in s.alerts_json.values()), s.performance_metrics_json
     assert not scorer.alerts.filter(state="firing").exists()
     assert models["Skyline Mobile retention uplift"].snapshots.exists()
+    # Scored batches: real score runs, each checked; the oldest has its outcomes.
+    scored = list(ScoringBatch.objects.filter(model=scorer).order_by("scheduled_for"))
+    assert len(scored) == SCORED_BATCHES
+    assert all(b.run.run_type == "score" and b.run.status == "succeeded" and b.snapshot for b in scored)
+    assert [b.snapshot for b in scored] == list(snapshots)[DAYS:]
+    assert scored[0].outcome_rows == scored[0].run.artifacts_json["scoring"]["rows"]
+    assert scored[0].unmatched_rows == 0 and scored[0].performance_json
+    assert all(b.outcomes_at is None for b in scored[1:])
 
     before = _counts()
     again = _seed()
