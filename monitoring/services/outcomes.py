@@ -1,0 +1,152 @@
+"""Outcomes posted for a scored batch: joined to its stored predictions by the grain keys."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from django.db import transaction
+from django.utils import timezone
+
+from audit import services as audit
+from mlworkspace.errors import Conflict, InvalidInput, field_error
+from recipes.manifest import grain_columns
+from runs import artifacts
+from runs.families import get_family
+
+from ..models import ScoringBatch
+from ..selectors import PREDICTIONS_PARQUET
+
+UNMATCHED_SHOWN = 5
+
+
+def _outcome_keys(rows: list, grain: list[str], labels: list[str]) -> pd.DataFrame:
+    """The posted rows as a frame of grain keys and labels; a row missing one is a 400
+    naming ``/rows/<i>/<field>``, a key posted twice one naming its second row."""
+    for i, row in enumerate(rows):
+        if not isinstance(row, dict):
+            raise field_error(f"rows/{i}", "must be an object of grain keys and labels")
+        for name in grain:
+            if row.get(name) in (None, ""):
+                raise field_error(f"rows/{i}/{name}", "is required (a grain key of the recipe)")
+            if isinstance(row[name], (dict, list)):
+                raise field_error(f"rows/{i}/{name}", "must be a string or a number")
+        for name in labels:
+            value = row.get(name)
+            if value is None:
+                raise field_error(f"rows/{i}/{name}", "is required (the outcome to score against)")
+            if isinstance(value, bool):
+                value = int(value)
+            if not isinstance(value, (int, float)) or not np.isfinite(value):
+                raise field_error(f"rows/{i}/{name}", "must be a finite number")
+    return pd.DataFrame(
+        [{name: row[name] for name in grain} | {name: float(row[name]) for name in labels} for row in rows]
+    )
+
+
+def _align_keys(outcomes: pd.DataFrame, predictions: pd.DataFrame, grain: list[str]) -> pd.DataFrame:
+    """The outcome keys converted to the predictions' column types, so they join; a key
+    that cannot be read as its column's type is a 400 naming its row."""
+    outcomes = outcomes.copy()
+    for name in grain:
+        target = predictions[name]
+        if pd.api.types.is_datetime64_any_dtype(target):
+            converted = pd.to_datetime(outcomes[name], errors="coerce")
+            if target.dt.tz is None and getattr(converted.dt, "tz", None) is not None:
+                converted = converted.dt.tz_localize(None)
+            kind = "a date"
+        elif pd.api.types.is_numeric_dtype(target) and not pd.api.types.is_bool_dtype(target):
+            converted = pd.to_numeric(outcomes[name], errors="coerce")
+            kind = "a number"
+        else:
+            outcomes[name] = outcomes[name].astype(str)
+            continue
+        bad = converted.isna()
+        if bad.any():
+            i = int(np.flatnonzero(bad.to_numpy())[0])
+            raise field_error(f"rows/{i}/{name}", f"must be {kind} like the scored batch's '{name}'")
+        outcomes[name] = converted.astype(target.dtype)
+    duplicated = outcomes.duplicated(subset=grain)
+    if duplicated.any():
+        i = int(np.flatnonzero(duplicated.to_numpy())[0])
+        raise field_error(f"rows/{i}", "the same grain keys as an earlier row")
+    return outcomes
+
+
+def _json_key(values: dict) -> dict:
+    return {
+        k: (v.isoformat() if hasattr(v, "isoformat") else v.item() if hasattr(v, "item") else v)
+        for k, v in values.items()
+    }
+
+
+def scoring_outcomes(*, batch: ScoringBatch, rows: list, user=None) -> dict:
+    """Join posted outcomes (grain keys + labels) to a scored batch's predictions, compute
+    the manifest's metrics on the matched rows with the family's own prepare + evaluate,
+    and store them on the batch. Keys the batch did not score are counted and the first
+    few reported, never silently dropped."""
+    model = batch.model
+    manifest = model.recipe_version.manifest or {}
+    grain = grain_columns(manifest)
+    labels = list((manifest.get("requirements") or {}).get("labels") or [])
+    if not grain or not labels:
+        raise Conflict(
+            f"Recipe '{model.recipe_id}' declares no grain or no labels; outcomes cannot be joined."
+        )
+    outcomes = _outcome_keys(rows, grain, labels)
+    run = batch.run
+    path = artifacts.verified_path(run.pk, run.artifacts_json, PREDICTIONS_PARQUET)
+    predictions = pd.read_parquet(path)
+    missing = [name for name in grain if name not in predictions.columns]
+    if missing:
+        raise Conflict(f"The predictions of batch '{batch.pk}' have no grain column '{missing[0]}'.")
+    outcomes = _align_keys(outcomes, predictions, grain)
+    scored = (run.artifacts_json.get("scoring") or {}).get("prediction_columns") or []
+    inputs = predictions.drop(columns=[c for c in [*scored, *labels] if c in predictions.columns])
+    joined = inputs.merge(outcomes, on=grain, how="inner", validate="many_to_one")
+    keys = outcomes[grain].merge(inputs[grain].drop_duplicates(), on=grain, how="left", indicator=True)
+    unmatched = keys[keys["_merge"] == "left_only"][grain]
+    if joined.empty:
+        raise InvalidInput(
+            f"None of the {len(outcomes)} rows matches a prediction of batch '{batch.pk}'.",
+            [{"path": "/rows", "message": f"no row's {', '.join(grain)} was scored in this batch"}],
+        )
+    family = get_family(model.recipe.model_family)
+    fitted, _schema = artifacts.load_model(model)
+    try:
+        prepared = family.prepare(joined, manifest, log=lambda message: None)
+        metrics, _predictions, _plots = family.evaluate(fitted, prepared, manifest)
+    except ValueError as exc:
+        raise InvalidInput(
+            f"The matched rows cannot be evaluated: {exc}", [{"path": "/rows", "message": str(exc)}]
+        ) from None
+    performance = {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float)) and np.isfinite(v)}
+    now = timezone.now()
+    with transaction.atomic():
+        ScoringBatch.objects.filter(pk=batch.pk).update(
+            performance_json=performance,
+            outcome_rows=len(joined),
+            unmatched_rows=len(unmatched),
+            outcomes_at=now,
+        )
+        audit.record(
+            user,
+            "monitoring.outcomes",
+            model,
+            detail={"batch_id": batch.pk, "matched": len(joined), "unmatched": len(unmatched)},
+        )
+    batch.performance_json, batch.outcome_rows, batch.unmatched_rows, batch.outcomes_at = (
+        performance,
+        len(joined),
+        len(unmatched),
+        now,
+    )
+    return {
+        "batch_id": batch.pk,
+        "model_id": model.pk,
+        "window_key": batch.window_key,
+        "outcome_rows": len(joined),
+        "unmatched_rows": len(unmatched),
+        "unmatched_keys": [_json_key(r) for r in unmatched.head(UNMATCHED_SHOWN).to_dict("records")],
+        "performance": performance,
+        "outcomes_at": now,
+    }
