@@ -21,7 +21,12 @@ class ModelScopedQuerySet(models.QuerySet):
 class MonitorSnapshot(models.Model):
     """One monitoring observation of a model: computed by a check or posted by an external system."""
 
-    SOURCES = [("external", "External"), ("check", "Check"), ("scheduled", "Scheduled check")]
+    SOURCES = [
+        ("external", "External"),
+        ("check", "Check"),
+        ("scheduled", "Scheduled check"),
+        ("outcomes", "Outcomes of a scored batch"),
+    ]
     # What the series (API and charts) shows of each snapshot.
     SERIES_FIELDS = [
         "id",
@@ -57,7 +62,8 @@ class MonitorSnapshot(models.Model):
         indexes = [models.Index(fields=["model", "captured_at"], name="ml_snapshot_model_time_idx")]
         constraints = [
             models.CheckConstraint(
-                condition=Q(source__in=["external", "check", "scheduled"]), name="ml_snapshot_source_valid"
+                condition=Q(source__in=["external", "check", "scheduled", "outcomes"]),
+                name="ml_snapshot_source_valid",
             )
         ]
 
@@ -128,6 +134,11 @@ class ScoringBatch(models.Model):
         MonitorSnapshot, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
     performance_json = JSONField(default=dict, blank=True)
+    # The snapshot the newest outcomes recorded (source "outcomes"): its performance is
+    # evaluated against the manifest's alert rules like any check's.
+    outcome_snapshot = models.ForeignKey(
+        MonitorSnapshot, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     outcome_rows = models.BigIntegerField(null=True, blank=True)
     unmatched_rows = models.BigIntegerField(null=True, blank=True)
     outcomes_at = models.DateTimeField(null=True, blank=True)

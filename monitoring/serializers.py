@@ -153,3 +153,7 @@ class OutcomesResultSerializer(serializers.Serializer):
     unmatched_keys = serializers.ListField(child=serializers.DictField(), help_text="The first few of those.")
     performance = serializers.DictField(child=serializers.FloatField())
     outcomes_at = serializers.DateTimeField()
+    snapshot_id = serializers.CharField(help_text="The snapshot (source 'outcomes') that recorded the performance.")
+    alerts_firing = serializers.ListField(
+        child=serializers.CharField(), help_text="The manifest's alert rules firing on that performance."
+    )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 import numpy as np
 import pandas as pd
 from django.db import transaction
@@ -15,6 +17,7 @@ from runs.families import get_family
 
 from ..models import ScoringBatch
 from ..selectors import PREDICTIONS_PARQUET
+from .checks import snapshot_record
 
 UNMATCHED_SHOWN = 5
 
@@ -79,11 +82,15 @@ def _json_key(values: dict) -> dict:
     }
 
 
-def scoring_outcomes(*, batch: ScoringBatch, rows: list, user=None) -> dict:
+def scoring_outcomes(*, batch: ScoringBatch, rows: list, user=None, at: datetime | None = None) -> dict:
     """Join posted outcomes (grain keys + labels) to a scored batch's predictions, compute
     the manifest's metrics on the matched rows with the family's own prepare + evaluate,
     and store them on the batch. Keys the batch did not score are counted and the first
-    few reported, never silently dropped."""
+    few reported, never silently dropped.
+
+    The performance is also recorded as a snapshot (source "outcomes", at `at`, default now)
+    so the manifest's performance alert rules judge it like any check's, and an alert it opens
+    is handled like one a check opened."""
     model = batch.model
     manifest = model.recipe_version.manifest or {}
     grain = grain_columns(manifest)
@@ -120,9 +127,20 @@ def scoring_outcomes(*, batch: ScoringBatch, rows: list, user=None) -> dict:
             f"The matched rows cannot be evaluated: {exc}", [{"path": "/rows", "message": str(exc)}]
         ) from None
     performance = {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float)) and np.isfinite(v)}
-    now = timezone.now()
+    now = at or timezone.now()
     with transaction.atomic():
+        snapshot = snapshot_record(
+            model=model,
+            performance=performance,
+            freshness={
+                "batch": {"source": "outcomes", "scoring_batch_id": batch.pk, "window": batch.window_key}
+            },
+            source="outcomes",
+            row_count=len(joined),
+            captured_at=now,
+        )
         ScoringBatch.objects.filter(pk=batch.pk).update(
+            outcome_snapshot=snapshot,
             performance_json=performance,
             outcome_rows=len(joined),
             unmatched_rows=len(unmatched),
@@ -133,7 +151,9 @@ def scoring_outcomes(*, batch: ScoringBatch, rows: list, user=None) -> dict:
             "monitoring.outcomes",
             model,
             detail={"batch_id": batch.pk, "matched": len(joined), "unmatched": len(unmatched)},
+            at=at,
         )
+    batch.outcome_snapshot = snapshot
     batch.performance_json, batch.outcome_rows, batch.unmatched_rows, batch.outcomes_at = (
         performance,
         len(joined),
@@ -149,4 +169,6 @@ def scoring_outcomes(*, batch: ScoringBatch, rows: list, user=None) -> dict:
         "unmatched_keys": [_json_key(r) for r in unmatched.head(UNMATCHED_SHOWN).to_dict("records")],
         "performance": performance,
         "outcomes_at": now,
+        "snapshot_id": snapshot.pk,
+        "alerts_firing": sorted(name for name, r in snapshot.alerts_json.items() if r.get("firing") is True),
     }

@@ -8,24 +8,21 @@ from datetime import timedelta
 import numpy as np
 import pandas as pd
 import pytest
-from django.contrib.auth import get_user_model
 from django.db import IntegrityError
 from django.utils import timezone
 from rest_framework.test import APIClient
 
-from models_registry.services import model_register, model_set_status
+from models_registry.services import model_set_status
 from monitoring import scheduler
-from monitoring.models import MonitorSnapshot, ScoringBatch
+from monitoring.models import Alert, AlertState, MonitorSnapshot, ScoringBatch
 from monitoring.scheduler import check_scored_batches, claim_due, run_due_checks
 from monitoring.selectors import model_scoring
 from monitoring.services import scoring_next_batch, scoring_start
-from recipes.services import recipe_clone, version_approve
-from recipes.tests.factories import make_client
 from runs.artifacts import load_model
 from runs.executor import execute_run
 from runs.families import get_family, worlds
 from runs.models import Run, RunStatus
-from runs.tests.factories import approved_baseline, trained_model
+from runs.tests.factories import trained_model
 
 API = "/api/ml-development"
 pytestmark = pytest.mark.django_db
@@ -270,18 +267,8 @@ def test_outcomes_need_a_scored_batch_and_the_permission(model, api_client, view
     assert r.status_code == 403
 
 
-def test_another_clients_model_is_404_on_every_scoring_endpoint(baselines, user):
-    admin = get_user_model().objects.create_superuser("root", password="pw-root-1")
-    member = get_user_model().objects.create_user("member", password="pw-member-1")
-    client = make_client("Client A", {member: "data_scientist"})
-    recipe = recipe_clone(
-        source=recipe_clone(source=approved_baseline(), user=admin, name="Grocery pricing"),
-        user=admin,
-        name="A pricing",
-        client=client,
-    )
-    version = version_approve(version=recipe.current_version, user=admin, override_reason="test set-up")
-    model = model_register(user=admin, name="A's model", recipe=recipe, recipe_version=version)
+def test_another_clients_model_is_404_on_every_scoring_endpoint(client_private_model):
+    model = client_private_model.model
     endpoints = {
         "batches": lambda api: api.get(f"{API}/models/{model.id}/batches"),
         "predictions": lambda api: api.get(f"{API}/models/{model.id}/predictions"),
@@ -292,8 +279,8 @@ def test_another_clients_model_is_404_on_every_scoring_endpoint(baselines, user)
         ),
     }
     outsider, insider = APIClient(), APIClient()
-    outsider.force_authenticate(user)
-    insider.force_authenticate(member)
+    outsider.force_authenticate(client_private_model.outsider)
+    insider.force_authenticate(client_private_model.member)
     for name, call in endpoints.items():
         assert call(outsider).status_code == 404, name
     assert insider.get(f"{API}/models/{model.id}/batches").json()["count"] == 0
@@ -320,3 +307,35 @@ def test_a_realtime_model_without_batches_has_no_scoring_section(baselines, user
     model = trained_model(user, recipe_id="recipe_nba_base")
     body = as_user.get(f"/model-development/models/{model.id}", {"tab": "monitoring"}).content.decode()
     assert 'id="scoring"' not in body
+
+
+def test_outcomes_record_a_snapshot_whose_performance_opens_alerts(model, api_client):
+    """Labels that arrive later are judged by the manifest's alert rules like any check:
+    shuffled actuals break the ranking, so rank_correlation_critical opens an alert."""
+
+    batch = scored(model)
+    frame = truth(model, batch).head(400)
+    shuffled = np.random.default_rng(0).permutation(frame["annual_sales"].to_numpy())
+    rows = [{"site_id": s, "annual_sales": float(v)} for s, v in zip(frame["site_id"], shuffled, strict=True)]
+    r = api_client.post(f"{API}/models/{model.id}/outcomes", {"rows": rows}, format="json")
+    assert r.status_code == 200, r.json()
+    body = r.json()
+    snapshot = MonitorSnapshot.objects.get(pk=body["snapshot_id"])
+    assert snapshot.source == "outcomes" and snapshot.row_count == 400
+    assert snapshot.performance_metrics_json == pytest.approx(body["performance"])
+    assert snapshot.data_freshness_json["batch"]["scoring_batch_id"] == batch.pk
+    assert body["performance"]["rank_correlation"] < 0.75
+    assert "rank_correlation_critical" in body["alerts_firing"]
+    alert = Alert.objects.get(model=model, name="rank_correlation_critical", state=AlertState.FIRING)
+    assert alert.first_snapshot_id == snapshot.pk
+    batch.refresh_from_db()
+    assert batch.outcome_snapshot_id == snapshot.pk
+    # The true actuals: the ranking is good again and the alert resolves.
+    rows = [
+        {"site_id": s, "annual_sales": float(v)}
+        for s, v in zip(frame["site_id"], frame["annual_sales"], strict=True)
+    ]
+    r = api_client.post(f"{API}/models/{model.id}/outcomes", {"rows": rows}, format="json")
+    assert r.status_code == 200 and r.json()["alerts_firing"] == []
+    alert.refresh_from_db()
+    assert alert.state == AlertState.RESOLVED
