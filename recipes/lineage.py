@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .manifest import parse_min_history, parse_semver, pointer
+from .retraining import DEFAULT_PROMOTION
 
 IDENTITY_FIELDS = frozenset({"id", "name", "level", "version", "model_family"})
 BUMPS = ("patch", "minor", "major")
@@ -204,8 +205,10 @@ def classify(tokens: Tokens, op: str, old: Any = None, new: Any = None) -> tuple
     major: removed or renamed required feature sets (and new ones: tightened requirements),
     changed grain or labels, removed pipeline stages, more history required;
     minor: new optional feature sets, new stages, metrics or alerts, changed algorithm or
-    thresholds — and anything not listed, to be safe;
-    patch: descriptions, tags, the name, settings inside a stage config, the schedule.
+    thresholds, a retraining policy or trigger added or removed, a changed promotion mode —
+    and anything not listed, to be safe;
+    patch: descriptions, tags, the name, settings inside a stage config, the schedule, the
+    retraining schedule, row count, cooldown, window and min_improvement.
     """
     t = tokens
     last = t[-1] if t else ""
@@ -232,6 +235,8 @@ def classify(tokens: Tokens, op: str, old: Any = None, new: Any = None) -> tuple
         return "minor", f"alert {t[2]} threshold changed"
     if t == ("deployment", "schedule"):
         return "patch", "schedule changed"
+    if section == "retraining":
+        return _classify_retraining(t, op, old, new)
     if section == "tags":
         return "patch", "tags edited"
     return "minor", f"{pointer(t[:2]) or 'manifest'} changed"
@@ -255,6 +260,45 @@ def _classify_requirements(t: Tokens, op: str, old: Any, new: Any) -> tuple[str,
     if t[1:2] == ("min_history",):
         return _min_history_bump(op, old, new)
     return "major", "requirements changed"
+
+
+def _classify_retraining(t: Tokens, op: str, old: Any, new: Any) -> tuple[str, str]:
+    """What starts a retrain and whether a challenger replaces the champion by itself are
+    minor (they change what the workspace does on its own); tuning them is a patch."""
+    verb = {"add": "added", "remove": "removed"}.get(op, "changed")
+    if len(t) == 1:
+        return "minor", f"retraining policy {verb}"
+    key = t[1]
+    if key == "triggers":
+        if len(t) == 2:
+            return "minor", f"retraining triggers {verb}"
+        trigger = t[2]
+        if trigger == "alerts":
+            if len(t) == 4:
+                return "minor", f"retraining on alert '{t[3]}' {verb}"
+            return "minor", f"retraining alert triggers {verb}"
+        # A schedule going from or to null adds or removes that trigger.
+        was, now = old not in (None, MISSING), new not in (None, MISSING)
+        if len(t) == 3 and was != now:
+            return "minor", f"retraining trigger '{trigger}' {'added' if now else 'removed'}"
+        return "patch", f"retraining trigger '{trigger}' changed"
+    if key == "promotion":
+        if len(t) == 2 or t[2] == "mode":
+            before, after = _promotion_mode(t, old), _promotion_mode(t, new)
+            if before == after:
+                return "patch", "promotion settings changed"
+            return "minor", f"promotion mode changed ({before} → {after})"
+        return "patch", f"promotion {t[2]} changed"
+    if key in ("cooldown", "window"):
+        return "patch", f"retraining {key} changed"
+    return "minor", f"retraining {key} {verb}"
+
+
+def _promotion_mode(t: Tokens, value: Any) -> str:
+    """The promotion mode a diff side stands for: manual when the block or mode is absent."""
+    if len(t) == 2:
+        value = value.get("mode") if isinstance(value, dict) else MISSING
+    return value if isinstance(value, str) else DEFAULT_PROMOTION
 
 
 def _classify_stage(t: Tokens, op: str) -> tuple[str, str]:

@@ -4,8 +4,8 @@ Diffs and merges of manifests live in ``recipes.lineage``.
 Plain Python (no Django import) so it can be unit-tested alone. The structure is described
 by ``manifest_schema.json`` (JSON Schema draft 2020-12); the rules JSON Schema cannot
 express (metric names per family, target/threshold order, one stage per type, cron syntax,
-alert conditions -- parsed with ``recipes.alert_rules`` --, ...) are checked here, only on
-the parts that passed the schema.
+alert conditions -- parsed with ``recipes.alert_rules`` --, the retraining policy -- parsed
+with ``recipes.retraining`` --, ...) are checked here, only on the parts that passed the schema.
 
 ``validate_manifest`` returns every problem at once as ``[{"path", "message"}]`` where
 ``path`` is a JSON pointer (RFC 6901) into the manifest, optionally prefixed (the API
@@ -32,12 +32,21 @@ from jsonschema import Draft202012Validator
 from mlworkspace.jsondepth import DEFAULT_MAX_DEPTH, too_deep_in_value
 from mlworkspace.jsondepth import message as depth_message
 
-from . import alert_rules, catalog
+from . import alert_rules, catalog, retraining
 
 SCHEMA_PATH = Path(__file__).with_name("manifest_schema.json")
 
 # Top-level sections in the order errors are reported.
-SECTIONS = ("metadata", "requirements", "pipeline", "evaluation", "lineage", "deployment", "monitoring")
+SECTIONS = (
+    "metadata",
+    "requirements",
+    "pipeline",
+    "evaluation",
+    "lineage",
+    "deployment",
+    "monitoring",
+    "retraining",
+)
 
 SEMVER_RE = re.compile(r"^(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)$")
 SEMVER_PARTS = ("major", "minor", "patch")
@@ -47,6 +56,8 @@ _MIN_HISTORY_RE = re.compile(r"^\s*([0-9]+)\s*(day|week|month|year|row)s?\s*$", 
 MIN_HISTORY_EXAMPLES = "'2 years', '104 weeks', '90 days', '6 months' or '500 rows'"
 
 THRESHOLD_FIELDS = ("target", "threshold_warning", "threshold_critical")
+
+CRON_EXPECTED = "a 5-field cron expression (minute hour day-of-month month day-of-week) or null"
 
 Path_ = tuple[str | int, ...]
 
@@ -144,6 +155,19 @@ def rewrite_metadata(manifest: dict, *, id: str, level: str, version: str, name:
     if name is not None:
         meta["name"] = name
     return out
+
+
+def cron_problem(text: str) -> str | None:
+    """Why ``text`` is not a 5-field cron expression ("3 fields", cronsim's reason), or None.
+    The one cron rule of the manifest (deployment.schedule, retraining.triggers.schedule)."""
+    fields = text.split()
+    if len(fields) != 5:
+        return f"{len(fields)} field{'' if len(fields) == 1 else 's'}"
+    try:
+        cronsim.CronSim(text, datetime.now())
+    except (cronsim.CronSimError, ValueError, TypeError, IndexError) as exc:
+        return str(exc) or "invalid"
+    return None
 
 
 def pointer(path: Path_, prefix: str = "") -> str:
@@ -337,6 +361,7 @@ class _Checker:
         self.check_metrics()
         self.check_deployment()
         self.check_monitoring()
+        self.check_retraining()
         return self.errors
 
     # -- generic
@@ -491,23 +516,14 @@ class _Checker:
 
     # -- deployment
     def check_deployment(self) -> None:
-        sched = self.section("deployment").get("schedule")
-        path = ("deployment", "schedule")
-        if not isinstance(sched, str) or not self.clean(path):
+        self.check_cron(("deployment", "schedule"), self.section("deployment").get("schedule"))
+
+    def check_cron(self, path: Path_, value: Any) -> None:
+        if not isinstance(value, str) or not self.clean(path):
             return
-        fields = sched.split()
-        what = "a 5-field cron expression (minute hour day-of-month month day-of-week) or null"
-        if len(fields) != 5:
-            self.add(
-                path,
-                f"'schedule' must be {what}, got {sched!r} ({len(fields)} field{'' if len(fields) == 1 else 's'})",
-            )
-            return
-        try:
-            cronsim.CronSim(sched, datetime.now())
-        except (cronsim.CronSimError, ValueError, TypeError, IndexError) as exc:
-            detail = str(exc) or "invalid"
-            self.add(path, f"'schedule' must be {what}, got {sched!r} ({detail})")
+        problem = cron_problem(value)
+        if problem is not None:
+            self.add(path, f"'{path[-1]}' must be {CRON_EXPECTED}, got {value!r} ({problem})")
 
     # -- monitoring
     def check_monitoring(self) -> None:
@@ -551,6 +567,68 @@ class _Checker:
                     f"alert '{name}': 'condition' uses unknown name{'s' if len(unknown) > 1 else ''} "
                     f"{', '.join(repr(u) for u in unknown)}; {_allowed_hint(unknown, allowed)}",
                 )
+
+    # -- retraining
+    def check_retraining(self) -> None:
+        section = self.section("retraining")
+        if not section:
+            return
+        triggers = section.get("triggers")
+        if isinstance(triggers, dict):
+            self.check_cron(("retraining", "triggers", "schedule"), triggers.get("schedule"))
+            alerts = triggers.get("alerts")
+            if isinstance(alerts, list):
+                self.check_retrain_alerts(alerts)
+        for key, parse in (("cooldown", retraining.parse_duration), ("window", retraining.parse_window)):
+            value = section.get(key)
+            if isinstance(value, str) and self.clean(("retraining", key)):
+                try:
+                    parse(value)
+                except ValueError as exc:
+                    self.add(("retraining", key), f"'{key}' {exc}")
+        promotion = section.get("promotion")
+        path = ("retraining", "promotion", "min_improvement")
+        if (
+            isinstance(promotion, dict)
+            and promotion.get("mode") == "manual"
+            and "min_improvement" in promotion
+            and self.clean(path)
+        ):
+            self.add(
+                path,
+                "'min_improvement' applies only to automatic promotion: remove it, or set "
+                "'mode' to 'auto' to promote a challenger that is better by that much",
+            )
+
+    def check_retrain_alerts(self, names: list) -> None:
+        """Each name is an alert of monitoring.alerts of this manifest, listed once."""
+        defined = self.section("monitoring").get("alerts")
+        known = sorted(defined) if isinstance(defined, dict) else []
+        seen: dict[str, int] = {}
+        for i, name in enumerate(names):
+            path: Path_ = ("retraining", "triggers", "alerts", i)
+            if not isinstance(name, str) or not name or not self.clean(path):
+                continue  # the schema reported it
+            if name in seen:
+                self.add(
+                    path,
+                    f"alert '{name}' is listed more than once in 'alerts' (item {seen[name]} already names it)",
+                )
+                continue
+            seen[name] = i
+            if name in known:
+                continue
+            if not known:
+                self.add(
+                    path,
+                    f"alert '{name}' is not defined: monitoring.alerts defines no alerts; "
+                    "define it there (a condition and a severity) to retrain when it fires",
+                )
+                continue
+            self.add(
+                path,
+                f"alert '{name}' is not defined in monitoring.alerts; {_allowed_hint([name], set(known))}",
+            )
 
 
 def _allowed_hint(unknown: list[str], allowed: set[str], limit: int = 15) -> str:
