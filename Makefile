@@ -51,7 +51,10 @@ WEB_CONCURRENCY ?= 2
 # prometheus-client's multiprocess mode: the gunicorn processes and the workers write their
 # request and check metrics here; /metrics sums them (mlworkspace/metrics.py). Emptied at start.
 PROM_DIR := $(DATA)/prometheus
-PROD_ENV := DEBUG=0 PROMETHEUS_MULTIPROC_DIR=$(PROM_DIR)
+# E-mail notifications print in the workers' output unless EMAIL_BACKEND says otherwise (the
+# settings' default is SMTP, for deployments).
+EMAIL_BACKEND ?= django.core.mail.backends.console.EmailBackend
+PROD_ENV := DEBUG=0 PROMETHEUS_MULTIPROC_DIR=$(PROM_DIR) EMAIL_BACKEND=$(EMAIL_BACKEND)
 
 # $(call serve,ENVIRONMENT,WEB SERVER COMMAND): the workers and the web server, stopped together.
 define serve
@@ -79,7 +82,7 @@ run: migrate seed-tip
 
 dev: migrate seed-tip
 	@echo "Starting $(WORKERS) worker(s) and runserver (DEBUG, autoreload) on http://$(HOST):$(PORT)/model-development/ (Ctrl-C stops them)"
-	$(call serve,DEBUG=1,$(PY) manage.py runserver $(HOST):$(PORT))
+	$(call serve,DEBUG=1 EMAIL_BACKEND=$(EMAIL_BACKEND),$(PY) manage.py runserver $(HOST):$(PORT))
 
 demo: migrate
 	$(PY) manage.py seed_demo

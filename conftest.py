@@ -95,6 +95,32 @@ def baselines(db):
     call_command("loaddata", "baseline_recipes", verbosity=0)
 
 
+@pytest.fixture
+def client_recipe(baselines, user):
+    """An approved recipe private to "Client A" (cloned from the pricing baseline through an
+    industry recipe), and `member`, a data scientist of that client. `outsider` is the `user`
+    fixture: a firm data scientist with every firm permission but no member of the client,
+    for whom the recipe and everything under it must not exist (404)."""
+    from types import SimpleNamespace
+
+    from recipes.models import Recipe
+    from recipes.services import recipe_clone, version_approve
+    from recipes.tests.factories import make_client
+
+    admin = _users().create_superuser("root", password="pw-root-1")
+    member = _users().create_user("member", password="pw-member-1")
+    client = make_client("Client A", {member: "data_scientist"})
+    industry = recipe_clone(
+        source=Recipe.objects.get(pk="recipe_pricing_base"), user=admin, name="Grocery pricing"
+    )
+    recipe = recipe_clone(source=industry, user=admin, name="A pricing", client=client)
+    version = version_approve(version=recipe.current_version, user=admin, override_reason="test set-up")
+    recipe.refresh_from_db()
+    return SimpleNamespace(
+        recipe=recipe, version=version, client=client, admin=admin, member=member, outsider=user
+    )
+
+
 # Page tests: the Django test client, signed in.
 @pytest.fixture
 def as_user(client, user):

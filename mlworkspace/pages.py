@@ -10,7 +10,10 @@ from django.urls import path
 from django.views.generic import RedirectView
 
 from assistant import views as assistant_views
+from experiments import views as experiment_views
+from models_registry import comparison_views
 from models_registry import views as model_views
+from notifications import views as notification_views
 from recipes import client_views
 from recipes import views as recipe_views
 from runs import dataset_views
@@ -56,6 +59,33 @@ urlpatterns = [
     path("model-development/models/<str:model_id>", model_views.model_detail, name="model"),
     path("model-development/models/<str:model_id>/status", model_views.model_status, name="model-status"),
     path("model-development/models/<str:model_id>/check", model_views.model_check, name="model-check"),
+    path("model-development/models/<str:model_id>/retrain", model_views.model_retrain, name="model-retrain"),
+    path(
+        "model-development/models/<str:model_id>/compare",
+        comparison_views.model_compare,
+        name="model-compare",
+    ),
+    path(
+        "model-development/comparisons/<str:comparison_id>",
+        comparison_views.comparison_detail,
+        name="comparison",
+    ),
+    # Experiments: A/B and shadow tests on a recipe's production model.
+    path(
+        "model-development/models/<str:model_id>/experiments/new",
+        experiment_views.experiment_new,
+        name="experiment-new",
+    ),
+    path(
+        "model-development/experiments/<str:experiment_id>",
+        experiment_views.experiment_detail,
+        name="experiment",
+    ),
+    path(
+        "model-development/experiments/<str:experiment_id>/stop",
+        experiment_views.experiment_stop,
+        name="experiment-stop",
+    ),
     # Runs
     path("model-development/runs/new", run_views.run_new, name="run-new"),
     path("model-development/runs/compare", run_views.run_compare, name="run-compare"),
@@ -76,6 +106,39 @@ urlpatterns = [
         "model-development/clients/<str:client_id>/members/<str:username>/remove",
         client_views.client_member_remove,
         name="client-member-remove",
+    ),
+    # Notifications: webhooks (create, send test, rotate the secret, edit, delete, the delivery
+    # log) and the user's own e-mail subscriptions.
+    path("model-development/notifications", notification_views.notifications, name="notifications"),
+    path(
+        "model-development/notifications/subscriptions",
+        notification_views.subscription_set,
+        name="notification-subscribe",
+    ),
+    path(
+        "model-development/notifications/subscriptions/<str:subscription_id>/delete",
+        notification_views.subscription_delete,
+        name="notification-unsubscribe",
+    ),
+    path(
+        "model-development/notifications/webhooks/<str:webhook_id>",
+        notification_views.webhook_detail,
+        name="webhook",
+    ),
+    path(
+        "model-development/notifications/webhooks/<str:webhook_id>/test",
+        notification_views.webhook_test,
+        name="webhook-test",
+    ),
+    path(
+        "model-development/notifications/webhooks/<str:webhook_id>/rotate",
+        notification_views.webhook_rotate,
+        name="webhook-rotate",
+    ),
+    path(
+        "model-development/notifications/webhooks/<str:webhook_id>/delete",
+        notification_views.webhook_delete,
+        name="webhook-delete",
     ),
     # Datasets: list + upload, a dataset's page (?recipe= checks it against a recipe), delete.
     path("model-development/datasets", dataset_views.dataset_list, name="datasets"),

@@ -85,6 +85,8 @@ INSTALLED_APPS = [
     "monitoring",
     "audit",
     "assistant",
+    "notifications",
+    "experiments",
     "workspace",
 ]
 
@@ -269,6 +271,8 @@ SPECTACULAR_SETTINGS = {
         "LevelInputEnum": "recipes.catalog.LEVELS",
         "ModelFamilyEnum": "recipes.models.Family",
         "ModelFamilyInputEnum": "recipes.catalog.FAMILIES",
+        "DeliveryStatusEnum": "notifications.models.DeliveryStatus",
+        "WebhookScopeEnum": "notifications.models.Scope",
     },
 }
 
@@ -290,6 +294,36 @@ RUN_REAP_SECONDS = float(os.environ.get("RUN_REAP_SECONDS", 5))
 WORKER_HOUSEKEEPING_SECONDS = float(os.environ.get("WORKER_HOUSEKEEPING_SECONDS", 30))
 HOUSEKEEPING_ORPHAN_AGE_SECONDS = float(os.environ.get("HOUSEKEEPING_ORPHAN_AGE_SECONDS", 3600))
 DATASET_PROFILE_TIMEOUT_SECONDS = float(os.environ.get("DATASET_PROFILE_TIMEOUT_SECONDS", 1800))
+
+# --- Notifications: webhooks and e-mail ------------------------------------------------
+# A webhook attempt waits at most WEBHOOK_TIMEOUT_SECONDS for the receiver; a failed one is
+# retried after WEBHOOK_BACKOFF_SECONDS, then twice as long each time (1, 2, 4, ... minutes),
+# until WEBHOOK_MAX_ATTEMPTS attempts, then the delivery is failed (notifications.delivery).
+WEBHOOK_TIMEOUT_SECONDS = float(os.environ.get("WEBHOOK_TIMEOUT_SECONDS", 5))
+WEBHOOK_MAX_ATTEMPTS = int(os.environ.get("WEBHOOK_MAX_ATTEMPTS", 8))
+WEBHOOK_BACKOFF_SECONDS = float(os.environ.get("WEBHOOK_BACKOFF_SECONDS", 60))
+# E-mail (the notification subscriptions) goes through Django's default mailer. Django 6.1
+# configures mailers with MAILERS (the EMAIL_* settings are deprecated); the variables keep
+# their familiar names: EMAIL_BACKEND (default: SMTP, with EMAIL_HOST, EMAIL_PORT,
+# EMAIL_HOST_USER, EMAIL_HOST_PASSWORD, EMAIL_USE_TLS and EMAIL_TIMEOUT; `make run` and
+# `make dev` set the console backend, i.e. e-mails print in the workers' output). The tests get
+# the locmem outbox.
+_email_backend = os.environ.get("EMAIL_BACKEND", "django.core.mail.backends.smtp.EmailBackend")
+_smtp_options = {
+    "host": os.environ.get("EMAIL_HOST", "localhost"),
+    "port": int(os.environ.get("EMAIL_PORT", 25)),
+    "username": os.environ.get("EMAIL_HOST_USER") or None,
+    "password": os.environ.get("EMAIL_HOST_PASSWORD") or None,
+    "use_tls": env_bool("EMAIL_USE_TLS", False),
+    "timeout": float(os.environ.get("EMAIL_TIMEOUT", 10)),
+}
+MAILERS = {
+    "default": {
+        "BACKEND": _email_backend,
+        "OPTIONS": _smtp_options if _email_backend.endswith(".smtp.EmailBackend") else {},
+    }
+}
+DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "ML Workspace <workspace@localhost>")
 
 # --- Chat assistant -------------------------------------------------------------------
 LLM_BASE_URL = os.environ.get("LLM_BASE_URL", "")

@@ -6,15 +6,20 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.routers import DefaultRouter
 
 from assistant.api import ChatConversationView, ChatView
+from experiments.api import ExperimentViewSet
 from mlworkspace import health, metrics
 from models_registry.api import MLModelViewSet
 from monitoring.api import (
+    ComparisonDetailView,
     ModelBatchesView,
+    ModelCompareView,
     ModelMonitoringCheckView,
     ModelMonitoringView,
     ModelOutcomesView,
     ModelPredictionsView,
+    ModelRetrainsView,
 )
+from notifications.api import WebhookViewSet
 from recipes.api import ManifestValidateViewSet, RecipeViewSet
 from recipes.client_api import ClientDetailView, ClientListView, ClientMembersView, ClientMemberView
 from runs.api import DatasetViewSet, RunViewSet
@@ -44,6 +49,8 @@ router.register("models", MLModelViewSet, basename="model")
 router.register("runs", RunViewSet, basename="run")
 router.register("datasets", DatasetViewSet, basename="dataset")
 router.register("manifest/validate", ManifestValidateViewSet, basename="manifest-validate")
+router.register("webhooks", WebhookViewSet, basename="webhook")
+router.register("experiments", ExperimentViewSet, basename="experiment")
 
 api_patterns = [
     re_path(
@@ -61,6 +68,9 @@ api_patterns = [
         name="model-predictions",
     ),
     re_path(r"^models/(?P<model_id>[^/]+)/outcomes/?$", ModelOutcomesView.as_view(), name="model-outcomes"),
+    re_path(r"^models/(?P<model_id>[^/]+)/retrains/?$", ModelRetrainsView.as_view(), name="model-retrains"),
+    re_path(r"^models/(?P<model_id>[^/]+)/compare/?$", ModelCompareView.as_view(), name="model-compare"),
+    re_path(r"^comparisons/(?P<comparison_id>[^/]+)/?$", ComparisonDetailView.as_view(), name="comparison"),
     re_path(r"^clients/?$", ClientListView.as_view(), name="clients"),
     re_path(r"^clients/(?P<client_id>[^/]+)/?$", ClientDetailView.as_view(), name="client"),
     re_path(r"^clients/(?P<client_id>[^/]+)/members/?$", ClientMembersView.as_view(), name="client-members"),

@@ -7,11 +7,11 @@ from rest_framework.decorators import action
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 
+from experiments import services as experiment_services
 from mlworkspace.errors import InvalidInput, NotFound, lookup
 from models_registry import perms as model_perms
 from recipes import access
 from recipes.models import Recipe, RecipeVersion
-from runs import artifacts
 
 from . import services
 from .filters import MLModelFilter
@@ -93,4 +93,6 @@ class MLModelViewSet(
             )
         if not model.artifacts_json.get("model"):
             raise NotFound(f"Model '{model.id}' has no trained artifact yet.")
-        return Response({"model_id": model.id, "predictions": artifacts.predict_rows(model, rows)})
+        # While an A/B or shadow test of this model runs, experiments routes the rows by unit
+        # and answers with the arms (the response is unchanged otherwise).
+        return Response(experiment_services.experiment_predict(model, rows))

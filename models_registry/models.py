@@ -60,6 +60,14 @@ class MLModel(models.Model):
     # Monitoring schedule: the next due check (claimed with a conditional update).
     next_check_at = models.DateTimeField(null=True, blank=True)
     last_check_at = models.DateTimeField(null=True, blank=True)
+    # A challenger: registered by a retrain of this champion (monitoring.Retrain), on the same
+    # approved version, to be compared with it and maybe promoted in its place.
+    challenger_of = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="challengers"
+    )
+    # The retraining policy's schedule (manifest retraining.triggers.schedule): the next due
+    # retrain of this production model, claimed like next_check_at.
+    next_retrain_at = models.DateTimeField(null=True, blank=True)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
@@ -97,3 +105,11 @@ class MLModel(models.Model):
 
     def __str__(self):
         return self.name
+
+    @property
+    def role(self) -> str:
+        """champion (the recipe's production model), challenger (registered by a retrain of
+        one) or "" (neither)."""
+        if self.status == ModelStatus.PRODUCTION:
+            return "champion"
+        return "challenger" if self.challenger_of_id else ""

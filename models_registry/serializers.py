@@ -13,6 +13,12 @@ class MLModelSerializer(serializers.ModelSerializer):
     version = serializers.CharField(source="recipe_version.version", read_only=True)
     training_run_id = serializers.CharField(read_only=True, allow_null=True)
     created_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    role = serializers.ChoiceField(
+        choices=["champion", "challenger", ""],
+        read_only=True,
+        help_text="champion: the recipe's production model; challenger: registered by a retrain of challenger_of_id.",
+    )
+    challenger_of_id = serializers.CharField(read_only=True, allow_null=True)
 
     class Meta:
         model = MLModel
@@ -32,6 +38,8 @@ class MLModelSerializer(serializers.ModelSerializer):
             "artifacts_json",
             "promoted_at",
             "serves_alongside",
+            "role",
+            "challenger_of_id",
             "last_check_at",
             "next_check_at",
             "created_by",

@@ -8,6 +8,7 @@ from django.utils import timezone
 from audit import services as audit
 from mlworkspace.errors import Conflict, field_error
 from mlworkspace.ids import new_id
+from notifications.services import notify
 from recipes.models import Recipe, RecipeVersion
 
 from .models import TRANSITIONS, MLModel, ModelStatus
@@ -22,10 +23,13 @@ def model_register(
     recipe_version: RecipeVersion,
     owner: str = "",
     description: str = "",
+    challenger_of: MLModel | None = None,
     at=None,
 ) -> MLModel:
     """Register a model against an approved version of `recipe`; `at` (a datetime) dates it
-    for seeded history (the demo), default now."""
+    for seeded history (the demo), default now. `challenger_of`: the champion a retrain
+    registers this model to challenge (same recipe). `user` None: a worker's retrain (the
+    owner is then given)."""
     if recipe_version.recipe_id != recipe.id:
         raise field_error("recipe_version_id", f"'{recipe_version.id}' is a version of another recipe")
     if not recipe_version.is_approved:
@@ -35,13 +39,16 @@ def model_register(
         )
     if not name or not name.strip():
         raise field_error("name", "is required")
+    if challenger_of is not None and challenger_of.recipe_id != recipe.id:
+        raise field_error("challenger_of", f"'{challenger_of.id}' is a model of another recipe")
     model = MLModel.objects.create(
         id=new_id("model"),
         name=name.strip(),
         description=description,
         recipe=recipe,
         recipe_version=recipe_version,
-        owner=owner or user.get_username(),
+        owner=owner or (user.get_username() if user is not None else ""),
+        challenger_of=challenger_of,
         created_by=user,
     )
     if at is not None:  # created_at is auto_now_add: only an update sets it
@@ -110,12 +117,14 @@ def model_set_status(
             model.serves_alongside = any(not m.serves_alongside for m in others)
         else:
             for other in others:
-                other.status, other.serves_alongside, other.next_check_at = ModelStatus.STAGING, False, None
+                other.status, other.serves_alongside = ModelStatus.STAGING, False
+                other.next_check_at = other.next_retrain_at = None
                 demoted.append(other)
                 replaced.append(other.id)
             model.serves_alongside = False
         model.promoted_at = now
         model.next_check_at = now  # first scheduled check as soon as the scheduler looks
+        model.next_retrain_at = None  # the scheduler sets the first one from the policy
     else:
         if model.status == ModelStatus.PRODUCTION and not model.serves_alongside:
             # The recipe's production model leaves: the longest-serving one kept alongside it
@@ -128,14 +137,22 @@ def model_set_status(
             if successor is not None:
                 successor.serves_alongside = False
         model.serves_alongside = False
-        model.next_check_at = None
+        model.next_check_at = model.next_retrain_at = None
     model.status = status
-    fields = ["status", "serves_alongside", "next_check_at", "promoted_at", "updated_at"]
+    fields = ["status", "serves_alongside", "next_check_at", "next_retrain_at", "promoted_at", "updated_at"]
     try:
         with transaction.atomic():
             # In this order the one-production-per-recipe index holds after every statement.
             for row in demoted:
-                row.save(update_fields=["status", "serves_alongside", "next_check_at", "updated_at"])
+                row.save(
+                    update_fields=[
+                        "status",
+                        "serves_alongside",
+                        "next_check_at",
+                        "next_retrain_at",
+                        "updated_at",
+                    ]
+                )
             model.save(update_fields=fields)
             if successor is not None:
                 successor.save(update_fields=["serves_alongside", "updated_at"])
@@ -150,6 +167,20 @@ def model_set_status(
         MLModel.objects.filter(pk__in=touched).update(updated_at=at)
     audit.record(
         user, "model.status", model, changes=audit.diff(before, model), detail={"replaced": replaced}, at=at
+    )
+    notify(
+        "model.status",
+        recipe=model.recipe,
+        payload={
+            "summary": f"{model.name}: {before.get('status')} → {status}",
+            "model_id": model.pk,
+            "model_name": model.name,
+            "from": before.get("status"),
+            "to": status,
+            "replaced": replaced,
+            "by": user.get_username() if user is not None else None,
+        },
+        at=at,
     )
     for row in demoted:  # each replaced model's own history says what replaced it
         audit.record(

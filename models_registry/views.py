@@ -11,6 +11,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_http_methods, require_POST
 
+from experiments import selectors as experiment_selectors
 from mlworkspace.errors import DomainError
 from mlworkspace.forms import add_domain_errors
 from mlworkspace.views import (
@@ -25,7 +26,7 @@ from monitoring import selectors as monitoring_selectors
 from monitoring import services as monitoring_services
 from monitoring.forms import CheckForm
 from monitoring.health import firing_rules, snapshot_health
-from monitoring.models import AlertState
+from monitoring.models import AlertState, RetrainTrigger
 from recipes import access
 from recipes.models import RecipeVersion
 from runs import perms as run_perms
@@ -46,7 +47,7 @@ def _get_model_for_user(user, model_id: str) -> MLModel:
     and monitoring charts) but not the training run's plot data."""
     return get_object_or_404(
         MLModel.objects.visible_to(user)
-        .select_related("recipe", "recipe_version", "training_run", "created_by")
+        .select_related("recipe", "recipe_version", "training_run", "created_by", "challenger_of")
         .defer("training_run__plots_json", "training_run__metric_checks_json", "training_run__stages_json"),
         pk=model_id,
     )
@@ -230,6 +231,10 @@ def _monitoring_context(request: HttpRequest, model: MLModel, form: CheckForm | 
         "can_check": request.user.has_perm(monitoring_perms.RUN_CHECK),
         "has_artifact": bool(model.training_run_id and (model.artifacts_json or {}).get("model")),
         "scoring": monitoring_selectors.model_scoring(model),
+        "retraining": monitoring_selectors.model_retraining(model),
+        "model_experiments": experiment_selectors.model_experiments(model, request.user),
+        "can_retrain": request.user.has_perm(run_perms.ADD_RUN)
+        and request.user.has_perm(model_perms.ADD_MODEL),
     }
 
 
@@ -283,6 +288,29 @@ def model_check(request: HttpRequest, model_id: str) -> HttpResponse:
             return redirect(reverse("pages:model", args=[model.pk]) + "?tab=monitoring")
     context = _page_context(request, model, "monitoring", check_form=form)
     return render_page(request, "models_registry/model_detail.html", context, status=400)
+
+
+@login_required
+@require_POST
+def model_retrain(request: HttpRequest, model_id: str) -> HttpResponse:
+    """Retrain now: a challenger trained on the retraining policy's window, compared with this
+    production model when its run finishes (monitoring.services.retrain_trigger)."""
+    model = _get_model_for_user(request.user, model_id)
+    require_perm(request, run_perms.ADD_RUN, "start runs", obj=model)
+    require_perm(request, model_perms.ADD_MODEL, "register models", obj=model)
+    try:
+        retrain = monitoring_services.retrain_trigger(
+            champion=model, trigger=RetrainTrigger.MANUAL, user=request.user
+        )
+    except DomainError as exc:
+        messages.error(request, exc.detail)
+    else:
+        messages.success(
+            request,
+            f"Retraining: challenger “{retrain.challenger.name}” is training; it is compared with this model "
+            "on the newest held-out data when its run finishes.",
+        )
+    return redirect(reverse("pages:model", args=[model.pk]) + "?tab=monitoring#retraining")
 
 
 @login_required

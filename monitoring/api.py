@@ -18,20 +18,25 @@ from rest_framework.views import APIView
 
 from mlworkspace.errors import InvalidInput, NotFound, field_error, lookup
 from mlworkspace.permissions import ModelPermissions
+from models_registry import perms as models_perms
 from models_registry.models import MLModel
 from monitoring import perms as monitoring_perms
 from recipes import access
 from runs import artifacts
+from runs import perms as runs_perms
 from runs.models import Dataset, RunStatus
 
 from . import selectors, services
-from .models import Alert, MonitorSnapshot, ScoringBatch
+from .models import Alert, Comparison, MonitorSnapshot, Retrain, RetrainTrigger, ScoringBatch
 from .serializers import (
     AlertSerializer,
     CheckSerializer,
+    CompareSerializer,
+    ComparisonSerializer,
     OutcomesResultSerializer,
     OutcomesSerializer,
     PredictionsQuerySerializer,
+    RetrainSerializer,
     ScoringBatchSerializer,
     SnapshotCreateSerializer,
     SnapshotQuerySerializer,
@@ -262,3 +267,62 @@ class ModelOutcomesView(APIView):
         batch.model = model
         result = services.scoring_outcomes(batch=batch, rows=data.validated_data["rows"], user=request.user)
         return Response(OutcomesResultSerializer(result).data)
+
+
+class ModelRetrainsView(ListAPIView):
+    """GET: the model's retrains (as champion), newest first, paginated: every trigger, skip
+    and decision with its reason. POST: retrain it now (a person's trigger: no cooldown);
+    201 with the retrain, 409 saying why not (not in production, a retrain already training,
+    no data to train or compare on)."""
+
+    permission_classes = [IsAuthenticated]
+    serializer_class = RetrainSerializer
+    queryset = Retrain.objects.none()  # for the schema; get_queryset scopes by model
+
+    def get_queryset(self):
+        model = _visible_model(self.request, self.kwargs["model_id"])
+        return selectors.model_retrains(model)
+
+    @extend_schema(request=None, responses={201: RetrainSerializer})
+    def post(self, request, model_id):
+        model = _visible_model(request, model_id, "recipe", "recipe_version")
+        access.check_write(request.user, model, runs_perms.ADD_RUN)
+        access.check_write(request.user, model, models_perms.ADD_MODEL)
+        retrain = services.retrain_trigger(champion=model, trigger=RetrainTrigger.MANUAL, user=request.user)
+        return Response(RetrainSerializer(retrain).data, status=status.HTTP_201_CREATED)
+
+
+class ModelCompareView(APIView):
+    """Compare this model (the reference, e.g. the champion) with one or more models of its
+    recipe on the same labelled window: by default the newest labelled batch it was checked
+    on, or a `dataset_id`, or a `synthetic` window of its world. 201 with the comparison."""
+
+    permission_classes = [IsAuthenticated]
+
+    @extend_schema(request=CompareSerializer, responses={201: ComparisonSerializer})
+    def post(self, request, model_id):
+        model = _visible_model(request, model_id, "recipe", "recipe_version")
+        access.check_write(request.user, model, monitoring_perms.RUN_CHECK)
+        data = CompareSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        v = data.validated_data
+        field = "challenger_ids" if v.get("challenger_ids") else "challenger_id"
+        ids = v.get("challenger_ids") or [v["challenger_id"]]
+        visible = MLModel.objects.visible_to(request.user).select_related("recipe", "recipe_version")
+        challengers = [lookup(visible, field, i) for i in ids]
+        comparison = services.models_compare(
+            models=[model, *challengers],
+            user=request.user,
+            dataset_id=v.get("dataset_id"),
+            synthetic=v.get("synthetic"),
+        )
+        return Response(ComparisonSerializer(comparison).data, status=status.HTTP_201_CREATED)
+
+
+class ComparisonDetailView(APIView):
+    permission_classes = [IsAuthenticated]
+
+    @extend_schema(responses={200: ComparisonSerializer})
+    def get(self, request, comparison_id):
+        comparison = get_object_or_404(Comparison.objects.visible_to(request.user), pk=comparison_id)
+        return Response(ComparisonSerializer(comparison).data)

@@ -66,7 +66,7 @@ class CheckForm(forms.Form):
             family = None
         schema = family.SCHEMA if family else []
         self.fields["concept"].choices = [
-            ("", "— none —"),
+            ("", "— unchanged (as the world is now) —"),
             *(worlds.concept_choices(family) if family else []),
         ]
         if family is not None and family.CONCEPTS:

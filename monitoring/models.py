@@ -1,3 +1,4 @@
+from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
@@ -154,6 +155,132 @@ class ScoringBatch(models.Model):
             # Two workers never score the same window of one model twice.
             models.UniqueConstraint(fields=["model", "window_key"], name="ml_scoring_one_per_window"),
         ]
+
+    def __str__(self):
+        return self.id
+
+
+class RetrainTrigger(models.TextChoices):
+    """What asked for a retrain (the manifest's retraining.triggers, or a person)."""
+
+    SCHEDULE = "schedule", "Schedule"
+    ALERT = "alert", "Alert"
+    NEW_ROWS = "min_new_rows", "New rows"
+    MANUAL = "manual", "Manual"
+
+
+class RetrainStatus(models.TextChoices):
+    """skipped (refused, with its reason) · training (the challenger's train run is queued or
+    running) · failed (the run failed: the champion is untouched) · decided (compared, with
+    the decision)."""
+
+    SKIPPED = "skipped", "Skipped"
+    TRAINING = "training", "Training"
+    FAILED = "failed", "Failed"
+    DECIDED = "decided", "Decided"
+
+
+class RetrainDecision(models.TextChoices):
+    PROMOTED = "promoted", "Challenger promoted"
+    KEPT = "kept", "Champion kept"
+    REVIEW = "review", "Awaiting a person's decision"
+
+
+class Retrain(models.Model):
+    """One retrain request of a recipe's production model (the champion) and what came of it:
+    the trigger, a skip with its reason, or the challenger's train run, the comparison of both
+    models on the same held-out window and the decision (monitoring.services.retraining)."""
+
+    id = models.CharField(primary_key=True, max_length=64)
+    recipe = models.ForeignKey("recipes.Recipe", on_delete=models.CASCADE, related_name="retrains")
+    champion = models.ForeignKey("models_registry.MLModel", on_delete=models.CASCADE, related_name="retrains")
+    trigger = models.CharField(max_length=16, choices=RetrainTrigger.choices)
+    # The trigger's particulars: {"alert", "snapshot_id"}, {"slot"}, {"new_rows"}.
+    trigger_json = JSONField(default=dict, blank=True)
+    status = models.CharField(max_length=16, choices=RetrainStatus.choices)
+    # Why it was skipped, why it failed, or the decision's reasons: in words.
+    reason = models.TextField(blank=True, default="")
+    # A skip's kind ("cooldown", "running", "no_new_data", "not_production", "no_data").
+    skip_code = models.CharField(max_length=32, blank=True, default="")
+    challenger = models.ForeignKey(
+        "models_registry.MLModel", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    run = models.OneToOneField(
+        "runs.Run", null=True, blank=True, on_delete=models.SET_NULL, related_name="retrain"
+    )
+    # The challenger's training data and the held-out window both models are compared on.
+    window_json = JSONField(default=dict, blank=True)
+    decision = models.CharField(max_length=16, choices=RetrainDecision.choices, blank=True, default="")
+    # {"metric", "direction", "champion": {metrics}, "challenger": {metrics}, "improvement", "critical"}.
+    comparison_json = JSONField(default=dict, blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField()
+    decided_at = models.DateTimeField(null=True, blank=True)
+
+    objects = ModelScopedQuerySet.as_manager()
+
+    class Meta:
+        db_table = "ml_retrain"
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["champion", "created_at"], name="ml_retrain_model_time_idx")]
+        constraints = [
+            # One retrain of a recipe trains at a time: two alerts, a schedule and a person
+            # asking together start one challenger, the others are recorded as skipped.
+            models.UniqueConstraint(
+                fields=["recipe"], condition=Q(status="training"), name="ml_retrain_one_training"
+            ),
+            models.CheckConstraint(
+                condition=Q(status__in=RetrainStatus.values), name="ml_retrain_status_valid"
+            ),
+            models.CheckConstraint(
+                condition=Q(trigger__in=RetrainTrigger.values), name="ml_retrain_trigger_valid"
+            ),
+        ]
+
+    def __str__(self):
+        return f"{self.id} ({self.status})"
+
+
+class Comparison(models.Model):
+    """Two or more models of one recipe evaluated on the same labelled window: each manifest
+    metric with a paired bootstrap interval over the grain, the differences from the reference
+    (the first model: the champion), each model's input drift against its own training data,
+    the family's plots of each, and a verdict per model (monitoring.services.comparison)."""
+
+    id = models.CharField(primary_key=True, max_length=64)
+    recipe = models.ForeignKey("recipes.Recipe", on_delete=models.CASCADE, related_name="comparisons")
+    reference = models.ForeignKey(
+        "models_registry.MLModel", on_delete=models.CASCADE, related_name="comparisons"
+    )
+    # The compared models' ids, the reference first.
+    model_ids_json = JSONField(default=list)
+    # The data: a recorded synthetic batch ({"source": "synthetic", ...}) or {"dataset_id"}.
+    window_json = JSONField(default=dict, blank=True)
+    # {"rows", "groups", "replicates", "level", "metric", "direction", "models": [...],
+    #  "difference": {...}, "verdicts": {...}, "plots": {...}} (see the service).
+    result_json = JSONField(default=dict, blank=True)
+    # One line for lists: the verdict of the first challenger against the reference.
+    summary = models.TextField(blank=True, default="")
+    retrain = models.OneToOneField(
+        Retrain, null=True, blank=True, on_delete=models.SET_NULL, related_name="comparison"
+    )
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField()
+
+    class QuerySet(models.QuerySet):
+        def visible_to(self, user):
+            return self.filter(client_scope(user, "recipe__client"))
+
+    objects = QuerySet.as_manager()
+
+    class Meta:
+        db_table = "ml_comparison"
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["reference", "created_at"], name="ml_comparison_ref_time_idx")]
 
     def __str__(self):
         return self.id

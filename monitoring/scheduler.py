@@ -12,6 +12,9 @@ What a due slot does depends on `deployment.mode`:
   two workers never score one window twice). Once its run succeeded, a later tick checks
   that same batch (drift + freshness) and links the snapshot;
 * otherwise (realtime): a monitoring check of the next batch, as before.
+
+The same tick runs the retraining policies' schedules (``MLModel.next_retrain_at``, claimed
+the same way) and decides the retrains whose challenger has finished training.
 """
 
 from __future__ import annotations
@@ -24,11 +27,22 @@ from django.db import IntegrityError
 from django.utils import timezone
 
 from models_registry.models import MLModel, ModelStatus
+from recipes.retraining import policy as retrain_policy
 from runs.models import Dataset, RunStatus
+from runs.selectors import model_training_batch
 
-from .models import ScoringBatch
-from .selectors import is_batch_mode
-from .services import model_check, scoring_check, scoring_claim_check, scoring_next_batch, scoring_start
+from .models import RetrainTrigger, ScoringBatch
+from .selectors import check_claimable, is_batch_mode
+from .services import (
+    finished_retrains,
+    model_check,
+    retrain_decide,
+    retrain_trigger,
+    scoring_check,
+    scoring_claim_check,
+    scoring_next_batch,
+    scoring_start,
+)
 
 logger = logging.getLogger(__name__)
 DEFAULT_SCHEDULE = "0 6 * * *"
@@ -62,8 +76,11 @@ def _check(model: MLModel) -> str:
 
 
 def score_due(model: MLModel, scheduled_for: datetime) -> ScoringBatch | None:
-    """Start the scoring of the model's next batch; None if another worker already did."""
-    dataset, batch = scoring_next_batch(model, rows=SCHEDULED_BATCH_ROWS)
+    """Start the scoring of the model's next batch; None if another worker already did. A
+    synthetic batch is no larger than the model's training data: a world of N sites or
+    customers has no more than N of them to score in one window."""
+    trained_rows = (model_training_batch(model) or {}).get("rows") or SCHEDULED_BATCH_ROWS
+    dataset, batch = scoring_next_batch(model, rows=min(SCHEDULED_BATCH_ROWS, int(trained_rows)))
     try:
         return scoring_start(model=model, scheduled_for=scheduled_for, dataset=dataset, batch=batch)
     except IntegrityError:  # the same window of this model exists: another worker scored it
@@ -72,12 +89,13 @@ def score_due(model: MLModel, scheduled_for: datetime) -> ScoringBatch | None:
 
 
 def check_scored_batches(now: datetime | None = None) -> list[str]:
-    """Check every batch whose score run succeeded and that no worker has claimed yet;
-    returns the snapshot ids."""
+    """Check every batch whose score run succeeded and whose check no worker has claimed, or
+    whose claimed check failed (raised, or its worker died) more than CHECK_GRACE ago: a
+    failing check is retried once per grace period. Returns the snapshot ids."""
     now = now or timezone.now()
     done = []
     pending = ScoringBatch.objects.filter(
-        run__status=RunStatus.SUCCEEDED, snapshot__isnull=True, check_started_at__isnull=True
+        check_claimable(now), run__status=RunStatus.SUCCEEDED
     ).select_related("model__recipe", "model__recipe_version", "model__training_run")
     for batch in pending:
         if not scoring_claim_check(batch, now):
@@ -111,4 +129,59 @@ def run_due_checks(now: datetime | None = None) -> list[str]:
         except Exception:
             logger.exception("scheduled work on %s failed", model.id)
     done.extend(check_scored_batches(now))
+    done.extend(retrain_scheduled(now))
+    done.extend(decide_retrains(now))
+    return done
+
+
+def _retrain_due(manifest: dict, after: datetime) -> datetime | None:
+    policy = retrain_policy(manifest)
+    if policy is None or not policy.schedule:
+        return None
+    try:
+        return next(CronSim(policy.schedule, after))
+    except (CronSimError, StopIteration):
+        return None
+
+
+def retrain_scheduled(now: datetime | None = None) -> list[str]:
+    """The retraining policies' schedules (retraining.triggers.schedule): a production model
+    with one gets its first due time set; each due slot is claimed like a check's (one worker
+    per slot, missed slots once) and triggers one retrain, or records why not."""
+    now = now or timezone.now()
+    done = []
+    models = MLModel.objects.filter(status=ModelStatus.PRODUCTION, serves_alongside=False).select_related(
+        "recipe", "recipe_version"
+    )
+    for model in models.filter(next_retrain_at__isnull=True):
+        first = _retrain_due(model.recipe_version.manifest, now)
+        if first is not None:
+            MLModel.objects.filter(pk=model.pk, next_retrain_at__isnull=True).update(next_retrain_at=first)
+    for model in models.filter(next_retrain_at__lte=now):
+        slot = model.next_retrain_at
+        claimed = MLModel.objects.filter(pk=model.pk, next_retrain_at=slot).update(
+            next_retrain_at=_retrain_due(model.recipe_version.manifest, now)
+        )
+        if not claimed:
+            continue  # another worker took it
+        try:
+            retrain = retrain_trigger(
+                champion=model, trigger=RetrainTrigger.SCHEDULE, detail={"slot": slot.isoformat()}, at=now
+            )
+            done.append(retrain.pk)
+        except Exception:
+            logger.exception("scheduled retrain of %s failed", model.id)
+    return done
+
+
+def decide_retrains(now: datetime | None = None) -> list[str]:
+    """Decide every retrain whose challenger's train run has finished (retrain_decide claims
+    each one: two workers never decide one twice; a crash is retried by a later tick)."""
+    done = []
+    for retrain in finished_retrains():
+        try:
+            decided = retrain_decide(retrain=retrain, at=now)
+            done.append(decided.pk)
+        except Exception:
+            logger.exception("decision of retrain %s failed", retrain.pk)
     return done

@@ -4,17 +4,18 @@ Monitoring tab (snapshots, alerts, chart data of one model) and the Run check fo
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import timedelta
+from datetime import datetime, timedelta
 
-from django.db.models import Count, OuterRef, Subquery
+from django.db.models import Count, OuterRef, Q, Subquery
 from django.utils import timezone
 
 from models_registry.models import MLModel, MLModelQuerySet, ModelStatus
+from recipes.retraining import policy as retrain_policy
 from runs.models import RunStatus
 from runs.selectors import model_training_batch
 
 from .health import snapshot_health
-from .models import Alert, AlertState, MonitorSnapshot, ScoringBatch
+from .models import Alert, AlertState, Comparison, MonitorSnapshot, Retrain, ScoringBatch
 
 # The model page charts at most this many snapshots (the newest) and lists this many alerts.
 CHART_SNAPSHOTS = 500
@@ -23,9 +24,26 @@ PAGE_ALERTS = 200
 PAGE_BATCHES = 20
 # The files a score run writes (runs.pipeline): its predictions, and their CSV export.
 PREDICTIONS_PARQUET = "predictions.parquet"
-# A batch's check still without its snapshot this long after it was claimed has failed.
-CHECK_GRACE = timedelta(minutes=15)
 PREDICTIONS_CSV = "predictions.csv"
+# A batch's check still without its snapshot this long after it was claimed has failed (it
+# raised, or its worker died): the page says "check failed" and the workers' next tick claims
+# it again (so a failing check is retried once per CHECK_GRACE).
+CHECK_GRACE = timedelta(minutes=15)
+
+
+def check_claim_expiry(now: datetime) -> datetime:
+    """A batch's check claimed before this time (and still without its snapshot) has failed:
+    the one definition of a stale claim, for the tick's retry (check_claimable) and the
+    page's "check failed" (batch_status)."""
+    return now - CHECK_GRACE
+
+
+def check_claimable(now: datetime) -> Q:
+    """The batches a worker may claim the check of at `now`: not checked (no snapshot) and
+    never claimed, or claimed by a check that failed (before check_claim_expiry)."""
+    return Q(snapshot__isnull=True) & (
+        Q(check_started_at__isnull=True) | Q(check_started_at__lt=check_claim_expiry(now))
+    )
 
 
 def production_models(user) -> MLModelQuerySet:
@@ -114,6 +132,11 @@ def model_monitoring(model: MLModel) -> dict:
     }
 
 
+# What the next window of a world continues from a recorded batch: the world, where the
+# window ended, and the ground truth then (a concept change stays, runs.families.worlds).
+CONTINUED = ("rows", "seed", "world", "window", "concept")
+
+
 def last_synthetic_batch(model, seed: int | None = None, *, training: dict | None = None) -> dict | None:
     """The newest synthetic batch checked for ``model`` in the world of ``seed`` (default:
     the world it was trained in: ``training``, its training batch, if the caller has it),
@@ -131,7 +154,7 @@ def last_synthetic_batch(model, seed: int | None = None, *, training: dict | Non
     for details in recent:
         batch = (details or {}).get("batch") or {}
         if batch.get("source") == "synthetic" and batch.get("seed") == seed and batch.get("window"):
-            return {k: batch[k] for k in ("rows", "seed", "world", "window")}
+            return {k: batch.get(k) for k in CONTINUED}
     return None
 
 
@@ -156,27 +179,32 @@ def latest_scored_batch(model: MLModel) -> ScoringBatch | None:
 
 def last_scored_batch(model: MLModel, training: dict | None) -> dict | None:
     """The newest synthetic window the model scored in the world it was trained in
-    (``training``: its training batch): the next scoring continues after it."""
+    (``training``: its training batch): the next scoring continues after it (one query)."""
     seed = int((training or {}).get("seed") or 0)
-    for batch in (
-        ScoringBatch.objects.filter(model_id=model.pk, window_key__startswith="synthetic:")
+    batch = (
+        ScoringBatch.objects.filter(
+            model_id=model.pk,
+            window_key__startswith="synthetic:",
+            batch_json__seed=seed,
+            batch_json__has_key="window",
+        )
         .order_by("-scheduled_for", "-id")
-        .values_list("batch_json", flat=True)[:50]
-    ):
-        if (batch or {}).get("seed") == seed and batch.get("window"):
-            return {k: batch[k] for k in ("rows", "seed", "world", "window")}
-    return None
+        .values_list("batch_json", flat=True)
+        .first()
+    )
+    return {k: batch.get(k) for k in CONTINUED} if batch else None
 
 
 def batch_status(batch: ScoringBatch) -> str:
-    """queued / running / failed / cancelled (the score run's), then checking / checked."""
+    """queued / running / failed / cancelled (the score run's), then scored / checking /
+    checked, or "check failed" while its claim is stale (the next tick retries it)."""
     if batch.run.status != RunStatus.SUCCEEDED:
         return batch.run.status
     if batch.snapshot_id:
         return "checked"
     if batch.check_started_at is None:
         return "scored"  # the workers' next tick checks it
-    return "check failed" if timezone.now() - batch.check_started_at > CHECK_GRACE else "checking"
+    return "check failed" if batch.check_started_at < check_claim_expiry(timezone.now()) else "checking"
 
 
 def model_scoring(model: MLModel) -> dict:
@@ -201,3 +229,41 @@ def model_scoring(model: MLModel) -> dict:
             }
         )
     return {"batch_mode": is_batch_mode(manifest), "batches": rows}
+
+
+PAGE_RETRAINS = 10
+
+
+def model_retrains(model: MLModel):
+    """The retrains of `model` as champion, newest first, with their challenger and run."""
+    return (
+        Retrain.objects.filter(champion_id=model.pk)
+        .select_related("challenger", "run")
+        .order_by("-created_at", "-id")
+    )
+
+
+def model_retraining(model: MLModel) -> dict:
+    """The model page's Retraining section: the manifest's ``policy`` (or None), the newest
+    retrains of this model as champion (with their comparison), for a challenger the retrain
+    that made it, the other trained models of the recipe it can be compared with, and its
+    newest comparisons."""
+    return {
+        "policy": retrain_policy(model.recipe_version.manifest or {}),
+        "retrains": list(model_retrains(model).select_related("comparison")[:PAGE_RETRAINS]),
+        "comparable": list(
+            MLModel.objects.filter(recipe_id=model.recipe_id, artifacts_json__has_key="model")
+            .exclude(pk=model.pk)
+            .exclude(status=ModelStatus.ARCHIVED)
+            .only("id", "name", "status")
+            .order_by("-created_at")[:PAGE_RETRAINS]
+        ),
+        "comparisons": list(
+            Comparison.objects.filter(reference_id=model.pk).only("id", "summary", "created_at")[
+                :PAGE_RETRAINS
+            ]
+        ),
+        "made_by": Retrain.objects.filter(challenger_id=model.pk).select_related("champion").first()
+        if model.challenger_of_id
+        else None,
+    }

@@ -2,7 +2,7 @@ from rest_framework import serializers
 
 from recipes.serializers import StrictSerializer
 
-from .models import Alert, ScoringBatch
+from .models import Alert, Comparison, Retrain, ScoringBatch
 
 
 class SnapshotCreateSerializer(StrictSerializer):
@@ -153,7 +153,91 @@ class OutcomesResultSerializer(serializers.Serializer):
     unmatched_keys = serializers.ListField(child=serializers.DictField(), help_text="The first few of those.")
     performance = serializers.DictField(child=serializers.FloatField())
     outcomes_at = serializers.DateTimeField()
-    snapshot_id = serializers.CharField(help_text="The snapshot (source 'outcomes') that recorded the performance.")
+    snapshot_id = serializers.CharField(
+        help_text="The snapshot (source 'outcomes') that recorded the performance."
+    )
     alerts_firing = serializers.ListField(
         child=serializers.CharField(), help_text="The manifest's alert rules firing on that performance."
     )
+
+
+class RetrainSerializer(serializers.ModelSerializer):
+    """A retrain of a recipe's production model: its trigger, a skip's reason, or the
+    challenger, its train run, the comparison on the held-out window and the decision."""
+
+    champion_id = serializers.CharField(read_only=True)
+    challenger_id = serializers.CharField(read_only=True, allow_null=True)
+    run_id = serializers.CharField(read_only=True, allow_null=True)
+    recipe_id = serializers.CharField(read_only=True)
+
+    class Meta:
+        model = Retrain
+        fields = [
+            "id",
+            "recipe_id",
+            "champion_id",
+            "trigger",
+            "trigger_json",
+            "status",
+            "skip_code",
+            "reason",
+            "challenger_id",
+            "run_id",
+            "window_json",
+            "decision",
+            "comparison_json",
+            "created_at",
+            "decided_at",
+        ]
+        read_only_fields = fields
+
+
+class CompareSerializer(StrictSerializer):
+    """POST /models/{id}/compare: the challenger(s) and, optionally, the window."""
+
+    challenger_id = serializers.CharField(required=False, help_text="One model of the same recipe.")
+    challenger_ids = serializers.ListField(
+        child=serializers.CharField(),
+        required=False,
+        allow_empty=False,
+        max_length=4,
+        help_text="Or several.",
+    )
+    dataset_id = serializers.CharField(required=False, help_text="A labelled dataset to compare on.")
+    synthetic = serializers.DictField(
+        required=False, help_text='A window of the reference\'s synthetic world, e.g. {"rows": 5000}.'
+    )
+
+    def validate(self, attrs):
+        if not attrs.get("challenger_id") and not attrs.get("challenger_ids"):
+            raise serializers.ValidationError({"challenger_id": "name the model to compare with"})
+        if attrs.get("dataset_id") and attrs.get("synthetic") is not None:
+            raise serializers.ValidationError(
+                {"synthetic": "give a dataset_id or a synthetic window, not both"}
+            )
+        return attrs
+
+
+class ComparisonSerializer(serializers.ModelSerializer):
+    """A stored comparison: the models (the reference first), the window, every metric with
+    its interval, the differences from the reference, each model's drift and the verdicts."""
+
+    recipe_id = serializers.CharField(read_only=True)
+    reference_id = serializers.CharField(read_only=True)
+    retrain_id = serializers.CharField(read_only=True, allow_null=True)
+    model_ids = serializers.ListField(source="model_ids_json", child=serializers.CharField(), read_only=True)
+
+    class Meta:
+        model = Comparison
+        fields = [
+            "id",
+            "recipe_id",
+            "reference_id",
+            "model_ids",
+            "window_json",
+            "result_json",
+            "summary",
+            "retrain_id",
+            "created_at",
+        ]
+        read_only_fields = fields

@@ -8,6 +8,7 @@ from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.response import Response
 
 from mlworkspace.errors import NotFound, TooLarge, field_error, lookup
+from mlworkspace.parsers import JSONParser
 from mlworkspace.permissions import has_perm
 from models_registry.models import MLModel
 from recipes import access
@@ -18,6 +19,7 @@ from . import artifacts, services
 from .filters import DatasetFilter, RunFilter
 from .models import Dataset, Run
 from .serializers import (
+    DatasetPurposeSerializer,
     DatasetSerializer,
     DatasetUploadSerializer,
     RunCreateSerializer,
@@ -182,9 +184,33 @@ class DatasetViewSet(
         client = client or (recipe.client if recipe is not None else None)
         access.check_write(request.user, client or recipe, run_perms.ADD_DATASET)
         dataset = services.dataset_create(
-            user=request.user, upload=v["file"], name=v.get("name"), recipe=recipe, client=client
+            user=request.user,
+            upload=v["file"],
+            name=v.get("name"),
+            recipe=recipe,
+            client=client,
+            purpose=v["purpose"],
         )
         return Response(DatasetSerializer(dataset).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(request=DatasetPurposeSerializer, responses=DatasetSerializer)
+    @action(
+        detail=True,
+        methods=["post"],
+        parser_classes=[JSONParser, FormParser],
+        permission_classes=[has_perm(run_perms.CHANGE_DATASET)],
+    )
+    def purpose(self, request, pk=None):
+        """Mark the dataset as its recipe's scoring input (`{"purpose": "scoring"}`: the
+        recipe's batch-mode production model scores it once, at one of its next scheduled
+        slots, the newest marked dataset first) or back as training data (`"training"`)."""
+        dataset = self.get_object()
+        data = DatasetPurposeSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        dataset = services.dataset_set_purpose(
+            dataset=dataset, user=request.user, purpose=data.validated_data["purpose"]
+        )
+        return Response(DatasetSerializer(self.get_queryset().get(pk=dataset.pk)).data)
 
     @extend_schema(responses={204: None})
     def destroy(self, request, *args, **kwargs):

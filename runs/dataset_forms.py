@@ -1,10 +1,13 @@
-"""Forms of the Datasets page: uploading a file, checking a dataset against a recipe."""
+"""Forms of the Datasets page: uploading a file, checking a dataset against a recipe, marking
+it as its recipe's scoring input."""
 
 from __future__ import annotations
 
 from django import forms
 
 from recipes.models import Recipe
+
+from .models import DatasetPurpose
 
 
 class RecipeChoice(forms.ModelChoiceField):
@@ -40,3 +43,7 @@ class DatasetCheckForm(forms.Form):
     def __init__(self, *args, user, **kwargs):
         super().__init__(*args, **kwargs)
         self.fields["recipe"].queryset = _recipes(user)
+
+
+class DatasetPurposeForm(forms.Form):
+    purpose = forms.ChoiceField(choices=DatasetPurpose.choices)

@@ -1,5 +1,6 @@
 """HTML pages of datasets: the list with its upload form, a dataset's page (preview, schema,
-profile, check against a recipe, ways to use it) and delete.
+profile, check against a recipe, ways to use it, its purpose: marked as its recipe's scoring
+input or not) and delete.
 
 Uploads and deletes call the same services as the API (`services.dataset_create`,
 `services.dataset_delete`); the check against a recipe reuses `data.dataset_problems`, the
@@ -31,10 +32,10 @@ from runs import perms as run_perms
 
 from . import data as run_data
 from . import services
-from .dataset_forms import DatasetCheckForm, DatasetUploadForm
+from .dataset_forms import DatasetCheckForm, DatasetPurposeForm, DatasetUploadForm
 from .families import get_family
 from .filters import DatasetFilter
-from .models import Dataset
+from .models import Dataset, DatasetPurpose
 
 PREVIEW_ROWS = 20
 # Models offered under "Check a model on it": the newest of the recipe, production first.
@@ -251,11 +252,56 @@ def _validation_recipe(dataset: Dataset, recipe_id: str | None) -> Recipe | None
     return Recipe.objects.filter(pk=recipe_id).only("id", "name").first()
 
 
+def _can_change(user, dataset: Dataset, perm: str) -> bool:
+    """The one access rule: a client's dataset needs a write role in it, a firm one `perm`."""
+    return access.can_write(user, dataset) if access.is_client_object(dataset) else user.has_perm(perm)
+
+
+def _purpose_context(user, dataset: Dataset) -> dict:
+    return {
+        "dataset": dataset,
+        "is_scoring": dataset.purpose == DatasetPurpose.SCORING,
+        "can_change_purpose": _can_change(user, dataset, run_perms.CHANGE_DATASET),
+    }
+
+
+def _set_purpose(request: HttpRequest, dataset: Dataset) -> HttpResponse:
+    """POST on the dataset's page: mark it as its recipe's scoring input, or back as training
+    data (services.dataset_set_purpose, as the API). HTMX gets the purpose section back;
+    a plain form post goes back to the page."""
+    require_perm(request, run_perms.CHANGE_DATASET, "change a dataset's purpose", obj=dataset)
+    form = DatasetPurposeForm(request.POST)
+    if form.is_valid():
+        try:
+            dataset = services.dataset_set_purpose(
+                dataset=dataset, user=request.user, purpose=form.cleaned_data["purpose"]
+            )
+        except DomainError as exc:
+            add_domain_errors(form, exc)
+    error = " ".join(message for messages_ in form.errors.values() for message in messages_)
+    if is_fragment(request):
+        context = {**_purpose_context(request.user, dataset), "purpose_error": error}
+        return render_page(
+            request, "runs/dataset_detail.html", context, partial="purpose", status=400 if error else 200
+        )
+    if error:
+        messages.error(request, f"The purpose was not changed: {error}")
+    elif dataset.purpose == DatasetPurpose.SCORING:
+        messages.success(request, f"“{dataset.name}” is now the scoring input of {dataset.recipe.name}.")
+    else:
+        messages.success(request, f"“{dataset.name}” is no longer a scoring input.")
+    return redirect("pages:dataset", dataset_id=dataset.pk)
+
+
 @login_required
+@require_http_methods(["GET", "POST"])
 def dataset_detail(request: HttpRequest, dataset_id: str) -> HttpResponse:
     """Preview, schema with roles and profile, the upload's check, a check against any
-    recipe (`?recipe=<id>`, its own fragment), and links into the run and check forms."""
+    recipe (`?recipe=<id>`, its own fragment), and links into the run and check forms.
+    POST: its purpose (the purpose form)."""
     dataset = _get_dataset_for_user(request.user, dataset_id)
+    if request.method == "POST":
+        return _set_purpose(request, dataset)
     check_form = DatasetCheckForm(
         request.GET if "recipe" in request.GET else None,
         user=request.user,
@@ -275,7 +321,7 @@ def dataset_detail(request: HttpRequest, dataset_id: str) -> HttpResponse:
         "models": _models_for(context_recipe, request.user),
     }
     context = {
-        "dataset": dataset,
+        **_purpose_context(request.user, dataset),
         "check_form": check_form,
         "check": check,
         "use": use,
@@ -301,9 +347,7 @@ def dataset_detail(request: HttpRequest, dataset_id: str) -> HttpResponse:
                 .select_related("recipe")
                 .only("id", "run_type", "status", "created_at", "recipe__id", "recipe__name")[:10]
             ),
-            "can_delete": access.can_write(request.user, dataset)
-            if access.is_client_object(dataset)
-            else request.user.has_perm(run_perms.DELETE_DATASET),
+            "can_delete": _can_change(request.user, dataset, run_perms.DELETE_DATASET),
             **_preview(dataset),
         }
     )

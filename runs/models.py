@@ -75,6 +75,15 @@ class DatasetStatus(models.TextChoices):
     INVALID = "invalid", "Invalid"
 
 
+class DatasetPurpose(models.TextChoices):
+    """What a dataset was uploaded for. A `scoring` dataset (it needs a recipe) is that recipe's
+    scoring input: its batch-mode production model scores it on schedule
+    (monitoring.services.scoring_next_batch); any other dataset is only used when asked for."""
+
+    TRAINING = "training", "Training"
+    SCORING = "scoring", "Scoring input"
+
+
 class Dataset(models.Model):
     """An uploaded CSV/Parquet file, profiled and checked against a recipe's requirements."""
 
@@ -97,6 +106,7 @@ class Dataset(models.Model):
     status = models.CharField(max_length=16, choices=DatasetStatus.choices, default=DatasetStatus.READY)
     # Why the dataset is invalid (its file could not be read or profiled), in words.
     error = models.TextField(blank=True, default="")
+    purpose = models.CharField(max_length=16, choices=DatasetPurpose.choices, default=DatasetPurpose.TRAINING)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
@@ -111,6 +121,9 @@ class Dataset(models.Model):
         constraints = [
             models.CheckConstraint(
                 condition=Q(status__in=DatasetStatus.values), name="ml_dataset_status_valid"
+            ),
+            models.CheckConstraint(
+                condition=Q(purpose__in=DatasetPurpose.values), name="ml_dataset_purpose_valid"
             ),
         ]
 

@@ -24,6 +24,7 @@ import json
 import os
 import time
 import traceback
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from mlworkspace.csvsafe import write_csv
@@ -45,7 +46,8 @@ from .metrics import metric_checks
 
 MODEL_SUBDIR = "model"
 # A score run predicts its batch this many rows at a time (an entity's rows kept together),
-# so a family's intermediate arrays stay bounded however large the batch.
+# so a family's intermediate arrays stay bounded however large the batch. A family may set its
+# own SCORE_CHUNK_ROWS (forecasting does: a call costs it a fixed amount per forecast period).
 SCORE_CHUNK_ROWS = 100_000
 
 
@@ -453,7 +455,7 @@ def _execute(spec: dict, emit, where: dict) -> dict:
         elif kind == "deployment" and run_type == "score":
             model = model if model is not None else family.load(Path(spec["model_dir"]))
             inputs = inputs if inputs is not None else _score_inputs(raw, spec["model_schema"])
-            score_batch(family, model, raw, inputs, manifest, out_dir, result, log)
+            score_batch(family, model, raw, inputs, manifest, out_dir, result, log, threads=threads)
         elif kind == "deployment":
             if run_type != "train":
                 emit("stage", index, "skipped", f"{run_type} run: nothing to deploy")
@@ -468,7 +470,7 @@ def _execute(spec: dict, emit, where: dict) -> dict:
         log("scoring: the pipeline has no deployment stage; the batch is scored after its last stage")
         model = model if model is not None else family.load(Path(spec["model_dir"]))
         inputs = inputs if inputs is not None else _score_inputs(raw, spec["model_schema"])
-        score_batch(family, model, raw, inputs, manifest, out_dir, result, log)
+        score_batch(family, model, raw, inputs, manifest, out_dir, result, log, threads=threads)
     return json_safe(result)
 
 
@@ -511,13 +513,22 @@ def _score_inputs(frame, schema: dict):
     return inputs
 
 
-def score_rows(family, model, inputs, entity_columns: list[str], chunk_rows: int = SCORE_CHUNK_ROWS):
+def score_rows(
+    family, model, inputs, entity_columns: list[str], chunk_rows: int | None = None, threads: int = 1
+):
     """``family.predict`` for every row of ``inputs`` (a float array in their order), at most
-    about ``chunk_rows`` rows per call. The rows of one entity (the grain without its time,
+    about ``chunk_rows`` rows per call (default: the family's ``SCORE_CHUNK_ROWS`` if it sets
+    one, else ``SCORE_CHUNK_ROWS``). The rows of one entity (the grain without its time,
     e.g. a forecasting series) stay in one call: a family may predict an entity's later
-    periods from its earlier ones, so a batch's scores do not depend on the chunk size."""
+    periods from its earlier ones, so a batch's scores do not depend on the chunk size.
+
+    ``threads`` > 1 (the run's configured thread count) predicts that many chunks at a time
+    in threads: the families' predict spends its time in LightGBM, which releases the GIL,
+    and a chunk's scores do not depend on the others, so the scores are the same."""
     import numpy as np
 
+    if chunk_rows is None:
+        chunk_rows = int(getattr(family, "SCORE_CHUNK_ROWS", SCORE_CHUNK_ROWS))
     n = len(inputs)
     scores = np.empty(n, dtype=float)
     keys = [c for c in entity_columns if c in inputs.columns]
@@ -526,29 +537,41 @@ def score_rows(family, model, inputs, entity_columns: list[str], chunk_rows: int
         entity = inputs.groupby(keys, sort=False, dropna=False).ngroup().to_numpy()
         order = np.argsort(entity, kind="stable")
         codes = entity[order]
-    start = 0
+    chunks, start = [], 0
     while start < n:
         end = min(start + chunk_rows, n)
         if codes is not None and end < n:  # end the chunk where an entity begins
             cut = int(np.searchsorted(codes, codes[end], side="left"))
             end = cut if cut > start else int(np.searchsorted(codes, codes[end], side="right"))
-        rows = order[start:end]
+        chunks.append(order[start:end])
+        start = end
+
+    def predict(rows):
         values = np.asarray(family.predict(model, inputs.iloc[rows]), dtype=float)
         if values.shape != (len(rows),):
             raise ValueError(f"predict() returned {values.shape} values for {len(rows)} rows")
-        scores[rows] = values
-        start = end
+        return values
+
+    if threads > 1 and len(chunks) > 1:
+        with ThreadPoolExecutor(max_workers=threads) as pool:
+            for rows, values in zip(chunks, pool.map(predict, chunks), strict=True):
+                scores[rows] = values
+    else:
+        for rows in chunks:
+            scores[rows] = predict(rows)
     return scores
 
 
-def score_batch(family, model, batch, inputs, manifest: dict, out_dir: Path, result: dict, log) -> None:
+def score_batch(
+    family, model, batch, inputs, manifest: dict, out_dir: Path, result: dict, log, threads: int = 1
+) -> None:
     """A score run's work (its deployment stage): predict every row of the batch with the
     family's own predict path, and write the batch's columns (its targets already dropped)
     plus the prediction column as predictions.parquet (exact) and predictions.csv (safe for
     spreadsheets); ``result["scoring"]`` says how many rows and which columns."""
     time_col = time_column(batch, family.NAME)
     entity = [c for c in grain_columns(manifest) if c != time_col]
-    scores = score_rows(family, model, inputs, entity)
+    scores = score_rows(family, model, inputs, entity, threads=threads)
     column = family.PREDICTION_COLUMN
     while column in batch.columns:  # an uploaded column of that name is kept as it is
         column = f"{column}_scored"

@@ -2,7 +2,7 @@ from rest_framework import serializers
 
 from recipes.serializers import StrictSerializer
 
-from .models import Dataset, Executor, Run, RunLog, RunStatus, RunType
+from .models import Dataset, DatasetPurpose, Executor, Run, RunLog, RunStatus, RunType
 
 
 class BreachSerializer(serializers.Serializer):
@@ -148,9 +148,16 @@ class DatasetSerializer(serializers.ModelSerializer):
             "validation_json",
             "status",
             "error",
+            "purpose",
             "created_by",
             "created_at",
         ]
+
+
+PURPOSE_HELP = (
+    '"scoring": the recipe\'s scoring input (its batch-mode production model scores it on '
+    'schedule; needs a recipe), "training": any other data'
+)
 
 
 class DatasetUploadSerializer(StrictSerializer):
@@ -158,3 +165,10 @@ class DatasetUploadSerializer(StrictSerializer):
     name = serializers.CharField(max_length=200, required=False)
     recipe_id = serializers.CharField(required=False, allow_blank=True)
     client_id = serializers.CharField(required=False, allow_blank=True, max_length=64)
+    purpose = serializers.ChoiceField(
+        choices=DatasetPurpose.choices, default=DatasetPurpose.TRAINING, help_text=PURPOSE_HELP
+    )
+
+
+class DatasetPurposeSerializer(StrictSerializer):
+    purpose = serializers.ChoiceField(choices=DatasetPurpose.choices, help_text=PURPOSE_HELP)

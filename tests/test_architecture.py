@@ -18,6 +18,8 @@ PACKAGES = (
     "monitoring",
     "audit",
     "assistant",
+    "experiments",
+    "notifications",
     "workspace",
 )
 MAX_VIEW_LINES = 500

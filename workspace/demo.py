@@ -21,10 +21,15 @@ What it builds (names below are the demo's fixed names):
 - `days` of daily checks on the production site-scoring model: consecutive one-day windows
   of the world it was trained in, with a covariate-drift episode in the middle (a
   trade-area feature shifted by a growing amount: the `feature_drift` alert fires and
-  resolves when the shift goes away) and a concept-drift episode later (a competitor opens
-  next to half of the sites: the features stay put, the performance alerts fire, and
-  resolve when the episode ends);
-- then the site scorer's batch scoring (it is deployed as a batch): the next few windows
+  resolves when the shift goes away) and a concept change later (a competitor opens next
+  to half of the sites and stays: the features stay put, the calibration alert opens);
+- the production loop on that model: its recipe's retraining policy retrains it when the
+  calibration alert opens (the check starts the retrain), the challenger is trained on the
+  new ground truth, compared with the champion on the same held-out window, wins and is
+  promoted automatically; the new champion's checks are healthy;
+- an example webhook for BurgerBay's ops channel (inactive: no network in the demo) on the
+  Notifications page;
+- then the new champion's batch scoring (it is deployed as a batch): the next few windows
   scored by real score runs and checked, and the oldest given its outcomes (the world's
   real labels), as `monitoring.scheduler` and POST /models/{id}/outcomes do.
 """
@@ -47,14 +52,17 @@ from django.utils.text import slugify
 from mlworkspace.errors import Conflict
 from models_registry.models import MLModel, ModelStatus
 from models_registry.services import model_register, model_set_status
+from monitoring.models import Retrain, RetrainDecision, RetrainStatus
 from monitoring.services import (
     model_check,
+    retrain_decide,
     scoring_check,
     scoring_claim_check,
     scoring_next_batch,
     scoring_outcomes,
     scoring_start,
 )
+from notifications.services import webhook_create
 from recipes import client_services
 from recipes.manifest import grain_columns
 from recipes.models import Client, Level, Recipe, RecipeStatus, RecipeVersion
@@ -156,14 +164,15 @@ def drift_schedule(days: int) -> dict[int, float]:
 
 
 def concept_schedule(days: int) -> set[int]:
-    """Day indexes of the concept-drift episode: about 72-83% of the history (days 65-74 of
-    90), after the covariate-drift episode and with clean days after it, so the performance
-    alerts it fires resolve. The features do not move: only the ground truth does."""
+    """Day indexes of the concept change: from about 72% of the history (day 65 of 90) to
+    the end, after the covariate-drift episode. A competitor opens and stays: the features do
+    not move, only the ground truth does, so a performance alert opens, the recipe's retraining
+    policy trains a challenger on the new ground truth and promotes it, and the new champion's
+    checks are healthy again."""
     start = int(days * 0.72)
-    end = max(start + 1, int(days * 0.83))
-    if end >= days - 1 or start <= max(drift_schedule(days), default=-1) + 1:
+    if start >= days - 1 or start <= max(drift_schedule(days), default=-1) + 1:
         return set()
-    return set(range(start, end))
+    return set(range(start, days))
 
 
 def _with_changes(manifest: dict, change: Callable[[dict], None]) -> dict:
@@ -355,11 +364,14 @@ class DemoBuilder:
         rows: int,
         shifts: dict[int, float] | None = None,
         concepts: set[int] | None = None,
-    ):
+    ) -> MLModel:
         """One scheduled check a day, oldest first, ending yesterday: consecutive one-day
         windows of the model's own synthetic world, continuing after its training data (each
         check resolves the window after the previous one), with the covariate drift of
-        `shifts` and the family's concept change on the days of `concepts`."""
+        `shifts` and the family's concept change on the days of `concepts`. A retrain that a
+        check starts (the recipe's retraining policy) is trained and decided two hours later,
+        as the workers would; a promoted challenger takes over the checks. Returns the
+        production model at the end."""
         shifts = shifts or {}
         concepts = concepts or set()
         concept = next(iter(get_family(model.recipe.model_family).CONCEPTS))
@@ -372,11 +384,9 @@ class DemoBuilder:
                 synthetic["shift"] = {DRIFT_FEATURE: k}
             if day in concepts:
                 synthetic["concept"] = concept
+            captured_at = now - timedelta(days=days - day)
             snapshot = model_check(
-                model=model,
-                source="scheduled",
-                synthetic=synthetic,
-                captured_at=now - timedelta(days=days - day),
+                model=model, source="scheduled", synthetic=synthetic, captured_at=captured_at
             )
             firing = [name for name, r in snapshot.alerts_json.items() if r.get("firing")]
             if k or firing or day in concepts:
@@ -388,10 +398,28 @@ class DemoBuilder:
                     f"  day {day + 1}/{days}: {shifted}{changed}{psi_text}"
                     f"firing: {', '.join(firing) or 'nothing'}"
                 )
+            model = self.retrains(model, captured_at + timedelta(hours=2))
         batch = ((snapshot.data_freshness_json or {}).get("batch") or {}) if days else {}
         window = batch.get("window") or {}
         world = f" (world seed {batch['seed']}, up to {window.get('end')})" if batch else ""
-        self.say(f"  {days} daily checks of '{model.name}'{world} in {time.monotonic() - started:.1f}s")
+        self.say(f"  {days} daily checks{world} in {time.monotonic() - started:.1f}s")
+        return model
+
+    def retrains(self, model: MLModel, at: datetime) -> MLModel:
+        """Train and decide the retrains of `model` that a check just started (the workers'
+        job), dated `at`; returns the production model after the decision."""
+        for retrain in Retrain.objects.filter(champion=model, status=RetrainStatus.TRAINING):
+            self.say(f"  retrain ({retrain.get_trigger_display().lower()}): {retrain.reason}")
+            run = self.execute(retrain.run)
+            run_move_in_time(run=run, at=at)
+            decided = retrain_decide(retrain=retrain, at=at + timedelta(hours=1))
+            self.say(
+                f"  retrain decided: {decided.get_decision_display() or decided.status}: {decided.reason}"
+            )
+            if decided.decision == RetrainDecision.PROMOTED:
+                model = MLModel.objects.get(pk=decided.challenger_id)
+                self.summary["models"].append(model)
+        return model
 
     # --- the demo --------------------------------------------------------------------------
 
@@ -561,16 +589,44 @@ class DemoBuilder:
             ["qsr", "burgerbay"],
             day=24,
         )
+        # Where the loop's news would go: BurgerBay's ops channel, an example receiver left
+        # inactive (no network in the demo) until someone points it at a real endpoint.
+        webhook_create(
+            user=self.user,
+            name="BurgerBay ops channel (example)",
+            url="https://hooks.example.invalid/burgerbay-ops",
+            client=burgerbay.client,
+            events=[
+                "alert.opened",
+                "alert.resolved",
+                "retrain.decided",
+                "comparison.verdict",
+                "model.status",
+            ],
+            active=False,
+        )
         first = self.approve(burgerbay, day=28, evidence_seed=50)
         old = self.trained_model(burgerbay, first, "BurgerBay site scorer 2024", seed=51, day=31)
         self.set_status(old, ModelStatus.STAGING, ModelStatus.PRODUCTION, day=35, every=5)
 
         def daily(m):
             m["deployment"]["schedule"] = "0 4 * * *"
+            # The loop: the calibration alert retrains the model; a better challenger replaces it.
+            m["retraining"] = {
+                "triggers": {"alerts": ["calibration_critical"]},
+                "cooldown": "1 day",
+                "promotion": {"mode": "auto", "min_improvement": 0.02},
+            }
             hp = _stage(m, "training")["config"]["hyperparameters"]
             hp.update(num_boost_round=400, learning_rate=0.04)
 
-        self.new_version(burgerbay, "1.1.0", "Daily rescoring; more, smaller boosting steps", daily, day=103)
+        self.new_version(
+            burgerbay,
+            "1.1.0",
+            "Daily rescoring; more, smaller boosting steps; automatic retraining",
+            daily,
+            day=103,
+        )
         second = self.approve(burgerbay, "1.1.0", day=109, evidence_seed=50)
         model = self.trained_model(burgerbay, second, "BurgerBay site scorer", seed=52, day=113)
         self.set_status(model, ModelStatus.STAGING, ModelStatus.PRODUCTION, day=117, every=5)
@@ -578,15 +634,16 @@ class DemoBuilder:
         self.execute(
             self.start(burgerbay, run_type=RunType.EVAL, model=model, version=second, seed=53), day=126
         )
-        self.history(
+        champion = self.history(
             model,
             days=self.days,
             rows=min(BATCH_ROWS, self.rows),
             shifts=drift_schedule(self.days),
             concepts=concept_schedule(self.days),
         )
-        self.summary["alerts"].extend(model.alerts.order_by("fired_at"))
-        self.scoring(model, batches=SCORED_BATCHES, rows=min(BATCH_ROWS, self.rows))
+        for m in {model.pk: model, champion.pk: champion}.values():
+            self.summary["alerts"].extend(m.alerts.order_by("fired_at"))
+        self.scoring(champion, batches=SCORED_BATCHES, rows=min(BATCH_ROWS, self.rows))
 
     def scoring(self, model: MLModel, *, batches: int, rows: int) -> None:
         """The last `batches` hours of the batch-mode model's schedule, as the workers run it:

@@ -393,7 +393,9 @@ def test_a_delete_refused_after_its_event_was_written_rolls_the_event_back(base,
     run_services.run_start(user=user, recipe=base, executor="external", dataset=dataset)
     usage = iter([{}])  # the first count misses the run (it "started since")
     real = run_services.dataset_usage
-    monkeypatch.setattr(run_services, "dataset_usage", lambda d, u=None: next(usage, None) or real(d, u))
+    monkeypatch.setattr(
+        run_services.datasets, "dataset_usage", lambda d, u=None: next(usage, None) or real(d, u)
+    )
     with pytest.raises(Conflict):
         run_services.dataset_delete(dataset=dataset, user=user)
     assert not AuditEvent.objects.filter(action="dataset.delete").exists()

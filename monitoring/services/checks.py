@@ -15,6 +15,7 @@ from mlworkspace.errors import Conflict, field_error, lookup
 from mlworkspace.ids import new_id
 from mlworkspace.metrics import timed_check
 from models_registry.models import MLModel
+from notifications.services import notify
 from runs import artifacts
 from runs.data import read_table
 from runs.families import get_family, worlds
@@ -27,6 +28,7 @@ from .. import rules
 from ..freshness import batch_freshness
 from ..models import Alert, AlertState, MonitorSnapshot
 from ..selectors import last_synthetic_batch
+from .retraining import retrain_after_snapshot
 
 
 def _manifest(model: MLModel) -> dict:
@@ -75,11 +77,13 @@ def snapshot_record(
     open_alerts = {
         a.name: a for a in Alert.objects.select_for_update().filter(model=model, state=AlertState.FIRING)
     }
+    opened = []
     for name, result in evaluated.items():
         current = open_alerts.get(name)
         if result.get("firing"):
             if current is None:
-                Alert.objects.create(
+                opened.append(name)
+                alert = Alert.objects.create(
                     model=model,
                     name=name,
                     severity=result.get("severity", "warning"),
@@ -90,6 +94,7 @@ def snapshot_record(
                     first_snapshot=snapshot,
                     last_snapshot=snapshot,
                 )
+                _notify_alert("alert.opened", model, alert, snapshot)
             else:
                 current.last_snapshot = snapshot
                 current.last_values_json = result.get("values", {})
@@ -100,6 +105,7 @@ def snapshot_record(
             current.resolved_at = captured_at
             current.last_snapshot = snapshot
             current.save(update_fields=["state", "resolved_at", "last_snapshot"])
+            _notify_alert("alert.resolved", model, current, snapshot)
     # Rules removed from the manifest no longer watch anything: close their episodes.
     for name, current in open_alerts.items():
         if name not in evaluated:
@@ -114,7 +120,32 @@ def snapshot_record(
         model,
         detail={"snapshot_id": snapshot.id, "source": source, "firing": firing},
     )
+    # The retraining policy acts as the check completes: an alert it opened, enough new rows.
+    retrain_after_snapshot(model=model, snapshot=snapshot, opened=opened)
     return snapshot
+
+
+def _notify_alert(event: str, model: MLModel, alert: Alert, snapshot: MonitorSnapshot) -> None:
+    """Webhooks and e-mail subscribers of the recipe hear that an alert opened or resolved."""
+    verb = "opened" if event == "alert.opened" else "resolved"
+    notify(
+        event,
+        recipe=model.recipe,
+        payload={
+            "summary": f"{alert.severity} alert {alert.name} {verb} on {model.name}",
+            "model_id": model.pk,
+            "model_name": model.name,
+            "alert_id": alert.pk,
+            "alert": alert.name,
+            "severity": alert.severity,
+            "condition": alert.condition,
+            "values": alert.last_values_json,
+            "snapshot_id": snapshot.pk,
+            "fired_at": alert.fired_at,
+            "resolved_at": alert.resolved_at,
+        },
+        at=snapshot.captured_at,
+    )
 
 
 # --------------------------------------------------------------------------- a check

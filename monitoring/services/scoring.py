@@ -6,17 +6,18 @@ from __future__ import annotations
 from datetime import datetime
 
 from django.db import transaction
+from django.db.models import Exists, OuterRef, Q
 
 from audit import services as audit
 from mlworkspace.ids import new_id
 from models_registry.models import MLModel
 from runs.families import get_family, worlds
-from runs.models import Dataset, DatasetStatus, RunType
+from runs.models import Dataset, DatasetPurpose, DatasetStatus, RunType
 from runs.selectors import model_training_batch
 from runs.services import run_start, synthetic_resolve
 
 from ..models import MonitorSnapshot, ScoringBatch
-from ..selectors import last_scored_batch, last_synthetic_batch
+from ..selectors import check_claimable, last_scored_batch, last_synthetic_batch
 from .checks import model_check
 
 
@@ -29,20 +30,21 @@ def scoring_batch_key(batch: dict) -> str:
 
 
 def scoring_next_batch(model: MLModel, *, rows: int) -> tuple[Dataset | None, dict]:
-    """What a batch-mode model scores next: the newest ready dataset uploaded for its recipe
-    if this model has not scored it yet, else the next window of its synthetic world (after
-    its last scored or checked window, or the first time after its training data)."""
+    """What a batch-mode model scores next: the newest ready dataset marked as its recipe's
+    scoring input (purpose "scoring") that this model has not scored yet, so each marked
+    dataset is scored once, the freshest first (training data uploaded for the recipe is
+    never scored on schedule); else the next window of its synthetic world (after its last
+    scored or checked window, or the first time after its training data)."""
+    scored = ScoringBatch.objects.filter(model=model, run__dataset_id=OuterRef("pk"))
     dataset = (
-        Dataset.objects.filter(recipe_id=model.recipe_id, status=DatasetStatus.READY)
+        Dataset.objects.filter(
+            recipe_id=model.recipe_id, status=DatasetStatus.READY, purpose=DatasetPurpose.SCORING
+        )
+        .exclude(Exists(scored))
         .order_by("-created_at", "-id")
         .first()
     )
-    if (
-        dataset is not None
-        and not ScoringBatch.objects.filter(
-            model=model, window_key=scoring_batch_key({"dataset_id": dataset.pk})
-        ).exists()
-    ):
+    if dataset is not None:
         return dataset, {"dataset_id": dataset.pk}
     # The world moves forward: after the newest window scored or checked, else the training data.
     training = model_training_batch(model)
@@ -88,11 +90,14 @@ def scoring_start(
 
 
 def scoring_claim_check(batch: ScoringBatch, now: datetime) -> bool:
-    """Claim a scored batch's check (one worker wins the conditional update)."""
+    """Claim a scored batch's check at `now`: one never claimed, or one whose claim went stale
+    (its check failed: monitoring.selectors.check_claimable). The conditional update matches
+    the claim as `batch` holds it, so of two workers that read the same batch (unclaimed, or
+    with the same stale claim) exactly one wins, and a fresh claim is never taken over."""
+    claimed = batch.check_started_at
+    as_read = Q(check_started_at__isnull=True) if claimed is None else Q(check_started_at=claimed)
     return bool(
-        ScoringBatch.objects.filter(pk=batch.pk, check_started_at__isnull=True, snapshot__isnull=True).update(
-            check_started_at=now
-        )
+        ScoringBatch.objects.filter(check_claimable(now), as_read, pk=batch.pk).update(check_started_at=now)
     )
 
 

@@ -1,15 +1,11 @@
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from django.contrib.auth import get_user_model
 from rest_framework.test import APIClient
 
-from models_registry.services import model_register
 from monitoring.models import Alert, MonitorSnapshot
 from monitoring.services import snapshot_record
-from recipes.services import recipe_clone, version_approve
-from recipes.tests.factories import make_client
-from runs.tests.factories import approved_baseline, register, trained_model
+from runs.tests.factories import register, trained_model
 
 API = "/api/ml-development"
 pytestmark = pytest.mark.django_db
@@ -205,20 +201,10 @@ def test_default_check_of_a_forecaster_scores_the_window_after_its_training_data
     assert "cannot score" not in str(body["drift_metrics_json"].get("prediction"))
 
 
-def test_every_monitoring_endpoint_is_404_for_an_outsider_of_a_client_private_model(baselines, user):
+def test_every_monitoring_endpoint_is_404_for_an_outsider_of_a_client_private_model(client_private_model):
     """One scoping rule for all of them: a client's model does not exist for a signed-in user
     outside that client (who holds every firm permission, so nothing else stops them)."""
-    admin = get_user_model().objects.create_superuser("root", password="pw-root-1")
-    member = get_user_model().objects.create_user("member", password="pw-member-1")
-    client = make_client("Client A", {member: "data_scientist"})
-    recipe = recipe_clone(
-        source=recipe_clone(source=approved_baseline(), user=admin, name="Grocery pricing"),
-        user=admin,
-        name="A pricing",
-        client=client,
-    )
-    version = version_approve(version=recipe.current_version, user=admin, override_reason="test set-up")
-    model = model_register(user=admin, name="A's model", recipe=recipe, recipe_version=version)
+    model = client_private_model.model
     snapshot_record(model=model, performance={"demand_mape": 0.5})
     before = (MonitorSnapshot.objects.count(), Alert.objects.count())
     endpoints = {
@@ -229,8 +215,8 @@ def test_every_monitoring_endpoint_is_404_for_an_outsider_of_a_client_private_mo
         ),
     }
     outsider, insider = APIClient(), APIClient()
-    outsider.force_authenticate(user)  # a firm data scientist, not a member of the client
-    insider.force_authenticate(member)
+    outsider.force_authenticate(client_private_model.outsider)  # a firm data scientist, not a member
+    insider.force_authenticate(client_private_model.member)
     for name, call in endpoints.items():
         response = call(outsider)
         assert response.status_code == 404, (name, response.status_code)

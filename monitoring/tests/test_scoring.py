@@ -8,6 +8,7 @@ from datetime import timedelta
 import numpy as np
 import pandas as pd
 import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
 from django.db import IntegrityError
 from django.utils import timezone
 from rest_framework.test import APIClient
@@ -16,12 +17,14 @@ from models_registry.services import model_set_status
 from monitoring import scheduler
 from monitoring.models import Alert, AlertState, MonitorSnapshot, ScoringBatch
 from monitoring.scheduler import check_scored_batches, claim_due, run_due_checks
-from monitoring.selectors import model_scoring
-from monitoring.services import scoring_next_batch, scoring_start
+from monitoring.selectors import CHECK_GRACE, last_scored_batch, model_scoring
+from monitoring.services import scoring_claim_check, scoring_next_batch, scoring_start
 from runs.artifacts import load_model
 from runs.executor import execute_run
 from runs.families import get_family, worlds
 from runs.models import Run, RunStatus
+from runs.selectors import model_training_batch
+from runs.services import dataset_create, dataset_set_purpose
 from runs.tests.factories import trained_model
 
 API = "/api/ml-development"
@@ -143,6 +146,79 @@ def test_a_batch_claimed_by_another_worker_is_not_checked_twice(model):
     ScoringBatch.objects.filter(pk=batch_id).update(check_started_at=timezone.now())  # the other worker
     assert check_scored_batches() == []
     assert ScoringBatch.objects.get(pk=batch_id).snapshot_id is None
+    # Still within the grace period: a later tick leaves the claim alone (the check may be running).
+    assert check_scored_batches(timezone.now() + CHECK_GRACE - timedelta(minutes=1)) == []
+    assert ScoringBatch.objects.get(pk=batch_id).snapshot_id is None
+    (row,) = model_scoring(model)["batches"]
+    assert row["status"] == "checking"
+
+
+def test_a_crashed_check_is_retried_by_a_tick_after_the_grace_period(model, monkeypatch, caplog):
+    (batch_id,) = run_due_checks(due(model))
+    batch = ScoringBatch.objects.get(pk=batch_id)
+    assert execute_run(batch.run_id) == "succeeded"
+    crashed_at = timezone.now() - CHECK_GRACE - timedelta(minutes=1)
+
+    def crash(*, batch):
+        raise RuntimeError("the check blew up")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(scheduler, "scoring_check", crash)
+        assert check_scored_batches(crashed_at) == []
+    assert f"check of scoring batch {batch_id} failed" in caplog.text
+    batch.refresh_from_db()
+    assert batch.check_started_at == crashed_at and batch.snapshot_id is None
+    # A tick just inside the grace period does not steal the claim.
+    assert check_scored_batches(crashed_at + CHECK_GRACE - timedelta(seconds=1)) == []
+    (row,) = model_scoring(model)["batches"]
+    assert row["status"] == "check failed"  # stale now: the next tick retries it
+    (snapshot_id,) = check_scored_batches()
+    batch.refresh_from_db()
+    assert batch.snapshot_id == snapshot_id and batch.check_started_at > crashed_at
+    assert MonitorSnapshot.objects.filter(model=model).count() == 1
+    (row,) = model_scoring(model)["batches"]
+    assert row["status"] == "checked"
+    assert check_scored_batches(timezone.now() + 2 * CHECK_GRACE) == []  # checked: never again
+
+
+def test_of_two_workers_retrying_one_stale_claim_exactly_one_wins(model):
+    (batch_id,) = run_due_checks(due(model))
+    batch = ScoringBatch.objects.get(pk=batch_id)
+    assert execute_run(batch.run_id) == "succeeded"
+    stale = timezone.now() - CHECK_GRACE - timedelta(minutes=1)
+    ScoringBatch.objects.filter(pk=batch_id).update(check_started_at=stale)
+    first, second = ScoringBatch.objects.get(pk=batch_id), ScoringBatch.objects.get(pk=batch_id)
+    now = timezone.now()
+    assert scoring_claim_check(first, now) is True
+    assert scoring_claim_check(second, now + timedelta(seconds=1)) is False  # it read the old claim
+    unclaimed = ScoringBatch.objects.get(pk=batch_id)
+    unclaimed.check_started_at = None  # a worker that read the batch before any claim
+    assert scoring_claim_check(unclaimed, now + timedelta(seconds=2)) is False
+    assert ScoringBatch.objects.get(pk=batch_id).check_started_at == now
+
+
+def test_last_scored_batch_is_the_newest_window_of_the_training_world_in_one_query(
+    model, django_assert_num_queries
+):
+    first_id, second_id = run_due_checks(due(model)), run_due_checks(due(model))
+    first, second = (ScoringBatch.objects.get(pk=i) for (i,) in (first_id, second_id))
+    family = get_family(model.recipe.model_family)
+    start, periods = worlds.span(family, first.batch_json["window"])
+    assert worlds.span(family, second.batch_json["window"])[0] == start + periods  # it continued
+    # Newer, but of another world: not the training world's last window.
+    other = {
+        **second.batch_json,
+        "seed": 99,
+        "window": {**second.batch_json["window"], "start": "2099-01-01"},
+    }
+    scoring_start(model=model, scheduled_for=second.scheduled_for + timedelta(days=1), batch=other)
+    training = model_training_batch(model)
+    assert training["seed"] == 1
+    with django_assert_num_queries(1):
+        found = last_scored_batch(model, training)
+    assert found == {k: second.batch_json.get(k) for k in ("rows", "seed", "world", "window", "concept")}
+    assert last_scored_batch(model, {"seed": 99})["window"] == other["window"]
+    assert last_scored_batch(model, {"seed": 7}) is None
 
 
 def test_a_failed_score_run_leaves_the_batch_failed_and_unchecked(model, api_client):
@@ -154,6 +230,39 @@ def test_a_failed_score_run_leaves_the_batch_failed_and_unchecked(model, api_cli
     assert row["status"] == "failed" and row["health"] is None
     r = api_client.get(f"{API}/models/{model.id}/predictions", {"batch": batch_id})
     assert r.status_code == 404 and "failed" in r.json()["detail"]
+
+
+def upload_sites(model, user, *, purpose, seed):
+    """A CSV of the location family's data, uploaded for the model's recipe with `purpose`."""
+    frame = get_family(model.recipe.model_family).generate(400, seed)
+    upload = SimpleUploadedFile(f"sites-{seed}.csv", frame.to_csv(index=False).encode())
+    return dataset_create(user=user, upload=upload, recipe=model.recipe, purpose=purpose)
+
+
+def test_the_scheduler_scores_the_recipes_scoring_input_not_its_training_data(model, user):
+    training = upload_sites(model, user, purpose="training", seed=11)
+    (first_id,) = run_due_checks(due(model))
+    first = ScoringBatch.objects.select_related("run").get(pk=first_id)
+    assert first.window_key.startswith("synthetic:") and first.run.dataset_id is None  # not the training data
+    scoring = upload_sites(model, user, purpose="scoring", seed=12)
+    (second_id,) = run_due_checks(due(model))
+    second = ScoringBatch.objects.select_related("run").get(pk=second_id)
+    assert second.window_key == f"dataset:{scoring.pk}" and second.run.dataset_id == scoring.pk
+    assert second.batch_json == {"dataset_id": scoring.pk}
+    assert execute_run(second.run_id) == "succeeded", Run.objects.get(pk=second.run_id).error
+    assert Run.objects.get(pk=second.run_id).artifacts_json["scoring"]["rows"] == 400
+    assert len(check_scored_batches()) == 1
+    # Scored once: the next slot goes back to the synthetic continuation, still not the
+    # (newer) training data, until a dataset is marked as scoring input.
+    late = upload_sites(model, user, purpose="training", seed=13)
+    (third_id,) = run_due_checks(due(model))
+    assert ScoringBatch.objects.get(pk=third_id).window_key.startswith("synthetic:")
+    # Marked later, each is scored once at the following slots, the newest first.
+    for dataset in (training, late):
+        dataset_set_purpose(dataset=dataset, user=user, purpose="scoring")
+    keys = [ScoringBatch.objects.get(pk=run_due_checks(due(model))[0]).window_key for _ in range(3)]
+    assert keys[:2] == [f"dataset:{late.pk}", f"dataset:{training.pk}"]
+    assert keys[2].startswith("synthetic:")
 
 
 # --------------------------------------------------------------------------- API
@@ -295,7 +404,9 @@ def test_model_page_shows_the_scoring_section(model, as_user, django_assert_max_
     body = as_user.get(url, {"tab": "monitoring"}).content.decode()
     assert 'id="scoring"' in body and "deployment.mode: batch" in body  # batch mode, nothing yet
     first, second = scored(model), scored(model)
-    with django_assert_max_num_queries(15):
+    # 20: the Scoring card, the Retraining card (its retrains, the comparable models,
+    # comparisons) and the A/B tests card (the model's experiments, possible challengers).
+    with django_assert_max_num_queries(20):
         body = as_user.get(url, {"tab": "monitoring"}).content.decode()
     assert first.window_key in body and second.window_key in body
     assert f"/model-development/runs/{second.run_id}" in body
@@ -339,3 +450,13 @@ def test_outcomes_record_a_snapshot_whose_performance_opens_alerts(model, api_cl
     assert r.status_code == 200 and r.json()["alerts_firing"] == []
     alert.refresh_from_db()
     assert alert.state == AlertState.RESOLVED
+
+
+def test_a_scheduled_batch_is_no_larger_than_the_training_data(model, monkeypatch):
+    """A location world of 3000 sites has 3000 to score: a 5000-row batch would repeat site ids
+    and fail the quality stage, so the scheduler asks for at most the training rows."""
+    monkeypatch.setattr(scheduler, "SCHEDULED_BATCH_ROWS", 5000)
+    (batch_id,) = run_due_checks(due(model))
+    batch = ScoringBatch.objects.get(pk=batch_id)
+    assert batch.batch_json["rows"] <= 3000
+    assert execute_run(batch.run_id) == "succeeded", Run.objects.get(pk=batch.run_id).error

@@ -88,10 +88,16 @@ Forecasting (``predict``, ``evaluate``)
     median of that feature. A date at or before the origin, an unknown series or a missing
     column raise ``ValueError`` (so the model cannot score its own training period: it is a
     forecaster, not an in-sample fit). ``evaluate`` skips test rows of series the model has
-    not seen (counted in the plot's ``skipped_rows_unknown_series``).
+    not seen (counted in the plot's ``skipped_rows_unknown_series``). Only the series the
+    rows name are forecast, each group of at most ``FORECAST_CELLS`` series x periods at
+    once, so time and memory grow linearly with the batch (a series' forecast does not
+    depend on the others: the result is the same however they are grouped).
 
 Metrics (``evaluate``; definitions in ``runs.metrics.forecasting``)
     MAPE, RMSE, MAE, WAPE and coverage (interval) over the test rows with an actual.
+    ``prediction_metrics(predictions, manifest)`` computes them from ``evaluate``'s
+    predictions frame (so from any resample of its rows: a comparison's bootstrap resamples
+    whole series, ``BOOTSTRAP_GROUPS``).
 
 Plot data (``evaluate``'s third value)
     ``kind`` "forecast_vs_actual", ``frequency``, ``algorithm``, ``interval_level``;
@@ -209,8 +215,22 @@ FEATURE_SETS = {
 }
 
 ALGORITHMS = ("seasonal_naive", "ets", "arima", "lightgbm")
+# predict() forecasts at most this many (series x period) cells at once (the LightGBM
+# recursion holds 18 float32 features per cell: ~150 MB), in groups of series.
+FORECAST_CELLS = 2_000_000
+# A score run (runs.pipeline.score_rows) hands predict() this many rows at a time (whole
+# series). Fewer, larger calls: each forecast period costs a booster call whatever the number
+# of series in it, and predict() bounds its own memory with FORECAST_CELLS.
+SCORE_CHUNK_ROWS = 1_000_000
 CALENDAR_FEATURES = ("dayofweek", "dayofmonth", "dayofyear", "weekofyear", "month", "quarter", "year")
 VALIDATION_METHODS = ("time_holdout", "rolling_origin")
+# For a comparison's bootstrap (monitoring.comparison): the predictions column of the unit to
+# resample (a whole series at a time; the default series key, ``requirements.grain`` without
+# the time column), the metrics that are not a function of the rows (none here) and the
+# predictions columns prediction_metrics reads (the only ones a replicate needs to copy).
+BOOTSTRAP_GROUPS: list[str] = ["series_id"]
+CONSTANT_METRICS: set[str] = set()
+METRIC_COLUMNS: list[str] = ["actual", "prediction", "lower", "upper"]
 
 
 # --------------------------------------------------------------------------- data
@@ -617,7 +637,7 @@ def _arr(values) -> np.ndarray:
 
 
 def _future_dates(last_date: pd.Timestamp, periods: int, step_days: int) -> pd.DatetimeIndex:
-    return pd.DatetimeIndex([last_date + pd.Timedelta(days=step_days * (h + 1)) for h in range(periods)])
+    return pd.DatetimeIndex(last_date + pd.to_timedelta(np.arange(1, periods + 1) * step_days, unit="D"))
 
 
 def _fit_naive(panel: _Panel, tc: dict) -> dict:
@@ -631,8 +651,10 @@ def _fit_naive(panel: _Panel, tc: dict) -> dict:
     return {"last_season": _to_json(last)}
 
 
-def _forecast_naive(state: dict, periods: int) -> np.ndarray:
+def _forecast_naive(state: dict, periods: int, series: np.ndarray | None = None) -> np.ndarray:
     last = _arr(state["last_season"])
+    if series is not None:
+        last = last[series]
     m = last.shape[1]
     return last[:, np.arange(periods) % m]
 
@@ -718,7 +740,9 @@ def _fit_stat(algo: str, panel: _Panel, tc: dict, spec: dict, log) -> dict:
     return state
 
 
-def _forecast_stat(state: dict, future: pd.DatetimeIndex, step_days: int, n_series: int) -> np.ndarray:
+def _forecast_stat(
+    state: dict, future: pd.DatetimeIndex, step_days: int, series: np.ndarray | None = None
+) -> np.ndarray:
     paths = _arr(state["paths"])
     periods = len(future)
     if periods > paths.shape[1]:
@@ -727,8 +751,10 @@ def _forecast_stat(state: dict, future: pd.DatetimeIndex, step_days: int, n_seri
             f"{periods} requested (raise training.max_forecast_periods)"
         )
     if state["level"] == "series":
-        return paths[:, :periods].copy()
+        return (paths if series is None else paths[series])[:, :periods].copy()
     shares = _arr(state["shares"])
+    if series is not None:
+        shares = shares[series]
     pos = _cycle_positions(future, step_days) % shares.shape[1]
     return paths[0, :periods][None, :] * shares[:, pos]
 
@@ -854,21 +880,65 @@ def _fit_lgb(
 
 
 def _forecast_lgb(
-    st: dict, spec: dict, future: pd.DatetimeIndex, known_future: dict[str, np.ndarray]
+    st: dict,
+    spec: dict,
+    future: pd.DatetimeIndex,
+    known_future: dict[str, np.ndarray],
+    series: np.ndarray | None = None,
 ) -> np.ndarray:
+    """The recursive LightGBM forecast (series x len(future)) of the model's series ``series``
+    (indices; all when None); ``known_future[f]`` holds their known features per future period.
+
+    One booster call per period for all the series at once; the features that do not depend
+    on earlier forecasts (calendar, known, static, scale) are built for every period up
+    front, and the rolling sums grow by one column per period, so the cost is linear in
+    series x periods. Every feature is the value ``_lgb_features`` gives for that period
+    (the same arithmetic in the same order: ``test_family_forecasting`` checks the
+    forecasts against a step-by-step reference)."""
     tail = _arr(st["tail"])
+    scale = _arr(st["scale"])
+    local = st
+    if series is not None:
+        tail, scale = tail[series], scale[series]
+        local = {
+            **st,
+            "scale": scale,
+            "known_means": {f: _arr(v)[series] for f, v in st["known_means"].items()},
+            "static_codes": {c: _arr(v)[series] for c, v in st["static_codes"].items()},
+        }
     n, width = tail.shape
     periods = len(future)
-    scale = _arr(st["scale"])
     ys = np.hstack([tail / scale[:, None], np.full((n, periods), np.nan)])
+    cols = width + np.arange(periods)
+    # Every column for every period: lags and rolling means are wrong here (the periods they
+    # read are not forecast yet) and are set period by period below.
+    features = _lgb_features(ys, cols, future, known_future, local, spec)
+    lags = [int(k) for k in spec["lags"]]
+    windows = [int(w) for w in spec["rolling_windows"]]
+    total = ys.shape[1]
+    # csum[:, c] / ccnt[:, c]: sum and count of the non-missing values of ys[:, :c] (as the
+    # cumulative sums in _lgb_features), extended by one column per forecast period.
+    csum = np.zeros((n, total + 1))
+    ccnt = np.zeros((n, total + 1), dtype=np.int64)
+    head = ys[:, :width]
+    csum[:, 1 : width + 1] = np.cumsum(np.where(np.isnan(head), 0.0, head), axis=1)
+    ccnt[:, 1 : width + 1] = np.cumsum(~np.isnan(head), axis=1)
     booster = st["booster"]
     for j in range(periods):
-        col = np.array([width + j])
-        x = _lgb_features(
-            ys, col, future[j : j + 1], {f: known_future[f][:, j : j + 1] for f in st["known"]}, st, spec
-        )
-        pred = booster.predict(x.reshape(n, -1), num_threads=1)
-        ys[:, width + j] = np.clip(pred, 0.0, None)
+        c = width + j
+        x = features[:, j, :].copy()
+        for i, k in enumerate(lags):
+            x[:, i] = ys[:, c - k] if c - k >= 0 else np.nan
+        for i, w in enumerate(windows, start=len(lags)):
+            lo = max(c - w, 0)
+            cnt = ccnt[:, c] - ccnt[:, lo]
+            with np.errstate(invalid="ignore", divide="ignore"):
+                x[:, i] = np.where(cnt > 0, (csum[:, c] - csum[:, lo]) / cnt, np.nan)
+        pred = np.clip(booster.predict(x, num_threads=1), 0.0, None)
+        ys[:, c] = pred
+        if windows:
+            csum[:, c + 1] = csum[:, c] + np.where(np.isnan(pred), 0.0, pred)
+            ccnt[:, c + 1] = ccnt[:, c] + ~np.isnan(pred)
     return ys[:, width:] * scale[:, None]
 
 
@@ -880,12 +950,14 @@ def _fit_component(algo, panel, tc, spec, known, static, threads, log) -> dict:
     return _fit_lgb(panel, tc, spec, known, static, threads, log)
 
 
-def _forecast_component(algo, state, spec, future, known_future, n_series) -> np.ndarray:
+def _forecast_component(algo, state, spec, future, known_future, series=None) -> np.ndarray:
+    """Forecasts (series x len(future)) of the model's series ``series`` (indices; all when
+    None); a series' forecast does not depend on which other series are forecast with it."""
     if algo == "seasonal_naive":
-        return _forecast_naive(state, len(future))
+        return _forecast_naive(state, len(future), series)
     if algo in ("ets", "arima"):
-        return _forecast_stat(state, future, spec["step_days"], n_series)
-    return _forecast_lgb(state, spec, future, known_future)
+        return _forecast_stat(state, future, spec["step_days"], series)
+    return _forecast_lgb(state, spec, future, known_future, series)
 
 
 # --------------------------------------------------------------------------- pipeline stages
@@ -984,7 +1056,7 @@ def fit(train: pd.DataFrame, manifest: dict, *, threads: int = 1, log=print) -> 
     with threadpool_limits(threads):
         for algo in tc["candidates"]:
             state = _fit_component(algo, val_panel, tc, spec, known, static, threads, log)
-            f = _forecast_component(algo, state, spec, val_dates, val_known, n)
+            f = _forecast_component(algo, state, spec, val_dates, val_known)
             ok = ~np.isnan(actual)
             scores[algo] = fm.mape(actual[ok], f[ok])
             forecasts[algo] = f
@@ -1022,20 +1094,36 @@ def fit(train: pd.DataFrame, manifest: dict, *, threads: int = 1, log=print) -> 
     }
 
 
+def _state_arrays(algorithm: str, state: dict) -> dict:
+    """A model state with its JSON lists as arrays, converted once for all series groups."""
+    out = dict(state)
+    for key in ("last_season", "paths", "shares", "tail", "scale"):
+        if key in out:
+            out[key] = _arr(out[key])
+    if algorithm == "lightgbm":
+        for key in ("known_means", "known_fill", "static_codes"):
+            out[key] = {k: _arr(v) for k, v in out[key].items()}
+    return out
+
+
 def _forecast_rows(model: dict, rows: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Point forecast, lower and upper bound for every row (aligned with ``rows``)."""
+    """Point forecast, lower and upper bound for every row (aligned with ``rows``).
+
+    Only the series the rows ask for are forecast, each up to its furthest requested period,
+    in groups of series of at most ``FORECAST_CELLS`` (series x periods) cells, so time and
+    memory grow with the batch, not with the model's series or with the batch squared."""
     spec = model["spec"]
     needed = [*spec["series_columns"], spec["time_column"]]
     if model["algorithm"] == "lightgbm":
         needed += model["known_features"]
     _require(rows, needed)
     rows = rows.reset_index(drop=True)
-    index = {k: i for i, k in enumerate(model["series"])}
     keys = _series_keys(rows, spec["series_columns"])
-    unknown = sorted({str(k) for k in keys if str(k) not in index})
-    if unknown:
+    s_idx = pd.Index(model["series"], dtype=object).get_indexer(pd.Index(keys, dtype=object))
+    if (s_idx < 0).any():
+        unknown = sorted({str(k) for k in keys[s_idx < 0]})
         raise ValueError(f"unknown series (not in the model's training data): {unknown[:5]}")
-    s_idx = np.array([index[str(k)] for k in keys], dtype=np.int64)
+    s_idx = s_idx.astype(np.int64)
     last = pd.Timestamp(model["last_date"])
     dates = _period_start(rows[spec["time_column"]], spec["step_days"])
     if dates.isna().any():
@@ -1048,20 +1136,36 @@ def _forecast_rows(model: dict, rows: pd.DataFrame) -> tuple[np.ndarray, np.ndar
             f"predict() forecasts periods after the model's history, which ends {model['last_date']}; "
             f"{int((steps < 1).sum())} rows are at or before it"
         )
-    n, periods = len(model["series"]), int(steps.max())
-    future = _future_dates(last, periods, spec["step_days"])
-    known_future = {}
-    for f in model["known_features"] if model["algorithm"] == "lightgbm" else []:
-        fill = _arr(model["state"]["known_fill"][f])
-        vals = pd.to_numeric(rows[f], errors="coerce").to_numpy(dtype=float)
-        ok = ~np.isnan(vals)
-        sums, cnts = np.zeros((n, periods)), np.zeros((n, periods))
-        np.add.at(sums, (s_idx[ok], steps[ok] - 1), vals[ok])
-        np.add.at(cnts, (s_idx[ok], steps[ok] - 1), 1)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            known_future[f] = np.where(cnts > 0, sums / cnts, fill[:, None])
-    f = _forecast_component(model["algorithm"], model["state"], spec, future, known_future, n)
-    point = f[s_idx, steps - 1]
+    algorithm = model["algorithm"]
+    state = _state_arrays(algorithm, model["state"])
+    known = model["known_features"] if algorithm == "lightgbm" else []
+    values = {f: pd.to_numeric(rows[f], errors="coerce").to_numpy(dtype=float) for f in known}
+    # The rows by series (stable: rows of one (series, period) keep their order, so a
+    # duplicated period's known features average as before), cut into groups of series.
+    order = np.argsort(s_idx, kind="stable")
+    present, first = np.unique(s_idx[order], return_index=True)
+    bounds = [*first.tolist(), len(order)]
+    size = max(1, FORECAST_CELLS // int(steps.max()))
+    point = np.empty(len(rows))
+    for g in range(0, len(present), size):
+        series = present[g : g + size]
+        at = order[bounds[g] : bounds[min(g + size, len(present))]]
+        local = np.searchsorted(series, s_idx[at])
+        step = steps[at]
+        periods = int(step.max())
+        future = _future_dates(last, periods, spec["step_days"])
+        known_future = {}
+        for f in known:
+            vals = values[f][at]
+            ok = ~np.isnan(vals)
+            cell = local[ok] * periods + step[ok] - 1
+            sums = np.bincount(cell, weights=vals[ok], minlength=len(series) * periods)
+            cnts = np.bincount(cell, minlength=len(series) * periods)
+            sums, cnts = sums.reshape(len(series), periods), cnts.reshape(len(series), periods)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                known_future[f] = np.where(cnts > 0, sums / cnts, state["known_fill"][f][series][:, None])
+        forecast = _forecast_component(algorithm, state, spec, future, known_future, series)
+        point[at] = forecast[local, step - 1]
     iv = model["interval"]
     return point, point * iv["lower_ratio"], point * iv["upper_ratio"]
 
@@ -1079,6 +1183,16 @@ def _line(frame: pd.DataFrame, time_col: str, points: int) -> dict:
     return line
 
 
+def prediction_metrics(predictions: pd.DataFrame, manifest: dict) -> dict[str, float]:
+    """``evaluate``'s metrics recomputed from its predictions frame (``actual``,
+    ``prediction``, ``lower``, ``upper``), for any subset or resample of its rows; rows without
+    an actual are left out, as ``evaluate`` leaves them out."""
+    actual = predictions["actual"].to_numpy(dtype=float)
+    ok = ~np.isnan(actual)
+    point, lower, upper = (predictions[c].to_numpy(dtype=float)[ok] for c in ("prediction", "lower", "upper"))
+    return fm.all_metrics(actual[ok], point, lower, upper)
+
+
 def evaluate(model: dict, test: pd.DataFrame, manifest: dict) -> tuple[dict, pd.DataFrame, dict]:
     """Holdout metrics, per-row predictions and forecast-vs-actual plot data (module doc)."""
     spec = model["spec"]
@@ -1092,13 +1206,13 @@ def evaluate(model: dict, test: pd.DataFrame, manifest: dict) -> tuple[dict, pd.
     point, lower, upper = _forecast_rows(model, df)
     actual = df[spec["label"]].to_numpy(dtype=float)
     ok = ~np.isnan(actual)
-    metrics = fm.all_metrics(actual[ok], point[ok], lower[ok], upper[ok])
     time_col = spec["time_column"]
     predictions = df[[*spec["series_columns"], time_col]].copy()
     predictions["actual"] = actual
     predictions["prediction"] = point
     predictions["lower"] = lower
     predictions["upper"] = upper
+    metrics = prediction_metrics(predictions, manifest)
 
     ref_state = {"algorithm": "seasonal_naive", "state": model["reference"]}
     ref_point = _forecast_rows({**model, **ref_state}, df)[0]

@@ -46,7 +46,9 @@ Evaluation output:
 
 * metrics: ``rank_correlation``, ``hit_rate@k``, ``lift``, ``calibration``, ``RMSE``
   (definitions in ``runs.metrics.location_scoring``);
-* predictions: ``site_id``, ``observed_at``, ``actual``, ``prediction``;
+* predictions: ``site_id``, ``observed_at``, ``actual``, ``prediction``
+  (``prediction_metrics(predictions, manifest)`` computes the metrics from them, so from any
+  resample of the rows: a comparison's bootstrap resamples sites, ``BOOTSTRAP_GROUPS``);
 * plot: ``{"rank_scatter": {"x": [...], "y": [...], "x_label", "y_label", "n_total"},
   "decile_lift": {"decile": [1..10], "lift": [...]}, "k": k}`` — the scatter holds the
   predicted and actual percentile ranks (0..1, 1 = best) of at most ``plot_points`` test
@@ -74,6 +76,12 @@ DEFAULT_ROWS = 100_000
 GRAIN = "site_id"
 TIME = "observed_at"
 LABEL = "annual_sales"
+# For a comparison's bootstrap (monitoring.comparison): the predictions column of the unit to
+# resample (a site), the metrics that are not a function of the rows (none here) and the
+# predictions columns prediction_metrics reads (the only ones a replicate needs to copy).
+BOOTSTRAP_GROUPS: list[str] = [GRAIN]
+CONSTANT_METRICS: set[str] = set()
+METRIC_COLUMNS: list[str] = ["actual", "prediction"]
 
 NUMERIC_FEATURES = [
     "population_3km",
@@ -242,7 +250,7 @@ def true_log_sales(df: pd.DataFrame, foot_traffic=None) -> np.ndarray:
 
     income_term = np.tanh((income - g["income_center"]) / g["income_scale"])
     log_traffic = np.log(traffic / g["traffic_reference"])
-    parking_weight = pd.Series(fmt).map(g["parking_weight_by_format"]).to_numpy(dtype=float)
+    parking_weight = worlds.lookup(fmt, g["parking_weight_by_format"])
     return (
         math.log(g["base_sales"])
         + g["population_elasticity"] * np.log(pop / g["population_reference"])
@@ -252,14 +260,15 @@ def true_log_sales(df: pd.DataFrame, foot_traffic=None) -> np.ndarray:
         + g["income_traffic_interaction"] * income_term * log_traffic
         + parking_weight * (1.0 - np.exp(-parking / g["parking_scale"]))
         + g["cannibalisation_effect"] * np.exp(-dist / g["cannibalisation_scale_km"])
-        + pd.Series(region).map(g["region_effect"]).to_numpy(dtype=float)
-        + pd.Series(fmt).map(g["format_effect"]).to_numpy(dtype=float)
+        + worlds.lookup(region, g["region_effect"])
+        + worlds.lookup(fmt, g["format_effect"])
     )
 
 
 def layout(rows: int) -> tuple[dict, int]:
     """The world of a ``rows``-row training batch: ``rows`` candidate sites, observed over
-    the two years from ``observed_from``."""
+    the two years from ``observed_from`` (a later window of more rows than that also
+    observes sites proposed since: see ``generate``)."""
     rows = int(rows)
     if rows < 1:
         raise ValueError("rows must be at least 1")
@@ -279,6 +288,44 @@ def describe_world(world: dict) -> str:
     return f"{int(world['sites']):,} candidate sites"
 
 
+# Sites proposed after the world's first two years are drawn in blocks of this many, each
+# block from its own stream, so a new site's attributes do not depend on the window.
+_NEW_SITE_BLOCK = 65_536
+
+
+def _sites(sites: np.random.Generator, n_sites: int) -> tuple[np.ndarray, ...]:
+    """Region, format, population, income, competitors, foot traffic, parking, distance to the
+    nearest own store and whether a competitor opens next to it (``competitor_opens``), of
+    ``n_sites`` candidate sites."""
+    region_of = sites.choice(REGIONS, size=n_sites, p=REGION_PROBS)
+    fmt_of = sites.choice(FORMATS, size=n_sites, p=FORMAT_PROBS)
+    urban = worlds.lookup(region_of, {"central": 0.5, "east": 0.0, "north": -0.3, "south": 0.0, "west": 0.2})
+    urban = urban + sites.normal(0.0, 0.5, n_sites)
+    population = np.exp(np.log(40_000.0) + 0.6 * urban + sites.normal(0.0, 0.3, n_sites))
+    income = np.exp(np.log(52_000.0) + 0.1 * urban + sites.normal(0.0, 0.3, n_sites))
+    competitors = sites.poisson(np.exp(0.8 + 0.6 * urban))
+    fmt_traffic = worlds.lookup(
+        fmt_of, {"drive_thru": -0.4, "high_street": 0.3, "mall": 0.4, "retail_park": -0.2}
+    )
+    traffic = np.exp(np.log(5_000.0) + 0.5 * urban + fmt_traffic + sites.normal(0.0, 0.4, n_sites))
+    fmt_parking = worlds.lookup(
+        fmt_of, {"drive_thru": 35.0, "high_street": 6.0, "mall": 80.0, "retail_park": 60.0}
+    )
+    parking = sites.poisson(fmt_parking * np.exp(-0.3 * urban))
+    distance = np.round(sites.gamma(2.0, 2.5 * np.exp(-0.3 * urban)), 3)
+    new_competitor = sites.random(n_sites) < COMPETITOR_SITES_SHARE
+    return region_of, fmt_of, population, income, competitors, traffic, parking, distance, new_competitor
+
+
+def _new_sites(seed: int, n: int) -> tuple[np.ndarray, ...]:
+    """The first ``n`` candidate sites proposed after the world's first two years (``_sites``
+    of block ``b`` drawn from the stream ``[seed, 2, b]``)."""
+    blocks = [
+        _sites(np.random.default_rng([seed, 2, b]), _NEW_SITE_BLOCK) for b in range(-(-n // _NEW_SITE_BLOCK))
+    ]
+    return tuple(np.concatenate([block[i] for block in blocks])[:n] for i in range(len(blocks[0])))
+
+
 def generate(
     rows: int, seed: int, *, world: dict | None = None, window: dict | None = None, concept: str | None = None
 ) -> pd.DataFrame:
@@ -287,39 +334,33 @@ def generate(
     The seed fixes the world's candidate sites (region, format, catchment, competitors,
     traffic, parking, distance to the nearest own store); a window (``{"start",
     "periods"}`` in days, default the first two years) draws which sites are observed when
-    and their sales that year. ``concept="competitor_opens"``: a competitor opens next to
-    half of the sites and takes ``COMPETITOR_SHARE`` of their sales; the site data
-    (``competitor_count``, from the last survey) does not show it yet."""
+    (each site at most once: the grain) and their sales that year. A window of more rows
+    than the world has sites (a large scoring batch) also observes candidate sites proposed
+    after the world's first two years: ids ``sites + 1 ..``, drawn from the same
+    distributions (``_new_sites``: a new site is the same in every window). Windows of at
+    most ``sites`` rows are as they always were. ``concept="competitor_opens"``: a
+    competitor opens next to half of the sites and takes ``COMPETITOR_SHARE`` of their
+    sales; the site data (``competitor_count``, from the last survey) does not show it yet."""
     rows = int(rows)
     sizes, first = layout(rows)
     world = world or sizes
     start, days = (0, first) if window is None else worlds.span(_CALENDAR, window)
     n_sites = int(world["sites"])
     g = _GROUND_TRUTH
-    sites = np.random.default_rng([seed, 0])  # the entities
-
-    region_of = sites.choice(REGIONS, size=n_sites, p=REGION_PROBS)
-    fmt_of = sites.choice(FORMATS, size=n_sites, p=FORMAT_PROBS)
-    urban = pd.Series(region_of).map({"central": 0.5, "east": 0.0, "north": -0.3, "south": 0.0, "west": 0.2})
-    urban = urban.to_numpy(dtype=float) + sites.normal(0.0, 0.5, n_sites)
-    population = np.exp(np.log(40_000.0) + 0.6 * urban + sites.normal(0.0, 0.3, n_sites))
-    income = np.exp(np.log(52_000.0) + 0.1 * urban + sites.normal(0.0, 0.3, n_sites))
-    competitors = sites.poisson(np.exp(0.8 + 0.6 * urban))
-    fmt_traffic = pd.Series(fmt_of).map(
-        {"drive_thru": -0.4, "high_street": 0.3, "mall": 0.4, "retail_park": -0.2}
+    # the entities: the world's sites, and the sites proposed since if the window has more
+    # rows than the world has sites
+    attributes = _sites(np.random.default_rng([seed, 0]), n_sites)
+    if rows > n_sites:
+        attributes = tuple(
+            np.concatenate([old, new])
+            for old, new in zip(attributes, _new_sites(seed, rows - n_sites), strict=True)
+        )
+    region_of, fmt_of, population, income, competitors, traffic, parking, distance, new_competitor = (
+        attributes
     )
-    traffic = np.exp(
-        np.log(5_000.0) + 0.5 * urban + fmt_traffic.to_numpy(dtype=float) + sites.normal(0.0, 0.4, n_sites)
-    )
-    fmt_parking = pd.Series(fmt_of).map(
-        {"drive_thru": 35.0, "high_street": 6.0, "mall": 80.0, "retail_park": 60.0}
-    )
-    parking = sites.poisson(fmt_parking.to_numpy(dtype=float) * np.exp(-0.3 * urban))
-    distance = np.round(sites.gamma(2.0, 2.5 * np.exp(-0.3 * urban)), 3)
-    new_competitor = sites.random(n_sites) < COMPETITOR_SITES_SHARE
 
     rng = np.random.default_rng([seed, 1, start, days])  # this window's observations
-    who = rng.choice(n_sites, size=rows, replace=rows > n_sites)
+    who = rng.choice(max(n_sites, rows), size=rows, replace=False)
     first_second = np.datetime64(g["observed_from"], "s") + np.timedelta64(start * 86_400, "s")
     observed = first_second + rng.integers(0, days * 86_400, rows).astype("timedelta64[s]")
 
@@ -672,6 +713,20 @@ def _eval_config(manifest: dict) -> dict:
     }
 
 
+def prediction_metrics(predictions: pd.DataFrame, manifest: dict) -> dict[str, float]:
+    """``evaluate``'s metrics recomputed from its predictions frame (``actual``,
+    ``prediction``) with the evaluation stage's ``k``, for any subset or resample of its rows;
+    rows without a finite actual and prediction are left out, as ``evaluate`` leaves them out
+    (every metric ``nan`` when none is left)."""
+    k = _eval_config(manifest)["k"]
+    actual = predictions["actual"].to_numpy(dtype=float)
+    pred = predictions["prediction"].to_numpy(dtype=float)
+    ok = np.isfinite(actual) & np.isfinite(pred)
+    if not ok.any():
+        return dict.fromkeys(("rank_correlation", "hit_rate@k", "lift", "calibration", "RMSE"), math.nan)
+    return {key: float(val) for key, val in m.all_metrics(actual[ok], pred[ok], k).items()}
+
+
 def evaluate(model: LocationModel, test: pd.DataFrame, manifest: dict) -> tuple[dict, pd.DataFrame, dict]:
     """Metrics, holdout predictions and plot data (see the module docstring)."""
     cfg = _eval_config(manifest)
@@ -685,19 +740,12 @@ def evaluate(model: LocationModel, test: pd.DataFrame, manifest: dict) -> tuple[
         raise ValueError("no test rows with a label to evaluate")
     actual, pred = actual_all[ok], pred_all[ok]
     k = cfg["k"]
-    metrics = {
-        "rank_correlation": m.rank_correlation(actual, pred),
-        "hit_rate@k": m.hit_rate_at_k(actual, pred, k),
-        "lift": m.lift(actual, pred, k),
-        "calibration": m.calibration(actual, pred),
-        "RMSE": m.rmse(actual, pred),
-    }
-    metrics = {key: float(val) for key, val in metrics.items()}
 
     cols = [c for c in (GRAIN, TIME) if c in test.columns]
     predictions = test[cols].reset_index(drop=True).copy()
     predictions["actual"] = actual_all
     predictions["prediction"] = pred_all
+    metrics = prediction_metrics(predictions, manifest)
 
     n = actual.size
     pct_actual = (m.average_ranks(actual) - 1) / max(n - 1, 1)

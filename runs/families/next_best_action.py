@@ -54,7 +54,9 @@ time_holdout, otherwise shuffled kfold; ``folds`` (3).
 * metrics -- ``uplift``, ``uplift@k``, ``precision@k``, ``qini_coefficient``, ``auuc``,
   ``incremental_revenue`` (definitions in ``runs.metrics.next_best_action``);
 * predictions -- ``customer_id, event_time, treatment, converted, revenue, uplift_score,
-  recommended_action`` per holdout row;
+  recommended_action`` per holdout row (``prediction_metrics(predictions, manifest)``
+  computes the metrics from them, so from any resample of the rows: a comparison's bootstrap
+  resamples customers, ``BOOTSTRAP_GROUPS``);
 * plot -- two charts, each ``{"type", "title", "x_label", "y_label", "x": [...],
   "series": {name: [...]}}``:
 
@@ -95,6 +97,12 @@ CATEGORICAL_FEATURES = ["segment", "channel"]
 DEFAULT_FEATURES = NUMERIC_FEATURES + CATEGORICAL_FEATURES
 ALGORITHMS = ("two_model", "class_transformation", "x_learner")
 SEND, HOLD = "send_offer", "no_offer"
+# For a comparison's bootstrap (monitoring.comparison): the predictions column of the unit to
+# resample (a customer), the metrics that are not a function of the rows (none here) and the
+# predictions columns prediction_metrics reads (the only ones a replicate needs to copy).
+BOOTSTRAP_GROUPS: list[str] = [GRAIN]
+CONSTANT_METRICS: set[str] = set()
+METRIC_COLUMNS: list[str] = [TREATMENT, LABEL, REVENUE, "uplift_score"]
 
 SCHEMA: list[dict] = [
     {"name": "customer_id", "dtype": "string", "role": "grain", "description": "Customer identifier."},
@@ -244,12 +252,12 @@ def _logits(df: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
         + _BASE["recency_days"] * rec
         + _BASE["log_monetary_over_60"] * np.log(np.maximum(mon, 1.0) / 60.0)
         + _BASE["tenure_months_capped_60"] * np.minimum(ten, 60.0)
-        + chan.map(_BASE["channel"]).fillna(0.0).to_numpy(float)
+        + np.nan_to_num(worlds.lookup(chan, _BASE["channel"]), nan=0.0)
     )
     bump = _UPLIFT["recency_bump"]
     tau = (
         _UPLIFT["intercept"]
-        + chan.map(_UPLIFT["channel"]).fillna(0.0).to_numpy(float)
+        + np.nan_to_num(worlds.lookup(chan, _UPLIFT["channel"]), nan=0.0)
         + bump["height"] * np.exp(-(((rec - bump["center_days"]) / bump["width_days"]) ** 2))
         + _UPLIFT["low_frequency"]["effect"] * (freq <= _UPLIFT["low_frequency"]["max_frequency"])
         + _UPLIFT["premium_segment"] * (df["segment"].astype(str).to_numpy() == "premium")
@@ -265,7 +273,8 @@ def true_uplift(df: pd.DataFrame) -> np.ndarray:
 
 def layout(rows: int) -> tuple[dict, int]:
     """The world of a ``rows``-row training batch: a base of ``rows`` customers whose offer
-    events spread over a year."""
+    events spread over a year (a later window of more rows than that also reaches customers
+    who joined since: see ``generate``)."""
     rows = int(rows)
     if rows < 1:
         raise ValueError("rows must be >= 1")
@@ -285,6 +294,31 @@ def describe_world(world: dict) -> str:
     return f"{int(world['customers']):,} customers, about {float(world['events_per_day']):,.0f} offer events a day"
 
 
+# Customers who joined after the world's first year are drawn in blocks of this many, each
+# block from its own stream, so a new customer's attributes do not depend on the window.
+_NEW_CUSTOMER_BLOCK = 65_536
+
+
+def _customers(rng: np.random.Generator, n: int) -> tuple[np.ndarray, ...]:
+    """Segment, preferred channel, tenure (months) and typical order value of ``n`` customers."""
+    segment = rng.choice(_SEGMENTS, size=n, p=_SEGMENT_P)
+    channel = rng.choice(_CHANNELS, size=n, p=_CHANNEL_P)
+    tenure = np.minimum(np.round(rng.gamma(2.0, 12.0, size=n)), 240).astype(np.int64)
+    aov = worlds.lookup(segment, _SEGMENT_AOV)
+    monetary = np.round(aov * rng.lognormal(0.0, 0.4, size=n), 2)
+    return segment, channel, tenure, monetary
+
+
+def _new_customers(seed: int, n: int) -> tuple[np.ndarray, ...]:
+    """The first ``n`` customers who joined after the world's first year (``_customers`` of
+    block ``b`` drawn from the stream ``[seed, 2, b]``)."""
+    blocks = [
+        _customers(np.random.default_rng([seed, 2, b]), _NEW_CUSTOMER_BLOCK)
+        for b in range(-(-n // _NEW_CUSTOMER_BLOCK))
+    ]
+    return tuple(np.concatenate([block[i] for block in blocks])[:n] for i in range(4))
+
+
 def generate(
     rows: int, seed: int, *, world: dict | None = None, window: dict | None = None, concept: str | None = None
 ) -> pd.DataFrame:
@@ -292,28 +326,35 @@ def generate(
 
     The seed fixes the world's customers (segment, preferred channel, tenure, typical order
     value); a window (``{"start", "periods"}`` in days, default the first year) draws which
-    customers get an offer when, their recency and frequency at that time, the random
-    treatment and the outcome. ``concept="offer_stops_working"``: the offer has no effect
-    any more (treated customers convert like untreated ones)."""
+    customers get an offer when (each customer at most once: the grain), their recency and
+    frequency at that time, the random treatment and the outcome. A window of more rows than
+    the world has customers (a large scoring batch) also reaches customers who joined after
+    the world's first year: ids ``customers + 1 ..``, drawn from the same distributions
+    (``_new_customers``: a new customer is the same in every window). Windows of at most
+    ``customers`` rows are as they always were. ``concept="offer_stops_working"``: the offer
+    has no effect any more (treated customers convert like untreated ones)."""
     rows = int(rows)
     sizes, first = layout(rows)
     world = world or sizes
     start, days = (0, first) if window is None else worlds.span(_CALENDAR, window)
     n_customers = int(world["customers"])
 
-    people = np.random.default_rng([seed, 0])  # the entities
-    segment_of = people.choice(_SEGMENTS, size=n_customers, p=_SEGMENT_P)
-    channel_of = people.choice(_CHANNELS, size=n_customers, p=_CHANNEL_P)
-    tenure_of = np.minimum(np.round(people.gamma(2.0, 12.0, size=n_customers)), 240).astype(np.int64)
-    aov_of = pd.Series(segment_of).map(_SEGMENT_AOV).to_numpy(float)
-    monetary_of = np.round(aov_of * people.lognormal(0.0, 0.4, size=n_customers), 2)
+    # the entities: the world's customers, and the customers who joined since if the window
+    # has more rows than the world has customers
+    segment_of, channel_of, tenure_of, monetary_of = _customers(np.random.default_rng([seed, 0]), n_customers)
+    if rows > n_customers:
+        extra = _new_customers(seed, rows - n_customers)
+        segment_of, channel_of, tenure_of, monetary_of = (
+            np.concatenate([old, new])
+            for old, new in zip((segment_of, channel_of, tenure_of, monetary_of), extra, strict=True)
+        )
 
     rng = np.random.default_rng([seed, 1, start, days])  # this window's events
-    who = np.sort(rng.choice(n_customers, size=rows, replace=rows > n_customers))
+    who = np.sort(rng.choice(max(n_customers, rows), size=rows, replace=False))
     seconds = np.sort(rng.integers(0, days * 86_400, size=rows))
     event_time = pd.Timestamp(ORIGIN) + pd.Timedelta(days=start) + pd.to_timedelta(seconds, unit="s")
     segment, channel, tenure = segment_of[who], channel_of[who], tenure_of[who]
-    seg_freq = pd.Series(segment).map({"value": -0.2, "mainstream": 0.0, "premium": 0.3}).to_numpy()
+    seg_freq = worlds.lookup(segment, {"value": -0.2, "mainstream": 0.0, "premium": 0.3})
     lam = np.exp(0.6 + 0.25 * np.log1p(tenure) + seg_freq)
     frequency = rng.poisson(lam).astype(np.int64)
     recency = np.minimum(np.round(rng.exponential(25.0 + 240.0 / (1.0 + frequency))), 730).astype(np.int64)
@@ -664,12 +705,29 @@ def recommend(model: UpliftModel, rows: pd.DataFrame) -> list[dict]:
     ]
 
 
+def prediction_metrics(predictions: pd.DataFrame, manifest: dict) -> dict[str, float]:
+    """``evaluate``'s metrics recomputed from its predictions frame (``treatment``,
+    ``converted``, ``revenue``, ``uplift_score``) with the evaluation stage's ``k``,
+    ``offer_cost`` and ``revenue_population``, for any subset or resample of its rows
+    (every metric ``nan`` for an empty frame)."""
+    cfg = stage_config(manifest, "evaluation")
+    population = cfg.get("revenue_population", 1000)
+    if predictions.empty:
+        return dict.fromkeys(nba_metrics.METRIC_NAMES, math.nan)
+    return nba_metrics.compute_all(
+        predictions[LABEL].to_numpy(dtype=float),
+        predictions[TREATMENT].to_numpy(dtype=float),
+        predictions["uplift_score"].to_numpy(dtype=float),
+        predictions[REVENUE].to_numpy(dtype=float),
+        k=float(cfg.get("k", 0.1)),
+        offer_cost=float(cfg.get("offer_cost", 0.0)),
+        population=None if population is None else int(population),
+    )
+
+
 def evaluate(model: UpliftModel, test: pd.DataFrame, manifest: dict) -> tuple[dict, pd.DataFrame, dict]:
     """Metrics, holdout predictions and plot data (see the module docstring)."""
     cfg = stage_config(manifest, "evaluation")
-    k = float(cfg.get("k", 0.1))
-    offer_cost = float(cfg.get("offer_cost", 0.0))
-    population = cfg.get("revenue_population", 1000)
     points = max(2, min(int(cfg.get("curve_points", 101)), 500))
     for col in (TREATMENT, LABEL, REVENUE):
         if col not in test.columns:
@@ -677,21 +735,12 @@ def evaluate(model: UpliftModel, test: pd.DataFrame, manifest: dict) -> tuple[di
     score = _scores(model, test)
     y = test[LABEL].to_numpy(dtype=float)
     t = test[TREATMENT].to_numpy(dtype=float)
-    revenue = test[REVENUE].to_numpy(dtype=float)
-    metrics = nba_metrics.compute_all(
-        y,
-        t,
-        score,
-        revenue,
-        k=k,
-        offer_cost=offer_cost,
-        population=None if population is None else int(population),
-    )
 
     keep = [c for c in (GRAIN, TIME, TREATMENT, LABEL, REVENUE) if c in test.columns]
     predictions = test[keep].copy().reset_index(drop=True)
     predictions["uplift_score"] = score
     predictions["recommended_action"] = np.where(score > model.action_threshold, SEND, HOLD)
+    metrics = prediction_metrics(predictions, manifest)
 
     n, q = nba_metrics.qini_curve(y, t, score)
     grid = np.linspace(0.0, 1.0, points)

@@ -50,7 +50,11 @@ Metrics (``evaluate``, on the holdout; definitions in ``runs.metrics.pricing``)
     ``new_units = units * q_hat(new_price) / q_hat(price)``; the lift compares
     ``sum(new_price * new_units)`` with the observed ``sum(price * units)`` (margin: with
     ``unit_cost`` subtracted). Both metrics score the same recommended prices (chosen for
-    ``objective``), so one of them can be negative.
+    ``objective``), so one of them can be negative. ``prediction_metrics(predictions,
+    manifest)`` computes them from ``evaluate``'s predictions frame (which carries
+    ``price_multiplier``, ``unit_cost`` and ``overall_elasticity`` for it), so from any
+    resample of its rows: a comparison's bootstrap resamples whole product x store series
+    (``BOOTSTRAP_GROUPS``); ``elasticity`` is a model parameter (``CONSTANT_METRICS``).
 
 Plot data (``evaluate``'s third value; at most a few hundred numbers)
     ``demand_curve``: for the typical holdout product (median holdout revenue) a price grid
@@ -116,6 +120,20 @@ GRAIN = ["product_id", "store_id"]
 TIME = "week"
 LABEL = "units"
 PREDICT_COLUMNS = ["product_id", "store_id", "segment", "week", "price", "promo"]
+# For a comparison's bootstrap (monitoring.comparison): the predictions columns of the unit to
+# resample (a product x store series), the metrics that are not a function of the rows and
+# the predictions columns prediction_metrics reads (the only ones a replicate needs to copy).
+BOOTSTRAP_GROUPS: list[str] = ["product_id", "store_id"]
+CONSTANT_METRICS: set[str] = {"elasticity"}
+METRIC_COLUMNS: list[str] = [
+    "price",
+    LABEL,
+    "predicted_units",
+    "predicted_units_at_recommended",
+    "price_multiplier",
+    "unit_cost",
+    "overall_elasticity",
+]
 
 SEGMENT_ELASTICITY = {"grocery": -1.2, "household": -1.6, "personal_care": -2.0, "electronics": -2.4}
 OVERALL_ELASTICITY = -1.8
@@ -782,6 +800,28 @@ def _recommendations_for(model: dict, rows: pd.DataFrame, objective: str, bounds
 # ----------------------------------------------------------------------------- evaluation
 
 
+def prediction_metrics(predictions: pd.DataFrame, manifest: dict) -> dict[str, float]:
+    """``evaluate``'s metrics recomputed from its predictions frame, for any subset or
+    resample of its rows (module docstring): ``new_price = price * price_multiplier``,
+    ``new_units = units * predicted_units_at_recommended / predicted_units``. ``elasticity``
+    is the model's (the ``overall_elasticity`` column, the same on every row:
+    ``CONSTANT_METRICS``); ``nan`` for an empty frame."""
+    price = predictions["price"].to_numpy(dtype=float)
+    actual = predictions[LABEL].to_numpy(dtype=float)
+    q_hat = predictions["predicted_units"].to_numpy(dtype=float)
+    new_price = price * predictions["price_multiplier"].to_numpy(dtype=float)
+    new_units = actual * predictions["predicted_units_at_recommended"].to_numpy(dtype=float) / q_hat
+    cost = predictions["unit_cost"].to_numpy(dtype=float)
+    elasticity = predictions["overall_elasticity"].to_numpy(dtype=float)
+    return {
+        "elasticity": float(elasticity[0]) if elasticity.size else math.nan,
+        "revenue_lift": pm.revenue_lift(price, actual, new_price, new_units),
+        "margin_impact": pm.margin_impact(price, cost, actual, new_price, new_units),
+        "calibration": pm.calibration(actual, q_hat),
+        "demand_mape": pm.demand_mape(actual, q_hat),
+    }
+
+
 def evaluate(model: dict, test: pd.DataFrame, manifest: dict) -> tuple[dict, pd.DataFrame, dict]:
     """Holdout metrics, predictions and plot data (see module docstring)."""
     cfg = stage_config(manifest, "evaluation")
@@ -804,15 +844,7 @@ def evaluate(model: dict, test: pd.DataFrame, manifest: dict) -> tuple[dict, pd.
     new_price = price * mult
     moved = test.assign(price=new_price)
     q_hat_new = _predict_units(model, moved)
-    new_units = actual * q_hat_new / q_hat
 
-    metrics = {
-        "elasticity": float(model["overall_elasticity"]["estimate"]),
-        "revenue_lift": pm.revenue_lift(price, actual, new_price, new_units),
-        "margin_impact": pm.margin_impact(price, cost, actual, new_price, new_units),
-        "calibration": pm.calibration(actual, q_hat),
-        "demand_mape": pm.demand_mape(actual, q_hat),
-    }
     predictions = pd.DataFrame(
         {
             "product_id": test["product_id"].astype(str),
@@ -824,8 +856,14 @@ def evaluate(model: dict, test: pd.DataFrame, manifest: dict) -> tuple[dict, pd.
             "predicted_units": q_hat,
             "recommended_price": np.round(new_price, 2),
             "predicted_units_at_recommended": q_hat_new,
+            # what prediction_metrics needs besides the above: the exact (unrounded) price
+            # change, the cost, and the model's overall elasticity (a constant)
+            "price_multiplier": mult,
+            "unit_cost": cost,
+            "overall_elasticity": float(model["overall_elasticity"]["estimate"]),
         }
     )
+    metrics = prediction_metrics(predictions, manifest)
 
     # typical product: the one with the median holdout revenue
     rev = (

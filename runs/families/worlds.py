@@ -8,7 +8,7 @@ a monitoring check or scoring of a trained model continues *after* its training 
 the same world, so a model checked on data like the data it learned from stays healthy.
 Drift is only what is injected on purpose: ``shift`` (covariate drift, applied by
 ``monitoring.drift.shift_batch``) and ``concept`` (a named change of the ground truth,
-``family.CONCEPTS``).
+``family.CONCEPTS``), which, once it happened, the world's later windows keep.
 
 A synthetic request (run ``params["synthetic"]``, a check's ``synthetic``) may carry
 ``rows``, ``seed``, ``start`` (ISO date of the window's first period), ``periods``,
@@ -31,6 +31,7 @@ from __future__ import annotations
 from datetime import date, timedelta
 from typing import NamedTuple
 
+import numpy as np
 import pandas as pd
 
 # A continuation batch with no row count given (an eval run, a default check) has this many
@@ -133,6 +134,10 @@ def resolve(family, request: dict | None, *, after: dict | None = None) -> dict:
     seed = _int(request, "seed", 0)
     periods = _int(request, "periods", 1)
     concept = request.get("concept") or None
+    # A concept change is an event in the world's timeline: a window continuing a batch that
+    # had one keeps it, unless the request names its own ("concept": null restores the
+    # original ground truth).
+    inherited = (after or {}).get("concept") if "concept" not in request else None
     if concept is not None and concept not in family.CONCEPTS:
         choices = ", ".join(family.CONCEPTS)
         raise WorldError("concept", f"unknown concept change {concept!r} for {family.NAME}; choose {choices}")
@@ -147,6 +152,7 @@ def resolve(family, request: dict | None, *, after: dict | None = None) -> dict:
     start = None if request.get("start") in (None, "") else period_index(family, request["start"])
     if after is not None and (seed is None or seed == after["seed"]):
         seed, world = int(after["seed"]), dict(after["world"])
+        concept = concept or inherited
         periods = periods or family.window_periods(world, rows or DEFAULT_BATCH_ROWS)
         if start is None:
             start = span(family, after["window"])[0] + span(family, after["window"])[1]
@@ -172,6 +178,15 @@ def resolve(family, request: dict | None, *, after: dict | None = None) -> dict:
         "concept": concept,
         "shift": {str(k): float(v) for k, v in shift.items()},
     }
+
+
+def lookup(values, mapping: dict) -> np.ndarray:
+    """``pd.Series(values).map(mapping).to_numpy(dtype=float)`` (NaN where a value is not a
+    key) for the generators' string -> number tables, without mapping each of a million
+    strings through a dict (the same floats, a few times faster)."""
+    table = np.array([*mapping.values(), np.nan], dtype=float)
+    keys = pd.Index(list(mapping), dtype=object)
+    return table[keys.get_indexer(pd.Index(np.asarray(values, dtype=object), dtype=object))]
 
 
 def generate(family, resolved: dict) -> pd.DataFrame:

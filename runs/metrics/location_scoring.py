@@ -20,7 +20,10 @@ import math
 
 import numpy as np
 
+from runs.metrics.ranking import average_ranks_from_order, descending_order
+
 __all__ = [
+    "all_metrics",
     "average_ranks",
     "calibration",
     "decile_lift",
@@ -64,23 +67,13 @@ def top_count(n: int, k: float) -> int:
 def top_k_indices(values, k: float) -> np.ndarray:
     """Indices of the ``top_count(len(values), k)`` largest values (ties: earlier row first)."""
     v = np.asarray(values, dtype=float).ravel()
-    order = np.argsort(-v, kind="stable")
-    return order[: top_count(v.size, k)]
+    return descending_order(v)[: top_count(v.size, k)]
 
 
 def average_ranks(values) -> np.ndarray:
     """1-based ranks with ties given the average of the ranks they span (like ``rankdata``)."""
     v = np.asarray(values, dtype=float).ravel()
-    n = v.size
-    order = np.argsort(v, kind="stable")
-    sorted_v = v[order]
-    # Start index of each run of equal values in sorted order.
-    starts = np.flatnonzero(np.r_[True, sorted_v[1:] != sorted_v[:-1]])
-    ends = np.r_[starts[1:], n]  # exclusive
-    avg = (starts + ends + 1) / 2.0  # mean of ranks starts+1 .. ends
-    ranks = np.empty(n, dtype=float)
-    ranks[order] = np.repeat(avg, ends - starts)
-    return ranks
+    return average_ranks_from_order(v, descending_order(v))
 
 
 def rank_correlation(actual, predicted) -> float:
@@ -91,14 +84,18 @@ def rank_correlation(actual, predicted) -> float:
     is constant (the correlation is undefined).
     """
     a, p = _pair(actual, predicted)
-    ra = average_ranks(a)
-    rp = average_ranks(p)
-    ra -= ra.mean()
-    rp -= rp.mean()
-    denom = math.sqrt(float(ra @ ra) * float(rp @ rp))
+    return _spearman(average_ranks(a), average_ranks(p))
+
+
+def _spearman(ra: np.ndarray, rp: np.ndarray) -> float:
+    ra = ra - ra.mean()
+    rp = rp - rp.mean()
+    # plain sums, not BLAS dot products: a BLAS thread pool on busy cores can take 100x
+    # longer for vectors this short, and a bootstrap computes this hundreds of times
+    denom = math.sqrt(float(np.sum(ra * ra)) * float(np.sum(rp * rp)))
     if denom == 0.0:
         return float("nan")
-    return float(np.clip((ra @ rp) / denom, -1.0, 1.0))
+    return float(np.clip(np.sum(ra * rp) / denom, -1.0, 1.0))
 
 
 def hit_rate_at_k(actual, predicted, k: float = 0.1) -> float:
@@ -109,9 +106,13 @@ def hit_rate_at_k(actual, predicted, k: float = 0.1) -> float:
     and a recall).  A random ranking scores about ``k`` on average.
     """
     a, p = _pair(actual, predicted)
-    top_a = top_k_indices(a, k)
-    top_p = top_k_indices(p, k)
-    return float(np.intersect1d(top_a, top_p).size / top_a.size)
+    return _hit_rate(top_k_indices(a, k), top_k_indices(p, k), a.size)
+
+
+def _hit_rate(top_a: np.ndarray, top_p: np.ndarray, n: int) -> float:
+    in_top_a = np.zeros(n, dtype=bool)
+    in_top_a[top_a] = True
+    return float(np.count_nonzero(in_top_a[top_p]) / top_a.size)
 
 
 def lift(actual, predicted, k: float = 0.1) -> float:
@@ -121,10 +122,14 @@ def lift(actual, predicted, k: float = 0.1) -> float:
     (1.0 = no better than random).  NaN when ``mean(actual)`` is 0.
     """
     a, p = _pair(actual, predicted)
+    return _lift(a, top_k_indices(p, k))
+
+
+def _lift(a: np.ndarray, top_p: np.ndarray) -> float:
     overall = a.mean()
     if overall == 0.0:
         return float("nan")
-    return float(a[top_k_indices(p, k)].mean() / overall)
+    return float(a[top_p].mean() / overall)
 
 
 def calibration(actual, predicted) -> float:
@@ -159,3 +164,21 @@ def decile_lift(actual, predicted, groups: int = 10) -> list[float]:
     if overall == 0.0:
         return [float("nan")] * len(parts)
     return [float(a[idx].mean() / overall) for idx in parts]
+
+
+def all_metrics(actual, predicted, k: float = 0.1) -> dict[str, float]:
+    """Every location-scoring metric, keyed by its catalog name (``rank_correlation``,
+    ``hit_rate@k``, ``lift``, ``calibration``, ``RMSE``): the same values as the functions one
+    by one, with one sort of each side serving the ranks and the top k."""
+    a, p = _pair(actual, predicted)
+    count = top_count(a.size, k)
+    order_a, order_p = descending_order(a), descending_order(p)
+    return {
+        "rank_correlation": _spearman(
+            average_ranks_from_order(a, order_a), average_ranks_from_order(p, order_p)
+        ),
+        "hit_rate@k": _hit_rate(order_a[:count], order_p[:count], a.size),
+        "lift": _lift(a, order_p[:count]),
+        "calibration": calibration(a, p),
+        "RMSE": rmse(a, p),
+    }

@@ -27,11 +27,16 @@ top k) is ``nan``.
 
 from __future__ import annotations
 
+import dataclasses
 import math
+from functools import cached_property
 
 import numpy as np
 
+from runs.metrics.ranking import descending_order
+
 __all__ = [
+    "METRIC_NAMES",
     "auuc",
     "compute_all",
     "incremental_revenue",
@@ -45,6 +50,10 @@ __all__ = [
     "uplift_by_bins",
     "uplift_curve",
 ]
+
+
+# The keys of compute_all, in its order.
+METRIC_NAMES = ("uplift", "uplift@k", "precision@k", "qini_coefficient", "auuc", "incremental_revenue")
 
 
 def _arrays(y, treatment, score) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -75,19 +84,47 @@ def top_k_count(n: int, k: float) -> int:
     return max(1, int(round(_check_k(k) * n)))
 
 
-def _order(score: np.ndarray) -> np.ndarray:
-    """Stable descending order (tied scores keep their input order)."""
-    return np.argsort(-score, kind="stable")
+@dataclasses.dataclass(frozen=True)
+class _Ranked:
+    """The rows in ranking order: stable descending score (tied scores keep their input
+    order). Every metric reads this one ranking (and its cumulative counts, computed once),
+    so ``compute_all`` sorts once."""
+
+    y: np.ndarray
+    t: np.ndarray  # bool
+    s: np.ndarray
+    order: np.ndarray  # input row of each ranked row
+
+    @cached_property
+    def cumulative(self):
+        return _cumulative(self)
+
+
+def _ranked(y, treatment, score) -> _Ranked:
+    y, t, s = _arrays(y, treatment, score)
+    order = descending_order(s)
+    return _Ranked(y[order], t[order], s[order], order)
 
 
 def _rate(num: float, den: float) -> float:
     return float(num / den) if den > 0 else math.nan
 
 
-def _top_k(y, treatment, score, k):
-    y, t, s = _arrays(y, treatment, score)
-    top = _order(s)[: top_k_count(len(y), k)]
-    return y, t, top
+def _uplift_at_k(r: _Ranked, k: float) -> float:
+    n_k = top_k_count(len(r.y), k)
+    yt, tt = r.y[:n_k], r.t[:n_k]
+    return _rate(yt[tt].sum(), tt.sum()) - _rate(yt[~tt].sum(), (~tt).sum())
+
+
+def _precision_at_k(r: _Ranked, k: float) -> float:
+    n_k = top_k_count(len(r.y), k)
+    yt, tt = r.y[:n_k], r.t[:n_k]
+    return _rate(yt[tt].sum(), tt.sum())
+
+
+def _uplift(r: _Ranked, k: float) -> float:
+    ate = _rate(r.y[r.t].sum(), r.t.sum()) - _rate(r.y[~r.t].sum(), (~r.t).sum())
+    return _uplift_at_k(r, k) - ate
 
 
 def uplift_at_k(y, treatment, score, k: float) -> float:
@@ -96,9 +133,7 @@ def uplift_at_k(y, treatment, score, k: float) -> float:
     ``uplift@k = Y_t(n_k) / N_t(n_k) - Y_c(n_k) / N_c(n_k)`` -- the treated response rate
     minus the control response rate among the ``n_k`` highest-scored customers.
     """
-    y, t, top = _top_k(y, treatment, score, k)
-    yt, tt = y[top], t[top]
-    return _rate(yt[tt].sum(), tt.sum()) - _rate(yt[~tt].sum(), (~tt).sum())
+    return _uplift_at_k(_ranked(y, treatment, score), k)
 
 
 def precision_at_k(y, treatment, score, k: float) -> float:
@@ -106,9 +141,7 @@ def precision_at_k(y, treatment, score, k: float) -> float:
 
     ``precision@k = Y_t(n_k) / N_t(n_k)``.
     """
-    y, t, top = _top_k(y, treatment, score, k)
-    yt, tt = y[top], t[top]
-    return _rate(yt[tt].sum(), tt.sum())
+    return _precision_at_k(_ranked(y, treatment, score), k)
 
 
 def uplift(y, treatment, score, k: float) -> float:
@@ -118,9 +151,7 @@ def uplift(y, treatment, score, k: float) -> float:
     observed average treatment effect of the whole evaluated population. 0 for a ranking
     no better than random (in expectation), positive when targeting by the model helps.
     """
-    y_, t, _ = _arrays(y, treatment, score)
-    ate = _rate(y_[t].sum(), t.sum()) - _rate(y_[~t].sum(), (~t).sum())
-    return uplift_at_k(y, treatment, score, k) - ate
+    return _uplift(_ranked(y, treatment, score), k)
 
 
 def incremental_revenue(
@@ -140,20 +171,22 @@ def incremental_revenue(
     holdout). The default (``population=1000``) reports it per 1,000 scored customers, so
     the value does not depend on the size of the holdout.
     """
-    r, t, top = _top_k(revenue, treatment, score, k)
-    n = len(r)
-    n_k = len(top)
-    rt, tt = r[top], t[top]
+    return _incremental_revenue(_ranked(revenue, treatment, score), k, offer_cost, population)
+
+
+def _incremental_revenue(r: _Ranked, k: float, offer_cost: float, population: int | None) -> float:
+    """incremental_revenue of a ranking whose ``y`` is the revenue."""
+    n = len(r.y)
+    n_k = top_k_count(n, k)
+    rt, tt = r.y[:n_k], r.t[:n_k]
     per_customer = _rate(rt[tt].sum(), tt.sum()) - _rate(rt[~tt].sum(), (~tt).sum()) - float(offer_cost)
     scale = 1.0 if population is None else float(population) / n
     return float(per_customer * n_k * scale)
 
 
-def _cumulative(y, treatment, score):
+def _cumulative(r: _Ranked):
     """Cumulative counts at the end of each tie group (with a leading 0 point)."""
-    y, t, s = _arrays(y, treatment, score)
-    order = _order(s)
-    y, t, s = y[order], t[order], s[order]
+    y, t, s = r.y, r.t, r.s
     # Last index of each run of equal scores.
     ends = np.r_[np.flatnonzero(np.diff(s) != 0), len(s) - 1]
     n = np.r_[0, ends + 1].astype(float)
@@ -172,7 +205,11 @@ def qini_curve(y, treatment, score) -> tuple[np.ndarray, np.ndarray]:
     the size of the treated group (Radcliffe 2007). ``Q(0) = 0``; ``Q(N)`` is the total
     incremental response, and the *random line* joins ``(0, 0)`` and ``(N, Q(N))``.
     """
-    n, n_t, n_c, y_t, y_c = _cumulative(y, treatment, score)
+    return _qini_curve(_ranked(y, treatment, score))
+
+
+def _qini_curve(r: _Ranked) -> tuple[np.ndarray, np.ndarray]:
+    n, n_t, n_c, y_t, y_c = r.cumulative
     with np.errstate(divide="ignore", invalid="ignore"):
         scaled = np.where(n_c > 0, y_c * n_t / np.where(n_c > 0, n_c, 1.0), 0.0)
     return n, y_t - scaled
@@ -184,7 +221,11 @@ def uplift_curve(y, treatment, score) -> tuple[np.ndarray, np.ndarray]:
     ``U(n) = (Y_t(n) / N_t(n) - Y_c(n) / N_c(n)) * n``: the observed uplift of the top
     ``n`` times ``n``; ``U(n) = 0`` while either group is still empty.
     """
-    n, n_t, n_c, y_t, y_c = _cumulative(y, treatment, score)
+    return _uplift_curve(_ranked(y, treatment, score))
+
+
+def _uplift_curve(r: _Ranked) -> tuple[np.ndarray, np.ndarray]:
+    n, n_t, n_c, y_t, y_c = r.cumulative
     ok = (n_t > 0) & (n_c > 0)
     with np.errstate(divide="ignore", invalid="ignore"):
         u = np.where(ok, (y_t / np.where(ok, n_t, 1.0) - y_c / np.where(ok, n_c, 1.0)) * n, 0.0)
@@ -206,6 +247,12 @@ def perfect_qini_curve(y, treatment) -> tuple[np.ndarray, np.ndarray]:
     return qini_curve(y_, t, y_ * np.where(t, 1.0, -1.0))
 
 
+def _perfect_qini_curve(r: _Ranked) -> tuple[np.ndarray, np.ndarray]:
+    # The curve only has points at the ends of tie groups of the oracle score, so the order
+    # the rows come in (here: the model's ranking) makes no difference.
+    return _qini_curve(_ranked(r.y, r.t, r.y * np.where(r.t, 1.0, -1.0)))
+
+
 def qini_coefficient(y, treatment, score) -> float:
     """qini_coefficient: area between the model's Qini curve and the random line, normalised.
 
@@ -219,11 +266,14 @@ def qini_coefficient(y, treatment, score) -> float:
     a random one, negative for a ranking worse than random; ``nan`` if the oracle curve is
     no better than the random line (no responders).
     """
-    y_, t, s = _arrays(y, treatment, score)
-    n, q = qini_curve(y_, t, s)
-    total = len(y_)
+    return _qini_coefficient(_ranked(y, treatment, score))
+
+
+def _qini_coefficient(r: _Ranked) -> float:
+    n, q = _qini_curve(r)
+    total = len(r.y)
     a_random = total * q[-1] / 2.0
-    n_p, q_p = perfect_qini_curve(y_, t)
+    n_p, q_p = _perfect_qini_curve(r)
     denom = _area(n_p, q_p) - a_random
     if denom <= 0:
         return math.nan
@@ -238,7 +288,11 @@ def auuc(y, treatment, score) -> float:
     targeting depths from 0 to 100%. A random ranking gives about ``ATE / 2``; a ranking
     that targets the responsive customers first gives more.
     """
-    n, u = uplift_curve(y, treatment, score)
+    return _auuc(_ranked(y, treatment, score))
+
+
+def _auuc(r: _Ranked) -> float:
+    n, u = _uplift_curve(r)
     total = n[-1]
     return _area(n / total, u / total)
 
@@ -250,16 +304,15 @@ def uplift_by_bins(y, treatment, score, bins: int = 10) -> dict[str, list]:
     (almost) equal size; per bin: ``observed`` = treated rate - control rate (``nan`` if a
     group is empty), ``predicted`` = mean score, ``count``.
     """
-    y_, t, s = _arrays(y, treatment, score)
-    order = _order(s)
+    r = _ranked(y, treatment, score)
     out: dict[str, list] = {"bin": [], "observed": [], "predicted": [], "count": []}
-    for i, idx in enumerate(np.array_split(order, bins), start=1):
+    for i, idx in enumerate(np.array_split(np.arange(len(r.y)), bins), start=1):
         if len(idx) == 0:
             continue
-        yt, tt = y_[idx], t[idx]
+        yt, tt = r.y[idx], r.t[idx]
         out["bin"].append(i)
         out["observed"].append(_rate(yt[tt].sum(), tt.sum()) - _rate(yt[~tt].sum(), (~tt).sum()))
-        out["predicted"].append(float(s[idx].mean()))
+        out["predicted"].append(float(r.s[idx].mean()))
         out["count"].append(len(idx))
     return out
 
@@ -274,14 +327,19 @@ def compute_all(
     offer_cost: float = 0.0,
     population: int | None = 1000,
 ) -> dict[str, float]:
-    """Every next_best_action metric of ``recipes.catalog.METRICS``, as plain floats."""
+    """Every next_best_action metric of ``recipes.catalog.METRICS``, as plain floats (one
+    ranking of the rows serves them all: the same values as the functions one by one)."""
+    r = _ranked(y, treatment, score)
+    rev = np.asarray(revenue, dtype=float).ravel()
+    if len(rev) != len(r.y):
+        raise ValueError(f"length mismatch: revenue={len(rev)}, y={len(r.y)}")
     return {
-        "uplift": float(uplift(y, treatment, score, k)),
-        "uplift@k": float(uplift_at_k(y, treatment, score, k)),
-        "precision@k": float(precision_at_k(y, treatment, score, k)),
-        "qini_coefficient": float(qini_coefficient(y, treatment, score)),
-        "auuc": float(auuc(y, treatment, score)),
+        "uplift": float(_uplift(r, k)),
+        "uplift@k": float(_uplift_at_k(r, k)),
+        "precision@k": float(_precision_at_k(r, k)),
+        "qini_coefficient": float(_qini_coefficient(r)),
+        "auuc": float(_auuc(r)),
         "incremental_revenue": float(
-            incremental_revenue(revenue, treatment, score, k, offer_cost=offer_cost, population=population)
+            _incremental_revenue(dataclasses.replace(r, y=rev[r.order]), k, offer_cost, population)
         ),
     }

@@ -21,6 +21,7 @@ from playwright.sync_api import TimeoutError as PlaywrightTimeout
 from playwright.sync_api import expect
 
 from models_registry.models import MLModel, ModelStatus
+from monitoring.models import Comparison
 from recipes import client_services
 from recipes.models import Client, ClientRole, Recipe
 from runs.models import Run, RunStatus
@@ -140,6 +141,9 @@ def page_urls(base: str) -> Iterator[tuple[str, str]]:
     ids = max(succeeded.values(), key=len)[:3]
     assert len(ids) >= 2, "the demo has no recipe with two succeeded runs to compare"
     yield "compare", f"{base}{reverse('pages:run-compare')}?ids={','.join(ids)}"
+    comparison = Comparison.objects.order_by("created_at").first()  # a retrain's, in the demo
+    if comparison is not None:
+        yield "model comparison", f"{base}{reverse('pages:comparison', args=[comparison.pk])}"
     yield "not found", f"{base}/model-development/runs/run_does_not_exist"
 
 

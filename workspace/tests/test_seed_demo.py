@@ -6,7 +6,8 @@ import pytest
 from django.core.management import CommandError, call_command
 
 from models_registry.models import MLModel
-from monitoring.models import Alert, MonitorSnapshot, ScoringBatch
+from monitoring.models import Alert, MonitorSnapshot, Retrain, ScoringBatch
+from notifications.models import Webhook
 from recipes.models import ClientMembership, Recipe, RecipeVersion
 from recipes.selectors import recipe_upstream
 from runs.models import Run
@@ -98,8 +99,9 @@ def test_seed_demo_builds_everything_through_real_runs_and_only_once():
     models = {m.name: m for m in MLModel.objects.all()}
     assert {m.status for m in models.values()} == {"registered", "staging", "production", "archived"}
     for model in models.values():
-        # Every model but the one whose training failed has a real artifact from its train run.
-        trained = model.status != "registered"
+        # Every model but the one whose training failed has a real artifact from its train run
+        # (a challenger the retrain did not promote stays registered, trained).
+        trained = model.status != "registered" or model.challenger_of_id is not None
         assert bool(model.artifacts_json.get("model")) is trained
         assert (model.training_run is not None and model.training_run.status == "succeeded") is trained
 
@@ -114,39 +116,61 @@ def test_seed_demo_builds_everything_through_real_runs_and_only_once():
     assert all(r.metrics_json for r in runs.filter(status="succeeded").exclude(run_type="score"))
     assert all(r.artifacts_json["scoring"]["rows"] for r in runs.filter(run_type="score"))
 
+    # The loop: the site scorer watched daily, a covariate-drift episode, then a concept change
+    # that stays. Each opening of the calibration alert starts a retrain (the check does); the
+    # first challenger (covariate drift: nothing to learn) is not better and the champion stays;
+    # the second learned the new ground truth, wins on the same held-out window and replaces it.
     scorer = models["BurgerBay site scorer"]
-    assert scorer.status == "production"
-    # The daily checks, then the checks of its scored batches (deployment.mode: batch).
-    snapshots = scorer.snapshots.order_by("captured_at")
-    assert snapshots.count() == DAYS + SCORED_BATCHES
-    assert {s.source for s in snapshots} == {"scheduled"}
-    shifted = [s.drift_metrics_json["max_psi"] for i, s in enumerate(snapshots) if i in drift_schedule(DAYS)]
-    calm = [s.drift_metrics_json["max_psi"] for i, s in enumerate(snapshots) if i not in drift_schedule(DAYS)]
+    assert scorer.status == "staging"
+    retrains = list(Retrain.objects.filter(recipe=scorer.recipe).order_by("created_at"))
+    assert [(r.trigger, r.status, r.decision) for r in retrains] == [
+        ("alert", "decided", "kept"),
+        ("alert", "decided", "promoted"),
+    ]
+    assert all(r.champion == scorer and r.trigger_json["alert"] == "calibration_critical" for r in retrains)
+    kept, promoted = retrains
+    assert kept.comparison_json["improvement"] < 0.02 <= promoted.comparison_json["improvement"]
+    assert promoted.window_json["holdout"]["concept"] == promoted.window_json["train"]["concept"]
+    champion = promoted.challenger
+    assert champion.status == "production" and champion.challenger_of == scorer
+    assert kept.challenger.status == "registered"
+    # The old champion's daily checks up to the promotion, the new one's after it: consecutive
+    # windows of one world; the concept-change days carry the concept and no feature drift.
+    daily = list(scorer.snapshots.order_by("captured_at")) + list(
+        champion.snapshots.filter(source="scheduled", data_freshness_json__batch__has_key="concept")
+        .exclude(pk__in=ScoringBatch.objects.values("snapshot"))
+        .order_by("captured_at")
+    )
+    assert len(daily) == DAYS
+    assert {s.source for s in daily} == {"scheduled"}
+    shifted = [s.drift_metrics_json["max_psi"] for i, s in enumerate(daily) if i in drift_schedule(DAYS)]
+    calm = [s.drift_metrics_json["max_psi"] for i, s in enumerate(daily) if i not in drift_schedule(DAYS)]
     assert min(shifted) > 0.2 > max(calm)
     drift_alert = scorer.alerts.get(name="feature_drift")
     assert drift_alert.state == "resolved"
     assert drift_alert.fired_at < drift_alert.resolved_at
     assert drift_alert.first_snapshot.captured_at == drift_alert.fired_at
-    # One world (the training seed), consecutive windows; a concept-drift episode: the
-    # performance alerts fire while no feature drifts, and resolve after it.
-    batches = [s.data_freshness_json["batch"] for s in snapshots]
+    batches = [s.data_freshness_json["batch"] for s in daily]
     assert {b["seed"] for b in batches} == {scorer.training_run.params_json["synthetic"]["seed"]}
-    assert all(b["window"]["start"] > a["window"]["end"] for a, b in zip(batches, batches[1:], strict=False))
-    changed = [s for i, s in enumerate(snapshots) if i in concept_schedule(DAYS)]
+    changed = [s for i, s in enumerate(daily) if i in concept_schedule(DAYS)]
     assert changed and all(s.data_freshness_json["batch"]["concept"] for s in changed)
-    for s in changed:
-        assert s.drift_metrics_json["drifted_count"] == 0
-        assert any(r.get("firing") for r in s.alerts_json.values()), s.performance_metrics_json
-    assert not scorer.alerts.filter(state="firing").exists()
+    assert all(s.drift_metrics_json["drifted_count"] == 0 for s in changed)
+    opened = scorer.alerts.filter(name="calibration_critical").order_by("fired_at").last()
+    assert opened.first_snapshot.data_freshness_json["batch"]["concept"]
+    assert promoted.trigger_json["snapshot_id"] == opened.first_snapshot_id
+    assert not champion.alerts.filter(state="firing").exists()  # the new champion is healthy
     assert models["Skyline Mobile retention uplift"].snapshots.exists()
-    # Scored batches: real score runs, each checked; the oldest has its outcomes.
-    scored = list(ScoringBatch.objects.filter(model=scorer).order_by("scheduled_for"))
+    # The new champion's scored batches: real score runs, each checked; the oldest has its
+    # outcomes, recorded as a snapshot of their own.
+    scored = list(ScoringBatch.objects.filter(model=champion).order_by("scheduled_for"))
     assert len(scored) == SCORED_BATCHES
     assert all(b.run.run_type == "score" and b.run.status == "succeeded" and b.snapshot for b in scored)
-    assert [b.snapshot for b in scored] == list(snapshots)[DAYS:]
     assert scored[0].outcome_rows == scored[0].run.artifacts_json["scoring"]["rows"]
     assert scored[0].unmatched_rows == 0 and scored[0].performance_json
+    assert scored[0].outcome_snapshot.source == "outcomes"
     assert all(b.outcomes_at is None for b in scored[1:])
+    hook = Webhook.objects.get(client=scorer.recipe.client)
+    assert not hook.active and "retrain.decided" in hook.events
 
     before = _counts()
     again = _seed()

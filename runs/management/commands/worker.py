@@ -3,9 +3,10 @@
 Two threads beside the task loop: the reaper, every RUN_REAP_SECONDS, fails runs whose worker
 was lost (and closes their stages and task rows) — kept apart from the slower housekeeping so
 a long monitoring check never delays it; housekeeping, at start and then every
-WORKER_HOUSEKEEPING_SECONDS, runs due monitoring checks and sweeps what crashed processes
-left behind (runs.housekeeping). Start as many workers as you like, on one machine or many
-sharing one PostgreSQL database: every step is safe to run from several at once.
+WORKER_HOUSEKEEPING_SECONDS, runs due monitoring checks, sweeps what crashed processes
+left behind (runs.housekeeping) and sends the webhook deliveries that are due (the retries, and
+any whose task has not run yet: notifications.delivery). Start as many workers as you like, on
+one machine or many sharing one PostgreSQL database: every step is safe to run from several at once.
 """
 
 import logging
@@ -19,6 +20,7 @@ from django.db import close_old_connections
 
 from mlworkspace.health import WorkerHeartbeatThread
 from monitoring.scheduler import run_due_checks
+from notifications.delivery import deliver_due
 from runs.executor import reap_stale_runs
 from runs.housekeeping import sweep_orphans
 
@@ -37,7 +39,7 @@ def reap() -> None:
 
 def housekeeping() -> None:
     close_old_connections()
-    for step in (sweep_orphans, run_due_checks):
+    for step in (sweep_orphans, run_due_checks, deliver_due):
         try:
             step()
         except Exception:  # keep the worker alive; the next round retries

@@ -1,0 +1,49 @@
+"""Writes on runs and datasets, by concern (log lines are written by runs.logs):
+
+* ``lifecycle``  a synthetic request resolved, a run started (numbered per recipe, enqueued
+  for a worker on commit), retried, cancelled, dated for seeded history;
+* ``finish``     the end of a run: the executor's ``run_finish`` and an external runner's
+  ``run_report`` (outcome, final log line, stages closed, the result attached to its model);
+* ``datasets``   upload and profile, the scoring-input mark, readiness, usage, delete.
+
+Callers import from ``runs.services``; the names below are the package's interface.
+"""
+
+from .datasets import (
+    dataset_create,
+    dataset_delete,
+    dataset_fail_stale_profiles,
+    dataset_profile,
+    dataset_require_ready,
+    dataset_set_purpose,
+    dataset_usage,
+)
+from .finish import close_stages, run_deploys, run_finish, run_report
+from .lifecycle import (
+    MAX_SYNTHETIC_ROWS,
+    run_cancel,
+    run_move_in_time,
+    run_retry,
+    run_start,
+    synthetic_resolve,
+)
+
+__all__ = [
+    "MAX_SYNTHETIC_ROWS",
+    "close_stages",
+    "dataset_create",
+    "dataset_delete",
+    "dataset_fail_stale_profiles",
+    "dataset_profile",
+    "dataset_require_ready",
+    "dataset_set_purpose",
+    "dataset_usage",
+    "run_cancel",
+    "run_deploys",
+    "run_finish",
+    "run_move_in_time",
+    "run_report",
+    "run_retry",
+    "run_start",
+    "synthetic_resolve",
+]
