@@ -37,7 +37,8 @@ from runs.services import dataset_require_ready, synthetic_resolve
 
 from .. import comparison as stats
 from .. import drift as drift_lib
-from ..models import Comparison, MonitorSnapshot, Retrain
+from ..models import Comparison, Retrain
+from ..selectors import last_synthetic_batch
 
 REPLICATES = 200
 LEVEL = 0.95
@@ -46,22 +47,11 @@ MAX_MODELS = 5
 
 def newest_labelled_batch(model: MLModel) -> dict | None:
     """The newest synthetic batch (in the model's world) it was checked or scored on, as
-    recorded, with its concept; None if it has none."""
+    recorded, with its concept and no shift (a comparison is on unshifted data); None if it
+    has none. The query is the one the next check continues from (last_synthetic_batch)."""
     training = model_training_batch(model) or {}
-    seed = int(training.get("seed") or 0)
-    recent = (
-        MonitorSnapshot.objects.filter(
-            model=model, source__in=("check", "scheduled"), data_freshness_json__has_key="batch"
-        )
-        .order_by("-captured_at", "-id")
-        .values_list("data_freshness_json", flat=True)[:50]
-    )
-    for details in recent:
-        batch = (details or {}).get("batch") or {}
-        if batch.get("source") == "synthetic" and batch.get("seed") == seed and batch.get("window"):
-            keep = ("rows", "seed", "world", "window", "concept")
-            return {k: batch.get(k) for k in keep} | {"shift": {}}
-    return None
+    batch = last_synthetic_batch(model, int(training.get("seed") or 0), training=training)
+    return batch | {"shift": {}} if batch else None
 
 
 def comparison_frame(window: dict, family_name: str) -> tuple[pd.DataFrame, str]:
