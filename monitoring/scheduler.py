@@ -49,12 +49,19 @@ DEFAULT_SCHEDULE = "0 6 * * *"
 SCHEDULED_BATCH_ROWS = 5000
 
 
-def next_due(manifest: dict, after: datetime) -> datetime:
-    expression = ((manifest or {}).get("deployment") or {}).get("schedule") or DEFAULT_SCHEDULE
+def _next_slot(expression: str | None, after: datetime) -> datetime | None:
+    """The first time after `after` that a cron expression names; None for none or a bad one."""
+    if not expression:
+        return None
     try:
         return next(CronSim(expression, after))
     except (CronSimError, StopIteration):
-        return next(CronSim(DEFAULT_SCHEDULE, after))
+        return None
+
+
+def next_due(manifest: dict, after: datetime) -> datetime:
+    expression = ((manifest or {}).get("deployment") or {}).get("schedule")
+    return _next_slot(expression, after) or _next_slot(DEFAULT_SCHEDULE, after)
 
 
 def claim_due(model: MLModel, now: datetime) -> bool:
@@ -136,12 +143,7 @@ def run_due_checks(now: datetime | None = None) -> list[str]:
 
 def _retrain_due(manifest: dict, after: datetime) -> datetime | None:
     policy = retrain_policy(manifest)
-    if policy is None or not policy.schedule:
-        return None
-    try:
-        return next(CronSim(policy.schedule, after))
-    except (CronSimError, StopIteration):
-        return None
+    return _next_slot(policy.schedule if policy is not None else None, after)
 
 
 def retrain_scheduled(now: datetime | None = None) -> list[str]:
