@@ -30,6 +30,32 @@ def neutralise(value):
     return value
 
 
+def _neutralised(series: pd.Series) -> pd.Series:
+    """`series` with its formula cells neutralised, vectorised: the same cells as
+    ``neutralise`` one by one, found by pandas' string methods (Arrow's for a string
+    column) instead of a Python call per cell."""
+    if isinstance(series.dtype, pd.CategoricalDtype):
+        categories = [neutralise(c) for c in series.cat.categories]
+        if len(set(categories)) == len(categories):  # "=a" beside "'=a" would merge: per cell
+            return series.cat.rename_categories(categories)
+        series = series.astype(object)
+    if pd.api.types.is_object_dtype(series) and pd.api.types.infer_dtype(series) == "string":
+        series = series.astype("str")  # text only: Arrow's string kernels, not Python's
+    try:
+        # Non-text cells of an object column are NaN to the string methods: never a formula.
+        suspect = series.str.startswith(FORMULA_STARTS, na=False).to_numpy(dtype=bool)
+    except AttributeError:  # an object column without any text
+        return series
+    if not suspect.any():
+        return series
+    text = series[suspect]
+    formula = suspect.copy()
+    formula[suspect] = ~text.str.fullmatch(_PLAIN_NUMBER.pattern, na=False).to_numpy(dtype=bool)
+    values = series.to_numpy(dtype=object, copy=True)
+    values[formula] = "'" + values[formula]
+    return pd.Series(values, index=series.index, name=series.name, dtype=object)
+
+
 def safe_frame(frame: pd.DataFrame) -> pd.DataFrame:
     """A copy of `frame` whose text cells and header names cannot start a formula."""
     out = frame.copy()
@@ -40,7 +66,7 @@ def safe_frame(frame: pd.DataFrame) -> pd.DataFrame:
             or pd.api.types.is_string_dtype(series)
             or isinstance(series.dtype, pd.CategoricalDtype)
         ):
-            out.isetitem(index, series.astype(object).map(neutralise))
+            out.isetitem(index, _neutralised(series))
     out.columns = [neutralise(str(c)) if isinstance(c, str) else c for c in frame.columns]
     return out
 

@@ -43,6 +43,7 @@ from prometheus_client.registry import Collector
 
 from mlworkspace.health import queue_counts
 from mlworkspace.models import WorkerHeartbeat
+from models_registry.models import ModelStatus
 from monitoring.models import Alert, AlertState
 from runs.models import Run, RunStatus
 
@@ -200,11 +201,13 @@ class DatabaseCollector(Collector):
 
         alerts = GaugeMetricFamily(
             "mlworkspace_alerts_firing",
-            "Monitoring alerts firing now, by model family and severity.",
+            "Monitoring alerts firing now on production models, by model family and severity.",
             labels=["family", "severity"],
         )
         rows = (
-            Alert.objects.filter(state=AlertState.FIRING)
+            # A model that left production is no longer checked: its last alerts stay as they
+            # were on its page, but nobody is paged for them.
+            Alert.objects.filter(state=AlertState.FIRING, model__status=ModelStatus.PRODUCTION)
             .values("model__recipe__model_family", "severity")
             .annotate(n=Count("id"))
             .order_by()

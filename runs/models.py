@@ -6,6 +6,7 @@ from django.utils import timezone
 from mlworkspace.fields import JSONField
 from recipes.access import client_scope
 
+from . import tracking
 from .metrics import check_breaches, primary_check
 
 
@@ -182,6 +183,10 @@ class Run(models.Model):
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     retry_of = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    # A child run: a trial of a tune run, a nested run of an MLflow script.
+    parent = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.CASCADE, related_name="children"
+    )
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
@@ -281,3 +286,89 @@ class RunLog(models.Model):
 
     def __str__(self):
         return f"{self.run_id}#{self.seq}"
+
+
+# ----------------------------------------------------------------------------- tracking
+# A run's params, metrics and tags as narrow key/value rows, so runs can be filtered and
+# ordered by any of them on SQLite and PostgreSQL (issue #15; bench/README.md §8 measured
+# the choice). Written only by runs.services.tracking; the run's metrics_json / params_json
+# stay the run's own record (what the pipeline or the reporter said), these rows index it.
+
+
+class RunParam(models.Model):
+    """One param of a run, as text (MLflow's params are strings) and, when the text is a
+    number, also as one (`params.max_depth > 4` and ordering compare numbers, not text).
+    Params are immutable: logging another value for a key is refused."""
+
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="param_rows")
+    key = models.CharField(max_length=tracking.KEY_LENGTH)
+    value = models.TextField()
+    value_num = models.FloatField(null=True, blank=True)
+
+    class Meta:
+        db_table = "ml_run_param"
+        constraints = [models.UniqueConstraint(fields=["run", "key"], name="ml_run_param_unique")]
+        # Filter-only searches (`params.max_depth = 6` with no metric order) walk this index;
+        # text values are compared on the (run, key) row.
+        indexes = [models.Index(fields=["key", "value_num"], name="ml_run_param_num_idx")]
+
+    def __str__(self):
+        return f"{self.run_id}:{self.key}={self.value[:40]}"
+
+
+class RunTag(models.Model):
+    """One tag of a run (free text; setting a tag again replaces its value)."""
+
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="tag_rows")
+    key = models.CharField(max_length=tracking.KEY_LENGTH)
+    value = models.TextField(blank=True, default="")
+
+    class Meta:
+        db_table = "ml_run_tag"
+        constraints = [models.UniqueConstraint(fields=["run", "key"], name="ml_run_tag_unique")]
+
+    def __str__(self):
+        return f"{self.run_id}:{self.key}"
+
+
+class RunMetric(models.Model):
+    """A run's latest value of one metric (the one a search filters and orders by): the value
+    logged at the highest step, the latest timestamp breaking ties, as MLflow keeps it. NaN is
+    stored as null with `is_nan` (SQLite has no NaN)."""
+
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="metric_rows")
+    key = models.CharField(max_length=tracking.KEY_LENGTH)
+    value = models.FloatField(null=True, blank=True)
+    is_nan = models.BooleanField(default=False)
+    step = models.BigIntegerField(default=0)
+    timestamp = models.BigIntegerField()  # milliseconds since the epoch, as MLflow's
+
+    class Meta:
+        db_table = "ml_run_metric"
+        constraints = [models.UniqueConstraint(fields=["run", "key"], name="ml_run_metric_unique")]
+        # `order_by=metrics.MAPE` walks this index in order; `metrics.MAPE < 0.15` is a range.
+        indexes = [models.Index(fields=["key", "value", "run"], name="ml_run_metric_value_idx")]
+
+    def __str__(self):
+        return f"{self.run_id}:{self.key}={self.value}"
+
+
+class MetricPoint(models.Model):
+    """One logged value of a metric at a step (a training curve, a fold of a backtest): the
+    metric's history. Steps may repeat (MLflow allows it); the history is read in
+    (step, timestamp) order."""
+
+    id = models.BigAutoField(primary_key=True)
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="metric_points")
+    key = models.CharField(max_length=tracking.KEY_LENGTH)
+    value = models.FloatField(null=True, blank=True)
+    is_nan = models.BooleanField(default=False)
+    step = models.BigIntegerField(default=0)
+    timestamp = models.BigIntegerField()
+
+    class Meta:
+        db_table = "ml_metric_point"
+        indexes = [models.Index(fields=["run", "key", "step", "timestamp"], name="ml_metric_point_idx")]
+
+    def __str__(self):
+        return f"{self.run_id}:{self.key}@{self.step}"

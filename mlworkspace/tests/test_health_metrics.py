@@ -13,6 +13,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from mlworkspace import health, metrics
 from mlworkspace.models import WorkerHeartbeat
+from models_registry.models import MLModel, ModelStatus
 from monitoring.models import Alert
 from recipes.models import Recipe
 from runs.models import Run
@@ -209,14 +210,18 @@ def test_metrics_report_runs_durations_queue_alerts_and_workers_from_the_databas
     _run(nba, 2, "running", None)
     _run(nba, 3, "queued", None)
     model = register(user, "recipe_pricing_base")
+    MLModel.objects.filter(pk=model.pk).update(status=ModelStatus.PRODUCTION)
+    retired = register(user, "recipe_pricing_base")  # left production: its alert is not paged
+    MLModel.objects.filter(pk=retired.pk).update(status=ModelStatus.ARCHIVED)
     now = timezone.now()
-    for name, severity, state in [
-        ("mape", "critical", "firing"),
-        ("drift", "warning", "firing"),
-        ("x", "warning", "resolved"),
+    for owner, name, severity, state in [
+        (model, "mape", "critical", "firing"),
+        (model, "drift", "warning", "firing"),
+        (model, "x", "warning", "resolved"),
+        (retired, "mape", "critical", "firing"),
     ]:
         Alert.objects.create(
-            model=model,
+            model=owner,
             name=name,
             severity=severity,
             state=state,

@@ -4,7 +4,9 @@
   for a worker on commit), retried, cancelled, dated for seeded history;
 * ``finish``     the end of a run: the executor's ``run_finish`` and an external runner's
   ``run_report`` (outcome, final log line, stages closed, the result attached to its model);
-* ``datasets``   upload and profile, the scoring-input mark, readiness, usage, delete.
+* ``datasets``   upload and profile, the scoring-input mark, readiness, usage, delete;
+* ``tracking``   a run's params, metrics (latest value and history) and tags as searchable
+  rows (runs.tracking holds their rules).
 
 Callers import from ``runs.services``; the names below are the package's interface.
 """
@@ -27,6 +29,7 @@ from .lifecycle import (
     run_start,
     synthetic_resolve,
 )
+from .tracking import tracking_index_metrics, tracking_index_params, tracking_log
 
 __all__ = [
     "MAX_SYNTHETIC_ROWS",
@@ -46,4 +49,7 @@ __all__ = [
     "run_retry",
     "run_start",
     "synthetic_resolve",
+    "tracking_index_metrics",
+    "tracking_index_params",
+    "tracking_log",
 ]

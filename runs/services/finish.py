@@ -21,6 +21,7 @@ from ..models import (
     RunStatus,
     RunType,
 )
+from .tracking import tracking_index_metrics
 
 
 def run_deploys(run: Run) -> bool:
@@ -103,6 +104,8 @@ def run_finish(
         if updated:
             for name, value in fields.items():
                 setattr(run, name, value)
+            if result is not None:
+                tracking_index_metrics(run=run, metrics=fields["metrics_json"])
             if _attach_result(run):
                 run_log(
                     run=run,
@@ -166,6 +169,7 @@ def run_report(
     if metrics_json is not None:
         for name, value in _outcome_fields(run, metrics_json).items():
             setattr(run, name, value)
+        tracking_index_metrics(run=run, metrics=run.metrics_json)
     if artifacts_json is not None:
         run.artifacts_json = artifacts_json
     if error is not None:

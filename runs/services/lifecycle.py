@@ -30,6 +30,7 @@ from ..models import (
 )
 from ..tasks import enqueue_run
 from .datasets import dataset_require_ready
+from .tracking import tracking_index_params
 
 MAX_SYNTHETIC_ROWS = 5_000_000
 
@@ -160,6 +161,7 @@ def run_start(
     if at is not None:  # created_at is auto_now_add: only an update sets it
         Run.objects.filter(pk=run.pk).update(created_at=at, updated_at=at)
         run.created_at = run.updated_at = at
+    tracking_index_params(run=run)
     audit.record(user, "run.start", run, changes=audit.created(run), at=at)
     if executor == Executor.WORKSPACE:
         transaction.on_commit(lambda: enqueue_run(run.id))

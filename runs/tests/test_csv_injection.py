@@ -126,3 +126,32 @@ def test_a_train_run_on_an_upload_with_formulas_exports_them_neutralised(api_cli
     # Numbers are unchanged (and still numbers).
     for column in ("price", "predicted_units", "recommended_price"):
         assert exported[column].tolist() == pytest.approx(original[column].tolist())
+
+
+def test_safe_frame_neutralises_exactly_the_cells_neutralise_does():
+    """safe_frame is vectorised; cell by cell it must agree with neutralise on every kind of
+    column: text, text with gaps, mixed objects, numbers kept as objects, categories (also
+    ones whose neutralised names would collide) and pandas' string dtype."""
+    import numpy as np
+
+    cells = [*HOSTILE, "-1.5", "+3", "1e-5", "plain", "", "\tcmd", "'=already"]
+    frame = pd.DataFrame(
+        {
+            "text": pd.Series(cells, dtype=object),
+            "gaps": pd.Series([None, "=x", np.nan, "ok", "-7", "@a", None, "b", "+", "-", "="], dtype=object),
+            "mixed": pd.Series([1, "=x", 2.5, None, np.str_("=np"), b"=bytes", "-1", True, "t", "x", "="]),
+            "numbers": pd.Series([-1, 2, -3, 4, 5, 6, 7, 8, 9, 10, 11], dtype=object),
+            "category": pd.Categorical(["=a", "b"] * 5 + ["=a"]),
+            "colliding": pd.Categorical(["=a", "'=a"] * 5 + ["=a"]),
+            "string": pd.Series(
+                ["=s", None, "-2", "x", "@", "=s", "+1e3", "y", "z", "-", "-.5"], dtype="string"
+            ),
+        }
+    )
+    out = safe_frame(frame)
+    for column in frame.columns:
+        expected = [neutralise(v) for v in frame[column].astype(object).tolist()]
+        got = out[column].astype(object).tolist()
+        assert [None if pd.isna(v) else v for v in got] == [None if pd.isna(v) else v for v in expected], (
+            column
+        )
