@@ -46,7 +46,12 @@ class ExperimentStartForm(forms.Form):
 
     def __init__(self, *args, candidates, **kwargs):
         super().__init__(*args, **kwargs)
-        self.fields["challenger"].choices = [(m.pk, f"{m.name} ({m.status})") for m in candidates]
+        # A blank first choice: the browser asks for one, and a form sent without one comes
+        # back showing none chosen next to its error (not the first model, as if chosen).
+        self.fields["challenger"].choices = [
+            ("", "Choose a challenger"),
+            *((m.pk, f"{m.name} ({m.status})") for m in candidates),
+        ]
 
     def start_kwargs(self) -> dict:
         data = self.cleaned_data

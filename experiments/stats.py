@@ -217,8 +217,9 @@ def analyse(
     if result["significant"]:
         result["statement"] = (
             f"Final: the challenger's {result['kind']} is {direction} than the champion's by "
-            f"{_fmt(difference)} ({_fmt(result['difference']['low'])} to "
-            f"{_fmt(result['difference']['high'])}), p = {_fmt(p_value)} < {alpha}: significant."
+            f"{_fmt(abs(difference))} (challenger − champion: {_fmt(difference)}, "
+            f"{_fmt(result['difference']['low'])} to {_fmt(result['difference']['high'])}), "
+            f"p = {_fmt(p_value)} < {alpha}: significant."
         )
     else:
         result["statement"] = (

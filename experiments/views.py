@@ -75,10 +75,13 @@ def experiment_stop(request: HttpRequest, experiment_id: str) -> HttpResponse:
         messages.error(request, exc.detail)
     else:
         if result["promoted"]:
+            # The replaced model by its name (it is the champion, unless that changed meanwhile).
+            names = {experiment.champion_id: f"“{experiment.champion.name}”"}
+            replaced = ", ".join(names.get(pk, pk) for pk in result["replaced"])
             messages.success(
                 request,
                 f"Stopped. “{experiment.challenger.name}” is now the production model; "
-                f"{', '.join(result['replaced']) or 'no model'} went to staging.",
+                f"{replaced or 'no model'} went to staging.",
             )
         else:
             messages.success(

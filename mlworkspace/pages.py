@@ -16,7 +16,7 @@ from models_registry import views as model_views
 from notifications import views as notification_views
 from recipes import client_views
 from recipes import views as recipe_views
-from runs import dataset_views
+from runs import dataset_views, tuning_views
 from runs import views as run_views
 from workspace import views as workspace_views
 
@@ -94,6 +94,13 @@ urlpatterns = [
     path("model-development/runs/<str:run_id>/logs", run_views.run_logs, name="run-logs"),
     path("model-development/runs/<str:run_id>/cancel", run_views.run_cancel, name="run-cancel"),
     path("model-development/runs/<str:run_id>/retry", run_views.run_retry, name="run-retry"),
+    # A tune run's study (runs/tuning_views.py) and its "Save best as new version".
+    path("model-development/runs/<str:run_id>/study", tuning_views.run_study, name="run-study"),
+    path(
+        "model-development/runs/<str:run_id>/study/save-best",
+        tuning_views.run_study_save_best,
+        name="run-study-save-best",
+    ),
     # Clients: list + create (workspace admins), a client's team and recipes.
     path("model-development/clients/", client_views.client_list, name="clients"),
     path("model-development/clients/<str:client_id>", client_views.client_detail, name="client"),

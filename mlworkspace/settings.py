@@ -87,6 +87,7 @@ INSTALLED_APPS = [
     "assistant",
     "notifications",
     "experiments",
+    "mlflow_api",
     "workspace",
 ]
 
@@ -266,6 +267,8 @@ SPECTACULAR_SETTINGS = {
     "ENUM_NAME_OVERRIDES": {
         "RecipeStatusEnum": "recipes.models.RecipeStatus",
         "RunStatusEnum": "runs.models.RunStatus",
+        "RunTypeEnum": "runs.models.RunType",
+        "RunTypeInputEnum": "runs.models.STARTABLE_RUN_TYPES",
         "ModelStatusEnum": "models_registry.models.ModelStatus",
         "LevelEnum": "recipes.models.Level",
         "LevelInputEnum": "recipes.catalog.LEVELS",

@@ -7,6 +7,7 @@ from rest_framework.routers import DefaultRouter
 
 from assistant.api import ChatConversationView, ChatView
 from experiments.api import ExperimentViewSet
+from mlflow_api.export_api import RunExportView
 from mlworkspace import health, metrics
 from models_registry.api import MLModelViewSet
 from monitoring.api import (
@@ -23,6 +24,7 @@ from notifications.api import WebhookViewSet
 from recipes.api import ManifestValidateViewSet, RecipeViewSet
 from recipes.client_api import ClientDetailView, ClientListView, ClientMembersView, ClientMemberView
 from runs.api import DatasetViewSet, RunViewSet
+from runs.tuning_api import RunStudySaveBestView, RunStudyView
 
 
 class Router(DefaultRouter):
@@ -80,14 +82,25 @@ api_patterns = [
         name="client-member",
     ),
     re_path(r"^chat/?$", ChatView.as_view(), name="chat"),
+    # A tune run's study and "save best as new version" (runs/tuning_api.py).
+    re_path(r"^runs/(?P<run_id>[^/]+)/study/?$", RunStudyView.as_view(), name="run-study"),
+    re_path(
+        r"^runs/(?P<run_id>[^/]+)/study/save-best/?$",
+        RunStudySaveBestView.as_view(),
+        name="run-study-save-best",
+    ),
     path("", include("audit.urls")),  # GET audit
     re_path(r"^chat/(?P<conversation_id>[^/]+)/?$", ChatConversationView.as_view(), name="chat-conversation"),
+    # An MLflow export of one run (mlflow_api); before the router, whose runs/{id} it extends.
+    re_path(r"^runs/(?P<run_id>[^/]+)/export/?$", RunExportView.as_view(), name="run-export"),
     *router.urls,
 ]
 
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/ml-development/", include(api_patterns)),
+    # The MLflow-compatible tracking API: MLFLOW_TRACKING_URI=http://<host>/mlflow (mlflow_api).
+    path("mlflow/", include("mlflow_api.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     # The template adds the CSP nonce to drf-spectacular's inline <style> and init <script>.
     path(

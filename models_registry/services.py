@@ -108,7 +108,7 @@ def model_set_status(
     replaced = []
     now = at or timezone.now()  # `at`: the move's time in seeded history (the demo)
     if status == ModelStatus.PRODUCTION:
-        if not model.artifacts_json:
+        if not (model.artifacts_json or {}).get("model"):  # files logged by MLflow are not servable
             raise Conflict(
                 "The model has no trained artifact yet; run a train run with this model_id first.",
                 [{"path": "/status", "message": "no trained artifact"}],

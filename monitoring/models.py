@@ -131,6 +131,11 @@ class ScoringBatch(models.Model):
     scheduled_for = models.DateTimeField()
     # Set by the worker that claimed the batch's check (a conditional update), then the snapshot.
     check_started_at = models.DateTimeField(null=True, blank=True)
+    # How many times a worker claimed the check (the same conditional update): the workers
+    # stop claiming it after monitoring.selectors.CHECK_MAX_ATTEMPTS.
+    check_attempts = models.PositiveSmallIntegerField(default=0)
+    # The last failed check's exception ("RuntimeError: ..."), kept after a later success.
+    check_error = models.TextField(blank=True, default="")
     snapshot = models.ForeignKey(
         MonitorSnapshot, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
@@ -241,6 +246,20 @@ class Retrain(models.Model):
 
     def __str__(self):
         return f"{self.id} ({self.status})"
+
+    @property
+    def decision_label(self) -> str:
+        """The decision in words. A challenger left to a person ("review") says what the
+        person did once they did it: promoted it (by hand or by an A/B test's stop), or
+        archived it. Needs `challenger` selected."""
+        challenger = self.challenger if self.challenger_id else None
+        if self.decision != RetrainDecision.REVIEW or challenger is None:
+            return self.get_decision_display()
+        if challenger.promoted_at is not None:
+            return "Challenger promoted by a person"
+        if challenger.status == "archived":
+            return "Challenger archived by a person"
+        return self.get_decision_display()
 
 
 class Comparison(models.Model):

@@ -32,13 +32,14 @@ from runs.models import Dataset, RunStatus
 from runs.selectors import model_training_batch
 
 from .models import RetrainTrigger, ScoringBatch
-from .selectors import check_claimable, is_batch_mode
+from .selectors import CHECK_MAX_ATTEMPTS, check_claimable, is_batch_mode
 from .services import (
     finished_retrains,
     model_check,
     retrain_decide,
     retrain_trigger,
     scoring_check,
+    scoring_check_failed,
     scoring_claim_check,
     scoring_next_batch,
     scoring_start,
@@ -97,8 +98,11 @@ def score_due(model: MLModel, scheduled_for: datetime) -> ScoringBatch | None:
 
 def check_scored_batches(now: datetime | None = None) -> list[str]:
     """Check every batch whose score run succeeded and whose check no worker has claimed, or
-    whose claimed check failed (raised, or its worker died) more than CHECK_GRACE ago: a
-    failing check is retried once per grace period. Returns the snapshot ids."""
+    whose claimed check failed (raised, or its worker died) more than CHECK_GRACE ago, while
+    it has attempts left (monitoring.selectors.check_claimable): a failing check is retried
+    once per grace period, CHECK_MAX_ATTEMPTS times in all. A check that raises leaves its
+    error on the batch; the last attempt's failure is logged as an error, once (the batch is
+    never claimed again). Returns the snapshot ids."""
     now = now or timezone.now()
     done = []
     pending = ScoringBatch.objects.filter(
@@ -109,8 +113,17 @@ def check_scored_batches(now: datetime | None = None) -> list[str]:
             continue  # another worker took it
         try:
             done.append(scoring_check(batch=batch).id)
-        except Exception:
+        except Exception as exc:
             logger.exception("check of scoring batch %s failed", batch.id)
+            error = scoring_check_failed(batch, exc)  # after the check's rollback: it stays
+            if batch.check_attempts >= CHECK_MAX_ATTEMPTS:
+                logger.error(
+                    "check of scoring batch %s (model %s) gave up after %d attempts: %s",
+                    batch.id,
+                    batch.model_id,
+                    batch.check_attempts,
+                    error,
+                )
     return done
 
 

@@ -27,8 +27,16 @@ PREDICTIONS_PARQUET = "predictions.parquet"
 PREDICTIONS_CSV = "predictions.csv"
 # A batch's check still without its snapshot this long after it was claimed has failed (it
 # raised, or its worker died): the page says "check failed" and the workers' next tick claims
-# it again (so a failing check is retried once per CHECK_GRACE).
+# it again (so a failing check is retried once per CHECK_GRACE) ...
 CHECK_GRACE = timedelta(minutes=15)
+# ... up to this many claims in all: then the workers give up on it and the page says
+# "check gave up", with the last failure (ScoringBatch.check_error). Nothing retries a
+# given-up check by itself. A person can check the same data with the model page's Run check
+# (a snapshot of its own, not linked to the batch), or hand the batch back to the workers by
+# setting its check_attempts below CHECK_MAX_ATTEMPTS (admin shell:
+# ``ScoringBatch.objects.filter(pk=...).update(check_attempts=0)``): its claim is stale, so
+# the next tick claims it, with CHECK_MAX_ATTEMPTS more tries.
+CHECK_MAX_ATTEMPTS = 5
 
 
 def check_claim_expiry(now: datetime) -> datetime:
@@ -39,10 +47,13 @@ def check_claim_expiry(now: datetime) -> datetime:
 
 
 def check_claimable(now: datetime) -> Q:
-    """The batches a worker may claim the check of at `now`: not checked (no snapshot) and
-    never claimed, or claimed by a check that failed (before check_claim_expiry)."""
-    return Q(snapshot__isnull=True) & (
-        Q(check_started_at__isnull=True) | Q(check_started_at__lt=check_claim_expiry(now))
+    """The batches a worker may claim the check of at `now`: not checked (no snapshot), with
+    attempts left (fewer than CHECK_MAX_ATTEMPTS claims), and never claimed or claimed by a
+    check that failed (before check_claim_expiry)."""
+    return (
+        Q(snapshot__isnull=True)
+        & Q(check_attempts__lt=CHECK_MAX_ATTEMPTS)
+        & (Q(check_started_at__isnull=True) | Q(check_started_at__lt=check_claim_expiry(now)))
     )
 
 
@@ -197,19 +208,24 @@ def last_scored_batch(model: MLModel, training: dict | None) -> dict | None:
 
 def batch_status(batch: ScoringBatch) -> str:
     """queued / running / failed / cancelled (the score run's), then scored / checking /
-    checked, or "check failed" while its claim is stale (the next tick retries it)."""
+    checked, or, once its claim is stale (check_claim_expiry), "check failed" while it has
+    attempts left (the next tick retries it: check_claimable) and "check gave up" after
+    CHECK_MAX_ATTEMPTS (nothing retries it)."""
     if batch.run.status != RunStatus.SUCCEEDED:
         return batch.run.status
     if batch.snapshot_id:
         return "checked"
     if batch.check_started_at is None:
         return "scored"  # the workers' next tick checks it
-    return "check failed" if batch.check_started_at < check_claim_expiry(timezone.now()) else "checking"
+    if batch.check_started_at >= check_claim_expiry(timezone.now()):
+        return "checking"
+    return "check gave up" if batch.check_attempts >= CHECK_MAX_ATTEMPTS else "check failed"
 
 
 def model_scoring(model: MLModel) -> dict:
     """The model page's Scoring section (one query): ``batch_mode`` and its newest
-    PAGE_BATCHES ``batches``, each with its status, rows, the check's health and outcomes."""
+    PAGE_BATCHES ``batches``, each with its status, rows, the check's health and outcomes
+    (a failed check's error and attempts are on the batch; ``check_max_attempts``: of how many)."""
     manifest = model.recipe_version.manifest or {}
     rows = []
     for batch in scoring_batches(model)[:PAGE_BATCHES]:
@@ -228,7 +244,7 @@ def model_scoring(model: MLModel) -> dict:
                 ],
             }
         )
-    return {"batch_mode": is_batch_mode(manifest), "batches": rows}
+    return {"batch_mode": is_batch_mode(manifest), "batches": rows, "check_max_attempts": CHECK_MAX_ATTEMPTS}
 
 
 PAGE_RETRAINS = 10

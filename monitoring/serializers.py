@@ -3,6 +3,7 @@ from rest_framework import serializers
 from recipes.serializers import StrictSerializer
 
 from .models import Alert, Comparison, Retrain, ScoringBatch
+from .selectors import batch_status
 
 
 class SnapshotCreateSerializer(StrictSerializer):
@@ -100,6 +101,7 @@ class ScoringBatchSerializer(serializers.ModelSerializer):
     run_status = serializers.CharField(source="run.status", read_only=True)
     snapshot_id = serializers.CharField(read_only=True, allow_null=True)
     rows = serializers.SerializerMethodField()
+    status = serializers.SerializerMethodField()
 
     class Meta:
         model = ScoringBatch
@@ -112,6 +114,9 @@ class ScoringBatchSerializer(serializers.ModelSerializer):
             "batch_json",
             "scheduled_for",
             "rows",
+            "status",
+            "check_attempts",
+            "check_error",
             "snapshot_id",
             "performance_json",
             "outcome_rows",
@@ -119,6 +124,11 @@ class ScoringBatchSerializer(serializers.ModelSerializer):
             "outcomes_at",
             "created_at",
         ]
+
+    def get_status(self, batch) -> str:
+        """The run's status until it succeeded, then scored / checking / checked / check
+        failed (retried) / check gave up (monitoring.selectors.batch_status)."""
+        return batch_status(batch)
 
     def get_rows(self, batch) -> int | None:
         """Rows scored (null until the score run succeeded)."""
@@ -169,6 +179,9 @@ class RetrainSerializer(serializers.ModelSerializer):
     challenger_id = serializers.CharField(read_only=True, allow_null=True)
     run_id = serializers.CharField(read_only=True, allow_null=True)
     recipe_id = serializers.CharField(read_only=True)
+    decision_label = serializers.CharField(
+        read_only=True, help_text="The decision in words; a review says what the person did once they did."
+    )
 
     class Meta:
         model = Retrain
@@ -185,6 +198,7 @@ class RetrainSerializer(serializers.ModelSerializer):
             "run_id",
             "window_json",
             "decision",
+            "decision_label",
             "comparison_json",
             "created_at",
             "decided_at",

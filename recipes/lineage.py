@@ -207,8 +207,9 @@ def classify(tokens: Tokens, op: str, old: Any = None, new: Any = None) -> tuple
     minor: new optional feature sets, new stages, metrics or alerts, changed algorithm or
     thresholds, a retraining policy or trigger added or removed, a changed promotion mode —
     and anything not listed, to be safe;
-    patch: descriptions, tags, the name, settings inside a stage config, the schedule, the
-    retraining schedule, row count, cooldown, window and min_improvement.
+    patch: descriptions, tags, the name, settings inside a stage config (hyperparameters, the
+    training stage's tuning section), the schedule, the retraining schedule, row count,
+    cooldown, window and min_improvement.
     """
     t = tokens
     last = t[-1] if t else ""
@@ -313,6 +314,9 @@ def _classify_stage(t: Tokens, op: str) -> tuple[str, str]:
         return "minor", f"stage '{name}' type changed"
     if t[3] == "config" and len(t) >= 5 and t[4] == "algorithm":
         return "minor", f"stage '{name}' algorithm changed"
+    if t[3] == "config" and len(t) >= 5 and t[4] == "tuning":
+        # What a tune run searches; a train run of the version trains the same model.
+        return "patch", f"stage '{name}' tuning {'section' if len(t) == 5 else t[5]} changed"
     return "patch", f"stage '{name}' setting tweaked"
 
 

@@ -5,7 +5,7 @@ Plain Python (no Django import) so it can be unit-tested alone. The structure is
 by ``manifest_schema.json`` (JSON Schema draft 2020-12); the rules JSON Schema cannot
 express (metric names per family, target/threshold order, one stage per type, cron syntax,
 alert conditions -- parsed with ``recipes.alert_rules`` --, the retraining policy -- parsed
-with ``recipes.retraining`` --, ...) are checked here, only on the parts that passed the schema.
+with ``recipes.retraining`` --, the training stage's tuning section -- ``recipes.tuning`` --, ...) are checked here, only on the parts that passed the schema.
 
 ``validate_manifest`` returns every problem at once as ``[{"path", "message"}]`` where
 ``path`` is a JSON pointer (RFC 6901) into the manifest, optionally prefixed (the API
@@ -32,7 +32,7 @@ from jsonschema import Draft202012Validator
 from mlworkspace.jsondepth import DEFAULT_MAX_DEPTH, too_deep_in_value
 from mlworkspace.jsondepth import message as depth_message
 
-from . import alert_rules, catalog, retraining
+from . import alert_rules, catalog, retraining, tuning
 
 SCHEMA_PATH = Path(__file__).with_name("manifest_schema.json")
 
@@ -362,6 +362,7 @@ class _Checker:
         self.check_deployment()
         self.check_monitoring()
         self.check_retraining()
+        self.errors.extend(tuning.check(self.m, self.family, self.clean))  # the training stage's tuning
         return self.errors
 
     # -- generic

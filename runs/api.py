@@ -1,11 +1,19 @@
+import json
+
 from django.conf import settings
-from django.http import FileResponse
+from django.db.models import Count, OuterRef, Subquery
+from django.http import FileResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404
+from django.utils.text import slugify
+from django_filters.rest_framework import DjangoFilterBackend
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.parsers import FormParser, MultiPartParser
+from rest_framework.renderers import BaseRenderer
 from rest_framework.response import Response
+from rest_framework.settings import api_settings
 
 from mlworkspace.errors import NotFound, TooLarge, field_error, lookup
 from mlworkspace.parsers import JSONParser
@@ -15,21 +23,47 @@ from recipes import access
 from recipes.models import Recipe, RecipeVersion
 from runs import perms as run_perms
 
-from . import artifacts, services
+from . import artifacts, history, services
 from .filters import DatasetFilter, RunFilter
-from .models import Dataset, Run
+from .models import Dataset, MetricPoint, Run, RunMetric
+from .search_filter import RunSearchOrdering, RunSearchPagination
 from .serializers import (
     DatasetPurposeSerializer,
     DatasetSerializer,
     DatasetUploadSerializer,
+    MetricHistorySerializer,
     RunCreateSerializer,
     RunDetailSerializer,
     RunLogSerializer,
+    RunMetricsSerializer,
     RunSerializer,
     RunUpdateSerializer,
 )
 
 LOG_PAGE = 1000
+
+
+class CSVRenderer(BaseRenderer):
+    """``?format=csv`` (a metric's full history, streamed by the view itself). An error met on
+    the way (an unknown run or key) is still the API's JSON error shape."""
+
+    media_type = "text/csv"
+    format = "csv"
+    charset = "utf-8"
+
+    def render(self, data, accepted_media_type=None, renderer_context=None):
+        response = (renderer_context or {}).get("response")
+        if response is not None:
+            response["Content-Type"] = "application/json"
+        return json.dumps(data)
+
+
+def _run_for_metrics(user, run_id: str) -> Run:
+    """The run (only its id), or a 404 naming it."""
+    run = Run.objects.visible_to(user).filter(pk=run_id).only("id").first()
+    if run is None:
+        raise NotFound(f"Run '{run_id}' not found.", [{"path": "/id", "message": "unknown run"}])
+    return run
 
 
 class RunViewSet(
@@ -43,6 +77,10 @@ class RunViewSet(
     runs with `"executor": "external"` are reported with `PUT`."""
 
     filterset_class = RunFilter
+    # `filter` / `order_by` (issue #15): RunFilter applies them; these keep DRF's ordering from
+    # undoing the order and a filtered page from counting every match (runs/search_filter.py).
+    filter_backends = [DjangoFilterBackend, RunSearchOrdering]
+    pagination_class = RunSearchPagination
     ordering_fields = ["created_at", "started_at", "finished_at", "status"]
     ordering = ["-created_at", "-id"]
     lookup_value_regex = "[^/]+"
@@ -129,6 +167,108 @@ class RunViewSet(
                 "status": run.status,
                 "lines": data,
                 "last_seq": data[-1]["seq"] if data else int(after),
+            }
+        )
+
+    @extend_schema(responses=RunMetricsSerializer)
+    @action(detail=True, methods=["get"], url_path="metrics")
+    def metric_keys(self, request, pk=None):
+        """The run's metrics, one per key: its latest value (the highest step's, then the
+        latest timestamp's, as MLflow keeps it) and how many points its history has."""
+        run = _run_for_metrics(request.user, pk)
+        counts = (
+            MetricPoint.objects.filter(run_id=run.pk, key=OuterRef("key"))
+            .order_by()
+            .values("key")
+            .annotate(n=Count("id"))
+            .values("n")
+        )
+        rows = (
+            RunMetric.objects.filter(run_id=run.pk)
+            .annotate(points=Subquery(counts))
+            .order_by("key")
+            .values_list("key", "value", "is_nan", "step", "timestamp", "points")
+        )
+        metrics = [
+            {
+                "key": key,
+                "value": history.finite(value),
+                "is_nan": is_nan,
+                "step": step,
+                "timestamp": timestamp,
+                "points": points or 0,
+            }
+            for key, value, is_nan, step, timestamp, points in rows
+        ]
+        return Response({"run_id": run.pk, "metrics": metrics})
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter(
+                "key",
+                str,
+                OpenApiParameter.PATH,
+                description="The metric's key, e.g. `valid.l2` (URL-encoded; it may contain `/`).",
+            ),
+            OpenApiParameter(
+                "max_points",
+                int,
+                description=f"At most this many points ({history.MIN_MAX_POINTS}–{history.MAX_MAX_POINTS}, "
+                f"default {history.DEFAULT_MAX_POINTS}): a longer history is downsampled for plots.",
+            ),
+            OpenApiParameter(
+                "format",
+                str,
+                enum=["json", "csv"],
+                description="`csv`: the full history as a CSV download (`key,step,value,timestamp`), "
+                "never downsampled.",
+            ),
+        ],
+        responses={(200, "application/json"): MetricHistorySerializer, (200, "text/csv"): OpenApiTypes.STR},
+    )
+    @action(
+        detail=True,
+        methods=["get"],
+        url_path=r"metrics/(?P<key>.+)/history",
+        renderer_classes=[*api_settings.DEFAULT_RENDERER_CLASSES, CSVRenderer],
+    )
+    def metric_history(self, request, pk=None, key=None):
+        """One metric's history in (step, timestamp) order: downsampled to `max_points` for a
+        plot (the first, the last, and each bucket's minimum and maximum, so spikes stay), or
+        all of it as CSV with `?format=csv`."""
+        run = _run_for_metrics(request.user, pk)
+        # The order of the index (run, key, step, timestamp): read without a sort (an extra
+        # "id" tie-break made PostgreSQL sort 100k rows on disk, twice the time).
+        points = MetricPoint.objects.filter(run_id=run.pk, key=key).order_by("step", "timestamp")
+        missing = NotFound(
+            f"Run '{run.pk}' has no metric '{key}'.",
+            [{"path": "/key", "message": "the run has no metric of this key"}],
+        )
+        if request.accepted_renderer.format == "csv":
+            if not points.exists():
+                raise missing
+            rows = points.values_list("step", "value", "is_nan", "timestamp").iterator(chunk_size=20_000)
+            response = StreamingHttpResponse(
+                history.csv_chunks(key, rows), content_type="text/csv; charset=utf-8"
+            )
+            name = slugify(key.replace("/", "-").replace(".", "-")) or "metric"
+            response["Content-Disposition"] = f'attachment; filename="{run.pk}-{name}.csv"'
+            return response
+        try:
+            max_points = history.parse_max_points(request.query_params.get("max_points"))
+        except ValueError as exc:
+            raise field_error("max_points", str(exc)) from None
+        rows = list(points.values_list("step", "value", "timestamp"))
+        if not rows:
+            raise missing
+        shown = history.downsample(rows, max_points)
+        return Response(
+            {
+                "run_id": run.pk,
+                "key": key,
+                "points": [{"step": s, "value": v, "timestamp": t} for s, v, t in shown],
+                "total": len(rows),
+                "downsampled": len(shown) < len(rows),
             }
         )
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections import OrderedDict
+from operator import itemgetter
 from pathlib import Path
 from threading import Lock
 
@@ -106,9 +107,9 @@ def load_model(model):
     return loaded
 
 
-def rows_frame(rows: list[dict], schema: dict) -> pd.DataFrame:
-    """Rows -> a frame with the training columns and types; 400 naming the row and column."""
-    columns = schema["input_columns"]
+def _row_errors(rows: list[dict], columns: list[dict]) -> list[dict]:
+    """Per row, per column: a missing column, a number column whose value is not a number
+    (bool is not one); up to the row in which the 50th error is found."""
     errors = []
     for index, row in enumerate(rows):
         for col in columns:
@@ -127,10 +128,45 @@ def rows_frame(rows: list[dict], schema: dict) -> pd.DataFrame:
                 )
         if len(errors) >= 50:
             break
-    if errors:
-        first = errors[0]
-        raise InvalidInput(f"{first['path']}: {first['message']}", errors)
-    frame = model_input(pd.DataFrame([{c["name"]: row[c["name"]] for c in columns} for row in rows]), schema)
+    return errors
+
+
+_NUMBERS = frozenset({int, float})
+
+
+def _table(rows: list[dict], names: list[str], numeric: list[str]) -> list[tuple] | None:
+    """The rows as tuples of the columns `names` when every row has every column and every
+    `numeric` value is a plain int or float; None otherwise (then _row_errors says which, or
+    finds nothing wrong, e.g. a numpy number). The per-cell Python loop of _row_errors took
+    ~0.14 s per model for 50,000 rows; itemgetter and type() mapped over the rows run in C."""
+    if len(names) < 2 or not rows:
+        return None  # itemgetter of one name returns the value, not a tuple: the plain way
+    try:
+        table = list(map(itemgetter(*names), rows))
+    except (KeyError, TypeError, IndexError):
+        return None
+    for name in numeric:
+        if not set(map(type, map(itemgetter(name), rows))) <= _NUMBERS:
+            return None
+    return table
+
+
+def rows_frame(rows: list[dict], schema: dict) -> pd.DataFrame:
+    """Rows -> a frame with the training columns and types; 400 naming the row and column."""
+    columns = schema["input_columns"]
+    names = [c["name"] for c in columns]
+    table = _table(rows, names, [c["name"] for c in columns if c["dtype"] in ("float", "int")])
+    if table is None:
+        errors = _row_errors(rows, columns)
+        if errors:
+            first = errors[0]
+            raise InvalidInput(f"{first['path']}: {first['message']}", errors)
+        frame = pd.DataFrame([{name: row[name] for name in names} for row in rows])
+    else:
+        # A list of tuples takes the same way through pandas' type inference as the list of
+        # dicts above (a 2-D object array, converted column by column): the same frame.
+        frame = pd.DataFrame(table, columns=names)
+    frame = model_input(frame, schema)
     for col in columns:
         if col["dtype"] in ("date", "datetime"):
             bad = frame[col["name"]].isna()

@@ -5,7 +5,8 @@ Run row is the source of truth:
 - a run is claimed with a conditional update (queued -> running); a second delivery of the
   same task finds it no longer queued and does nothing;
 - the numeric work runs in a child process (runs.pipeline.child_main) while this process
-  writes its logs and stage progress, beats the heartbeat and watches the cancel flag;
+  writes its logs, stage progress and metric history (training curves, through the one
+  writer runs.services.tracking.tracking_log), beats the heartbeat and watches the cancel flag;
 - every later write is conditional on (status=running, worker=this worker), so a run the
   reaper has already failed is never resurrected; the end of the run is recorded by
   `runs.services.run_finish` (the outcome, and the result attached to its model by one rule);
@@ -27,7 +28,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from mlworkspace.errors import server_redact
+from mlworkspace.errors import Conflict, InvalidInput, server_redact
 
 from . import artifacts
 from .families import worlds
@@ -35,8 +36,9 @@ from .logs import run_log, run_logs_append
 from .models import MODEL_ARTIFACT_RUN_TYPES, Run, RunStatus, RunType
 from .pipeline import child_main
 from .selectors import model_training_batch
-from .services import close_stages, run_finish, synthetic_resolve
+from .services import close_stages, run_finish, synthetic_resolve, tracking_log
 from .tasks import fail_lost_task_rows
+from .tuning_service import tune_execute
 
 logger = logging.getLogger(__name__)
 
@@ -99,7 +101,8 @@ def build_spec(run: Run) -> dict:
 
 
 class _Progress:
-    """Buffers log lines and stage changes from the child and writes them in batches."""
+    """Buffers log lines, stage changes and metric history points from the child and writes
+    them in batches."""
 
     def __init__(self, run: Run):
         self.run = run
@@ -114,6 +117,7 @@ class _Progress:
             for s in run.recipe_version.manifest["pipeline"]["stages"]
         ]
         self.lines: list[dict] = []
+        self.points: list[dict] = []
         self.stage_dirty = True
         self.current = ""
 
@@ -136,6 +140,23 @@ class _Progress:
                 stage["detail"] = detail
         self.stage_dirty = True
 
+    def metrics(self, points: list[dict]):
+        self.points.extend(points)
+
+    def write_points(self) -> bool:
+        """Write the pending metric history points (while the run is running: tracking_log
+        refuses a finished run's); False if the run is no longer running."""
+        points, self.points = self.points, []
+        if not points:
+            return True
+        try:
+            tracking_log(run=self.run, metrics=points)
+        except Conflict:
+            return False
+        except InvalidInput as exc:  # the pipeline sends valid keys; never fail a run on a curve
+            self.log("warning", f"{len(points)} metric history points not recorded: {exc.detail}")
+        return True
+
     def take_lines(self) -> list[dict]:
         """The log lines not written yet (they are the caller's to write now)."""
         lines, self.lines = self.lines, []
@@ -150,7 +171,7 @@ class _Progress:
         if self.stage_dirty:
             fields.update(stages_json=self.stages, current_stage=self.current)
             self.stage_dirty = False
-        return bool(_mine(self.run.id).update(**fields))
+        return bool(_mine(self.run.id).update(**fields)) and self.write_points()
 
 
 def execute_run(run_id: str) -> str:
@@ -166,6 +187,8 @@ def execute_run(run_id: str) -> str:
         return _finish(
             run, progress, RunStatus.FAILED, error=f"Could not prepare the run: {server_redact(str(exc))}"
         )
+    if run.run_type == RunType.TUNE:  # a study of trials, not one pipeline: runs/tuning_service.py
+        return _finish(run, progress, **tune_execute(run=run, spec=spec, progress=progress, worker=WORKER_ID))
 
     context = multiprocessing.get_context("spawn")
     receiver, sender = context.Pipe(duplex=False)
@@ -191,6 +214,8 @@ def execute_run(run_id: str) -> str:
                     # A stage's start and end are written at once (not on the next timer
                     # tick): a page polling the run sees each stage move.
                     flush_now = True
+                elif kind == "metrics":
+                    progress.metrics(message[1])
                 elif kind == "result":
                     result = message[1]
                 elif kind == "error":
@@ -249,6 +274,7 @@ def _finish(
     run: Run, progress: _Progress, status: str, *, error: str = "", result: dict | None = None
 ) -> str:
     """Record the end of the run (runs.services.run_finish) with the progress not written yet."""
+    progress.write_points()  # before run_finish: a finished run's history is final
     finished = run_finish(
         run=run,
         status=status,

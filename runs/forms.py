@@ -6,7 +6,7 @@ from django import forms
 from django.db.models import Q
 
 from models_registry.models import MLModel
-from recipes import access
+from recipes import access, tuning
 from recipes.models import Recipe, RecipeVersion
 
 from . import services
@@ -26,7 +26,15 @@ class RunForm(forms.Form):
     recipe_version = VersionChoice(
         queryset=RecipeVersion.objects.none(), required=False, empty_label="Latest version"
     )
-    run_type = forms.ChoiceField(choices=RunType.choices, initial=RunType.TRAIN)
+    # A trial is started by its tune run, never on its own.
+    run_type = forms.ChoiceField(
+        choices=[c for c in RunType.choices if c[0] != RunType.TRIAL],
+        initial=RunType.TRAIN,
+        help_text=(
+            "A tune run searches the hyperparameters of the version's tuning section (training "
+            "stage) with Optuna; each trial shows as a child run, the best can be saved as a new version."
+        ),
+    )
     model = forms.ModelChoiceField(
         queryset=MLModel.objects.none(),
         required=False,
@@ -107,6 +115,19 @@ class RunForm(forms.Form):
             "blank = the world's beginning for train and backtest runs, the window after the "
             "model's training data for eval and score runs."
         )
+
+    def clean(self):
+        data = super().clean()
+        recipe, version = data.get("recipe"), data.get("recipe_version")
+        if data.get("run_type") == RunType.TUNE and recipe is not None:
+            version = version or recipe.current_version
+            if version is not None and tuning.section(version.manifest) is None:
+                self.add_error(
+                    "run_type",
+                    f"Version {version.version} has no tuning section: a tune run needs "
+                    "pipeline.stages[training].config.tuning (metric, n_trials, space) in the manifest.",
+                )
+        return data
 
     def synthetic_params(self) -> dict:
         """params["synthetic"] of the run (empty: the defaults)."""

@@ -15,11 +15,19 @@ class RunType(models.TextChoices):
     EVAL = "eval", "Evaluate"
     BACKTEST = "backtest", "Backtest"
     SCORE = "score", "Score"
+    # A hyperparameter study (the training stage's tuning section, runs/tuning.py) and one
+    # trial of it: a child run (Run.parent) its tune run creates, never started on its own.
+    TUNE = "tune", "Tune"
+    TRIAL = "trial", "Trial"
 
 
 # Run types that use a registered model's trained artifact (a model_id whose model has one,
 # on the run's recipe): eval measures it on labelled data, score predicts a batch with it.
 MODEL_ARTIFACT_RUN_TYPES = (RunType.EVAL, RunType.SCORE)
+
+
+# The run types a person or a client may start: a trial is only ever a tune run's child.
+STARTABLE_RUN_TYPES = [(value, label) for value, label in RunType.choices if value != RunType.TRIAL]
 
 
 class RunStatus(models.TextChoices):

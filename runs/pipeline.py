@@ -3,6 +3,11 @@
 It runs in a child process of the worker (`child_main`), reporting through a pipe:
     ("log", level, message)              a log line
     ("stage", index, status, detail)     a stage started / succeeded / skipped / failed
+    ("metrics", [{"key", "value", "step", "timestamp"}, ...])
+                                         metric history points, batched (CurveRecorder):
+                                         LightGBM training curves (train.<metric>,
+                                         valid.<metric>, step = boosting iteration) and a
+                                         backtest's fold metrics (fold.<metric>, step = fold)
     ("result", dict)                     the outcome (metrics, artifact kinds, plots)
     ("error", message)                   the run failed (message names the cause)
 The worker turns these into rows; the child never touches the database.
@@ -42,6 +47,7 @@ from .data import (
     time_column,
 )
 from .families import get_family, worlds
+from .history import CurveRecorder, curve_kwargs, fold_points
 from .metrics import metric_checks
 
 MODEL_SUBDIR = "model"
@@ -205,14 +211,14 @@ def explain_failure(exc: BaseException, stage: dict | None = None, frame=None, r
     return say(f"{type(exc).__name__}: {text}", "the raw log has the traceback")
 
 
-def _limit_threads(threads: int) -> None:
+def limit_threads(threads: int) -> None:
     # Parallelism comes from worker processes: oversubscribed OpenMP threads spin instead
     # of working, so every numeric library gets the configured count (default 1).
     for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMEXPR_NUM_THREADS"):
         os.environ[var] = str(threads)
 
 
-def _server_roots(spec: dict) -> tuple[str, ...]:
+def server_roots(spec: dict) -> tuple[str, ...]:
     """The folders a run's messages must not show: the media folder (the artifact folder's
     grandparent), the dataset's and model's folders, and the server's usual ones."""
     artifact_dir = Path(spec.get("artifact_dir") or ".")
@@ -226,9 +232,9 @@ def _server_roots(spec: dict) -> tuple[str, ...]:
 
 def child_main(spec: dict, conn) -> None:
     """Entry point of the run's child process."""
-    _limit_threads(int(spec.get("threads", 1)))
+    limit_threads(int(spec.get("threads", 1)))
     parent = os.getppid()
-    roots = _server_roots(spec)
+    roots = server_roots(spec)
 
     def emit(*message):
         # A dead parent (worker killed) means nobody will record this run: stop.
@@ -398,7 +404,16 @@ def _execute(spec: dict, emit, where: dict) -> dict:
             split = family.split(frame, manifest)
             train, test = split
             log(f"training: {len(train)} training rows, {len(test)} holdout rows")
-            model = family.fit(train, manifest, threads=threads, log=log)
+            curves = CurveRecorder(emit)
+            model = family.fit(
+                train, manifest, threads=threads, log=log, **curve_kwargs(family, curves, test)
+            )
+            curves.flush()
+            if curves.keys:
+                log(
+                    f"training: recorded {curves.count} points of {len(curves.keys)} training curve(s): "
+                    + ", ".join(sorted(curves.keys))
+                )
             # Saving the model (and the drift reference) is the training stage's work, so
             # no heavy step runs after the last stage reported success.
             _save_model(out_dir, family, model, raw, manifest, split, result, log)
@@ -414,6 +429,7 @@ def _execute(spec: dict, emit, where: dict) -> dict:
                     fold_model = family.fit(train, manifest, threads=threads, log=log)
                     metrics, _, _ = family.evaluate(fold_model, test, manifest)
                     fold_metrics.append(json_safe(metrics))
+                    emit("metrics", fold_points(number, metrics))
                     log(
                         f"backtest fold {number}/{len(folds)}: "
                         + ", ".join(f"{k}={v:.4g}" for k, v in metrics.items() if isinstance(v, (int, float)))

@@ -10,7 +10,9 @@ Plain Python (plotly only, no Django import). The data shapes are the ones each 
 * next_best_action — ``qini_curve`` and ``uplift_by_decile`` (``{type, title, x_label,
   y_label, x, series}``);
 * location_scoring — ``rank_scatter`` ``{x, y, x_label, y_label}`` and ``decile_lift``;
-* backtest runs — ``folds``: one metrics dict per fold.
+* backtest runs — ``folds``: one metrics dict per fold;
+* any run's metric history (``curve_figures``, ``compare_curve_figures``): training curves,
+  fold metrics, what an MLflow script logged step by step.
 
 Unknown or malformed data gives no figure rather than an error: the page then simply
 shows fewer charts.
@@ -25,6 +27,8 @@ from typing import Any
 
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
+
+from . import history
 
 PALETTE = ["#2563eb", "#db2777", "#16a34a", "#ea580c", "#7c3aed", "#0891b2", "#ca8a04", "#4b5563"]
 _LAYOUT = {
@@ -336,6 +340,73 @@ def _folds(folds: list) -> list[go.Figure]:
     fig.update_xaxes(dtick=1)
     fig.update_xaxes(title={"text": "fold"}, row=len(names), col=1)
     return [fig]
+
+
+# ----------------------------------------------------------------------------- metric history
+# Series are {key: [(step, value), ...]} in step order, already downsampled for a plot
+# (runs.history.downsample); value None is a gap (NaN or ±inf).
+
+MAX_CURVE_CHARTS = 12  # charts per page at most; every key's full history is a download
+MARKERS_UP_TO = 30  # points per line drawn with markers (folds, short curves)
+
+
+def _axis_name(keys: list[str]) -> str:
+    if all(k.startswith("fold.") for k in keys):
+        return "fold"
+    if all(k.startswith(("train.", "valid.")) for k in keys):
+        return "boosting iteration"
+    return "step"
+
+
+def _line(fig: go.Figure, points: list, *, name: str, color: str, dash: str | None = None) -> None:
+    fig.add_trace(
+        go.Scatter(
+            x=[p[0] for p in points],
+            y=[p[1] for p in points],
+            mode="lines+markers" if len(points) <= MARKERS_UP_TO else "lines",
+            name=name,
+            line={"color": color, **({"dash": dash} if dash else {})},
+            connectgaps=False,
+            hovertemplate="step %{x}<br>" + name + " = %{y:.5g}<extra></extra>",
+        )
+    )
+
+
+def curve_figures(series: Mapping[str, list]) -> list[go.Figure]:
+    """A run's metric histories: one chart per group of keys (runs.history.curve_groups: a
+    loss on the training and on the validation data together), one line per key; keys with
+    fewer than two points (a final metric) are not curves. At most MAX_CURVE_CHARTS."""
+    keys = [k for k, points in series.items() if len(_list(points)) >= 2]
+    figures = []
+    for group, members in list(history.curve_groups(keys).items())[:MAX_CURVE_CHARTS]:
+        title = (
+            group
+            if members == [group]
+            else f"{group} on " + " and ".join(k.split(".", 1)[0] for k in members)
+        )
+        fig = _figure(title, _axis_name(members), group.rsplit(".", 1)[-1])
+        for i, key in enumerate(members):
+            _line(fig, series[key], name=key, color=PALETTE[i % len(PALETTE)])
+        figures.append(fig)
+    return figures
+
+
+def compare_curve_figures(runs: list[tuple[str, Mapping[str, list]]]) -> list[go.Figure]:
+    """The same key's history of each compared run on one chart (a line per run, its colour
+    the same on every chart), for every key that is a curve (two or more points) in any of
+    them. At most MAX_CURVE_CHARTS."""
+    colors = {label: PALETTE[i % len(PALETTE)] for i, (label, _) in enumerate(runs)}
+    keys = list(
+        dict.fromkeys(k for _, series in runs for k, points in series.items() if len(_list(points)) >= 2)
+    )
+    figures = []
+    for key in keys[:MAX_CURVE_CHARTS]:
+        fig = _figure(key, _axis_name([key]), key.rsplit(".", 1)[-1])
+        for label, series in runs:
+            if _list(series.get(key)):
+                _line(fig, series[key], name=label, color=colors[label])
+        figures.append(fig)
+    return figures
 
 
 BUILDERS = {

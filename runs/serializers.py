@@ -1,8 +1,15 @@
-from rest_framework import serializers
+from datetime import datetime
+from operator import attrgetter
+
+from django.conf import settings
+from django.core.exceptions import ObjectDoesNotExist
+from django.utils import timezone
+from rest_framework import ISO_8601, serializers
+from rest_framework.settings import api_settings
 
 from recipes.serializers import StrictSerializer
 
-from .models import Dataset, DatasetPurpose, Executor, Run, RunLog, RunStatus, RunType
+from .models import STARTABLE_RUN_TYPES, Dataset, DatasetPurpose, Executor, Run, RunLog, RunStatus, RunType
 
 
 class BreachSerializer(serializers.Serializer):
@@ -63,6 +70,56 @@ class RunSerializer(serializers.ModelSerializer):
             "updated_at",
         ]
 
+    def to_representation(self, instance):
+        """DRF's output, field for field, without its per-field overhead: a list page of 100
+        runs spent more time in DRF's attribute lookups and timezone handling than in its
+        queries (bench/README.md §8). The plan (a getter and a converter per field) is built
+        once per serializer instance from the declared fields;
+        runs/tests/test_api_search.py checks the output equals DRF's."""
+        plan = self.__dict__.get("_fast_plan")
+        if plan is None:
+            plan = self._fast_plan = _representation_plan(self)
+        out = {}
+        for name, get, convert, field in plan:
+            try:
+                value = get(instance)
+            except (AttributeError, ObjectDoesNotExist):
+                value = field.get_attribute(instance)
+            if callable(value):  # a method as the source: DRF calls it
+                value = field.get_attribute(instance)
+            out[name] = None if value is None else convert(value)
+        return out
+
+
+def _representation_plan(serializer) -> list[tuple]:
+    """(name, getter, converter, field) per readable field: DRF's `to_representation`, with
+    datetimes formatted as DRF's ISO 8601 (in the current timezone, "+00:00" as "Z") without
+    its per-value timezone lookups. Fields with a non-default format keep DRF's."""
+    tz = timezone.get_current_timezone()
+
+    def iso(drf_convert):
+        def convert(value):
+            if not isinstance(value, datetime) or value.tzinfo is None:
+                return drf_convert(value)
+            text = value.astimezone(tz).isoformat()
+            return text[:-6] + "Z" if text.endswith("+00:00") else text
+
+        return convert
+
+    plan = []
+    for field in serializer._readable_fields:
+        getter = attrgetter(".".join(field.source_attrs)) if field.source != "*" else (lambda obj: obj)
+        convert = field.to_representation
+        if (
+            isinstance(field, serializers.DateTimeField)
+            and getattr(field, "format", api_settings.DATETIME_FORMAT) == ISO_8601
+            and getattr(field, "timezone", None) is None
+            and settings.USE_TZ
+        ):
+            convert = iso(field.to_representation)
+        plan.append((field.field_name, getter, convert, field))
+    return plan
+
 
 class RunDetailSerializer(RunSerializer):
     class Meta(RunSerializer.Meta):
@@ -74,7 +131,7 @@ class RunCreateSerializer(StrictSerializer):
     recipe_version_id = serializers.CharField(
         required=False, help_text="Defaults to the recipe's current version."
     )
-    run_type = serializers.ChoiceField(choices=RunType.choices, default=RunType.TRAIN)
+    run_type = serializers.ChoiceField(choices=STARTABLE_RUN_TYPES, default=RunType.TRAIN)
     model_id = serializers.CharField(required=False, allow_null=True)
     dataset_id = serializers.CharField(required=False, allow_null=True)
     executor = serializers.ChoiceField(choices=Executor.choices, default=Executor.WORKSPACE)
@@ -172,3 +229,45 @@ class DatasetUploadSerializer(StrictSerializer):
 
 class DatasetPurposeSerializer(StrictSerializer):
     purpose = serializers.ChoiceField(choices=DatasetPurpose.choices, help_text=PURPOSE_HELP)
+
+
+# ----------------------------------------------------------------------------- metric history
+# Output only (issue #15 §2): GET /runs/{id}/metrics and /runs/{id}/metrics/{key}/history.
+
+
+class MetricPointSerializer(serializers.Serializer):
+    step = serializers.IntegerField()
+    value = serializers.FloatField(
+        allow_null=True, help_text="null for NaN and ±infinity (JSON has neither)."
+    )
+    timestamp = serializers.IntegerField(help_text="Milliseconds since the epoch.")
+
+
+class MetricHistorySerializer(serializers.Serializer):
+    run_id = serializers.CharField()
+    key = serializers.CharField()
+    points = MetricPointSerializer(
+        many=True, help_text="In (step, timestamp) order; at most `max_points` of them."
+    )
+    total = serializers.IntegerField(help_text="How many points the metric has in all.")
+    downsampled = serializers.BooleanField(
+        help_text="true when `points` is a subset: the first, the last and each bucket's minimum and "
+        "maximum (`?format=csv` downloads them all)."
+    )
+
+
+class RunMetricKeySerializer(serializers.Serializer):
+    key = serializers.CharField()
+    value = serializers.FloatField(
+        allow_null=True,
+        help_text="The latest value (highest step, then latest timestamp); null for NaN/±inf.",
+    )
+    is_nan = serializers.BooleanField()
+    step = serializers.IntegerField(help_text="The latest value's step.")
+    timestamp = serializers.IntegerField(help_text="The latest value's time, milliseconds since the epoch.")
+    points = serializers.IntegerField(help_text="How many points the metric's history has.")
+
+
+class RunMetricsSerializer(serializers.Serializer):
+    run_id = serializers.CharField()
+    metrics = RunMetricKeySerializer(many=True)

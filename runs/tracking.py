@@ -19,8 +19,9 @@ from typing import Any
 KEY_LENGTH = 250
 PARAM_VALUE_LENGTH = 6000
 TAG_VALUE_LENGTH = 8000
-# Letters, digits, underscores, dashes, periods, spaces, colons and slashes (MLflow's names).
-_KEY = re.compile(r"[\w.\- :/]+")
+# Letters, digits, underscores, dashes, periods, spaces, colons and slashes (MLflow's names),
+# and "@" (the workspace's own ranking metrics: precision@k, uplift@k).
+_KEY = re.compile(r"[\w.\- :/@]+")
 # Batch limits of MLflow's log-batch (per request).
 MAX_BATCH_METRICS = 1000
 MAX_BATCH_PARAMS = 100
@@ -54,7 +55,7 @@ def check_key(key: Any, path: str) -> str:
     if not _KEY.fullmatch(key) or ".." in key.split("/") or key.startswith("/"):
         raise TrackingError(
             path,
-            "may contain only letters, digits, underscores, dashes, periods, spaces, colons and slashes",
+            "may contain only letters, digits, underscores, dashes, periods, spaces, colons, slashes and @",
         )
     return key
 
@@ -127,7 +128,7 @@ def flatten(mapping: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
 def _train_config(manifest: Mapping[str, Any]) -> Mapping[str, Any]:
     stages = ((manifest or {}).get("pipeline") or {}).get("stages") or []
     for stage in stages:
-        if isinstance(stage, Mapping) and stage.get("type") == "train":
+        if isinstance(stage, Mapping) and stage.get("type") == "training":
             config = stage.get("config")
             return config if isinstance(config, Mapping) else {}
     return {}

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from itertools import groupby
+from operator import itemgetter
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.db.models import Count
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
@@ -23,9 +26,9 @@ from models_registry.models import MLModel
 from recipes import access
 from runs import perms as run_perms
 
-from . import plots, services
+from . import history, plots, services
 from .forms import RunForm
-from .models import Dataset, Run, RunLog, RunStatus, stages_done
+from .models import Dataset, MetricPoint, Run, RunLog, RunStatus, stages_done
 
 LOG_PAGE = 1000
 # Keep following the logs this long after the run ended: its last line ("Run succeeded.")
@@ -152,7 +155,8 @@ def _live_context(request: HttpRequest, run: Run) -> dict:
         "progress_pct": int(100 * done / len(stages)) if stages else 0,
         "done": done,
         "can_cancel": request.user.has_perm(run_perms.CHANGE_RUN) and not run.is_terminal,
-        "can_retry": request.user.has_perm(run_perms.ADD_RUN) and run.is_terminal,
+        # A trial is retried as part of its tune run (Retry continues the study).
+        "can_retry": request.user.has_perm(run_perms.ADD_RUN) and run.is_terminal and run.run_type != "trial",
     }
     if run.is_terminal:
         context["metric_rows"] = metric_rows(run.metrics_json, run.metric_checks_json)
@@ -166,7 +170,55 @@ def _live_context(request: HttpRequest, run: Run) -> dict:
             names = list(dict.fromkeys(k for f in folds if isinstance(f, dict) for k in f))
             context["fold_names"] = names
             context["fold_rows"] = [[f.get(n) for n in names] for f in folds if isinstance(f, dict)]
+        context.update(_curves_context(run))
     return context
+
+
+def _history_counts(run_ids: list[str]) -> dict[str, dict[str, int]]:
+    """{run_id: {key: number of points}} of every metric of the runs, keys in order."""
+    counts: dict[str, dict[str, int]] = {i: {} for i in run_ids}
+    for run_id, key, n in (
+        MetricPoint.objects.filter(run_id__in=run_ids)
+        .values_list("run_id", "key")
+        .annotate(n=Count("id"))
+        .order_by("run_id", "key")
+    ):
+        counts[run_id][key] = n
+    return counts
+
+
+def _history_series(run_ids: list[str], keys: list[str]) -> dict[str, dict[str, list]]:
+    """{run_id: {key: [(step, value)]}} of these keys, each downsampled for a plot
+    (runs.history.downsample); one query whatever the number of runs and keys."""
+    series: dict[str, dict[str, list]] = {i: {} for i in run_ids}
+    if not keys:
+        return series
+    rows = (
+        MetricPoint.objects.filter(run_id__in=run_ids, key__in=keys)
+        .order_by("run_id", "key", "step", "timestamp")
+        .values_list("run_id", "key", "step", "value", "timestamp")
+    )
+    for (run_id, key), group in groupby(rows, key=itemgetter(0, 1)):
+        points = [row[2:] for row in group]
+        if len(points) >= 2:  # a final metric (one point) is not a curve
+            shown = history.downsample(points, history.DEFAULT_MAX_POINTS)
+            series[run_id][key] = [(step, value) for step, value, _ in shown]
+    return series
+
+
+def _curves_context(run: Run) -> dict:
+    """The run page's "Training curves" card: a chart per group of curves (at most
+    plots.MAX_CURVE_CHARTS) and a CSV download of every metric's full history."""
+    counts = _history_counts([run.pk])[run.pk]
+    curves = [k for k, n in counts.items() if n >= 2]
+    if (run.plots_json or {}).get("folds"):  # the backtest chart above draws the folds already
+        curves = [k for k in curves if not k.startswith("fold.")]
+    groups = list(history.curve_groups(curves).values())[: plots.MAX_CURVE_CHARTS]
+    series = _history_series([run.pk], [k for members in groups for k in members])[run.pk]
+    return {
+        "curve_charts": [plots.figure_html(f) for f in plots.curve_figures(series)],
+        "curve_keys": [{"key": key, "points": n} for key, n in counts.items()],
+    }
 
 
 def _following(run: Run) -> bool:
@@ -335,5 +387,13 @@ def run_compare(request: HttpRequest) -> HttpResponse:
             family, [(f"#{r.number} · {r.run_type} · {r.recipe_version.version}", r.plots_json) for r in runs]
         )
         context["charts"] = [plots.figure_html(f) for f in figures]
+        ids = [r.pk for r in runs]
+        counts = _history_counts(ids)
+        curves = list(dict.fromkeys(k for i in ids for k, n in counts[i].items() if n >= 2))
+        series = _history_series(ids, curves[: plots.MAX_CURVE_CHARTS])
+        curves = plots.compare_curve_figures(
+            [(f"#{r.number} · {r.run_type} · {r.recipe_version.version}", series[r.pk]) for r in runs]
+        )
+        context["curve_charts"] = [plots.figure_html(f) for f in curves]
         context["recipe"] = runs[0].recipe
     return render(request, "runs/compare.html", context, status=400 if problem else 200)

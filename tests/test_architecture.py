@@ -21,6 +21,7 @@ PACKAGES = (
     "experiments",
     "notifications",
     "workspace",
+    "mlflow_api",
 )
 MAX_VIEW_LINES = 500
 

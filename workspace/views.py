@@ -7,6 +7,7 @@ filters with its app's filterset; the rows render with the app's own table parti
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 from django.contrib.auth.decorators import login_required
@@ -33,6 +34,7 @@ from recipes.filters import RecipeFilter
 from runs import perms as run_perms
 from runs import selectors as run_selectors
 from runs.filters import RunFilter
+from runs.models import RunType
 
 TABS = [("recipes", "Recipes"), ("models", "Models"), ("runs", "Runs"), ("monitoring", "Monitoring")]
 
@@ -169,16 +171,65 @@ RUN_ORDERINGS = {
     "type": ["run_type", "-created_at", "id"],
     "status": ["status", "-created_at", "id"],
 }
+METRIC_SORT = "metric."  # ?sort=metric.MAPE / -metric.MAPE: order by that metric (runs.search)
+
+
+def _metric_text(value) -> str:
+    if value is None:
+        return ""
+    if math.isnan(value):
+        return "NaN"
+    if (value != 0 and abs(value) < 1e-3) or abs(value) >= 1e6:
+        return f"{value:.3e}"
+    return f"{value:.4f}"
 
 
 def runs_tab(request: HttpRequest) -> dict:
-    filterset, queryset = _filtered(RunFilter, request, run_selectors.run_list(request.user))
-    sort, order, columns = sort_columns(request, RUN_COLUMNS, RUN_ORDERINGS, "-created")
+    """The runs, filtered by the select boxes, the search box and the filter box (runs.search's
+    grammar: a mistake is shown next to the box with its column, the other filters still
+    apply). With a recipe chosen, its metrics are columns, sortable like the others."""
+    base = run_selectors.run_list(request.user)
+    if request.GET.get("run_type") != RunType.TRIAL:  # a tune run's trials: on its study page
+        base = base.exclude(run_type=RunType.TRIAL)
+    recipes = run_selectors.recipes_with_runs(request.user)
+    recipe = run_selectors.tab_recipe(request.user, request.GET.get("recipe_id", ""))
+    metric_keys = run_selectors.metric_columns(recipe) if recipe else []
+    metric_sorts = {f"{METRIC_SORT}{key}": key for key in metric_keys}
+    columns = list(RUN_COLUMNS)
+    if metric_keys:  # the chosen recipe's metrics replace its primary metric
+        columns[5:6] = [(key, sort) for sort, key in metric_sorts.items()]
+    sort, order, columns = sort_columns(
+        request, columns, {**RUN_ORDERINGS, **dict.fromkeys(metric_sorts, [])}, "-created"
+    )
+    data = request.GET.copy()
+    data.pop("order_by", None)  # the tab orders by its columns (`sort`)
+    sorted_by = metric_sorts.get(sort.lstrip("-"))
+    if sorted_by:
+        data.setlist("order_by", [f"metrics.`{sorted_by}`{' DESC' if sort.startswith('-') else ''}"])
+    filterset = RunFilter(data, queryset=base)
+    filter_error = ""
+    if not filterset.is_valid():
+        filter_error = " ".join(filterset.errors.get("filter", []))
+        data.pop("filter", None)  # still apply everything else
+        filterset = RunFilter(data, queryset=base)
+    queryset = filterset.qs if filterset.is_valid() else base
+    if not sorted_by:
+        queryset = queryset.order_by(*order)
+    page = paginate(request, queryset)
+    if metric_keys:
+        cells = run_selectors.metric_cells(page.object_list, metric_keys)
+        for run in page.object_list:
+            run.metric_cells = [_metric_text(v) for v in cells[run.pk]]
     return {
-        "page": paginate(request, queryset.order_by(*order)),
+        "page": page,
         "columns": columns,
         "sort": sort,
         "search": request.GET.get("search", ""),
+        "run_filter": request.GET.get("filter", ""),
+        "filter_error": filter_error,
+        "recipes": recipes,
+        "recipe_id": recipe.pk if recipe else "",
+        "metric_keys": metric_keys,
         "filters": filter_controls(
             filterset,
             [
@@ -190,7 +241,8 @@ def runs_tab(request: HttpRequest) -> dict:
             ],
         ),
         "filtered": active_filters(
-            request, ["model_family", "level", "status", "outcome", "run_type", "search"]
+            request,
+            ["model_family", "level", "status", "outcome", "run_type", "search", "filter", "recipe_id"],
         ),
         "results_template": "runs/_runs_table.html",
         "noun": "run",

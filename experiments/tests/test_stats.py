@@ -126,6 +126,9 @@ def test_analyse_proportions_interim_then_final():
     assert final["final"] and final["significant"] is True
     assert final["statement"].startswith("Final") and "higher" in final["statement"]
     assert final["mde"] == pytest.approx(stats.mde_proportions(0.525, 100, 100))
+    lower = stats.analyse(challenger, champion, binary=True, horizon=100)
+    # "lower by 0.15", the signed difference named as such: never "lower by -0.15"
+    assert "lower than the champion's by 0.15 (challenger − champion: -0.15" in lower["statement"]
 
 
 def test_analyse_means_uses_welch_and_reports_no_difference():

@@ -6,9 +6,10 @@ from __future__ import annotations
 from datetime import datetime
 
 from django.db import transaction
-from django.db.models import Exists, OuterRef, Q
+from django.db.models import Exists, F, OuterRef, Q
 
 from audit import services as audit
+from mlworkspace.errors import server_redact
 from mlworkspace.ids import new_id
 from models_registry.models import MLModel
 from runs.families import get_family, worlds
@@ -91,20 +92,44 @@ def scoring_start(
 
 def scoring_claim_check(batch: ScoringBatch, now: datetime) -> bool:
     """Claim a scored batch's check at `now`: one never claimed, or one whose claim went stale
-    (its check failed: monitoring.selectors.check_claimable). The conditional update matches
-    the claim as `batch` holds it, so of two workers that read the same batch (unclaimed, or
-    with the same stale claim) exactly one wins, and a fresh claim is never taken over."""
+    (its check failed) with attempts left (monitoring.selectors.check_claimable). The
+    conditional update matches the claim and the attempts as `batch` holds them, so of two
+    workers that read the same batch (unclaimed, or with the same stale claim) exactly one
+    wins, and a fresh claim is never taken over. The same update counts the attempt; on
+    success `batch` holds the new claim and count."""
     claimed = batch.check_started_at
     as_read = Q(check_started_at__isnull=True) if claimed is None else Q(check_started_at=claimed)
-    return bool(
-        ScoringBatch.objects.filter(check_claimable(now), as_read, pk=batch.pk).update(check_started_at=now)
-    )
+    won = ScoringBatch.objects.filter(
+        check_claimable(now), as_read, pk=batch.pk, check_attempts=batch.check_attempts
+    ).update(check_started_at=now, check_attempts=F("check_attempts") + 1)
+    if won:
+        batch.check_started_at, batch.check_attempts = now, batch.check_attempts + 1
+    return bool(won)
 
 
+# A failed check's error as the batch keeps it: the exception's class and the start of its message.
+CHECK_ERROR_CHARS = 2000
+
+
+def scoring_check_failed(batch: ScoringBatch, error: BaseException) -> str:
+    """Record why the batch's check failed (the exception's class and message, server paths
+    cut to file names as in a run's error, then cut to CHECK_ERROR_CHARS: the model page shows
+    it). One small update of its own, made after the failed check rolled back, so the error
+    survives it. Returns the text stored."""
+    text = server_redact(f"{type(error).__name__}: {error}")
+    if len(text) > CHECK_ERROR_CHARS:
+        text = text[: CHECK_ERROR_CHARS - 1] + "…"
+    ScoringBatch.objects.filter(pk=batch.pk).update(check_error=text)
+    batch.check_error = text
+    return text
+
+
+@transaction.atomic
 def scoring_check(*, batch: ScoringBatch, captured_at: datetime | None = None) -> MonitorSnapshot:
     """Check the batch a score run scored (drift + freshness of that same data; performance
     comes later, from outcomes) and link the snapshot to the batch. `captured_at`: as in
-    model_check (the demo dates its history)."""
+    model_check (the demo dates its history). One transaction: a check that fails leaves no
+    snapshot (nor alerts) behind, so its retry records the batch's only one."""
     data = batch.batch_json or {}
     source = {"dataset_id": data["dataset_id"]} if data.get("dataset_id") else {"synthetic": data}
     snapshot = model_check(

@@ -157,8 +157,31 @@ def test_manual_promotion_waits_for_a_person(baselines, user, lead):
     execute_run(retrain.run_id)
     retrain = retrain_decide(retrain=retrain)
     assert retrain.decision == RetrainDecision.REVIEW and "promotion is manual" in retrain.reason
+    assert retrain.decision_label == "Awaiting a person's decision"
     model.refresh_from_db()
     assert model.status == ModelStatus.PRODUCTION
+    # The person decides: the record says so, on the page and in the API.
+    challenger = MLModel.objects.get(pk=retrain.challenger_id)
+    model_set_status(model=challenger, user=lead, status=ModelStatus.STAGING)
+    model_set_status(model=challenger, user=lead, status=ModelStatus.PRODUCTION)
+    retrain = Retrain.objects.select_related("challenger").get(pk=retrain.pk)
+    assert retrain.decision_label == "Challenger promoted by a person"
+    body = APIClient()
+    body.force_authenticate(lead)
+    listed = body.get(f"/api/ml-development/models/{model.id}/retrains").json()
+    assert listed["results"][0]["decision_label"] == "Challenger promoted by a person"
+
+
+def test_a_review_names_an_archived_challenger():
+    archived = MLModel(id="model_x", status=ModelStatus.ARCHIVED)
+    waiting = MLModel(id="model_y", status=ModelStatus.REGISTERED)
+    assert Retrain(decision=RetrainDecision.REVIEW, challenger=archived).decision_label == (
+        "Challenger archived by a person"
+    )
+    assert Retrain(decision=RetrainDecision.REVIEW, challenger=waiting).decision_label == (
+        "Awaiting a person's decision"
+    )
+    assert Retrain(decision=RetrainDecision.KEPT, challenger=archived).decision_label == "Champion kept"
 
 
 def test_a_failed_retrain_leaves_the_champion_untouched(baselines, user, lead):

@@ -2,10 +2,19 @@ from datetime import UTC, date, datetime, timedelta
 
 import pytest
 from django.core.management import call_command
+from django.utils import timezone
 
 from models_registry.services import model_set_status
-from monitoring.models import MonitorSnapshot
-from monitoring.scheduler import claim_due, next_due, run_due_checks
+from monitoring import scheduler
+from monitoring.models import MonitorSnapshot, ScoringBatch
+from monitoring.scheduler import check_scored_batches, claim_due, next_due, run_due_checks
+from monitoring.selectors import CHECK_GRACE, CHECK_MAX_ATTEMPTS, model_scoring
+from monitoring.services import scoring
+from monitoring.services.scoring import CHECK_ERROR_CHARS
+from monitoring.tests.test_scoring import due
+from monitoring.tests.test_scoring import production_model as batch_model
+from runs.executor import execute_run
+from runs.models import Run
 from runs.tests.factories import trained_model
 
 pytestmark = pytest.mark.django_db
@@ -74,3 +83,101 @@ def test_scheduled_checks_take_consecutive_windows_of_the_models_world(baselines
         days=1
     )
     assert first.drift_metrics_json["drifted_count"] == second.drift_metrics_json["drifted_count"] == 0
+
+
+# --------------------------------------------------------------------------- a failing batch check
+
+
+@pytest.fixture
+def scored_batch(baselines, user, monkeypatch):
+    """A batch-mode (location) production model's first batch, scored: its check is due."""
+    monkeypatch.setattr(scheduler, "SCHEDULED_BATCH_ROWS", 600)
+    model = batch_model(user)
+    (batch_id,) = run_due_checks(due(model))
+    batch = ScoringBatch.objects.get(pk=batch_id)
+    assert execute_run(batch.run_id) == "succeeded", Run.objects.get(pk=batch.run_id).error
+    return batch
+
+
+def test_a_check_that_keeps_raising_is_retried_per_grace_period_then_given_up(
+    scored_batch, monkeypatch, caplog, as_user, settings
+):
+    batch, model = scored_batch, scored_batch.model
+    calls = []
+
+    def crash(*, batch):
+        calls.append(batch.pk)
+        where = f" reading {settings.MEDIA_ROOT}/datasets/ds_x.parquet" if len(calls) == 1 else ""
+        raise RuntimeError(
+            f"the check blew up ({len(calls)}){where}" + ("!" * 5000 if len(calls) == 5 else "")
+        )
+
+    monkeypatch.setattr(scheduler, "scoring_check", crash)
+    step = CHECK_GRACE + timedelta(minutes=1)
+    start = timezone.now() - (CHECK_MAX_ATTEMPTS + 1) * step  # every claim stale by now
+    for attempt in range(1, CHECK_MAX_ATTEMPTS + 1):
+        tick = start + (attempt - 1) * step
+        assert check_scored_batches(tick) == []
+        batch.refresh_from_db()
+        assert (batch.check_attempts, batch.check_started_at) == (attempt, tick)
+        assert batch.check_error.startswith(f"RuntimeError: the check blew up ({attempt})")
+        if attempt == 1:  # the server's folders are not shown, as in a run's error
+            assert batch.check_error == "RuntimeError: the check blew up (1) reading ds_x.parquet"
+        # Within the grace period the claim is left alone: no attempt counted.
+        assert check_scored_batches(tick + CHECK_GRACE - timedelta(seconds=1)) == []
+        assert ScoringBatch.objects.get(pk=batch.pk).check_attempts == attempt
+    assert len(calls) == CHECK_MAX_ATTEMPTS
+    assert len(batch.check_error) == CHECK_ERROR_CHARS and batch.check_error.endswith("…")  # cut
+    gave_up = [r for r in caplog.records if r.levelname == "ERROR" and "gave up" in r.getMessage()]
+    assert len(gave_up) == 1 and f"gave up after {CHECK_MAX_ATTEMPTS} attempts" in gave_up[0].getMessage()
+    # Given up: no tick claims it again, however late, even with a check that would work now.
+    monkeypatch.undo()
+    monkeypatch.setattr(scheduler, "SCHEDULED_BATCH_ROWS", 600)
+    assert check_scored_batches(timezone.now() + 10 * CHECK_GRACE) == []
+    batch.refresh_from_db()
+    assert batch.check_attempts == CHECK_MAX_ATTEMPTS and batch.snapshot_id is None
+    assert len(calls) == CHECK_MAX_ATTEMPTS and not MonitorSnapshot.objects.filter(model=model).exists()
+    (row,) = model_scoring(model)["batches"]
+    assert row["status"] == "check gave up"
+    page = as_user.get(f"/model-development/models/{model.id}", {"tab": "monitoring"}).content.decode()
+    assert "batch-check-gave-up" in page and "check gave up" in page
+    assert (
+        f"attempt {CHECK_MAX_ATTEMPTS} of {CHECK_MAX_ATTEMPTS}" in page and "RuntimeError: the check" in page
+    )
+    # A person hands it back to the workers (selectors.CHECK_MAX_ATTEMPTS): the next tick checks it.
+    ScoringBatch.objects.filter(pk=batch.pk).update(check_attempts=0)
+    (snapshot_id,) = check_scored_batches()
+    assert ScoringBatch.objects.get(pk=batch.pk).snapshot_id == snapshot_id
+
+
+def test_a_check_that_succeeds_after_failures_is_checked_once_and_keeps_its_last_error(
+    scored_batch, monkeypatch
+):
+    """The failing check raises after its snapshot was recorded: the check's transaction rolls
+    it back (no orphan snapshot, no second one on retry), while the error, written after the
+    rollback, stays."""
+    batch, model = scored_batch, scored_batch.model
+    real = scoring.model_check
+
+    def record_then_fail(**kwargs):
+        real(**kwargs)
+        raise ValueError("linking failed")
+
+    start = timezone.now() - 3 * (CHECK_GRACE + timedelta(minutes=1))
+    with monkeypatch.context() as patch:
+        patch.setattr(scoring, "model_check", record_then_fail)
+        for attempt in (1, 2):
+            assert check_scored_batches(start + (attempt - 1) * (CHECK_GRACE + timedelta(minutes=1))) == []
+            batch.refresh_from_db()
+            assert batch.check_attempts == attempt and batch.check_error == "ValueError: linking failed"
+            assert not MonitorSnapshot.objects.filter(model=model).exists()  # rolled back
+    (row,) = model_scoring(model)["batches"]
+    assert row["status"] == "check failed"  # stale, attempts left: the next tick retries it
+    (snapshot_id,) = check_scored_batches()
+    batch.refresh_from_db()
+    assert batch.snapshot_id == snapshot_id and batch.check_attempts == 3
+    assert batch.check_error == "ValueError: linking failed"  # the history of the last failure
+    assert list(MonitorSnapshot.objects.filter(model=model).values_list("id", flat=True)) == [snapshot_id]
+    (row,) = model_scoring(model)["batches"]
+    assert row["status"] == "checked"
+    assert check_scored_batches(timezone.now() + 2 * CHECK_GRACE) == []  # checked: never again

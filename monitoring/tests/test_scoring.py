@@ -276,6 +276,7 @@ def test_batches_list_newest_first_and_paginated(model, api_client):
     top = body["results"][0]
     assert top["run_status"] == "succeeded" and top["snapshot_id"] == second.snapshot_id
     assert top["rows"] == second.run.artifacts_json["scoring"]["rows"]
+    assert top["status"] == "checked" and top["check_attempts"] == 1 and top["check_error"] == ""
     page = api_client.get(f"{API}/models/{model.id}/batches", {"page_size": 1, "page": 2}).json()
     assert [b["id"] for b in page["results"]] == [first.pk]
 

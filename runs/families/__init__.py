@@ -35,6 +35,10 @@ monitoring checks and the fixture builder call:
     Backtest folds (rolling-origin for time series, k-fold otherwise).
 ``fit(train, manifest, *, threads: int, log) -> model``
     The ``training`` stage: algorithm and hyper-parameters from its stage config.
+    The LightGBM families' ``fit`` also takes ``callbacks`` (LightGBM callbacks, appended to
+    each ``lightgbm.train``; ``lgb_watch``) and, where the family has no validation data of
+    its own, ``valid`` (rows evaluated per iteration, never trained on): the pipeline records
+    training curves with them, tuning prunes trials. They never change the trained model.
 ``evaluate(model, test, manifest) -> (metrics: dict[str, float], predictions: DataFrame, plot: dict)``
     The family's metrics (names from ``recipes.catalog.METRICS``), the holdout predictions
     and a small JSON-able dict of plot data for the run page.
@@ -81,3 +85,20 @@ def stage_config(manifest: dict, stage_type: str) -> dict:
         if stage.get("type") == stage_type:
             return stage.get("config") or {}
     return {}
+
+
+def lgb_watch(callbacks, train_set, valid_set=None, name: str = "") -> dict:
+    """Keyword arguments for ``lightgbm.train`` that report each boosting iteration's loss
+    on the training data (``"train"``) and, when given, on validation data (``"valid"``) to
+    ``callbacks``; ``name`` tells a family's boosters apart (``"train.treated"``). No
+    callbacks: nothing is evaluated (no cost). Evaluating never changes what is trained (no
+    early stopping here: a callback that stops training is the caller's choice)."""
+    if not callbacks:
+        return {}
+    sets, names = [train_set], ["train"]
+    if valid_set is not None:
+        sets.append(valid_set)
+        names.append("valid")
+    if name:
+        names = [f"{n}.{name}" for n in names]
+    return {"valid_sets": sets, "valid_names": names, "callbacks": list(callbacks)}

@@ -144,7 +144,7 @@ import pandas as pd
 from scipy import signal
 from threadpoolctl import threadpool_limits
 
-from runs.families import stage_config, worlds
+from runs.families import lgb_watch, stage_config, worlds
 from runs.metrics import forecasting as fm
 
 NAME = "forecasting"
@@ -829,8 +829,21 @@ def _lgb_features(
 
 
 def _fit_lgb(
-    panel: _Panel, tc: dict, spec: dict, known: list[str], static: list[str], threads: int, log
+    panel: _Panel,
+    tc: dict,
+    spec: dict,
+    known: list[str],
+    static: list[str],
+    threads: int,
+    log,
+    callbacks: list | None = None,
+    valid_panel: _Panel | None = None,
 ) -> dict:
+    """A global LightGBM model on ``panel``. With ``callbacks`` (appended to
+    ``lightgbm.train``'s) the loss is evaluated per iteration on the training rows and, given
+    ``valid_panel`` (``panel`` followed by later periods), on those later periods one step
+    ahead (their lags are the actual sales, in the same scaled units as the training target);
+    the booster is the same with or without."""
     y = panel.y
     n, t = y.shape
     with warnings.catch_warnings():
@@ -870,13 +883,32 @@ def _fit_lgb(
     params["num_threads"], params["verbose"] = int(threads), -1
     cat_idx = [names.index(f"static_{c}") for c in static]
     data = lgb.Dataset(x, target, feature_name=names, categorical_feature=cat_idx, free_raw_data=True)
-    booster = lgb.train(params, data, num_boost_round=rounds)
+    valid_set = _lgb_valid_set(valid_panel, t, st, spec, known, data) if callbacks else None
+    booster = lgb.train(params, data, num_boost_round=rounds, **lgb_watch(callbacks, data, valid_set))
     log(f"lightgbm: {len(target)} training rows, {len(names)} features, {rounds} rounds")
     tail = max([*spec["lags"], *spec["rolling_windows"]])
     st["tail"] = _to_json(y[:, -tail:] if t >= tail else np.hstack([np.full((n, tail - t), np.nan), y]))
     st["feature_names"] = names
     st["booster"] = lgb.Booster(model_str=booster.model_to_string())
     return st
+
+
+def _lgb_valid_set(valid_panel: _Panel | None, t: int, st: dict, spec: dict, known: list[str], data):
+    """The periods of ``valid_panel`` after the first ``t`` as a one-step-ahead LightGBM
+    validation set (features from the actual history, scaled by the training state ``st``),
+    or None when there are none."""
+    if valid_panel is None or valid_panel.y.shape[1] <= t:
+        return None
+    ys = valid_panel.y / _arr(st["scale"])[:, None]
+    cols = np.arange(t, ys.shape[1])
+    x = _lgb_features(
+        ys, cols, valid_panel.dates[cols], {f: valid_panel.known[f][:, cols] for f in known}, st, spec
+    )
+    target = ys[:, cols]
+    keep = ~np.isnan(target) & ~np.isnan(x[:, :, 0])
+    if not keep.any():
+        return None
+    return lgb.Dataset(x[keep], target[keep], reference=data, free_raw_data=True)
 
 
 def _forecast_lgb(
@@ -942,12 +974,14 @@ def _forecast_lgb(
     return ys[:, width:] * scale[:, None]
 
 
-def _fit_component(algo, panel, tc, spec, known, static, threads, log) -> dict:
+def _fit_component(
+    algo, panel, tc, spec, known, static, threads, log, callbacks=None, valid_panel=None
+) -> dict:
     if algo == "seasonal_naive":
         return _fit_naive(panel, tc)
     if algo in ("ets", "arima"):
         return _fit_stat(algo, panel, tc, spec, log)
-    return _fit_lgb(panel, tc, spec, known, static, threads, log)
+    return _fit_lgb(panel, tc, spec, known, static, threads, log, callbacks, valid_panel)
 
 
 def _forecast_component(algo, state, spec, future, known_future, series=None) -> np.ndarray:
@@ -1029,8 +1063,16 @@ def folds(df: pd.DataFrame, manifest: dict) -> list[tuple[pd.DataFrame, pd.DataF
     return out
 
 
-def fit(train: pd.DataFrame, manifest: dict, *, threads: int = 1, log=print) -> dict:
-    """training stage: validation-window selection among the candidates, then a refit."""
+def fit(
+    train: pd.DataFrame, manifest: dict, *, threads: int = 1, log=print, callbacks: list | None = None
+) -> dict:
+    """training stage: validation-window selection among the candidates, then a refit.
+
+    ``callbacks`` (LightGBM callbacks) are appended to the ``lightgbm.train`` of the LightGBM
+    candidate on the internal validation window (not to the refit, which has no data left to
+    validate on): they see its loss per iteration on the training periods (``"train"``) and,
+    one step ahead, on the validation window (``"valid"``). The model is the same with or
+    without."""
     spec = _spec(manifest)
     tc = _train_config(manifest, spec)
     df = _normalise(train, spec, require_label=True)
@@ -1055,7 +1097,9 @@ def fit(train: pd.DataFrame, manifest: dict, *, threads: int = 1, log=print) -> 
     forecasts: dict[str, np.ndarray] = {}
     with threadpool_limits(threads):
         for algo in tc["candidates"]:
-            state = _fit_component(algo, val_panel, tc, spec, known, static, threads, log)
+            state = _fit_component(
+                algo, val_panel, tc, spec, known, static, threads, log, callbacks=callbacks, valid_panel=panel
+            )
             f = _forecast_component(algo, state, spec, val_dates, val_known)
             ok = ~np.isnan(actual)
             scores[algo] = fm.mape(actual[ok], f[ok])

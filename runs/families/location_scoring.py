@@ -66,7 +66,7 @@ import numpy as np
 import pandas as pd
 from threadpoolctl import threadpool_limits
 
-from runs.families import stage_config, worlds
+from runs.families import lgb_watch, stage_config, worlds
 from runs.metrics import location_scoring as m
 
 NAME = "location_scoring"
@@ -633,8 +633,40 @@ def _lgb_params(cfg: dict, threads: int) -> tuple[dict, int]:
     return hp, rounds
 
 
-def fit(train: pd.DataFrame, manifest: dict, *, threads: int = 1, log=None) -> LocationModel:
-    """The ``training`` stage: a LightGBM regressor on the prepared site features."""
+def _valid_set(model: LocationModel, valid: pd.DataFrame | None, dataset: lgb.Dataset, log_target: bool):
+    """The validation rows (those with a usable label) as a LightGBM Dataset on the training
+    data's bins, or None."""
+    if valid is None or LABEL not in valid.columns:
+        return None
+    y = pd.to_numeric(valid[LABEL], errors="coerce").to_numpy(dtype=float)
+    keep = np.isfinite(y) & (y >= 0 if log_target else True)
+    if not keep.any():
+        return None
+    target = np.log1p(y[keep]) if log_target else y[keep]
+    return lgb.Dataset(
+        model.design(valid.loc[keep]),
+        label=target,
+        reference=dataset,
+        params=dict(dataset.params or {}),
+        free_raw_data=True,
+    )
+
+
+def fit(
+    train: pd.DataFrame,
+    manifest: dict,
+    *,
+    threads: int = 1,
+    log=None,
+    callbacks: list | None = None,
+    valid: pd.DataFrame | None = None,
+) -> LocationModel:
+    """The ``training`` stage: a LightGBM regressor on the prepared site features.
+
+    ``callbacks`` are appended to ``lightgbm.train``'s; with them, the loss (the params'
+    metric, ``l2`` by default, on the model's target: log1p of sales with a log target) is
+    evaluated per iteration on the training rows (``"train"``) and on ``valid`` (``"valid"``,
+    rows never trained on, e.g. the holdout). The booster is the same with or without."""
     cfg = stage_config(manifest, "training")
     algorithm = cfg.get("algorithm", "lightgbm")
     if algorithm != "lightgbm":
@@ -686,7 +718,9 @@ def fit(train: pd.DataFrame, manifest: dict, *, threads: int = 1, log=None) -> L
             log,
             f"training LightGBM: {len(y)} rows, {len(names)} inputs, {rounds} rounds, {threads} thread(s)",
         )
-        booster = lgb.train(params, dataset, num_boost_round=rounds)
+        valid_set = _valid_set(model, valid, dataset, prep["log_target"]) if callbacks else None
+        watch = lgb_watch(callbacks, dataset, valid_set)
+        booster = lgb.train(params, dataset, num_boost_round=rounds, **watch)
         model.booster = booster
         if prep["log_target"] and cfg.get("bias_correction", True):
             fitted = np.exp(booster.predict(x, num_threads=threads))

@@ -80,7 +80,7 @@ import numpy as np
 import pandas as pd
 from threadpoolctl import threadpool_limits
 
-from runs.families import stage_config, worlds
+from runs.families import lgb_watch, stage_config, worlds
 from runs.metrics import next_best_action as nba_metrics
 
 NAME = "next_best_action"
@@ -598,7 +598,10 @@ def _lgb_params(hp: dict, objective: str, threads: int) -> dict:
     return params
 
 
-def _train(X, y, cat_idx, hp, objective, threads, weight=None) -> lgb.Booster:
+def _train(X, y, cat_idx, hp, objective, threads, weight=None, *, watch=None) -> lgb.Booster:
+    """One booster. ``watch``: ``(callbacks, valid, name)`` with ``valid`` ``(X, y, weight)``
+    or None: the callbacks see the loss per iteration on the training rows and on ``valid``
+    (runs.families.lgb_watch); the booster is the same with or without."""
     data = lgb.Dataset(
         X,
         label=y,
@@ -607,11 +610,51 @@ def _train(X, y, cat_idx, hp, objective, threads, weight=None) -> lgb.Booster:
         free_raw_data=True,
         params={"verbose": -1, "num_threads": int(threads)},
     )
-    return lgb.train(_lgb_params(hp, objective, threads), data, num_boost_round=int(hp["n_estimators"]))
+    kwargs = {}
+    if watch is not None and watch[0]:
+        callbacks, valid, name = watch
+        valid_set = None
+        if valid is not None and len(valid[1]):
+            valid_set = lgb.Dataset(
+                valid[0], label=valid[1], weight=valid[2], reference=data, free_raw_data=True
+            )
+        kwargs = lgb_watch(callbacks, data, valid_set, name)
+    return lgb.train(
+        _lgb_params(hp, objective, threads), data, num_boost_round=int(hp["n_estimators"]), **kwargs
+    )
 
 
-def fit(train: pd.DataFrame, manifest: dict, *, threads: int = 1, log=_noop) -> UpliftModel:
-    """The training stage: fit the configured uplift learner on ``train``."""
+def _valid_rows(valid: pd.DataFrame | None, features: list[str], categories: dict) -> tuple | None:
+    """``(X, treated, y)`` of the validation rows with a treatment and a label, or None."""
+    if valid is None or TREATMENT not in valid.columns or LABEL not in valid.columns:
+        return None
+    rows = valid[valid[TREATMENT].notna() & valid[LABEL].notna()]
+    if rows.empty:
+        return None
+    return (
+        _matrix(rows, features, categories),
+        rows[TREATMENT].to_numpy(dtype=float).astype(bool),
+        rows[LABEL].to_numpy(dtype=float),
+    )
+
+
+def fit(
+    train: pd.DataFrame,
+    manifest: dict,
+    *,
+    threads: int = 1,
+    log=_noop,
+    callbacks: list | None = None,
+    valid: pd.DataFrame | None = None,
+) -> UpliftModel:
+    """The training stage: fit the configured uplift learner on ``train``.
+
+    ``callbacks`` are appended to every booster's ``lightgbm.train``; with them each
+    booster's loss is evaluated per iteration on its training rows and on its rows of
+    ``valid`` (never trained on, e.g. the holdout), named ``train``/``valid`` for the one
+    booster of ``class_transformation`` and ``train.<booster>``/``valid.<booster>``
+    otherwise (``treated``, ``control``; ``mu_treated``… for ``x_learner``). The boosters
+    are the same with or without."""
     cfg = stage_config(manifest, "training")
     algorithm = cfg.get("algorithm", "two_model")
     if algorithm not in ALGORITHMS:
@@ -641,24 +684,75 @@ def fit(train: pd.DataFrame, manifest: dict, *, threads: int = 1, log=_noop) -> 
     )
     with threadpool_limits(threads):
         X = _matrix(train, features, categories)
+        v = _valid_rows(valid, features, categories) if callbacks else None
+
+        def watch(name: str, subset=None, target=None, weight=None):
+            """The callbacks and the validation rows (`subset` of them, labelled `target`)."""
+            if not callbacks:
+                return None
+            if v is None:
+                return (callbacks, None, name)
+            xv, yv = (v[0], v[2]) if subset is None else (v[0][subset], v[2][subset])
+            return (callbacks, (xv, yv if target is None else target, weight), name)
+
         boosters: dict[str, lgb.Booster] = {}
         if algorithm == "two_model":
-            boosters["treated"] = _train(X[t], y[t], cat_idx, hp, "binary", threads)
-            boosters["control"] = _train(X[~t], y[~t], cat_idx, hp, "binary", threads)
+            tv = v[1] if v is not None else None
+            boosters["treated"] = _train(
+                X[t], y[t], cat_idx, hp, "binary", threads, watch=watch("treated", tv)
+            )
+            boosters["control"] = _train(
+                X[~t],
+                y[~t],
+                cat_idx,
+                hp,
+                "binary",
+                threads,
+                watch=watch("control", None if tv is None else ~tv),
+            )
         elif algorithm == "class_transformation":
             z = np.where(t, y, 1.0 - y)
             weight = np.where(t, 0.5 / propensity, 0.5 / (1.0 - propensity))
-            boosters["transformed"] = _train(X, z, cat_idx, hp, "binary", threads, weight=weight)
+            vz = vw = None
+            if v is not None:
+                vz = np.where(v[1], v[2], 1.0 - v[2])
+                vw = np.where(v[1], 0.5 / propensity, 0.5 / (1.0 - propensity))
+            boosters["transformed"] = _train(
+                X, z, cat_idx, hp, "binary", threads, weight=weight, watch=watch("", None, vz, vw)
+            )
         else:  # x_learner
-            mu_t = _train(X[t], y[t], cat_idx, hp, "binary", threads)
-            mu_c = _train(X[~t], y[~t], cat_idx, hp, "binary", threads)
+            tv = v[1] if v is not None else None
+            mu_t = _train(X[t], y[t], cat_idx, hp, "binary", threads, watch=watch("mu_treated", tv))
+            mu_c = _train(
+                X[~t],
+                y[~t],
+                cat_idx,
+                hp,
+                "binary",
+                threads,
+                watch=watch("mu_control", None if tv is None else ~tv),
+            )
             d_t = y[t] - mu_c.predict(X[t], num_threads=threads)
             d_c = mu_t.predict(X[~t], num_threads=threads) - y[~t]
+            vd_t = vd_c = None
+            if v is not None:
+                vd_t = v[2][tv] - mu_c.predict(v[0][tv], num_threads=threads)
+                vd_c = mu_t.predict(v[0][~tv], num_threads=threads) - v[2][~tv]
             boosters.update(
                 mu_treated=mu_t,
                 mu_control=mu_c,
-                tau_treated=_train(X[t], d_t, cat_idx, hp, "regression", threads),
-                tau_control=_train(X[~t], d_c, cat_idx, hp, "regression", threads),
+                tau_treated=_train(
+                    X[t], d_t, cat_idx, hp, "regression", threads, watch=watch("tau_treated", tv, vd_t)
+                ),
+                tau_control=_train(
+                    X[~t],
+                    d_c,
+                    cat_idx,
+                    hp,
+                    "regression",
+                    threads,
+                    watch=watch("tau_control", None if tv is None else ~tv, vd_c),
+                ),
             )
     model = UpliftModel(
         algorithm=algorithm,

@@ -23,6 +23,7 @@ from .datasets import (
 from .finish import close_stages, run_deploys, run_finish, run_report
 from .lifecycle import (
     MAX_SYNTHETIC_ROWS,
+    next_run_number,
     run_cancel,
     run_move_in_time,
     run_retry,
@@ -41,6 +42,7 @@ __all__ = [
     "dataset_require_ready",
     "dataset_set_purpose",
     "dataset_usage",
+    "next_run_number",
     "run_cancel",
     "run_deploys",
     "run_finish",

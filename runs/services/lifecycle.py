@@ -13,6 +13,7 @@ from audit import services as audit
 from mlworkspace.errors import Conflict, InvalidInput, field_error
 from mlworkspace.ids import new_id
 from models_registry.models import MLModel
+from recipes import tuning as spec_tuning
 from recipes.models import Recipe, RecipeVersion
 
 from .. import data as run_data
@@ -81,7 +82,7 @@ def _clean_params(
     return params
 
 
-def _next_run_number(recipe: Recipe) -> int:
+def next_run_number(recipe: Recipe) -> int:
     """The recipe's next run number (the "#n" of a run's name). Two runs started at once
     must not get the same number: the recipe row is locked until the transaction commits
     (PostgreSQL row lock; SQLite's immediate transactions serialise writers anyway), and the
@@ -102,6 +103,7 @@ def run_start(
     executor: str = Executor.WORKSPACE,
     params: dict | None = None,
     retry_of: Run | None = None,
+    parent: Run | None = None,
     at=None,
 ) -> Run:
     """Create a queued run; workspace runs are enqueued for a worker when the transaction commits.
@@ -109,6 +111,13 @@ def run_start(
     version = recipe_version or recipe.current_version
     if version is None or version.recipe_id != recipe.id:
         raise field_error("recipe_version_id", f"is not a version of recipe '{recipe.id}'")
+    if run_type == RunType.TRIAL:
+        raise field_error("run_type", "a trial is started by its tune run, not on its own")
+    if run_type == RunType.TUNE and spec_tuning.section(version.manifest) is None:
+        raise field_error(
+            "run_type",
+            f"version {version.version} has no tuning section (pipeline.stages[training].config.tuning)",
+        )
     if model is not None:
         if model.recipe_id != recipe.id:
             raise field_error("model_id", f"model '{model.id}' belongs to recipe '{model.recipe_id}'")
@@ -148,7 +157,7 @@ def run_start(
     run = Run.objects.create(
         id=new_id("run"),
         recipe=recipe,
-        number=_next_run_number(recipe),
+        number=next_run_number(recipe),
         recipe_version=version,
         model=model,
         run_type=run_type,
@@ -156,6 +165,7 @@ def run_start(
         dataset=dataset,
         params_json=params,
         retry_of=retry_of,
+        parent=parent,
         created_by=user,
     )
     if at is not None:  # created_at is auto_now_add: only an update sets it

@@ -20,7 +20,7 @@ from django.db import transaction
 from mlworkspace.errors import Conflict, InvalidInput
 
 from .. import tracking
-from ..models import MetricPoint, Run, RunMetric, RunParam, RunTag
+from ..models import Executor, MetricPoint, Run, RunMetric, RunParam, RunTag
 
 # History points are inserted in batches of this many rows.
 BATCH_ROWS = 2000
@@ -128,6 +128,22 @@ def _log_tags(run: Run, values: dict[str, str]) -> None:
 
 
 def _log_metrics(run: Run, points: list[tracking.MetricValue]) -> None:
+    # A point logged again (same key, value, step and timestamp: a client's retry, or
+    # MLflow's log_model re-logging the run's metrics) is stored once, as MLflow stores it.
+    seen = set(
+        MetricPoint.objects.filter(
+            run=run,
+            key__in={p.key for p in points},
+            timestamp__in={p.timestamp for p in points},
+        ).values_list("key", "value", "is_nan", "step", "timestamp")
+    )
+    fresh = []
+    for p in points:
+        identity = (p.key, p.value, p.is_nan, p.step, p.timestamp)
+        if identity not in seen:
+            seen.add(identity)
+            fresh.append(p)
+    points = fresh
     MetricPoint.objects.bulk_create(
         [
             MetricPoint(
@@ -157,16 +173,25 @@ def _log_metrics(run: Run, points: list[tracking.MetricValue]) -> None:
 
 
 def tracking_index_params(*, run: Run) -> None:
-    """A workspace run's params, searchable from its start (runs.tracking.workspace_params)."""
+    """A workspace run's params, searchable from its start (runs.tracking.workspace_params).
+    An external run's params are what its runner logs (params cannot change: indexing the
+    version's hyperparameters first would refuse a script's own `num_leaves`)."""
+    if run.executor != Executor.WORKSPACE:
+        return
     values = tracking.workspace_params(run.params_json or {}, run.recipe_version.manifest or {})
     tracking_log(run=run, params=[{"key": k, "value": v} for k, v in values.items()], final=True)
 
 
 def tracking_index_metrics(*, run: Run, metrics: Mapping[str, Any], at_ms: int | None = None) -> None:
-    """A finished run's final metrics (its metrics_json), each the latest value of its key
-    unless the run logged a later step of it itself."""
+    """A run's reported metrics (its metrics_json), each the latest value of its key unless
+    the run logged a later step of it itself. A metric whose latest value is already this one
+    (a runner reporting what it logged step by step) adds no point to its history."""
     at_ms = at_ms or now_ms()
+    latest = dict(RunMetric.objects.filter(run=run).values_list("key", "value"))
     points = [
-        {"key": k, "value": v, "timestamp": at_ms, "step": 0} for k, v in tracking.numeric_metrics(metrics)
+        {"key": k, "value": v, "timestamp": at_ms, "step": 0}
+        for k, v in tracking.numeric_metrics(metrics)
+        if not (k in latest and latest[k] == v)
     ]
-    tracking_log(run=run, metrics=points, final=True)
+    if points:
+        tracking_log(run=run, metrics=points, final=True)

@@ -32,7 +32,7 @@ def test_bad_keys_are_refused(key):
     assert caught.value.path == "/metrics/0/key"
 
 
-@pytest.mark.parametrize("key", ["MAPE", "valid.l2", "precision@k".replace("@", "_"), "a b/c:d-e"])
+@pytest.mark.parametrize("key", ["MAPE", "valid.l2", "precision@k", "a b/c:d-e"])
 def test_good_keys_pass(key):
     assert tracking.check_key(key, "/k") == key
 
@@ -41,7 +41,10 @@ def test_workspace_params_name_hyperparameters_as_an_mlflow_user_would():
     manifest = {
         "pipeline": {
             "stages": [
-                {"type": "train", "config": {"algorithm": "lightgbm", "hyperparameters": {"num_leaves": 31}}}
+                {
+                    "type": "training",
+                    "config": {"algorithm": "lightgbm", "hyperparameters": {"num_leaves": 31}},
+                }
             ]
         }
     }
@@ -159,3 +162,37 @@ def test_concurrent_logging_to_one_run_loses_nothing(baselines, user):
     assert MetricPoint.objects.filter(run=run, key="loss").count() == 80
     assert RunParam.objects.filter(run=run, key__startswith="p").count() == 80
     assert RunMetric.objects.get(run=run, key="loss").step == 19
+
+
+def test_a_point_logged_again_is_stored_once(baselines, user):
+    run = external_run(user)
+    point = {"key": "loss", "value": 0.5, "step": 3, "timestamp": 1234}
+    tracking_log(run=run, metrics=[point, point])
+    tracking_log(run=run, metrics=[point, {**point, "value": 0.4}])
+    assert sorted(MetricPoint.objects.filter(run=run).values_list("value", flat=True)) == [0.4, 0.5]
+
+
+def test_reported_metrics_equal_to_the_logged_latest_add_no_point(baselines, user):
+    run = external_run(user)
+    assert RunParam.objects.filter(run=run).count() == 0  # an external run's params are its runner's
+    tracking_log(run=run, metrics=[{"key": "MAPE", "value": 0.2, "step": 4, "timestamp": 1}])
+    run_report(run=run, user=user, status=RunStatus.SUCCEEDED, metrics_json={"MAPE": 0.2, "RMSE": 3.0})
+    assert MetricPoint.objects.filter(run=run, key="MAPE").count() == 1
+    assert latest(run) == {"MAPE": (0.2, 4), "RMSE": (3.0, 0)}
+
+
+def test_a_workspace_run_is_searchable_by_its_versions_hyperparameters(baselines, user):
+    run = run_start(user=user, recipe=Recipe.objects.get(pk="recipe_location_base"))
+    hyper = next(
+        s["config"]["hyperparameters"]
+        for s in run.recipe_version.manifest["pipeline"]["stages"]
+        if s["type"] == "training"
+    )
+    params = dict(RunParam.objects.filter(run=run).values_list("key", "value"))
+    assert hyper and all(params[k] == str(v) for k, v in hyper.items())
+
+
+def test_a_child_run_names_its_parent(baselines, user):
+    parent = external_run(user)
+    child = run_start(user=user, recipe=parent.recipe, executor="external", parent=parent)
+    assert list(parent.children.all()) == [child]

@@ -20,6 +20,7 @@ from django.urls import NoReverseMatch, reverse
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 from playwright.sync_api import expect
 
+from experiments.models import Experiment
 from models_registry.models import MLModel, ModelStatus
 from monitoring.models import Comparison
 from recipes import client_services
@@ -144,6 +145,9 @@ def page_urls(base: str) -> Iterator[tuple[str, str]]:
     comparison = Comparison.objects.order_by("created_at").first()  # a retrain's, in the demo
     if comparison is not None:
         yield "model comparison", f"{base}{reverse('pages:comparison', args=[comparison.pk])}"
+    experiment = Experiment.objects.order_by("started_at").first()  # the demo's A/B test
+    assert experiment is not None, "the demo has no A/B test"
+    yield "experiment", f"{base}{reverse('pages:experiment', args=[experiment.pk])}"
     yield "not found", f"{base}/model-development/runs/run_does_not_exist"
 
 

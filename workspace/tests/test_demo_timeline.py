@@ -1,7 +1,9 @@
 """The demo shows months of believable history (issue 11 §3.13): every write of seed_demo
 passes an explicit time, so versions are weeks apart, evidence runs come before the approvals
 they support, models are trained before they are promoted, and all of it before the
-monitoring history starts."""
+monitoring history starts. The production loop comes in order after it: the retrain during
+the monitoring history, then the A/B test that promotes its challenger (the experiment
+services stamp the time of seeding), then the new champion's scored batches."""
 
 from datetime import timedelta
 from io import StringIO
@@ -10,8 +12,10 @@ import pytest
 from django.core.management import call_command
 from django.utils import timezone
 
+from audit.models import AuditEvent
+from experiments.models import Experiment
 from models_registry.models import MLModel
-from monitoring.models import MonitorSnapshot
+from monitoring.models import MonitorSnapshot, Retrain, ScoringBatch
 from recipes.models import Recipe
 from runs.models import Run, RunType
 from workspace.demo import DEMO_TAG, MIN_ROWS
@@ -47,23 +51,48 @@ def test_seed_demo_spreads_its_history_over_months():
                 run = v.approval_run
                 assert run.created_at <= run.started_at <= run.finished_at < v.approved_at
 
+    # The loop: DAYS is enough for the concept change, its retrain and the A/B test.
+    retrain = Retrain.objects.get(decision="review")
+    experiment = Experiment.objects.get()
+    assert (experiment.status, experiment.winner) == ("stopped", "challenger")
+    loop_runs = {retrain.run_id}
     for run in Run.objects.filter(recipe__in=demo):
         assert run.created_at >= run.recipe_version.created_at
         first_log = run.logs.order_by("seq").first().ts if run.started_at else run.created_at
         if run.started_at:
             assert run.started_at - run.created_at < timedelta(hours=1)
-        if run.run_type == RunType.SCORE:  # scheduled scorings belong to the monitoring history
-            assert history_starts <= run.created_at <= first_log <= timezone.now()
+        if run.run_type == RunType.SCORE:  # scheduled scorings come after the A/B test
+            assert experiment.stopped_at <= run.created_at <= first_log <= timezone.now()
+        elif run.pk in loop_runs:  # the challenger's training, during the monitoring history
+            assert history_starts <= run.created_at <= first_log < experiment.started_at
         else:
             assert run.created_at < history_starts
             assert first_log < history_starts
 
-    first_check = MonitorSnapshot.objects.order_by("captured_at").first().captured_at
+    checks = MonitorSnapshot.objects.exclude(pk__in=ScoringBatch.objects.values("snapshot")).exclude(
+        source="outcomes"
+    )
+    first_check = checks.order_by("captured_at").first().captured_at
+    last_check = checks.order_by("captured_at").last().captured_at
+    trigger = MonitorSnapshot.objects.get(pk=retrain.trigger_json["snapshot_id"])
+    assert first_check <= trigger.captured_at <= retrain.created_at < retrain.decided_at < last_check
+    # The A/B test after the monitoring history, its traffic and outcomes inside it, and the
+    # promotion it made at its stop.
+    assert last_check < experiment.started_at < experiment.stopped_at <= timezone.now()
+    for moment in [
+        *experiment.exposures.values_list("first_seen_at", flat=True),
+        *experiment.outcomes.values_list("recorded_at", flat=True),
+    ]:
+        assert experiment.started_at <= moment <= experiment.stopped_at
+    stop = AuditEvent.objects.get(action="experiment.stop", object_id=experiment.pk)
+    assert stop.at >= experiment.stopped_at
     for model in MLModel.objects.select_related("recipe_version", "training_run"):
         assert model.created_at > model.recipe_version.approved_at
         if model.training_run is not None:
             assert model.training_run.created_at >= model.created_at
             if model.promoted_at is not None:
                 assert model.promoted_at > model.training_run.finished_at
-        if model.promoted_at is not None:
+        if model.pk == experiment.challenger_id:
+            assert experiment.started_at < model.promoted_at <= experiment.stopped_at <= stop.at
+        elif model.promoted_at is not None:
             assert model.promoted_at < first_check

@@ -5,6 +5,8 @@ from io import StringIO
 import pytest
 from django.core.management import CommandError, call_command
 
+from audit.models import AuditEvent
+from experiments.models import Experiment, Exposure, Outcome
 from models_registry.models import MLModel
 from monitoring.models import Alert, MonitorSnapshot, Retrain, ScoringBatch
 from notifications.models import Webhook
@@ -12,6 +14,7 @@ from recipes.models import ClientMembership, Recipe, RecipeVersion
 from recipes.selectors import recipe_upstream
 from runs.models import Run
 from workspace.demo import (
+    AB_HORIZON,
     DEMO_TAG,
     MARKER_NAME,
     MIN_ROWS,
@@ -20,6 +23,7 @@ from workspace.demo import (
     drift_schedule,
     seed_datasets,
 )
+from workspace.demo.loop import AB_MIN_IMPROVEMENT
 
 DAYS = 12
 
@@ -49,6 +53,14 @@ def test_drift_schedule_is_an_episode_in_the_middle_with_recovery():
     short = drift_schedule(DAYS)
     assert short and max(short) < DAYS - 1  # at least one clean day after it
     assert drift_schedule(3) == {}
+
+
+def test_concept_change_comes_last_after_the_drift_episode():
+    assert concept_schedule(90) == {87, 88, 89}  # days 88-90 of 90
+    assert concept_schedule(DAYS) == {DAYS - 2, DAYS - 1}
+    assert min(concept_schedule(DAYS)) > max(drift_schedule(DAYS)) + 1  # calm days between
+    assert concept_schedule(3) == {1, 2}  # no drift episode: the loop still runs
+    assert concept_schedule(2) == set()
 
 
 @pytest.mark.django_db
@@ -118,29 +130,63 @@ def test_seed_demo_builds_everything_through_real_runs_and_only_once():
 
     # The loop: the site scorer watched daily, a covariate-drift episode, then a concept change
     # that stays. Each opening of the calibration alert starts a retrain (the check does); the
-    # first challenger (covariate drift: nothing to learn) is not better and the champion stays;
-    # the second learned the new ground truth, wins on the same held-out window and replaces it.
+    # promotion is manual, so the lead reviews each: the first challenger (covariate drift:
+    # nothing to learn) is not better, the champion stays and the challenger is archived; the
+    # second learned the new ground truth and wins on the same held-out window, so the lead
+    # A/B tests it, and the test's result promotes it.
     scorer = models["BurgerBay site scorer"]
     assert scorer.status == "staging"
     retrains = list(Retrain.objects.filter(recipe=scorer.recipe).order_by("created_at"))
     assert [(r.trigger, r.status, r.decision) for r in retrains] == [
-        ("alert", "decided", "kept"),
-        ("alert", "decided", "promoted"),
+        ("alert", "decided", "review"),
+        ("alert", "decided", "review"),
     ]
     assert all(r.champion == scorer and r.trigger_json["alert"] == "calibration_critical" for r in retrains)
-    kept, promoted = retrains
-    assert kept.comparison_json["improvement"] < 0.02 <= promoted.comparison_json["improvement"]
-    assert promoted.window_json["holdout"]["concept"] == promoted.window_json["train"]["concept"]
-    champion = promoted.challenger
-    assert champion.status == "production" and champion.challenger_of == scorer
-    assert kept.challenger.status == "registered"
-    # The old champion's daily checks up to the promotion, the new one's after it: consecutive
-    # windows of one world; the concept-change days carry the concept and no feature drift.
-    daily = list(scorer.snapshots.order_by("captured_at")) + list(
-        champion.snapshots.filter(source="scheduled", data_freshness_json__batch__has_key="concept")
-        .exclude(pk__in=ScoringBatch.objects.values("snapshot"))
-        .order_by("captured_at")
+    assert all("promotion is manual" in r.reason for r in retrains)
+    kept, tested = retrains
+    assert (
+        kept.comparison_json["improvement"] < 0 < AB_MIN_IMPROVEMENT <= tested.comparison_json["improvement"]
     )
+    assert kept.challenger.status == "archived"
+    assert tested.window_json["holdout"]["concept"] == tested.window_json["train"]["concept"]
+    champion = tested.challenger
+    assert champion.status == "production" and champion.challenger_of == scorer
+
+    # The A/B test: started on the recipe with the production model and the winning
+    # challenger, every served site given its outcome, stopped with the challenger as the
+    # winner once both arms passed the horizon, which promoted it (audited).
+    experiment = Experiment.objects.get(recipe=scorer.recipe)
+    assert (experiment.mode, experiment.split, experiment.unit_key, experiment.horizon) == (
+        "ab",
+        0.5,
+        "site_id",
+        AB_HORIZON,
+    )
+    assert (experiment.champion, experiment.challenger) == (scorer, champion)
+    assert (experiment.status, experiment.winner) == ("stopped", "challenger")
+    posted = AuditEvent.objects.filter(action="experiment.outcomes", object_id=experiment.pk)
+    assert posted.count() >= 2  # the outcomes came in several posts, one per batch of traffic
+    outcomes = Outcome.objects.filter(experiment=experiment)
+    assert outcomes.count() == sum(e.detail["recorded"] for e in posted)
+    assert all(e.detail["replaced"] == 0 and e.detail["unknown_units"] == 0 for e in posted)
+    exposures = Exposure.objects.filter(experiment=experiment)
+    assert outcomes.count() == exposures.count()  # every site served got its outcome
+    assert set(outcomes.values_list("unit", "arm")) == set(exposures.values_list("unit", "arm"))
+    assert all(v >= 0 for v in outcomes.values_list("value", flat=True))  # absolute errors
+    analysis = experiment.result_json["analysis"]
+    assert analysis["final"] and analysis["significant"]
+    assert all(arm["n"] >= AB_HORIZON for arm in analysis["arms"].values())
+    assert analysis["difference"]["high"] < 0  # the challenger's forecasts miss by less
+    stop = AuditEvent.objects.get(action="experiment.stop", object_id=experiment.pk)
+    assert stop.detail == {"winner": "challenger", "promoted": champion.pk, "replaced": [scorer.pk]}
+    promotion = AuditEvent.objects.get(
+        action="model.status", object_id=champion.pk, changes__status=["staging", "production"]
+    )
+    assert champion.promoted_at <= promotion.at <= stop.at
+    assert promotion.actor_username == stop.actor_username == experiment.created_by.username
+    # The old champion's daily checks: consecutive windows of one world; the concept-change days
+    # carry the concept and no feature drift.
+    daily = list(scorer.snapshots.order_by("captured_at"))
     assert len(daily) == DAYS
     assert {s.source for s in daily} == {"scheduled"}
     shifted = [s.drift_metrics_json["max_psi"] for i, s in enumerate(daily) if i in drift_schedule(DAYS)]
@@ -157,20 +203,23 @@ def test_seed_demo_builds_everything_through_real_runs_and_only_once():
     assert all(s.drift_metrics_json["drifted_count"] == 0 for s in changed)
     opened = scorer.alerts.filter(name="calibration_critical").order_by("fired_at").last()
     assert opened.first_snapshot.data_freshness_json["batch"]["concept"]
-    assert promoted.trigger_json["snapshot_id"] == opened.first_snapshot_id
+    assert tested.trigger_json["snapshot_id"] == opened.first_snapshot_id
+    assert opened.state == "firing"  # the old champion stays miscalibrated until the test
     assert not champion.alerts.filter(state="firing").exists()  # the new champion is healthy
     assert models["Skyline Mobile retention uplift"].snapshots.exists()
     # The new champion's scored batches: real score runs, each checked; the oldest has its
     # outcomes, recorded as a snapshot of their own.
     scored = list(ScoringBatch.objects.filter(model=champion).order_by("scheduled_for"))
     assert len(scored) == SCORED_BATCHES
+    assert scored[0].scheduled_for >= experiment.stopped_at  # after its promotion
     assert all(b.run.run_type == "score" and b.run.status == "succeeded" and b.snapshot for b in scored)
     assert scored[0].outcome_rows == scored[0].run.artifacts_json["scoring"]["rows"]
     assert scored[0].unmatched_rows == 0 and scored[0].performance_json
     assert scored[0].outcome_snapshot.source == "outcomes"
+    assert scored[0].outcome_snapshot.performance_metrics_json["calibration"] < 0.1  # no alert
     assert all(b.outcomes_at is None for b in scored[1:])
     hook = Webhook.objects.get(client=scorer.recipe.client)
-    assert not hook.active and "retrain.decided" in hook.events
+    assert not hook.active and {"retrain.decided", "experiment.result"} <= set(hook.events)
 
     before = _counts()
     again = _seed()
