@@ -47,7 +47,7 @@ def parse_outcomes(items) -> list[tuple[str, float]]:
                 message = (
                     "is required"
                     if "unit" not in item
-                    else "must be a non-empty string (at most 200 characters) or an integer"
+                    else "must be a non-empty string (at most 200 characters, no NUL) or an integer"
                 )
                 errors.append({"path": f"/outcomes/{index}/unit", "message": message})
             value = item.get("value")

@@ -47,7 +47,7 @@ def _units(rows: list[dict], unit_key: str) -> list[str]:
             message = (
                 f"missing: the running experiment assigns arms by {unit_key}"
                 if unit_key not in row
-                else "must be a non-empty string (at most 200 characters) or an integer"
+                else "must be a non-empty string (at most 200 characters, no NUL) or an integer"
             )
             errors.append({"path": f"/rows/{index}/{unit_key}", "message": message})
             if len(errors) >= MAX_ERRORS:

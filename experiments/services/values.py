@@ -35,9 +35,10 @@ def finite_all(values: list) -> list:
 
 
 def unit_value(value) -> str | None:
-    """A unit as stored: a non-empty string (at most 200 characters) or an integer."""
+    """A unit as stored: a non-empty string (at most 200 characters, no NUL: PostgreSQL's
+    text cannot hold one) or an integer."""
     if isinstance(value, str):
-        return value if 0 < len(value) <= MAX_UNIT_CHARS else None
+        return value if 0 < len(value) <= MAX_UNIT_CHARS and "\x00" not in value else None
     if isinstance(value, int) and not isinstance(value, bool):
         return str(value)
     return None
@@ -50,7 +51,8 @@ def unit_values(values: list) -> list[str] | None:
     types = set(map(type, values))
     if types == {str}:
         lengths = set(map(len, values))
-        return list(values) if min(lengths) > 0 and max(lengths) <= MAX_UNIT_CHARS else None
+        valid = min(lengths) > 0 and max(lengths) <= MAX_UNIT_CHARS and "\x00" not in "".join(values)
+        return list(values) if valid else None
     if types == {int}:
         return list(map(str, values))
     units = [unit_value(value) for value in values]

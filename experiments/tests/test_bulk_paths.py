@@ -65,6 +65,7 @@ def test_finite_all_is_finite_of_each(values):
         (["c1", ""], False),
         (["c1", "x" * 201], False),
         (["x" * 200], True),
+        (["c1", "c\x002"], False),  # PostgreSQL's text holds no NUL: a 400, never a 500
         (["c1", None], False),
         ([True, 1], False),
         ([1.0], False),
@@ -81,7 +82,7 @@ def test_unit_values_is_unit_value_of_each(values, ok):
 def test_a_bad_unit_is_a_400_naming_the_first_bad_rows(api_client, paper_champion, paper_twin):
     start(api_client, paper_champion, paper_twin)
     rows = [{"customer_id": f"c{i}"} for i in range(60)]
-    rows[4]["customer_id"] = ""
+    rows[4]["customer_id"] = "c\x004"
     del rows[7]["customer_id"]
     for i in range(10, 60):
         rows[i]["customer_id"] = True
@@ -91,7 +92,7 @@ def test_a_bad_unit_is_a_400_naming_the_first_bad_rows(api_client, paper_champio
     assert len(errors) == 50  # at most 50 per answer
     assert errors[0] == {
         "path": "/rows/4/customer_id",
-        "message": "must be a non-empty string (at most 200 characters) or an integer",
+        "message": "must be a non-empty string (at most 200 characters, no NUL) or an integer",
     }
     assert errors[1] == {
         "path": "/rows/7/customer_id",
