@@ -143,6 +143,19 @@ class _Progress:
     def metrics(self, points: list[dict]):
         self.points.extend(points)
 
+    def receive(self, message: tuple) -> str:
+        """Take a child process's ``log``, ``stage`` or ``metrics`` message (the messages every
+        child sends: the pipeline's and a tune run's study); returns the message's kind, so
+        the caller handles its own (``result``, ``error``, a study's ``trial``)."""
+        kind = message[0]
+        if kind == "log":
+            self.log(message[1], message[2])
+        elif kind == "stage":
+            self.stage(message[1], message[2], message[3])
+        elif kind == "metrics":
+            self.metrics(message[1])
+        return kind
+
     def write_points(self) -> bool:
         """Write the pending metric history points (while the run is running: tracking_log
         refuses a finished run's); False if the run is no longer running."""
@@ -206,16 +219,11 @@ def execute_run(run_id: str) -> str:
                     message = receiver.recv()
                 except EOFError:
                     break
-                kind = message[0]
-                if kind == "log":
-                    progress.log(message[1], message[2])
-                elif kind == "stage":
-                    progress.stage(message[1], message[2], message[3])
+                kind = progress.receive(message)
+                if kind == "stage":
                     # A stage's start and end are written at once (not on the next timer
                     # tick): a page polling the run sees each stage move.
                     flush_now = True
-                elif kind == "metrics":
-                    progress.metrics(message[1])
                 elif kind == "result":
                     result = message[1]
                 elif kind == "error":

@@ -156,12 +156,8 @@ def tune_execute(*, run: Run, spec: dict, progress, worker: str) -> dict:
                     message = receiver.recv()
                 except EOFError:
                     break
-                kind = message[0]
-                if kind == "log":
-                    progress.log(message[1], message[2])
-                elif kind == "stage":
-                    progress.stage(message[1], message[2], message[3])
-                elif kind == "trial":
+                kind = progress.receive(message)  # log, stage, metrics: as a train run's
+                if kind == "trial":
                     trials.handle(message[1])
                 elif kind == "result":
                     result = message[1]
