@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import re
+from datetime import datetime
 
 from django.db import IntegrityError, transaction
 from django.utils import timezone
@@ -120,10 +121,12 @@ def experiment_start(
     mde: float | None = None,
     alpha: float = 0.05,
     metric: str = "outcome",
+    at: datetime | None = None,
 ) -> Experiment:
     """Start an A/B (`mode` "ab": a `split` share of units is served by the challenger) or
     shadow test (the challenger scores every request unseen) on the recipe's production model.
-    The horizon (units per arm) is given or planned from a baseline and `mde`."""
+    The horizon (units per arm) is given or planned from a baseline and `mde`. `at` (a
+    datetime) dates the start for seeded history (the demo), default now."""
     if mode not in ExperimentMode.values:
         raise field_error("mode", f"must be one of {', '.join(ExperimentMode.values)}")
     if split is None:
@@ -164,7 +167,7 @@ def experiment_start(
         horizon=horizon,
         horizon_json=horizon_json,
         alpha=alpha,
-        started_at=timezone.now(),
+        started_at=at or timezone.now(),
         created_by=user,
     )
     try:
@@ -176,7 +179,7 @@ def experiment_start(
             f"Recipe '{recipe.pk}' already has a running experiment; reload and try again.",
             [{"path": "/recipe_id", "message": "an experiment is running"}],
         ) from None
-    audit.record(user, "experiment.start", experiment, changes=audit.created(experiment))
+    audit.record(user, "experiment.start", experiment, changes=audit.created(experiment), at=at)
     return experiment
 
 
@@ -184,11 +187,13 @@ def experiment_start(
 
 
 @transaction.atomic
-def experiment_stop(*, experiment: Experiment, user, winner: str) -> dict:
+def experiment_stop(*, experiment: Experiment, user, winner: str, at: datetime | None = None) -> dict:
     """Stop a running experiment with a decision. "challenger": it is promoted to production
     through models_registry.services.model_set_status (via staging when only registered; the
     champion is demoted to staging there, both audited). "champion"/"none": nothing else
-    changes. Returns {"experiment", "promoted": id | None, "replaced": [ids]}."""
+    changes. `at` (a datetime) dates the stop, its promotion and their audit events for
+    seeded history (the demo), default now. Returns {"experiment", "promoted": id | None,
+    "replaced": [ids]}."""
     if winner not in Winner.values:
         raise field_error("winner", f"must be one of {', '.join(Winner.values)}")
     _lock_recipe(experiment.recipe_id)
@@ -217,12 +222,12 @@ def experiment_stop(*, experiment: Experiment, user, winner: str) -> dict:
                 [{"path": "/winner", "message": "the challenger is archived"}],
             )
         if challenger.status == ModelStatus.REGISTERED:
-            model_set_status(model=challenger, user=user, status=ModelStatus.STAGING)
-        moved = model_set_status(model=challenger, user=user, status=ModelStatus.PRODUCTION)
+            model_set_status(model=challenger, user=user, status=ModelStatus.STAGING, at=at)
+        moved = model_set_status(model=challenger, user=user, status=ModelStatus.PRODUCTION, at=at)
         promoted, replaced = challenger.pk, moved["replaced"]
     experiment.status = ExperimentStatus.STOPPED
     experiment.winner = winner
-    experiment.stopped_at = timezone.now()
+    experiment.stopped_at = at or timezone.now()
     experiment.stopped_by = user
     experiment.result_json = result
     experiment.save(update_fields=["status", "winner", "stopped_at", "stopped_by", "result_json"])
@@ -232,6 +237,7 @@ def experiment_stop(*, experiment: Experiment, user, winner: str) -> dict:
         experiment,
         changes=audit.diff(before, experiment),
         detail={"winner": winner, "promoted": promoted, "replaced": replaced},
+        at=at,
     )
     notify(
         "experiment.result",
@@ -244,5 +250,6 @@ def experiment_stop(*, experiment: Experiment, user, winner: str) -> dict:
             "promoted": promoted,
             "replaced": replaced,
         },
+        at=at,
     )
     return {"experiment": experiment, "promoted": promoted, "replaced": replaced}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
@@ -68,9 +70,11 @@ def parse_outcomes(items) -> list[tuple[str, float]]:
 
 
 @transaction.atomic
-def experiment_outcomes(*, experiment: Experiment, outcomes, user) -> dict:
+def experiment_outcomes(*, experiment: Experiment, outcomes, user, at: datetime | None = None) -> dict:
     """Record the outcome of each exposed unit (last write wins). Units the experiment never
-    exposed are counted and the first few named in the answer, never silently dropped."""
+    exposed are counted and the first few named in the answer, never silently dropped. `at`
+    (a datetime) dates the outcomes and their audit event for seeded history (the demo),
+    default now."""
     # Locked and re-read: a stop that just committed is seen, one under way waits for us.
     experiment = Experiment.objects.select_for_update().get(pk=experiment.pk)
     if not experiment.is_running:
@@ -88,7 +92,7 @@ def experiment_outcomes(*, experiment: Experiment, outcomes, user) -> dict:
             Exposure.objects.filter(experiment_id=experiment.pk, unit__in=chunk).values_list("unit", "arm")
         )
         replaced += Outcome.objects.filter(experiment_id=experiment.pk, unit__in=chunk).count()
-    now = timezone.now()
+    now = at or timezone.now()
     rows = [
         Outcome(experiment_id=experiment.pk, unit=unit, arm=arms[unit], value=value, recorded_at=now)
         for unit, value in sorted(latest.items())  # in key order: concurrent posts never deadlock
@@ -111,5 +115,5 @@ def experiment_outcomes(*, experiment: Experiment, outcomes, user) -> dict:
         "unknown_units": len(unknown),
         "unknown_examples": unknown[:UNKNOWN_EXAMPLES],
     }
-    audit.record(user, "experiment.outcomes", experiment, detail=result)
+    audit.record(user, "experiment.outcomes", experiment, detail=result, at=at)
     return result

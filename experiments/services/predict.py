@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+from datetime import datetime
 from itertools import chain
 
 import numpy as np
@@ -83,25 +84,31 @@ EXPOSURE_CHUNK = 1000
 
 
 def _record_exposures(
-    experiment: Experiment, units: list[str], arms: list[str], champion=None, challenger=None
+    experiment: Experiment,
+    units: list[str],
+    arms: list[str],
+    champion=None,
+    challenger=None,
+    *,
+    at: datetime | None = None,
 ) -> None:
-    """One row per unit (its first request's time; in shadow mode the latest predictions of
-    both models, updated on every request), written by INSERT ... SELECT ... ON CONFLICT
-    statements, not bulk_create: building 50,000 model instances and their SQL through the
-    ORM took 2 s of a 2.5 s batch request (bench/bench_experiments.py); this takes about a
-    tenth. The experiment and the time are bound once per statement, the rows' own values
-    (unit, arm[, both answers]) are built column by column with C-level maps and zips.
-    Concurrent requests for a new unit collide harmlessly on the unique (experiment, unit)
-    index: the arm is the same whoever writes it."""
+    """One row per unit (its first request's time: `at`, default now; in shadow mode the
+    latest predictions of both models and their time, updated on every request), written by
+    INSERT ... SELECT ... ON CONFLICT statements, not bulk_create: building 50,000 model
+    instances and their SQL through the ORM took 2 s of a 2.5 s batch request
+    (bench/bench_experiments.py); this takes about a tenth. The experiment and the time are
+    bound once per statement, the rows' own values (unit, arm[, both answers]) are built
+    column by column with C-level maps and zips. Concurrent requests for a new unit collide
+    harmlessly on the unique (experiment, unit) index: the arm is the same whoever writes it."""
     last = dict(zip(units, range(len(units)), strict=True))  # a unit twice: its last row
     # In unit order: two concurrent requests with overlapping units wait for each other's rows
     # in the same order on PostgreSQL, never in a deadlock.
     ordered = sorted(last)
     index = list(map(last.__getitem__, ordered))
-    now = connection.ops.adapt_datetimefield_value(timezone.now())
+    seen = connection.ops.adapt_datetimefield_value(at or timezone.now())
     quote = connection.ops.quote_name
     columns = ["experiment_id", "unit", "arm", "first_seen_at"]
-    params = [experiment.pk, now]
+    params = [experiment.pk, seen]
     sent = [ordered, list(map(arms.__getitem__, index))]
     postgres = ["%s", "e->>0", "e->>1", "%s::timestamptz"]
     sqlite = ["%s", "column1", "column2", "%s"]
@@ -110,7 +117,7 @@ def _record_exposures(
     else:
         updated = ["last_seen_at", "champion_prediction", "challenger_prediction"]
         columns += updated
-        params.append(now)
+        params.append(seen)
         sent += [finite_all(list(map(answers.__getitem__, index))) for answers in (champion, challenger)]
         postgres += ["%s::timestamptz", "(e->>2)::float8", "(e->>3)::float8"]
         sqlite += ["%s", "column3", "column4"]
@@ -142,12 +149,13 @@ def _record_exposures(
             )
 
 
-def experiment_predict(model: MLModel, rows: list[dict]) -> dict:
+def experiment_predict(model: MLModel, rows: list[dict], *, at: datetime | None = None) -> dict:
     """The predict endpoint's answer. Without a running experiment of `model`: its
     predictions, unchanged. With one (model is its champion or challenger): A/B — each row is
     served by its unit's arm; shadow — the champion answers every row and the challenger's
     answers for the same rows are stored. Adds "experiment_id", "mode", "arms" (parallel to
-    "predictions") and "arm" when every row has the same one."""
+    "predictions") and "arm" when every row has the same one. `at` (a datetime) dates the
+    exposures for seeded history (the demo), default now."""
     experiment = running_experiment(model)
     if experiment is None:
         return {"model_id": model.pk, "predictions": artifacts.predict_rows(model, rows)}
@@ -164,7 +172,7 @@ def experiment_predict(model: MLModel, rows: list[dict]) -> dict:
             served = _predict(experiment.model_of(arm), subset, index)
             for i, prediction in zip(index, served, strict=True):
                 predictions[i] = prediction
-        _record_exposures(experiment, units, arms)
+        _record_exposures(experiment, units, arms, at=at)
     else:
         predictions = _predict(experiment.champion, rows)
         try:
@@ -180,7 +188,7 @@ def experiment_predict(model: MLModel, rows: list[dict]) -> dict:
             )
             shadow = [None] * len(rows)
         arms = [Arm.CHAMPION.value] * len(rows)
-        _record_exposures(experiment, units, arms, predictions, shadow)
+        _record_exposures(experiment, units, arms, predictions, shadow, at=at)
     out = {
         "model_id": model.pk,
         "predictions": predictions,

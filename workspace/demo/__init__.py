@@ -41,8 +41,9 @@ What it builds (names below are the demo's fixed names):
   of the world, each site's outcome is the absolute error of the sales forecast it was
   served against its realised sales (the world's label), and once both arms reach the
   horizon the lead stops the test with the winner the statistics support, which promotes it
-  through the model lifecycle (audited). The experiment services stamp their own time, so
-  the A/B test is dated at seeding, after the history;
+  through the model lifecycle (audited). The test is dated inside the history: the scorer's
+  daily checks end AB_BATCHES days ago, the test starts after the lead's review, its daily
+  traffic follows the last check, and it stops before the seeding;
 - an example webhook for BurgerBay's ops channel (inactive: no network in the demo) on the
   Notifications page;
 - then the production model's batch scoring (it is deployed as a batch): the next few windows

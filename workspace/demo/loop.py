@@ -3,7 +3,10 @@ the pages and the API call: daily checks of its synthetic world (a covariate-dri
 then a concept change), the retrains its calibration alert starts and a person's review of
 each (the recipe's promotion is manual), an A/B test of the challenger that won on the
 held-out window — real traffic routed by the predict endpoint's code, outcomes from the
-world's real labels — whose result promotes it, and the new champion's batch scoring."""
+world's real labels — whose result promotes it, and the new champion's batch scoring. Every
+write is dated in one timeline: the daily checks, each retrain and review hours after the
+check that started it, the A/B test's daily traffic after the last check and its stop, then
+the scoring at seeding."""
 
 from __future__ import annotations
 
@@ -54,6 +57,13 @@ AB_SPLIT = 0.5
 AB_BATCHES = 4
 AB_BATCH_ROWS = 200
 AB_HORIZON = 250
+# The lead reviews a retrain's decision this long after it is made.
+REVIEW_DELAY = timedelta(hours=1)
+# The A/B test's steps: it starts this long after the review that asked for it, its first
+# day's traffic comes this long after the champion's last check (or the start, if later) and
+# each next day's a day later, the outcomes of a day's traffic are posted this long after it,
+# and the test is stopped this long after the last outcomes.
+AB_STEP = timedelta(hours=1)
 
 
 def drift_schedule(days: int) -> dict[int, float]:
@@ -76,8 +86,8 @@ def concept_schedule(days: int) -> set[int]:
     88-90 of 90), after the covariate-drift episode. A competitor opens and stays: the features
     do not move, only the ground truth does, so the calibration alert opens, the recipe's
     retraining policy trains a challenger on the new ground truth, it wins on the held-out
-    window, and the A/B test that decides its promotion follows the history (ab_test: the
-    experiment services stamp their own time, so the test comes last, at the time of seeding)."""
+    window, and the A/B test that decides its promotion follows (ab_test: its traffic on the
+    days the history leaves free after its last check)."""
     start = days - max(2, round(days * 0.03))
     if start < 1 or start <= max(drift_schedule(days), default=-1) + 1:
         return set()
@@ -99,11 +109,20 @@ def history(
     `shifts` and the family's concept change on the days of `concepts`. A retrain that a
     check starts (the recipe's retraining policy) is trained and decided two hours later,
     as the workers would, and reviewed by the demo's lead (`review`). Returns the production
-    model at the end and the challenger the lead wants to A/B test (None if none)."""
+    model at the end and the challenger the lead wants to A/B test (None if none).
+
+    A history with a concept change ends AB_BATCHES days ago instead: the challenger its
+    retrain trains may be A/B tested, and the test's AB_BATCHES daily requests follow the
+    last check (ab_test), the first hours after it, the last about a day before seeding."""
     shifts = shifts or {}
     concepts = concepts or set()
     concept = next(iter(get_family(model.recipe.model_family).CONCEPTS))
-    now = timezone.now().replace(minute=0, second=0, microsecond=0)
+    # Ending earlier, it starts earlier too: still after the demo's earlier steps, whose last
+    # comes days before the end of builder.LEAD_DAYS (workspace/tests/test_demo_timeline.py
+    # checks the order).
+    last = timezone.now().replace(minute=0, second=0, microsecond=0) - timedelta(
+        days=AB_BATCHES if concepts else 1
+    )
     started = time.monotonic()
     candidate = None
     for day in range(days):
@@ -113,7 +132,7 @@ def history(
             synthetic["shift"] = {DRIFT_FEATURE: k}
         if day in concepts:
             synthetic["concept"] = concept
-        captured_at = now - timedelta(days=days - day)
+        captured_at = last - timedelta(days=days - 1 - day)
         snapshot = model_check(model=model, source="scheduled", synthetic=synthetic, captured_at=captured_at)
         firing = [name for name, r in snapshot.alerts_json.items() if r.get("firing")]
         if k or firing or day in concepts:
@@ -148,7 +167,7 @@ def retrains(demo: DemoBuilder, model: MLModel, at: datetime) -> tuple[MLModel, 
             model = MLModel.objects.get(pk=decided.challenger_id)
             demo.summary["models"].append(model)
         elif decided.decision == RetrainDecision.REVIEW:
-            candidate = review(demo, decided, at + timedelta(hours=2)) or candidate
+            candidate = review(demo, decided, decided.decided_at + REVIEW_DELAY) or candidate
     return model, candidate
 
 
@@ -192,13 +211,23 @@ def ab_test(demo: DemoBuilder, champion: MLModel, challenger: MLModel) -> MLMode
     the absolute error of the sales forecast it was served against its realised annual sales,
     the world's label — posted (as POST /experiments/{id}/outcomes), then stopped with the
     winner the statistics support, which promotes it through the model lifecycle. Returns the
-    production model after it."""
+    production model after it.
+
+    Dated in the history's timeline (the services' `at`): started AB_STEP after the lead's
+    review of the retrain that trained `challenger`; the requests a day apart, the first
+    AB_STEP after the champion's last check (they serve the world's days after the checked
+    ones), each one's outcomes AB_STEP after it; stopped AB_STEP after the last outcomes,
+    before the scoring, which is dated at seeding."""
     recipe = champion.recipe
     manifest = champion.recipe_version.manifest
     family = get_family(recipe.model_family)
     unit_key = grain_columns(manifest)[0]
     labels = list(manifest["requirements"]["labels"])
     metric = f"abs_error_{labels[0]}"
+    retrain = Retrain.objects.get(challenger=challenger)
+    started_at = retrain.decided_at + REVIEW_DELAY + AB_STEP
+    last_check = champion.snapshots.latest("captured_at").captured_at
+    first_served_at = max(started_at, last_check) + AB_STEP
     experiment = experiment_start(
         user=demo.user,
         recipe=recipe,
@@ -209,6 +238,7 @@ def ab_test(demo: DemoBuilder, champion: MLModel, challenger: MLModel) -> MLMode
         unit_key=unit_key,
         horizon=AB_HORIZON,
         metric=metric,
+        at=started_at,
     )
     demo.summary["experiments"].append(experiment)
     demo.say(
@@ -227,7 +257,8 @@ def ab_test(demo: DemoBuilder, champion: MLModel, challenger: MLModel) -> MLMode
         # traffic counter are left to the batch scoring.
         frame = frame.dropna().reset_index(drop=True)
         rows = json.loads(frame.drop(columns=labels).to_json(orient="records", date_format="iso"))
-        answer = experiment_predict(champion, rows)
+        served_at = first_served_at + timedelta(days=i)
+        answer = experiment_predict(champion, rows, at=served_at)
         fresh = []
         for row, served, actual in zip(rows, answer["predictions"], frame[labels[0]], strict=True):
             unit = str(row[unit_key])
@@ -238,11 +269,12 @@ def ab_test(demo: DemoBuilder, champion: MLModel, challenger: MLModel) -> MLMode
             experiment=experiment,
             outcomes=[{"unit": unit, "value": errors[unit]} for unit in fresh],
             user=demo.user,
+            at=served_at + AB_STEP,
         )
         arms = Counter(answer["arms"])
         demo.say(
-            f"  day {batch['window']['start']} of the world: {len(rows)} sites predicted "
-            f"({arms['champion']} champion, {arms['challenger']} challenger); "
+            f"  {served_at:%Y-%m-%d}, day {batch['window']['start']} of the world: {len(rows)} sites "
+            f"predicted ({arms['champion']} champion, {arms['challenger']} challenger); "
             f"{posted['recorded']} outcomes posted, {posted['unknown_units']} unknown"
         )
     analysis = experiment_statistics(experiment)["analysis"]
@@ -254,7 +286,9 @@ def ab_test(demo: DemoBuilder, champion: MLModel, challenger: MLModel) -> MLMode
         demo.say(f"  challenger − champion {d['value']:,.0f} ({d['low']:,.0f} to {d['high']:,.0f})")
     demo.say(f"  {analysis['statement']}")
     winner = _winner(analysis)
-    stopped = experiment_stop(experiment=experiment, user=demo.user, winner=winner)
+    stopped = experiment_stop(
+        experiment=experiment, user=demo.user, winner=winner, at=served_at + 2 * AB_STEP
+    )
     if stopped["promoted"]:
         promoted = MLModel.objects.get(pk=stopped["promoted"])
         demo.summary["models"].append(promoted)
@@ -271,8 +305,7 @@ def scoring(demo: DemoBuilder, model: MLModel, *, batches: int, rows: int) -> No
     """The next `batches` scorings of the batch-mode model, as the workers run them: each
     slot's next window scored by a real score run and checked; the oldest batch then gets its
     outcomes (the synthetic world's real labels for that window). They are the demo's last
-    steps, after the A/B test (whose services stamp the time of seeding), so each is dated
-    when it runs."""
+    steps, after the A/B test (stopped hours before seeding), so each is dated when it runs."""
     family = get_family(model.recipe.model_family)
     manifest = model.recipe_version.manifest
     scored = []

@@ -2,8 +2,9 @@
 passes an explicit time, so versions are weeks apart, evidence runs come before the approvals
 they support, models are trained before they are promoted, and all of it before the
 monitoring history starts. The production loop comes in order after it: the retrain during
-the monitoring history, then the A/B test that promotes its challenger (the experiment
-services stamp the time of seeding), then the new champion's scored batches."""
+the monitoring history, then the A/B test that promotes its challenger (started after the
+lead's review, its daily traffic after the last check, stopped before seeding), then the new
+champion's scored batches."""
 
 from datetime import timedelta
 from io import StringIO
@@ -19,6 +20,7 @@ from monitoring.models import MonitorSnapshot, Retrain, ScoringBatch
 from recipes.models import Recipe
 from runs.models import Run, RunType
 from workspace.demo import DEMO_TAG, MIN_ROWS
+from workspace.demo.loop import AB_BATCHES
 
 pytestmark = [
     pytest.mark.django_db,
@@ -32,7 +34,10 @@ DAYS = 3
 def test_seed_demo_spreads_its_history_over_months():
     started = timezone.now()
     call_command("seed_demo", days=DAYS, rows=MIN_ROWS, stdout=StringIO())
-    history_starts = started - timedelta(days=DAYS)
+    checks = MonitorSnapshot.objects.exclude(pk__in=ScoringBatch.objects.values("snapshot")).exclude(
+        source="outcomes"
+    )
+    history_starts = checks.earliest("captured_at").captured_at
 
     demo = list(Recipe.objects.filter(tag_set__name=DEMO_TAG).prefetch_related("versions"))
     created = sorted(r.created_at for r in demo)
@@ -69,23 +74,36 @@ def test_seed_demo_spreads_its_history_over_months():
             assert run.created_at < history_starts
             assert first_log < history_starts
 
-    checks = MonitorSnapshot.objects.exclude(pk__in=ScoringBatch.objects.values("snapshot")).exclude(
-        source="outcomes"
-    )
-    first_check = checks.order_by("captured_at").first().captured_at
-    last_check = checks.order_by("captured_at").last().captured_at
+    last_check = checks.filter(model=experiment.champion).latest("captured_at").captured_at
     trigger = MonitorSnapshot.objects.get(pk=retrain.trigger_json["snapshot_id"])
-    assert first_check <= trigger.captured_at <= retrain.created_at < retrain.decided_at < last_check
-    # The A/B test after the monitoring history, its traffic and outcomes inside it, and the
-    # promotion it made at its stop.
-    assert last_check < experiment.started_at < experiment.stopped_at <= timezone.now()
-    for moment in [
-        *experiment.exposures.values_list("first_seen_at", flat=True),
-        *experiment.outcomes.values_list("recorded_at", flat=True),
-    ]:
-        assert experiment.started_at <= moment <= experiment.stopped_at
+    assert history_starts <= trigger.captured_at <= retrain.created_at < retrain.decided_at < last_check
+    # The A/B test inside the history: started after the decision on the retrain that trained
+    # its challenger (the lead's review), its traffic after the champion's last check, one
+    # request and one post of outcomes a day, each outcome dated at its post, and stopped before
+    # seeding (so before the first scored batch), the promotion it made at its stop.
+    assert retrain.challenger_id == experiment.challenger_id
+    assert retrain.decided_at < experiment.started_at < experiment.stopped_at < started
+    served = sorted(set(experiment.exposures.values_list("first_seen_at", flat=True)))
+    posts = sorted(
+        AuditEvent.objects.filter(action="experiment.outcomes", object_id=experiment.pk).values_list(
+            "at", flat=True
+        )
+    )
+    assert len(served) == len(posts) == AB_BATCHES
+    assert len({moment.date() for moment in served}) == len({moment.date() for moment in posts}) == AB_BATCHES
+    assert set(experiment.outcomes.values_list("recorded_at", flat=True)) == set(posts)
+    assert max(experiment.started_at, last_check) < served[0]
+    for request, post, following in zip(served, posts, [*served[1:], experiment.stopped_at], strict=True):
+        assert request < post < following  # a day's outcomes after its traffic, before the next
+    first_scored = ScoringBatch.objects.filter(model_id=experiment.challenger_id).earliest("scheduled_for")
+    assert experiment.stopped_at < first_scored.scheduled_for
     stop = AuditEvent.objects.get(action="experiment.stop", object_id=experiment.pk)
-    assert stop.at >= experiment.stopped_at
+    start = AuditEvent.objects.get(action="experiment.start", object_id=experiment.pk)
+    assert (start.at, stop.at) == (experiment.started_at, experiment.stopped_at)
+    promotion = AuditEvent.objects.get(
+        action="model.status", object_id=experiment.challenger_id, changes__status=["staging", "production"]
+    )
+    assert promotion.at == experiment.stopped_at
     for model in MLModel.objects.select_related("recipe_version", "training_run"):
         assert model.created_at > model.recipe_version.approved_at
         if model.training_run is not None:
@@ -93,6 +111,6 @@ def test_seed_demo_spreads_its_history_over_months():
             if model.promoted_at is not None:
                 assert model.promoted_at > model.training_run.finished_at
         if model.pk == experiment.challenger_id:
-            assert experiment.started_at < model.promoted_at <= experiment.stopped_at <= stop.at
+            assert model.promoted_at == experiment.stopped_at
         elif model.promoted_at is not None:
-            assert model.promoted_at < first_check
+            assert model.promoted_at < history_starts
