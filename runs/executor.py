@@ -38,7 +38,7 @@ from .pipeline import child_main
 from .selectors import model_training_batch
 from .services import close_stages, run_finish, synthetic_resolve, tracking_log
 from .tasks import fail_lost_task_rows
-from .tuning_service import tune_execute
+from .tuning_executor import tune_execute
 
 logger = logging.getLogger(__name__)
 
@@ -200,7 +200,7 @@ def execute_run(run_id: str) -> str:
         return _finish(
             run, progress, RunStatus.FAILED, error=f"Could not prepare the run: {server_redact(str(exc))}"
         )
-    if run.run_type == RunType.TUNE:  # a study of trials, not one pipeline: runs/tuning_service.py
+    if run.run_type == RunType.TUNE:  # a study of trials, not one pipeline: runs/tuning_executor.py
         return _finish(run, progress, **tune_execute(run=run, spec=spec, progress=progress, worker=WORKER_ID))
 
     context = multiprocessing.get_context("spawn")

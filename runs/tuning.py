@@ -1,6 +1,6 @@
 """Hyperparameter tuning with Optuna: the study a ``tune`` run executes, in the run's child
 process. Plain Python (Optuna, the families), no Django: the worker's side — the trials'
-child runs, heartbeat, cancel — is ``runs/tuning_service.py``.
+child runs, heartbeat, cancel — is ``runs/tuning_executor.py``.
 
 The tune run's stages run as a train run's would, except two:
 

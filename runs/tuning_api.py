@@ -12,7 +12,7 @@ from rest_framework.views import APIView
 from recipes import access, tuning
 from recipes import perms as recipe_perms
 
-from . import tuning_service
+from . import services, tuning_selectors
 from .models import Run
 
 
@@ -63,7 +63,7 @@ class SavedVersionSerializer(serializers.Serializer):
 
 
 def _tune_run(request, run_id: str) -> Run:
-    return tuning_service.get_tune_run(Run.objects.visible_to(request.user), run_id)
+    return tuning_selectors.get_tune_run(Run.objects.visible_to(request.user), run_id)
 
 
 class RunStudyView(APIView):
@@ -75,7 +75,7 @@ class RunStudyView(APIView):
     @extend_schema(responses={200: StudySerializer})
     def get(self, request, run_id):
         run = _tune_run(request, run_id)
-        data = tuning_service.tune_study(run)
+        data = tuning_selectors.tune_study(run)
         body = {"run_id": run.pk, "status": run.status, "started": data is not None}
         empty = {
             "study_name": None,
@@ -100,7 +100,7 @@ class RunStudySaveBestView(APIView):
     def post(self, request, run_id):
         run = _tune_run(request, run_id)
         access.check_write(request.user, run.recipe, recipe_perms.ADD_VERSION)
-        created = tuning_service.tune_save_best(run=run, user=request.user)
+        created = services.tune_save_best(run=run, user=request.user)
         stage = (tuning.training_stage(created.manifest) or (0, {}))[1]
         body = {
             "recipe_id": created.recipe_id,

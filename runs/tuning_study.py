@@ -1,6 +1,6 @@
 """A stored Optuna study read back for the study page and API: every trial and the best
 (``summary``) and Optuna's four charts (``figures``). Plain Python (Optuna, Plotly), no
-Django: ``runs/tuning_service.py`` loads the study and adds the trials' child runs."""
+Django: ``runs/tuning_selectors.py`` loads the study and adds the trials' child runs."""
 
 from __future__ import annotations
 

@@ -14,7 +14,7 @@ from mlworkspace.errors import DomainError, NotFound
 from mlworkspace.views import require_perm
 from recipes import perms as recipe_perms
 
-from . import plots, tuning_service, tuning_study
+from . import plots, services, tuning_selectors, tuning_study
 from .models import Run
 
 
@@ -25,7 +25,7 @@ def _shown(value):
 
 def _get_tune_run_for_user(user, run_id: str) -> Run:
     try:
-        return tuning_service.get_tune_run(Run.objects.visible_to(user), run_id)
+        return tuning_selectors.get_tune_run(Run.objects.visible_to(user), run_id)
     except NotFound as exc:
         raise Http404(exc.detail) from None
 
@@ -35,10 +35,10 @@ def run_study(request: HttpRequest, run_id: str) -> HttpResponse:
     """The study: how the search went (history, importances, parallel coordinates, slices),
     every trial (linking its child run) and the best, with "Save best as new version"."""
     run = _get_tune_run_for_user(request.user, run_id)
-    study = tuning_service.load_study(run)
+    study = tuning_selectors.load_study(run)
     context: dict = {"nav": "library", "run": run, "study": None, "charts": []}
     if study is not None:
-        data = tuning_service.tune_study(run, study)
+        data = tuning_selectors.tune_study(run, study)
         names = list(dict.fromkeys(name for t in data["trials"] for name in t["params"]))
         context.update(
             study=data,
@@ -67,7 +67,7 @@ def run_study_save_best(request: HttpRequest, run_id: str) -> HttpResponse:
     run = _get_tune_run_for_user(request.user, run_id)
     require_perm(request, recipe_perms.ADD_VERSION, "save a new version", obj=run.recipe)
     try:
-        created = tuning_service.tune_save_best(run=run, user=request.user)
+        created = services.tune_save_best(run=run, user=request.user)
     except DomainError as exc:
         messages.error(request, exc.detail)
         return redirect("pages:run-study", run_id=run.pk)

@@ -6,7 +6,9 @@
   ``run_report`` (outcome, final log line, stages closed, the result attached to its model);
 * ``datasets``   upload and profile, the scoring-input mark, readiness, usage, delete;
 * ``tracking``   a run's params, metrics (latest value and history) and tags as searchable
-  rows (runs.tracking holds their rules).
+  rows (runs.tracking holds their rules);
+* ``tuning``     a tune run's trial started by its worker (the one other way a run is created)
+  and "Save best as new version".
 
 Callers import from ``runs.services``; the names below are the package's interface.
 """
@@ -31,6 +33,7 @@ from .lifecycle import (
     synthetic_resolve,
 )
 from .tracking import tracking_index_metrics, tracking_index_params, tracking_log
+from .tuning import trial_start, tune_save_best
 
 __all__ = [
     "MAX_SYNTHETIC_ROWS",
@@ -54,4 +57,6 @@ __all__ = [
     "tracking_index_metrics",
     "tracking_index_params",
     "tracking_log",
+    "trial_start",
+    "tune_save_best",
 ]

@@ -15,7 +15,7 @@ from audit.models import AuditEvent
 from mlworkspace.errors import InvalidInput
 from recipes.models import Recipe, RecipeVersion
 from recipes.services import version_create
-from runs import artifacts, tuning_service
+from runs import artifacts, tuning_selectors
 from runs.executor import execute_run
 from runs.models import MetricPoint, Run, RunParam, RunTag
 from runs.services import run_cancel, run_retry, run_start
@@ -193,13 +193,13 @@ def test_cancel_stops_the_study_and_a_retry_continues_it(baselines, user):
     assert all("cancelled" in t.error for t in stopped)
 
     retry = run_retry(run=first, user=user)
-    assert tuning_service.study_name(retry) == first.pk  # the same study
+    assert tuning_selectors.study_name(retry) == first.pk  # the same study
     retry = executed(retry)
     assert retry.status == "succeeded", retry.error
     # The retry ran only the trials still missing: the study has all it was asked for
     # (finished: complete or pruned).
     assert len([t for t in trials_of(retry) if finished(t)]) == trials - len(done_first)
-    study = tuning_service.tune_study(retry)
+    study = tuning_selectors.tune_study(retry)
     counts = study["counts"]
     assert counts["complete"] + counts.get("pruned", 0) == trials
     ended = [t for t in study["trials"] if t["state"] in ("complete", "pruned")]
@@ -304,7 +304,7 @@ def test_the_api_starts_tune_runs(baselines, user, api_client):
 
 
 def test_the_storage_url_is_the_database_django_uses(db):
-    url = tuning_service.storage_url()
+    url = tuning_selectors.storage_url()
     name = connection.settings_dict["NAME"]
     if connection.vendor == "sqlite":
         assert url == f"sqlite:///{name}"

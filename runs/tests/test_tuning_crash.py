@@ -7,7 +7,7 @@ import signal
 
 import pytest
 
-from runs import tuning_service
+from runs import tuning_selectors
 from runs.models import Run
 from runs.services import run_retry
 from runs.tests.test_tuning import start, tune_version
@@ -28,7 +28,7 @@ def test_a_tune_run_whose_worker_died_is_continued_by_its_retry(workers, baselin
     assert wait_for(lambda: Run.objects.get(pk=run.pk).status == "failed", timeout=60)
     assert "Worker lost" in Run.objects.get(pk=run.pk).error
     assert wait_for(lambda: not Run.objects.filter(parent=run, status="running").exists(), timeout=30)
-    before = tuning_service.tune_study(Run.objects.get(pk=run.pk))
+    before = tuning_selectors.tune_study(Run.objects.get(pk=run.pk))
     done = before["counts"].get("complete", 0)
     assert 2 <= done < 6, before["counts"]
 
@@ -36,7 +36,7 @@ def test_a_tune_run_whose_worker_died_is_continued_by_its_retry(workers, baselin
     assert wait_for(lambda: Run.objects.get(pk=retry.pk).status in ("succeeded", "failed"), timeout=180)
     retry.refresh_from_db()
     assert retry.status == "succeeded", retry.error
-    after = tuning_service.tune_study(retry)
+    after = tuning_selectors.tune_study(retry)
     assert after["study_name"] == run.pk
     assert after["counts"]["complete"] == 6  # as configured, not 6 more
     assert "running" not in after["counts"]  # the dead worker's trial was failed by its heartbeat
