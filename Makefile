@@ -104,13 +104,23 @@ browsers:
 
 # The whole suite: lint, the architecture contracts (import-linter, pyproject.toml), migrations
 # up to date, an OpenAPI schema without warnings (and valid), unit + API + worker + browser tests.
+# pytest runs twice: the tests that start worker processes or a browser (marked slow or browser:
+# timing-sensitive, and busy on a second core themselves) one at a time, then the rest on
+# TEST_WORKERS processes (pytest-xdist, a test file per process at a time, each process with its
+# own test database). TEST_MARKS narrows both, e.g. TEST_MARKS='not once' (CI's SQLite pass);
+# PYTEST_ARGS goes to both (a pass that selects nothing is not a failure).
+TEST_WORKERS ?= 2
+TEST_MARKS ?=
+SERIAL_MARKS := slow or browser
+and_marks = $(if $(strip $(TEST_MARKS)), and ($(TEST_MARKS)))
 test: install-dev browsers
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/lint-imports --no-cache
 	$(PY) manage.py makemigrations --check --dry-run
 	$(PY) manage.py spectacular --fail-on-warn --validate --file /dev/null
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest -m "($(SERIAL_MARKS))$(and_marks)" $(PYTEST_ARGS) || [ $$? -eq 5 ]
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile -m "not ($(SERIAL_MARKS))$(and_marks)" $(PYTEST_ARGS) || [ $$? -eq 5 ]
 
 bench: install-dev
 	$(PY) bench/bench_api.py
