@@ -65,12 +65,13 @@ def trial_start(*, tune: Run, study: str, number: int, params: dict, worker: str
     return trial
 
 
-def tune_save_best(*, run: Run, user) -> RecipeVersion:
+def tune_save_best(*, run: Run, user, at=None) -> RecipeVersion:
     """A new version of the tune run's recipe: the tuned version's manifest with the best
     trial's parameters in its training stage's hyperparameters, numbered by the suggested
     bump (recipes.services.version_create: a hyperparameter change is a patch). Audited.
     409 when the run is no tune run, its study has no finished trial, or the recipe has a
-    version newer than the one tuned (its changes would be lost: tune that version)."""
+    version newer than the one tuned (its changes would be lost: tune that version). `at` (a
+    datetime) dates the version and its audit record for seeded history (the demo); default now."""
     if run.run_type != RunType.TUNE:
         raise Conflict(f"Run '{run.id}' is a {run.run_type} run; only a tune run has a best trial to save.")
     study = tuning_selectors.load_study(run)
@@ -102,6 +103,7 @@ def tune_save_best(*, run: Run, user) -> RecipeVersion:
                 f"Hyperparameters of the best trial ({best.number}, {metric} = {value} on the validation rows) "
                 f"of tune run #{run.number}: " + ", ".join(f"{k}={v}" for k, v in params.items())
             ),
+            at=at,
         )
         audit.record(
             user,
@@ -113,5 +115,6 @@ def tune_save_best(*, run: Run, user) -> RecipeVersion:
                 "trial": best.number,
                 "params": params,
             },
+            at=at,
         )
     return created

@@ -11,7 +11,9 @@ performance and alert episodes are computed, never typed in, and the A/B test go
 Where things are: `builder.py` (the demo's user and clients, DemoBuilder: writes with an
 explicit time and the log), `families.py` (each family's recipes, versions, models and runs),
 `loop.py` (the site scorer's production loop: checks, retrains, reviews, the A/B test, batch
-scoring), `seed.py` (seed_demo, the uploaded datasets).
+scoring), `seed.py` (seed_demo, the uploaded datasets), `tuning.py` (the tune run, a step of its
+own after the demo's transaction commits: its study's process writes through a connection of
+its own).
 
 What it builds (names below are the demo's fixed names):
 
@@ -48,12 +50,19 @@ What it builds (names below are the demo's fixed names):
   Notifications page;
 - then the production model's batch scoring (it is deployed as a batch): the next few windows
   scored by real score runs and checked, and the oldest given its outcomes (the world's
-  real labels), as `monitoring.scheduler` and POST /models/{id}/outcomes do.
+  real labels), as `monitoring.scheduler` and POST /models/{id}/outcomes do;
+- then a tune run on BurgerBay, dated on the seeding's day after its A/B test: a patch version
+  with a tuning section (a few LightGBM hyperparameters, `tuning.N_TRIALS` trials),
+  the tune run executed by the real executor (its trials child runs, its study page), a train
+  run of that version on the same rows, and "Save best as new version" only when the best
+  parameters beat that train run on the holdout (the log and the command's summary give both
+  figures; not better, the tune run stays and nothing is saved).
 """
 
 from .builder import DEMO_TAG, MARKER_NAME, DemoBuilder, DemoError, demo_exists, demo_user
 from .loop import AB_HORIZON, SCORED_BATCHES, concept_schedule, drift_schedule
 from .seed import DEFAULT_DAYS, DEFAULT_ROWS, MIN_ROWS, seed_datasets, seed_demo
+from .tuning import TUNED_RECIPE, DemoTuningError
 
 __all__ = [
     "AB_HORIZON",
@@ -63,8 +72,10 @@ __all__ = [
     "MARKER_NAME",
     "MIN_ROWS",
     "SCORED_BATCHES",
+    "TUNED_RECIPE",
     "DemoBuilder",
     "DemoError",
+    "DemoTuningError",
     "concept_schedule",
     "demo_exists",
     "demo_user",

@@ -1,4 +1,5 @@
-"""seed_demo: the whole demo in one transaction, and the two uploaded datasets it adds."""
+"""seed_demo: the whole demo in one transaction, the two uploaded datasets it adds, then the
+demo's tune run in a step of its own (workspace.demo.tuning)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from runs.services import dataset_create
 
 from .builder import DemoBuilder, demo_exists, demo_user
 from .families import FAILING_PRICING_ROWS, forecasting, location_scoring, next_best_action, pricing
+from .tuning import DemoTuningError, tune
 
 DEFAULT_DAYS = 90
 DEFAULT_ROWS = 5000
@@ -75,7 +77,15 @@ def seed_demo(
     executed here (the workers then find them no longer queued and skip them), so no worker
     can claim a run before this process executes it. On SQLite the
     transaction holds the write lock for the whole build (a minute or two), so run it before
-    starting the server and workers, as `make run DEMO=1` does."""
+    starting the server and workers, as `make run DEMO=1` does.
+
+    Then, after the commit, the demo's tune run (workspace.demo.tuning.tune): its study's
+    child process writes Optuna's tables through a connection of its own, which would wait
+    for this transaction's lock. Its runs are enqueued as they are started and executed here
+    right after, so a worker already running could claim one first: another reason to seed
+    before starting the workers. If that step fails, DemoTuningError says so, and the demo
+    committed before it stays: a re-run finds the demo and does nothing (a tune run can then
+    be started on BurgerBay's tuning version, or a new one, from its page)."""
     if not Recipe.objects.filter(pk="recipe_pricing_base").exists():
         call_command("loaddata", "baseline_recipes", verbosity=0)
         log("Loaded the baseline recipes.")
@@ -87,4 +97,10 @@ def seed_demo(
         builder = DemoBuilder(user=demo_user(), days=days, rows=rows, log=log)
         summary = build(builder)
         summary["datasets"] = seed_datasets(user=builder.user, rows=rows, log=builder.say)
-        return summary
+    try:
+        summary["tuning"] = tune(builder)
+    except Exception as exc:
+        # Whatever stopped it (a run that failed, a write refused, a locked database), the demo
+        # committed above stays: the error must say so rather than "nothing was saved".
+        raise DemoTuningError(str(exc) or type(exc).__name__) from exc
+    return summary

@@ -4,7 +4,8 @@ they support, models are trained before they are promoted, and all of it before 
 monitoring history starts. The production loop comes in order after it: the retrain during
 the monitoring history, then the A/B test that promotes its challenger (started after the
 lead's review, its daily traffic after the last check, stopped before seeding), then the new
-champion's scored batches."""
+champion's scored batches. The tune run comes on the seeding's day, after the A/B test: its
+version, the run and its trials, the train run it is compared with, then the version it saved."""
 
 from datetime import timedelta
 from io import StringIO
@@ -22,11 +23,13 @@ from runs.models import Run, RunType
 from workspace.demo import DEMO_TAG, MIN_ROWS
 from workspace.demo.loop import AB_BATCHES
 
+# Builds the whole demo with real runs; transactional, as the demo's tune run comes after its
+# transaction commits and its study's process writes through a connection of its own.
 pytestmark = [
-    pytest.mark.django_db,
+    pytest.mark.django_db(transaction=True),
     pytest.mark.slow,
     pytest.mark.once,
-]  # builds the whole demo with real runs
+]
 
 DAYS = 3
 
@@ -43,11 +46,23 @@ def test_seed_demo_spreads_its_history_over_months():
     created = sorted(r.created_at for r in demo)
     assert created[-1] - created[0] > timedelta(days=90)  # months, not one moment
     assert len({r.updated_at for r in demo}) == len(demo)  # the library shows distinct times
+    tune = Run.objects.get(run_type=RunType.TUNE)
+    # "Save best as new version" is dated after the tune run and the train run it was compared with.
+    saved = {
+        e.detail["version_id"] for e in AuditEvent.objects.filter(action="run.save_best", object_id=tune.pk)
+    }
     for recipe in demo:
         versions = sorted(recipe.versions.all(), key=lambda v: v.semver)
         assert versions[0].created_at == recipe.created_at
         for older, newer in zip(versions, versions[1:], strict=False):
-            assert newer.created_at - older.created_at >= timedelta(days=7), recipe.name
+            if newer.pk in saved:
+                compared = Run.objects.get(recipe_version=tune.recipe_version, run_type=RunType.TRAIN)
+                assert tune.finished_at < compared.finished_at < newer.created_at < timezone.now()
+                assert (
+                    AuditEvent.objects.get(action="run.save_best", object_id=tune.pk).at == newer.created_at
+                )
+            else:
+                assert newer.created_at - older.created_at >= timedelta(days=7), recipe.name
         for v in versions:
             if v.approved_at is not None:
                 assert v.created_at < v.approved_at < history_starts
@@ -61,6 +76,9 @@ def test_seed_demo_spreads_its_history_over_months():
     experiment = Experiment.objects.get()
     assert (experiment.status, experiment.winner) == ("stopped", "challenger")
     loop_runs = {retrain.run_id}
+    # The tune run, its trials and the train run it is compared with: on the tuning version.
+    tuning_runs = set(Run.objects.filter(recipe_version=tune.recipe_version).values_list("pk", flat=True))
+    assert tune.recipe_version.created_at < tune.created_at
     for run in Run.objects.filter(recipe__in=demo):
         assert run.created_at >= run.recipe_version.created_at
         first_log = run.logs.order_by("seq").first().ts if run.started_at else run.created_at
@@ -70,6 +88,12 @@ def test_seed_demo_spreads_its_history_over_months():
             assert experiment.stopped_at <= run.created_at <= first_log <= timezone.now()
         elif run.pk in loop_runs:  # the challenger's training, during the monitoring history
             assert history_starts <= run.created_at <= first_log < experiment.started_at
+        elif run.pk in tuning_runs:  # on the seeding's day, after the A/B test, before the seeding
+            assert experiment.stopped_at < run.created_at <= first_log <= run.finished_at < started
+            if run.run_type == RunType.TRIAL:  # inside its tune run
+                assert tune.started_at <= run.created_at <= run.finished_at <= tune.finished_at
+            elif run.run_type == RunType.TRAIN:  # the comparison, after the study
+                assert tune.finished_at < run.created_at
         else:
             assert run.created_at < history_starts
             assert first_log < history_starts

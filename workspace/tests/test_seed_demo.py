@@ -10,20 +10,29 @@ from experiments.models import Experiment, Exposure, Outcome
 from models_registry.models import MLModel
 from monitoring.models import Alert, MonitorSnapshot, Retrain, ScoringBatch
 from notifications.models import Webhook
+from recipes import tuning as spec_tuning
 from recipes.models import ClientMembership, Recipe, RecipeVersion
 from recipes.selectors import recipe_upstream
 from runs.models import Run
+from runs.tuning_selectors import tune_study
 from workspace.demo import (
     AB_HORIZON,
     DEMO_TAG,
     MARKER_NAME,
     MIN_ROWS,
     SCORED_BATCHES,
+    TUNED_RECIPE,
+    DemoBuilder,
+    DemoError,
+    DemoTuningError,
     concept_schedule,
+    demo_user,
     drift_schedule,
     seed_datasets,
 )
 from workspace.demo.loop import AB_MIN_IMPROVEMENT
+from workspace.demo.tuning import tune
+from workspace.management.commands import seed_demo as seed_demo_command
 
 DAYS = 12
 
@@ -63,7 +72,9 @@ def test_concept_change_comes_last_after_the_drift_episode():
     assert concept_schedule(2) == set()
 
 
-@pytest.mark.django_db
+# Transactional: the demo's tune run comes after its transaction commits, and its study's
+# process writes through a connection of its own, which an open test transaction would lock.
+@pytest.mark.django_db(transaction=True)
 def test_seed_demo_builds_everything_through_real_runs_and_only_once():
     output = _seed()
     assert "Demo ready" in output
@@ -118,11 +129,19 @@ def test_seed_demo_builds_everything_through_real_runs_and_only_once():
         assert (model.training_run is not None and model.training_run.status == "succeeded") is trained
 
     runs = Run.objects.all()
-    assert set(runs.values_list("run_type", flat=True)) == {"train", "eval", "backtest", "score"}
+    assert set(runs.values_list("run_type", flat=True)) == {
+        "train",
+        "eval",
+        "backtest",
+        "score",
+        "tune",
+        "trial",
+    }
     assert {"succeeded", "failed", "cancelled"} <= set(runs.values_list("status", flat=True))
-    failed = runs.get(status="failed")
+    # (A trial the median pruner stopped ends cancelled: the tune run's, checked below.)
+    failed = runs.exclude(run_type="trial").get(status="failed")
     assert "week" in failed.error and failed.model == models["VoltMart price elasticity"]
-    cancelled = runs.get(status="cancelled")
+    cancelled = runs.exclude(run_type="trial").get(status="cancelled")
     assert cancelled.started_at is None
     # A score run measures nothing (no labels yet): it writes predictions.
     assert all(r.metrics_json for r in runs.filter(status="succeeded").exclude(run_type="score"))
@@ -221,10 +240,59 @@ def test_seed_demo_builds_everything_through_real_runs_and_only_once():
     hook = Webhook.objects.get(client=scorer.recipe.client)
     assert not hook.active and {"retrain.decided", "experiment.result"} <= set(hook.events)
 
+    # The tune run, after the demo's transaction: on a version of the site scorer's recipe
+    # with a tuning section, every trial it asked for finished (complete, or pruned: cancelled
+    # with the pruner's reason) as a child run, its study readable as the study page reads it.
+    tune_run = runs.get(run_type="tune")
+    assert (tune_run.recipe.name, tune_run.status) == (TUNED_RECIPE, "succeeded")
+    config = spec_tuning.config(tune_run.recipe_version.manifest, tune_run.recipe.model_family)
+    trials = list(runs.filter(parent=tune_run))
+    finished = [t for t in trials if t.status == "succeeded" or t.error.startswith("Pruned")]
+    assert len(trials) == len(finished) == config.n_trials
+    assert {t.run_type for t in trials} == {"trial"}
+    study = tune_study(tune_run)
+    assert sum(study["counts"].values()) == config.n_trials
+    assert {row["run_id"] for row in study["trials"]} == {t.pk for t in trials}
+    # Compared with a train run of the tuned version on the same rows; the best saved as the
+    # next version only when it beats that run on the holdout, and the output says the figures.
+    train = runs.get(run_type="train", recipe_version=tune_run.recipe_version)
+    assert train.params_json["synthetic"] == tune_run.params_json["synthetic"]
+    found, own = tune_run.metrics_json[config.metric], train.metrics_json[config.metric]
+    assert f"{found:.4f}" in output and f"{own:.4f}" in output
+    saved = RecipeVersion.objects.filter(
+        recipe=tune_run.recipe, changelog__contains=f"tune run #{tune_run.number}"
+    )
+    better = found > own if config.direction == "maximize" else found < own
+    if better:
+        version = saved.get()
+        assert version == tune_run.recipe.current_version and f"saved as version {version.version}" in output
+        hyper = next(s for s in version.manifest["pipeline"]["stages"] if s["type"] == "training")
+        best = study["best"]["params"]
+        assert {k: hyper["config"]["hyperparameters"][k] for k in best} == best
+    else:
+        assert not saved.exists() and "not saved" in output
+
     before = _counts()
     again = _seed()
     assert "already there" in again
     assert _counts() == before
+
+
+def test_the_tune_step_needs_the_demo_committed(db):
+    # Inside a transaction (this test's), the study's own connection would wait for its lock.
+    demo = DemoBuilder(user=demo_user(), days=DAYS, rows=MIN_ROWS, log=lambda message: None)
+    with pytest.raises(DemoError, match="needs the demo committed"):
+        tune(demo)
+    assert not Run.objects.exists() and not RecipeVersion.objects.exists()
+
+
+def test_a_failed_tune_step_says_the_demo_was_saved(monkeypatch):
+    def failing(**kwargs):
+        raise DemoTuningError("tune run run_x of 'BurgerBay' ended 'failed'")
+
+    monkeypatch.setattr(seed_demo_command, "seed_demo", failing)
+    with pytest.raises(CommandError, match="The demo was built and saved, but its tune run failed: tune run"):
+        call_command("seed_demo", stdout=StringIO())
 
 
 def test_seed_demo_refuses_too_few_rows(db):

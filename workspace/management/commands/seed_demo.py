@@ -4,13 +4,21 @@ import time
 
 from django.core.management.base import BaseCommand, CommandError
 
-from workspace.demo import DEFAULT_DAYS, DEFAULT_ROWS, MIN_ROWS, DemoError, demo_exists, seed_demo
+from workspace.demo import (
+    DEFAULT_DAYS,
+    DEFAULT_ROWS,
+    MIN_ROWS,
+    DemoError,
+    DemoTuningError,
+    demo_exists,
+    seed_demo,
+)
 
 
 class Command(BaseCommand):
     help = (
-        "Create demo recipes, versions, models in every status, runs of every type and a "
-        "monitoring history with a drift episode, through the real services and runs. "
+        "Create demo recipes, versions, models in every status, runs of every type, a "
+        "monitoring history with a drift episode and a tune run, through the real services and runs. "
         "Does nothing when the demo is already there."
     )
 
@@ -45,6 +53,8 @@ class Command(BaseCommand):
         started = time.monotonic()
         try:
             summary = seed_demo(days=days, rows=rows, log=self.stdout.write)
+        except DemoTuningError as exc:
+            raise CommandError(f"The demo was built and saved, but its tune run failed: {exc}") from exc
         except DemoError as exc:
             raise CommandError(f"The demo could not be built (nothing was saved): {exc}") from exc
         if summary is None:
@@ -62,3 +72,4 @@ class Command(BaseCommand):
                 f"{len(summary['alerts'])} alert episode(s) on the site-scoring model."
             )
         )
+        self.stdout.write(summary["tuning"]["statement"])
