@@ -118,8 +118,8 @@ def run_update(request, user, body):
     status = protocol.string(body, "status") or None
     protocol.integer(body, "end_time")  # checked; the workspace dates the end itself
     run = services.run_update(user=user, run=run, status=status, run_name=protocol.string(body, "run_name"))
-    run = selectors.run_with_data(run)
-    return {"run_info": serializers.run_info_json(run, {t.key: t.value for t in run.tag_rows.all()})}
+    # run_info needs the run's tags only (its name and user): not its params and metrics.
+    return {"run_info": serializers.run_info_json(run, selectors.run_tags(run))}
 
 
 def log_metric(request, user, body):

@@ -83,6 +83,11 @@ def run_with_data(run: Run) -> Run:
     return with_data(Run.objects.filter(pk=run.pk))[0]
 
 
+def run_tags(run: Run) -> dict[str, str]:
+    """{key: value} of the run's tags (update-run's answer names the run and its user by them)."""
+    return dict(RunTag.objects.filter(run_id=run.pk).values_list("key", "value"))
+
+
 def metric_history(run: Run, key: str):
     return MetricPoint.objects.filter(run=run, key=key).order_by("step", "timestamp", "id")
 

@@ -91,7 +91,8 @@ def run_create(
     run = run_start(
         user=user, recipe=recipe, recipe_version=version, executor=Executor.EXTERNAL, params={}, parent=parent
     )
-    run = run_report(run=run, user=user, status=RunStatus.RUNNING)
+    # Created just above in this transaction: run_report need not lock and read it again.
+    run = run_report(run=run, user=user, status=RunStatus.RUNNING, locked=True)
     tag_values = {t["key"]: t["value"] for t in tags}
     tag_values[protocol.RUN_NAME_TAG] = run_name or tag_values.get(protocol.RUN_NAME_TAG) or run.name
     if parent is not None:

@@ -1,6 +1,7 @@
 import json
 
 from django.conf import settings
+from django.db import transaction
 from django.db.models import Count, OuterRef, Subquery
 from django.http import FileResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404
@@ -15,7 +16,7 @@ from rest_framework.renderers import BaseRenderer
 from rest_framework.response import Response
 from rest_framework.settings import api_settings
 
-from mlworkspace.errors import NotFound, TooLarge, field_error, lookup
+from mlworkspace.errors import DomainError, NotFound, TooLarge, field_error, lookup
 from mlworkspace.parsers import JSONParser
 from mlworkspace.permissions import has_perm
 from models_registry.models import MLModel
@@ -25,13 +26,16 @@ from runs import perms as run_perms
 
 from . import artifacts, history, services
 from .filters import DatasetFilter, RunFilter
-from .models import Dataset, MetricPoint, Run, RunMetric
+from .models import Dataset, Executor, MetricPoint, Run, RunMetric
 from .search_filter import RunSearchOrdering, RunSearchPagination
 from .serializers import (
+    EXTERNAL_RESULTS,
     DatasetPurposeSerializer,
     DatasetSerializer,
     DatasetUploadSerializer,
     MetricHistorySerializer,
+    RunBatchResultSerializer,
+    RunBatchSerializer,
     RunCreateSerializer,
     RunDetailSerializer,
     RunLogSerializer,
@@ -66,6 +70,40 @@ def _run_for_metrics(user, run_id: str) -> Run:
     return run
 
 
+def _start(user, v: dict) -> Run:
+    """Start the run a validated RunCreateSerializer describes: its recipe, version, model and
+    dataset looked up as `user` sees them, the write checked, then `run_start` (or, for an
+    external run, `run_start_external` with its results)."""
+
+    def visible(field: str, rows):
+        # Only an id that is given is looked up (an absent one builds no queryset: a batch
+        # starts up to 100 runs per request).
+        return lookup(rows(), field, v[field]) if v.get(field) else None
+
+    recipe = lookup(Recipe.objects.visible_to(user), "recipe_id", v["recipe_id"])
+    access.check_write(user, recipe, run_perms.ADD_RUN)
+    dataset = visible("dataset_id", lambda: Dataset.objects.visible_to(user))
+    if dataset is not None and dataset.client_id not in (None, recipe.client_id):
+        # A member of two clients still may not train one client's recipe on the other's data.
+        raise field_error("dataset_id", "the dataset belongs to another client than the recipe")
+    inputs = {
+        "user": user,
+        "recipe": recipe,
+        "recipe_version": visible(
+            "recipe_version_id",
+            lambda: RecipeVersion.objects.filter(access.client_scope(user, "recipe__client")),
+        ),
+        "run_type": v["run_type"],
+        "model": visible("model_id", lambda: MLModel.objects.visible_to(user)),
+        "dataset": dataset,
+        "params": v["params"],
+    }
+    if v["executor"] == Executor.EXTERNAL:
+        results = {name: v[name] for name in EXTERNAL_RESULTS if name in v}
+        return services.run_start_external(**inputs, **results)
+    return services.run_start(**inputs, executor=v["executor"])
+
+
 class RunViewSet(
     mixins.ListModelMixin,
     mixins.RetrieveModelMixin,
@@ -73,8 +111,9 @@ class RunViewSet(
     mixins.UpdateModelMixin,
     viewsets.GenericViewSet,
 ):
-    """Train / eval / backtest / score runs. Workspace runs are executed by `manage.py db_worker`;
-    runs with `"executor": "external"` are reported with `PUT`."""
+    """Train / eval / backtest / score runs. Workspace runs are executed by `manage.py worker`;
+    runs with `"executor": "external"` are reported with `PUT`, or created with their results
+    (`status`, `metrics_json`, `tags`, `params`) in one `POST` (many at once: `POST /runs/batch`)."""
 
     filterset_class = RunFilter
     # `filter` / `order_by` (issue #15): RunFilter applies them; these keep DRF's ordering from
@@ -100,29 +139,30 @@ class RunViewSet(
     def create(self, request, *args, **kwargs):
         data = RunCreateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        v = data.validated_data
-        user = request.user
-        recipe = lookup(Recipe.objects.visible_to(user), "recipe_id", v["recipe_id"])
-        access.check_write(user, recipe, run_perms.ADD_RUN)
-        dataset = lookup(Dataset.objects.visible_to(user), "dataset_id", v.get("dataset_id"))
-        if dataset is not None and dataset.client_id not in (None, recipe.client_id):
-            # A member of two clients still may not train one client's recipe on the other's data.
-            raise field_error("dataset_id", "the dataset belongs to another client than the recipe")
-        run = services.run_start(
-            user=user,
-            recipe=recipe,
-            recipe_version=lookup(
-                RecipeVersion.objects.filter(access.client_scope(user, "recipe__client")),
-                "recipe_version_id",
-                v.get("recipe_version_id"),
-            ),
-            run_type=v["run_type"],
-            model=lookup(MLModel.objects.visible_to(user), "model_id", v.get("model_id")),
-            dataset=dataset,
-            executor=v["executor"],
-            params=v["params"],
-        )
-        return self._out(run.pk, status.HTTP_201_CREATED)
+        run = _start(request.user, data.validated_data)
+        # The services return the run as written, its recipe and version loaded: no re-read.
+        return Response(RunDetailSerializer(run).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(request=RunBatchSerializer, responses={201: RunBatchResultSerializer})
+    @action(detail=False, methods=["post"], permission_classes=[has_perm(run_perms.ADD_RUN)])
+    def batch(self, request):
+        """Report up to 100 finished (or running) external runs in one request: each item is
+        what `POST /runs` takes for an external run (`executor` may be left out), and the batch
+        is one transaction: all runs are created, or none (the error names
+        `/runs/<index>/<field>`). For a runner reporting many runs at once (a sweep, an import)."""
+        data = RunBatchSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        runs = []
+        with transaction.atomic():
+            for index, item in enumerate(data.validated_data["runs"]):
+                try:
+                    runs.append(_start(request.user, item))
+                except DomainError as error:
+                    raise error.__class__(
+                        f"/runs/{index}: {error.detail}",
+                        [{**e, "path": f"/runs/{index}{e.get('path', '')}"} for e in error.errors],
+                    ) from None
+        return Response({"runs": RunDetailSerializer(runs, many=True).data}, status=status.HTTP_201_CREATED)
 
     @extend_schema(request=RunUpdateSerializer, responses=RunDetailSerializer)
     def update(self, request, *args, **kwargs):

@@ -9,6 +9,7 @@ from rest_framework.settings import api_settings
 
 from recipes.serializers import StrictSerializer
 
+from . import tracking
 from .models import STARTABLE_RUN_TYPES, Dataset, DatasetPurpose, Executor, Run, RunLog, RunStatus, RunType
 
 
@@ -20,6 +21,20 @@ class BreachSerializer(serializers.Serializer):
     status = serializers.ChoiceField(choices=["warning", "critical"])
     threshold = serializers.FloatField(allow_null=True)
     direction = serializers.CharField(allow_null=True)
+
+
+# The results an external run may be created with, and the statuses it may start in (a run
+# created cancelled was never a run).
+EXTERNAL_RESULTS = ("status", "metrics_json", "tags")
+EXTERNAL_START_STATUSES = [RunStatus.RUNNING, RunStatus.SUCCEEDED, RunStatus.FAILED]
+
+
+def numeric_metrics(value: dict) -> dict:
+    """A reported metrics_json (at creation or with PUT): every value a number."""
+    bad = [k for k, v in value.items() if isinstance(v, bool) or not isinstance(v, (int, float))]
+    if bad:
+        raise serializers.ValidationError(f"metric '{bad[0]}' must be a number")
+    return value
 
 
 class RunSerializer(serializers.ModelSerializer):
@@ -144,9 +159,91 @@ class RunCreateSerializer(StrictSerializer):
             "and ground truth), start (YYYY-MM-DD) and periods the window (default: a train or "
             "backtest run starts at the world's beginning; an eval or score run takes the window "
             "after its model's training data), concept a named change of the ground truth. The "
-            "resolved world and window are recorded in params_json.synthetic."
+            "resolved world and window are recorded in params_json.synthetic. An external run's "
+            "params are searchable (`filter=params.<key> ...`; nested objects as dotted keys)."
         ),
     )
+    # An external run's results, given at creation (one call instead of POST + PUT).
+    status = serializers.ChoiceField(
+        choices=EXTERNAL_START_STATUSES,
+        required=False,
+        help_text='External runs only: the run\'s status from the start (default "queued"); '
+        '"succeeded" or "failed" report a finished run in one call.',
+    )
+    metrics_json = serializers.DictField(
+        required=False,
+        help_text="External runs only: the final metrics (numbers), checked against the version's "
+        "thresholds as PUT /runs/{id} checks them.",
+    )
+    tags = serializers.DictField(
+        required=False,
+        help_text='External runs only: searchable tags, string to string (`filter=tags.team = "eu"`).',
+    )
+
+    def validate_metrics_json(self, value):
+        return numeric_metrics(value)
+
+    def validate_tags(self, value):
+        """Each tag checked by the tracking store's rules (runs.tracking), the error naming
+        its key (``/tags/<key>``)."""
+        if len(value) > tracking.MAX_BATCH_TAGS:
+            raise serializers.ValidationError(f"at most {tracking.MAX_BATCH_TAGS} tags")
+        errors = {}
+        for key, text in value.items():
+            try:
+                tracking.check_key(key, key)
+                tracking.tag_text(text, key)
+            except tracking.TrackingError as error:
+                errors[key] = error.message
+        if errors:
+            raise serializers.ValidationError(errors)
+        return value
+
+    def validate(self, attrs):
+        if attrs.get("executor") != Executor.EXTERNAL:
+            given = {
+                name: 'only an external run ("executor": "external") is created with its results; '
+                "the workspace's workers report their own runs"
+                for name in EXTERNAL_RESULTS
+                if name in attrs
+            }
+            if given:
+                raise serializers.ValidationError(given)
+        return attrs
+
+
+# The most runs one POST /runs/batch reports (one transaction: SQLite's writer lock is held
+# while they are written).
+MAX_BATCH_RUNS = 100
+
+
+class RunBatchSerializer(StrictSerializer):
+    runs = RunCreateSerializer(
+        many=True,
+        allow_empty=False,
+        max_length=MAX_BATCH_RUNS,
+        help_text="Each item as POST /runs takes an external run; its `executor` may be left out.",
+    )
+
+    def to_internal_value(self, data):
+        # A batch reports external runs: an item that does not name its executor is one.
+        if isinstance(data, dict) and isinstance(data.get("runs"), list):
+            items = [{"executor": Executor.EXTERNAL, **i} if isinstance(i, dict) else i for i in data["runs"]]
+            data = {**data, "runs": items}
+        return super().to_internal_value(data)
+
+    def validate_runs(self, runs):
+        errors = [
+            {} if r["executor"] == Executor.EXTERNAL else {"executor": "a batch reports external runs"}
+            for r in runs
+        ]
+        if any(errors):
+            raise serializers.ValidationError(errors)
+        return runs
+
+
+class RunBatchResultSerializer(serializers.Serializer):
+    runs = RunDetailSerializer(many=True, help_text="The runs created, in the order given.")
 
 
 class LogLineSerializer(serializers.Serializer):
@@ -162,10 +259,7 @@ class RunUpdateSerializer(StrictSerializer):
     error = serializers.CharField(required=False, allow_blank=True, max_length=10_000)
 
     def validate_metrics_json(self, value):
-        bad = [k for k, v in value.items() if isinstance(v, bool) or not isinstance(v, (int, float))]
-        if bad:
-            raise serializers.ValidationError(f"metric '{bad[0]}' must be a number")
-        return value
+        return numeric_metrics(value)
 
     def validate_logs(self, value):
         lines = []

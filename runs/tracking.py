@@ -135,10 +135,11 @@ def _train_config(manifest: Mapping[str, Any]) -> Mapping[str, Any]:
 
 
 def workspace_params(run_params: Mapping[str, Any], manifest: Mapping[str, Any]) -> dict[str, str]:
-    """The params a run of the workspace is searchable by: its train stage's hyperparameters
-    under their own names (``num_leaves``, ``learning_rate``: what an MLflow user logs), the
-    rest of the train stage's config and the run's own params as dotted keys (``algorithm``,
-    ``synthetic.rows``). Keys that are not valid tracking keys are left out."""
+    """The params a run is searchable by: its train stage's hyperparameters under their own
+    names (``num_leaves``, ``learning_rate``: what an MLflow user logs), the rest of the train
+    stage's config and the run's own params as dotted keys (``algorithm``, ``synthetic.rows``);
+    an external run's caller passes an empty manifest, so only its own params count. Keys that
+    are not valid tracking keys are left out."""
     config = dict(_train_config(manifest))
     hyper = config.pop("hyperparameters", None)
     values: dict[str, Any] = {}

@@ -4,6 +4,8 @@
   for a worker on commit), retried, cancelled, dated for seeded history;
 * ``finish``     the end of a run: the executor's ``run_finish`` and an external runner's
   ``run_report`` (outcome, final log line, stages closed, the result attached to its model);
+* ``external``   an external run created with its results (tags, status, metrics) in one
+  call: ``run_start`` and ``run_report`` composed;
 * ``datasets``   upload and profile, the scoring-input mark, readiness, usage, delete;
 * ``tracking``   a run's params, metrics (latest value and history) and tags as searchable
   rows (runs.tracking holds their rules);
@@ -22,6 +24,7 @@ from .datasets import (
     dataset_set_purpose,
     dataset_usage,
 )
+from .external import run_start_external
 from .finish import close_stages, run_deploys, run_finish, run_report
 from .lifecycle import (
     MAX_SYNTHETIC_ROWS,
@@ -53,6 +56,7 @@ __all__ = [
     "run_report",
     "run_retry",
     "run_start",
+    "run_start_external",
     "synthetic_resolve",
     "tracking_index_metrics",
     "tracking_index_params",

@@ -142,9 +142,14 @@ def run_report(
     artifacts_json=None,
     logs=None,
     error: str | None = None,
+    locked: bool = False,
 ) -> Run:
-    """Results reported by an external runner (PUT /runs/{id})."""
-    run = Run.objects.select_for_update().select_related("recipe", "recipe_version").get(pk=run.pk)
+    """Results reported by an external runner (PUT /runs/{id}). The run's row is locked and
+    read afresh, unless `locked`: the caller has just created `run` in its own transaction
+    (run_start_external, MLflow's create-run), with its recipe and version, so no one else
+    can have changed it."""
+    if not locked:
+        run = Run.objects.select_for_update().select_related("recipe", "recipe_version").get(pk=run.pk)
     before = audit.snapshot(run)
     if run.executor != Executor.EXTERNAL:
         raise Conflict(

@@ -160,26 +160,33 @@ def _log_metrics(run: Run, points: list[tracking.MetricValue]) -> None:
         ):
             latest[p.key] = p
     current = {m.key: m for m in RunMetric.objects.filter(run=run, key__in=list(latest))}
+    new_keys = []
     for key, p in latest.items():
         row = current.get(key)
         if row is None:
-            RunMetric.objects.create(
-                run=run, key=key, value=p.value, is_nan=p.is_nan, step=p.step, timestamp=p.timestamp
+            new_keys.append(
+                RunMetric(
+                    run=run, key=key, value=p.value, is_nan=p.is_nan, step=p.step, timestamp=p.timestamp
+                )
             )
         elif tracking.newer((p.step, p.timestamp), (row.step, row.timestamp)):
             RunMetric.objects.filter(pk=row.pk).update(
                 value=p.value, is_nan=p.is_nan, step=p.step, timestamp=p.timestamp
             )
+    # The run's row is locked (tracking_log): no other call adds these keys meanwhile.
+    RunMetric.objects.bulk_create(new_keys)
 
 
 def tracking_index_params(*, run: Run) -> None:
-    """A workspace run's params, searchable from its start (runs.tracking.workspace_params).
-    An external run's params are what its runner logs (params cannot change: indexing the
-    version's hyperparameters first would refuse a script's own `num_leaves`)."""
-    if run.executor != Executor.WORKSPACE:
-        return
-    values = tracking.workspace_params(run.params_json or {}, run.recipe_version.manifest or {})
-    tracking_log(run=run, params=[{"key": k, "value": v} for k, v in values.items()], final=True)
+    """A run's params, searchable from its start (runs.tracking.workspace_params): a workspace
+    run's train config, hyperparameters and own params; an external run's own params only
+    (what its runner gave at creation, flattened the same way). The version's
+    hyperparameters are not an external run's: params cannot change, and indexing them
+    first would refuse a script's own `num_leaves`."""
+    manifest = (run.recipe_version.manifest or {}) if run.executor == Executor.WORKSPACE else {}
+    values = tracking.workspace_params(run.params_json or {}, manifest)
+    if values:  # nothing to index: no lock, no query
+        tracking_log(run=run, params=[{"key": k, "value": v} for k, v in values.items()], final=True)
 
 
 def tracking_index_metrics(*, run: Run, metrics: Mapping[str, Any], at_ms: int | None = None) -> None:
