@@ -1,14 +1,21 @@
-"""API and page latency on a large workspace.
+"""API and page latency on a large workspace, on a quiet and on a busy machine.
 
 Fills a database with 10k recipes (each with a version), 100k runs and 1M monitoring
 snapshots (10k of them on one model) using bulk inserts, then measures p50/p95 server time
 of the list endpoints (first page, filtered), a detail, the monitoring series and the
 pages, in-process with Django's test client (so the figures are server time, no network).
+Every row carries the request's CPU time (this process's; the database's is not in it) and
+the 1-minute load average at its end (`uptime`'s first figure).
 
     # PostgreSQL (the target the issue sets); the database is created if missing
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/mlworkspace_bench .venv/bin/python bench/bench_api.py
     # smaller/faster: --recipes 1000 --runs 10000 --snapshots 100000
     # reuse an already-filled database: --no-fill
+    # quiet: first wait (up to --quiet-timeout s) for the load average to fall below 0.5
+    ... bench/bench_api.py --no-fill --quiet
+    # busy: N CPU-bound processes run during the measurement (2 = one per core here)
+    ... bench/bench_api.py --no-fill --busy 2
+    # only some URLs: --only runs,monitoring (substrings of the URL)
 
 Results are printed as a Markdown table for bench/README.md.
 """
@@ -16,6 +23,8 @@ Results are printed as a Markdown table for bench/README.md.
 from __future__ import annotations
 
 import argparse
+import hashlib
+import multiprocessing
 import os
 import platform
 import statistics
@@ -161,19 +170,63 @@ def fill(n_recipes: int, n_runs: int, n_snapshots: int) -> None:
 
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
-            cursor.execute("ANALYZE")  # fresh planner statistics after the bulk load
+            # What autovacuum does after a bulk load (bench_runs_search.py does the same): planner
+            # statistics, and the visibility map that lets a count(*) read an index instead of
+            # every row (with ANALYZE alone, counting 100k runs read the whole 34 MB table).
+            cursor.execute("VACUUM ANALYZE")
 
 
-def measure(client, url: str, repeat: int) -> tuple[float, float]:
+QUIET_LOAD = 0.5
+
+
+def load1() -> float:
+    """The 1-minute load average, as `uptime` prints it first."""
+    return os.getloadavg()[0]
+
+
+def wait_until_quiet(timeout: float) -> None:
+    """Wait up to `timeout` seconds for the 1-minute load average to fall below QUIET_LOAD
+    and say what it was: a machine that never gets quiet is reported, not hidden."""
+    deadline = time.monotonic() + timeout
+    while load1() >= QUIET_LOAD and time.monotonic() < deadline:
+        time.sleep(5)
+    state = "quiet" if load1() < QUIET_LOAD else f"NOT quiet after {timeout:.0f} s"
+    print(f"load average {load1():.2f} ({state}; threshold {QUIET_LOAD})")
+
+
+def burn() -> None:
+    """A CPU-bound process for --busy: hashes until it is terminated."""
+    digest = b""
+    while True:
+        digest = hashlib.sha256(digest).digest()
+
+
+def start_busy(n: int) -> list[multiprocessing.Process]:
+    # Spawned, not forked: a fork would share this process's open database connection.
+    spawn = multiprocessing.get_context("spawn")
+    processes = [spawn.Process(target=burn, daemon=True) for _ in range(n)]
+    for process in processes:
+        process.start()
+    # The load average is a one-minute moving average: after a minute it shows about two
+    # thirds of the added load, so the first figure's load is not the machine before.
+    time.sleep(60)
+    return processes
+
+
+def measure(client, url: str, repeat: int) -> tuple[float, float, float]:
+    """p50 and p95 of the wall time, and p50 of this process's CPU time (ms): the CPU time is
+    the request's own work (the database's is in its server process), so it moves much less
+    with the machine's load than the wall time does."""
     client.get(url)  # warm
-    times = []
+    times, cpu = [], []
     for _ in range(repeat):
-        t0 = time.perf_counter()
+        c0, t0 = time.process_time(), time.perf_counter()
         response = client.get(url)
         times.append((time.perf_counter() - t0) * 1000)
+        cpu.append((time.process_time() - c0) * 1000)
         assert response.status_code == 200, (url, response.status_code)
     times.sort()
-    return statistics.median(times), times[int(0.95 * (len(times) - 1))]
+    return statistics.median(times), times[int(0.95 * (len(times) - 1))], statistics.median(cpu)
 
 
 def main() -> None:
@@ -183,6 +236,10 @@ def main() -> None:
     parser.add_argument("--snapshots", type=int, default=1_000_000)
     parser.add_argument("--repeat", type=int, default=40)
     parser.add_argument("--no-fill", action="store_true")
+    parser.add_argument("--quiet", action="store_true", help="wait for a load average below 0.5 first")
+    parser.add_argument("--quiet-timeout", type=float, default=300, help="seconds to wait at most")
+    parser.add_argument("--busy", type=int, default=0, help="CPU-bound processes during the measurement")
+    parser.add_argument("--only", default="", help="comma-separated substrings: measure only those URLs")
     args = parser.parse_args()
     ensure_postgres_database(os.environ.get("DATABASE_URL", ""))
     import django
@@ -222,18 +279,29 @@ def main() -> None:
         "/model-development/models/model_bench_0000",
         "/model-development/runs/run_bench_0004242",
     ]
+    if args.only:
+        urls = [url for url in urls if any(part in url for part in args.only.split(","))]
     db = settings.DATABASES["default"]
+    if args.quiet:
+        wait_until_quiet(args.quiet_timeout)
+    busy = start_busy(args.busy) if args.busy else []
+    mode = f"busy: {args.busy} CPU-bound processes" if busy else ("quiet" if args.quiet else "as is")
     print(
-        f"\n{platform.node()} · {os.cpu_count()} cores · {db['ENGINE'].rsplit('.', 1)[-1]} · {datetime.now():%Y-%m-%d}"
+        f"\n{platform.node()} · {os.cpu_count()} cores · {db['ENGINE'].rsplit('.', 1)[-1]} · "
+        f"{datetime.now():%Y-%m-%d %H:%M} · {mode} · load average {load1():.2f}"
     )
-    print("\n| endpoint | p50 ms | p95 ms |\n| --- | ---: | ---: |")
-    for url in urls:
-        try:
-            p50, p95 = measure(client, url, args.repeat)
-        except AssertionError as exc:
-            print(f"| `{url}` | skipped ({exc.args[0][1]}) | |")
-            continue
-        print(f"| `{url}` | {p50:.1f} | {p95:.1f} |")
+    print("\n| endpoint | p50 ms | p95 ms | CPU p50 ms | load |\n| --- | ---: | ---: | ---: | ---: |")
+    try:
+        for url in urls:
+            try:
+                p50, p95, cpu = measure(client, url, args.repeat)
+            except AssertionError as exc:
+                print(f"| `{url}` | skipped ({exc.args[0][1]}) | | | |")
+                continue
+            print(f"| `{url}` | {p50:.1f} | {p95:.1f} | {cpu:.1f} | {load1():.2f} |", flush=True)
+    finally:
+        for process in busy:
+            process.terminate()
 
 
 if __name__ == "__main__":

@@ -24,7 +24,7 @@ from recipes import access
 from recipes.models import Recipe, RecipeVersion
 from runs import perms as run_perms
 
-from . import artifacts, history, services
+from . import artifacts, history, list_rows, services
 from .filters import DatasetFilter, RunFilter
 from .models import Dataset, Executor, MetricPoint, Run, RunMetric
 from .search_filter import RunSearchOrdering, RunSearchPagination
@@ -125,7 +125,15 @@ class RunViewSet(
     lookup_value_regex = "[^/]+"
 
     def get_queryset(self):
-        return Run.objects.visible_to(self.request.user).for_list()
+        runs = Run.objects.visible_to(self.request.user)
+        # The list reads only what a row shows (runs.list_rows); the other actions whole runs.
+        return runs.for_list_rows() if self.action == "list" else runs.for_list()
+
+    def list(self, request, *args, **kwargs):
+        # RunSerializer's output and schema, built by runs.list_rows without creating a
+        # ModelSerializer for every request.
+        page = self.paginate_queryset(self.filter_queryset(self.get_queryset()))
+        return self.get_paginated_response(list_rows.run_rows(page))
 
     def get_serializer_class(self):
         return RunDetailSerializer if self.action == "retrieve" else RunSerializer
