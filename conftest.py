@@ -2,10 +2,12 @@ import pytest
 
 
 @pytest.fixture(scope="session")
-def django_db_modify_db_settings():
+def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix):
     """A SQLite test database file of this pytest process's own (a file, not :memory:, so the
     worker subprocesses that tests start can open it; per process, so concurrent test runs
-    on one machine never recreate each other's database)."""
+    on one machine never recreate each other's database). On PostgreSQL, pytest-django's own
+    suffix (the fixture this one extends) gives each pytest-xdist process its own test
+    database: test_<name>_gw0, test_<name>_gw1."""
     import os
     import tempfile
     from pathlib import Path
