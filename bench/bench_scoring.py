@@ -11,12 +11,12 @@ Two of the stages are shown on their own: the first (generating the batch, dropp
 labels, the quality checks) and the deployment stage (predict in chunks, write
 predictions.parquet and predictions.csv).
 
-The score run gets ``threads`` 1 by default, as workers run it (``RUN_THREADS``); with
-``--threads 2`` it predicts two chunks at a time (runs.pipeline.score_rows).
+The score run gets ``threads`` 2 by default, as workers run score runs (``SCORE_THREADS``):
+it predicts two chunks at a time (runs.pipeline.score_rows); ``--threads 1`` predicts one.
 
     .venv/bin/python bench/bench_scoring.py                 # 1,000,000 rows
     .venv/bin/python bench/bench_scoring.py --rows 200000
-    .venv/bin/python bench/bench_scoring.py --threads 2
+    .venv/bin/python bench/bench_scoring.py --threads 1
 """
 
 from __future__ import annotations
@@ -90,7 +90,7 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--families", nargs="*", default=FAMILIES)
     parser.add_argument(
-        "--threads", type=int, default=1, help="the score run's threads (workers: RUN_THREADS)"
+        "--threads", type=int, default=2, help="the score run's threads (workers: SCORE_THREADS)"
     )
     args = parser.parse_args()
     print(

@@ -283,6 +283,12 @@ SPECTACULAR_SETTINGS = {
 TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend"}}
 # Threads each run's numeric libraries may use; parallelism comes from worker processes.
 RUN_THREADS = int(os.environ.get("RUN_THREADS", 1))
+# A score run predicts its chunks on SCORE_THREADS threads (LightGBM releases the GIL): its
+# predict is most of its time, and 2 puts a 1M-row batch within 20 s on 2 cores (bench/ §5).
+SCORE_THREADS = int(os.environ.get("SCORE_THREADS", 2))
+# POST /models/{id}/predict predicts a batch of 20,000 rows or more on up to PREDICT_THREADS
+# threads (chunks of at least runs.artifacts.PREDICT_PARALLEL_MIN_ROWS rows).
+PREDICT_THREADS = int(os.environ.get("PREDICT_THREADS", 2))
 # A running run whose heartbeat is older than this is failed by the reaper ("worker lost").
 # A worker beats each running run every RUN_HEARTBEAT_SECONDS (its log flushes beat too); every
 # worker's reaper looks every RUN_REAP_SECONDS, so a killed worker's run is failed — its stages

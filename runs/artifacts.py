@@ -16,12 +16,16 @@ import pandas as pd
 from django.conf import settings
 
 from mlworkspace.errors import Conflict, InvalidInput, NotFound
+from recipes.manifest import grain_columns
 
-from .data import model_input
+from .data import model_input, time_column
 from .families import get_family
-from .pipeline import json_safe
+from .pipeline import json_safe, score_rows
 
 MODEL_SUBDIR = "model"
+# A predict request's rows are split over PREDICT_THREADS threads only in chunks of at least
+# this many rows: for fewer, a thread costs more than it saves.
+PREDICT_PARALLEL_MIN_ROWS = 10_000
 
 
 def run_dir(run_id: str) -> Path:
@@ -180,11 +184,27 @@ def rows_frame(rows: list[dict], schema: dict) -> pd.DataFrame:
 
 
 def predict_rows(model, rows: list[dict]) -> list:
+    """The model's predictions for request rows. A batch of at least
+    ``2 × PREDICT_PARALLEL_MIN_ROWS`` rows is predicted in ``PREDICT_THREADS`` chunks at a
+    time, as a score run predicts its chunks (``pipeline.score_rows``: one entity's rows stay
+    in one chunk, so the predictions are the same as in one call)."""
     fitted, schema = load_model(model)
     frame = rows_frame(rows, schema)
     family = get_family(model.recipe.model_family)
+    threads = min(settings.PREDICT_THREADS, len(frame) // PREDICT_PARALLEL_MIN_ROWS)
     try:
-        predictions = family.predict(fitted, frame)
+        if threads > 1:
+            entity = [
+                c
+                for c in grain_columns(model.recipe_version.manifest)
+                if c != time_column(frame, family.NAME)
+            ]
+            chunk = -(-len(frame) // threads)
+            predictions = score_rows(
+                family, fitted, frame, entity, chunk_rows=chunk, threads=threads
+            ).tolist()
+        else:
+            predictions = family.predict(fitted, frame)
     except ValueError as exc:
         raise InvalidInput(f"rows: {exc}", [{"path": "/rows", "message": str(exc)}]) from None
     return json_safe(list(predictions))

@@ -96,7 +96,7 @@ def build_spec(run: Run) -> dict:
         "artifact_dir": str(artifacts.run_dir(run.id)),
         "model_dir": model_dir,
         "model_schema": model_schema,
-        "threads": settings.RUN_THREADS,
+        "threads": settings.SCORE_THREADS if run.run_type == RunType.SCORE else settings.RUN_THREADS,
     }
 
 

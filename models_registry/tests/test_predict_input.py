@@ -262,3 +262,30 @@ def test_predict_answers_as_before_on_a_trained_model(baselines, user):
     assert artifacts.predict_rows(model, rows) == artifacts.json_safe(
         list(family.predict(fitted, reference_rows_frame(rows, schema)))
     )
+
+
+@pytest.mark.django_db
+def test_a_large_batch_is_predicted_in_threads_with_the_same_answer(baselines, user, settings, monkeypatch):
+    from runs.families import pricing
+
+    model = trained_model(user)
+    frame = pricing.generate(200, 9).drop(columns=["units"]).head(60)
+    frame["week"] = frame["week"].astype(str)
+    rows = frame.to_dict(orient="records")
+    settings.PREDICT_THREADS = 1
+    one_call = artifacts.predict_rows(model, rows)
+    calls: list[int] = []
+    real = pricing.predict
+
+    def counting(fitted, chunk):
+        calls.append(len(chunk))
+        return real(fitted, chunk)
+
+    monkeypatch.setattr(pricing, "predict", counting)
+    monkeypatch.setattr(artifacts, "PREDICT_PARALLEL_MIN_ROWS", 20)
+    settings.PREDICT_THREADS = 2
+    assert artifacts.predict_rows(model, rows) == one_call
+    assert len(calls) >= 2 and sum(calls) == 60  # chunks end where a store's product begins
+    calls.clear()
+    assert artifacts.predict_rows(model, rows[:39]) == one_call[:39]  # under 2 × 20 rows: one call
+    assert calls == [39]

@@ -37,3 +37,17 @@ def test_threads_give_the_scores_of_one_thread(name):
     assert len(calls) == 8 and sum(calls) == len(batch)
     assert np.array_equal(threaded, whole)
     assert np.array_equal(score_rows(family, model, batch, [family.GRAIN], chunk_rows=700, threads=1), whole)
+
+
+@pytest.mark.django_db
+def test_a_score_run_gets_the_score_threads_and_other_runs_the_run_threads(user, baselines, settings):
+    from runs.executor import build_spec
+    from runs.services import run_start
+    from runs.tests.factories import trained_model
+
+    settings.RUN_THREADS, settings.SCORE_THREADS = 1, 3
+    model = trained_model(user, rows=3000)
+    score = run_start(user=user, recipe=model.recipe, model=model, run_type="score", params={})
+    evaluation = run_start(user=user, recipe=model.recipe, model=model, run_type="eval", params={})
+    assert build_spec(score)["threads"] == 3
+    assert build_spec(evaluation)["threads"] == 1
