@@ -150,8 +150,18 @@ class DemoBuilder:
         return recipe
 
     def new_version(
-        self, recipe: Recipe, version: str, changelog: str, change, *, day: float | None = None
+        self,
+        recipe: Recipe,
+        version: str | None,
+        changelog: str,
+        change,
+        *,
+        day: float | None = None,
+        at: datetime | None = None,
     ) -> RecipeVersion:
+        """The recipe's current manifest with `change` as its next version: numbered `version`,
+        or, None, by the bump version_create suggests for the change (a tuning section: the
+        next patch). Dated `at` when given, else on `day`."""
         recipe = Recipe.objects.get(pk=recipe.pk)  # fresh current_version
         created = version_create(
             recipe=recipe,
@@ -159,9 +169,9 @@ class DemoBuilder:
             manifest=with_changes(recipe.current_version.manifest, change),
             version=version,
             changelog=changelog,
-            at=self.on(day, hours=5),
+            at=at if at is not None else self.on(day, hours=5),
         )
-        self.say(f"  version {version} of '{recipe.name}': {changelog}")
+        self.say(f"  version {created.version} of '{recipe.name}': {changelog}")
         return created
 
     def approve(

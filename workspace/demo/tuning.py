@@ -26,12 +26,11 @@ from django.utils import timezone
 
 from recipes import tuning as spec_tuning
 from recipes.models import Level, Recipe, RecipeVersion
-from recipes.services import version_create
 from runs.models import Run, RunType
 from runs.services import run_move_in_time, run_start, tune_save_best
 from runs.tuning_selectors import tune_study
 
-from .builder import DEMO_TAG, DemoBuilder, DemoError, stage, with_changes
+from .builder import DEMO_TAG, DemoBuilder, DemoError, stage
 
 TUNED_RECIPE = "BurgerBay"
 # A world of its own: BurgerBay's other runs use seeds 50-53.
@@ -121,15 +120,7 @@ def _tuning_version(demo: DemoBuilder, recipe: Recipe, *, at: datetime) -> Recip
         }
 
     changelog = f"A tuning section: {N_TRIALS} trials over {', '.join(SPACE)}"
-    version = version_create(
-        recipe=recipe,
-        user=demo.user,
-        manifest=with_changes(recipe.current_version.manifest, with_tuning),
-        changelog=changelog,
-        at=at,
-    )
-    demo.say(f"  version {version.version} of '{recipe.name}': {changelog}")
-    return version
+    return demo.new_version(recipe, None, changelog, with_tuning, at=at)
 
 
 def _start(demo: DemoBuilder, version: RecipeVersion, run_type: str, *, at: datetime) -> Run:
