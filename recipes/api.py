@@ -28,6 +28,7 @@ from .serializers import (
     RecipeVersionSerializer,
     SyntheticExampleSerializer,
     VersionCreateSerializer,
+    VersionSummarySerializer,
 )
 
 # Versions with what their serializer shows (users, the parent version they derive from).
@@ -38,14 +39,29 @@ def recipe_queryset(user):
     return Recipe.objects.visible_to(user).for_list()
 
 
+def _columns(serializer, reads: dict[str, tuple[str, ...]]) -> tuple[str, ...]:
+    """The columns behind `serializer`'s fields: a field reads the column of its name (a
+    foreign key by its `_id`) unless `reads` says what it reads (a property, a related value,
+    a prefetch: nothing). A field added to the serializer is fetched with its row; one that is
+    no column and not in `reads` fails the list's query (no such field)."""
+    return tuple(dict.fromkeys(c for field in serializer.Meta.fields for c in reads.get(field, (field,))))
+
+
 # What a row of the list shows (RecipeSerializer): the recipe's own columns, its creator's
 # username, its tags' names and its versions' summaries (the current one is the highest
-# version number). test_api_recipes.py's query count fails if a field is missing here.
-LIST_ROW_FIELDS = (
-    *("id", "name", "description", "model_family", "level", "parent", "client", "status", "owner"),
-    *("created_by", "created_by__username", "created_at", "updated_at"),
+# version number), the last two from the prefetches of recipe_list_rows.
+# test_api_recipes.py's query count fails if a field's column is missing here.
+LIST_ROW_FIELDS = _columns(
+    RecipeSerializer,
+    {
+        "created_by": ("created_by", "created_by__username"),
+        "tags": (),
+        "current_version": (),
+        "version_count": (),
+    },
 )
-VERSION_SUMMARY_FIELDS = ("id", "recipe", "version", "created_at", "approved_at")
+# A version's summary (VersionSummarySerializer), and the recipe it is prefetched for.
+VERSION_SUMMARY_FIELDS = ("recipe", *_columns(VersionSummarySerializer, {"is_approved": ("approved_at",)}))
 
 
 def recipe_list_rows(user):

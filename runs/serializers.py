@@ -10,7 +10,17 @@ from rest_framework.settings import api_settings
 from recipes.serializers import StrictSerializer
 
 from . import tracking
-from .models import STARTABLE_RUN_TYPES, Dataset, DatasetPurpose, Executor, Run, RunLog, RunStatus, RunType
+from .models import (
+    LIST_ROW,
+    STARTABLE_RUN_TYPES,
+    Dataset,
+    DatasetPurpose,
+    Executor,
+    Run,
+    RunLog,
+    RunStatus,
+    RunType,
+)
 
 
 class BreachSerializer(serializers.Serializer):
@@ -53,37 +63,8 @@ class RunSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Run
-        fields = [
-            "id",
-            "name",
-            "number",
-            "recipe_id",
-            "recipe_version_id",
-            "version",
-            "model_id",
-            "run_type",
-            "status",
-            "outcome",
-            "breaches",
-            "executor",
-            "dataset_id",
-            "params_json",
-            "metrics_json",
-            "metric_checks_json",
-            "artifacts_json",
-            "stages_json",
-            "progress",
-            "current_stage",
-            "error",
-            "cancel_requested",
-            "heartbeat_at",
-            "started_at",
-            "finished_at",
-            "duration_seconds",
-            "retry_of_id",
-            "created_at",
-            "updated_at",
-        ]
+        # runs.models.LIST_ROW: the list's columns (RunQuerySet.for_list_rows) derive from it.
+        fields = list(LIST_ROW)
 
     def to_representation(self, instance):
         """DRF's output, field for field, without its per-field overhead: a list page of 100
