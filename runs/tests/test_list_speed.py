@@ -1,7 +1,7 @@
-"""The cheap paths of the hot lists (issue #15 §1's latency targets, bench/README.md §1): the
-API's run list reads RunQuerySet.for_list_rows and serialises with runs.list_rows, the recipe
-list reads recipes.api.recipe_list_rows, and its text search ORs its tag branch as an array.
-Each must give exactly what the general path gives, at a fixed number of queries."""
+"""The cheap path of the API's run list (issue #15 §1's latency targets, bench/README.md §1): it
+reads RunQuerySet.for_list_rows and serialises with runs.list_rows. It must give exactly what
+the general path gives, at a fixed number of queries. The recipe list's cheap path is tested in
+recipes/tests/test_list_speed.py."""
 
 from __future__ import annotations
 
@@ -9,14 +9,10 @@ import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from django.db import connection
 from django.utils import timezone
 from rest_framework.serializers import ModelSerializer
 
-from recipes.api import recipe_list_rows, recipe_queryset
-from recipes.filters import RecipeFilter
-from recipes.models import Recipe, RecipeTag
-from recipes.serializers import RecipeSerializer
+from recipes.models import Recipe
 from runs.list_rows import run_rows
 from runs.models import Dataset, Run, RunMetric
 from runs.selectors import run_search
@@ -143,54 +139,3 @@ def test_the_run_list_api_costs_the_same_queries_for_many_runs(
         body = api_client.get(f"{API}/runs?page_size=50").json()
     assert body["count"] == 39
     assert [row["number"] for row in body["results"][:2]] == [39, 38]
-
-
-# ----------------------------------------------------------------------------- recipes list
-
-
-@pytest.fixture
-def recipes(baselines, user):
-    """Industry recipes under the pricing baseline; one has two tags that contain "zebra", one
-    the text in its description only, one in its name."""
-    from recipes.services import recipe_clone
-
-    base = Recipe.objects.get(pk="recipe_pricing_base")
-    made = {
-        name: recipe_clone(source=base, user=user, name=name, level="industry")
-        for name in ("striped", "plain", "Zebra crossing", "described")
-    }
-    RecipeTag.objects.bulk_create(
-        [RecipeTag(recipe=made["striped"], name="zebra-a"), RecipeTag(recipe=made["striped"], name="zebra-b")]
-    )
-    Recipe.objects.filter(pk=made["described"].pk).update(description="about a ZEBRA")
-    return made
-
-
-def test_search_matches_name_description_id_and_tags_each_recipe_once(api_client, recipes):
-    body = api_client.get(f"{API}/recipes?search=zebra").json()
-    assert sorted(row["name"] for row in body["results"]) == ["Zebra crossing", "described", "striped"]
-    assert body["count"] == 3
-    by_id = api_client.get(f"{API}/recipes?search={recipes['plain'].pk}").json()
-    assert [row["id"] for row in by_id["results"]] == [recipes["plain"].pk]
-
-
-def test_search_with_no_tag_match_still_finds_by_text(api_client, recipes):
-    # the tag branch's subquery is empty: `= ANY(ARRAY[])` on PostgreSQL is false, not an error
-    body = api_client.get(f"{API}/recipes?search=crossing").json()
-    assert [row["name"] for row in body["results"]] == ["Zebra crossing"]
-
-
-@pytest.mark.skipif(connection.vendor != "postgresql", reason="PostgreSQL's form of the tag branch")
-def test_on_postgresql_the_tag_branch_is_an_array_the_planner_can_or_with_the_indexes(recipes, user):
-    sql = str(RecipeFilter({"search": "zebra"}, queryset=Recipe.objects.all()).qs.query)
-    assert '= ANY(ARRAY(SELECT "U0"."recipe_id"' in sql and " IN (SELECT" not in sql
-
-
-def test_recipe_list_rows_equal_the_general_querysets_rows(recipes, user, django_assert_num_queries):
-    general = RecipeSerializer(recipe_queryset(user).order_by("created_at", "id"), many=True).data
-    rows = list(recipe_list_rows(user).order_by("created_at", "id"))  # the page and two prefetches
-    with django_assert_num_queries(0):
-        lean = RecipeSerializer(rows, many=True).data
-    assert [dict(item) for item in lean] == [dict(item) for item in general]
-    striped = next(item for item in lean if item["id"] == recipes["striped"].pk)
-    assert {"zebra-a", "zebra-b"} <= set(striped["tags"]) and striped["current_version"]["version"]
