@@ -28,7 +28,8 @@ def trial_start(*, tune: Run, study: str, number: int, params: dict, worker: str
     run's worker executes it: it is neither queued nor enqueued, unlike ``run_start``'s runs),
     numbered like every run of the recipe, on the tune run's data, with its sampled
     hyperparameters as params and the tags ``tune.study``, ``tune.trial`` and
-    ``mlflow.parentRunId`` (what MLflow's UI nests runs by)."""
+    ``mlflow.parentRunId`` (what MLflow's UI nests runs by). Audited as ``run.trial_start`` by
+    the tune run's creator (the worker acts for them), naming the tune run and the trial."""
     now = timezone.now()
     synthetic = (tune.params_json or {}).get("synthetic")
     trial = Run.objects.create(
@@ -61,6 +62,13 @@ def trial_start(*, tune: Run, study: str, number: int, params: dict, worker: str
             {"key": "tune.trial", "value": str(number)},
             {"key": "mlflow.parentRunId", "value": tune.id},
         ],
+    )
+    audit.record(
+        tune.created_by,
+        "run.trial_start",
+        trial,
+        changes=audit.created(trial),
+        detail={"tune_run_id": tune.id, "trial": number},
     )
     return trial
 

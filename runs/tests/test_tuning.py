@@ -18,7 +18,7 @@ from recipes.services import version_create
 from runs import artifacts, tuning_selectors
 from runs.executor import execute_run
 from runs.models import MetricPoint, Run, RunParam, RunTag
-from runs.services import run_cancel, run_retry, run_start
+from runs.services import run_cancel, run_retry, run_start, trial_start
 
 API = "/api/ml-development"
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -136,6 +136,10 @@ def test_tune_run_beats_the_version_and_its_best_is_saved_as_a_patch_version(bas
     )
     event = AuditEvent.objects.get(action="run.save_best", object_id=run.pk)
     assert event.detail["version"] == "1.0.2" and event.actor == user
+    # Each trial's start is audited, by the tune run's creator.
+    started = AuditEvent.objects.filter(action="run.trial_start")
+    assert sorted(started.values_list("object_id", flat=True)) == sorted(t.pk for t in trials)
+    assert {e.actor for e in started} == {user}
 
     # A train run of the saved version beats the tuned version's on the same data.
     better = executed(start(user, saved, run_type="train"))
@@ -148,6 +152,20 @@ def test_tune_run_beats_the_version_and_its_best_is_saved_as_a_patch_version(bas
     assert again.json()["errors"] == [
         {"path": "/recipe_version_id", "message": "not the latest version (1.0.2)"}
     ]
+
+
+def test_a_trials_run_is_audited_as_started_by_its_tune_runs_creator(baselines, user):
+    tune = start(user, tune_version(user))
+    stages = [
+        {"name": "fit", "type": "training", "status": "running", "started_at": None, "finished_at": None}
+    ]
+    trial = trial_start(
+        tune=tune, study=tune.pk, number=3, params={"num_leaves": 8}, worker="worker-1", stages=stages
+    )
+    event = AuditEvent.objects.get(action="run.trial_start")
+    assert (event.object_type, event.object_id, event.actor) == ("run", trial.pk, user)
+    assert event.detail == {"tune_run_id": tune.pk, "trial": 3}
+    assert event.changes["parent_id"] == [None, tune.pk] and event.changes["status"] == [None, "running"]
 
 
 # --------------------------------------------------------------------------- cancel and resume
@@ -185,12 +203,23 @@ def test_cancel_stops_the_study_and_a_retry_continues_it(baselines, user):
     watcher = _cancel_after(first, user, trials_done=2)
     first = executed(first)
     watcher.join()
-    assert first.status == "cancelled"
-    done_first = [t for t in trials_of(first) if finished(t)]
-    assert 2 <= len(done_first) < trials
-    assert all(t.is_terminal for t in trials_of(first))  # no trial left running
-    stopped = [t for t in trials_of(first) if t.status == "cancelled" and not finished(t)]
-    assert all("cancelled" in t.error for t in stopped)
+    assert first.status == "cancelled" and first.cancel_requested
+    # Ended by the executor's cancel path (not failed, not reaped), which stopped the study.
+    messages = list(first.logs.values_list("message", flat=True))
+    assert "Cancelled: the study stopped; its finished trials are kept." in messages
+    started = trials_of(first)
+    done_first = [t for t in started if finished(t)]
+    # No new trial after the cancel: the study stopped before it had started all its trials.
+    assert 2 <= len(done_first) <= len(started) < trials
+    assert all(t.is_terminal for t in started)  # no trial left running
+    # Nor in the study's storage: every trial it started has ended there too.
+    assert not {"running", "waiting"} & set(tuning_selectors.tune_study(first)["counts"])
+    # The trial running when the cancel was seen, if any (the cancel can also land between two
+    # trials): at most one, cancelled with its tune run, neither failed nor counted as finished.
+    stopped = [t for t in started if not finished(t)]
+    assert len(stopped) <= 1
+    if stopped:
+        assert (stopped[0].status, stopped[0].error) == ("cancelled", "The tune run was cancelled.")
 
     retry = run_retry(run=first, user=user)
     assert tuning_selectors.study_name(retry) == first.pk  # the same study
