@@ -1,6 +1,7 @@
 import json
 
 import pytest
+from django.db import connections
 from rest_framework.authtoken.models import Token
 
 BASE = "/mlflow/api/2.0/mlflow"
@@ -55,3 +56,11 @@ def error(response) -> tuple[int, str, str]:
     body = response.json()
     assert set(body) == {"error_code", "message"}, body
     return response.status_code, body["error_code"], body["message"]
+
+
+@pytest.fixture
+def live_server_closes_its_connections(monkeypatch):
+    """The live server answers each request in a thread of its own; with persistent
+    connections (PostgreSQL's CONN_MAX_AGE) each would stay open after its thread ended and
+    keep the test database from being dropped."""
+    monkeypatch.setitem(connections.settings["default"], "CONN_MAX_AGE", 0)

@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 from django.core.management import call_command
-from django.db import connections
 
 from mlflow_api.models import LoggedModel, ModelVersionSource
 from models_registry.models import MLModel
@@ -24,15 +23,11 @@ from .conftest import RECIPE, token_of
 SCRIPT = Path(__file__).with_name("notebook_script.py")
 MODEL_NAME = "pricing-ridge"
 
-pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
-
-
-@pytest.fixture(autouse=True)
-def _live_server_closes_its_connections(monkeypatch):
-    """The live server answers each request in a thread of its own; with persistent
-    connections (PostgreSQL's CONN_MAX_AGE) each would stay open after its thread ended and
-    keep the test database from being dropped."""
-    monkeypatch.setitem(connections.settings["default"], "CONN_MAX_AGE", 0)
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.usefixtures("live_server_closes_its_connections"),
+]
 
 
 def mlflow_env(live_server, token: str, home: Path) -> dict:
@@ -111,10 +106,10 @@ def test_a_notebook_script_logs_to_the_workspace_unchanged(logged, client, user)
     assert answer.status_code == 404 and "no trained artifact" in answer.json()["detail"]
 
 
-def test_import_from_a_tracking_server_with_mlflows_client(logged, live_server, user, monkeypatch, tmp_path):
+def test_import_from_a_tracking_server(logged, live_server, user, monkeypatch, tmp_path):
     """The live workspace is an MLflow tracking server like any other: import_mlflow --uri
-    reads it with MlflowClient into another recipe, histories and artifacts included, and a
-    second import skips what the first brought."""
+    reads it (MLflow's REST protocol, mlflow_api.remote) into another recipe, histories and
+    artifacts included, and a second import skips what the first brought."""
     for name, value in mlflow_env(live_server, token_of(user), tmp_path).items():
         if name.startswith(("MLFLOW_", "DO_NOT")):
             monkeypatch.setenv(name, value)

@@ -4,13 +4,15 @@
 Imports MLflow runs into a recipe as external runs: params, tags, every metric's full history,
 artifacts and status (mlflow_api.transfer.run_import). Runs imported before (the tag
 ``mlflow.importedRunId``) are skipped, so the command can be run again. From a tracking server
-it reads with MLflow's own client (``mlflow-skinny``; its MLFLOW_TRACKING_TOKEN /
-MLFLOW_TRACKING_USERNAME / MLFLOW_TRACKING_PASSWORD authenticate); from an ``mlruns`` folder, or
-the zip GET /runs/{id}/export?format=mlflow gives, it reads the files.
+it reads MLflow's REST protocol with the standard library (mlflow_api.remote: no MLflow package
+needed; MLFLOW_TRACKING_TOKEN, or MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD,
+authenticate as with MLflow's client); from an ``mlruns`` folder, or the zip
+GET /runs/{id}/export?format=mlflow gives, it reads the files.
 """
 
 from __future__ import annotations
 
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,10 +23,8 @@ from django.core.management.base import BaseCommand, CommandError
 from mlworkspace.errors import DomainError
 from recipes.models import Recipe
 
-from ... import mlruns, selectors, transfer
+from ... import mlruns, remote, selectors, transfer
 from ...protocol import MlflowError
-
-PAGE = 500
 
 
 class Command(BaseCommand):
@@ -86,60 +86,30 @@ def _folder_runs(path: Path, experiment: str | None, scratch: Path) -> Iterator:
 
 
 def _server_runs(uri: str, experiment: str, recipe: Recipe, scratch: Path) -> Iterator:
-    """The runs of an MLflow tracking server's experiment, read with MLflow's client (its
-    histories page by page, its artifacts downloaded for the runs not imported yet)."""
+    """The runs of an MLflow tracking server's experiment, oldest first (mlflow_api.remote): the
+    runs not imported yet with every metric's full history and their artifacts downloaded."""
     try:
-        # MLflow's client is a development dependency (requirements-dev.txt): loaded only
-        # when a server is imported from, so the workspace runs without it.
-        from mlflow.exceptions import MlflowException
-        from mlflow.tracking import MlflowClient
-    except ImportError:
-        raise CommandError(
-            "Importing from a tracking server needs MLflow's client: pip install mlflow-skinny"
-        ) from None
-    client = MlflowClient(tracking_uri=uri)
-    try:
-        found = client.get_experiment_by_name(experiment)
+        server = remote.TrackingServer(uri)
+        found = server.experiment_by_name(experiment)
         if found is None and experiment.isdigit():
-            found = client.get_experiment(experiment)
+            found = server.experiment(experiment)
         if found is None:
             raise CommandError(f"{uri} has no experiment '{experiment}'.")
         done = selectors.run_ids_imported(recipe)
-        token = None
-        while True:
-            # Oldest first: a nested run's parent is imported before it (and linked).
-            page = client.search_runs(
-                [found.experiment_id],
-                max_results=PAGE,
-                order_by=["attributes.start_time ASC"],
-                page_token=token,
-            )
-            for run in page:
-                info = run.info
-                source = mlruns.SourceRun(
-                    run_id=info.run_id,
-                    experiment_id=info.experiment_id,
-                    run_name=info.run_name or "",
-                    status=info.status,
-                    start_time=info.start_time,
-                    end_time=info.end_time,
-                    user_id=info.user_id or "",
-                    params=dict(run.data.params),
-                    tags=dict(run.data.tags),
-                )
-                if info.run_id in done:
-                    yield source, []
-                    continue
-                for key in run.data.metrics:
-                    history = client.get_metric_history(info.run_id, key)
-                    source.metrics[key] = [(m.timestamp, m.value, m.step) for m in history]
-                folder = scratch / info.run_id
-                folder.mkdir()
-                if client.list_artifacts(info.run_id):
-                    client.download_artifacts(info.run_id, "", str(folder))
-                yield source, list(mlruns.artifact_files(folder))
-            token = page.token
-            if not token:
-                break
-    except MlflowException as error:
-        raise CommandError(f"{uri}: {error.message}") from None
+        # Oldest first: a nested run's parent is imported before it (and linked).
+        for number, run in enumerate(server.search_runs(found["experiment_id"])):
+            source = remote.source_run(run)
+            if source.run_id in done:
+                yield source, []
+                continue
+            for key in remote.metric_keys(run):
+                source.metrics[key] = server.metric_history(source.run_id, key)
+            # Numbered, not named after the run id: the server's id is no safe folder name.
+            folder = scratch / f"run-{number}"
+            folder.mkdir()
+            yield source, server.download_artifacts(run, folder)
+            # The import has copied the files into the run's own folder by now: free the disk
+            # before the next run's artifacts come down.
+            shutil.rmtree(folder, ignore_errors=True)
+    except (remote.RemoteError, OSError) as error:
+        raise CommandError(f"{uri}: {error}") from None
