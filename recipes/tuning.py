@@ -11,6 +11,7 @@ version" uses, so a saved version holds exactly what the best trial trained with
       n_trials: 30                  # 1..500 (default 20): finished trials the study aims for
       timeout: "30 minutes"         # minutes, hours, days or weeks; absent: no time limit
       seed: 0                       # the TPE sampler's seed (default 0)
+      parallel: 2                   # 1..8 (default 1): trials run at once, each on a thread
       space:                        # hyperparameters of the training stage, each one of
         num_leaves: {type: int, low: 8, high: 128}           # int (step optional)
         feature_fraction: {type: float, low: 0.5, high: 1.0} # float (step optional)
@@ -146,6 +147,7 @@ class TuningConfig:
     timeout: timedelta | None
     seed: int
     space: tuple[Param, ...]
+    parallel: int = 1  # trials at once (Optuna's n_jobs: threads sharing the study)
 
 
 def training_stage(manifest: Any) -> tuple[int, dict] | None:
@@ -215,6 +217,7 @@ def config(manifest: dict, family: str) -> TuningConfig | None:
         timeout=parse_timeout(timeout) if timeout is not None else None,
         seed=int(raw.get("seed", 0)),
         space=space,
+        parallel=int(raw.get("parallel", 1)),
     )
 
 

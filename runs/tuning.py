@@ -30,6 +30,7 @@ import json
 import math
 import os
 import sqlite3
+import threading
 import time
 import traceback
 import warnings
@@ -231,18 +232,21 @@ def run_study(
             f"tuning: continuing study {study.study_name} ({done} of {config.n_trials} trials done)",
         )
     maximize = config.direction == "maximize"
-    state = {"failures": 0, "current": None, "histories": {}}
+    # With config.parallel > 1 Optuna runs that many trials at once, each on its own thread
+    # (LightGBM releases the GIL); the running trials are the histories' keys.
+    state: dict = {"failures": 0, "histories": {}}
+    if config.parallel > 1:
+        emit("log", "info", f"tuning: {config.parallel} trials at a time")
 
     def objective(trial: optuna.Trial) -> float:
         if stop is not None and stop.is_set():
             raise Stopped("the tune run was cancelled")
         params = suggest(trial, config.space)
-        state["current"] = trial.number
+        history: dict = {}
+        state["histories"][trial.number] = history
         emit(
             "trial", {"event": "start", "number": trial.number, "trial_id": trial._trial_id, "params": params}
         )
-        history: dict = {}
-        state["histories"][trial.number] = history
         trial_manifest = spec_tuning.apply_params(manifest, params)
         callback = pruning_callback(trial, maximize, history, stop)
         try:
@@ -262,35 +266,49 @@ def run_study(
         return float(value)
 
     def ended(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
-        state["current"] = None
         state["failures"] = state["failures"] + 1 if trial.state == TrialState.FAIL else 0
         emit("trial", _end_message(trial, state["histories"].pop(trial.number, {})))
         if state["failures"] >= MAX_FAILURES_IN_A_ROW:
             emit("log", "error", f"tuning: {MAX_FAILURES_IN_A_ROW} trials in a row failed; the study stops")
             study.stop()
 
-    try:
+    deadline = time.monotonic() + config.timeout.total_seconds() if config.timeout else None
+
+    def optimize(n_trials: int, n_jobs: int) -> None:
+        if n_trials <= 0 or state["failures"] >= MAX_FAILURES_IN_A_ROW:
+            return
         with warnings.catch_warnings():
             # A family that fits two boosters reports the same round twice: optuna warns.
             warnings.simplefilter("ignore")
             study.optimize(
                 objective,
-                n_trials=remaining,
-                timeout=config.timeout.total_seconds() if config.timeout else None,
+                n_trials=n_trials,
+                n_jobs=n_jobs,
+                timeout=max(0.0, deadline - time.monotonic()) if deadline is not None else None,
                 catch=(TrialFailed,),
                 callbacks=[optuna.study.MaxTrialsCallback(config.n_trials, states=FINISHED), ended],
             )
+
+    try:
+        if config.parallel > 1:
+            # Enqueued trials (the version's own values) alone first: on SQLite, which has no
+            # row locks, two threads would both take the same waiting trial.
+            waiting = len(study.get_trials(deepcopy=False, states=(TrialState.WAITING,)))
+            optimize(min(waiting, remaining), 1)
+            remaining = config.n_trials - finished(study)
+        optimize(remaining, config.parallel)
     except Stopped:
-        if state["current"] is not None:
+        # Every trial still running has stopped (Optuna waits for its threads before it raises).
+        for number, history in list(state["histories"].items()):
             emit(
                 "trial",
                 {
                     "event": "end",
-                    "number": state["current"],
+                    "number": number,
                     "state": "fail",
                     "value": None,
                     "metrics": {},
-                    "history": state["histories"].get(state["current"], {}),
+                    "history": history,
                     "error": "cancelled",
                 },
             )
@@ -321,13 +339,15 @@ def study_main(spec: dict, conn, stop) -> None:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     parent = os.getppid()
     roots = server_roots(spec)
+    sending = threading.Lock()  # parallel trials emit from their own threads
 
     def emit(*message):
         if os.getppid() != parent:  # the worker died: nobody records this study any more
             os._exit(3)
         if message[0] in ("log", "error", "stage"):
             message = tuple(redact_paths(m, roots) if isinstance(m, str) else m for m in message)
-        conn.send(message)
+        with sending:
+            conn.send(message)
 
     try:
         with threadpool_limits(int(spec.get("threads", 1))):

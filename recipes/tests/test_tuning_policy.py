@@ -63,11 +63,13 @@ def test_a_full_section_is_valid_and_read_with_its_values():
         "n_trials": 40,
         "timeout": "30 minutes",
         "seed": 7,
+        "parallel": 2,
         "space": SPACE,
     }
     assert errors_of(section) == []
     config = tuning.config(location(section), "location_scoring")
     assert (config.metric, config.direction, config.n_trials, config.seed) == ("RMSE", "minimize", 40, 7)
+    assert config.parallel == 2
     assert config.timeout == timedelta(minutes=30)
     assert [p.name for p in config.space] == list(SPACE)
     assert config.space[0] == tuning.Param("num_boost_round", "int", 50, 600, 10, ())
@@ -83,6 +85,7 @@ def test_defaults_are_the_primary_metric_its_better_side_twenty_trials_and_no_ti
         None,
         0,
     )
+    assert tuning.config(location({"space": SPACE}), "location_scoring").parallel == 1
     forecasting = baseline_manifest("forecasting")
     stage = tuning.training_stage(forecasting)[1]
     stage["config"]["tuning"] = {"space": {"num_leaves": {"type": "int", "low": 8, "high": 64}}}
@@ -149,6 +152,9 @@ def test_current_values_are_the_versions_own_inside_the_space():
         ({"space": {}}, f"{BASE}/space", "must not be empty"),
         ({"space": SPACE, "n_trials": 0}, f"{BASE}/n_trials", "at least 1"),
         ({"space": SPACE, "n_trials": 501}, f"{BASE}/n_trials", "at most 500"),
+        ({"space": SPACE, "parallel": 0}, f"{BASE}/parallel", "at least 1"),
+        ({"space": SPACE, "parallel": 9}, f"{BASE}/parallel", "at most 8"),
+        ({"space": SPACE, "parallel": "2"}, f"{BASE}/parallel", "integer"),
         ({"space": SPACE, "direction": "up"}, f"{BASE}/direction", "is not one of minimize, maximize"),
         ({"space": SPACE, "timeout": "soon"}, f"{BASE}/timeout", "'timeout' must be like '30 minutes'"),
         ({"space": SPACE, "sampler": "tpe"}, f"{BASE}/sampler", "unknown field 'sampler'"),

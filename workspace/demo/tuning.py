@@ -116,10 +116,11 @@ def _tuning_version(demo: DemoBuilder, recipe: Recipe, *, at: datetime) -> Recip
             "metric": "rank_correlation",
             "n_trials": N_TRIALS,
             "seed": 0,
+            "parallel": 2,
             "space": SPACE,
         }
 
-    changelog = f"A tuning section: {N_TRIALS} trials over {', '.join(SPACE)}"
+    changelog = f"A tuning section: {N_TRIALS} trials, two at a time, over {', '.join(SPACE)}"
     return demo.new_version(recipe, None, changelog, with_tuning, at=at)
 
 

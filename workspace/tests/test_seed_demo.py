@@ -248,7 +248,7 @@ def test_seed_demo_builds_everything_through_real_runs_and_only_once():
     config = spec_tuning.config(tune_run.recipe_version.manifest, tune_run.recipe.model_family)
     trials = list(runs.filter(parent=tune_run))
     finished = [t for t in trials if t.status == "succeeded" or t.error.startswith("Pruned")]
-    assert len(trials) == len(finished) == config.n_trials
+    assert len(trials) == len(finished) == config.n_trials and config.parallel == 2
     assert {t.run_type for t in trials} == {"trial"}
     study = tune_study(tune_run)
     assert sum(study["counts"].values()) == config.n_trials
