@@ -91,6 +91,7 @@ urlpatterns = [
     path("model-development/runs/compare", run_views.run_compare, name="run-compare"),
     path("model-development/runs/<str:run_id>", run_views.run_detail, name="run"),
     path("model-development/runs/<str:run_id>/live", run_views.run_live, name="run-live"),
+    path("model-development/runs/<str:run_id>/curves", run_views.run_curves, name="run-curves"),
     path("model-development/runs/<str:run_id>/logs", run_views.run_logs, name="run-logs"),
     path("model-development/runs/<str:run_id>/cancel", run_views.run_cancel, name="run-cancel"),
     path("model-development/runs/<str:run_id>/retry", run_views.run_retry, name="run-retry"),

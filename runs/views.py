@@ -28,7 +28,7 @@ from runs import perms as run_perms
 
 from . import history, plots, services
 from .forms import RunForm
-from .models import Dataset, MetricPoint, Run, RunLog, RunStatus, stages_done
+from .models import Dataset, MetricPoint, Run, RunLog, RunStatus, RunType, stages_done
 
 LOG_PAGE = 1000
 # Keep following the logs this long after the run ended: its last line ("Run succeeded.")
@@ -206,10 +206,12 @@ def _history_series(run_ids: list[str], keys: list[str]) -> dict[str, dict[str, 
     return series
 
 
-def _curves_context(run: Run) -> dict:
+def _curves_context(run: Run, counts: dict[str, int] | None = None) -> dict:
     """The run page's "Training curves" card: a chart per group of curves (at most
-    plots.MAX_CURVE_CHARTS) and a CSV download of every metric's full history."""
-    counts = _history_counts([run.pk])[run.pk]
+    plots.MAX_CURVE_CHARTS) and a CSV download of every metric's full history. Two queries
+    (one when `counts`, the run's _history_counts, is given), whatever the number of points."""
+    if counts is None:
+        counts = _history_counts([run.pk])[run.pk]
     curves = [k for k, n in counts.items() if n >= 2]
     if (run.plots_json or {}).get("folds"):  # the backtest chart above draws the folds already
         curves = [k for k in curves if not k.startswith("fold.")]
@@ -218,6 +220,8 @@ def _curves_context(run: Run) -> dict:
     return {
         "curve_charts": [plots.figure_html(f) for f in plots.curve_figures(series)],
         "curve_keys": [{"key": key, "points": n} for key, n in counts.items()],
+        # What the running card's poller sends back, so an unchanged history is not re-drawn.
+        "curve_points": sum(counts.values()),
     }
 
 
@@ -258,6 +262,9 @@ def run_detail(request: HttpRequest, run_id: str) -> HttpResponse:
         ),
     }
     context["follow"] = _following(run)
+    context["live_curves"] = _live_curves(run)
+    if context["live_curves"]:  # the running card (a terminal run's card is in the live part)
+        context.update(_curves_context(run))
     return render(request, "runs/run_detail.html", context)
 
 
@@ -272,7 +279,35 @@ def run_live(request: HttpRequest, run_id: str) -> HttpResponse:
     # the run has moved on they are no longer true, so the poll clears them.
     shown = request.GET.get("shown")
     context["clear_messages"] = bool(shown) and shown != run.status
+    # The answer that brings the final curves card also empties the running one (out of band,
+    # in the same swap), so the page never shows both.
+    context["end_live_curves"] = run.is_terminal
     return render(request, "runs/run_detail.html#live", context)
+
+
+@login_required
+def run_curves(request: HttpRequest, run_id: str) -> HttpResponse:
+    """The running card of training curves, polled every few seconds while the run runs: its
+    own element, outside the 1-second live part, so Plotly is not re-drawn every second.
+    ?points=<n> is the number of points the page shows: unchanged, the answer is a 204 (no
+    swap, no re-draw). Once the run has ended the answer is the empty element, without a poll:
+    the final card comes with the live part."""
+    run = _get_run_for_user(request.user, run_id)
+    if not is_fragment(request):
+        return redirect("pages:run", run_id=run.pk)
+    if not _live_curves(run):
+        return render(request, "runs/run_detail.html#curves", {"run": run, "live_curves": False})
+    counts = _history_counts([run.pk])[run.pk]
+    if request.GET.get("points") == str(sum(counts.values())):
+        return HttpResponse(status=204)
+    context = {"run": run, "live_curves": True, **_curves_context(run, counts)}
+    return render(request, "runs/run_detail.html#curves", context)
+
+
+def _live_curves(run: Run) -> bool:
+    """Whether the page shows the running card of curves: while the run runs, unless it is a
+    score run or a tune run (its trials log the curves), which log none."""
+    return not run.is_terminal and run.run_type not in (RunType.SCORE, RunType.TUNE)
 
 
 @login_required
