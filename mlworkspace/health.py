@@ -8,11 +8,15 @@ would wait forever. Anything else is 503, with the same JSON body saying which c
      "checks": {"database": {"ok": true, "latency_ms": 0.4},
                 "workers": {"ok": true, "alive": 2, "newest_beat_age_seconds": 3.1,
                             "stale_after_seconds": 60},
-                "queue": {"ok": true, "depth": 0, "running": 1, "oldest_queued_age_seconds": null}}}
+                "queue": {"ok": true, "depth": 0, "running": 1, "oldest_queued_age_seconds": null,
+                          "queues": {"training": {"depth": 0, "running": 1,
+                                                  "oldest_queued_age_seconds": null, "workers": 2},
+                                     "scoring": {...}, "monitoring": {...}}}}}
 
-The queue depth (task rows waiting in django-tasks-db) is reported, not judged: a long queue
-is a capacity question for /metrics and alerting, not a reason to take the web server out of
-a load balancer.
+The queue depth (task rows waiting in django-tasks-db), in all and per queue
+(mlworkspace.queues) with the live workers serving each, is reported, not judged: a long
+queue, or one no worker serves, is a capacity question for /metrics and alerting, not a
+reason to take the web server out of a load balancer.
 
 Workers beat from a thread (`WorkerHeartbeatThread`), independently of the runs they
 execute (a run has its own heartbeat, `Run.heartbeat_at`, which the reaper reads): an idle
@@ -30,6 +34,7 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import DatabaseError, close_old_connections, connection
+from django.db.models import Count, Min
 from django.http import JsonResponse
 from django.tasks import TaskResultStatus
 from django.utils import timezone
@@ -37,6 +42,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_safe
 from django_tasks_db.models import DBTaskResult
 
+from mlworkspace import queues as task_queues
 from mlworkspace.models import WorkerHeartbeat
 
 logger = logging.getLogger(__name__)
@@ -49,13 +55,16 @@ def worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
-def worker_beat(worker: str, *, started_at: datetime, now: datetime | None = None) -> None:
-    """Record that ``worker`` is alive now (one row per worker, updated in place)."""
+def worker_beat(
+    worker: str, *, started_at: datetime, queues=task_queues.ALL, now: datetime | None = None
+) -> None:
+    """Record that ``worker``, serving ``queues``, is alive now (one row per worker, updated
+    in place)."""
     now = now or timezone.now()
     WorkerHeartbeat.objects.update_or_create(
         worker_id=worker,
         defaults={"beat_at": now},
-        create_defaults={"beat_at": now, "started_at": started_at},
+        create_defaults={"beat_at": now, "started_at": started_at, "queues": ",".join(queues)},
     )
     WorkerHeartbeat.objects.filter(beat_at__lt=now - PRUNE_AFTER).delete()
 
@@ -69,15 +78,15 @@ class WorkerHeartbeatThread:
     """Beats at start and then every ``interval`` seconds (WORKER_BEAT_SECONDS) from a daemon
     thread; ``stop()`` ends the beat and removes the worker's row."""
 
-    def __init__(self, interval: float | None = None):
+    def __init__(self, interval: float | None = None, queues=task_queues.ALL):
         self.interval = settings.WORKER_BEAT_SECONDS if interval is None else interval
-        self.worker, self.started_at = worker_id(), timezone.now()
+        self.worker, self.started_at, self.queues = worker_id(), timezone.now(), tuple(queues)
         self._stop = threading.Event()
 
     def beat_once(self) -> None:
         close_old_connections()
         try:
-            worker_beat(self.worker, started_at=self.started_at)
+            worker_beat(self.worker, started_at=self.started_at, queues=self.queues)
         except DatabaseError:  # the database is away: /healthz says so; beat again later
             logger.warning("worker heartbeat failed", exc_info=True)
         finally:
@@ -131,17 +140,69 @@ def _workers(now: datetime) -> dict:
     }
 
 
-def queue_counts() -> tuple[int, int, datetime | None]:
-    """(waiting, running, enqueued_at of the oldest waiting) of the task queue."""
-    tasks = DBTaskResult.objects.filter(backend_name="default")
-    waiting = tasks.filter(status=TaskResultStatus.READY)
-    oldest = waiting.order_by("enqueued_at").values_list("enqueued_at", flat=True).first()
-    return waiting.count(), tasks.filter(status=TaskResultStatus.RUNNING).count(), oldest
+def _totals(by_queue: dict) -> tuple[int, int, datetime | None]:
+    """(waiting, running, enqueued_at of the oldest waiting) of all the queues of
+    queue_counts_by_queue's answer."""
+    oldest = [o for _, _, o in by_queue.values() if o is not None]
+    return (
+        sum(d for d, _, _ in by_queue.values()),
+        sum(r for _, r, _ in by_queue.values()),
+        min(oldest) if oldest else None,
+    )
+
+
+def queue_counts_by_queue() -> dict[str, tuple[int, int, datetime | None]]:
+    """{queue: (waiting, running, enqueued_at of the oldest waiting)}: every queue of
+    mlworkspace.queues, and any other a task row names (e.g. ``default``, of rows enqueued
+    before the queues existed), in one query."""
+    counts = {q: [0, 0, None] for q in task_queues.ALL}
+    rows = (
+        DBTaskResult.objects.filter(
+            backend_name="default", status__in=(TaskResultStatus.READY, TaskResultStatus.RUNNING)
+        )
+        .values("queue_name", "status")
+        .annotate(n=Count("id"), oldest=Min("enqueued_at"))
+        .order_by()
+    )
+    for row in rows:
+        entry = counts.setdefault(row["queue_name"], [0, 0, None])
+        if row["status"] == TaskResultStatus.READY:
+            entry[0], entry[2] = row["n"], row["oldest"]
+        else:
+            entry[1] = row["n"]
+    return {q: (d, r, o) for q, (d, r, o) in counts.items()}
+
+
+def workers_by_queue(now: datetime) -> dict[str, int]:
+    """{queue: live workers serving it} (a heartbeat younger than HEALTH_WORKER_STALE_SECONDS)."""
+    cutoff = now - timedelta(seconds=settings.HEALTH_WORKER_STALE_SECONDS)
+    served = {q: 0 for q in task_queues.ALL}
+    for text in WorkerHeartbeat.objects.filter(beat_at__gte=cutoff).values_list("queues", flat=True):
+        for q in text.split(","):
+            if q in served:
+                served[q] += 1
+    return served
 
 
 def _queue(now: datetime) -> dict:
-    depth, running, oldest = queue_counts()
-    return {"ok": True, "depth": depth, "running": running, "oldest_queued_age_seconds": _age(oldest, now)}
+    by_queue = queue_counts_by_queue()
+    workers = workers_by_queue(now)
+    depth, running, oldest = _totals(by_queue)
+    return {
+        "ok": True,
+        "depth": depth,
+        "running": running,
+        "oldest_queued_age_seconds": _age(oldest, now),
+        "queues": {
+            q: {
+                "depth": d,
+                "running": r,
+                "oldest_queued_age_seconds": _age(o, now),
+                "workers": workers.get(q, 0),
+            }
+            for q, (d, r, o) in by_queue.items()
+        },
+    }
 
 
 def health_report(now: datetime | None = None) -> tuple[bool, dict]:

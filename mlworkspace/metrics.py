@@ -41,7 +41,7 @@ from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
-from mlworkspace.health import queue_counts
+from mlworkspace.health import queue_counts_by_queue, workers_by_queue
 from mlworkspace.models import WorkerHeartbeat
 from models_registry.models import ModelStatus
 from monitoring.models import Alert, AlertState
@@ -186,17 +186,24 @@ class DatabaseCollector(Collector):
             )
         yield durations
 
-        depth, running, oldest = queue_counts()
-        queue = GaugeMetricFamily("mlworkspace_task_queue_depth", "Tasks waiting for a worker.")
-        queue.add_metric([], depth)
-        yield queue
-        busy = GaugeMetricFamily("mlworkspace_task_queue_running", "Tasks a worker is executing.")
-        busy.add_metric([], running)
-        yield busy
-        age = GaugeMetricFamily(
-            "mlworkspace_task_queue_oldest_age_seconds", "Age of the oldest waiting task (0 when none)."
+        # Per queue (mlworkspace.queues); sum() over `queue` for the whole.
+        queue = GaugeMetricFamily(
+            "mlworkspace_task_queue_depth", "Tasks waiting for a worker.", labels=["queue"]
         )
-        age.add_metric([], (now - oldest).total_seconds() if oldest else 0.0)
+        busy = GaugeMetricFamily(
+            "mlworkspace_task_queue_running", "Tasks a worker is executing.", labels=["queue"]
+        )
+        age = GaugeMetricFamily(
+            "mlworkspace_task_queue_oldest_age_seconds",
+            "Age of the oldest waiting task (0 when none).",
+            labels=["queue"],
+        )
+        for name, (depth, running, oldest) in queue_counts_by_queue().items():
+            queue.add_metric([name], depth)
+            busy.add_metric([name], running)
+            age.add_metric([name], (now - oldest).total_seconds() if oldest else 0.0)
+        yield queue
+        yield busy
         yield age
 
         alerts = GaugeMetricFamily(
@@ -223,6 +230,14 @@ class DatabaseCollector(Collector):
         )
         workers.add_metric([], WorkerHeartbeat.objects.filter(beat_at__gte=cutoff).count())
         yield workers
+        serving = GaugeMetricFamily(
+            "mlworkspace_queue_workers_alive",
+            "Live workers serving each queue (a worker serving several counts in each).",
+            labels=["queue"],
+        )
+        for name, n in workers_by_queue(now).items():
+            serving.add_metric([name], n)
+        yield serving
         newest = WorkerHeartbeat.objects.order_by("-beat_at").values_list("beat_at", flat=True).first()
         if newest is not None:
             beat = GaugeMetricFamily(

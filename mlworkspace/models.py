@@ -13,6 +13,8 @@ class WorkerHeartbeat(models.Model):
     worker_id = models.CharField(primary_key=True, max_length=200)  # "<host>:<pid>"
     started_at = models.DateTimeField()
     beat_at = models.DateTimeField()
+    # The queues it serves (mlworkspace.queues), comma-separated.
+    queues = models.CharField(max_length=200, default="training,scoring,monitoring")
 
     class Meta:
         # /healthz and /metrics: the newest beat.

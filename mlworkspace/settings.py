@@ -14,6 +14,8 @@ from pathlib import Path
 import dj_database_url
 from django.utils.csp import CSP
 
+from mlworkspace import queues
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 DATA_DIR = Path(os.environ.get("DATA_DIR", BASE_DIR / "data"))
 DATA_DIR.mkdir(parents=True, exist_ok=True)
@@ -280,7 +282,10 @@ SPECTACULAR_SETTINGS = {
 }
 
 # --- Background work ------------------------------------------------------------------
-TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend"}}
+# Queues by kind of work (mlworkspace/queues.py); a worker serves WORKER_QUEUES ("*": all,
+# or e.g. "training,scoring"), or what `manage.py worker --queues` says.
+TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend", "QUEUES": list(queues.ALL)}}
+WORKER_QUEUES = os.environ.get("WORKER_QUEUES", "*")
 # Threads each run's numeric libraries may use; parallelism comes from worker processes.
 RUN_THREADS = int(os.environ.get("RUN_THREADS", 1))
 # A score run predicts its chunks on SCORE_THREADS threads (LightGBM releases the GIL): its

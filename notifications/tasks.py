@@ -3,18 +3,20 @@ e-mails of one event. Enqueued by notifications.services when the write commits.
 
 from django.tasks import task
 
+from mlworkspace import queues
+
 from . import delivery
 
-# Deliveries jump the queue ahead of training runs (priority 0) when a worker is free.
+# On the monitoring queue, ahead of its other tasks (priority 0) when a worker is free.
 DELIVERY_PRIORITY = 10
 
 
-@task(priority=DELIVERY_PRIORITY)
+@task(priority=DELIVERY_PRIORITY, queue_name=queues.MONITORING)
 def deliver_task(delivery_id: str) -> str:
     return delivery.deliver(delivery_id) or "nothing to do"
 
 
-@task(priority=DELIVERY_PRIORITY)
+@task(priority=DELIVERY_PRIORITY, queue_name=queues.MONITORING)
 def send_email_task(subject: str, body: str, recipients: list[str]) -> int:
     return delivery.send_emails(subject, body, recipients)
 

@@ -9,8 +9,10 @@ from django.tasks import TaskResultStatus, task
 from django.utils import timezone
 from django_tasks_db.models import DBTaskResult
 
+from mlworkspace import queues
 
-@task()
+
+@task(queue_name=queues.TRAINING)
 def execute_run_task(run_id: str) -> str:
     # At call time: runs.executor -> runs.services -> runs.tasks (services enqueue this task).
     from .executor import execute_run
@@ -18,11 +20,12 @@ def execute_run_task(run_id: str) -> str:
     return execute_run(run_id)
 
 
-def enqueue_run(run_id: str) -> None:
-    execute_run_task.enqueue(run_id)
+def enqueue_run(run_id: str, run_type: str) -> None:
+    """On the queue of its kind of work: score runs on ``scoring``, the others on ``training``."""
+    execute_run_task.using(queue_name=queues.for_run_type(run_type)).enqueue(run_id)
 
 
-@task()
+@task(queue_name=queues.TRAINING)
 def profile_dataset_task(dataset_id: str) -> str:
     """Profile a large upload (services.dataset_create leaves it `processing`)."""
     # At call time: runs.services imports this module to enqueue the task.

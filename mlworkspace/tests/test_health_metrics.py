@@ -22,18 +22,18 @@ from runs.tests.factories import register
 TOKEN = "s3cret-metrics-token"
 
 
-def beat(worker: str, age_seconds: float) -> None:
+def beat(worker: str, age_seconds: float, queues: str = "training,scoring,monitoring") -> None:
     at = timezone.now() - timedelta(seconds=age_seconds)
-    WorkerHeartbeat.objects.create(worker_id=worker, started_at=at, beat_at=at)
+    WorkerHeartbeat.objects.create(worker_id=worker, started_at=at, beat_at=at, queues=queues)
 
 
-def task(status: str, enqueued_ago: float = 0) -> DBTaskResult:
+def task(status: str, enqueued_ago: float = 0, queue: str = "training") -> DBTaskResult:
     row = DBTaskResult.objects.create(
         status=status,
         args_kwargs={"args": [], "kwargs": {}},
         task_path="runs.tasks.execute",
         backend_name="default",
-        queue_name="default",
+        queue_name=queue,
         run_after=timezone.now(),
         exception_class_path="",
         traceback="",
@@ -69,6 +69,34 @@ def test_healthz_is_200_with_a_live_worker_and_reports_the_queue(client):
     queue = body["checks"]["queue"]
     assert queue["depth"] == 2 and queue["running"] == 1
     assert 119 <= queue["oldest_queued_age_seconds"] < 150
+
+
+@pytest.mark.django_db
+def test_healthz_reports_each_queue_with_the_workers_serving_it(client, settings):
+    settings.HEALTH_WORKER_STALE_SECONDS = 60
+    beat("host-a:1", age_seconds=5, queues="training,scoring")
+    beat("host-b:2", age_seconds=5, queues="monitoring")
+    beat("host-c:3", age_seconds=600, queues="monitoring")  # stale: serves nothing
+    task(TaskResultStatus.READY, enqueued_ago=40, queue="scoring")
+    task(TaskResultStatus.READY, enqueued_ago=5, queue="scoring")
+    task(TaskResultStatus.RUNNING, queue="training")
+    task(TaskResultStatus.READY, enqueued_ago=300, queue="default")  # enqueued before the queues
+
+    queue = client.get("/healthz").json()["checks"]["queue"]
+
+    assert (queue["depth"], queue["running"]) == (3, 1)
+    assert 299 <= queue["oldest_queued_age_seconds"] < 330
+    by_queue = queue["queues"]
+    assert set(by_queue) == {"training", "scoring", "monitoring", "default"}
+    assert by_queue["scoring"]["depth"] == 2 and 39 <= by_queue["scoring"]["oldest_queued_age_seconds"] < 70
+    assert (by_queue["training"]["depth"], by_queue["training"]["running"]) == (0, 1)
+    assert by_queue["training"]["oldest_queued_age_seconds"] is None
+    assert {q: v["workers"] for q, v in by_queue.items()} == {
+        "training": 1,
+        "scoring": 1,
+        "monitoring": 1,
+        "default": 0,
+    }
 
 
 @pytest.mark.django_db
@@ -263,12 +291,15 @@ def test_metrics_report_runs_durations_queue_alerts_and_workers_from_the_databas
     # Unfinished runs have no duration.
     assert value(f"{hist}_count", family="next_best_action", run_type="train", status="running") is None
 
-    assert value("mlworkspace_task_queue_depth") == 1
-    assert value("mlworkspace_task_queue_running") == 1
-    assert 29 <= value("mlworkspace_task_queue_oldest_age_seconds") < 60
+    assert value("mlworkspace_task_queue_depth", queue="training") == 1
+    assert value("mlworkspace_task_queue_running", queue="training") == 1
+    assert 29 <= value("mlworkspace_task_queue_oldest_age_seconds", queue="training") < 60
+    assert value("mlworkspace_task_queue_depth", queue="scoring") == 0  # every queue, also empty
+    assert value("mlworkspace_task_queue_oldest_age_seconds", queue="monitoring") == 0
     assert value("mlworkspace_alerts_firing", family="pricing", severity="critical") == 1
     assert value("mlworkspace_alerts_firing", family="pricing", severity="warning") == 1
     assert value("mlworkspace_workers_alive") == 1
+    assert value("mlworkspace_queue_workers_alive", queue="monitoring") == 1
     assert 2 <= value("mlworkspace_worker_heartbeat_age_seconds") < 30
 
 

@@ -32,7 +32,7 @@ def started_retrain(model: MLModel) -> Retrain:
     (retrain,) = Retrain.objects.select_related("run", "challenger")
     assert retrain.status == RetrainStatus.TRAINING and retrain.trigger == "alert", retrain.reason
     assert retrain.run.status == RunStatus.QUEUED and retrain.run.model_id == retrain.challenger_id
-    enqueue_run(retrain.run_id)  # a duplicate delivery of its task: still executed once
+    enqueue_run(retrain.run_id, "train")  # a duplicate delivery of its task: still executed once
     return retrain
 
 

@@ -174,7 +174,7 @@ def run_start(
     tracking_index_params(run=run)
     audit.record(user, "run.start", run, changes=audit.created(run), at=at)
     if executor == Executor.WORKSPACE:
-        transaction.on_commit(lambda: enqueue_run(run.id))
+        transaction.on_commit(lambda: enqueue_run(run.id, run.run_type))
     return run
 
 

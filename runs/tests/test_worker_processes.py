@@ -91,7 +91,7 @@ def test_two_workers_never_execute_a_run_twice(workers, pricing, user):
         run_start(user=user, recipe=pricing, params={"synthetic": {"rows": 3000, "seed": i}})
         for i in range(4)
     ]
-    enqueue_run(runs[0].id)  # a duplicate delivery of the same run
+    enqueue_run(runs[0].id, runs[0].run_type)  # a duplicate delivery of the same run
     workers()
     workers()
     assert wait_for(lambda: not Run.objects.filter(status__in=["queued", "running"]).exists()), list(

@@ -1,12 +1,15 @@
 """`manage.py worker`: the task worker (django-tasks-db's db_worker) plus housekeeping.
 
-Two threads beside the task loop: the reaper, every RUN_REAP_SECONDS, fails runs whose worker
-was lost (and closes their stages and task rows) — kept apart from the slower housekeeping so
-a long monitoring check never delays it; housekeeping, at start and then every
-WORKER_HOUSEKEEPING_SECONDS, runs due monitoring checks, sweeps what crashed processes
-left behind (runs.housekeeping) and sends the webhook deliveries that are due (the retries, and
-any whose task has not run yet: notifications.delivery). Start as many workers as you like, on
-one machine or many sharing one PostgreSQL database: every step is safe to run from several at once.
+A worker serves the queues `--queues` (or WORKER_QUEUES) names: '*' (the default) or some of
+training, scoring, monitoring (mlworkspace.queues). Two threads beside the task loop: the
+reaper, every RUN_REAP_SECONDS, fails runs whose worker was lost (and closes their stages and
+task rows) — kept apart from the slower housekeeping so a long monitoring check never delays
+it; housekeeping, at start and then every WORKER_HOUSEKEEPING_SECONDS, sweeps what crashed
+processes left behind (runs.housekeeping) and, on workers serving the monitoring queue, runs
+the schedule (due checks, scorings, retrains) and sends the webhook deliveries that are due
+(the retries, and any whose task has not run yet: notifications.delivery). Start as many
+workers as you like, on one machine or many sharing one PostgreSQL database: every step is
+safe to run from several at once.
 """
 
 import logging
@@ -15,9 +18,10 @@ import time
 
 from django.conf import settings
 from django.core.management import call_command
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 from django.db import close_old_connections
 
+from mlworkspace import queues
 from mlworkspace.health import WorkerHeartbeatThread
 from monitoring.scheduler import run_due_checks
 from notifications.delivery import deliver_due
@@ -37,9 +41,15 @@ def reap() -> None:
         close_old_connections()
 
 
-def housekeeping() -> None:
+def housekeeping(served: tuple[str, ...] = queues.ALL) -> None:
+    """What crashed processes left behind (every worker sweeps), and, on the workers that
+    serve the monitoring queue, the schedule (due checks, scorings, retrains) and the webhook
+    deliveries that are due."""
     close_old_connections()
-    for step in (sweep_orphans, run_due_checks, deliver_due):
+    steps = [sweep_orphans]
+    if queues.MONITORING in served:
+        steps += [run_due_checks, deliver_due]
+    for step in steps:
         try:
             step()
         except Exception:  # keep the worker alive; the next round retries
@@ -62,23 +72,36 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("--no-housekeeping", action="store_true", help="Only execute tasks.")
         parser.add_argument("--interval", type=float, default=0.5, help="Seconds between queue polls.")
+        parser.add_argument(
+            "--queues",
+            default=None,
+            help=f"The queues to serve: '*' (all) or some of {','.join(queues.ALL)}, comma-separated "
+            "(default: WORKER_QUEUES, '*').",
+        )
 
     def handle(self, *args, **options):
-        # "This worker is alive", for /healthz and /metrics (idle or busy; see mlworkspace/health.py).
-        heartbeat = WorkerHeartbeatThread().start()
+        text = options["queues"] if options["queues"] is not None else settings.WORKER_QUEUES
         try:
-            self._work(options)
+            served = queues.parse(text)
+        except ValueError as exc:
+            raise CommandError(f"--queues: {exc}") from None
+        # "This worker is alive", for /healthz and /metrics (idle or busy; see mlworkspace/health.py).
+        heartbeat = WorkerHeartbeatThread(queues=served).start()
+        try:
+            self._work(options, served)
         finally:
             heartbeat.stop()
 
-    def _work(self, options):
+    def _work(self, options, served: tuple[str, ...]):
         if not options["no_housekeeping"]:
             reap()
-            housekeeping()
+            housekeeping(served)
             _every(settings.RUN_REAP_SECONDS, reap, "reaper")
-            _every(settings.WORKER_HOUSEKEEPING_SECONDS, housekeeping, "housekeeping")
+            _every(settings.WORKER_HOUSEKEEPING_SECONDS, lambda: housekeeping(served), "housekeeping")
         call_command(
             "db_worker",
+            # '*' also serves task rows enqueued before the queues existed (queue "default").
+            queue_name="*" if served == queues.ALL else ",".join(served),
             interval=options["interval"],
             startup_delay=False,
             reload=False,
