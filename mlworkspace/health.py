@@ -82,6 +82,7 @@ class WorkerHeartbeatThread:
         self.interval = settings.WORKER_BEAT_SECONDS if interval is None else interval
         self.worker, self.started_at, self.queues = worker_id(), timezone.now(), tuple(queues)
         self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
 
     def beat_once(self) -> None:
         close_old_connections()
@@ -98,11 +99,15 @@ class WorkerHeartbeatThread:
 
     def start(self) -> WorkerHeartbeatThread:
         self.beat_once()
-        threading.Thread(target=self._loop, name="worker-heartbeat", daemon=True).start()
+        self._thread = threading.Thread(target=self._loop, name="worker-heartbeat", daemon=True)
+        self._thread.start()
         return self
 
     def stop(self) -> None:
         self._stop.set()
+        # A beat under way would write the row again after the delete below.
+        if self._thread is not None:
+            self._thread.join(timeout=30)
         try:
             worker_gone(self.worker)
         except DatabaseError:

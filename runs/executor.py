@@ -211,6 +211,8 @@ def execute_run(run_id: str) -> str:
     result, error, cancelled, lost = None, None, False, False
     last_flush = last_beat = time.monotonic()
     flush_now = False
+    # Left by an exception (a second SIGTERM's SystemExit, a database error): stop the child too.
+    interrupted = True
     try:
         while True:
             got = receiver.poll(LOG_FLUSH_SECONDS)
@@ -244,8 +246,9 @@ def execute_run(run_id: str) -> str:
                 if Run.objects.filter(pk=run_id, cancel_requested=True).exists():
                     cancelled = True
                     break
+        interrupted = False
     finally:
-        if child.is_alive() and (cancelled or lost):
+        if child.is_alive() and (cancelled or lost or interrupted):
             child.terminate()
         child.join(timeout=10)
         if child.is_alive():

@@ -232,6 +232,11 @@ def server_roots(spec: dict) -> tuple[str, ...]:
 
 def child_main(spec: dict, conn) -> None:
     """Entry point of the run's child process."""
+    # Out of the worker's process group: a signal sent to the whole group (Ctrl-C in its
+    # terminal, `kill -TERM -<pgid>`) is the worker's to act on — the first drains this run,
+    # a second stops the worker — rather than killing the run under it. Not SIG_IGN: the
+    # worker's terminate() (cancel, a run reaped meanwhile) must still stop this process.
+    os.setpgrp()
     limit_threads(int(spec.get("threads", 1)))
     parent = os.getppid()
     roots = server_roots(spec)

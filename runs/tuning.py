@@ -335,6 +335,7 @@ def _end_message(trial: optuna.trial.FrozenTrial, history: dict) -> dict:
 
 def study_main(spec: dict, conn, stop) -> None:
     """Entry point of a tune run's child process (as runs.pipeline.child_main for a run)."""
+    os.setpgrp()  # out of the worker's process group, as runs.pipeline.child_main (why: there)
     limit_threads(int(spec.get("threads", 1)))
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     parent = os.getppid()

@@ -1,8 +1,11 @@
 """Real worker processes (`manage.py worker`) against the test database: no run executed
-twice, and a worker killed mid-run leaves its run failed and the other runs untouched."""
+twice, a worker killed mid-run leaves its run failed and the other runs untouched, and a
+worker told to stop (SIGTERM) finishes its run first — after a second SIGTERM it stops without
+it, and the reaper fails the run."""
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -13,14 +16,17 @@ from django.conf import settings
 from django.core.management import call_command
 from django.db import connection
 from django.tasks import TaskResultStatus
+from django.utils import timezone
 from django_tasks_db.models import DBTaskResult
 
+from mlworkspace.models import WorkerHeartbeat
 from models_registry.models import MLModel
 from recipes.models import Recipe
 from runs import artifacts
 from runs.models import Run, RunLog
 from runs.services import run_start
 from runs.tasks import enqueue_run, execute_run_task
+from runs.tests.test_tuning import start, tune_version
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 ROOT = Path(settings.BASE_DIR)
@@ -48,12 +54,12 @@ def workers(settings, tmp_path):
         "LOG_LEVEL": "WARNING",
     }
 
-    def start() -> subprocess.Popen:
+    def start(**overrides: str) -> subprocess.Popen:
         log = open(tmp_path / f"worker-{len(started)}.log", "w")
         proc = subprocess.Popen(
             [sys.executable, "manage.py", "worker", "--interval", "0.2"],
             cwd=ROOT,
-            env=env,
+            env={**env, **overrides},
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
@@ -78,6 +84,37 @@ def wait_for(predicate, timeout=90.0, every=0.25):
             return True
         time.sleep(every)
     return False
+
+
+# Long enough to still be training when the worker is signalled, short enough to drain in seconds.
+DRAIN_ROWS = 50_000
+
+
+def _training(run_id: str) -> bool:
+    """The run's child process is at work: it has reported a stage (not only claimed)."""
+    return (
+        Run.objects.filter(pk=run_id, status="running").exclude(current_stage__in=["", "starting"]).exists()
+    )
+
+
+def _heartbeat_row(proc: subprocess.Popen):
+    return WorkerHeartbeat.objects.filter(worker_id=f"{socket.gethostname()}:{proc.pid}")
+
+
+def _run_process(worker: subprocess.Popen) -> int:
+    """The pid of the worker's run child process (not multiprocessing's resource tracker)."""
+    out = subprocess.run(["pgrep", "-P", str(worker.pid), "-f", "spawn_main"], capture_output=True, text=True)
+    pids = [int(pid) for pid in out.stdout.split()]
+    assert len(pids) == 1, out
+    return pids[0]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
 
 
 @pytest.fixture
@@ -150,7 +187,7 @@ def test_cancel_stops_a_running_run_promptly(workers, pricing, user):
         params={"synthetic": {"rows": 1_000_000, "seed": 4}},
     )
     workers()
-    assert wait_for(lambda: Run.objects.get(pk=run.pk).status == "running", timeout=60)
+    assert wait_for(lambda: _training(run.pk), timeout=60)  # its child process is at work
     asked = time.monotonic()
     run_cancel(run=run, user=user)
     assert wait_for(lambda: Run.objects.get(pk=run.pk).status == "cancelled", timeout=30)
@@ -158,3 +195,82 @@ def test_cancel_stops_a_running_run_promptly(workers, pricing, user):
     run.refresh_from_db()
     assert run.finished_at is not None
     assert RunLog.objects.filter(run=run, message__startswith="Cancelled").exists()
+
+
+@pytest.mark.parametrize("whole_group", [False, True], ids=["worker", "process-group"])
+def test_sigterm_drains_the_running_run_and_takes_no_other(workers, pricing, user, whole_group):
+    # whole_group: as Ctrl-C in a terminal or `kill -TERM -<pgid>` do. The run's child process
+    # has its own process group (runs.pipeline.child_main), so the signal is the worker's alone.
+    run = run_start(
+        user=user,
+        recipe=Recipe.objects.get(pk="recipe_location_base"),
+        params={"synthetic": {"rows": DRAIN_ROWS, "seed": 5}},
+    )
+    worker = workers()
+    assert wait_for(lambda: _training(run.pk), timeout=60)
+    waiting = run_start(user=user, recipe=pricing, params={"synthetic": {"rows": 3000, "seed": 6}})
+    assert _heartbeat_row(worker).exists()
+    signalled_at = timezone.now()
+    if whole_group:
+        os.killpg(worker.pid, signal.SIGTERM)  # the fixture starts each worker in its own session
+    else:
+        os.kill(worker.pid, signal.SIGTERM)
+    assert worker.wait(60) == 0
+    exited_at = timezone.now()
+    run.refresh_from_db()
+    assert run.status == "succeeded", run.error
+    assert run.finished_at > signalled_at  # it was still running when the worker was signalled
+    assert (exited_at - run.finished_at).total_seconds() < 5  # and the worker exits right after it
+    assert Run.objects.get(pk=waiting.pk).status == "queued"  # the draining worker took no other run
+    assert not _heartbeat_row(worker).exists()  # a clean exit removes the worker's heartbeat row
+
+
+def test_sigterm_to_the_group_drains_a_tune_run(workers, pricing, user):
+    # A tune run's study has its own child process (runs.tuning.study_main), out of the group too.
+    run = start(user, tune_version(user, n_trials=3, rounds=100), rows=4000)
+    worker = workers()
+    assert wait_for(lambda: Run.objects.filter(parent=run).exists(), timeout=60)  # a trial started
+    signalled_at = timezone.now()
+    os.killpg(worker.pid, signal.SIGTERM)
+    assert worker.wait(60) == 0
+    run.refresh_from_db()
+    assert run.status == "succeeded", run.error
+    assert run.finished_at > signalled_at
+    assert Run.objects.filter(parent=run, status="succeeded").count() == 3
+    assert not _heartbeat_row(worker).exists()
+
+
+def test_second_sigterm_stops_the_worker_and_the_reaper_fails_its_run(workers, pricing, user):
+    run = run_start(
+        user=user,
+        recipe=Recipe.objects.get(pk="recipe_location_base"),
+        params={"synthetic": {"rows": DRAIN_ROWS, "seed": 7}},
+    )
+    worker = workers()
+    assert wait_for(lambda: _training(run.pk), timeout=60)
+    child = _run_process(worker)
+    os.killpg(worker.pid, signal.SIGTERM)  # drain...
+    time.sleep(0.3)
+    os.killpg(worker.pid, signal.SIGTERM)  # ...no: stop now
+    worker.wait(15)  # the executor waits up to 10 s for the run's child, then kills it
+    assert not _alive(child)  # the run's process does not outlive its worker
+    assert Run.objects.get(pk=run.pk).status == "running"  # the worker recorded no outcome
+    assert not _heartbeat_row(worker).exists()
+    # Another worker's reaper fails the run once its heartbeat is older than RUN_STALE_AFTER_SECONDS.
+    workers(RUN_STALE_AFTER_SECONDS="2")
+    assert wait_for(lambda: Run.objects.get(pk=run.pk).status == "failed", timeout=30)
+    run.refresh_from_db()
+    assert "Worker lost" in run.error
+
+
+def test_a_worker_takes_only_the_queues_it_serves(workers, pricing, user):
+    run = run_start(user=user, recipe=pricing, params={"synthetic": {"rows": 3000, "seed": 7}})
+    assert DBTaskResult.objects.get(args_kwargs__args__0=run.pk).queue_name == "training"
+    scorer = workers(WORKER_QUEUES="scoring,monitoring")
+    assert wait_for(lambda: _heartbeat_row(scorer).exists(), timeout=30)
+    assert _heartbeat_row(scorer).get().queues == "scoring,monitoring"
+    time.sleep(3)  # it polls its queues every 0.2 s: a training task would be claimed by now
+    assert Run.objects.get(pk=run.pk).status == "queued"
+    trainer = workers(WORKER_QUEUES="training")
+    assert wait_for(lambda: Run.objects.get(pk=run.pk).status == "succeeded")
+    assert f":{trainer.pid}:" in Run.objects.get(pk=run.pk).worker

@@ -10,6 +10,14 @@ the schedule (due checks, scorings, retrains) and sends the webhook deliveries t
 (the retries, and any whose task has not run yet: notifications.delivery). Start as many
 workers as you like, on one machine or many sharing one PostgreSQL database: every step is
 safe to run from several at once.
+
+SIGTERM or SIGINT (Ctrl-C) stops a worker gracefully: it takes no new task and exits once the
+run it is executing has finished (django-tasks-db's db_worker). A run's child process has its
+own process group, so a signal sent to the worker's whole group does not reach it (under
+systemd, use KillMode=mixed: its default signals every process of the unit). A clean exit
+removes the worker's heartbeat row. A second signal stops the worker without finishing its
+run: the run's child process is stopped too, and the run is failed by another worker's reaper
+after RUN_STALE_AFTER_SECONDS, as for a worker killed with SIGKILL.
 """
 
 import logging
