@@ -32,7 +32,7 @@ from jsonschema import Draft202012Validator
 from mlworkspace.jsondepth import DEFAULT_MAX_DEPTH, too_deep_in_value
 from mlworkspace.jsondepth import message as depth_message
 
-from . import alert_rules, catalog, retraining, tuning
+from . import alert_rules, catalog, forecasting_config, retraining, tuning
 
 SCHEMA_PATH = Path(__file__).with_name("manifest_schema.json")
 
@@ -363,6 +363,8 @@ class _Checker:
         self.check_monitoring()
         self.check_retraining()
         self.errors.extend(tuning.check(self.m, self.family, self.clean))  # the training stage's tuning
+        if self.family == "forecasting":  # its frequency, algorithms, horizon, ...: not first at run time
+            self.errors.extend(e for e in forecasting_config.check(self.m) if self.clean(e[0]))
         return self.errors
 
     # -- generic

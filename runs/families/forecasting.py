@@ -144,6 +144,7 @@ import pandas as pd
 from scipy import signal
 from threadpoolctl import threadpool_limits
 
+from recipes import forecasting_config
 from runs.families import lgb_watch, stage_config, worlds
 from runs.metrics import forecasting as fm
 
@@ -214,7 +215,7 @@ FEATURE_SETS = {
     "store_attributes": ["store_format", "region"],
 }
 
-ALGORITHMS = ("seasonal_naive", "ets", "arima", "lightgbm")
+ALGORITHMS = forecasting_config.ALGORITHMS
 # predict() forecasts at most this many (series x period) cells at once (the LightGBM
 # recursion holds 18 float32 features per cell: ~150 MB), in groups of series.
 FORECAST_CELLS = 2_000_000
@@ -222,7 +223,7 @@ FORECAST_CELLS = 2_000_000
 # series). Fewer, larger calls: each forecast period costs a booster call whatever the number
 # of series in it, and predict() bounds its own memory with FORECAST_CELLS.
 SCORE_CHUNK_ROWS = 1_000_000
-CALENDAR_FEATURES = ("dayofweek", "dayofmonth", "dayofyear", "weekofyear", "month", "quarter", "year")
+CALENDAR_FEATURES = forecasting_config.CALENDAR_FEATURES
 VALIDATION_METHODS = ("time_holdout", "rolling_origin")
 # For a comparison's bootstrap (monitoring.comparison): the predictions column of the unit to
 # resample (a whole series at a time; the default series key, ``requirements.grain`` without
@@ -415,12 +416,20 @@ def ground_truth(seed: int) -> dict:
 # --------------------------------------------------------------------------- configuration
 
 
+def _check(manifest: dict) -> None:
+    """The settings recipes.forecasting_config allows (what validating the version checked):
+    ValueError with the first problem, named by its path, for a manifest that was not."""
+    problems = forecasting_config.check(manifest)
+    if problems:
+        path, message = problems[0]
+        raise ValueError(f"{'.'.join(map(str, path))}: {message}")
+
+
 def _spec(manifest: dict) -> dict:
     """Column roles and the feature_prep config, with defaults filled in."""
+    _check(manifest)
     cfg = stage_config(manifest, "feature_prep")
     freq = str(cfg.get("frequency", "D")).upper()
-    if freq not in ("D", "W"):
-        raise ValueError(f"feature_prep.frequency must be 'D' or 'W', got {cfg.get('frequency')!r}")
     weekly = freq == "W"
     time_col = str(cfg.get("time_column", "date"))
     req = manifest.get("requirements", {}) or {}
@@ -433,13 +442,8 @@ def _spec(manifest: dict) -> dict:
         ["weekofyear", "month"] if weekly else ["dayofweek", "dayofmonth", "dayofyear", "month"]
     )
     calendar = list(cfg.get("calendar_features", default_calendar))
-    bad = [c for c in calendar if c not in CALENDAR_FEATURES]
-    if bad:
-        raise ValueError(f"unknown calendar_features {bad}; choose from {list(CALENDAR_FEATURES)}")
     lags = sorted({int(k) for k in cfg.get("lags", [1, 2, 4, 52] if weekly else [1, 7, 14, 28, 364])})
     windows = sorted({int(w) for w in cfg.get("rolling_windows", [4, 13] if weekly else [7, 28])})
-    if not lags or min(lags) < 1 or (windows and min(windows) < 1):
-        raise ValueError("lags must be a non-empty list of positive integers, rolling_windows positive")
     return {
         "frequency": freq,
         "step_days": 7 if weekly else 1,
@@ -458,23 +462,10 @@ def _train_config(manifest: dict, spec: dict) -> dict:
     cfg = stage_config(manifest, "training")
     weekly = spec["frequency"] == "W"
     algorithm = str(cfg.get("algorithm", "auto"))
-    if algorithm not in (*ALGORITHMS, "auto"):
-        raise ValueError(f"unknown training.algorithm {algorithm!r}; choose from {[*ALGORITHMS, 'auto']}")
     candidates = list(cfg.get("candidates", list(ALGORITHMS)))
-    bad = [c for c in candidates if c not in ALGORITHMS]
-    if bad or not candidates:
-        raise ValueError(
-            f"training.candidates must be a non-empty subset of {list(ALGORITHMS)}, got {candidates}"
-        )
     horizon_days = int(cfg.get("horizon", 28))
-    if horizon_days < 1:
-        raise ValueError("training.horizon must be a positive number of days")
     level = float(cfg.get("interval_level", 0.9))
-    if not 0 < level < 1:
-        raise ValueError("training.interval_level must be in (0, 1)")
     stat_level = str(cfg.get("stat_level", "total"))
-    if stat_level not in ("total", "series"):
-        raise ValueError("training.stat_level must be 'total' or 'series'")
     ets = {"trend": "add", "damped_trend": True, "seasonal": "mul"} | dict(cfg.get("ets") or {})
     arima = {
         "order": [1, 0, 1],
