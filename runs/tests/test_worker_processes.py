@@ -197,6 +197,7 @@ def test_cancel_stops_a_running_run_promptly(workers, pricing, user):
     assert RunLog.objects.filter(run=run, message__startswith="Cancelled").exists()
 
 
+@pytest.mark.once  # signals and queues: the same on either database, run on PostgreSQL only
 @pytest.mark.parametrize("whole_group", [False, True], ids=["worker", "process-group"])
 def test_sigterm_drains_the_running_run_and_takes_no_other(workers, pricing, user, whole_group):
     # whole_group: as Ctrl-C in a terminal or `kill -TERM -<pgid>` do. The run's child process
@@ -225,6 +226,7 @@ def test_sigterm_drains_the_running_run_and_takes_no_other(workers, pricing, use
     assert not _heartbeat_row(worker).exists()  # a clean exit removes the worker's heartbeat row
 
 
+@pytest.mark.once  # signals and queues: the same on either database, run on PostgreSQL only
 def test_sigterm_to_the_group_drains_a_tune_run(workers, pricing, user):
     # A tune run's study has its own child process (runs.tuning.study_main), out of the group too.
     run = start(user, tune_version(user, n_trials=3, rounds=100), rows=4000)
@@ -240,6 +242,7 @@ def test_sigterm_to_the_group_drains_a_tune_run(workers, pricing, user):
     assert not _heartbeat_row(worker).exists()
 
 
+@pytest.mark.once  # signals and queues: the same on either database, run on PostgreSQL only
 def test_second_sigterm_stops_the_worker_and_the_reaper_fails_its_run(workers, pricing, user):
     run = run_start(
         user=user,
@@ -263,6 +266,7 @@ def test_second_sigterm_stops_the_worker_and_the_reaper_fails_its_run(workers, p
     assert "Worker lost" in run.error
 
 
+@pytest.mark.once  # signals and queues: the same on either database, run on PostgreSQL only
 def test_a_worker_takes_only_the_queues_it_serves(workers, pricing, user):
     run = run_start(user=user, recipe=pricing, params={"synthetic": {"rows": 3000, "seed": 7}})
     assert DBTaskResult.objects.get(args_kwargs__args__0=run.pk).queue_name == "training"
