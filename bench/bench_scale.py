@@ -1,0 +1,556 @@
+"""Queue throughput with 1, 2 and 4 worker processes on PostgreSQL, and the lock waits meanwhile.
+
+Issue #16 (Speed): "queue throughput with 1, 2 and 4 worker processes on PostgreSQL (runs/min
+for short runs; the database must not be the bottleneck below 50 workers — measure lock
+waits)". Only that part of the line is here: the 10M/50M-row uploads, the 100M-row drift check
+and the S3 round trips are other benchmarks.
+
+The script drops and re-creates a PostgreSQL database (default
+``postgres://postgres@127.0.0.1:5432/mlworkspace_bench_scale``), prepares it as a fresh install
+does (``make migrate``: ``migrate``, ``loaddata baseline_recipes``, ``setup_workspace``), then for
+each N in ``--workers``:
+
+1. enqueues ``--runs`` runs through the real service, ``runs.services.run_start``, with no
+   worker running;
+2. starts N real ``manage.py worker --no-housekeeping --interval 0.1`` processes
+   (``RUN_THREADS=1``, ``DEBUG=0``, their data and media in a temporary directory; no
+   housekeeping, so only the queue and the runs are measured) while the bench holds the runs'
+   task rows locked, waits until every worker has beaten once (it is polling the queue), and
+   then commits: all N start together, and the wall time (from that commit until every run is
+   terminal and every task row finished) leaves out the workers' start-up, which is printed
+   on its own;
+3. stops the workers with SIGTERM;
+4. checks that each run was executed exactly once (one task row, finished by one worker, with
+   the expected result; the run's status; the executor's "claimed by worker" log line once).
+
+Meanwhile a thread samples ``pg_stat_activity`` every 0.2 s (from the maintenance database, so
+the sampler's own queries are not the bench database's) for backends of the bench database
+waiting on a heavyweight lock (``wait_event_type = 'Lock'``: a row lock, a transaction id, a
+relation), and ``pg_stat_database`` is read before and after (commits, deadlocks, blocks read
+from disk; the bench's own transactions are subtracted; the idle workers' queue polls, ten a
+second each, are in). The 1-minute load average is printed at the start and the end of each
+measurement.
+
+``--kind train`` (the default): train runs of the pricing baseline on a tiny synthetic batch:
+the smallest the baseline accepts is 53 weekly periods (its ``min_history`` is 52 weeks), and
+``--rows`` picks the smallest world with at least that many rows (400 → 4 products × 2 stores
+× 53 weeks = 424 rows). The pipeline on 424 rows takes ~0.5 s (LightGBM's import included);
+before it, the executor's spawned child process imports the pipeline's numpy, pandas and SciPy
+(~2 s of CPU on this project's 2-core VM), which every workspace run pays: a run is a few
+seconds of CPU, most of it not the fit.
+
+``--kind claim``: the queue's own overhead, with no child process. An external run never
+reaches a worker (``run_start`` enqueues only workspace runs), so this is the cheapest path a
+workspace run's task takes: the runs are started with ``run_start`` and cancelled with
+``runs.services.run_cancel`` before the workers start; each task is still delivered, claimed by
+one worker (``SELECT … FOR UPDATE SKIP LOCKED`` on the task table), ``runs.executor.execute_run``
+tries the run's conditional claim (queued → running), finds it cancelled and returns "not
+claimed", and the task row is marked successful. Its figures are task rows per minute.
+
+    .venv/bin/python bench/bench_scale.py                                  # workers 1 2 4, 60 runs each
+    .venv/bin/python bench/bench_scale.py --workers 1 2 --runs 10          # a quick check
+    .venv/bin/python bench/bench_scale.py --kind claim --runs 600
+    .venv/bin/python bench/bench_scale.py --database-url postgres://user@host:5432/other_bench --keep
+
+The bench database is dropped at the end unless ``--keep``. Results are printed as a Markdown
+table for bench/README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import os
+import platform
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from datetime import datetime
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "mlworkspace.settings")
+
+DEFAULT_URL = "postgres://postgres@127.0.0.1:5432/mlworkspace_bench_scale"
+RECIPE = "recipe_pricing_base"
+# The pricing baseline's requirements.min_history is "52 weeks", checked on the span from the
+# first to the last week (runs.data): 53 weekly periods are the shortest batch that passes.
+HISTORY_WEEKS = 53
+SAMPLE_SECONDS = 0.2
+POLL_SECONDS = 0.25
+STOP_TIMEOUT = 30.0
+
+
+# --------------------------------------------------------------------------- the database
+
+
+def maintenance_url(url: str) -> tuple[str, str]:
+    """(the server's `postgres` database URL, the bench database's name)."""
+    base, name = url.rsplit("/", 1)
+    return f"{base}/postgres", name.split("?", 1)[0]
+
+
+def recreate_database(url: str) -> None:
+    import psycopg
+
+    admin, name = maintenance_url(url)
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{name}"')
+
+
+def drop_database(url: str) -> None:
+    import psycopg
+
+    admin, name = maintenance_url(url)
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def prepare_workspace():
+    """What `make migrate` does for a fresh install; returns the user who starts the runs."""
+    from io import StringIO
+
+    from django.contrib.auth import get_user_model
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0)
+    call_command("loaddata", "baseline_recipes", verbosity=0)
+    call_command("setup_workspace", stdout=StringIO())
+    user, _ = get_user_model().objects.get_or_create(username="bench-scale")
+    return user
+
+
+def database_stats(conn, name: str) -> dict:
+    conn.execute("SELECT pg_stat_clear_snapshot()")  # a fresh read, not the transaction's cached one
+    row = conn.execute(
+        "SELECT xact_commit, xact_rollback, deadlocks, blks_read, blks_hit FROM pg_stat_database"
+        " WHERE datname = %s",
+        [name],
+    ).fetchone()
+    return dict(zip(("xact_commit", "xact_rollback", "deadlocks", "blks_read", "blks_hit"), row, strict=True))
+
+
+class LockSampler(threading.Thread):
+    """Every SAMPLE_SECONDS, the bench database's backends from pg_stat_activity: how many wait
+    on a heavyweight lock (wait_event_type 'Lock'), what they wait for and on which statement,
+    and how many are active at once."""
+
+    def __init__(self, admin_url: str, name: str):
+        super().__init__(name="lock-sampler", daemon=True)
+        self.admin_url, self.name = admin_url, name
+        self.samples = self.lock_samples = self.max_waiting = self.max_active = 0
+        self.waits: collections.Counter = collections.Counter()
+        self._stop = threading.Event()
+
+    def run(self) -> None:
+        import psycopg
+
+        with psycopg.connect(self.admin_url, autocommit=True) as conn:
+            next_at = time.monotonic()
+            while not self._stop.is_set():
+                rows = conn.execute(
+                    "SELECT state, wait_event_type, wait_event, left(regexp_replace(query, '\\s+', ' ', 'g'), 90)"
+                    " FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
+                    [self.name],
+                ).fetchall()
+                waiting = [row for row in rows if row[1] == "Lock"]
+                self.samples += 1
+                self.lock_samples += bool(waiting)
+                self.max_waiting = max(self.max_waiting, len(waiting))
+                self.max_active = max(self.max_active, sum(row[0] == "active" for row in rows))
+                for _, _, event, query in waiting:
+                    self.waits[(event, query)] += 1
+                next_at += SAMPLE_SECONDS
+                self._stop.wait(max(0.0, next_at - time.monotonic()))
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.join()
+
+
+# --------------------------------------------------------------------------- the runs
+
+
+def batch_request(rows: int) -> dict:
+    """The smallest pricing synthetic request of HISTORY_WEEKS weeks with at least `rows` rows
+    (the world grows with the request's rows: products x stores series)."""
+    from runs.families import get_family, worlds
+
+    family = get_family("pricing")
+    for request_rows in range(50, 1_000_000):  # runs.services.synthetic_resolve's minimum is 50
+        request = {"rows": request_rows, "periods": HISTORY_WEEKS, "seed": 42}
+        if worlds.resolve(family, request)["rows"] >= rows:
+            return request
+    raise SystemExit(f"--rows {rows}: no pricing batch that large")
+
+
+def enqueue(kind: str, runs: int, user, request: dict) -> list[str]:
+    """`runs` runs through runs.services.run_start (enqueued on commit); `claim` cancels each
+    one at once, so its task reaches a worker but the run is never claimed."""
+    from recipes.models import Recipe
+    from runs.services import run_cancel, run_start
+
+    recipe = Recipe.objects.get(pk=RECIPE)
+    ids = []
+    for _ in range(runs):
+        run = run_start(user=user, recipe=recipe, run_type="train", params={"synthetic": dict(request)})
+        if kind == "claim":
+            run_cancel(run=run, user=user)
+        ids.append(run.id)
+    return ids
+
+
+def start_workers(n: int, env: dict, log_dir: Path) -> list[subprocess.Popen]:
+    command = [sys.executable, "manage.py", "worker", "--no-housekeeping", "--interval", "0.1"]
+    workers = []
+    for i in range(n):
+        log = (log_dir / f"worker-{n}-{i}.log").open("w")
+        # A session of its own: a Ctrl-C on the terminal reaches the bench only, which stops
+        # each worker's process group (the worker and its run's child) in `finally`.
+        workers.append(
+            subprocess.Popen(
+                command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            )
+        )
+        log.close()
+    return workers
+
+
+def stop_workers(workers: list[subprocess.Popen]) -> None:
+    """SIGTERM (an idle worker exits at once, a busy one after its run), then SIGKILL to the
+    process group of any still alive after STOP_TIMEOUT."""
+    for worker in workers:
+        if worker.poll() is None:
+            worker.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + STOP_TIMEOUT
+    for worker in workers:
+        try:
+            worker.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            os.killpg(worker.pid, signal.SIGKILL)
+            worker.wait()
+
+
+def wait_until_done(conn, ids: list[str], timeout: float, workers) -> tuple[bool, int]:
+    """Poll until every run is terminal and every task row of theirs finished; (done, polls)."""
+    from django_tasks_db.models import DBTaskResult
+
+    from runs.models import Run
+
+    sql = (
+        f"SELECT (SELECT count(*) FROM {Run._meta.db_table} WHERE id = ANY(%(ids)s)"
+        "        AND status IN ('succeeded', 'failed', 'cancelled')),"
+        f"       (SELECT count(*) FROM {DBTaskResult._meta.db_table} WHERE args_kwargs->'args'->>0 = ANY(%(ids)s)"
+        "        AND status IN ('SUCCESSFUL', 'FAILED'))"
+    )
+    deadline, polls = time.monotonic() + timeout, 0
+    while time.monotonic() < deadline:
+        terminal, finished = conn.execute(sql, {"ids": ids}).fetchone()
+        polls += 1
+        if terminal == len(ids) and finished >= len(ids):
+            return True, polls
+        if all(worker.poll() is not None for worker in workers):
+            return False, polls  # every worker exited: nothing will finish
+        time.sleep(POLL_SECONDS)
+    return False, polls
+
+
+def check_once(kind: str, ids: list[str]) -> dict:
+    """Per run: one task row, finished successfully by one worker with the expected result; the
+    run's expected status; the executor's claim log line once (none for `claim`)."""
+    from django.db.models import Count, Max, Min, Q
+    from django_tasks_db.models import DBTaskResult
+
+    from runs.models import Run
+
+    expected_status, expected_result, expected_claims = {
+        "train": ("succeeded", "succeeded", 1),
+        "claim": ("cancelled", "not claimed (no longer queued)", 0),
+    }[kind]
+    runs = {
+        run_id: (status, claims)
+        for run_id, status, claims in Run.objects.filter(pk__in=ids)
+        .annotate(claims=Count("logs", filter=Q(logs__message__contains=" claimed by worker ")))
+        .values_list("id", "status", "claims")
+    }
+    tasks = DBTaskResult.objects.filter(args_kwargs__args__0__in=ids)
+    rows = collections.defaultdict(list)
+    per_worker: collections.Counter = collections.Counter()
+    for run_id, status, result, worker_ids in tasks.values_list(
+        "args_kwargs__args__0", "status", "return_value", "worker_ids"
+    ):
+        rows[run_id].append((status, result, worker_ids))
+        if worker_ids:
+            per_worker[tuple(worker_ids)] += 1
+    once = 0
+    statuses: collections.Counter = collections.Counter()
+    for run_id in ids:
+        status, claims = runs[run_id]
+        statuses[status] += 1
+        task_rows = rows.get(run_id, [])
+        if (
+            len(task_rows) == 1
+            and task_rows[0][0] == "SUCCESSFUL"
+            and task_rows[0][1] == expected_result
+            and len(task_rows[0][2]) == 1
+            and status == expected_status
+            and claims == expected_claims
+        ):
+            once += 1
+    span = tasks.aggregate(first=Min("started_at"), last=Max("finished_at"))
+    task_span = (span["last"] - span["first"]).total_seconds() if span["first"] and span["last"] else None
+    return {
+        "once": once,
+        "statuses": dict(statuses),
+        "per_worker": sorted(per_worker.values(), reverse=True),
+        "task_span_s": task_span,
+    }
+
+
+def print_logs(log_dir: Path, n: int) -> None:
+    for log in sorted(log_dir.glob(f"worker-{n}-*.log")):
+        lines = log.read_text().splitlines()[-15:]
+        print(f"--- {log.name} (last lines)\n" + "\n".join(lines), file=sys.stderr)
+
+
+def wait_until_ready(conn, workers: list[subprocess.Popen], timeout: float) -> None:
+    """Until every worker has written its heartbeat row (mlworkspace.health: the worker beats
+    once just before it starts polling the queue)."""
+    from mlworkspace.models import WorkerHeartbeat
+
+    names = [f"{socket.gethostname()}:{worker.pid}" for worker in workers]
+    sql = f"SELECT count(*) FROM {WorkerHeartbeat._meta.db_table} WHERE worker_id = ANY(%s)"
+    deadline = time.monotonic() + timeout
+    while conn.execute(sql, [names]).fetchone()[0] < len(workers):
+        if any(worker.poll() is not None for worker in workers) or time.monotonic() > deadline:
+            raise RuntimeError("a worker exited or did not start in time (its log is above)")
+        time.sleep(POLL_SECONDS)
+
+
+def measure(kind: str, n: int, args, user, request: dict, env: dict, log_dir: Path) -> dict:
+    import psycopg
+    from django.db import connections
+    from django_tasks_db.models import DBTaskResult
+
+    admin, name = maintenance_url(args.database_url)
+    t0 = time.perf_counter()
+    ids = enqueue(kind, args.runs, user, request)
+    enqueue_s = time.perf_counter() - t0
+    # Closed so that this backend's statistics reach pg_stat_database (a backend flushes them on
+    # exit) before the "before" figures are read.
+    connections.close_all()
+    sampler = LockSampler(admin, name)
+    done, polls, workers = False, 0, []
+    with (
+        psycopg.connect(admin, autocommit=True) as stats_conn,
+        psycopg.connect(args.database_url, autocommit=True) as poll,
+        psycopg.connect(args.database_url) as gate,
+    ):
+        # The gate: this transaction holds the runs' task rows locked while the workers start, so
+        # they all begin together (a worker claims with FOR UPDATE SKIP LOCKED: it skips locked
+        # rows and polls again, it never waits on them); the commit opens the gate. Without it the
+        # first worker up would take runs while the others are still importing Django.
+        gate.execute(
+            f"SELECT id FROM {DBTaskResult._meta.db_table} WHERE args_kwargs->'args'->>0 = ANY(%s) FOR UPDATE",
+            [ids],
+        )
+        t0 = time.perf_counter()
+        workers = start_workers(n, env, log_dir)
+        try:
+            try:
+                wait_until_ready(poll, workers, timeout=300)
+            except RuntimeError:
+                print_logs(log_dir, n)
+                raise
+            startup_s = time.perf_counter() - t0
+            time.sleep(1)  # the backends flush their statistics at most once a second
+            before = database_stats(stats_conn, name)
+            load_start = os.getloadavg()[0]
+            sampler.start()
+            t0 = time.perf_counter()
+            gate.commit()
+            done, polls = wait_until_done(poll, ids, args.timeout, workers)
+            wall = time.perf_counter() - t0
+            load_end = os.getloadavg()[0]
+        finally:
+            if sampler.is_alive():
+                sampler.stop()
+            stop_workers(workers)
+    time.sleep(1)  # the workers' and the poller's backends exit and flush their statistics
+    with psycopg.connect(admin, autocommit=True) as stats_conn:
+        after = database_stats(stats_conn, name)
+    if not done:
+        print_logs(log_dir, n)
+    checked = check_once(kind, ids)
+    delta = {key: after[key] - before[key] for key in before}
+    # The poller's statements and the gate's commit are the bench's own transactions (one each);
+    # the sampler and the statistics reads are on the maintenance database.
+    delta["xact_commit"] -= polls + 1
+    return {
+        "workers": n,
+        "runs": len(ids),
+        "done": done,
+        "enqueue_s": enqueue_s,
+        "startup_s": startup_s,
+        "wall_s": wall,
+        "load_start": load_start,
+        "load_end": load_end,
+        "sampler": sampler,
+        "db": delta,
+        **checked,
+    }
+
+
+# --------------------------------------------------------------------------- the report
+
+
+def machine_line(database_url: str) -> str:
+    import psycopg
+
+    model = platform.processor() or "?"
+    try:
+        lscpu = subprocess.run(["lscpu"], capture_output=True, text=True, check=False).stdout
+        model = next(
+            line.split(":", 1)[1].strip() for line in lscpu.splitlines() if line.startswith("Model name")
+        )
+    except (OSError, StopIteration):
+        pass
+    ram_gb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 1024**3
+    admin, _ = maintenance_url(database_url)
+    with psycopg.connect(admin, autocommit=True) as conn:
+        server = conn.execute("SHOW server_version").fetchone()[0]
+    return (
+        f"{platform.node()} · {model} · {os.cpu_count()} cores · {ram_gb:.1f} GB RAM · "
+        f"Python {platform.python_version()} · PostgreSQL {server} · {datetime.now():%Y-%m-%d %H:%M} · "
+        f"load average {os.getloadavg()[0]:.2f}"
+    )
+
+
+def table(kind: str, results: list[dict]) -> str:
+    unit = "runs" if kind == "train" else "task rows"
+    lines = [
+        f"| workers | runs | wall s | {unit}/min | per-worker {unit}/min | lock-wait samples (max concurrent) "
+        "| deadlocks | all once? | commits/run | blocks read | load 1m start → end |",
+        "| ---: | ---: | ---: | ---: | ---: | --- | ---: | --- | ---: | ---: | --- |",
+    ]
+    for r in results:
+        s = r["sampler"]
+        rate = f"{60 * r['runs'] / r['wall_s']:.1f}" if r["done"] else "—"
+        per_worker = f"{60 * r['runs'] / r['wall_s'] / r['workers']:.1f}" if r["done"] else "—"
+        once = "yes" if r["once"] == r["runs"] else f"**no: {r['once']} of {r['runs']}**"
+        if not r["done"]:
+            once += f" (timed out: {r['statuses']})"
+        lines.append(
+            f"| {r['workers']} | {r['runs']} | {r['wall_s']:.1f} | {rate} | {per_worker} "
+            f"| {s.lock_samples} of {s.samples} ({s.max_waiting}) | {r['db']['deadlocks']} | {once} "
+            f"| {r['db']['xact_commit'] / r['runs']:.1f} | {r['db']['blks_read']} "
+            f"| {r['load_start']:.2f} → {r['load_end']:.2f} |"
+        )
+    return "\n".join(lines)
+
+
+def details(results: list[dict]) -> str:
+    lines = []
+    for r in results:
+        s = r["sampler"]
+        span = f"{r['task_span_s']:.1f} s" if r["task_span_s"] is not None else "—"
+        lines.append(
+            f"- {r['workers']} worker(s): enqueued in {r['enqueue_s']:.1f} s, workers up in {r['startup_s']:.1f} s; "
+            f"first task start → last task end {span}; runs per worker {', '.join(map(str, r['per_worker']))}; "
+            f"run statuses {r['statuses']}; at most {s.max_active} active backends in a sample; "
+            f"commits {r['db']['xact_commit']}, rollbacks {r['db']['xact_rollback']}"
+        )
+        for (event, query), count in s.waits.most_common(5):
+            lines.append(f"  - waited on `{event}` in {count} sample(s): `{query}`")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--workers", type=int, nargs="+", default=[1, 2, 4], help="worker counts (default 1 2 4)"
+    )
+    parser.add_argument("--runs", type=int, default=60, help="runs enqueued for each worker count")
+    parser.add_argument("--rows", type=int, default=400, help="at least this many rows per train run's batch")
+    parser.add_argument("--kind", choices=["train", "claim"], default="train")
+    parser.add_argument(
+        "--database-url", default=DEFAULT_URL, help="a PostgreSQL database: dropped and re-created"
+    )
+    parser.add_argument(
+        "--timeout", type=float, default=900, help="seconds to wait for one worker count's runs"
+    )
+    parser.add_argument("--keep", action="store_true", help="keep the bench database at the end")
+    args = parser.parse_args()
+    if not args.database_url.startswith("postgres"):
+        parser.error("--database-url: must be a PostgreSQL URL (postgres://…)")
+    if args.runs < 1 or any(n < 1 for n in args.workers):
+        parser.error("--runs and --workers must be at least 1")
+
+    scratch = Path(tempfile.mkdtemp(prefix="bench-scale-"))
+    # This process and the workers share the bench's data directory (the secret key DEBUG=0
+    # needs, setup_workspace's login file) and media (the runs' artifacts): nothing in ./data.
+    settings_env = {
+        "DATABASE_URL": args.database_url,
+        "DATA_DIR": str(scratch / "data"),
+        "MEDIA_ROOT": str(scratch / "media"),
+        "DEBUG": "0",
+        "RUN_THREADS": "1",
+        "EMAIL_BACKEND": "django.core.mail.backends.console.EmailBackend",
+    }
+    os.environ.update(settings_env)
+    env = {**os.environ, **settings_env}
+    results = []
+    try:
+        recreate_database(args.database_url)
+        import django
+
+        django.setup()
+        t0 = time.perf_counter()
+        user = prepare_workspace()
+        print(
+            f"database {maintenance_url(args.database_url)[1]} created and prepared in {time.perf_counter() - t0:.1f} s"
+        )
+        request = batch_request(args.rows)
+        from runs.families import get_family, worlds
+
+        resolved = worlds.resolve(get_family("pricing"), request)
+        what = (
+            f"train runs of {RECIPE}: {worlds.describe(get_family('pricing'), resolved)}"
+            if args.kind == "train"
+            else "tasks of runs cancelled before a worker took them (the queue's own overhead)"
+        )
+        print(f"kind {args.kind}: {what}")
+        header = machine_line(args.database_url)
+        for n in args.workers:
+            result = measure(args.kind, n, args, user, request, env, scratch)
+            results.append(result)
+            print(
+                f"{n} worker(s): {result['runs']} in {result['wall_s']:.1f} s wall, "
+                f"{result['once']}/{result['runs']} once, load {result['load_end']:.2f}",
+                flush=True,
+            )
+            if not result["done"]:
+                break
+    finally:
+        from django.db import connections
+
+        connections.close_all()
+        if not args.keep:
+            drop_database(args.database_url)
+        shutil.rmtree(scratch, ignore_errors=True)
+    print(f"\n{header}\n")
+    print(f"`bench/bench_scale.py --kind {args.kind} --runs {args.runs} --rows {args.rows}`\n")
+    print(table(args.kind, results))
+    print()
+    print(details(results))
+
+
+if __name__ == "__main__":
+    main()
