@@ -26,6 +26,7 @@ from monitoring.models import Comparison
 from recipes import client_services
 from recipes.models import Client, ClientRole, Recipe
 from runs.models import Run, RunStatus
+from tests.browser.htmx import swapped_in
 from workspace.demo import MIN_ROWS
 
 pytestmark = [
@@ -218,7 +219,7 @@ def test_every_page_has_no_serious_or_critical_axe_violation(page, live_server, 
     clone_url = page.url.split("?")[0]
     page.goto(f"{clone_url}?tab=manifest")
     page.click("#edit-manifest")
-    page.locator("#manifest-text").fill('{"schema_version": 1, "model_family": "nope"}')
+    swapped_in(page, "#manifest-text").fill('{"schema_version": 1, "model_family": "nope"}')
     expect(page.locator("#manifest-errors .error-list")).to_be_visible()
     check("manifest editor with errors")
     page.goto(clone_url)

@@ -12,6 +12,8 @@ import time
 import pytest
 from playwright.sync_api import expect
 
+from tests.browser.htmx import swapped_in
+
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
 RUN_TIMEOUT_MS = 90_000
@@ -66,7 +68,7 @@ def test_usage_guide(page, live_server, worker, user, lead, baselines, shots):
     # 3. Edit its manifest: a validation error at its path, fixed, saved as 1.1.0.
     page.click("a.tab:has-text('Manifest Editor')")
     page.click("#edit-manifest")
-    editor = page.locator("#manifest-text")
+    editor = swapped_in(page, "#manifest-text")
     manifest = json.loads(editor.input_value())
     metric = manifest["evaluation"]["metrics"]["rank_correlation"]
     metric["threshold_warning"] = 0.95  # above the target: thresholds out of order
