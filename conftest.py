@@ -39,8 +39,10 @@ def _users():
 
 @pytest.fixture(autouse=True)
 def _media(settings, tmp_path_factory):
-    """Every test writes artifacts and uploads to its own MEDIA_ROOT (outside its tmp_path)."""
+    """Every test writes artifacts and uploads to its own MEDIA_ROOT and local scratch folder
+    (outside its tmp_path)."""
     settings.MEDIA_ROOT = tmp_path_factory.mktemp("media")
+    settings.WORK_DIR = tmp_path_factory.mktemp("work")
 
 
 @pytest.fixture
@@ -140,3 +142,88 @@ def as_lead(client, lead):
 def as_viewer(client, viewer):
     client.force_login(viewer)
     return client
+
+
+# --------------------------------------------------------------------------- object storage
+
+S3_KEYS = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_S3_REGION_NAME": "us-east-1",
+}
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory):
+    """A real S3-compatible server (moto in server mode, its own process) on a free loopback
+    port, for this pytest process's tests; yields its endpoint URL."""
+    import socket
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    log = open(tmp_path_factory.mktemp("s3") / "moto.log", "wb")  # noqa: SIM115 - closed below
+    process = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    endpoint = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            urllib.request.urlopen(f"{endpoint}/moto-api/", timeout=1).close()
+            break
+        except OSError:
+            if process.poll() is not None or time.monotonic() > deadline:
+                process.kill()
+                raise RuntimeError(f"the S3 test server did not start (see {log.name})") from None
+            time.sleep(0.1)
+    yield endpoint
+    process.terminate()
+    process.wait(10)
+    log.close()
+
+
+def use_s3(settings, endpoint: str) -> dict:
+    """Point the workspace's file store at a fresh bucket on the S3 server at `endpoint` (the
+    settings django-storages reads, as AWS_STORAGE_BUCKET_NAME in the environment sets them);
+    returns {"bucket", "client" (boto3), "env" (what a worker subprocess needs for the same
+    store)}. A function as well as the fixture, for a test that first writes files to the
+    local store and only then switches (the migrate_storage tests)."""
+    import uuid
+
+    import boto3
+
+    bucket = f"test-{uuid.uuid4().hex[:16]}"
+    client = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1", **_boto_keys())
+    client.create_bucket(Bucket=bucket)
+    settings.AWS_STORAGE_BUCKET_NAME = bucket
+    settings.AWS_S3_ENDPOINT_URL = endpoint
+    settings.AWS_S3_ACCESS_KEY_ID = S3_KEYS["AWS_ACCESS_KEY_ID"]
+    settings.AWS_S3_SECRET_ACCESS_KEY = S3_KEYS["AWS_SECRET_ACCESS_KEY"]
+    settings.AWS_S3_REGION_NAME = S3_KEYS["AWS_S3_REGION_NAME"]
+    settings.STORAGES = {**settings.STORAGES, "default": {"BACKEND": "storages.backends.s3.S3Storage"}}
+    return {
+        "bucket": bucket,
+        "client": client,
+        "env": {"AWS_STORAGE_BUCKET_NAME": bucket, "AWS_S3_ENDPOINT_URL": endpoint, **S3_KEYS},
+    }
+
+
+@pytest.fixture
+def s3_storage(s3_server, settings):
+    """The workspace's file store is a fresh bucket on the S3 test server for this test
+    (use_s3). Yields {"bucket", "client", "env"}."""
+    yield use_s3(settings, s3_server)
+
+
+def _boto_keys() -> dict:
+    return {
+        "aws_access_key_id": S3_KEYS["AWS_ACCESS_KEY_ID"],
+        "aws_secret_access_key": S3_KEYS["AWS_SECRET_ACCESS_KEY"],
+    }

@@ -2,8 +2,8 @@
 
 Issue #16 (Speed): "queue throughput with 1, 2 and 4 worker processes on PostgreSQL (runs/min
 for short runs; the database must not be the bottleneck below 50 workers — measure lock
-waits)". Only that part of the line is here: the 10M/50M-row uploads, the 100M-row drift check
-and the S3 round trips are other benchmarks.
+waits)" and "the 100M-row drift check (generate the data into Parquet first)" (``--kind drift``,
+below). The 10M/50M-row uploads and the S3 round trips are other benchmarks.
 
 The script drops and re-creates a PostgreSQL database (default
 ``postgres://postgres@127.0.0.1:5432/mlworkspace_bench_scale``), prepares it as a fresh install
@@ -54,14 +54,36 @@ claimed", and the task row is marked successful. Its figures are task rows per m
 
 The bench database is dropped at the end unless ``--keep``. Results are printed as a Markdown
 table for bench/README.md.
+
+``--kind drift``: the monitoring check's drift computation over a Parquet file larger than
+memory (no database). ``--drift-rows`` rows (default 100M) × 25 float32 features are written
+into ``<scratch>/drift-<rows>.parquet`` one row group (1M rows) at a time, so the generator holds
+one row group; float32 because it halves the file (100M rows: 10 GB instead of 20 GB) and the
+disk reads, and the check converts each chunk column to float64 anyway, so its work per value
+is the same. The current rows have drift in a few features (as in bench/bench_drift.py). A
+reference of 1M rows from the same generators without drift is profiled with
+``monitoring.drift.build_profile``. Then, for each method (PSI, KS) and thread count, a fresh
+child process times ``monitoring.services.checks.scan_table`` (what the check of a dataset over
+CHECK_STREAM_ROWS rows reads with: chunks of CHECK_CHUNK_ROWS rows, only the feature columns)
+feeding a ``monitoring.drift.DriftStream``, plus its report, and reports its wall and CPU time
+and its own peak RSS (``getrusage(RUSAGE_SELF).ru_maxrss``; the peak before the scan, i.e.
+Python, Django, pandas and the profile, is printed next to it). The check's checked local copy
+of the file (a copy and a sha256 of it) is not in the figures: the sha256 of the file is timed
+on its own. The data file is kept for the next run with ``--scratch DIR`` (reused when it is
+there), else removed at the end.
+
+    .venv/bin/python bench/bench_scale.py --kind drift --drift-rows 10000000   # a quick check
+    .venv/bin/python bench/bench_scale.py --kind drift --scratch /var/tmp/bench-drift
 """
 
 from __future__ import annotations
 
 import argparse
 import collections
+import json
 import os
 import platform
+import resource
 import shutil
 import signal
 import socket
@@ -408,10 +430,220 @@ def measure(kind: str, n: int, args, user, request: dict, env: dict, log_dir: Pa
     }
 
 
+# --------------------------------------------------------------------------- the drift check
+
+DRIFT_FEATURES = [f"f_{i:02d}" for i in range(25)]
+DRIFT_ROW_GROUP = 1_000_000
+DRIFT_REFERENCE_ROWS = 1_000_000
+DRIFT_THRESHOLDS = {"PSI": 0.2, "KS": 0.1}
+# Drift in the current rows: k reference standard deviations added, or ("scale", k).
+DRIFT_SHIFT = {"f_00": 0.5, "f_05": 0.25, "f_10": 0.1, "f_15": ("scale", 1.3)}
+
+
+def drift_columns(rng, n: int, *, shifted: bool) -> dict:
+    """25 float32 columns of several shapes (normal, log-normal, uniform, Poisson counts with
+    ties, exponential; 1 % nulls in f_03); with `shifted`, DRIFT_SHIFT's normal features are
+    moved by k standard deviations or scaled."""
+    import numpy as np
+
+    cols = {}
+    for i, name in enumerate(DRIFT_FEATURES):
+        shape = i % 5
+        if shape == 0:
+            shift = DRIFT_SHIFT.get(name) if shifted else None
+            loc, sd = 100 + i, 10 + i
+            values = rng.normal(loc + (shift if isinstance(shift, float) else 0) * sd, sd, n)
+            if isinstance(shift, tuple):
+                values = loc + (values - loc) * shift[1]
+        elif shape == 1:
+            values = rng.lognormal(1.0, 0.6, n)
+        elif shape == 2:
+            values = rng.uniform(-5, 5 + i, n)
+        elif shape == 3:
+            values = rng.poisson(4 + i % 7, n).astype(np.float64)
+        else:
+            values = rng.exponential(2.0 + i, n)
+        cols[name] = values.astype(np.float32)
+    cols["f_03"][rng.random(n) < 0.01] = np.nan
+    return cols
+
+
+def write_drift_data(path: Path, rows: int) -> float:
+    """`rows` current rows into `path`, one row group of DRIFT_ROW_GROUP rows at a time; seconds."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    t0 = time.perf_counter()
+    schema = pa.schema([(name, pa.float32()) for name in DRIFT_FEATURES])
+    partial = path.with_suffix(".part")
+    rng = np.random.default_rng(2)
+    with pq.ParquetWriter(partial, schema) as writer:
+        for start in range(0, rows, DRIFT_ROW_GROUP):
+            n = min(DRIFT_ROW_GROUP, rows - start)
+            writer.write_table(pa.table(drift_columns(rng, n, shifted=True), schema=schema))
+            print(f"\r  written {start + n:,} of {rows:,} rows", end="", file=sys.stderr, flush=True)
+    print(file=sys.stderr)
+    partial.rename(path)
+    return time.perf_counter() - t0
+
+
+def drift_profile(path: Path) -> float:
+    """The stored profile of a 1M-row reference (build_profile, as at training); seconds."""
+    import numpy as np
+    import pandas as pd
+
+    from monitoring import drift as drift_lib
+
+    reference = pd.DataFrame(drift_columns(np.random.default_rng(1), DRIFT_REFERENCE_ROWS, shifted=False))
+    t0 = time.perf_counter()
+    profile = drift_lib.build_profile(reference, DRIFT_FEATURES, seed=0)
+    seconds = time.perf_counter() - t0
+    path.write_text(json.dumps(profile))
+    return seconds
+
+
+def peak_rss_mb() -> float:
+    """This process's own peak RSS: VmHWM, the high-water mark of its memory map. Not
+    getrusage's ru_maxrss, which on Linux keeps the parent's peak across fork + exec (a child
+    of a parent that held the 1M-row reference would report that)."""
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024  # kB
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def drift_child(config: dict) -> dict:
+    """In a fresh process: the check's chunked read of the file into a DriftStream, and its report."""
+    import django
+
+    django.setup()
+    from django.conf import settings
+
+    from monitoring import drift as drift_lib
+    from monitoring.services import checks
+
+    profile = json.loads(Path(config["profile"]).read_text())
+    stream = drift_lib.DriftStream(
+        profile,
+        method=config["method"],
+        threshold=DRIFT_THRESHOLDS[config["method"]],
+        features=DRIFT_FEATURES,
+        workers=config["threads"],
+    )
+    import pyarrow.parquet  # noqa: F401 - loaded once per worker, not per check: not timed
+
+    chunk_rows = config["chunk_rows"] or settings.CHECK_CHUNK_ROWS
+    before_mb = peak_rss_mb()
+    cpu0, t0 = time.process_time(), time.perf_counter()
+    rows = checks.scan_table(Path(config["data"]), "parquet", feed=[stream], chunk_rows=chunk_rows)
+    report = stream.report()
+    wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
+    return {
+        "rows": rows,
+        "chunk_rows": chunk_rows,
+        "wall_s": wall,
+        "cpu_s": cpu,
+        "peak_mb": peak_rss_mb(),
+        "before_mb": before_mb,
+        "drifted": report["drifted_features"],
+        "n_cur": report["features"]["f_00"]["n_cur"],
+        "errors": {f: e["error"] for f, e in report["features"].items() if e.get("error")},
+    }
+
+
+def drift_measure(config: dict, env: dict) -> dict:
+    out = subprocess.run(
+        [sys.executable, __file__, "--drift-child", json.dumps(config)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if out.returncode != 0:
+        raise SystemExit(f"the drift child failed:\n{out.stderr[-3000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def drift_main(args) -> None:
+    keep = args.scratch is not None
+    scratch = Path(args.scratch) if keep else Path(tempfile.mkdtemp(prefix="bench-scale-drift-"))
+    scratch.mkdir(parents=True, exist_ok=True)
+    data = scratch / f"drift-{args.drift_rows}.parquet"
+    profile = scratch / "drift-profile.json"
+    # The settings the child (and mlworkspace.storage here) load write nothing in ./data.
+    os.environ.update({"DATA_DIR": str(scratch / "django-data"), "MEDIA_ROOT": str(scratch / "media")})
+    env = {**os.environ, "RUN_THREADS": "1"}
+    import django
+
+    django.setup()
+    from mlworkspace.storage import sha256_of
+
+    results = []
+    try:
+        if data.exists():
+            print(f"reusing {data} ({data.stat().st_size / 1e9:.2f} GB)")
+        else:
+            seconds = write_drift_data(data, args.drift_rows)
+            print(f"wrote {data} ({data.stat().st_size / 1e9:.2f} GB) in {seconds:.0f} s")
+        size_gb = data.stat().st_size / 1e9
+        seconds = drift_profile(profile)
+        print(
+            f"profile of {DRIFT_REFERENCE_ROWS:,} reference rows in {seconds:.1f} s ({profile.stat().st_size:,} bytes)"
+        )
+        header = machine_line(None)
+        t0 = time.perf_counter()
+        sha256_of(data)
+        sha_s = time.perf_counter() - t0
+        print(f"sha256 of the file: {sha_s:.1f} s", flush=True)
+        for method in args.drift_methods:
+            for threads in args.drift_threads:
+                config = {
+                    "data": str(data),
+                    "profile": str(profile),
+                    "method": method,
+                    "threads": threads,
+                    "chunk_rows": args.chunk_rows,
+                }
+                result = {"method": method, "threads": threads, **drift_measure(config, env)}
+                results.append(result)
+                print(
+                    f"{method}, {threads} thread(s): {result['wall_s']:.1f} s wall, {result['cpu_s']:.1f} s CPU, "
+                    f"peak RSS {result['peak_mb']:.0f} MB; drifted {', '.join(result['drifted'])}",
+                    flush=True,
+                )
+    finally:
+        if not keep:
+            shutil.rmtree(scratch, ignore_errors=True)
+    print(f"\n{header}\n")
+    print(
+        f"`bench/bench_scale.py --kind drift --drift-rows {args.drift_rows}`: {args.drift_rows:,} rows × "
+        f"{len(DRIFT_FEATURES)} float32 features, {size_gb:.2f} GB of Parquet; sha256 of the file "
+        f"{sha_s:.1f} s (not in the figures below)\n"
+    )
+    print(drift_table(results))
+
+
+def drift_table(results: list[dict]) -> str:
+    lines = [
+        "| method | threads | rows | chunk rows | wall s | CPU s | rows/s | peak RSS MB (before the scan) | drifted |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- |",
+    ]
+    for r in results:
+        lines.append(
+            f"| {r['method']} | {r['threads']} | {r['rows']:,} | {r['chunk_rows']:,} | {r['wall_s']:.1f} "
+            f"| {r['cpu_s']:.1f} | {r['rows'] / r['wall_s'] / 1e6:.2f}M | {r['peak_mb']:.0f} ({r['before_mb']:.0f}) "
+            f"| {', '.join(r['drifted']) or '—'} |"
+        )
+    return "\n".join(lines)
+
+
 # --------------------------------------------------------------------------- the report
 
 
-def machine_line(database_url: str) -> str:
+def machine_line(database_url: str | None) -> str:
     import psycopg
 
     model = platform.processor() or "?"
@@ -423,12 +655,14 @@ def machine_line(database_url: str) -> str:
     except (OSError, StopIteration):
         pass
     ram_gb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 1024**3
-    admin, _ = maintenance_url(database_url)
-    with psycopg.connect(admin, autocommit=True) as conn:
-        server = conn.execute("SHOW server_version").fetchone()[0]
+    database = ""
+    if database_url:  # the drift part uses no database
+        admin, _ = maintenance_url(database_url)
+        with psycopg.connect(admin, autocommit=True) as conn:
+            database = f"PostgreSQL {conn.execute('SHOW server_version').fetchone()[0]} · "
     return (
         f"{platform.node()} · {model} · {os.cpu_count()} cores · {ram_gb:.1f} GB RAM · "
-        f"Python {platform.python_version()} · PostgreSQL {server} · {datetime.now():%Y-%m-%d %H:%M} · "
+        f"Python {platform.python_version()} · {database}{datetime.now():%Y-%m-%d %H:%M} · "
         f"load average {os.getloadavg()[0]:.2f}"
     )
 
@@ -479,7 +713,19 @@ def main() -> None:
     )
     parser.add_argument("--runs", type=int, default=60, help="runs enqueued for each worker count")
     parser.add_argument("--rows", type=int, default=400, help="at least this many rows per train run's batch")
-    parser.add_argument("--kind", choices=["train", "claim"], default="train")
+    parser.add_argument(
+        "--kind", choices=["train", "claim", "drift"], default="train", help="drift: the 100M-row drift check"
+    )
+    parser.add_argument("--drift-rows", type=int, default=100_000_000, help="rows of the drift part's file")
+    parser.add_argument("--drift-methods", nargs="+", choices=["PSI", "KS"], default=["PSI", "KS"])
+    parser.add_argument(
+        "--drift-threads", type=int, nargs="+", default=[1, 2], help="DriftStream threads (default 1 2)"
+    )
+    parser.add_argument("--chunk-rows", type=int, default=0, help="rows per chunk (default CHECK_CHUNK_ROWS)")
+    parser.add_argument(
+        "--scratch", help="the drift part's folder, kept and reused (default: a temporary one)"
+    )
+    parser.add_argument("--drift-child", help=argparse.SUPPRESS)
     parser.add_argument(
         "--database-url", default=DEFAULT_URL, help="a PostgreSQL database: dropped and re-created"
     )
@@ -488,6 +734,14 @@ def main() -> None:
     )
     parser.add_argument("--keep", action="store_true", help="keep the bench database at the end")
     args = parser.parse_args()
+    if args.drift_child:
+        print(json.dumps(drift_child(json.loads(args.drift_child))))
+        return
+    if args.kind == "drift":
+        if args.drift_rows < 1 or args.chunk_rows < 0 or any(n < 1 for n in args.drift_threads):
+            parser.error("--drift-rows and --drift-threads must be at least 1, --chunk-rows at least 0")
+        drift_main(args)
+        return
     if not args.database_url.startswith("postgres"):
         parser.error("--database-url: must be a PostgreSQL URL (postgres://…)")
     if args.runs < 1 or any(n < 1 for n in args.workers):

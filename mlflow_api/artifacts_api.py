@@ -1,8 +1,9 @@
 """MLflow's proxied artifact routes (``/api/2.0/mlflow-artifacts/artifacts/<path>``: PUT
 uploads, GET downloads, GET with ``?path=`` lists), over the workspace's artifact store: a run's
 ``artifact_uri`` is ``mlflow-artifacts:/runs/<run id>``, so the client sends every artifact
-of a run here, and the files live in the run's own folder (runs.artifacts.run_dir), recorded
-in its ``artifacts_json`` with their sha256 like the workspace's own artifacts.
+of a run here, and the files live in the run's own folder of the file store
+(runs.artifacts.folder), recorded in its ``artifacts_json`` with their sha256 like the
+workspace's own artifacts.
 
 A path must name a run the caller may see (``runs/<run id>/...``) and may not leave that
 run's folder: ``..``, ``.``, absolute or encoded forms are refused before any file is opened.
@@ -14,7 +15,7 @@ from django.conf import settings
 from django.http import FileResponse
 from django.views.decorators.csrf import csrf_exempt
 
-from runs.artifacts import verified_path
+from runs import artifacts as run_artifacts
 
 from . import protocol, selectors, services
 from .http import check_run_write, error_response, serve, unsupported_handler
@@ -45,8 +46,8 @@ def download(request, user, body, path: str):
     run = selectors.run_for(user, run_id)
     if relative not in ((run.artifacts_json or {}).get("files") or {}):
         raise protocol.not_found(f"Run '{run.pk}' has no artifact '{relative[:200]}'.")
-    file = verified_path(run.pk, run.artifacts_json, relative)
-    return FileResponse(open(file, "rb"), as_attachment=True, filename=relative.rsplit("/", 1)[-1])
+    handle = run_artifacts.open_checked(run.pk, run.artifacts_json, relative)
+    return FileResponse(handle, as_attachment=True, filename=relative.rsplit("/", 1)[-1])
 
 
 def listing(request, user, body):

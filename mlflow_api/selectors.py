@@ -13,9 +13,8 @@ from django.db.models import Prefetch
 from mlworkspace.errors import DomainError
 from models_registry.models import MLModel
 from recipes.models import Recipe
-from runs import search
+from runs import artifacts, search
 from runs import selectors as run_selectors
-from runs.artifacts import verified_path
 from runs.models import MetricPoint, Run, RunMetric, RunParam, RunTag
 
 from . import protocol
@@ -102,7 +101,7 @@ def model_flavors(run: Run, directory: str) -> list[str]:
     names, e.g. ["python_function", "sklearn"]; [] when there is no readable one."""
     name = f"{directory}/MLmodel" if directory else "MLmodel"
     try:
-        meta = yaml.safe_load(verified_path(run.pk, run.artifacts_json, name).read_text())
+        meta = yaml.safe_load(artifacts.read_bytes(run.pk, run.artifacts_json, name).decode())
     except (DomainError, OSError, UnicodeDecodeError, yaml.YAMLError):
         return []
     flavors = meta.get("flavors") if isinstance(meta, dict) else None

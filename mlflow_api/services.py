@@ -9,22 +9,20 @@ check the write with ``recipes.access`` first, as the workspace API does.
 
 from __future__ import annotations
 
-import hashlib
-import os
 import uuid
 from collections.abc import Iterable, Mapping
-from pathlib import Path
 from typing import BinaryIO
 
 from django.db import transaction
 
 from audit import services as audit
+from mlworkspace import storage
 from mlworkspace.errors import Conflict
 from models_registry.models import MLModel
 from models_registry.services import model_attach_training, model_register
 from recipes.models import Recipe
 from recipes.selectors import latest_approved
-from runs.artifacts import run_dir
+from runs import artifacts
 from runs.models import TERMINAL_STATUSES, Executor, Run, RunStatus
 from runs.services import run_report, run_start, tracking_log
 
@@ -141,39 +139,36 @@ def run_log(
 # ----------------------------------------------------------------------------- artifacts
 
 
-def _inside(base: Path, relative: str) -> Path:
-    """The file `relative` names under `base`; a path that resolves outside is refused."""
-    target = (base / relative).resolve()
-    if base.resolve() not in target.parents:
-        raise invalid("path", f"'{relative[:200]}' leaves the run's artifact folder")
-    return target
-
-
 def store_file(run_id: str, relative: str, stream: BinaryIO, max_bytes: int) -> dict:
-    """Write `stream` to `relative` under the run's artifact folder (``runs.artifacts.run_dir``)
-    next to its place first and move it in whole: a failed upload leaves nothing half-written.
-    Returns its artifacts_json entry (kind, size, sha256)."""
+    """Store `stream` as `relative` in the run's artifact folder of the file store
+    (``runs.artifacts.folder``): read to a local file first (its size bounded, its sha256
+    computed) and stored whole, so a failed upload leaves nothing half-written. Returns its
+    artifacts_json entry (kind, size, sha256)."""
     if not relative:
         raise invalid("path", "names the run's folder, not a file")
-    target = _inside(run_dir(run_id), relative)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    temp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.part")
-    digest, size = hashlib.sha256(), 0
     try:
-        with open(temp, "wb") as out:
+        name = storage.clean_name(f"{artifacts.folder(run_id)}/{relative}")
+    except ValueError:
+        raise invalid("path", f"'{relative[:200]}' leaves the run's artifact folder") from None
+    work = storage.work_dir("artifact")
+    try:
+        local, size = work / "upload", 0
+        with open(local, "wb") as out:
             while chunk := stream.read(CHUNK):
                 size += len(chunk)
                 if size > max_bytes:
                     raise MlflowError(
                         "REQUEST_LIMIT_EXCEEDED", f"The artifact is larger than {max_bytes} bytes."
                     )
-                digest.update(chunk)
                 out.write(chunk)
-        os.replace(temp, target)
+        try:
+            stored = storage.put(name, local)
+        except storage.StorageError as exc:
+            raise MlflowError("TEMPORARILY_UNAVAILABLE", f"The artifact could not be stored: {exc}") from None
     finally:
-        temp.unlink(missing_ok=True)
+        storage.remove(work)
     kind = KIND_MODEL if relative.startswith("models/") else KIND_ARTIFACT
-    return {"kind": kind, "size": size, "sha256": digest.hexdigest()}
+    return {"kind": kind, **stored}
 
 
 def record_files(*, user, run: Run, entries: Mapping[str, dict]) -> None:
@@ -185,7 +180,7 @@ def record_files(*, user, run: Run, entries: Mapping[str, dict]) -> None:
         locked = Run.objects.select_for_update().get(pk=run.pk)
         described = dict(locked.artifacts_json or {})
         described.update(
-            dir=f"artifacts/{run.pk}",
+            dir=artifacts.folder(run.pk),
             files={**(described.get("files") or {}), **entries},
             model=described.get("model") or [],
         )

@@ -19,7 +19,7 @@ from django.db import transaction
 
 from recipes.models import Recipe
 from recipes.selectors import latest_approved
-from runs.artifacts import verified_path
+from runs import artifacts
 from runs.models import Executor, MetricPoint, Run, RunParam, RunStatus, RunTag
 from runs.services import run_move_in_time, run_report, run_start, tracking_log
 
@@ -126,5 +126,5 @@ def run_export(*, run: Run, out: BinaryIO) -> None:
         for name, content in mlruns.run_entries(source):
             zipped.writestr(f"{base}/{run.pk}/{name}", content)
         for name in sorted((run.artifacts_json or {}).get("files") or {}):
-            path = verified_path(run.pk, run.artifacts_json, name)
-            zipped.write(path, f"{base}/{run.pk}/artifacts/{name}")
+            with artifacts.local_copy(run.pk, run.artifacts_json, name) as path:
+                zipped.write(path, f"{base}/{run.pk}/artifacts/{name}")

@@ -36,10 +36,14 @@ class DomainError(Exception):
 
 def server_redact(text):
     """`text` with absolute paths under the server's folders (the project, MEDIA_ROOT, the
-    data folder, the interpreter, temp, home) cut to their file names (mlworkspace.redact)."""
+    data and work folders, the interpreter, temp, home) cut to their file names (mlworkspace.redact)."""
     if not isinstance(text, str) or "/" not in text:
         return text
-    extra = (getattr(settings, "MEDIA_ROOT", None), getattr(settings, "DATA_DIR", None))
+    extra = (
+        getattr(settings, "MEDIA_ROOT", None),
+        getattr(settings, "DATA_DIR", None),
+        getattr(settings, "WORK_DIR", None),
+    )
     return redact_paths(text, default_roots(*extra))
 
 
@@ -59,6 +63,12 @@ class NotFound(DomainError):
 
 class TooLarge(DomainError):
     status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
+
+
+class Unavailable(DomainError):
+    """503: a service the request needs (the file store) did not answer; retrying may work."""
+
+    status_code = status.HTTP_503_SERVICE_UNAVAILABLE
 
 
 def field_error(field: str, message: str) -> InvalidInput:

@@ -183,8 +183,28 @@ STATICFILES_FINDERS = [
 # With DEBUG off (`make run`) static files are collected with content-hashed names and
 # pre-compressed (gzip) by WhiteNoise's storage, so they can be cached forever; in DEBUG
 # (`make dev`, the tests) the plain storage serves them straight from the finders.
+# Stored files (datasets, artifacts, predictions) go through the "default" storage
+# (mlworkspace/storage.py): the local MEDIA_ROOT unless AWS_STORAGE_BUCKET_NAME names an
+# S3-compatible bucket (django-storages, with its own setting names: AWS_S3_ENDPOINT_URL for
+# MinIO/Ceph/GCS, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_S3_REGION_NAME). Then nothing
+# is written under MEDIA_ROOT: processes download what they read into WORK_DIR.
+AWS_STORAGE_BUCKET_NAME = os.environ.get("AWS_STORAGE_BUCKET_NAME", "")
+AWS_S3_ENDPOINT_URL = os.environ.get("AWS_S3_ENDPOINT_URL") or None
+AWS_S3_ACCESS_KEY_ID = os.environ.get("AWS_ACCESS_KEY_ID") or None
+AWS_S3_SECRET_ACCESS_KEY = os.environ.get("AWS_SECRET_ACCESS_KEY") or None
+AWS_S3_REGION_NAME = os.environ.get("AWS_S3_REGION_NAME") or None
+AWS_DEFAULT_ACL = None  # the bucket's own policy (private); files are served only through the API
+AWS_S3_FILE_OVERWRITE = True  # a stored name is an id: writing it again replaces it
+# Downloads from an S3 store redirect to a pre-signed URL (the bytes do not pass through the
+# web server) instead of streaming a checked copy; always after the permission check.
+FILE_DOWNLOADS_PRESIGNED = env_bool("FILE_DOWNLOADS_PRESIGNED", False)
+AWS_QUERYSTRING_EXPIRE = int(os.environ.get("AWS_QUERYSTRING_EXPIRE", 600))
 STORAGES = {
-    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "default": {
+        "BACKEND": "storages.backends.s3.S3Storage"
+        if AWS_STORAGE_BUCKET_NAME
+        else "django.core.files.storage.FileSystemStorage"
+    },
     "staticfiles": {
         "BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"
         if DEBUG
@@ -219,9 +239,26 @@ DATASET_INLINE_PROFILE_ROWS = int(os.environ.get("DATASET_INLINE_PROFILE_ROWS", 
 # so the worker's housekeeping can remove what a killed web server left behind.
 FILE_UPLOAD_TEMP_DIR = Path(os.environ.get("FILE_UPLOAD_TEMP_DIR", DATA_DIR / "upload-tmp"))
 FILE_UPLOAD_TEMP_DIR.mkdir(parents=True, exist_ok=True)
+# Local scratch space of this machine's processes: a run's downloaded inputs and the artifacts
+# it writes before they are stored, a download's checked copy. Never shared between machines.
+WORK_DIR = Path(os.environ.get("WORK_DIR", DATA_DIR / "work"))
+# A train, eval, backtest or tune run on a dataset of more rows reads a uniform sample of about
+# this many (whole series for forecasting; runs.data.read_sample), chunk by chunk, and says so in
+# its log: the worker's memory holds the sample, not the file. Score runs read every row.
+TRAIN_MAX_ROWS = int(os.environ.get("TRAIN_MAX_ROWS", 2_000_000))
+# An upload of more rows is profiled by a worker chunk by chunk (every row) and checked against
+# its recipe on a uniform sample of this many rows (runs.services.datasets).
+DATASET_CHECK_SAMPLE_ROWS = int(os.environ.get("DATASET_CHECK_SAMPLE_ROWS", 1_000_000))
 PREDICT_MAX_ROWS = int(os.environ.get("PREDICT_MAX_ROWS", 10_000))
 # POST /models/{id}/outcomes: labels joined to a scored batch's predictions, per request.
 OUTCOMES_MAX_ROWS = int(os.environ.get("OUTCOMES_MAX_ROWS", 100_000))
+# A monitoring check of a dataset of more than CHECK_STREAM_ROWS rows reads it in chunks of
+# CHECK_CHUNK_ROWS rows (only the columns drift and freshness need), so a worker's memory holds
+# a chunk, not the table: feature drift and freshness cover every row; prediction drift and
+# performance the first CHECK_SAMPLE_ROWS rows (monitoring.services.checks).
+CHECK_STREAM_ROWS = int(os.environ.get("CHECK_STREAM_ROWS", 2_000_000))
+CHECK_CHUNK_ROWS = int(os.environ.get("CHECK_CHUNK_ROWS", 500_000))
+CHECK_SAMPLE_ROWS = int(os.environ.get("CHECK_SAMPLE_ROWS", 200_000))
 
 # --- API ------------------------------------------------------------------------------
 # How deeply any JSON document (request body, manifest) may nest: deeper is a 400 naming where
@@ -302,9 +339,9 @@ RUN_HEARTBEAT_SECONDS = float(os.environ.get("RUN_HEARTBEAT_SECONDS", 2))
 RUN_STALE_AFTER_SECONDS = float(os.environ.get("RUN_STALE_AFTER_SECONDS", 20))
 RUN_REAP_SECONDS = float(os.environ.get("RUN_REAP_SECONDS", 5))
 # How often the worker's housekeeping runs due monitoring checks and sweeps orphans: files
-# older than HOUSEKEEPING_ORPHAN_AGE_SECONDS in media/datasets with no dataset row and in
-# FILE_UPLOAD_TEMP_DIR (what a killed web server leaves), empty artifact folders of failed or
-# deleted runs. A dataset still `processing` after DATASET_PROFILE_TIMEOUT_SECONDS is invalid.
+# older than HOUSEKEEPING_ORPHAN_AGE_SECONDS in the store's datasets/ with no dataset row and in
+# FILE_UPLOAD_TEMP_DIR (what a killed web server leaves), scratch folders in WORK_DIR of
+# runs no longer running (what a killed worker leaves). A dataset still `processing` after DATASET_PROFILE_TIMEOUT_SECONDS is invalid.
 WORKER_HOUSEKEEPING_SECONDS = float(os.environ.get("WORKER_HOUSEKEEPING_SECONDS", 30))
 HOUSEKEEPING_ORPHAN_AGE_SECONDS = float(os.environ.get("HOUSEKEEPING_ORPHAN_AGE_SECONDS", 3600))
 DATASET_PROFILE_TIMEOUT_SECONDS = float(os.environ.get("DATASET_PROFILE_TIMEOUT_SECONDS", 1800))

@@ -6,7 +6,7 @@ from django.core.serializers.json import DjangoJSONEncoder
 from django.db import connection
 from django.db.models import Func, TextField
 from django.db.models.functions import Cast
-from django.http import FileResponse, HttpResponse
+from django.http import HttpResponse
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import extend_schema
 from rest_framework import status
@@ -236,13 +236,12 @@ class ModelPredictionsView(APIView):
         q = query.validated_data
         batch = _scoring_batch(model, batch_id=q.get("batch"), window=q.get("window"))
         name = selectors.PREDICTIONS_CSV if q["format"] == "csv" else selectors.PREDICTIONS_PARQUET
-        path = artifacts.verified_path(batch.run_id, batch.run.artifacts_json, name)
-        content_type = "text/csv" if q["format"] == "csv" else "application/vnd.apache.parquet"
-        return FileResponse(
-            open(path, "rb"),
-            as_attachment=True,
+        return artifacts.download(
+            batch.run_id,
+            batch.run.artifacts_json,
+            name,
             filename=f"{model.pk}-{batch.pk}-predictions.{q['format']}",
-            content_type=content_type,
+            content_type="text/csv" if q["format"] == "csv" else "application/vnd.apache.parquet",
         )
 
 

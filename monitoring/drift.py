@@ -9,7 +9,8 @@ Workflow
    into a small JSON-serialisable dict (a few hundred KB at most: numeric features keep
    at most ``sample_size`` values each).
 2. At monitoring time, :func:`drift_report` compares a current batch against that stored
-   profile; the raw reference data is not needed any more.
+   profile; the raw reference data is not needed any more. A batch too big for memory is
+   fed chunk by chunk to a :class:`DriftStream`, whose report is the same.
 
 Profile shape (``json.dumps``-able as is)::
 
@@ -38,6 +39,7 @@ Report shape: see :func:`drift_report`.
 from __future__ import annotations
 
 import math
+import threading
 import zlib
 from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -51,6 +53,7 @@ __all__ = [
     "OTHER",
     "PREDICTION_KEY",
     "PROFILE_VERSION",
+    "DriftStream",
     "build_profile",
     "categorical_psi",
     "drift_report",
@@ -264,6 +267,15 @@ def build_profile(
 
 
 # ---------------------------------------------------------------------------- statistics
+#
+# Every statistic is a sum over rows: PSI needs the counts per bin (numeric) or per category,
+# KS the counts of current values below and at each point of the stored sample. So each one is
+# an accumulator: ``add`` a chunk of rows at a time, ``finish`` once. A whole batch is one
+# chunk (numeric_psi, categorical_psi, ks_against_sample, drift_report); a batch too big for
+# memory is many (DriftStream). Counts are integers, so the result does not depend on how the
+# rows were cut.
+
+_ENTRY_ERRORS = (ValueError, TypeError, KeyError, IndexError)
 
 
 def psi(ref_shares: Any, cur_shares: Any, eps: float = 1e-4) -> float:
@@ -281,14 +293,77 @@ def psi(ref_shares: Any, cur_shares: Any, eps: float = 1e-4) -> float:
     return float(np.sum((cur - ref) * np.log(cur / ref)))
 
 
+class _NumericPSI:
+    """Counts of current values in a numeric profile entry's bins.
+
+    A malformed entry is only reported at ``finish``, after "no non-null values", as the
+    whole-batch functions always did."""
+
+    def __init__(self, entry: Mapping[str, Any], eps: float = 1e-4):
+        self.entry, self.eps, self.n = entry, eps, 0
+        self.entry_error: Exception | None = None
+        try:
+            self.inner: np.ndarray | None = _inner_edges(entry)
+        except _ENTRY_ERRORS as exc:
+            self.inner, self.entry_error = None, exc
+        self.counts = np.zeros(0 if self.inner is None else self.inner.size + 1, dtype=np.int64)
+
+    def add(self, values: Any) -> None:
+        x = _finite(_as_float(values))
+        self.n += int(x.size)
+        if self.inner is not None and x.size:
+            self.counts += _bin_counts(x, self.inner)
+
+    def finish(self) -> tuple[float, int]:
+        if self.n == 0:
+            raise ValueError("no non-null values")
+        if self.entry_error is not None:
+            raise self.entry_error
+        return psi(self.entry["shares"], self.counts / self.n, self.eps), self.n
+
+
+class _CategoricalPSI:
+    """Counts of current values per category of a categorical profile entry (by ``str``
+    form; the rest in ``"__other__"``): memory is the profile's categories, not the data's."""
+
+    def __init__(self, entry: Mapping[str, Any], eps: float = 1e-4):
+        self.eps, self.n = eps, 0
+        self.entry_error: Exception | None = None
+        self.keys: pd.Index | None = None
+        try:
+            categories = dict(entry["categories"])
+            categories.setdefault(OTHER, 0.0)
+            self.ref_shares = list(categories.values())
+            self.keys = pd.Index(list(categories))
+            self.other = self.keys.get_loc(OTHER)
+        except _ENTRY_ERRORS as exc:
+            self.keys, self.entry_error = None, exc
+        self.counts = np.zeros(0 if self.keys is None else len(self.keys), dtype=np.int64)
+
+    def add(self, values: Any) -> None:
+        series = values if isinstance(values, pd.Series) else pd.Series(values)
+        counts = _category_counts(series)
+        self.n += int(counts.sum())
+        if self.keys is not None and len(counts):
+            codes = self.keys.get_indexer(counts.index)
+            codes[codes < 0] = self.other
+            self.counts += np.bincount(codes, weights=counts.to_numpy(), minlength=len(self.keys)).astype(
+                np.int64
+            )  # float sums of integers below 2**53: exact
+
+    def finish(self) -> tuple[float, int]:
+        if self.n == 0:
+            raise ValueError("no non-null values")
+        if self.entry_error is not None:
+            raise self.entry_error
+        return psi(self.ref_shares, self.counts / self.n, self.eps), self.n
+
+
 def numeric_psi(entry: Mapping[str, Any], values: Any, eps: float = 1e-4) -> tuple[float, int]:
     """(PSI, n_cur) of current values against a numeric profile entry's bins."""
-    x = _finite(_as_float(values))
-    n = int(x.size)
-    if n == 0:
-        raise ValueError("no non-null values")
-    shares = _bin_counts(x, _inner_edges(entry)) / n
-    return psi(entry["shares"], shares, eps), n
+    acc = _NumericPSI(entry, eps)
+    acc.add(values)
+    return acc.finish()
 
 
 def categorical_psi(entry: Mapping[str, Any], values: Any, eps: float = 1e-4) -> tuple[float, int]:
@@ -297,19 +372,9 @@ def categorical_psi(entry: Mapping[str, Any], values: Any, eps: float = 1e-4) ->
     Current values are matched by their ``str`` form; categories the reference did not
     keep (unseen, or beyond its top ``max_categories``) count as ``"__other__"``.
     """
-    series = values if isinstance(values, pd.Series) else pd.Series(values)
-    counts = _category_counts(series)
-    n = int(counts.sum())
-    if n == 0:
-        raise ValueError("no non-null values")
-    categories = dict(entry["categories"])
-    categories.setdefault(OTHER, 0.0)
-    keys = pd.Index(list(categories))
-    codes = keys.get_indexer(counts.index)
-    other_code = keys.get_loc(OTHER)
-    codes[codes < 0] = other_code
-    cur = np.bincount(codes, weights=counts.to_numpy(dtype=np.float64), minlength=len(keys)) / n
-    return psi(list(categories.values()), cur, eps), n
+    acc = _CategoricalPSI(entry, eps)
+    acc.add(values)
+    return acc.finish()
 
 
 _GRID_CELLS_PER_POINT = 16
@@ -322,42 +387,162 @@ def _cells(values: np.ndarray, lo: float, scale: float, cells: int) -> np.ndarra
     return c.astype(np.intp)
 
 
-def _counts_at(u: np.ndarray, x: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+class _PointCounts:
     """(#x < u_j, #x <= u_j) for each point of sorted unique ``u``, without sorting ``x``.
 
     A uniform grid of ``16 * len(u)`` cells over ``[u[0], u[-1]]``: the cell function is
     monotone in floating point, so every point in a lower cell is below a value and every
     point in a higher cell above it; within a cell holding one point a single comparison
     places the value. Values in cells holding several points fall back to a binary
-    search. About 3-4x faster than sorting a million values; returns ``None`` (the caller
-    sorts) when the points are too clustered for the grid to help (very heavy tails).
+    search. About 3-4x faster than sorting a million values. When the points are too
+    clustered for the grid to help (very heavy tails) each chunk is sorted instead.
+    The grid is built once and used for every chunk.
     """
-    k = int(u.size)
-    cells = _GRID_CELLS_PER_POINT * k
-    lo = float(u[0])
-    span = float(u[-1]) - lo
-    scale = cells / span if span > 0 else 0.0
-    if not math.isfinite(scale) or scale <= 0:
-        return None
-    cu = _cells(u.copy(), lo, scale, cells)
-    start = np.searchsorted(cu, np.arange(cells + 1), side="left")  # start[c] = #points in cells < c
-    per_cell = np.diff(start)
-    dense = per_cell > 1
-    if per_cell[dense].sum() > _MAX_DENSE_SHARE * k:
-        return None
-    u_pad = np.concatenate((u, [np.inf]))
-    first = u_pad[start[:-1]]  # the cell's point, or (empty cell) the next point above it
-    c = _cells(x, lo, scale, cells)
-    idx = start[c]
-    idx += first[c] < x  # idx = #points < value, exact outside the dense cells
-    if dense.any():
-        rows = np.flatnonzero(dense[c])
-        if rows.size:
-            idx[rows] = np.searchsorted(u, x[rows], side="left")
-    n_le = np.cumsum(np.bincount(idx, minlength=k + 1))[:k]  # value <= u_j  <=>  #points < value <= j
-    idx += u_pad[idx] == x  # now #points <= value
-    n_lt = np.cumsum(np.bincount(idx, minlength=k + 1))[:k]  # value < u_j  <=>  #points <= value <= j
-    return n_lt, n_le
+
+    def __init__(self, u: np.ndarray):
+        self.u, k = u, int(u.size)
+        self.k = k
+        self.grid = False
+        cells = _GRID_CELLS_PER_POINT * k
+        lo = float(u[0])
+        span = float(u[-1]) - lo
+        scale = cells / span if span > 0 else 0.0
+        if not math.isfinite(scale) or scale <= 0:
+            return
+        cu = _cells(u.copy(), lo, scale, cells)
+        start = np.searchsorted(cu, np.arange(cells + 1), side="left")  # start[c] = #points in cells < c
+        per_cell = np.diff(start)
+        dense = per_cell > 1
+        if per_cell[dense].sum() > _MAX_DENSE_SHARE * k:
+            return
+        self.grid = True
+        self.lo, self.scale, self.cells = lo, scale, cells
+        self.start, self.dense = start, dense if dense.any() else None
+        self.u_pad = np.concatenate((u, [np.inf]))
+        self.first = self.u_pad[start[:-1]]  # the cell's point, or (empty cell) the next point above it
+
+    def __call__(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        if not self.grid:
+            xs = np.sort(x)
+            return np.searchsorted(xs, self.u, side="left"), np.searchsorted(xs, self.u, side="right")
+        k = self.k
+        below = np.zeros(k + 1, dtype=np.int64)  # values by #points < value
+        upto = np.zeros(k + 1, dtype=np.int64)  # values by #points <= value
+        f_buf, c_buf, i_buf, b_buf = _block_buffers()
+        # Block by block into buffers reused across blocks, chunks and features: fresh arrays of
+        # a chunk's size would cost page faults (~40 % of the time) and fall out of the cache.
+        for begin in range(0, x.size, _BLOCK):
+            xb = x[begin : begin + _BLOCK]
+            m = xb.size
+            f, c, idx, b = f_buf[:m], c_buf[:m], i_buf[:m], b_buf[:m]
+            np.subtract(xb, self.lo, out=f)  # _cells, in place
+            np.multiply(f, self.scale, out=f)
+            np.clip(f, 0, self.cells - 1, out=f)
+            np.copyto(c, f, casting="unsafe")
+            np.take(self.start, c, out=idx, mode="clip")  # indices are in range: clip is not used
+            np.take(self.first, c, out=f, mode="clip")
+            np.less(f, xb, out=b)
+            idx += b  # idx = #points < value, exact outside the dense cells
+            if self.dense is not None:
+                np.take(self.dense, c, out=b, mode="clip")
+                rows = np.flatnonzero(b)
+                if rows.size:
+                    idx[rows] = np.searchsorted(self.u, xb[rows], side="left")
+            below += np.bincount(idx, minlength=k + 1)
+            np.take(self.u_pad, idx, out=f, mode="clip")
+            np.equal(f, xb, out=b)
+            idx += b  # now #points <= value
+            upto += np.bincount(idx, minlength=k + 1)
+        n_le = np.cumsum(below)[:k]  # value <= u_j  <=>  #points < value <= j
+        n_lt = np.cumsum(upto)[:k]  # value < u_j  <=>  #points <= value <= j
+        return n_lt, n_le
+
+
+_BLOCK = 1 << 16
+_buffers = threading.local()  # one set per thread (DriftStream's workers)
+
+
+def _block_buffers() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    if not hasattr(_buffers, "arrays"):
+        _buffers.arrays = (
+            np.empty(_BLOCK, dtype=np.float64),
+            np.empty(_BLOCK, dtype=np.intp),
+            np.empty(_BLOCK, dtype=np.intp),
+            np.empty(_BLOCK, dtype=bool),
+        )
+    return _buffers.arrays
+
+
+class _NumericKS:
+    """Two-sample KS of a stored reference sample against current values added in chunks.
+
+    While at most ``_KS_EXACT_MAX_N`` current values have come, they are kept (copies) so
+    that ``finish`` can call scipy's exact test as the whole-batch function does; past that,
+    only the counts at the sample's points are kept and the buffer is dropped.
+    """
+
+    def __init__(self, sample: Any):
+        self.n, self.m = 0, 0
+        self.sample_error: Exception | None = None
+        self.buffer: list[np.ndarray] | None = []
+        try:
+            self.s = np.sort(_finite(_as_float(sample)))
+        except _ENTRY_ERRORS as exc:
+            self.sample_error = exc
+            return
+        self.m = int(self.s.size)
+        self.counts_at: _PointCounts | None = None  # built when first needed: small batches use scipy
+
+    def _count(self, x: np.ndarray) -> None:
+        if self.counts_at is None:
+            # The sup of |F_s - F_c| is reached at a sample point, either at the point itself
+            # (right-continuous ECDFs) or just before it (left limits); both are data points
+            # of the pooled sample, which is where scipy evaluates the ECDFs.
+            u = np.unique(self.s)
+            self.fs_right = np.searchsorted(self.s, u, side="right") / self.m
+            self.fs_left = np.searchsorted(self.s, u, side="left") / self.m
+            self.counts_at = _PointCounts(u)
+            self.n_lt = np.zeros(u.size, dtype=np.int64)
+            self.n_le = np.zeros(u.size, dtype=np.int64)
+        n_lt, n_le = self.counts_at(x)
+        self.n_lt += n_lt
+        self.n_le += n_le
+
+    def _flush(self) -> None:
+        if self.buffer:
+            self._count(np.concatenate(self.buffer))
+        self.buffer = None
+
+    def add(self, values: Any) -> None:
+        x = _finite(_as_float(values))
+        if self.m == 0 or not x.size:
+            self.n += int(x.size)
+            return
+        if self.buffer is not None and self.n + x.size <= _KS_EXACT_MAX_N:
+            self.buffer.append(np.array(x, dtype=np.float64, copy=True))
+        else:
+            self._flush()
+            self._count(x)
+        self.n += int(x.size)
+
+    def finish(self) -> tuple[float, float, int]:
+        if self.sample_error is not None:
+            raise self.sample_error
+        m, n = self.m, self.n
+        if m == 0:
+            raise ValueError("no reference sample")
+        if n == 0:
+            raise ValueError("no non-null values")
+        if self.buffer is not None and max(m, n) <= _KS_EXACT_MAX_N:
+            res = stats.ks_2samp(self.s, np.concatenate(self.buffer))
+            return float(res.statistic), float(res.pvalue), n
+        self._flush()
+        fc_left, fc_right = self.n_lt / n, self.n_le / n
+        d = float(max(np.abs(self.fs_right - fc_right).max(), np.abs(self.fs_left - fc_left).max()))
+        big, small = sorted([float(m), float(n)], reverse=True)
+        en = big * small / (big + small)
+        p = float(np.clip(stats.kstwo.sf(d, np.round(en)), 0.0, 1.0))
+        return d, p, n
 
 
 def ks_against_sample(sample: Any, values: Any) -> tuple[float, float, int]:
@@ -366,35 +551,12 @@ def ks_against_sample(sample: Any, values: Any) -> tuple[float, float, int]:
     Equal to ``scipy.stats.ks_2samp(sample, current)`` (two-sided, ``method="auto"``),
     where ``current`` is the finite values. For small inputs it simply calls scipy; for
     large ones (where scipy uses the asymptotic distribution) it computes the same
-    statistic from one sort of the current values and the ECDFs at the sample points,
-    without scipy's pooled rank of both samples, and the same ``kstwo`` p-value.
+    statistic from the ECDFs at the sample points (counts of current values below and at
+    each point), without scipy's pooled rank of both samples, and the same ``kstwo`` p-value.
     """
-    s = np.sort(_finite(_as_float(sample)))
-    x = _finite(_as_float(values))
-    m, n = int(s.size), int(x.size)
-    if m == 0:
-        raise ValueError("no reference sample")
-    if n == 0:
-        raise ValueError("no non-null values")
-    if max(m, n) <= _KS_EXACT_MAX_N:
-        res = stats.ks_2samp(s, x)
-        return float(res.statistic), float(res.pvalue), n
-    # The sup of |F_s - F_c| is reached at a sample point, either at the point itself
-    # (right-continuous ECDFs) or just before it (left limits); both are data points
-    # of the pooled sample, which is where scipy evaluates the ECDFs.
-    u = np.unique(s)
-    fs_right = np.searchsorted(s, u, side="right") / m
-    fs_left = np.searchsorted(s, u, side="left") / m
-    counts = _counts_at(u, x)
-    if counts is None:
-        xs = np.sort(x)
-        counts = np.searchsorted(xs, u, side="left"), np.searchsorted(xs, u, side="right")
-    fc_left, fc_right = counts[0] / n, counts[1] / n
-    d = float(max(np.abs(fs_right - fc_right).max(), np.abs(fs_left - fc_left).max()))
-    big, small = sorted([float(m), float(n)], reverse=True)
-    en = big * small / (big + small)
-    p = float(np.clip(stats.kstwo.sf(d, np.round(en)), 0.0, 1.0))
-    return d, p, n
+    acc = _NumericKS(sample)
+    acc.add(values)
+    return acc.finish()
 
 
 # ---------------------------------------------------------------------------- report
@@ -410,45 +572,157 @@ def _empty_entry(kind: str | None, method: str, n_ref: int, n_cur: int, error: s
     return entry
 
 
-def _check_feature(ref: Mapping[str, Any] | None, values: Any, method: str, threshold: float) -> dict:
-    if not isinstance(ref, Mapping) or ref.get("kind") not in ("numeric", "categorical"):
-        return _empty_entry(None, method, 0, 0, "not in profile")
-    kind = ref["kind"]
-    n_ref = int(ref.get("n") or 0)
-    if values is None:
-        return _empty_entry(kind, method, n_ref, 0, "missing column")
-    if n_ref == 0:
-        return _empty_entry(kind, method, 0, 0, "no reference values")
-    try:
-        if kind == "categorical":
-            value, n_cur = categorical_psi(ref, values)
+def _error_text(exc: Exception) -> str:
+    return str(exc) or type(exc).__name__
+
+
+class _Feature:
+    """One feature's (or the prediction's) accumulator and the rules of its report entry."""
+
+    def __init__(self, ref: Mapping[str, Any] | None, method: str, threshold: float):
+        self.method, self.threshold = method, threshold
+        self.seen = False  # a chunk had the column
+        self.error: str | None = None
+        self.acc: _NumericPSI | _CategoricalPSI | _NumericKS | None = None
+        self.kind: str | None = None
+        self.n_ref = 0
+        if not isinstance(ref, Mapping) or ref.get("kind") not in ("numeric", "categorical"):
+            return  # not in profile
+        self.kind = ref["kind"]
+        self.n_ref = int(ref.get("n") or 0)
+        if self.n_ref == 0:
+            return  # no reference values
+        if self.kind == "categorical":
+            self.acc = _CategoricalPSI(ref)
+        elif method == "KS":
+            self.acc = _NumericKS(ref.get("sample") or [])
+        else:
+            self.acc = _NumericPSI(ref)
+
+    def add(self, values: Any) -> None:
+        self.seen = True
+        if self.acc is None or self.error is not None:
+            return
+        try:
+            self.acc.add(values)
+        except _ENTRY_ERRORS as exc:
+            self.error = _error_text(exc)
+
+    def entry(self) -> dict:
+        kind, method, n_ref = self.kind, self.method, self.n_ref
+        if kind is None:
+            return _empty_entry(None, method, 0, 0, "not in profile")
+        if not self.seen:
+            return _empty_entry(kind, method, n_ref, 0, "missing column")
+        if self.acc is None:
+            return _empty_entry(kind, method, 0, 0, "no reference values")
+        if self.error is not None:
+            return _empty_entry(kind, method, n_ref, 0, self.error)
+        try:
+            if isinstance(self.acc, _NumericKS):
+                stat, p_value, n_cur = self.acc.finish()
+                return {
+                    "kind": kind,
+                    "ks": stat,
+                    "p_value": p_value,
+                    "n_ref": n_ref,
+                    "n_cur": n_cur,
+                    "drifted": bool(stat > self.threshold),
+                }
+            value, n_cur = self.acc.finish()
             return {
                 "kind": kind,
                 "psi": value,
                 "n_ref": n_ref,
                 "n_cur": n_cur,
-                "drifted": bool(value > threshold),
+                "drifted": bool(value > self.threshold),
             }
-        if method == "KS":
-            stat, p_value, n_cur = ks_against_sample(ref.get("sample") or [], values)
-            return {
-                "kind": kind,
-                "ks": stat,
-                "p_value": p_value,
-                "n_ref": n_ref,
-                "n_cur": n_cur,
-                "drifted": bool(stat > threshold),
-            }
-        value, n_cur = numeric_psi(ref, values)
-        return {
-            "kind": kind,
-            "psi": value,
-            "n_ref": n_ref,
-            "n_cur": n_cur,
-            "drifted": bool(value > threshold),
+        except _ENTRY_ERRORS as exc:
+            return _empty_entry(kind, method, n_ref, 0, _error_text(exc))
+
+
+class DriftStream:
+    """Feature drift of a batch read in chunks: ``add`` each chunk (a DataFrame of some of
+    the batch's rows, all chunks with the same columns), then ``report``.
+
+    The report is exactly ``drift_report`` of all the chunks concatenated (PSI and KS: the
+    same counts, so the same floats), and memory holds the counts, not the rows: the
+    profile's bins or categories, and for KS the counts at the stored sample's points (plus
+    up to ``_KS_EXACT_MAX_N`` values per feature while the batch is that small, for scipy's
+    exact test). A feature is "missing column" when no chunk had its column.
+
+    ``workers > 1`` adds (and finishes) the features of a chunk in a thread pool.
+    """
+
+    def __init__(
+        self,
+        profile: Mapping[str, Any],
+        *,
+        method: str = "PSI",
+        threshold: float = 0.2,
+        features: Iterable[str] | None = None,
+        workers: int = 1,
+    ):
+        method = str(method).upper()
+        if method not in METHODS:
+            raise ValueError(f"method must be one of {', '.join(METHODS)}, not {method!r}")
+        self.method, self.threshold, self.workers = method, float(threshold), int(workers or 1)
+        ref_features = profile.get("features") if isinstance(profile, Mapping) else None
+        ref_features = ref_features if isinstance(ref_features, Mapping) else {}
+        names = [str(f) for f in (features if features is not None else ref_features) if f != PREDICTION_KEY]
+        self._features = {
+            name: _Feature(ref_features.get(name), self.method, self.threshold)
+            for name in dict.fromkeys(names)
         }
-    except (ValueError, TypeError, KeyError, IndexError) as exc:
-        return _empty_entry(kind, method, n_ref, 0, str(exc) or type(exc).__name__)
+        self._prediction_ref = ref_features.get(PREDICTION_KEY)
+        self.rows = 0
+
+    def columns(self, available: Iterable[str]) -> list[str]:
+        """Of a table's columns, the ones a chunk needs (the features the profile has): a
+        reader reads only these."""
+        available = set(available)
+        return [name for name, f in self._features.items() if f.kind is not None and name in available]
+
+    def _map(self, fn, items: list) -> list:
+        if self.workers > 1 and len(items) > 1:
+            with ThreadPoolExecutor(max_workers=self.workers) as pool:
+                return list(pool.map(fn, items))
+        return [fn(item) for item in items]
+
+    def add(self, chunk: pd.DataFrame) -> None:
+        jobs = []
+        for name, feature in self._features.items():
+            if feature.kind is None or name not in chunk.columns:
+                continue
+            col = chunk[name]
+            if isinstance(col, pd.DataFrame):  # duplicated column label: use the first
+                col = col.iloc[:, 0]
+            jobs.append((feature, col))
+        self._map(lambda job: job[0].add(job[1]), jobs)
+        self.rows += len(chunk)
+
+    def report(self, prediction: Any = None) -> dict:
+        """The drift_report shape (see there). ``prediction``: the model's outputs, on all the
+        rows or on some of them (a check of a batch too big for memory predicts its first rows)."""
+        entries = self._map(lambda feature: feature.entry(), list(self._features.values()))
+        out_features = dict(zip(self._features, entries, strict=True))
+        report: dict[str, Any] = {
+            "method": self.method,
+            "threshold": self.threshold,
+            "features": out_features,
+        }
+        if prediction is not None:
+            entry = _Feature(self._prediction_ref, self.method, self.threshold)
+            entry.add(prediction)
+            report["prediction"] = entry.entry()
+        psis = [e["psi"] for e in out_features.values() if e.get("psi") is not None]
+        kss = [e["ks"] for e in out_features.values() if e.get("ks") is not None]
+        drifted = [name for name, e in out_features.items() if e["drifted"]]
+        report["max_psi"] = max(psis) if psis else None
+        report["max_ks"] = max(kss) if kss else None
+        report["drifted_features"] = drifted
+        report["drifted_count"] = len(drifted)
+        return report
 
 
 def drift_report(
@@ -486,48 +760,22 @@ def drift_report(
       features, not the prediction (read ``prediction`` for that). ``max_*`` is ``None``
       when no feature has that metric.
 
+    It is ``current`` as the one chunk of a :class:`DriftStream`: a batch read in chunks
+    gets the same report.
+
     ``workers > 1`` checks the features in a thread pool (numpy releases the GIL in most
     of the work): about 1.7x faster for KS on two idle cores, but slower than one thread
     when the cores are already busy (GIL hand-offs), so the default is 1.
     """
-    method = str(method).upper()
-    if method not in METHODS:
-        raise ValueError(f"method must be one of {', '.join(METHODS)}, not {method!r}")
-    threshold = float(threshold)
-    ref_features = profile.get("features") if isinstance(profile, Mapping) else None
-    ref_features = ref_features if isinstance(ref_features, Mapping) else {}
-    names = [str(f) for f in (features if features is not None else ref_features) if f != PREDICTION_KEY]
-
-    jobs: list[tuple[str, Any, Any]] = []
-    for name in dict.fromkeys(names):
-        col = current[name] if name in current.columns else None
-        if isinstance(col, pd.DataFrame):  # duplicated column label: use the first
-            col = col.iloc[:, 0]
-        jobs.append((name, ref_features.get(name), col))
-    if prediction is not None:
-        jobs.append((PREDICTION_KEY, ref_features.get(PREDICTION_KEY), prediction))
-
-    if workers and workers > 1 and len(jobs) > 1:
-        with ThreadPoolExecutor(max_workers=workers) as pool:
-            results = list(pool.map(lambda job: _check_feature(job[1], job[2], method, threshold), jobs))
-    else:
-        results = [_check_feature(ref, col, method, threshold) for _, ref, col in jobs]
-
-    out_features: dict[str, dict] = {}
-    report: dict[str, Any] = {"method": method, "threshold": threshold, "features": out_features}
-    for (name, _, _), entry in zip(jobs, results, strict=True):
-        if name == PREDICTION_KEY:
-            report["prediction"] = entry
-        else:
-            out_features[name] = entry
-    psis = [e["psi"] for e in out_features.values() if e.get("psi") is not None]
-    kss = [e["ks"] for e in out_features.values() if e.get("ks") is not None]
-    drifted = [name for name, e in out_features.items() if e["drifted"]]
-    report["max_psi"] = max(psis) if psis else None
-    report["max_ks"] = max(kss) if kss else None
-    report["drifted_features"] = drifted
-    report["drifted_count"] = len(drifted)
-    return report
+    stream = DriftStream(
+        profile,
+        method=method,
+        threshold=threshold,
+        features=features,
+        workers=workers,
+    )
+    stream.add(current)
+    return stream.report(prediction)
 
 
 # ---------------------------------------------------------------------------- demo data

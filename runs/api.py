@@ -3,7 +3,7 @@ import json
 from django.conf import settings
 from django.db import transaction
 from django.db.models import Count, OuterRef, Subquery
-from django.http import FileResponse, StreamingHttpResponse
+from django.http import StreamingHttpResponse
 from django.shortcuts import get_object_or_404
 from django.utils.text import slugify
 from django_filters.rest_framework import DjangoFilterBackend
@@ -24,7 +24,7 @@ from recipes import access
 from recipes.models import Recipe, RecipeVersion
 from runs import perms as run_perms
 
-from . import artifacts, history, list_rows, services
+from . import artifacts, dataset_files, history, list_rows, services
 from .filters import DatasetFilter, RunFilter
 from .models import Dataset, Executor, MetricPoint, Run, RunMetric
 from .search_filter import RunSearchOrdering, RunSearchPagination
@@ -321,15 +321,14 @@ class RunViewSet(
         )
 
     # Any listed name, with its folders (`model/model.json`): only names recorded in the
-    # run's artifacts_json are served, and verified_path refuses anything resolving outside
-    # the run's folder, so `../` cannot reach other files.
+    # run's artifacts_json are served, and a name leaving the run's folder (`../`) is refused
+    # before the store is asked (mlworkspace.storage.clean_name).
     @action(detail=True, methods=["get"], url_path=r"artifacts/(?P<name>.+?)")
     def artifact(self, request, pk=None, name=None):
         """Download one artifact by the name `artifacts_json` lists it under, e.g.
         `predictions.csv` or `model/model.json` (its sha256 is verified first)."""
         run = self.get_object()
-        path = artifacts.verified_path(run.id, run.artifacts_json, name)
-        return FileResponse(open(path, "rb"), as_attachment=True, filename=name.rsplit("/", 1)[-1])
+        return artifacts.download(run.id, run.artifacts_json, name, filename=name.rsplit("/", 1)[-1])
 
 
 class DatasetViewSet(
@@ -408,10 +407,7 @@ class DatasetViewSet(
     @extend_schema(responses={(200, "application/octet-stream"): bytes})
     @action(detail=True, methods=["get"])
     def download(self, request, pk=None):
-        """The uploaded file, streamed (files are served only here, never from /media/)."""
+        """The uploaded file, checked against its sha256 and streamed (files are served only
+        here, never from /media/)."""
         dataset = self.get_object()
-        try:
-            handle = dataset.file.open("rb")
-        except (FileNotFoundError, ValueError):
-            raise NotFound(f"Dataset '{dataset.id}' has no file any more.") from None
-        return FileResponse(handle, as_attachment=True, filename=f"{dataset.name}.{dataset.format}")
+        return dataset_files.download(dataset)

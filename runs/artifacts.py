@@ -1,21 +1,26 @@
-"""Run artifacts on disk: MEDIA_ROOT/artifacts/<run_id>/, each file recorded in the run's
-`artifacts_json` with its sha256 and size at write time. Nothing is loaded or served
-unless its bytes still match that sha256 (a replaced file is refused, never unpickled —
-and no artifact is a pickle in the first place)."""
+"""Run artifacts: the files a run writes (model, profile, schema, predictions, plots), stored
+as ``artifacts/<run_id>/<name>`` through the file store (mlworkspace.storage: the media folder
+or an S3-compatible bucket), each recorded in the run's `artifacts_json` with its sha256 and
+size when stored. Nothing is loaded or served unless its bytes still match that sha256 (a
+replaced file is refused, never unpickled — and no artifact is a pickle in the first place).
+A run writes its files into a local folder first (``work/artifacts``); ``publish`` stores them."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections import OrderedDict
+from collections.abc import Iterator
+from contextlib import contextmanager
 from operator import itemgetter
 from pathlib import Path
 from threading import Lock
+from typing import BinaryIO
 
 import pandas as pd
 from django.conf import settings
 
-from mlworkspace.errors import Conflict, InvalidInput, NotFound
+from mlworkspace import storage
+from mlworkspace.errors import InvalidInput, NotFound
 from recipes.manifest import grain_columns
 
 from .data import model_input, time_column
@@ -28,60 +33,86 @@ MODEL_SUBDIR = "model"
 PREDICT_PARALLEL_MIN_ROWS = 10_000
 
 
-def run_dir(run_id: str) -> Path:
-    return Path(settings.MEDIA_ROOT) / "artifacts" / run_id
+def folder(run_id: str) -> str:
+    """The run's folder in the file store."""
+    return f"artifacts/{run_id}"
 
 
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def describe_files(run_id: str, kinds: dict[str, str]) -> dict:
-    """artifacts_json for the files written under run_dir(run_id): {name: kind}."""
-    base = run_dir(run_id)
+def publish(run_id: str, local_dir: Path, kinds: dict[str, str]) -> dict:
+    """Store the files a run wrote under `local_dir` ({name: kind}) and return its
+    artifacts_json (storage.StorageError when the store refuses one)."""
     files = {}
     for name, kind in kinds.items():
-        path = base / name
-        files[name] = {"kind": kind, "size": path.stat().st_size, "sha256": sha256_file(path)}
+        files[name] = {"kind": kind, **storage.put(f"{folder(run_id)}/{name}", local_dir / name)}
+    return described(run_id, files)
+
+
+def described(run_id: str, files: dict[str, dict]) -> dict:
+    """artifacts_json for the recorded `files` ({name: {kind, size, sha256}})."""
     return {
-        "dir": f"artifacts/{run_id}",
+        "dir": folder(run_id),
         "files": files,
-        "model": sorted(n for n, k in kinds.items() if k == "model"),
+        "model": sorted(n for n, e in files.items() if e.get("kind") == "model"),
     }
 
 
-def verified_path(run_id: str, artifacts_json: dict, name: str) -> Path:
-    """The path of a recorded artifact whose bytes still match its sha256."""
+def _entry(run_id: str, artifacts_json: dict, name: str) -> tuple[str, str, str]:
+    """(store name, sha256, how to name it in messages) of a recorded artifact; NotFound if the
+    run recorded none of that name."""
     entry = (artifacts_json or {}).get("files", {}).get(name)
     if not entry:
         raise NotFound(f"Run '{run_id}' has no artifact '{name}'.")
-    base = run_dir(run_id).resolve()
-    path = (base / name).resolve()
-    if base not in path.parents or not path.is_file():
-        raise NotFound(f"Artifact '{name}' of run '{run_id}' is not on this server's storage.")
-    if sha256_file(path) != entry.get("sha256"):
-        raise Conflict(
-            f"Artifact '{name}' of run '{run_id}' no longer matches its recorded sha256; refusing it."
-        )
-    return path
+    try:
+        stored = storage.clean_name(f"{folder(run_id)}/{name}")
+    except ValueError:
+        raise NotFound(f"Run '{run_id}' has no artifact '{name}'.") from None
+    return stored, entry.get("sha256") or "", f"Artifact '{name}' of run '{run_id}'"
 
 
-def verify_model_files(run_id: str, artifacts_json: dict) -> Path:
-    """Check every model file, then return the model directory for family.load()."""
+def fetch(run_id: str, artifacts_json: dict, name: str, dest: Path) -> Path:
+    """Download a recorded artifact to `dest`, checked against its sha256."""
+    stored, sha256, what = _entry(run_id, artifacts_json, name)
+    return storage.fetch(stored, sha256, dest, what=what)
+
+
+@contextmanager
+def local_copy(run_id: str, artifacts_json: dict, name: str) -> Iterator[Path]:
+    """A checked local copy of a recorded artifact for the duration of the block."""
+    stored, sha256, what = _entry(run_id, artifacts_json, name)
+    with storage.local_copy(stored, sha256, what=what) as path:
+        yield path
+
+
+def open_checked(run_id: str, artifacts_json: dict, name: str) -> BinaryIO:
+    """An open, checked copy of a recorded artifact, to stream to a user."""
+    stored, sha256, what = _entry(run_id, artifacts_json, name)
+    return storage.open_checked(stored, sha256, what=what)
+
+
+def download(run_id: str, artifacts_json: dict, name: str, *, filename: str, content_type=None):
+    """The response giving a user a recorded artifact (mlworkspace.storage.download)."""
+    stored, sha256, what = _entry(run_id, artifacts_json, name)
+    return storage.download(stored, sha256, filename=filename, content_type=content_type, what=what)
+
+
+def read_bytes(run_id: str, artifacts_json: dict, name: str) -> bytes:
+    stored, sha256, what = _entry(run_id, artifacts_json, name)
+    return storage.read_bytes(stored, sha256, what=what)
+
+
+def fetch_model(run_id: str, artifacts_json: dict, dest: Path) -> Path:
+    """Download every model file (checked) under `dest`; returns the model folder for
+    family.load()."""
     names = (artifacts_json or {}).get("model") or []
     if not names:
         raise NotFound(f"Run '{run_id}' has no model artifact.")
     for name in names:
-        verified_path(run_id, artifacts_json, name)
-    return run_dir(run_id) / MODEL_SUBDIR
+        fetch(run_id, artifacts_json, name, dest / name)
+    return dest / MODEL_SUBDIR
 
 
 def read_json_artifact(run_id: str, artifacts_json: dict, name: str) -> dict:
-    return json.loads(verified_path(run_id, artifacts_json, name).read_text())
+    return json.loads(read_bytes(run_id, artifacts_json, name))
 
 
 # Loaded models, keyed by run and model sha256s, so /predict does not reload every call.
@@ -101,9 +132,15 @@ def load_model(model):
         if key in _CACHE:
             _CACHE.move_to_end(key)
             return _CACHE[key]
-    directory = verify_model_files(run_id, artifacts_json)
     family = get_family(model.recipe.model_family)
-    loaded = (family.load(directory), read_json_artifact(run_id, artifacts_json, "schema.json"))
+    work = storage.work_dir("model")
+    try:  # the families' load() reads every file into memory: the copy goes at once
+        loaded = (
+            family.load(fetch_model(run_id, artifacts_json, work)),
+            read_json_artifact(run_id, artifacts_json, "schema.json"),
+        )
+    finally:
+        storage.remove(work)
     with _CACHE_LOCK:
         _CACHE[key] = loaded
         while len(_CACHE) > _CACHE_SIZE:

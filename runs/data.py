@@ -7,9 +7,11 @@ import csv
 import io
 import itertools
 import math
+from collections.abc import Iterator
 from pathlib import Path
 from typing import NamedTuple
 
+import numpy as np
 import pandas as pd
 
 from mlworkspace.redact import default_roots, redact_paths
@@ -86,6 +88,109 @@ def table_shape(path: Path, fmt: str, *, header_max_bytes: int) -> TableShape:
     return TableShape(rows=max(lines - 1, 0), columns=len(records[0]))
 
 
+SAMPLE_CHUNK_ROWS = 1_000_000
+
+
+def read_sample(
+    path: Path, fmt: str, *, max_rows: int, by: list[str] | None = None, seed: int = 0
+) -> tuple[pd.DataFrame, int]:
+    """(frame, the table's rows): the whole table when it has at most `max_rows` rows;
+    otherwise a uniform sample of about `max_rows` rows, read chunk by chunk so that memory
+    holds the sample, not the table. With `by` (grain columns) whole groups are kept or left
+    out (a series is never cut), chosen by a seeded hash of their key, so every chunk decides
+    the same for one group. ValueError in words when the file cannot be read."""
+    total = table_shape(path, fmt, header_max_bytes=1 << 20).rows
+    if total <= max_rows:
+        return read_table(path, fmt), total
+    share = max_rows / total
+    rng = np.random.default_rng(seed)
+    hash_key = f"{seed:016d}"[-16:]
+    kept = []
+    try:
+        for chunk in read_chunks(path, fmt):
+            if by:
+                hashed = pd.util.hash_pandas_object(chunk[by], index=False, hash_key=hash_key).to_numpy()
+                keep = (hashed % (1 << 32)) < share * (1 << 32)
+            else:
+                keep = rng.random(len(chunk)) < share
+            kept.append(chunk[keep])
+    except KeyError as exc:
+        raise ValueError(f"the file has no column {exc}") from None
+    except ValueError:
+        raise
+    except Exception as exc:  # pandas/pyarrow raise many types for a corrupt file
+        raise ValueError(f"could not read the file as {fmt.upper()}: {_exc_text(exc, path)}") from None
+    return pd.concat(kept, ignore_index=True), total
+
+
+def sample_by(family_name: str, manifest: dict) -> list[str] | None:
+    """The columns a sample of a larger-than-memory table keeps whole groups of: a family that
+    samples whole series (SAMPLE_BY_SERIES) gives its grain without the time column."""
+    family = get_family(family_name)
+    if not family.SAMPLE_BY_SERIES:
+        return None
+    times = {c["name"] for c in getattr(family, "SCHEMA", []) if c.get("role") == "time"}
+    return [c for c in grain_columns(manifest) if c not in times] or None
+
+
+def _read_error(exc: Exception, path: Path, fmt: str) -> ValueError:
+    return ValueError(f"could not read the file as {fmt.upper()}: {_exc_text(exc, path)}")
+
+
+def table_columns(path: Path, fmt: str) -> list[str]:
+    """A table's column names, from the Parquet schema or the CSV header (no rows read)."""
+    try:
+        if fmt == "parquet":
+            import pyarrow.parquet as pq
+
+            return list(pq.ParquetFile(path).schema_arrow.names)
+        return [str(c) for c in pd.read_csv(path, nrows=0).columns]
+    except Exception as exc:  # pandas/pyarrow raise many types for a corrupt file
+        raise _read_error(exc, path, fmt) from None
+
+
+def read_chunks(
+    path: Path, fmt: str, *, columns: list[str] | None = None, chunk_rows: int | None = None
+) -> Iterator[pd.DataFrame]:
+    """The table `chunk_rows` rows at a time (default SAMPLE_CHUNK_ROWS), only `columns` (default
+    all): memory holds one chunk, and for Parquet the row group pyarrow decodes it from (pandas
+    and pyarrow write groups of about 1M rows). A CSV chunk's types are inferred from its own
+    rows, as pandas does. ValueError in words when the file cannot be read."""
+    chunk_rows = chunk_rows or SAMPLE_CHUNK_ROWS
+    try:
+        if fmt == "parquet":
+            import pyarrow.parquet as pq
+
+            # pre_buffer (pyarrow's default) keeps every byte range it has read until the file is
+            # closed: memory would grow with the file (1.4 GB after 1 GB of Parquet), not the chunk.
+            parquet = pq.ParquetFile(path, pre_buffer=False)
+            for batch in parquet.iter_batches(batch_size=chunk_rows, columns=columns):
+                # One block per column: no copy into one 2-D block (a third of the read time).
+                yield batch.to_pandas(split_blocks=True)
+        else:
+            yield from pd.read_csv(path, chunksize=chunk_rows, usecols=columns, low_memory=False)
+    except Exception as exc:  # pandas/pyarrow raise many types for a corrupt file
+        raise _read_error(exc, path, fmt) from None
+
+
+def read_first_rows(path: Path, fmt: str, rows: int, *, chunk_rows: int | None = None) -> pd.DataFrame:
+    """The first `rows` rows, every column, reading no further than needed."""
+    if rows <= 0:
+        return pd.DataFrame()
+    if fmt != "parquet":
+        try:
+            return pd.read_csv(path, nrows=rows, low_memory=False)
+        except Exception as exc:  # pandas raises many types for a corrupt file
+            raise _read_error(exc, path, fmt) from None
+    kept, have = [], 0
+    for chunk in read_chunks(path, fmt, chunk_rows=min(rows, chunk_rows or SAMPLE_CHUNK_ROWS)):
+        kept.append(chunk.iloc[: rows - have])
+        have += len(kept[-1])
+        if have >= rows:
+            break
+    return pd.concat(kept, ignore_index=True) if kept else pd.DataFrame()
+
+
 def shape_problems(shape: TableShape, *, max_rows: int, max_columns: int, max_cells: int) -> list[str]:
     """Why a table is too big to load, naming the numbers (empty when it is within the limits)."""
     problems = []
@@ -133,6 +238,87 @@ def describe_columns(frame: pd.DataFrame) -> list[dict]:
     return [_describe(str(col), frame[col]) for col in frame.columns]
 
 
+# A column's distinct values are counted exactly (as 64-bit hashes) up to this many; beyond,
+# a streamed profile says "—" rather than hold them all.
+DISTINCT_MAX = 1_000_000
+
+
+def describe_chunks(chunks) -> list[dict]:
+    """describe_columns of a table read in chunks (a file larger than memory): the same entries,
+    exact, except ``distinct``, which is None for a column of more than DISTINCT_MAX values."""
+    stats: dict[str, _ColumnStats] = {}
+    for chunk in chunks:
+        for col in chunk.columns:
+            stats.setdefault(str(col), _ColumnStats(str(col))).add(chunk[col])
+    return [column.entry() for column in stats.values()]
+
+
+class _ColumnStats:
+    """One column's profile, accumulated chunk by chunk (describe_chunks)."""
+
+    def __init__(self, name: str):
+        self.name = name
+        self.rows = self.nulls = self.count = 0
+        self.kinds: set[str] = set()
+        self.hashes: np.ndarray | None = np.empty(0, dtype=np.uint64)
+        self.low = self.high = None
+        self.total = 0.0
+        self.times_low = self.times_high = None
+        self.times_ok, self.all_dates = True, True
+
+    def add(self, series: pd.Series) -> None:
+        self.rows += len(series)
+        self.nulls += int(series.isna().sum())
+        kind = dtype_name(series)
+        self.kinds.add(kind)
+        values = series.dropna()
+        if self.hashes is not None and len(values):
+            hashed = pd.util.hash_pandas_object(values.astype(str), index=False).to_numpy()
+            self.hashes = np.unique(np.concatenate((self.hashes, hashed)))
+            if self.hashes.size > DISTINCT_MAX:
+                self.hashes = None
+        if not len(values):
+            return
+        if kind in ("int", "float"):
+            low, high = values.min(), values.max()
+            self.low = low if self.low is None else min(self.low, low)
+            self.high = high if self.high is None else max(self.high, high)
+            self.total += float(values.sum())
+            self.count += len(values)
+        elif kind in ("datetime", "string") and self.times_ok:
+            times = values if kind == "datetime" else _iso_times(values)
+            if times is None:
+                self.times_ok = False
+                return
+            self.all_dates = self.all_dates and bool((times == times.dt.normalize()).all())
+            low, high = times.min(), times.max()
+            self.times_low = low if self.times_low is None else min(self.times_low, low)
+            self.times_high = high if self.times_high is None else max(self.times_high, high)
+
+    def entry(self) -> dict:
+        kinds = self.kinds - {"string"} if self.count == 0 and self.times_low is None else self.kinds
+        if "string" in kinds or len(kinds) > 2 or (len(kinds) == 2 and kinds != {"int", "float"}):
+            dtype = "string"
+        else:
+            dtype = "float" if "float" in kinds else next(iter(kinds), "string")
+        entry = {
+            "name": self.name,
+            "dtype": dtype,
+            "null_ratio": round(self.nulls / self.rows, 6) if self.rows else 0.0,
+            "distinct": int(self.hashes.size) if self.hashes is not None else None,
+        }
+        if dtype in ("int", "float") and self.count:
+            entry.update(min=_number(self.low), max=_number(self.high), mean=_number(self.total / self.count))
+        elif dtype in ("datetime", "string") and self.times_ok and self.times_low is not None:
+            dates = self.all_dates
+            entry["dtype"] = "date" if dates else "datetime"
+            entry.update(
+                min=self.times_low.date().isoformat() if dates else self.times_low.isoformat(),
+                max=self.times_high.date().isoformat() if dates else self.times_high.isoformat(),
+            )
+        return entry
+
+
 def _describe(name: str, series: pd.Series) -> dict:
     dtype = dtype_name(series)
     entry = {
@@ -177,19 +363,6 @@ def _number(value) -> float | int | None:
     if isinstance(value, float):
         return round(value, 6) if math.isfinite(value) else None  # NaN/inf are not JSON
     return value
-
-
-def read_head(path: Path, fmt: str, rows: int) -> pd.DataFrame:
-    """The first `rows` rows without reading the whole file (the dataset page's preview)."""
-    try:
-        if fmt == "parquet":
-            import pyarrow.parquet as pq
-
-            batch = next(pq.ParquetFile(path).iter_batches(batch_size=rows), None)
-            return batch.to_pandas() if batch is not None else pd.DataFrame()
-        return pd.read_csv(path, nrows=rows, low_memory=False)
-    except Exception as exc:  # the file was readable at upload; say so rather than fail
-        raise ValueError(f"could not read the file as {fmt.upper()}: {_exc_text(exc, path)}") from None
 
 
 def dataset_problems(

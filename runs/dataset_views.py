@@ -8,8 +8,6 @@ rule the upload and the run's quality stage apply."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
@@ -20,7 +18,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_http_methods, require_POST
 from django_htmx.http import HttpResponseClientRedirect
 
-from mlworkspace.errors import DomainError
+from mlworkspace.errors import Conflict, DomainError, NotFound
 from mlworkspace.forms import add_domain_errors
 from mlworkspace.views import active_filters, is_fragment, paginate, render_page, require_perm, sort_columns
 from models_registry.models import MLModel, ModelStatus
@@ -31,7 +29,7 @@ from recipes.models import Family, Recipe
 from runs import perms as run_perms
 
 from . import data as run_data
-from . import services
+from . import dataset_files, services
 from .dataset_forms import DatasetCheckForm, DatasetPurposeForm, DatasetUploadForm
 from .families import get_family
 from .filters import DatasetFilter
@@ -203,9 +201,11 @@ def schema_rows(columns: list[dict], recipe: Recipe | None) -> tuple[list[dict],
 
 def _preview(dataset: Dataset) -> dict:
     try:
-        frame = run_data.read_head(Path(dataset.file.path), dataset.format, PREVIEW_ROWS)
+        frame = dataset_files.read_head(dataset, PREVIEW_ROWS)
     except (ValueError, NotImplementedError) as exc:
         return {"preview_error": str(exc)}
+    except (NotFound, Conflict) as exc:
+        return {"preview_error": exc.detail}
     frame = frame.astype(object).where(frame.notna(), None)
     return {"preview_columns": [str(c) for c in frame.columns], "preview_rows": frame.values.tolist()}
 
@@ -219,9 +219,11 @@ def _check(dataset: Dataset, recipe: Recipe) -> dict:
         problem = "it is still being profiled" if dataset.status == "processing" else dataset.error
         return {"recipe": recipe, "version": version, "problems": [problem], "readable": False}
     try:
-        frame = run_data.read_table(Path(dataset.file.path), dataset.format)
+        frame = dataset_files.read_frame(dataset)
     except (ValueError, NotImplementedError) as exc:
         return {"recipe": recipe, "version": version, "problems": [str(exc)], "readable": False}
+    except (NotFound, Conflict) as exc:
+        return {"recipe": recipe, "version": version, "problems": [exc.detail], "readable": False}
     problems = run_data.dataset_problems(frame, dataset.columns_json, manifest, recipe.model_family)
     return {"recipe": recipe, "version": version, "problems": problems, "readable": True}
 

@@ -20,17 +20,21 @@ import multiprocessing
 import os
 import signal
 import socket
+import threading
 import time
 import uuid
+from contextlib import contextmanager
 from datetime import timedelta
+from pathlib import Path
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
-from mlworkspace.errors import Conflict, InvalidInput, server_redact
+from mlworkspace import storage
+from mlworkspace.errors import Conflict, InvalidInput, NotFound, server_redact
 
-from . import artifacts
+from . import artifacts, dataset_files
 from .families import worlds
 from .logs import run_log, run_logs_append
 from .models import MODEL_ARTIFACT_RUN_TYPES, Run, RunStatus, RunType
@@ -44,6 +48,7 @@ logger = logging.getLogger(__name__)
 
 WORKER_ID = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
 LOG_FLUSH_SECONDS = 0.5
+ARTIFACTS_SUBDIR = "artifacts"  # in the run's local folder: what the child writes
 
 
 def _mine(run_id: str):
@@ -64,11 +69,17 @@ def claim(run_id: str) -> bool:
     )
 
 
-def build_spec(run: Run) -> dict:
+def build_spec(run: Run, work: Path) -> dict:
+    """The child process's spec. Its inputs (the dataset's file, the model's files) are
+    downloaded, checked, into the run's local folder `work`; it writes its artifacts to
+    `work/artifacts` (stored by run_finish)."""
     manifest = run.recipe_version.manifest
     data: dict
     if run.dataset_id:
-        data = {"path": str(run.dataset.file.path), "format": run.dataset.format}
+        path = dataset_files.fetch(run.dataset, work / "input")
+        data = {"path": str(path), "format": run.dataset.format}
+        if run.run_type != RunType.SCORE:  # a score run scores every row; training may sample
+            data["max_rows"] = settings.TRAIN_MAX_ROWS
     else:
         synthetic = (run.params_json or {}).get("synthetic") or {}
         if run.run_type in MODEL_ARTIFACT_RUN_TYPES and not worlds.is_resolved(synthetic):
@@ -82,7 +93,7 @@ def build_spec(run: Run) -> dict:
     model_dir = model_schema = None
     if run.run_type in MODEL_ARTIFACT_RUN_TYPES:
         model = run.model
-        model_dir = str(artifacts.verify_model_files(model.training_run_id, model.artifacts_json))
+        model_dir = str(artifacts.fetch_model(model.training_run_id, model.artifacts_json, work / "model"))
         if run.run_type == RunType.SCORE:  # the columns the model takes, as /predict reads them
             model_schema = artifacts.read_json_artifact(
                 model.training_run_id, model.artifacts_json, "schema.json"
@@ -93,7 +104,7 @@ def build_spec(run: Run) -> dict:
         "family": run.recipe.model_family,
         "manifest": manifest,
         "data": data,
-        "artifact_dir": str(artifacts.run_dir(run.id)),
+        "artifact_dir": str(work / ARTIFACTS_SUBDIR),
         "model_dir": model_dir,
         "model_schema": model_schema,
         "threads": settings.SCORE_THREADS if run.run_type == RunType.SCORE else settings.RUN_THREADS,
@@ -194,14 +205,54 @@ def execute_run(run_id: str) -> str:
     run = Run.objects.select_related("recipe", "recipe_version", "model", "dataset").get(pk=run_id)
     progress = _Progress(run)
     progress.log("info", f"{run.name} claimed by worker {WORKER_ID}")
+    work = storage.work_dir(f"run-{run_id}")
     try:
-        spec = build_spec(run)
+        return _execute(run, progress, work)
+    finally:
+        storage.remove(work)
+
+
+@contextmanager
+def _beating(run_id: str):
+    """Beat the run's heartbeat from a thread while this process is busy with something long
+    outside the child's message loop (downloading its inputs, storing its artifacts), so the
+    reaper does not take a slow transfer for a dead worker."""
+    done = threading.Event()
+
+    def beat() -> None:
+        try:
+            while not done.wait(settings.RUN_HEARTBEAT_SECONDS):
+                _mine(run_id).update(heartbeat_at=timezone.now())
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=beat, daemon=True, name=f"beat-{run_id}")
+    thread.start()
+    try:
+        yield
+    finally:
+        done.set()
+        thread.join()
+
+
+def _execute(run: Run, progress: _Progress, work: Path) -> str:
+    run_id = run.id
+    try:
+        with _beating(run_id):
+            spec = build_spec(run, work)
+    except (NotFound, Conflict) as exc:  # an input missing from the store, or altered
+        return _finish(run, progress, RunStatus.FAILED, error=f"Could not prepare the run: {exc.detail}")
     except Exception as exc:
         return _finish(
             run, progress, RunStatus.FAILED, error=f"Could not prepare the run: {server_redact(str(exc))}"
         )
     if run.run_type == RunType.TUNE:  # a study of trials, not one pipeline: runs/tuning_executor.py
-        return _finish(run, progress, **tune_execute(run=run, spec=spec, progress=progress, worker=WORKER_ID))
+        return _finish(
+            run,
+            progress,
+            **tune_execute(run=run, spec=spec, progress=progress, worker=WORKER_ID),
+            artifact_dir=work / ARTIFACTS_SUBDIR,
+        )
 
     context = multiprocessing.get_context("spawn")
     receiver, sender = context.Pipe(duplex=False)
@@ -265,7 +316,7 @@ def execute_run(run_id: str) -> str:
             error = _process_died(child.exitcode)
         progress.log("error", error)
         return _finish(run, progress, RunStatus.FAILED, error=error)
-    return _finish(run, progress, RunStatus.SUCCEEDED, result=result)
+    return _finish(run, progress, RunStatus.SUCCEEDED, result=result, artifact_dir=work / ARTIFACTS_SUBDIR)
 
 
 def _process_died(exitcode: int | None) -> str:
@@ -282,19 +333,27 @@ def _process_died(exitcode: int | None) -> str:
 
 
 def _finish(
-    run: Run, progress: _Progress, status: str, *, error: str = "", result: dict | None = None
+    run: Run,
+    progress: _Progress,
+    status: str,
+    *,
+    error: str = "",
+    result: dict | None = None,
+    artifact_dir: Path | None = None,
 ) -> str:
     """Record the end of the run (runs.services.run_finish) with the progress not written yet."""
     progress.write_points()  # before run_finish: a finished run's history is final
-    finished = run_finish(
-        run=run,
-        status=status,
-        worker=WORKER_ID,
-        stages=progress.stages,
-        log_lines=progress.take_lines(),
-        error=error,
-        result=result,
-    )
+    with _beating(run.id):  # run_finish stores the artifacts first
+        finished = run_finish(
+            run=run,
+            status=status,
+            worker=WORKER_ID,
+            stages=progress.stages,
+            log_lines=progress.take_lines(),
+            error=error,
+            result=result,
+            artifact_dir=artifact_dir,
+        )
     return status if finished else "lost (the run was no longer ours)"
 
 

@@ -1,13 +1,13 @@
 """Sweeping what crashed processes leave behind (the worker's housekeeping step).
 
-A worker killed mid-run leaves an empty artifact folder (the reaper fails the run, see
-runs.executor.reap_stale_runs); a web server killed mid-upload leaves a dataset file with no
-row (services.dataset_create writes the file before the row commits) and Django's temporary
+A worker killed mid-run leaves its scratch folder in WORK_DIR (the reaper fails the run, see
+runs.executor.reap_stale_runs); a web server killed mid-upload leaves a stored dataset file
+with no row (services.dataset_create stores the file before the row commits) and Django's temporary
 upload file in FILE_UPLOAD_TEMP_DIR; a worker killed while profiling a large upload leaves
 the dataset `processing`; a worker killed between ending a run and recording its task leaves
 the task row RUNNING. Each sweep only removes what no live process can still be using:
 files older than HOUSEKEEPING_ORPHAN_AGE_SECONDS (an upload in progress keeps touching its
-file), empty folders of finished or unknown runs. Safe to run from several workers at once.
+file), scratch folders of runs no longer running. Safe to run from several workers at once.
 """
 
 from __future__ import annotations
@@ -19,9 +19,11 @@ from datetime import timedelta
 from pathlib import Path
 
 from django.conf import settings
+from django.core.files.storage import default_storage
 from django.utils import timezone
 
-from . import artifacts
+from mlworkspace import storage
+
 from .models import Dataset, Run, RunStatus
 from .services import dataset_fail_stale_profiles
 from .tasks import execute_run_task, fail_lost_task_rows, running_task_rows
@@ -36,53 +38,51 @@ def _older_than(path: Path, seconds: float, now: float) -> bool:
         return False
 
 
-def _has_files(folder: Path) -> bool:
-    return any(p.is_file() or p.is_symlink() for p in folder.rglob("*"))
-
-
-def sweep_artifact_dirs(*, max_age: float, now: float | None = None) -> list[str]:
-    """Remove artifact folders that hold no file, of runs that ended (a killed worker's run,
-    failed by the reaper) or no longer exist (the latter only once older than `max_age`)."""
+def sweep_work_dirs(*, max_age: float, now: float | None = None) -> list[str]:
+    """Remove this machine's scratch folders (WORK_DIR, mlworkspace.storage.work_dir) that a
+    killed process left: a run's once the run has ended (the reaper failed it) or, when no
+    such run exists, once older than `max_age`; any other (a download, an upload) once older
+    than `max_age`."""
     now = time.time() if now is None else now
-    base = artifacts.run_dir("x").parent
+    base = Path(settings.WORK_DIR)
     if not base.is_dir():
         return []
-    folders = {p.name: p for p in base.iterdir() if p.is_dir() and not p.is_symlink()}
-    if not folders:
-        return []
-    live = dict(Run.objects.filter(pk__in=list(folders)).values_list("id", "status"))
+    folders = [p for p in base.iterdir() if p.is_dir() and not p.is_symlink()]
+    runs = {p.name: p.name[len("run-") :].rsplit("-", 1)[0] for p in folders if p.name.startswith("run-")}
+    status = dict(Run.objects.filter(pk__in=list(runs.values())).values_list("id", "status"))
     removed = []
-    for run_id, folder in folders.items():
-        status = live.get(run_id)
-        if status in (RunStatus.QUEUED, RunStatus.RUNNING):
-            continue  # its worker may be writing
-        if status is None and not _older_than(folder, max_age, now):
-            continue  # no run (deleted, or not visible to us yet): only once it is old
-        if _has_files(folder):
+    for folder in folders:
+        run_id = runs.get(folder.name)
+        if run_id is not None and run_id in status:
+            if status[run_id] in (RunStatus.QUEUED, RunStatus.RUNNING):
+                continue  # its worker may be writing
+        elif not _older_than(folder, max_age, now):
             continue
         shutil.rmtree(folder, ignore_errors=True)
-        removed.append(run_id)
+        removed.append(folder.name)
     return removed
 
 
 def sweep_dataset_files(*, max_age: float, now: float | None = None) -> list[str]:
-    """Remove files in media/datasets that no dataset row names, older than `max_age` (an
-    upload writes its file before its row commits: a killed web server leaves the file)."""
+    """Remove stored files under datasets/ that no dataset row names, older than `max_age`
+    (an upload stores its file before its row commits: a killed web server leaves the file)."""
     now = time.time() if now is None else now
-    base = Path(settings.MEDIA_ROOT) / "datasets"
-    if not base.is_dir():
-        return []
-    candidates = {
-        f"datasets/{p.name}": p for p in base.iterdir() if p.is_file() and _older_than(p, max_age, now)
-    }
+    candidates = []
+    for name in storage.list_files("datasets"):
+        try:
+            modified = default_storage.get_modified_time(name).timestamp()
+        except FileNotFoundError:  # removed meanwhile (another worker's sweep)
+            continue
+        if now - modified > max_age:
+            candidates.append(name)
     if not candidates:
         return []
-    known = set(Dataset.objects.filter(file__in=list(candidates)).values_list("file", flat=True))
+    known = set(Dataset.objects.filter(file__in=candidates).values_list("file", flat=True))
     removed = []
-    for name, path in candidates.items():
+    for name in candidates:
         if name not in known:
-            path.unlink(missing_ok=True)
-            removed.append(path.name)
+            storage.delete(name)
+            removed.append(name.rsplit("/", 1)[-1])
     return removed
 
 
@@ -121,7 +121,7 @@ def sweep_orphans() -> dict[str, list[str]]:
     max_age = settings.HOUSEKEEPING_ORPHAN_AGE_SECONDS
     done = {
         "run_task_rows": fail_task_rows_of_ended_runs(),
-        "artifact_dirs": sweep_artifact_dirs(max_age=max_age),
+        "work_dirs": sweep_work_dirs(max_age=max_age),
         "dataset_files": sweep_dataset_files(max_age=max_age),
         "upload_temp_files": sweep_upload_temp_files(max_age=max_age),
         "stale_dataset_profiles": dataset_fail_stale_profiles(),

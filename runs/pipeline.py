@@ -14,9 +14,10 @@ The worker turns these into rows; the child never touches the database.
 
 spec = {
   "run_id", "run_type": "train"|"eval"|"backtest"|"score", "family", "manifest",
-  "data": {"synthetic": {"rows", "seed", "world", "window", "concept"}} | {"path", "format"},
+  "data": {"synthetic": {"rows", "seed", "world", "window", "concept"}} | {"path", "format", "max_rows"}
+      (max_rows: a train/eval/backtest/tune run reads a sample of a larger file; none for a score run),
           (the synthetic batch as resolved by runs.families.worlds.resolve at run creation)
-  "artifact_dir": str (this run's MEDIA_ROOT/artifacts/<run_id>),
+  "artifact_dir": str (a local folder of this run's: its files are stored when it ends),
   "model_dir": str | None (eval, score: the verified model directory of the run's model),
   "model_schema": dict | None (score: the model's schema.json, its input columns),
   "threads": int,
@@ -43,7 +44,9 @@ from .data import (
     dtype_name,
     model_input,
     outcome_columns,
+    read_sample,
     read_table,
+    sample_by,
     time_column,
 )
 from .families import get_family, worlds
@@ -219,10 +222,11 @@ def limit_threads(threads: int) -> None:
 
 
 def server_roots(spec: dict) -> tuple[str, ...]:
-    """The folders a run's messages must not show: the media folder (the artifact folder's
-    grandparent), the dataset's and model's folders, and the server's usual ones."""
+    """The folders a run's messages must not show: the run's scratch folders (the artifact
+    folder's parent and grandparent), the dataset's and model's folders, and the server's
+    usual ones."""
     artifact_dir = Path(spec.get("artifact_dir") or ".")
-    extra = [artifact_dir.parent.parent]
+    extra = [artifact_dir.parent, artifact_dir.parent.parent]
     if "path" in (spec.get("data") or {}):
         extra.append(Path(spec["data"]["path"]).parent)
     if spec.get("model_dir"):
@@ -270,12 +274,23 @@ def child_main(spec: dict, conn) -> None:
 def load_data(spec: dict, family, emit):
     source = spec["data"]
     if "path" in source:
-        frame = read_table(Path(source["path"]), source["format"])
-        emit(
-            "log",
-            "info",
-            f"Loaded dataset {Path(source['path']).name}: {len(frame)} rows × {frame.shape[1]} columns",
-        )
+        path, name = Path(source["path"]), Path(source["path"]).name
+        if not source.get("max_rows"):  # a score run scores every row
+            frame = read_table(path, source["format"])
+            emit("log", "info", f"Loaded dataset {name}: {len(frame)} rows × {frame.shape[1]} columns")
+            return frame
+        by = sample_by(family.NAME, spec["manifest"])
+        frame, total = read_sample(path, source["format"], max_rows=int(source["max_rows"]), by=by)
+        if len(frame) < total:
+            unit = f"whole series (by {', '.join(by)})" if by else "rows"
+            emit(
+                "log",
+                "warning",
+                f"Dataset {name} has {total:,} rows, more than TRAIN_MAX_ROWS ({int(source['max_rows']):,}): "
+                f"trained on a uniform sample of {unit}, {len(frame):,} rows × {frame.shape[1]} columns.",
+            )
+        else:
+            emit("log", "info", f"Loaded dataset {name}: {len(frame)} rows × {frame.shape[1]} columns")
         return frame
     # Runs created since worlds exist carry their resolved batch; older ones ({"rows",
     # "seed"}) resolve to the same first window of their world here.

@@ -190,6 +190,6 @@ def test_the_loaded_model_is_cached_in_process(champion, monkeypatch, rows):
     def no_disk(*args, **kwargs):
         raise AssertionError("the artifact was read again")
 
-    monkeypatch.setattr(artifacts, "verify_model_files", no_disk)
+    monkeypatch.setattr(artifacts, "fetch_model", no_disk)
     fitted, schema = artifacts.load_model(champion)
     assert schema["input_columns"] and services.experiment_predict(champion, rows[:1])["predictions"]

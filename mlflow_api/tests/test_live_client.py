@@ -11,11 +11,11 @@ import sys
 from pathlib import Path
 
 import pytest
+from django.conf import settings
 from django.core.management import call_command
 
 from mlflow_api.models import LoggedModel, ModelVersionSource
 from models_registry.models import MLModel
-from runs.artifacts import run_dir
 from runs.models import MetricPoint, Run, RunMetric, RunParam, RunStatus, RunTag
 
 from .conftest import RECIPE, token_of
@@ -84,7 +84,12 @@ def test_a_notebook_script_logs_to_the_workspace_unchanged(logged, client, user)
     model_dir = f"models/{logged['model_id']}/artifacts"
     assert {"notes.txt", "docs/notes.txt", f"{model_dir}/MLmodel", f"{model_dir}/model.pkl"} <= set(files)
     for name, entry in files.items():
-        assert hashlib.sha256((run_dir(run.pk) / name).read_bytes()).hexdigest() == entry["sha256"]
+        assert (
+            hashlib.sha256(
+                ((Path(settings.MEDIA_ROOT) / "artifacts" / run.pk) / name).read_bytes()
+            ).hexdigest()
+            == entry["sha256"]
+        )
     assert logged["artifacts"] == ["docs", "models", "notes.txt"]
 
     logged_model = LoggedModel.objects.get(pk=logged["model_id"])

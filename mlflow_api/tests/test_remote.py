@@ -14,13 +14,14 @@ import socket
 import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+from django.conf import settings
 from django.core.management import CommandError, call_command
 
 from mlflow_api import remote
-from runs.artifacts import run_dir
 from runs.models import MetricPoint, Run, RunParam, RunStatus, RunTag
 
 from .conftest import RECIPE, token_of
@@ -108,7 +109,9 @@ def test_import_from_the_live_workspace_pages_through_everything(logged, live_se
     first = Run.objects.get(recipe_id=TARGET, tag_rows__key="mlflow.importedRunId", tag_rows__value=logged[0])
     files = first.artifacts_json["files"]
     assert set(files) == {"notes.txt", "docs/readme.md", "docs/deep/data.bin"}
-    assert (run_dir(first.pk) / "docs" / "deep" / "data.bin").read_bytes() == BIG
+    assert (
+        (Path(settings.MEDIA_ROOT) / "artifacts" / first.pk) / "docs" / "deep" / "data.bin"
+    ).read_bytes() == BIG
     assert files["docs/deep/data.bin"]["sha256"] == hashlib.sha256(BIG).hexdigest()
 
     again = io.StringIO()
@@ -231,7 +234,7 @@ def test_another_artifact_store_is_read_through_get_artifact_without_mlflow(base
     call_command("import_mlflow", recipe=TARGET, uri=server.url, experiment="churn", stdout=out)
     assert "1 imported" in out.getvalue()
     run = Run.objects.get(recipe_id=TARGET, tag_rows__key="mlflow.importedRunId", tag_rows__value="abc123")
-    assert (run_dir(run.pk) / "model.pkl").read_bytes() == b"model bytes"
+    assert ((Path(settings.MEDIA_ROOT) / "artifacts" / run.pk) / "model.pkl").read_bytes() == b"model bytes"
     assert RunTag.objects.get(run=run, key="mlflow.runName").value == "from-s3"
     assert run.created_at.timestamp() == 1_700_000_000
     points = list(

@@ -31,6 +31,7 @@ def start_worker(tmp_path) -> subprocess.Popen:
         **os.environ,
         "DATABASE_URL": database_url(),
         "MEDIA_ROOT": str(settings.MEDIA_ROOT),
+        "WORK_DIR": str(settings.WORK_DIR),
         "WORKER_BEAT_SECONDS": "0.5",
         "WORKER_HOUSEKEEPING_SECONDS": "3600",
         "LOG_LEVEL": "INFO",  # "Starting worker": db_worker handles SIGTERM from then on

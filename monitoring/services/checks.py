@@ -1,12 +1,22 @@
 """A monitoring check: compute a snapshot of a model on a batch (an uploaded dataset or a
-window of its synthetic world), record it and keep the alert episodes."""
+window of its synthetic world), record it and keep the alert episodes.
+
+A dataset of more than CHECK_STREAM_ROWS rows is not loaded: it is read in chunks of
+CHECK_CHUNK_ROWS rows (`scan_table`, only the columns feature drift and freshness need), which
+feed accumulators whose results equal the in-memory ones (monitoring.drift.DriftStream,
+monitoring.freshness.FreshnessStream); the model predicts (and is evaluated on) the first
+CHECK_SAMPLE_ROWS rows only, which the snapshot says."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
+from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 import pandas as pd
+from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
@@ -16,8 +26,8 @@ from mlworkspace.ids import new_id
 from mlworkspace.metrics import timed_check
 from models_registry.models import MLModel
 from notifications.services import notify
-from runs import artifacts
-from runs.data import read_table
+from runs import artifacts, dataset_files
+from runs.data import read_chunks, read_first_rows, table_columns
 from runs.families import get_family, worlds
 from runs.models import Dataset
 from runs.selectors import model_training_batch
@@ -25,7 +35,7 @@ from runs.services import dataset_require_ready, synthetic_resolve
 
 from .. import drift as drift_lib
 from .. import rules
-from ..freshness import batch_freshness
+from ..freshness import FreshnessStream
 from ..models import Alert, AlertState, MonitorSnapshot
 from ..selectors import last_synthetic_batch
 from .retraining import retrain_after_snapshot
@@ -161,27 +171,66 @@ def synthetic_batch(model: MLModel, synthetic: dict | None) -> dict:
     return synthetic_resolve(family_name=model.recipe.model_family, synthetic=synthetic, after=after)
 
 
+class Accumulator(Protocol):
+    """What a chunked read feeds: DriftStream, FreshnessStream."""
+
+    def columns(self, available: list[str]) -> list[str]: ...
+
+    def add(self, chunk: pd.DataFrame) -> None: ...
+
+
+def scan_table(path: Path, fmt: str, *, feed: Sequence[Accumulator], chunk_rows: int) -> int:
+    """Read the table once in chunks of `chunk_rows` rows, only the columns the accumulators in
+    `feed` need, and add every chunk to each of them; returns the table's rows. The monitoring
+    check of a large dataset and bench/bench_scale.py's drift part both read through this."""
+    available = table_columns(path, fmt)
+    columns = list(dict.fromkeys(c for acc in feed for c in acc.columns(available)))
+    rows = 0
+    # With nothing to read, one column still counts the rows.
+    for chunk in read_chunks(path, fmt, columns=columns or available[:1], chunk_rows=chunk_rows):
+        for acc in feed:
+            acc.add(chunk)
+        rows += len(chunk)
+    return rows
+
+
 def _batch(
-    model: MLModel, *, dataset_id=None, synthetic=None, profile=None
-) -> tuple[pd.DataFrame, Dataset | None, dict]:
-    """The batch to check and what it is: ``{"source": "dataset", ...}`` or the resolved
-    synthetic batch (whose timestamps are moved so its newest row is 'now')."""
+    model: MLModel, *, dataset_id=None, synthetic=None, profile=None, feed: Sequence[Accumulator] = ()
+) -> tuple[pd.DataFrame, Dataset | None, dict, int]:
+    """The batch to check, added to the accumulators in `feed` (feature drift, freshness):
+    (the rows the model predicts, the dataset, what the batch is, the batch's rows).
+
+    What it is: ``{"source": "dataset", ...}`` or the resolved synthetic batch (whose
+    timestamps are moved so its newest row is 'now'). A dataset of more than
+    CHECK_STREAM_ROWS rows is read in chunks: every row feeds the accumulators, the model
+    predicts the first CHECK_SAMPLE_ROWS (``"streamed": true, "sample_rows": n``)."""
     family = get_family(model.recipe.model_family)
     if dataset_id is not None:
         dataset = lookup(Dataset, "dataset_id", dataset_id)
         dataset_require_ready(dataset, "dataset_id")  # still being profiled, or invalid: a 400
-        frame = read_table(dataset.file.path, dataset.format)
-        return frame, dataset, {"source": "dataset", "dataset_id": dataset.pk, "name": dataset.name}
-    resolved = synthetic_batch(model, synthetic)
-    frame = worlds.generate(family, resolved)
-    shift = resolved["shift"]
-    unknown = [name for name in shift if name not in frame.columns]
-    if unknown:
-        raise field_error("synthetic/shift", f"unknown column '{unknown[0]}'")
-    if shift:
-        frame = drift_lib.shift_batch(frame, shift, profile, resolved["seed"])
-    description = worlds.describe(family, resolved)
-    return frame, None, {"source": "synthetic", **resolved, "description": description}
+        batch = {"source": "dataset", "dataset_id": dataset.pk, "name": dataset.name}
+        if dataset.row_count > settings.CHECK_STREAM_ROWS:
+            with dataset_files.local_copy(dataset) as path:
+                rows = scan_table(path, dataset.format, feed=feed, chunk_rows=settings.CHECK_CHUNK_ROWS)
+                first = read_first_rows(
+                    path, dataset.format, settings.CHECK_SAMPLE_ROWS, chunk_rows=settings.CHECK_CHUNK_ROWS
+                )
+            return first, dataset, {**batch, "streamed": True, "sample_rows": len(first)}, rows
+        frame = dataset_files.read_frame(dataset)
+    else:
+        dataset = None
+        resolved = synthetic_batch(model, synthetic)
+        frame = worlds.generate(family, resolved)
+        shift = resolved["shift"]
+        unknown = [name for name in shift if name not in frame.columns]
+        if unknown:
+            raise field_error("synthetic/shift", f"unknown column '{unknown[0]}'")
+        if shift:
+            frame = drift_lib.shift_batch(frame, shift, profile, resolved["seed"])
+        batch = {"source": "synthetic", **resolved, "description": worlds.describe(family, resolved)}
+    for acc in feed:
+        acc.add(frame)
+    return frame, dataset, batch, len(frame)
 
 
 @timed_check  # /metrics: mlworkspace_monitoring_check_duration_seconds{family, source}
@@ -209,28 +258,32 @@ def model_check(
     family = get_family(family_name)
     run_id, run_artifacts = model.training_run_id, model.artifacts_json
     profile = artifacts.read_json_artifact(run_id, run_artifacts, "profile.json")
-    frame, dataset, batch = _batch(model, dataset_id=dataset_id, synthetic=synthetic, profile=profile)
+    drift_config = (manifest.get("monitoring") or {}).get("drift") or {}
+    stream = None
+    if drift_config.get("features"):
+        stream = drift_lib.DriftStream(
+            profile,
+            method=drift_config.get("method", "PSI"),
+            threshold=float(drift_config.get("threshold", 0.2)),
+            features=list(drift_config["features"]),
+        )
+    freshness_stream = FreshnessStream(manifest, family_name)
+    feed = [acc for acc in (stream, freshness_stream) if acc is not None]
+    frame, dataset, batch, rows = _batch(
+        model, dataset_id=dataset_id, synthetic=synthetic, profile=profile, feed=feed
+    )
     real_times = batch["source"] == "dataset"
     fitted, _schema = artifacts.load_model(model)
-    drift_config = (manifest.get("monitoring") or {}).get("drift") or {}
     # Feature drift and freshness need only the data. Scoring can legitimately fail on a
     # batch (a forecaster only scores periods after its history): then the snapshot says so
     # and carries no prediction drift or performance, instead of failing the whole check.
+    # `frame` is the whole batch, or a streamed batch's first rows (batch["sample_rows"]).
     scoring_error = None
     try:
         prediction = np.asarray(family.predict(fitted, frame), dtype=float)
     except ValueError as exc:
         prediction, scoring_error = None, f"the model cannot score this batch: {exc}"
-    drift = {}
-    if drift_config.get("features"):
-        drift = drift_lib.drift_report(
-            profile,
-            frame,
-            method=drift_config.get("method", "PSI"),
-            threshold=float(drift_config.get("threshold", 0.2)),
-            features=list(drift_config["features"]),
-            prediction=prediction,
-        )
+    drift = stream.report(prediction) if stream is not None else {}
     if scoring_error and drift:
         drift["prediction"] = {"error": scoring_error, "drifted": False}
     performance = {}
@@ -247,7 +300,7 @@ def model_check(
             k: float(v) for k, v in metrics.items() if isinstance(v, (int, float)) and np.isfinite(v)
         }
     captured_at = captured_at or timezone.now()
-    freshness = batch_freshness(frame, manifest, family_name, real_times=real_times, now=captured_at)
+    freshness = freshness_stream.report(real_times=real_times, now=captured_at)
     freshness["batch"] = batch  # which world and window (or dataset) the batch came from
     return snapshot_record(
         model=model,
@@ -256,6 +309,6 @@ def model_check(
         freshness=freshness,
         source=source,
         dataset=dataset,
-        row_count=len(frame),
+        row_count=rows,
         captured_at=captured_at,
     )

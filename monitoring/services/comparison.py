@@ -27,8 +27,7 @@ from mlworkspace.ids import new_id
 from models_registry.models import MLModel
 from notifications.services import notify
 from recipes.catalog import PRIMARY_METRIC, metric_direction
-from runs import artifacts
-from runs.data import read_table
+from runs import artifacts, dataset_files
 from runs.families import get_family, worlds
 from runs.metrics import metric_checks
 from runs.models import Dataset
@@ -59,7 +58,7 @@ def comparison_frame(window: dict, family_name: str) -> tuple[pd.DataFrame, str]
     family = get_family(family_name)
     if window.get("dataset_id"):
         dataset = Dataset.objects.get(pk=window["dataset_id"])
-        return read_table(dataset.file.path, dataset.format), f"dataset '{dataset.name}'"
+        return dataset_files.read_frame(dataset), f"dataset '{dataset.name}'"
     return worlds.generate(family, window), worlds.describe(family, window)
 
 

@@ -101,8 +101,8 @@ def scoring_outcomes(*, batch: ScoringBatch, rows: list, user=None, at: datetime
         )
     outcomes = _outcome_keys(rows, grain, labels)
     run = batch.run
-    path = artifacts.verified_path(run.pk, run.artifacts_json, PREDICTIONS_PARQUET)
-    predictions = pd.read_parquet(path)
+    with artifacts.local_copy(run.pk, run.artifacts_json, PREDICTIONS_PARQUET) as path:
+        predictions = pd.read_parquet(path)
     missing = [name for name in grain if name not in predictions.columns]
     if missing:
         raise Conflict(f"The predictions of batch '{batch.pk}' have no grain column '{missing[0]}'.")

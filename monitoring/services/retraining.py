@@ -34,7 +34,7 @@ from models_registry.services import model_register, model_set_status
 from notifications.services import notify
 from recipes.retraining import RetrainPolicy
 from recipes.retraining import policy as retrain_policy
-from runs.data import read_table
+from runs import dataset_files
 from runs.families import get_family, worlds
 from runs.models import Dataset, DatasetPurpose, DatasetStatus, Run, RunStatus, RunType
 from runs.selectors import model_training_batch
@@ -139,7 +139,7 @@ def _dataset_window(champion: MLModel, count: int, user) -> tuple[Dataset, dict]
     if len(used) == 1:
         train = used[0]
     else:
-        frame = pd.concat([read_table(d.file.path, d.format) for d in reversed(used)], ignore_index=True)
+        frame = pd.concat([dataset_files.read_frame(d) for d in reversed(used)], ignore_index=True)
         buffer = io.BytesIO()
         frame.to_parquet(buffer, index=False)
         train = dataset_create(

@@ -9,8 +9,10 @@ the firm objects' existing permissions are not what stops them at a client's obj
 from __future__ import annotations
 
 import hashlib
+from pathlib import Path
 
 import pytest
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.files.uploadedfile import SimpleUploadedFile
 from rest_framework.test import APIClient
@@ -20,7 +22,6 @@ from monitoring import services as monitoring_services
 from recipes import access, services
 from recipes.models import Recipe
 from recipes.tests.factories import make_client
-from runs import artifacts
 from runs import services as run_services
 
 API = "/api/ml-development"
@@ -60,7 +61,7 @@ def _objects(recipe: Recipe, admin, tag: str) -> dict:
         user=admin, name=f"model {tag}", recipe=recipe, recipe_version=version
     )
     run = run_services.run_start(user=admin, recipe=recipe, run_type="eval", executor="external")
-    folder = artifacts.run_dir(run.id)
+    folder = Path(settings.MEDIA_ROOT) / "artifacts" / run.id
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "metrics.json").write_bytes(b'{"MAPE": 0.1}')
     run.artifacts_json = {"files": {"metrics.json": {"sha256": hashlib.sha256(b'{"MAPE": 0.1}').hexdigest()}}}

@@ -150,6 +150,10 @@ from runs.metrics import forecasting as fm
 
 NAME = "forecasting"
 PREDICTION_COLUMN = "prediction"  # what predict() returns, as a score run's column
+# Data larger than TRAIN_MAX_ROWS is sampled by whole series (grain keys), never by rows: a
+# forecaster learns each series' lags, windows and seasonality from its consecutive history,
+# which a row sample would leave full of gaps (runs.data.read_sample).
+SAMPLE_BY_SERIES = True
 
 HISTORY_DAYS = 1095
 START_DATE = "2022-01-03"

@@ -92,6 +92,10 @@ from runs.metrics import pricing as pm
 
 NAME = "pricing"
 PREDICTION_COLUMN = "predicted_units"  # what predict() returns, as a score run's column
+# Data larger than TRAIN_MAX_ROWS is sampled by rows: each row is one price observation of a
+# product, and the demand model's fit needs representative observations, not whole histories
+# (runs.data.read_sample).
+SAMPLE_BY_SERIES = False
 DEFAULT_ROWS = 100_000
 
 SCHEMA: list[dict] = [

@@ -3,7 +3,6 @@ usage, delete."""
 
 from __future__ import annotations
 
-import hashlib
 from datetime import timedelta
 from pathlib import Path
 
@@ -16,11 +15,13 @@ from django.utils import timezone
 from django_tasks_db.models import DBTaskResult
 
 from audit import services as audit
-from mlworkspace.errors import Conflict, TooLarge, field_error
+from mlworkspace import storage
+from mlworkspace.errors import Conflict, NotFound, TooLarge, Unavailable, field_error, server_redact
 from mlworkspace.ids import new_id
 from recipes.models import Recipe
 
 from .. import data as run_data
+from .. import dataset_files
 from ..models import (
     Dataset,
     DatasetPurpose,
@@ -61,47 +62,47 @@ def dataset_create(
     if fmt is None:
         raise field_error("file", f"must be a .csv or .parquet file, got '{upload.name}'")
     dataset_id = new_id("ds")
-    directory = Path(settings.MEDIA_ROOT) / "datasets"
-    directory.mkdir(parents=True, exist_ok=True)
-    path = directory / f"{dataset_id}.{fmt}"
-    digest = hashlib.sha256()
+    # Written and read locally first (its shape, a small file's profile), then stored whole.
+    work = storage.work_dir("upload")
     try:
-        with open(path, "wb") as out:
-            for chunk in upload.chunks():
-                digest.update(chunk)
-                out.write(chunk)
-    except BaseException:  # a broken upload or a full disk: no partial file (a killed
-        path.unlink(missing_ok=True)  # process's is swept by runs.housekeeping)
-        raise
-    try:
-        # Rows and columns from the footer / first line, before anything is loaded.
-        shape = _dataset_shape(path, fmt)
-        size = path.stat().st_size
-        inline = (
-            size <= settings.DATASET_INLINE_PROFILE_BYTES
-            and shape.rows <= settings.DATASET_INLINE_PROFILE_ROWS
-        )
-        # A small file is profiled now; a large one by a worker (dataset_profile), `processing`
-        # until then (runs refuse it meanwhile).
-        profile = (
-            {**_dataset_profile_fields(path, fmt, recipe), "status": DatasetStatus.READY}
-            if inline
-            else {"row_count": shape.rows, "status": DatasetStatus.PROCESSING}
-        )
-    except ValueError as exc:
-        path.unlink(missing_ok=True)
-        raise field_error("file", str(exc)) from None
-    except TooLarge:
-        path.unlink(missing_ok=True)
-        raise
+        if hasattr(upload, "temporary_file_path"):  # a large upload Django streamed to disk
+            path = Path(upload.temporary_file_path())
+        else:
+            path = work / f"{dataset_id}.{fmt}"
+            with open(path, "wb") as out:
+                for chunk in upload.chunks():
+                    out.write(chunk)
+        try:
+            # Rows and columns from the footer / first line, before anything is loaded.
+            shape = _dataset_shape(path, fmt)
+            inline = (
+                path.stat().st_size <= settings.DATASET_INLINE_PROFILE_BYTES
+                and shape.rows <= settings.DATASET_INLINE_PROFILE_ROWS
+            )
+            # A small file is profiled now; a large one by a worker (dataset_profile),
+            # `processing` until then (runs refuse it meanwhile).
+            profile = (
+                {**_dataset_profile_fields(path, fmt, recipe), "status": DatasetStatus.READY}
+                if inline
+                else {"row_count": shape.rows, "status": DatasetStatus.PROCESSING}
+            )
+        except ValueError as exc:
+            raise field_error("file", str(exc)) from None
+        name_in_store = f"datasets/{dataset_id}.{fmt}"
+        try:
+            stored = storage.put(name_in_store, path)
+        except storage.StorageError as exc:
+            raise Unavailable(f"The file could not be stored: {server_redact(str(exc))}") from None
+    finally:  # a broken upload or a full disk: nothing local is left (a killed process's
+        storage.remove(work)  # scratch folder is swept by runs.housekeeping)
     try:
         dataset = Dataset.objects.create(
             id=dataset_id,
             name=(name or Path(upload.name).stem)[:200],
-            file=f"datasets/{path.name}",
+            file=name_in_store,
             format=fmt,
-            size_bytes=size,
-            sha256=digest.hexdigest(),
+            size_bytes=stored["size"],
+            sha256=stored["sha256"],
             recipe=recipe,
             # A client recipe's data is its client's (callers check the role: recipes.access).
             client=client or (recipe.client if recipe is not None else None),
@@ -110,7 +111,7 @@ def dataset_create(
             **profile,
         )
     except Exception:
-        path.unlink(missing_ok=True)  # no orphan file when the row cannot be written
+        storage.delete(name_in_store)  # no orphan file when the row cannot be written
         raise
     audit.record(user, "dataset.upload", dataset, changes=audit.created(dataset))
     if not inline:
@@ -136,16 +137,34 @@ def _dataset_shape(path: Path, fmt: str) -> run_data.TableShape:
 
 
 def _dataset_profile_fields(path: Path, fmt: str, recipe: Recipe | None) -> dict:
-    """Load the file, describe its columns and check it against `recipe`'s newest version:
-    the fields a ready dataset has. ValueError (readable) when the file is not a table."""
-    frame = run_data.read_table(path, fmt)
-    columns = run_data.describe_columns(frame)
+    """Describe the file's columns and check it against `recipe`'s newest version: the fields
+    a ready dataset has. A table of more than DATASET_CHECK_SAMPLE_ROWS rows is never loaded
+    whole: its columns are profiled chunk by chunk over every row, and it is checked on a
+    uniform sample of that many rows, drawn as a run's training sample is (runs.data.read_sample;
+    ``validation_json["sample_rows"]`` says how many). ValueError (readable) when the file is
+    not a table."""
+    manifest = recipe.current_version.manifest if recipe is not None and recipe.current_version else {}
+    family = recipe.model_family if recipe is not None else None
+    rows = run_data.table_shape(path, fmt, header_max_bytes=settings.DATASET_HEADER_MAX_BYTES).rows
+    if rows <= settings.DATASET_CHECK_SAMPLE_ROWS:
+        frame = run_data.read_table(path, fmt)
+        rows, columns, sample_rows = len(frame), run_data.describe_columns(frame), None
+    else:
+        columns = run_data.describe_chunks(run_data.read_chunks(path, fmt))
+        frame, sample_rows = None, None
+        if recipe is not None:
+            by = run_data.sample_by(family, manifest)
+            frame, _total = run_data.read_sample(
+                path, fmt, max_rows=settings.DATASET_CHECK_SAMPLE_ROWS, by=by
+            )
+            sample_rows = len(frame)
     validation = {"recipe_id": None, "errors": [], "valid": None}
     if recipe is not None:
-        manifest = recipe.current_version.manifest if recipe.current_version else {}
-        errors = run_data.dataset_problems(frame, columns, manifest, recipe.model_family)
+        errors = run_data.dataset_problems(frame, columns, manifest, family)
         validation = {"recipe_id": recipe.id, "errors": errors, "valid": not errors}
-    return {"row_count": len(frame), "columns_json": columns, "validation_json": validation}
+        if sample_rows is not None:
+            validation["sample_rows"] = sample_rows
+    return {"row_count": rows, "columns_json": columns, "validation_json": validation}
 
 
 def dataset_profile(*, dataset_id: str) -> str:
@@ -159,7 +178,10 @@ def dataset_profile(*, dataset_id: str) -> str:
     if dataset is None:
         return "not processing (deleted or already profiled)"
     try:
-        fields = _dataset_profile_fields(Path(dataset.file.path), dataset.format, dataset.recipe)
+        with dataset_files.local_copy(dataset) as path:
+            fields = _dataset_profile_fields(path, dataset.format, dataset.recipe)
+    except (NotFound, Conflict) as exc:
+        fields = {"status": DatasetStatus.INVALID, "error": exc.detail}
     except ValueError as exc:
         fields = {"status": DatasetStatus.INVALID, "error": str(exc)}
     except MemoryError:
@@ -265,7 +287,7 @@ def dataset_delete(*, dataset: Dataset, user) -> None:
     see; the rest only as "uses you cannot see")."""
     usage = dataset_usage(dataset, user)
     if not usage:
-        name, storage = dataset.file.name, dataset.file.storage
+        name = dataset.file.name
         audit.record(user, "dataset.delete", dataset, changes=audit.deleted(dataset))  # gone if refused
         try:
             with transaction.atomic():

@@ -3,11 +3,14 @@ run_report), its stages closed, and its result attached to its model."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from django.db import transaction
 from django.utils import timezone
 
 from audit import services as audit
-from mlworkspace.errors import Conflict
+from mlworkspace import storage
+from mlworkspace.errors import Conflict, server_redact
 from models_registry.services import model_attach_training
 
 from .. import artifacts
@@ -77,14 +80,25 @@ def run_finish(
     log_lines: list[dict] | None = None,
     error: str = "",
     result: dict | None = None,
+    artifact_dir: Path | None = None,
 ) -> bool:
     """The end of a run the workspace executed, written by the worker `worker` that ran it:
     its status, error, outcome (metrics, checks, plots, artifacts of `result`, the pipeline's
-    result) and stages (closed: none left running or pending), its pending `log_lines`, its
+    result, whose files — written under the local `artifact_dir` — are stored now: a store
+    that refuses them fails the run) and stages (closed: none left running or pending), its
+    pending `log_lines`, its
     result attached to its model (`run_deploys`), and a last log line naming the status and
     any breached thresholds. Conditional on (status=running, worker=worker): a run the reaper
     has failed meanwhile is not resurrected. False when the run was no longer the worker's.
     `run` needs its recipe, version and model selected."""
+    stored = None
+    if result is not None:
+        try:
+            stored = artifacts.publish(run.id, artifact_dir or Path("."), result["artifacts"])
+        except (storage.StorageError, OSError) as exc:
+            status, result = RunStatus.FAILED, None
+            error = f"The run's artifacts could not be stored: {server_redact(str(exc))}"
+            log_lines = [*(log_lines or []), {"level": "error", "message": error, "ts": timezone.now()}]
     close_stages(stages, status, error)
     fields = {"status": status, "finished_at": timezone.now(), "error": error[:10_000], "current_stage": ""}
     if result is not None:
@@ -92,7 +106,7 @@ def run_finish(
         fields["plots_json"] = result.get("plots") or {}
         if result.get("folds"):
             fields["plots_json"] = {**fields["plots_json"], "folds": result["folds"]}
-        fields["artifacts_json"] = artifacts.describe_files(run.id, result["artifacts"])
+        fields["artifacts_json"] = stored
         if result.get("scoring"):  # a score run: its rows and columns (the files are above)
             fields["artifacts_json"]["scoring"] = result["scoring"]
     with transaction.atomic():

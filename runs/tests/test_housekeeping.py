@@ -1,5 +1,5 @@
 """Crash leftovers (issue 12, defect 8): the reaper fails a lost worker's run and closes its
-stages and task row; housekeeping sweeps empty artifact folders, dataset files with no row,
+stages and task row; housekeeping sweeps scratch folders of ended runs, dataset files with no row,
 upload temp files and datasets whose profiling was lost. Real files, real task rows."""
 
 import os
@@ -14,13 +14,12 @@ from django.utils import timezone
 from django_tasks_db.models import DBTaskResult
 
 from recipes.models import Recipe
-from runs import artifacts
 from runs.executor import reap_stale_runs
 from runs.housekeeping import (
-    sweep_artifact_dirs,
     sweep_dataset_files,
     sweep_orphans,
     sweep_upload_temp_files,
+    sweep_work_dirs,
 )
 from runs.models import Dataset, DatasetStatus, Run, RunStatus
 from runs.services import dataset_fail_stale_profiles, run_start
@@ -105,28 +104,38 @@ def test_default_settings_reap_within_30_seconds(settings):
     assert settings.RUN_HEARTBEAT_SECONDS * 3 <= settings.RUN_STALE_AFTER_SECONDS
 
 
-# --------------------------------------------------------------------------- artifact folders
+# --------------------------------------------------------------------------- scratch folders
 
 
-def test_empty_artifact_folders_of_ended_or_unknown_runs_are_removed(baselines, user):
+def test_scratch_folders_of_ended_or_unknown_runs_and_old_downloads_are_removed(settings, baselines, user):
     failed = make_run(user, RunStatus.FAILED)
     running = make_run(user, RunStatus.RUNNING, heartbeat_at=timezone.now())
-    kept_files = make_run(user, RunStatus.FAILED)
     succeeded = make_run(user, RunStatus.SUCCEEDED)
+    base = Path(settings.WORK_DIR)
     folders = {}
-    for name in (failed.pk, running.pk, kept_files.pk, succeeded.pk, "run_gone_old", "run_gone_new"):
-        folders[name] = artifacts.run_dir(name)
-        (folders[name] / "model").mkdir(parents=True)  # an empty subfolder is still empty
-    (folders[kept_files.pk] / "log.txt").write_text("partial output")
-    (folders[succeeded.pk] / "model" / "model.json").write_text("{}")
-    age(folders["run_gone_old"], 2 * HOUR)
+    for key, prefix in [
+        ("failed", f"run-{failed.pk}"),
+        ("running", f"run-{running.pk}"),
+        ("succeeded", f"run-{succeeded.pk}"),
+        ("gone", "run-run_gone"),
+        ("read", "read"),
+    ]:
+        folders[key] = Path(tempfile.mkdtemp(prefix=f"{prefix}-", dir=base))
+        (folders[key] / "input").mkdir()
+        (folders[key] / "input" / "data.csv").write_text("a\n1\n")
+        age(folders[key], 2 * HOUR)
+    # Just made: a run that ended is swept at once, an unknown run's or a download's not yet.
+    ended_now = Path(tempfile.mkdtemp(prefix=f"run-{failed.pk}-", dir=base))
+    unknown_now = Path(tempfile.mkdtemp(prefix="run-run_new-", dir=base))
+    read_now = Path(tempfile.mkdtemp(prefix="read-", dir=base))
 
-    removed = sweep_artifact_dirs(max_age=HOUR)
+    removed = sweep_work_dirs(max_age=HOUR)
 
-    assert sorted(removed) == sorted([failed.pk, "run_gone_old"])
-    assert not folders[failed.pk].exists() and not folders["run_gone_old"].exists()
-    for name in (running.pk, kept_files.pk, succeeded.pk, "run_gone_new"):
-        assert folders[name].is_dir(), name
+    gone = [folders[k] for k in ("failed", "succeeded", "gone", "read")] + [ended_now]
+    assert sorted(removed) == sorted(folder.name for folder in gone)
+    assert not any(folder.exists() for folder in gone)
+    for kept in (folders["running"], unknown_now, read_now):  # its worker may be writing
+        assert kept.is_dir(), kept.name
 
 
 # --------------------------------------------------------------------------- dataset files
@@ -225,7 +234,7 @@ def test_a_housekeeping_round_runs_every_sweep(settings, baselines, user, tmp_pa
     settings.HOUSEKEEPING_ORPHAN_AGE_SECONDS = HOUR
     settings.FILE_UPLOAD_TEMP_DIR = tmp_path
     failed = make_run(user, RunStatus.FAILED)
-    artifacts.run_dir(failed.pk).mkdir(parents=True)
+    scratch = Path(tempfile.mkdtemp(prefix=f"run-{failed.pk}-", dir=settings.WORK_DIR))
     (Path(settings.MEDIA_ROOT) / "datasets").mkdir(parents=True)
     old_file(Path(settings.MEDIA_ROOT) / "datasets" / "ds_x.csv")
     old_file(tmp_path / "t.upload")
@@ -234,7 +243,7 @@ def test_a_housekeeping_round_runs_every_sweep(settings, baselines, user, tmp_pa
     done = sweep_orphans()
     assert done == {
         "run_task_rows": [],
-        "artifact_dirs": [failed.pk],
+        "work_dirs": [scratch.name],
         "dataset_files": ["ds_x.csv"],
         "upload_temp_files": ["t.upload"],
         "stale_dataset_profiles": ["ds_lost"],

@@ -40,7 +40,9 @@ def test_threads_give_the_scores_of_one_thread(name):
 
 
 @pytest.mark.django_db
-def test_a_score_run_gets_the_score_threads_and_other_runs_the_run_threads(user, baselines, settings):
+def test_a_score_run_gets_the_score_threads_and_other_runs_the_run_threads(
+    user, baselines, settings, tmp_path
+):
     from runs.executor import build_spec
     from runs.services import run_start
     from runs.tests.factories import trained_model
@@ -49,5 +51,5 @@ def test_a_score_run_gets_the_score_threads_and_other_runs_the_run_threads(user,
     model = trained_model(user, rows=3000)
     score = run_start(user=user, recipe=model.recipe, model=model, run_type="score", params={})
     evaluation = run_start(user=user, recipe=model.recipe, model=model, run_type="eval", params={})
-    assert build_spec(score)["threads"] == 3
-    assert build_spec(evaluation)["threads"] == 1
+    assert build_spec(score, tmp_path)["threads"] == 3
+    assert build_spec(evaluation, tmp_path)["threads"] == 1

@@ -5,12 +5,15 @@ its targets; the model is left as it was."""
 
 import io
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+from django.conf import settings
 from django.core.files.uploadedfile import SimpleUploadedFile
 
+from mlworkspace import storage
 from models_registry.models import MLModel
 from runs import artifacts
 from runs.executor import execute_run
@@ -46,8 +49,8 @@ def model_state(model: MLModel) -> dict:
 
 
 def predictions(run: Run, name: str = "predictions.parquet") -> pd.DataFrame:
-    path = artifacts.verified_path(run.id, run.artifacts_json, name)
-    return pd.read_parquet(path) if name.endswith(".parquet") else pd.read_csv(path)
+    with artifacts.local_copy(run.id, run.artifacts_json, name) as path:
+        return pd.read_parquet(path) if name.endswith(".parquet") else pd.read_csv(path)
 
 
 def score(user, model, **kwargs) -> Run:
@@ -73,8 +76,8 @@ def test_score_run_predicts_every_row_of_the_next_window(user, baselines, name):
     files = run.artifacts_json["files"]
     assert {"predictions.parquet", "predictions.csv"} <= set(files)
     for file_name in ("predictions.parquet", "predictions.csv"):
-        path = artifacts.run_dir(run.id) / file_name
-        assert files[file_name]["sha256"] == artifacts.sha256_file(path)
+        path = (Path(settings.MEDIA_ROOT) / "artifacts" / run.id) / file_name
+        assert files[file_name]["sha256"] == storage.sha256_of(path)
         assert files[file_name]["size"] == path.stat().st_size
     scored, exported = predictions(run), predictions(run, "predictions.csv")
     column = get_family(name).PREDICTION_COLUMN

@@ -93,7 +93,7 @@ def test_tune_run_beats_the_version_and_its_best_is_saved_as_a_patch_version(bas
 
     # The study found better parameters than the version's own, on the validation rows and on
     # the holdout the study never saw.
-    summary = json.loads((artifacts.run_dir(run.pk) / "tuning.json").read_text())
+    summary = json.loads(((Path(settings.MEDIA_ROOT) / "artifacts" / run.pk) / "tuning.json").read_text())
     best, own = summary["holdout"]["best"], summary["holdout"]["version"]
     assert summary["best"]["number"] != 0
     assert summary["best"]["validation_value"] > trials[0].metrics_json["rank_correlation"]

@@ -22,7 +22,6 @@ from django_tasks_db.models import DBTaskResult
 from mlworkspace.models import WorkerHeartbeat
 from models_registry.models import MLModel
 from recipes.models import Recipe
-from runs import artifacts
 from runs.models import Run, RunLog
 from runs.services import run_start
 from runs.tasks import enqueue_run, execute_run_task
@@ -47,6 +46,7 @@ def workers(settings, tmp_path):
         **os.environ,
         "DATABASE_URL": database_url(),
         "MEDIA_ROOT": str(settings.MEDIA_ROOT),
+        "WORK_DIR": str(settings.WORK_DIR),
         "RUN_HEARTBEAT_SECONDS": "0.5",
         # The reaper's own defaults (RUN_STALE_AFTER_SECONDS, RUN_REAP_SECONDS): the kill test
         # checks that they fail a lost run within 30 s.
@@ -68,13 +68,20 @@ def workers(settings, tmp_path):
         return proc
 
     yield start
-    for proc in started:
+    stop_process_groups(started)
+
+
+def stop_process_groups(processes: list[subprocess.Popen], grace: float = 15) -> None:
+    """Stop processes started in sessions of their own (start_new_session): SIGTERM to each
+    group, SIGKILL to a group still alive after `grace` seconds."""
+    for proc in processes:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGTERM)
             try:
-                proc.wait(10)
+                proc.wait(grace)
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(5)
 
 
 def wait_for(predicate, timeout=90.0, every=0.25):
@@ -88,6 +95,15 @@ def wait_for(predicate, timeout=90.0, every=0.25):
 
 # Long enough to still be training when the worker is signalled, short enough to drain in seconds.
 DRAIN_ROWS = 50_000
+
+
+def _long_run(user, seed: int) -> Run:
+    """A location-scoring run of DRAIN_ROWS rows, queued."""
+    return run_start(
+        user=user,
+        recipe=Recipe.objects.get(pk="recipe_location_base"),
+        params={"synthetic": {"rows": DRAIN_ROWS, "seed": seed}},
+    )
 
 
 def _training(run_id: str) -> bool:
@@ -148,9 +164,9 @@ def test_killed_worker_leaves_run_failed_and_others_untouched(workers, pricing, 
         params={"synthetic": {"rows": 1_000_000, "seed": 1}},
     )
     first = workers()
-    folder = artifacts.run_dir(victim.pk)
-    assert wait_for(lambda: Run.objects.get(pk=victim.pk).status == "running", timeout=60)
-    assert wait_for(folder.is_dir, timeout=60)  # the run's artifact folder, still empty
+    assert wait_for(lambda: _training(victim.pk), timeout=60)  # its child process is at work
+    # The run's local scratch folder (its downloaded inputs and the artifacts it writes).
+    (folder,) = Path(settings.WORK_DIR).glob(f"run-{victim.pk}-*")
     other = run_start(user=user, recipe=pricing, params={"synthetic": {"rows": 3000, "seed": 2}})
     done = run_start(
         user=user, recipe=pricing, params={"synthetic": {"rows": 3000, "seed": 3}}, executor="external"
@@ -170,9 +186,8 @@ def test_killed_worker_leaves_run_failed_and_others_untouched(workers, pricing, 
     # Its task row (django-tasks-db) is not left RUNNING forever.
     rows = DBTaskResult.objects.filter(task_path=execute_run_task.module_path, args_kwargs__args__0=victim.pk)
     assert rows.exists() and not rows.filter(status=TaskResultStatus.RUNNING).exists()
-    # Housekeeping removes its artifact folder once nothing is in it (the killed run's child
-    # stops at its next message; had it written a file, the folder would be kept).
-    assert wait_for(lambda: not folder.exists() or any(p.is_file() for p in folder.rglob("*")), timeout=20)
+    # Housekeeping removes the killed worker's scratch folder once its run has ended.
+    assert wait_for(lambda: not folder.exists(), timeout=20)
     assert wait_for(lambda: Run.objects.get(pk=other.pk).status == "succeeded", timeout=90)
     assert Run.objects.get(pk=done.pk).status == "queued"  # external runs are never picked up
     assert MLModel.objects.count() == 0
@@ -202,11 +217,7 @@ def test_cancel_stops_a_running_run_promptly(workers, pricing, user):
 def test_sigterm_drains_the_running_run_and_takes_no_other(workers, pricing, user, whole_group):
     # whole_group: as Ctrl-C in a terminal or `kill -TERM -<pgid>` do. The run's child process
     # has its own process group (runs.pipeline.child_main), so the signal is the worker's alone.
-    run = run_start(
-        user=user,
-        recipe=Recipe.objects.get(pk="recipe_location_base"),
-        params={"synthetic": {"rows": DRAIN_ROWS, "seed": 5}},
-    )
+    run = _long_run(user, seed=5)
     worker = workers()
     assert wait_for(lambda: _training(run.pk), timeout=60)
     waiting = run_start(user=user, recipe=pricing, params={"synthetic": {"rows": 3000, "seed": 6}})
@@ -244,18 +255,14 @@ def test_sigterm_to_the_group_drains_a_tune_run(workers, pricing, user):
 
 @pytest.mark.once  # signals and queues: the same on either database, run on PostgreSQL only
 def test_second_sigterm_stops_the_worker_and_the_reaper_fails_its_run(workers, pricing, user):
-    run = run_start(
-        user=user,
-        recipe=Recipe.objects.get(pk="recipe_location_base"),
-        params={"synthetic": {"rows": DRAIN_ROWS, "seed": 7}},
-    )
+    run = _long_run(user, seed=7)
     worker = workers()
     assert wait_for(lambda: _training(run.pk), timeout=60)
     child = _run_process(worker)
     os.killpg(worker.pid, signal.SIGTERM)  # drain...
     time.sleep(0.3)
     os.killpg(worker.pid, signal.SIGTERM)  # ...no: stop now
-    worker.wait(15)  # the executor waits up to 10 s for the run's child, then kills it
+    worker.wait(15)  # the executor terminates the run's child at once (a SIGKILL after 10 s)
     assert not _alive(child)  # the run's process does not outlive its worker
     assert Run.objects.get(pk=run.pk).status == "running"  # the worker recorded no outcome
     assert not _heartbeat_row(worker).exists()

@@ -247,13 +247,13 @@ def test_run_form_says_which_world_and_offers_concept_drift(as_user, baselines, 
 
 
 @pytest.mark.django_db
-def test_an_eval_run_queued_before_worlds_continues_its_models_world(user, baselines):
+def test_an_eval_run_queued_before_worlds_continues_its_models_world(user, baselines, tmp_path):
     from runs.executor import build_spec
     from runs.services import run_start
 
     model = trained_model(user, rows=3000)
     run = run_start(user=user, recipe=model.recipe, model=model, run_type="eval", params={})
     Run.objects.filter(pk=run.pk).update(params_json={"synthetic": {"rows": 2000}})  # as stored before
-    batch = build_spec(Run.objects.get(pk=run.pk))["data"]["synthetic"]
+    batch = build_spec(Run.objects.get(pk=run.pk), tmp_path)["data"]["synthetic"]
     train = Run.objects.get(pk=model.training_run_id).params_json["synthetic"]
     assert batch["world"] == train["world"] and batch["window"]["start"] > train["window"]["end"]

@@ -77,6 +77,7 @@ def worker(transactional_db, live_server):
         **os.environ,
         "DATABASE_URL": _database_url(),
         "MEDIA_ROOT": str(settings.MEDIA_ROOT),
+        "WORK_DIR": str(settings.WORK_DIR),
         # No scheduled monitoring checks while the test drives the page.
         "WORKER_HOUSEKEEPING_SECONDS": "3600",
         "PYTHONUNBUFFERED": "1",
