@@ -12,6 +12,7 @@ version" uses, so a saved version holds exactly what the best trial trained with
       timeout: "30 minutes"         # minutes, hours, days or weeks; absent: no time limit
       seed: 0                       # the TPE sampler's seed (default 0)
       parallel: 2                   # 1..8 (default 1): trials run at once, each on a thread
+      workers: 2                    # 1..8 (default 1): worker processes running trials at once
       space:                        # hyperparameters of the training stage, each one of
         num_leaves: {type: int, low: 8, high: 128}           # int (step optional)
         feature_fraction: {type: float, low: 0.5, high: 1.0} # float (step optional)
@@ -148,6 +149,7 @@ class TuningConfig:
     seed: int
     space: tuple[Param, ...]
     parallel: int = 1  # trials at once (Optuna's n_jobs: threads sharing the study)
+    workers: int = 1  # worker processes sharing the study: the tune run's own and workers - 1 assists
 
 
 def training_stage(manifest: Any) -> tuple[int, dict] | None:
@@ -218,6 +220,7 @@ def config(manifest: dict, family: str) -> TuningConfig | None:
         seed=int(raw.get("seed", 0)),
         space=space,
         parallel=int(raw.get("parallel", 1)),
+        workers=int(raw.get("workers", 1)),
     )
 
 

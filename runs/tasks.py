@@ -5,6 +5,7 @@ task's body calls the executor or the services when a worker runs it — loaded 
 the only function-local project imports in runs/.
 """
 
+from django.db import transaction
 from django.tasks import TaskResultStatus, task
 from django.utils import timezone
 from django_tasks_db.models import DBTaskResult
@@ -23,6 +24,26 @@ def execute_run_task(run_id: str) -> str:
 def enqueue_run(run_id: str, run_type: str) -> None:
     """On the queue of its kind of work: score runs on ``scoring``, the others on ``training``."""
     execute_run_task.using(queue_name=queues.for_run_type(run_type)).enqueue(run_id)
+
+
+@task(queue_name=queues.TRAINING)
+def tune_assist_task(run_id: str, index: int = 1) -> str:
+    """Run trials of a running tune run's study on this worker (``tuning.workers`` > 1)."""
+    # At call time, as execute_run_task: runs.tuning_assist -> runs.executor -> ... -> this module.
+    from .tuning_assist import tune_assist
+
+    return tune_assist(run_id, index=index)
+
+
+def enqueue_tune_assists(run_id: str, count: int) -> None:
+    """``count`` assists of the tune run on the training queue (numbered 1..count: each draws
+    its own TPE seed), once the caller's transaction commits (at once outside one)."""
+
+    def enqueue() -> None:
+        for index in range(1, count + 1):
+            tune_assist_task.enqueue(run_id, index)
+
+    transaction.on_commit(enqueue)
 
 
 @task(queue_name=queues.TRAINING)

@@ -16,6 +16,11 @@ The tune run's stages run as a train run's would, except two:
   rows and evaluated on the holdout, which the study never saw: the run's metrics are the
   best parameters', ``tuning.json`` has both.
 
+With ``workers`` > 1 the study is shared by other workers' processes (``assist_main``, started
+by runs/tuning_assist.py): the same stages up to the split (``_stages``), the same objective
+(``_Search``), their own TPE seed; the tune run's own process waits for their running trials
+before it evaluates the best.
+
 Messages to the worker, on top of the pipeline's ("log", "stage", "result", "error"):
     ("trial", {"event": "start", "number", "trial_id", "params"})
     ("trial", {"event": "end", "number", "state": complete|pruned|fail, "value",
@@ -65,6 +70,15 @@ REPORT_EVERY = 10
 # The study stops after this many failed trials in a row (a space whose models all crash).
 MAX_FAILURES_IN_A_ROW = 3
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+# With several workers (tuning.workers), the tune run's own process waits for the trials other
+# workers are running before it chooses the best: at most this long past the study's timeout.
+OTHERS_GRACE_SECONDS = 60
+# How often a process waiting on the study (for the others' trials, or an assist for the study
+# to be set up) reads it again.
+WAIT_EVERY_SECONDS = 0.5
+# An assist's TPE seed is the study's seed + this x its index (+ the trials so far): apart
+# from the tune run's own seed + trials so far while a study has fewer trials than this.
+ASSIST_SEED_STRIDE = 1000
 STATES = {
     TrialState.COMPLETE: "complete",
     TrialState.PRUNED: "pruned",
@@ -194,15 +208,11 @@ def _describe(params: dict) -> str:
     return ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items())
 
 
-def run_study(
-    *, family, manifest: dict, config: spec_tuning.TuningConfig, train, threads: int, tuning: dict, emit, stop
-) -> optuna.Study:
-    """The training stage of a tune run: the study on ``train`` (split again into fitting and
-    validation rows), continued up to ``config.n_trials`` finished trials."""
-    fit_rows, valid = family.split(train, manifest)
-    emit("log", "info", f"tuning: {len(fit_rows)} rows to fit each trial, {len(valid)} to validate it")
+def _open(tuning: dict, config: spec_tuning.TuningConfig) -> optuna.Study:
+    """The tune run's study in the workspace's database, created by whichever process asks
+    first (the tune run's own or an assist) and loaded by the others."""
     store = storage(tuning["storage"], heartbeat=tuning.get("heartbeat"), grace=tuning.get("grace"))
-    study = optuna.create_study(
+    return optuna.create_study(
         storage=store,
         study_name=tuning["study_name"],
         direction=config.direction,
@@ -211,47 +221,49 @@ def run_study(
             n_startup_trials=PRUNER_STARTUP_TRIALS, n_warmup_steps=PRUNER_WARMUP_STEPS
         ),
     )
-    done = finished(study)
-    # Seeded, and a continued study draws new random points rather than the first run's again.
-    study.sampler = optuna.samplers.TPESampler(seed=config.seed + len(study.trials))
-    if not study.trials:
-        study.set_user_attr("metric", config.metric)
-        study.set_user_attr("family", family.NAME)
-        study.set_user_attr("run_id", tuning["study_name"])
-        baseline = spec_tuning.current_values(manifest, config.space)
-        if baseline:
-            study.enqueue_trial(baseline, user_attrs={"baseline": True})
-    remaining = config.n_trials - done
-    if remaining <= 0:
-        emit("log", "info", f"tuning: the study already has {done} finished trials of {config.n_trials}")
-        return study
-    if done:
-        emit(
-            "log",
-            "info",
-            f"tuning: continuing study {study.study_name} ({done} of {config.n_trials} trials done)",
-        )
-    maximize = config.direction == "maximize"
-    # With config.parallel > 1 Optuna runs that many trials at once, each on its own thread
-    # (LightGBM releases the GIL); the running trials are the histories' keys.
-    state: dict = {"failures": 0, "histories": {}}
-    if config.parallel > 1:
-        emit("log", "info", f"tuning: {config.parallel} trials at a time")
 
-    def objective(trial: optuna.Trial) -> float:
-        if stop is not None and stop.is_set():
+
+class _Search:
+    """One process's share of a study: the objective every trial runs (the family's model fitted
+    with the sampled hyperparameters on the fitting rows, the tuning metric scored on the
+    validation rows), the callback that reports each ended trial, and Optuna's optimize. The
+    tune run's own process (``run_study``) and its assists (``assist``) use the same, so a
+    trial is the same whichever worker runs it."""
+
+    def __init__(self, *, family, manifest: dict, config, fit_rows, valid, threads: int, emit, stop, seconds):
+        self.family, self.manifest, self.config = family, manifest, config
+        self.fit_rows, self.valid, self.threads = fit_rows, valid, threads
+        self.emit, self.stop = emit, stop
+        self.maximize = config.direction == "maximize"
+        self.deadline = time.monotonic() + seconds if seconds is not None else None
+        self.failures = 0
+        self.ran: list[int] = []  # the numbers of the trials that ended in this process
+        # With parallel > 1 Optuna runs several trials at once, each on its own thread
+        # (LightGBM releases the GIL); the running trials are the histories' keys.
+        self.histories: dict[int, dict] = {}
+
+    def objective(self, trial: optuna.Trial) -> float:
+        if self.stop is not None and self.stop.is_set():
             raise Stopped("the tune run was cancelled")
+        config, family = self.config, self.family
         params = suggest(trial, config.space)
         history: dict = {}
-        state["histories"][trial.number] = history
-        emit(
+        self.histories[trial.number] = history
+        self.emit(
             "trial", {"event": "start", "number": trial.number, "trial_id": trial._trial_id, "params": params}
         )
-        trial_manifest = spec_tuning.apply_params(manifest, params)
-        callback = pruning_callback(trial, maximize, history, stop)
+        trial_manifest = spec_tuning.apply_params(self.manifest, params)
+        callback = pruning_callback(trial, self.maximize, history, self.stop)
         try:
-            model = fit(family, fit_rows, trial_manifest, threads=threads, callbacks=[callback], valid=valid)
-            metrics, _, _ = family.evaluate(model, valid, trial_manifest)
+            model = fit(
+                family,
+                self.fit_rows,
+                trial_manifest,
+                threads=self.threads,
+                callbacks=[callback],
+                valid=self.valid,
+            )
+            metrics, _, _ = family.evaluate(model, self.valid, trial_manifest)
         except (optuna.TrialPruned, Stopped):
             raise
         except Exception as exc:
@@ -265,42 +277,38 @@ def run_study(
             raise TrialFailed(f"{config.metric} is not a number")
         return float(value)
 
-    def ended(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
-        state["failures"] = state["failures"] + 1 if trial.state == TrialState.FAIL else 0
-        emit("trial", _end_message(trial, state["histories"].pop(trial.number, {})))
-        if state["failures"] >= MAX_FAILURES_IN_A_ROW:
-            emit("log", "error", f"tuning: {MAX_FAILURES_IN_A_ROW} trials in a row failed; the study stops")
+    def ended(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        self.failures = self.failures + 1 if trial.state == TrialState.FAIL else 0
+        self.ran.append(trial.number)
+        self.emit("trial", _end_message(trial, self.histories.pop(trial.number, {})))
+        if self.failures >= MAX_FAILURES_IN_A_ROW:
+            self.emit(
+                "log", "error", f"tuning: {MAX_FAILURES_IN_A_ROW} trials in a row failed; the study stops"
+            )
             study.stop()
 
-    deadline = time.monotonic() + config.timeout.total_seconds() if config.timeout else None
-
-    def optimize(n_trials: int, n_jobs: int) -> None:
-        if n_trials <= 0 or state["failures"] >= MAX_FAILURES_IN_A_ROW:
+    def optimize(self, study: optuna.Study, n_trials: int, n_jobs: int) -> None:
+        """At most ``n_trials`` trials here, and none once the study has n_trials finished ones:
+        each process counts the study's finished trials when one of its own ends."""
+        if n_trials <= 0 or self.failures >= MAX_FAILURES_IN_A_ROW:
             return
         with warnings.catch_warnings():
             # A family that fits two boosters reports the same round twice: optuna warns.
             warnings.simplefilter("ignore")
             study.optimize(
-                objective,
+                self.objective,
                 n_trials=n_trials,
                 n_jobs=n_jobs,
-                timeout=max(0.0, deadline - time.monotonic()) if deadline is not None else None,
+                timeout=max(0.0, self.deadline - time.monotonic()) if self.deadline is not None else None,
                 catch=(TrialFailed,),
-                callbacks=[optuna.study.MaxTrialsCallback(config.n_trials, states=FINISHED), ended],
+                callbacks=[optuna.study.MaxTrialsCallback(self.config.n_trials, states=FINISHED), self.ended],
             )
 
-    try:
-        if config.parallel > 1:
-            # Enqueued trials (the version's own values) alone first: on SQLite, which has no
-            # row locks, two threads would both take the same waiting trial.
-            waiting = len(study.get_trials(deepcopy=False, states=(TrialState.WAITING,)))
-            optimize(min(waiting, remaining), 1)
-            remaining = config.n_trials - finished(study)
-        optimize(remaining, config.parallel)
-    except Stopped:
-        # Every trial still running has stopped (Optuna waits for its threads before it raises).
-        for number, history in list(state["histories"].items()):
-            emit(
+    def abandon(self) -> None:
+        """Stopped: every trial still running has stopped (Optuna waits for its threads before
+        it raises), each reported as failed by the cancel."""
+        for number, history in list(self.histories.items()):
+            self.emit(
                 "trial",
                 {
                     "event": "end",
@@ -312,8 +320,109 @@ def run_study(
                     "error": "cancelled",
                 },
             )
+        self.histories.clear()
+
+
+def run_study(
+    *, family, manifest: dict, config: spec_tuning.TuningConfig, train, threads: int, tuning: dict, emit, stop
+) -> optuna.Study:
+    """The training stage of a tune run: the study on ``train`` (split again into fitting and
+    validation rows), continued up to ``config.n_trials`` finished trials."""
+    fit_rows, valid = family.split(train, manifest)
+    emit("log", "info", f"tuning: {len(fit_rows)} rows to fit each trial, {len(valid)} to validate it")
+    study = _open(tuning, config)
+    done = finished(study)
+    # Seeded, and a continued study draws new random points rather than the first run's again.
+    study.sampler = optuna.samplers.TPESampler(seed=config.seed + len(study.trials))
+    if not study.trials:
+        baseline = spec_tuning.current_values(manifest, config.space)
+        if baseline:
+            study.enqueue_trial(baseline, user_attrs={"baseline": True})
+        study.set_user_attr("metric", config.metric)
+        study.set_user_attr("family", family.NAME)
+        # Last: an assist starts no trial before it sees this (``_join``), so it never takes
+        # the place of the version's own values as the first trial.
+        study.set_user_attr("run_id", tuning["study_name"])
+    remaining = config.n_trials - done
+    if remaining <= 0:
+        emit("log", "info", f"tuning: the study already has {done} finished trials of {config.n_trials}")
+        return study
+    if done:
+        emit(
+            "log",
+            "info",
+            f"tuning: continuing study {study.study_name} ({done} of {config.n_trials} trials done)",
+        )
+    if config.parallel > 1:
+        emit("log", "info", f"tuning: {config.parallel} trials at a time")
+    if config.workers > 1:
+        emit(
+            "log",
+            "info",
+            f"tuning: up to {config.workers} workers run trials of this study "
+            f"(this one and {config.workers - 1} more from the training queue, when they are free)",
+        )
+    search = _Search(
+        family=family,
+        manifest=manifest,
+        config=config,
+        fit_rows=fit_rows,
+        valid=valid,
+        threads=threads,
+        emit=emit,
+        stop=stop,
+        seconds=config.timeout.total_seconds() if config.timeout else None,
+    )
+    try:
+        if config.parallel > 1:
+            # Enqueued trials (the version's own values) alone first: on SQLite, which has no
+            # row locks, two threads would both take the same waiting trial.
+            waiting = len(study.get_trials(deepcopy=False, states=(TrialState.WAITING,)))
+            search.optimize(study, min(waiting, remaining), 1)
+            remaining = config.n_trials - finished(study)
+        search.optimize(study, remaining, config.parallel)
+        if config.workers > 1:
+            # The study may end with up to workers - 1 more finished trials than n_trials
+            # (workers x parallel - 1 with threads): each process checks the count only when
+            # one of its own trials ends, and the trials running elsewhere then still finish.
+            _wait_for_others(study, search, stop, emit)
+    except Stopped:
+        search.abandon()
         raise
     return study
+
+
+def _wait_for_others(study: optuna.Study, search: _Search, stop, emit) -> None:
+    """Until no trial of the study is running (this process's have all ended: the ones left
+    are other workers'), so that the best is chosen among them too; at most until the study's
+    timeout and OTHERS_GRACE_SECONDS more, and not past a cancel. A trial whose worker died
+    stops beating and is failed here once silent for the storage's grace."""
+    told = False
+    while True:
+        if stop is not None and stop.is_set():
+            raise Stopped("the tune run was cancelled")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            optuna.storages.fail_stale_trials(study)
+        running = sorted(t.number for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)))
+        if not running:
+            return
+        if not told:
+            told = True
+            emit("log", "info", f"tuning: waiting for trials {_numbers(running)} running on other workers")
+        if search.deadline is not None and time.monotonic() > search.deadline + OTHERS_GRACE_SECONDS:
+            emit(
+                "log",
+                "warning",
+                f"tuning: trials {_numbers(running)} are still running on other workers after the timeout; "
+                "the best is chosen without them",
+            )
+            return
+        time.sleep(WAIT_EVERY_SECONDS)
+
+
+def _numbers(numbers: list[int]) -> str:
+    return ", ".join(str(n) for n in numbers)
 
 
 def _end_message(trial: optuna.trial.FrozenTrial, history: dict) -> dict:
@@ -330,11 +439,83 @@ def _end_message(trial: optuna.trial.FrozenTrial, history: dict) -> dict:
     }
 
 
+# --------------------------------------------------------------------------- an assist
+
+
+def _join(
+    tuning: dict, config: spec_tuning.TuningConfig, stop, deadline: float | None
+) -> optuna.Study | None:
+    """The tune run's study once its own process has set it up (its ``run_id`` attribute is
+    set after the version's own values are enqueued) and taken the enqueued trials: on SQLite,
+    which has no row locks, two processes could both take the same waiting trial. None when
+    stopped or past the deadline first."""
+    study = _open(tuning, config)
+    while True:
+        if (stop is not None and stop.is_set()) or (deadline is not None and time.monotonic() > deadline):
+            return None
+        ready = "run_id" in study.user_attrs
+        if ready and not study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
+            return study
+        time.sleep(WAIT_EVERY_SECONDS)
+
+
+def _assist(spec: dict, emit, stop, where: dict) -> dict:
+    """Trials of the tune run's study in another worker (runs.tuning_assist): the same data,
+    split and objective as the tune run's own process, until the study has n_trials finished
+    trials, the stop event is set (the tune run ended or was cancelled) or its timeout passes.
+    Its result: the numbers of the trials it ran."""
+    family, manifest, config = _setup(spec)
+    tuning = spec["tuning"]
+    timeout_at = tuning.get("timeout_at")  # the tune run's start + its timeout (epoch seconds)
+    deadline = time.monotonic() + max(0.0, timeout_at - time.time()) if timeout_at is not None else None
+    train = _training_rows(spec, family, manifest, emit, where)
+    fit_rows, valid = family.split(train, manifest)
+    study = _join(tuning, config, stop, deadline)
+    if study is None or finished(study) >= config.n_trials:
+        return {"trials": []}
+    # Not the tune run's own seed: TPE's first trials are random draws from the seed, so a
+    # second process with the same seed would run the same hyperparameters as the first. The
+    # assist's index (1, 2, ...) keeps it reproducible which stream each assist draws, and
+    # ASSIST_SEED_STRIDE keeps the streams apart from the own process's seed + trials so far.
+    index = int(tuning.get("assist") or 1)
+    study.sampler = optuna.samplers.TPESampler(
+        seed=config.seed + ASSIST_SEED_STRIDE * index + len(study.trials)
+    )
+    search = _Search(
+        family=family,
+        manifest=manifest,
+        config=config,
+        fit_rows=fit_rows,
+        valid=valid,
+        threads=int(spec.get("threads", 1)),
+        emit=emit,
+        stop=stop,
+        seconds=max(0.0, deadline - time.monotonic()) if deadline is not None else None,
+    )
+    try:
+        search.optimize(study, config.n_trials - finished(study), config.parallel)
+    except Stopped:
+        search.abandon()
+        raise
+    return {"trials": sorted(search.ran)}
+
+
 # --------------------------------------------------------------------------- the tune run's stages
 
 
 def study_main(spec: dict, conn, stop) -> None:
     """Entry point of a tune run's child process (as runs.pipeline.child_main for a run)."""
+    _serve(spec, conn, stop, execute)
+
+
+def assist_main(spec: dict, conn, stop) -> None:
+    """Entry point of an assist's child process (runs.tuning_assist): trials of a tune run's
+    study in another worker; messages as ``study_main``'s, its result {"trials": [numbers]}."""
+    _serve(spec, conn, stop, assist)
+
+
+def _serve(spec: dict, conn, stop, body) -> None:
+    """Run ``body(spec, emit, stop)`` in this child process, sending its messages to ``conn``."""
     os.setpgrp()  # out of the worker's process group, as runs.pipeline.child_main (why: there)
     limit_threads(int(spec.get("threads", 1)))
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -352,7 +533,7 @@ def study_main(spec: dict, conn, stop) -> None:
 
     try:
         with threadpool_limits(int(spec.get("threads", 1))):
-            result = execute(spec, emit, stop)
+            result = body(spec, emit, stop)
         emit("result", result)
     except Stopped:
         emit("log", "warning", "tuning: stopped (the run was cancelled)")
@@ -369,16 +550,26 @@ def study_main(spec: dict, conn, stop) -> None:
 
 def execute(spec: dict, emit, stop=None) -> dict:
     """The tune run's stages; a crash fails its stage with a reason in words."""
+    return _guarded(_execute, spec, emit, stop)
+
+
+def assist(spec: dict, emit, stop=None) -> dict:
+    """An assist's share of the study (``_assist``); a crash is a reason in words."""
+    return _guarded(_assist, spec, emit, stop)
+
+
+def _guarded(body, spec: dict, emit, stop) -> dict:
     where: dict = {"run_type": "tune"}
     try:
-        return _execute(spec, emit, stop, where)
+        return body(spec, emit, stop, where)
     except (StageFailed, Stopped):
         raise
     except Exception as exc:
         raise StageFailed(explain_failure(exc, **where)) from exc
 
 
-def _execute(spec: dict, emit, stop, where: dict) -> dict:
+def _setup(spec: dict):
+    """The family, the manifest and its tuning section (StageFailed without one)."""
     family = get_family(spec["family"])
     manifest = spec["manifest"]
     config = spec_tuning.config(manifest, family.NAME)
@@ -387,18 +578,21 @@ def _execute(spec: dict, emit, stop, where: dict) -> dict:
             "The version has no tuning section: add pipeline.stages[training].config.tuning "
             "(metric, n_trials, space) to the manifest, then start a tune run on that version."
         )
-    threads = int(spec.get("threads", 1))
-    out_dir = Path(spec["artifact_dir"])
-    out_dir.mkdir(parents=True, exist_ok=True)
-    raw = frame = split = study = None
-    result: dict = {"metrics": {}, "artifacts": {}, "plots": {}, "folds": []}
+    return family, manifest, config
+
+
+def _stages(spec: dict, family, manifest: dict, emit, where: dict):
+    """The pipeline's stages with the data each one gets, the rules the tune run's own process
+    and its assists share: the data loaded at the first stage, checked by quality, prepared by
+    feature_prep. Yields (index, stage, frame, started) once the stage's data step is done."""
+    frame = None
     for index, stage in enumerate(manifest["pipeline"]["stages"]):
         kind = stage["type"]
         emit("stage", index, "running", "")
         where.update(stage=stage, frame=frame)
         started = time.monotonic()
-        if raw is None:
-            raw = frame = load_data(spec, family, emit)
+        if frame is None:
+            frame = load_data(spec, family, emit)
             where["frame"] = frame
         if kind == "quality":
             if len(frame) == 0:
@@ -412,7 +606,28 @@ def _execute(spec: dict, emit, stop, where: dict) -> dict:
         elif kind == "feature_prep":
             frame = family.prepare(frame, manifest, log=lambda m: emit("log", "info", m))
             where["frame"] = frame
-        elif kind == "training":
+        yield index, stage, frame, started
+
+
+def _training_rows(spec: dict, family, manifest: dict, emit, where: dict):
+    """The rows the study searches on: the training part of the holdout split, as the tune
+    run's own process gets them at its training stage."""
+    for _, stage, frame, _ in _stages(spec, family, manifest, emit, where):
+        if stage["type"] == "training":
+            return family.split(frame, manifest)[0]
+    raise StageFailed("The pipeline has no training stage.")
+
+
+def _execute(spec: dict, emit, stop, where: dict) -> dict:
+    family, manifest, config = _setup(spec)
+    threads = int(spec.get("threads", 1))
+    out_dir = Path(spec["artifact_dir"])
+    out_dir.mkdir(parents=True, exist_ok=True)
+    split = study = None
+    result: dict = {"metrics": {}, "artifacts": {}, "plots": {}, "folds": []}
+    for index, stage, frame, started in _stages(spec, family, manifest, emit, where):
+        kind = stage["type"]
+        if kind == "training":
             split = family.split(frame, manifest)
             emit(
                 "log",
@@ -434,7 +649,7 @@ def _execute(spec: dict, emit, stop, where: dict) -> dict:
             if study is None:
                 raise StageFailed("The pipeline has no training stage before evaluation.")
             _evaluate_best(family, manifest, config, study, split, threads, out_dir, result, emit)
-        else:  # deployment: nothing to deploy
+        elif kind not in ("quality", "feature_prep"):  # deployment: nothing to deploy
             emit(
                 "stage", index, "skipped", "a tune run deploys nothing: save its best parameters as a version"
             )

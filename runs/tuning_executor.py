@@ -12,7 +12,11 @@ turns into rows, as the executor does for a run's pipeline:
   RUN_STALE_AFTER_SECONDS;
 * cancel sets an event the child checks before each trial and after each boosting round, so
   the running trial stops within a round and the study ends; a child that does not stop
-  within STOP_GRACE_SECONDS is terminated and its running trial failed in the storage.
+  within STOP_GRACE_SECONDS is terminated and its running trial failed in the storage;
+* with ``tuning.workers`` > 1 it enqueues workers - 1 assists on the training queue
+  (``runs.tasks.enqueue_tune_assists``): other workers run trials of the same study
+  (runs/tuning_assist.py), their trials' child runs recorded by them with this module's
+  ``_Trials``.
 """
 
 from __future__ import annotations
@@ -25,11 +29,14 @@ from django.conf import settings
 from django.utils import timezone
 from optuna.trial import TrialState
 
+from recipes import tuning as spec_tuning
+
 from . import tuning, tuning_selectors
 from .logs import run_log
 from .models import Run, RunStatus
 from .services import run_finish, tracking_log, trial_start
 from .services.tracking import now_ms
+from .tasks import enqueue_tune_assists
 
 LOG_FLUSH_SECONDS = 0.5
 STOP_GRACE_SECONDS = 15
@@ -41,15 +48,17 @@ def tune_execute(*, run: Run, spec: dict, progress, worker: str) -> dict:
     executor's finish: {"status", "error", "result"}. ``progress`` is the executor's (log
     lines, stages, the heartbeat conditional on this worker)."""
     name = tuning_selectors.study_name(run)
-    spec = {
-        **spec,
-        "tuning": {
-            "storage": tuning_selectors.storage_url(),
-            "study_name": name,
-            "heartbeat": max(1, round(settings.RUN_HEARTBEAT_SECONDS)),
-            "grace": max(2, round(settings.RUN_STALE_AFTER_SECONDS)),
-        },
-    }
+    spec = {**spec, "tuning": study_spec(name)}
+    config = spec_tuning.config(run.recipe_version.manifest, run.recipe.model_family)
+    if config is not None and config.workers > 1:
+        count = config.workers - 1
+        progress.log(
+            "info",
+            f"{count} {'assist' if count == 1 else 'assists'} enqueued on the training queue: "
+            "free workers join the study",
+        )
+        progress.flush()  # before the assists log that they joined
+        enqueue_tune_assists(run.id, count)
     trials = _Trials(run, name, worker)
     context = multiprocessing.get_context("spawn")
     receiver, sender = context.Pipe(duplex=False)
@@ -120,6 +129,16 @@ def tune_execute(*, run: Run, spec: dict, progress, worker: str) -> dict:
     return {"status": RunStatus.SUCCEEDED, "error": "", "result": result}
 
 
+def study_spec(name: str) -> dict:
+    """Where the study ``name`` lives and how its trials beat, for the process that runs it."""
+    return {
+        "storage": tuning_selectors.storage_url(),
+        "study_name": name,
+        "heartbeat": max(1, round(settings.RUN_HEARTBEAT_SECONDS)),
+        "grace": max(2, round(settings.RUN_STALE_AFTER_SECONDS)),
+    }
+
+
 def _trial_stages(status: str) -> list[dict]:
     now = timezone.now().isoformat()
     return [
@@ -135,12 +154,16 @@ def _trial_stages(status: str) -> list[dict]:
 
 
 class _Trials:
-    """The tune run's trials as child runs, from the child process's trial messages."""
+    """The tune run's trials as child runs, from the child process's trial messages; each
+    trial's run names ``worker``, the worker whose process runs it (the tune run's own, or an
+    assist's)."""
 
     def __init__(self, run: Run, study: str, worker: str):
         self.run = run
         self.study = study
         self.worker = worker
+        # Why a trial stopped by the stop event ended: an assist's also stops when its tune run ends.
+        self.stop_reason = "The tune run was cancelled."
         self.open: dict[int, tuple[Run, int]] = {}  # trial number -> (its run, Optuna's trial id)
 
     def handle(self, message: dict) -> None:
@@ -209,9 +232,7 @@ class _Trials:
                 status=RunStatus.CANCELLED if cancelled else RunStatus.FAILED,
                 worker=self.worker,
                 stages=stages,
-                error="The tune run was cancelled."
-                if cancelled
-                else (message.get("error") or "The trial failed."),
+                error=self.stop_reason if cancelled else (message.get("error") or "The trial failed."),
             )
 
     def beat(self) -> None:

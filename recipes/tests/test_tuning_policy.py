@@ -64,12 +64,13 @@ def test_a_full_section_is_valid_and_read_with_its_values():
         "timeout": "30 minutes",
         "seed": 7,
         "parallel": 2,
+        "workers": 3,
         "space": SPACE,
     }
     assert errors_of(section) == []
     config = tuning.config(location(section), "location_scoring")
     assert (config.metric, config.direction, config.n_trials, config.seed) == ("RMSE", "minimize", 40, 7)
-    assert config.parallel == 2
+    assert (config.parallel, config.workers) == (2, 3)
     assert config.timeout == timedelta(minutes=30)
     assert [p.name for p in config.space] == list(SPACE)
     assert config.space[0] == tuning.Param("num_boost_round", "int", 50, 600, 10, ())
@@ -86,6 +87,7 @@ def test_defaults_are_the_primary_metric_its_better_side_twenty_trials_and_no_ti
         0,
     )
     assert tuning.config(location({"space": SPACE}), "location_scoring").parallel == 1
+    assert tuning.config(location({"space": SPACE}), "location_scoring").workers == 1
     forecasting = baseline_manifest("forecasting")
     stage = tuning.training_stage(forecasting)[1]
     stage["config"]["tuning"] = {"space": {"num_leaves": {"type": "int", "low": 8, "high": 64}}}
@@ -155,6 +157,10 @@ def test_current_values_are_the_versions_own_inside_the_space():
         ({"space": SPACE, "parallel": 0}, f"{BASE}/parallel", "at least 1"),
         ({"space": SPACE, "parallel": 9}, f"{BASE}/parallel", "at most 8"),
         ({"space": SPACE, "parallel": "2"}, f"{BASE}/parallel", "integer"),
+        ({"space": SPACE, "workers": 0}, f"{BASE}/workers", "at least 1"),
+        ({"space": SPACE, "workers": 9}, f"{BASE}/workers", "at most 8"),
+        ({"space": SPACE, "workers": "2"}, f"{BASE}/workers", "integer"),
+        ({"space": SPACE, "workers": 1.5}, f"{BASE}/workers", "integer"),
         ({"space": SPACE, "direction": "up"}, f"{BASE}/direction", "is not one of minimize, maximize"),
         ({"space": SPACE, "timeout": "soon"}, f"{BASE}/timeout", "'timeout' must be like '30 minutes'"),
         ({"space": SPACE, "sampler": "tpe"}, f"{BASE}/sampler", "unknown field 'sampler'"),
@@ -426,6 +432,16 @@ def test_a_tuning_change_and_saved_hyperparameters_are_patches():
     assert added["changes"][0]["reason"] == "stage 'train_gbm' tuning section changed"
     saved = tuning.apply_params(old, {"num_leaves": 12, "learning_rate": 0.1})
     assert semantic_diff(old, saved)["suggested_bump"] == "patch"
+
+
+@pytest.mark.parametrize("key", ["parallel", "workers"])
+def test_more_trials_at_once_is_a_patch_like_parallel(key):
+    old = location({"space": SPACE})
+    new = copy.deepcopy(old)
+    tuning.training_stage(new)[1]["config"]["tuning"][key] = 4
+    diff = semantic_diff(old, new)
+    assert diff["suggested_bump"] == "patch"
+    assert [c["reason"] for c in diff["changes"]] == [f"stage 'train_gbm' tuning {key} changed"]
 
 
 def test_a_version_with_a_tuning_section_goes_through_the_api(baselines, api_client):

@@ -7,15 +7,17 @@ import copy
 import json
 import threading
 import time
+from pathlib import Path
 
 import pytest
+from django.conf import settings
 from django.db import connection
 
 from audit.models import AuditEvent
 from mlworkspace.errors import InvalidInput
 from recipes.models import Recipe, RecipeVersion
 from recipes.services import version_create
-from runs import artifacts, tuning_selectors
+from runs import tuning_selectors
 from runs.executor import execute_run
 from runs.models import MetricPoint, Run, RunParam, RunTag
 from runs.services import run_cancel, run_retry, run_start, trial_start
@@ -30,15 +32,17 @@ SPACE = {
 }
 
 
-def tune_version(user, *, n_trials=5, rounds=5, space=SPACE, tuning=True) -> RecipeVersion:
+def tune_version(user, *, n_trials=5, rounds=5, space=SPACE, tuning=True, workers=1) -> RecipeVersion:
     """The location baseline with a handicap the study should find (5 boosting rounds where
-    the baseline has 300) and a tuning section: version 1.0.1."""
+    the baseline has 300) and a tuning section (``workers``: its worker processes): version 1.0.1."""
     recipe = Recipe.objects.get(pk="recipe_location_base")
     manifest = copy.deepcopy(recipe.current_version.manifest)
     stage = next(s for s in manifest["pipeline"]["stages"] if s["type"] == "training")
     stage["config"]["hyperparameters"]["num_boost_round"] = rounds
     if tuning:
         stage["config"]["tuning"] = {"n_trials": n_trials, "seed": 0, "space": space}
+        if workers != 1:
+            stage["config"]["tuning"]["workers"] = workers
     return version_create(recipe=recipe, user=user, manifest=manifest, changelog="too few rounds")
 
 
