@@ -323,6 +323,9 @@ SPECTACULAR_SETTINGS = {
 # or e.g. "training,scoring"), or what `manage.py worker --queues` says.
 TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend", "QUEUES": list(queues.ALL)}}
 WORKER_QUEUES = os.environ.get("WORKER_QUEUES", "*")
+# How many tasks one `manage.py worker` executes at once: that many worker processes under it
+# (runs.management.commands.worker; `--concurrency`).
+WORKER_CONCURRENCY = int(os.environ.get("WORKER_CONCURRENCY", 1))
 # Threads each run's numeric libraries may use; parallelism comes from worker processes.
 RUN_THREADS = int(os.environ.get("RUN_THREADS", 1))
 # A score run predicts its chunks on SCORE_THREADS threads (LightGBM releases the GIL): its

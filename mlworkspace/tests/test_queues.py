@@ -64,6 +64,23 @@ def test_a_worker_refuses_an_unknown_queue_before_it_starts():
         call_command("worker", queues="training,gpus")
 
 
+@pytest.mark.django_db
+@pytest.mark.parametrize("concurrency", [0, -1, 65])
+def test_a_worker_refuses_a_concurrency_out_of_range(concurrency):
+    with pytest.raises(CommandError, match=f"--concurrency: must be between 1 and 64, got {concurrency}"):
+        call_command("worker", concurrency=concurrency)
+
+
+def test_a_supervisors_processes_serve_its_queues_and_only_the_first_keeps_house():
+    supervisor = worker.Supervisor(
+        3, ("training", "scoring"), {"interval": 0.2, "verbosity": 1, "no_housekeeping": False}
+    )
+    commands = [supervisor.command(i) for i in range(3)]
+    for command in commands:
+        assert command[2:][:5] == ["worker", "--concurrency", "1", "--queues", "training,scoring"]
+    assert ["--no-housekeeping" in c for c in commands] == [False, True, True]
+
+
 def test_only_workers_serving_monitoring_run_the_schedule(monkeypatch):
     ran: list[str] = []
     for name in ("sweep_orphans", "run_due_checks", "deliver_due"):

@@ -285,3 +285,36 @@ def test_a_worker_takes_only_the_queues_it_serves(workers, pricing, user):
     trainer = workers(WORKER_QUEUES="training")
     assert wait_for(lambda: Run.objects.get(pk=run.pk).status == "succeeded")
     assert f":{trainer.pid}:" in Run.objects.get(pk=run.pk).worker
+
+
+@pytest.mark.once  # signals and queues: the same on either database, run on PostgreSQL only
+def test_one_worker_command_with_concurrency_2_runs_two_runs_at_once_and_drains_both(workers, pricing, user):
+    supervisor = workers(WORKER_CONCURRENCY="2")
+    runs = [_long_run(user, seed=11), _long_run(user, seed=12)]
+    assert wait_for(lambda: all(_training(run.pk) for run in runs), timeout=90)  # at the same time
+    beats = WorkerHeartbeat.objects.exclude(worker_id=f"{socket.gethostname()}:{supervisor.pid}")
+    assert beats.count() == 2 and not _heartbeat_row(supervisor).exists()  # two workers under it
+    workers_of_runs = set(Run.objects.filter(pk__in=[r.pk for r in runs]).values_list("worker", flat=True))
+    assert len(workers_of_runs) == 2
+    os.kill(supervisor.pid, signal.SIGTERM)  # the supervisor only: it passes the stop on
+    assert supervisor.wait(90) == 0
+    for run in runs:
+        run.refresh_from_db()
+        assert run.status == "succeeded", run.error  # drained, not killed
+    assert not WorkerHeartbeat.objects.exists()
+
+
+@pytest.mark.once  # signals and queues: the same on either database, run on PostgreSQL only
+def test_a_worker_process_that_dies_is_restarted_by_its_supervisor(workers, pricing, user):
+    supervisor = workers(WORKER_CONCURRENCY="2")
+    assert wait_for(lambda: WorkerHeartbeat.objects.count() == 2, timeout=60)
+    first = set(WorkerHeartbeat.objects.values_list("worker_id", flat=True))
+    victim = int(sorted(first)[0].rsplit(":", 1)[1])
+    os.kill(victim, signal.SIGKILL)
+    # A new process beats (the dead one's row stays until it is stale).
+    assert wait_for(
+        lambda: set(WorkerHeartbeat.objects.values_list("worker_id", flat=True)) - first, timeout=60
+    )
+    assert supervisor.poll() is None
+    run = run_start(user=user, recipe=pricing, params={"synthetic": {"rows": 3000, "seed": 13}})
+    assert wait_for(lambda: Run.objects.get(pk=run.pk).status == "succeeded", timeout=90)

@@ -11,6 +11,11 @@ the schedule (due checks, scorings, retrains) and sends the webhook deliveries t
 workers as you like, on one machine or many sharing one PostgreSQL database: every step is
 safe to run from several at once.
 
+`--concurrency N` (or WORKER_CONCURRENCY) makes the command a supervisor of N worker processes,
+each executing one task at a time (only the first does housekeeping): N tasks at once under one
+command, e.g. one per core of a machine. It passes a stop signal on to them, restarts one that
+died, and exits once all have stopped.
+
 SIGTERM or SIGINT (Ctrl-C) stops a worker gracefully: it takes no new task and exits once the
 run it is executing has finished (django-tasks-db's db_worker). A run's child process has its
 own process group, so a signal sent to the worker's whole group does not reach it (under
@@ -21,6 +26,9 @@ after RUN_STALE_AFTER_SECONDS, as for a worker killed with SIGKILL.
 """
 
 import logging
+import signal
+import subprocess
+import sys
 import threading
 import time
 
@@ -81,6 +89,13 @@ class Command(BaseCommand):
         parser.add_argument("--no-housekeeping", action="store_true", help="Only execute tasks.")
         parser.add_argument("--interval", type=float, default=0.5, help="Seconds between queue polls.")
         parser.add_argument(
+            "--concurrency",
+            type=int,
+            default=None,
+            help="Tasks executed at once: that many worker processes under this one (default: "
+            "WORKER_CONCURRENCY, 1).",
+        )
+        parser.add_argument(
             "--queues",
             default=None,
             help=f"The queues to serve: '*' (all) or some of {','.join(queues.ALL)}, comma-separated "
@@ -93,6 +108,13 @@ class Command(BaseCommand):
             served = queues.parse(text)
         except ValueError as exc:
             raise CommandError(f"--queues: {exc}") from None
+        concurrency = (
+            options["concurrency"] if options["concurrency"] is not None else settings.WORKER_CONCURRENCY
+        )
+        if not 1 <= concurrency <= MAX_CONCURRENCY:
+            raise CommandError(f"--concurrency: must be between 1 and {MAX_CONCURRENCY}, got {concurrency}")
+        if concurrency > 1:
+            return Supervisor(concurrency, served, options).run()
         # "This worker is alive", for /healthz and /metrics (idle or busy; see mlworkspace/health.py).
         heartbeat = WorkerHeartbeatThread(queues=served).start()
         try:
@@ -115,3 +137,60 @@ class Command(BaseCommand):
             reload=False,
             verbosity=options["verbosity"],
         )
+
+
+MAX_CONCURRENCY = 64
+RESTART_DELAY_SECONDS = 1.0
+
+
+class Supervisor:
+    """N worker processes (`manage.py worker` with concurrency 1) under one command."""
+
+    def __init__(self, count: int, served: tuple[str, ...], options: dict):
+        self.count, self.options = count, options
+        self.queues = "*" if served == queues.ALL else ",".join(served)
+        self.children: list[subprocess.Popen | None] = [None] * count
+        self.stopping = 0
+
+    def command(self, index: int) -> list[str]:
+        args = [sys.executable, "manage.py", "worker", "--concurrency", "1", "--queues", self.queues]
+        args += ["--interval", str(self.options["interval"]), "--verbosity", str(self.options["verbosity"])]
+        if index > 0 or self.options["no_housekeeping"]:
+            args.append("--no-housekeeping")  # one reaper and one schedule are enough
+        return args
+
+    def start(self, index: int) -> None:
+        # Its own session: a terminal's Ctrl-C (sent to the whole group) reaches the children
+        # only once, through stop(), so they drain instead of taking it as a second signal.
+        self.children[index] = subprocess.Popen(
+            self.command(index), cwd=settings.BASE_DIR, start_new_session=True
+        )
+
+    def stop(self, signum, _frame) -> None:
+        self.stopping += 1
+        for child in self.children:
+            if child is not None and child.poll() is None:
+                child.send_signal(signal.SIGTERM)  # a second stop: they stop without draining
+
+    def run(self) -> None:
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, self.stop)
+        for index in range(self.count):
+            self.start(index)
+        logger.info("Supervising %s worker processes on queues %s", self.count, self.queues)
+        while True:
+            alive = False
+            for index, child in enumerate(self.children):
+                if child is None or child.poll() is None:
+                    alive = True
+                    continue
+                if not self.stopping:
+                    logger.warning(
+                        "Worker process %s exited (%s); restarting it", child.pid, child.returncode
+                    )
+                    time.sleep(RESTART_DELAY_SECONDS)
+                    self.start(index)
+                    alive = True
+            if not alive:
+                return
+            time.sleep(0.2)
