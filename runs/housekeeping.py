@@ -26,7 +26,7 @@ from mlworkspace import storage
 
 from .models import Dataset, Run, RunStatus
 from .services import dataset_fail_stale_profiles
-from .tasks import execute_run_task, fail_lost_task_rows, running_task_rows
+from .tasks import execute_run_task, fail_lost_task_rows, running_task_rows, tune_assist_task
 
 logger = logging.getLogger(__name__)
 
@@ -40,7 +40,7 @@ def _older_than(path: Path, seconds: float, now: float) -> bool:
 
 def sweep_work_dirs(*, max_age: float, now: float | None = None) -> list[str]:
     """Remove this machine's scratch folders (WORK_DIR, mlworkspace.storage.work_dir) that a
-    killed process left: a run's once the run has ended (the reaper failed it) or, when no
+    killed process left: a run's (or a tune run's assist's) once the run has ended (the reaper failed it) or, when no
     such run exists, once older than `max_age`; any other (a download, an upload) once older
     than `max_age`."""
     now = time.time() if now is None else now
@@ -48,7 +48,12 @@ def sweep_work_dirs(*, max_age: float, now: float | None = None) -> list[str]:
     if not base.is_dir():
         return []
     folders = [p for p in base.iterdir() if p.is_dir() and not p.is_symlink()]
-    runs = {p.name: p.name[len("run-") :].rsplit("-", 1)[0] for p in folders if p.name.startswith("run-")}
+    # A run's folder ("run-<id>-…") or a tune run's assist's ("assist-<id>-…": runs.tuning_assist).
+    runs = {
+        p.name: p.name.split("-", 1)[1].rsplit("-", 1)[0]
+        for p in folders
+        if p.name.startswith(("run-", "assist-"))
+    }
     status = dict(Run.objects.filter(pk__in=list(runs.values())).values_list("id", "status"))
     removed = []
     for folder in folders:
@@ -103,17 +108,21 @@ def sweep_upload_temp_files(*, max_age: float, now: float | None = None) -> list
 
 
 def fail_task_rows_of_ended_runs(stale_after: float | None = None) -> list[str]:
-    """Task rows still RUNNING for runs that ended more than `stale_after` ago: their worker
-    died between finishing the run and recording the task's end (a scan of the task table,
-    so here and not in the frequent reaper)."""
+    """Task rows still RUNNING — a run's, or an assist's of a tune run — for runs that ended
+    more than `stale_after` ago: their worker died between the end and recording the task's
+    end, or during an assist (a scan of the task table, so here and not in the frequent
+    reaper). Returns the runs whose rows were failed."""
     stale_after = settings.RUN_STALE_AFTER_SECONDS if stale_after is None else stale_after
     cutoff = timezone.now() - timedelta(seconds=stale_after)
-    running = [
-        str(i) for i in running_task_rows(execute_run_task).values_list("args_kwargs__args__0", flat=True)
-    ]
-    ended = list(Run.objects.filter(pk__in=running, finished_at__lt=cutoff).values_list("id", flat=True))
-    fail_lost_task_rows(ended, reason="the run ended but its worker never recorded the task's end")
-    return ended
+    failed: list[str] = []
+    for task in (execute_run_task, tune_assist_task):
+        running = [str(i) for i in running_task_rows(task).values_list("args_kwargs__args__0", flat=True)]
+        ended = list(Run.objects.filter(pk__in=running, finished_at__lt=cutoff).values_list("id", flat=True))
+        fail_lost_task_rows(
+            ended, reason="the run ended but its worker never recorded the task's end", task=task
+        )
+        failed += [run_id for run_id in ended if run_id not in failed]
+    return failed
 
 
 def sweep_orphans() -> dict[str, list[str]]:

@@ -23,7 +23,7 @@ from runs.housekeeping import (
 )
 from runs.models import Dataset, DatasetStatus, Run, RunStatus
 from runs.services import dataset_fail_stale_profiles, run_start
-from runs.tasks import execute_run_task, profile_dataset_task
+from runs.tasks import execute_run_task, profile_dataset_task, tune_assist_task
 
 pytestmark = pytest.mark.django_db
 HOUR = 3600
@@ -99,6 +99,18 @@ def test_housekeeping_closes_a_task_row_left_running_after_its_run_ended(baselin
     assert new_row.status == TaskResultStatus.RUNNING  # its worker is recording the end right now
 
 
+def test_housekeeping_closes_an_assist_task_row_of_a_tune_run_that_ended(baselines, user):
+    ended = make_run(user, RunStatus.SUCCEEDED, finished_at=timezone.now() - timedelta(minutes=5))
+    running = make_run(user, RunStatus.RUNNING, heartbeat_at=timezone.now())
+    lost = task_row(tune_assist_task, ended.pk)
+    live = task_row(tune_assist_task, running.pk)
+    assert sweep_orphans()["run_task_rows"] == [ended.pk]
+    lost.refresh_from_db()
+    live.refresh_from_db()
+    assert lost.status == TaskResultStatus.FAILED and "WorkerLost" in lost.traceback
+    assert live.status == TaskResultStatus.RUNNING  # its assist may still be at work
+
+
 def test_default_settings_reap_within_30_seconds(settings):
     assert settings.RUN_STALE_AFTER_SECONDS + settings.RUN_REAP_SECONDS <= 30
     assert settings.RUN_HEARTBEAT_SECONDS * 3 <= settings.RUN_STALE_AFTER_SECONDS
@@ -118,6 +130,8 @@ def test_scratch_folders_of_ended_or_unknown_runs_and_old_downloads_are_removed(
         ("running", f"run-{running.pk}"),
         ("succeeded", f"run-{succeeded.pk}"),
         ("gone", "run-run_gone"),
+        ("assist", f"assist-{succeeded.pk}"),
+        ("assisting", f"assist-{running.pk}"),
         ("read", "read"),
     ]:
         folders[key] = Path(tempfile.mkdtemp(prefix=f"{prefix}-", dir=base))
@@ -131,10 +145,10 @@ def test_scratch_folders_of_ended_or_unknown_runs_and_old_downloads_are_removed(
 
     removed = sweep_work_dirs(max_age=HOUR)
 
-    gone = [folders[k] for k in ("failed", "succeeded", "gone", "read")] + [ended_now]
+    gone = [folders[k] for k in ("failed", "succeeded", "gone", "read", "assist")] + [ended_now]
     assert sorted(removed) == sorted(folder.name for folder in gone)
     assert not any(folder.exists() for folder in gone)
-    for kept in (folders["running"], unknown_now, read_now):  # its worker may be writing
+    for kept in (folders["running"], folders["assisting"], unknown_now, read_now):  # still in use
         assert kept.is_dir(), kept.name
 
 
