@@ -30,6 +30,10 @@ class TrialSerializer(serializers.Serializer):
     finished_at = serializers.CharField(allow_null=True)
     seconds = serializers.FloatField(allow_null=True)
     run_id = serializers.CharField(allow_null=True, help_text="The trial's child run")
+    worker = serializers.CharField(
+        allow_null=True,
+        help_text="The worker that ran it (tuning.workers: the study's trials may run on several)",
+    )
 
 
 class BestTrialSerializer(serializers.Serializer):

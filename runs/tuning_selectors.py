@@ -85,18 +85,19 @@ def load_study(run: Run) -> optuna.Study | None:
 
 def tune_study(run: Run, study: optuna.Study | None = None) -> dict | None:
     """The study of a tune run (``study``: already loaded) as its page and API show it: every
-    trial (with the id of its child run) and the best; None before the study has started."""
+    trial (with the id of its child run and the worker that ran it) and the best; None before the study has started."""
     study = study if study is not None else load_study(run)
     if study is None:
         return None
     data = tuning_study.summary(study)
-    trial_runs = dict(
-        RunTag.objects.filter(
+    trial_runs = {
+        number: (run_id, worker)
+        for number, run_id, worker in RunTag.objects.filter(
             key="tune.trial", run__tag_rows__key="tune.study", run__tag_rows__value=study.study_name
-        ).values_list("value", "run_id")
-    )
+        ).values_list("value", "run_id", "run__worker")
+    }
     for row in data["trials"]:
-        row["run_id"] = trial_runs.get(str(row["number"]))
+        row["run_id"], row["worker"] = trial_runs.get(str(row["number"]), (None, None))
     return data
 
 

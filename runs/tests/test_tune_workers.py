@@ -15,6 +15,8 @@ from pathlib import Path
 import optuna
 import pytest
 from django.conf import settings
+from django.test import Client
+from django.urls import reverse
 from django_tasks_db.models import DBTaskResult
 
 from recipes import tuning as spec_tuning
@@ -217,4 +219,12 @@ def test_two_workers_run_trials_of_one_study(workers, baselines, user):  # noqa:
     summary = artifacts.read_json_artifact(run.pk, run.artifacts_json, "tuning.json")
     assert summary["best"]["number"] == study["best"]["number"]
     assert summary["best"]["params"] == study["best"]["params"]
+    # The study's API and page say which worker ran each trial.
+    assert {t["number"]: t["worker"] for t in study["trials"]} == {
+        n: worker for worker, ns in by_worker.items() for n in ns
+    }
+    page = Client()
+    page.force_login(user)
+    html = page.get(reverse("pages:run-study", args=[run.pk])).content.decode()
+    assert "<th>Worker</th>" in html and assist in html and run.worker in html
     assert time.monotonic() - began < 60
