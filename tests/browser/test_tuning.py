@@ -41,6 +41,10 @@ def test_tune_from_the_run_form_to_a_saved_version(page, live_server, user, base
     for i in range(4):  # each chart drawn by plotly.js (an SVG), not just its JSON
         expect(charts.nth(i).locator("svg.main-svg").first).to_be_visible()
     expect(page.locator("#trials-table tbody tr")).to_have_count(4)
+    expect(page.locator("#trials-table thead")).to_contain_text("Worker")
+    worker = Run.objects.get(pk=run.pk).worker
+    assert worker
+    expect(page.locator("#trials-table tbody tr").first).to_contain_text(worker)  # the one worker here
     expect(page.locator("#best-trial")).to_contain_text("Trial")
     shots(page, "tuning-study")
     assert page.js_errors == []
