@@ -39,6 +39,7 @@ from .families import worlds
 from .logs import run_log, run_logs_append
 from .models import MODEL_ARTIFACT_RUN_TYPES, Run, RunStatus, RunType
 from .pipeline import child_main
+from .processes import end_child
 from .selectors import model_training_batch
 from .services import close_stages, run_finish, synthetic_resolve, tracking_log
 from .tasks import fail_lost_task_rows
@@ -299,13 +300,7 @@ def _execute(run: Run, progress: _Progress, work: Path) -> str:
                     break
         interrupted = False
     finally:
-        if child.is_alive() and (cancelled or lost or interrupted):
-            child.terminate()
-        child.join(timeout=10)
-        if child.is_alive():
-            child.kill()
-            child.join()
-        receiver.close()
+        end_child(child, receiver, stop=cancelled or lost or interrupted)
     if lost:
         return "lost (the run was failed by the reaper)"
     if cancelled:

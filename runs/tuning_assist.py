@@ -32,6 +32,7 @@ from . import tuning, tuning_selectors
 from .executor import WORKER_ID, build_spec
 from .logs import run_log
 from .models import Run, RunStatus, RunType
+from .processes import end_child
 from .tuning_executor import LOG_FLUSH_SECONDS, STOP_GRACE_SECONDS, _Trials, study_spec
 
 
@@ -113,14 +114,7 @@ def _assist(run: Run, config: spec_tuning.TuningConfig, index: int, work: Path) 
             if stopped_by is not None and now > stopped_by:
                 break
     finally:
-        killed = child.is_alive()
-        if killed:
-            child.terminate()
-        child.join(timeout=10)
-        if child.is_alive():
-            child.kill()
-            child.join()
-        receiver.close()
+        killed = end_child(child, receiver)
     # Trials still open: the child was stopped or died before it reported their end.
     if stopped_by is not None:
         trials.close(RunStatus.CANCELLED, trials.stop_reason, killed)

@@ -34,6 +34,7 @@ from recipes import tuning as spec_tuning
 from . import tuning, tuning_selectors
 from .logs import run_log
 from .models import Run, RunStatus
+from .processes import end_child
 from .services import run_finish, tracking_log, trial_start
 from .services.tracking import now_ms
 from .tasks import enqueue_tune_assists
@@ -104,14 +105,7 @@ def tune_execute(*, run: Run, spec: dict, progress, worker: str) -> dict:
             if stop_by is not None and now > stop_by:
                 break
     finally:
-        killed = child.is_alive()
-        if killed:
-            child.terminate()
-        child.join(timeout=10)
-        if child.is_alive():
-            child.kill()
-            child.join()
-        receiver.close()
+        killed = end_child(child, receiver)
     if lost:
         trials.close(RunStatus.FAILED, "Its tune run was lost (no heartbeat from its worker).", killed)
         return {"status": RunStatus.FAILED, "error": "", "result": None}
