@@ -265,13 +265,19 @@ class _ColumnStats:
         self.total = 0.0
         self.times_low = self.times_high = None
         self.times_ok, self.all_dates = True, True
+        self.empty_kind: str | None = None
 
     def add(self, series: pd.Series) -> None:
         self.rows += len(series)
         self.nulls += int(series.isna().sum())
         kind = dtype_name(series)
-        self.kinds.add(kind)
         values = series.dropna()
+        # A chunk with no values says nothing of the column's type (pandas reads an empty
+        # CSV chunk of a text column as float): its type counts only if no chunk has values.
+        if len(values):
+            self.kinds.add(kind)
+        else:
+            self.empty_kind = self.empty_kind or kind
         if self.hashes is not None and len(values):
             hashed = pd.util.hash_pandas_object(values.astype(str), index=False).to_numpy()
             self.hashes = np.unique(np.concatenate((self.hashes, hashed)))
@@ -296,7 +302,7 @@ class _ColumnStats:
             self.times_high = high if self.times_high is None else max(self.times_high, high)
 
     def entry(self) -> dict:
-        kinds = self.kinds - {"string"} if self.count == 0 and self.times_low is None else self.kinds
+        kinds = self.kinds or {self.empty_kind or "string"}
         if "string" in kinds or len(kinds) > 2 or (len(kinds) == 2 and kinds != {"int", "float"}):
             dtype = "string"
         else:

@@ -146,6 +146,17 @@ def test_a_chunked_profile_equals_the_whole_tables_profile(tmp_path, small_chunk
                 )
 
 
+def test_a_chunk_without_values_does_not_decide_a_columns_type(tmp_path, small_chunks):
+    # The first 900-row CSV chunk of "note" is empty: pandas reads that chunk as float.
+    frame = pd.DataFrame({"note": [None] * 900 + [f"x{i}" for i in range(900)], "n": np.arange(1_800)})
+    path = table(tmp_path, frame, "csv")
+    chunked = run_data.describe_chunks(run_data.read_chunks(path, "csv"))
+    assert chunked == run_data.describe_columns(run_data.read_table(path, "csv"))
+    assert chunked[0]["dtype"] == "string"
+    empty = pd.DataFrame({"gone": [np.nan] * 1_000})  # no values at all: the reader's type
+    assert run_data.describe_chunks([empty.iloc[:500], empty.iloc[500:]])[0]["dtype"] == "float"
+
+
 def test_a_chunked_profile_stops_counting_distinct_values_past_the_cap(tmp_path, small_chunks, monkeypatch):
     monkeypatch.setattr(run_data, "DISTINCT_MAX", 1_000)
     frame = pd.DataFrame({"id": np.arange(3_000), "flag": np.arange(3_000) % 2})
