@@ -38,9 +38,12 @@ def folder(run_id: str) -> str:
     return f"artifacts/{run_id}"
 
 
-def publish(run_id: str, local_dir: Path, kinds: dict[str, str]) -> dict:
-    """Store the files a run wrote under `local_dir` ({name: kind}) and return its
-    artifacts_json (storage.StorageError when the store refuses one)."""
+def publish(run_id: str, local_dir: Path | None, kinds: dict[str, str]) -> dict:
+    """Store the files a run wrote under `local_dir` ({name: kind}; a run that wrote none, a
+    trial, has no folder) and return its artifacts_json (storage.StorageError when the store
+    refuses one)."""
+    if kinds and local_dir is None:
+        raise ValueError(f"run {run_id} lists artifacts but no folder holds them")
     files = {}
     for name, kind in kinds.items():
         files[name] = {"kind": kind, **storage.put(f"{folder(run_id)}/{name}", local_dir / name)}

@@ -94,7 +94,7 @@ def run_finish(
     stored = None
     if result is not None:
         try:
-            stored = artifacts.publish(run.id, artifact_dir or Path("."), result["artifacts"])
+            stored = artifacts.publish(run.id, artifact_dir, result["artifacts"])
         except (storage.StorageError, OSError) as exc:
             status, result = RunStatus.FAILED, None
             error = f"The run's artifacts could not be stored: {server_redact(str(exc))}"
