@@ -553,9 +553,11 @@ def drift_child(config: dict) -> dict:
     }
 
 
-def drift_measure(config: dict, env: dict) -> dict:
+def child_json(script: str, flag: str, config: dict, env: dict) -> dict:
+    """Run `script flag <config JSON>` in a fresh process (its own peak memory) and return the
+    JSON object its last output line prints; SystemExit with its error output if it failed."""
     out = subprocess.run(
-        [sys.executable, __file__, "--drift-child", json.dumps(config)],
+        [sys.executable, script, flag, json.dumps(config)],
         cwd=ROOT,
         env=env,
         capture_output=True,
@@ -563,8 +565,12 @@ def drift_measure(config: dict, env: dict) -> dict:
         check=False,
     )
     if out.returncode != 0:
-        raise SystemExit(f"the drift child failed:\n{out.stderr[-3000:]}")
+        raise SystemExit(f"the child {flag} failed:\n{out.stderr[-3000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def drift_measure(config: dict, env: dict) -> dict:
+    return child_json(__file__, "--drift-child", config, env)
 
 
 def drift_main(args) -> None:

@@ -38,16 +38,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "mlworkspace.settings")
 
+from bench_scale import child_json, peak_rss_mb  # noqa: E402 - the bench folder is on sys.path
+
 ROW_GROUP = 1_000_000
 RECIPE = "recipe_location_base"
-
-
-def peak_rss_mb() -> float:
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    return 0.0
 
 
 def write_sites(path: Path, rows: int) -> float:
@@ -159,17 +153,7 @@ def upload_main(args) -> None:
             "DATASET_MAX_CELLS": str(10**12),
             "DATASET_MAX_ROWS": str(args.rows),
         }
-        out = subprocess.run(
-            [sys.executable, __file__, "--upload-child", json.dumps({"data": str(data)})],
-            cwd=ROOT,
-            env=env,
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        if out.returncode != 0:
-            raise SystemExit(f"the upload child failed:\n{out.stderr[-3000:]}")
-        result = json.loads(out.stdout.strip().splitlines()[-1])
+        result = child_json(__file__, "--upload-child", {"data": str(data)}, env)
     finally:
         if not keep:
             shutil.rmtree(scratch, ignore_errors=True)
