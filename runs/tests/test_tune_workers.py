@@ -186,7 +186,9 @@ def test_a_tune_run_for_two_workers_enqueues_an_assist_and_finishes_alone_withou
 def test_two_workers_run_trials_of_one_study(workers, baselines, user):  # noqa: F811 (the fixture)
     n_trials = 8
     version = tune_version(user, n_trials=n_trials, rounds=150, workers=2)
-    run = start(user, version, rows=4000)
+    run = start(
+        user, version, rows=16_000
+    )  # trials long enough for the assist to join before the study is done
     began = time.monotonic()
     workers()
     workers()
