@@ -18,7 +18,7 @@ import urllib.error
 import urllib.request
 from typing import Any
 
-from recipes import catalog
+from recipes import catalog, forecasting_config
 
 from .nlu.text import plain, safe_label
 
@@ -29,7 +29,7 @@ SYSTEM_PROMPT = """You read messages sent to an ML recipe builder and return ONL
  "show", "greeting";
  "family": one of "forecasting", "pricing", "next_best_action", "location_scoring" or null;
  "slots": an object with only the keys the message states:
-   industry (string), client (string), frequency ("D" or "W"), horizon_days (integer days),
+   industry (string), client (string), frequency ("H", "D", "W", "M" or "Q"), horizon_days (integer days),
    metrics ({metric name: {"target"|"threshold_warning"|"threshold_critical": number as a fraction}}),
    deployment_mode ("batch" or "realtime"), schedule (5-field cron), drift_method ("PSI" or "KS"),
    drift_threshold (number), freshness_hours (number), objective ("revenue" or "margin"),
@@ -125,7 +125,7 @@ def sanitize(data: dict[str, Any]) -> dict[str, Any]:
     for key in ("industry", "client", "name"):
         if isinstance(raw.get(key), str) and (label := safe_label(raw[key])):
             slots[key] = label.lower() if key == "industry" else label
-    if raw.get("frequency") in ("D", "W"):
+    if isinstance(raw.get("frequency"), str) and raw["frequency"] in forecasting_config.FREQUENCIES:
         slots["frequency"] = raw["frequency"]
     if (h := _number(raw.get("horizon_days"), lo=1, hi=3650)) is not None:
         slots["horizon_days"] = int(h)

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from recipes import catalog
+from recipes import catalog, forecasting_config
 from recipes.lineage import diff as manifest_diff
 from recipes.manifest import rewrite_metadata, validate_manifest
 
@@ -30,20 +30,12 @@ FIELD_WORDS = {
     "threshold_critical": "critical threshold",
 }
 
-# The forecasting family's daily and weekly defaults (runs/families/forecasting.py): when the
-# frequency changes, settings still at the other frequency's defaults follow it.
-FREQUENCY_DEFAULTS = {
-    "feature_prep": {
-        "lags": ([1, 7, 14, 28, 364], [1, 2, 4, 52]),
-        "rolling_windows": ([7, 28], [4, 13]),
-        "calendar_features": (["dayofweek", "dayofmonth", "dayofyear", "month"], ["weekofyear", "month"]),
-    },
-    "training": {
-        "season_length": (7, 52),
-        "stat_history": (364, 156),
-        "share_window": (56, 13),
-        "max_forecast_periods": (400, 60),
-    },
+# Settings that follow the frequency (recipes.forecasting_config.PERIOD_DEFAULTS, the family's
+# defaults per frequency): when the frequency changes, a setting still at the old frequency's
+# default takes the new one's.
+FREQUENCY_SETTINGS = {
+    "feature_prep": ("lags", "rolling_windows", "calendar_features"),
+    "training": ("season_length", "stat_history", "share_window", "max_forecast_periods"),
 }
 
 REQUIRED = {
@@ -198,25 +190,25 @@ def _frequency(m: dict, slots: dict, family: str) -> str | None:
     cfg = stage_config(m, "feature_prep")
     if cfg is None:
         return None
-    old = str(cfg.get("frequency", "D")).upper()
+    old = forecasting_config.frequency(cfg.get("frequency", "D"))
     cfg["frequency"] = freq
-    if old != freq:
-        src, dst = (0, 1) if freq == "W" else (1, 0)
-        for stage_type, keys in FREQUENCY_DEFAULTS.items():
+    if old is not None and old != freq:
+        src, dst = forecasting_config.PERIOD_DEFAULTS[old], forecasting_config.PERIOD_DEFAULTS[freq]
+        for stage_type, keys in FREQUENCY_SETTINGS.items():
             scfg = stage_config(m, stage_type)
             if scfg is None:
                 continue
-            for key, pair in keys.items():
-                if scfg.get(key) == pair[src]:
-                    scfg[key] = copy.deepcopy(pair[dst])
+            for key in keys:
+                if scfg.get(key) == src[key]:
+                    scfg[key] = copy.deepcopy(dst[key])
         tcfg = stage_config(m, "training")
         arima = tcfg.get("arima") if tcfg else None
-        if isinstance(arima, dict) and arima.get("seasonal_order") in ([0, 1, 1], [0, 1, 0]):
-            arima["seasonal_order"] = [0, 1, 0] if freq == "W" else [0, 1, 1]
+        if isinstance(arima, dict) and arima.get("seasonal_order") == src["arima_seasonal_order"]:
+            arima["seasonal_order"] = copy.deepcopy(dst["arima_seasonal_order"])
     spec = (m.get("deployment") or {}).get("endpoint_spec")
     if isinstance(spec, dict) and "frequency" in spec:
         spec["frequency"] = freq
-    return f"frequency: {'weekly' if freq == 'W' else 'daily'}"
+    return f"frequency: {forecasting_config.FREQUENCIES[freq]}"
 
 
 def _horizon(m: dict, slots: dict, family: str) -> str | None:
@@ -517,8 +509,9 @@ def family_config_errors(manifest: dict, family: str) -> list[dict]:
             and train["horizon"] >= 1
         ):
             bad("training", "horizon", "'horizon' must be a whole number of days, at least 1")
-        if "frequency" in prep and str(prep["frequency"]).upper() not in ("D", "W"):
-            bad("feature_prep", "frequency", "'frequency' must be 'D' (daily) or 'W' (weekly)")
+        if "frequency" in prep and forecasting_config.frequency(prep["frequency"]) is None:
+            known = ", ".join(f"'{k}' ({v})" for k, v in forecasting_config.FREQUENCIES.items())
+            bad("feature_prep", "frequency", f"'frequency' must be {known}")
     if family == "pricing":
         if "objective" in train and train["objective"] not in ("revenue", "margin"):
             bad("training", "objective", "'objective' must be 'revenue' or 'margin'")

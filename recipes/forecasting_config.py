@@ -6,7 +6,8 @@ validated never fails at run time on one of these settings.
 Plain Python (no Django import), like ``recipes.tuning``.
 
     pipeline.stages[type=feature_prep].config:
-      frequency: D | W                      # daily or weekly periods (default D)
+      frequency: H | D | W | M | Q          # hourly, daily, weekly, monthly or quarterly periods
+                                            # (default D; pandas' MS / QS are read as M / Q)
       calendar_features: [dayofweek, month] # of CALENDAR_FEATURES
       lags: [1, 7, 14]                      # positive whole periods, at least one
       rolling_windows: [7, 28]              # positive whole periods
@@ -24,9 +25,101 @@ from __future__ import annotations
 import math
 from typing import Any
 
-FREQUENCIES = {"D": "daily", "W": "weekly"}
+FREQUENCIES = {"H": "hourly", "D": "daily", "W": "weekly", "M": "monthly", "Q": "quarterly"}
+# pandas' spellings a user may know (the Mauna Loa CO2 record reads as "MS"), read as ours.
+FREQUENCY_ALIASES = {"MS": "M", "ME": "M", "QS": "Q", "QE": "Q", "W-MON": "W", "1H": "H", "1D": "D"}
 ALGORITHMS = ("seasonal_naive", "ets", "arima", "lightgbm")
-CALENDAR_FEATURES = ("dayofweek", "dayofmonth", "dayofyear", "weekofyear", "month", "quarter", "year")
+CALENDAR_FEATURES = (
+    "hour",
+    "dayofweek",
+    "dayofmonth",
+    "dayofyear",
+    "weekofyear",
+    "month",
+    "quarter",
+    "year",
+)
+
+# Per frequency: the length of a period in days (a horizon is given in days) and the defaults
+# the family uses when a manifest leaves a setting out. One table, read by the family at run
+# time (runs.families.forecasting) and by the validator below.
+PERIOD_DEFAULTS: dict[str, dict[str, Any]] = {
+    "H": {
+        "periods_per_day": 24,
+        "lags": [1, 2, 24, 48, 168],
+        "rolling_windows": [24, 168],
+        "calendar_features": ["hour", "dayofweek"],
+        "season_length": 24,
+        "stat_history": 24 * 28,
+        "share_window": 24 * 7,
+        "max_forecast_periods": 24 * 30,
+        "arima_seasonal_order": [0, 1, 1],
+    },
+    "D": {
+        "periods_per_day": 1,
+        "lags": [1, 7, 14, 28, 364],
+        "rolling_windows": [7, 28],
+        "calendar_features": ["dayofweek", "dayofmonth", "dayofyear", "month"],
+        "season_length": 7,
+        "stat_history": 364,
+        "share_window": 56,
+        "max_forecast_periods": 400,
+        "arima_seasonal_order": [0, 1, 1],
+    },
+    "W": {
+        "days_per_period": 7,
+        "lags": [1, 2, 4, 52],
+        "rolling_windows": [4, 13],
+        "calendar_features": ["weekofyear", "month"],
+        "season_length": 52,
+        "stat_history": 156,
+        "share_window": 13,
+        "max_forecast_periods": 60,
+        "arima_seasonal_order": [0, 1, 0],
+    },
+    "M": {
+        "days_per_period": 365.25 / 12,
+        "lags": [1, 2, 3, 12],
+        "rolling_windows": [3, 12],
+        "calendar_features": ["month", "quarter"],
+        "season_length": 12,
+        "stat_history": 120,
+        "share_window": 12,
+        "max_forecast_periods": 36,
+        "arima_seasonal_order": [0, 1, 1],
+    },
+    "Q": {
+        "days_per_period": 365.25 / 4,
+        "lags": [1, 2, 4],
+        "rolling_windows": [2, 4],
+        "calendar_features": ["quarter"],
+        "season_length": 4,
+        "stat_history": 60,
+        "share_window": 4,
+        "max_forecast_periods": 20,
+        "arima_seasonal_order": [0, 1, 1],
+    },
+}
+
+
+def frequency(value: Any) -> str | None:
+    """The frequency key (H, D, W, M, Q) a manifest's ``frequency`` names, or None if it names
+    none; case-insensitive, pandas' aliases accepted."""
+    if not isinstance(value, str):
+        return None
+    key = value.strip().upper()
+    key = FREQUENCY_ALIASES.get(key, key)
+    return key if key in FREQUENCIES else None
+
+
+def horizon_periods(horizon_days: int, freq: str) -> int:
+    """How many periods of ``freq`` a horizon of ``horizon_days`` days covers (at least 1)."""
+    table = PERIOD_DEFAULTS[freq]
+    if "periods_per_day" in table:
+        return max(1, int(horizon_days) * int(table["periods_per_day"]))
+    return max(1, math.ceil(int(horizon_days) / table["days_per_period"] - 1e-9))
+
+
 STAT_LEVELS = ("total", "series")
 
 Path_ = tuple[str | int, ...]
@@ -65,8 +158,8 @@ def _feature_prep(config: dict, base: Path_) -> list[tuple[Path_, str]]:
     errors = []
     if "frequency" in config:
         freq = config["frequency"]
-        if not isinstance(freq, str) or freq.upper() not in FREQUENCIES:
-            known = " or ".join(f"'{k}' ({v})" for k, v in FREQUENCIES.items())
+        if frequency(freq) is None:
+            known = ", ".join(f"'{k}' ({v})" for k, v in FREQUENCIES.items())
             errors.append(((*base, "frequency"), f"'frequency' must be {known}, got {freq!r}"))
     if "calendar_features" in config:
         names = config["calendar_features"]

@@ -1,5 +1,6 @@
-"""Forecasting family: daily (or weekly) demand per series with seasonal-naive, ETS, ARIMA and
-a global LightGBM model, picked automatically on an internal validation window.
+"""Forecasting family: hourly, daily, weekly, monthly or quarterly demand per series with
+seasonal-naive, ETS, ARIMA and a global LightGBM model, picked automatically on an internal
+validation window.
 
 Data (``generate``)
     Daily sales of store x product series: ``PRODUCTS_PER_STORE`` (10) products per store,
@@ -26,12 +27,17 @@ Data (``generate``)
     has its own stream per series, so the days after a training batch continue it.
     ``concept="trend_break"``: from the window's first day demand falls 30 % and then 20 %
     a year. ``ground_truth(seed)`` returns the constants and the first series' parameters.
+    ``hourly=True``: the window's last ``HOURLY_DAYS`` days hour by hour, each day's mean
+    spread over its hours by the store format's ``HOURLY_PROFILE`` (quiet nights, two peaks).
 
 Preparation (``prepare``, feature_prep stage)
-    Parses the time column to dates, drops rows without a series key or date, clips negative
-    sales to 0 and, for ``frequency: "W"``, aggregates to weeks starting on Monday (sales
-    summed, known features averaged, other columns first value; a first or last week with
-    fewer than 7 days is dropped, as it would look like a demand drop). Duplicate (series,
+    Parses the time column, drops rows without a series key or date, clips negative sales to
+    0 and maps each timestamp to its period (``frequency``: ``H`` hours, ``D`` days, ``W``
+    weeks starting on Monday, ``M`` calendar months, ``Q`` calendar quarters; periods are
+    numbered on pandas' period calendar, so months of 28 to 31 days are one step each).
+    Daily data of a weekly, monthly or quarterly recipe are aggregated (sales summed, known
+    features averaged, other columns first value; a first or last period with fewer days
+    than it has is dropped, as it would look like a demand drop). Duplicate (series,
     period) rows are aggregated the same way. It is idempotent; ``fit``/``evaluate`` apply it
     again, so they also accept unprepared data.
     The lag/rolling/calendar features are built inside the model (LightGBM forecasts
@@ -40,7 +46,8 @@ Preparation (``prepare``, feature_prep stage)
 
 Models (``fit``, training stage ``algorithm``)
     Data become a series x period matrix on a regular grid (gaps are missing values). The
-    last ``horizon`` days (in periods: ``ceil(horizon / 7)`` for weekly data) of the
+    last ``horizon`` days (in periods: ``recipes.forecasting_config.horizon_periods``, e.g.
+    ``ceil(horizon / 7)`` for weekly data, ``24 * horizon`` for hourly) of the
     training data are an internal validation window: every candidate (``auto``: the
     ``candidates`` list; otherwise the one algorithm) is fitted on the data before it and
     scored by MAPE on it; the best is refitted on all the training data.
@@ -82,8 +89,8 @@ Validation (``split``, ``folds``)
 
 Forecasting (``predict``, ``evaluate``)
     Rows carry the series key (``series_id``) and a date after the end of the model's
-    history (the forecast origin); weekly models map each date to its week (Monday) and
-    return that week's forecast. Known features (promo, price) are needed for LightGBM
+    history (the forecast origin); weekly, monthly and quarterly models map each date to its
+    period (a Monday, the first of the month or quarter) and return that period's forecast. Known features (promo, price) are needed for LightGBM
     models; periods between the origin and a requested date without a row use the series'
     median of that feature. A date at or before the origin, an unknown series or a missing
     column raise ``ValueError`` (so the model cannot score its own training period: it is a
@@ -108,11 +115,12 @@ Plot data (``evaluate``'s third value)
     series with the largest test sales, plus ``series_id``. Each line keeps its last
     ``plot_points`` periods (default 120), at most ~500 points in all.
 
-Stage configs (defaults; ``D`` / ``W`` where they differ)
-    feature_prep: ``frequency`` "D" ("D" | "W"), ``time_column`` "date", ``lags``
+Stage configs (defaults; ``D`` / ``W`` where they differ; the other frequencies' defaults
+are ``recipes.forecasting_config.PERIOD_DEFAULTS``)
+    feature_prep: ``frequency`` "D" ("H" | "D" | "W" | "M" | "Q"), ``time_column`` "date", ``lags``
     [1, 7, 14, 28, 364] / [1, 2, 4, 52], ``rolling_windows`` [7, 28] / [4, 13],
     ``calendar_features`` ["dayofweek", "dayofmonth", "dayofyear", "month"] / ["weekofyear",
-    "month"] (any of dayofweek, dayofmonth, dayofyear, weekofyear, month, quarter, year),
+    "month"] (any of hour, dayofweek, dayofmonth, dayofyear, weekofyear, month, quarter, year),
     ``known_features`` ["promo", "price"], ``static_features`` ["store_format", "region"]
     (features absent from the data are skipped).
     training: ``algorithm`` "auto" (seasonal_naive | ets | arima | lightgbm | auto),
@@ -173,6 +181,16 @@ WEEKLY_PROFILE = {  # Monday .. Sunday, mean 1
     "express": (1.1, 1.1, 1.1, 1.1, 1.05, 0.8, 0.75),
 }
 REGIONS = ("north", "south", "east", "west")
+# An hourly world (``generate(..., hourly=True)``) spreads each day's demand over its hours:
+# quiet nights, a lunchtime and an evening peak (express stores: a morning one instead).
+_HOURS = np.arange(24)
+HOURLY_PROFILE = {
+    fmt: (lambda w: w * 24 / w.sum())(
+        0.08 + np.exp(-(((_HOURS - first) / 2.0) ** 2)) + 1.2 * np.exp(-(((_HOURS - 18) / 2.5) ** 2))
+    )
+    for fmt, first in (("hyper", 12), ("super", 12), ("express", 8))
+}
+HOURLY_DAYS = 56  # an hourly batch holds the last 8 weeks of its window: 24 rows a day
 ORIGIN = START_DATE  # the world's day 0
 PERIOD_DAYS = 1
 _CALENDAR = worlds.Calendar(ORIGIN, PERIOD_DAYS)
@@ -303,8 +321,11 @@ def generate(
     world: dict | None = None,
     window: dict | None = None,
     concept: str | None = None,
+    hourly: bool = False,
 ) -> pd.DataFrame:
-    """Synthetic daily demand of the world's series over a window (see module doc).
+    """Synthetic daily demand of the world's series over a window (see module doc);
+    ``hourly``: the same days' demand hour by hour (each day's mean spread over its hours by
+    ``HOURLY_PROFILE``, each hour drawn on its own), ``date`` then being the hour.
 
     Without ``world``/``window``: ``max(1, rows // days)`` series x the first ``days`` days.
     The seed fixes every series' parameters; each kind of random draw has its own stream per
@@ -318,6 +339,8 @@ def generate(
     start, length = (0, first) if window is None else worlds.span(_CALENDAR, window)
     n_series = int(world["series"])
     end = start + length
+    if hourly:  # the window's last HOURLY_DAYS days, hour by hour (a day's draws are the same)
+        start, length = max(start, end - HOURLY_DAYS), min(length, HOURLY_DAYS)
     # Every series is simulated from day 0 to the window's end (cheap: a few thousand
     # values) and cut to the window; each draw has its own stream, so a day's values are
     # the same in every window that contains it.
@@ -330,7 +353,8 @@ def generate(
     week_idx = day_index // 7
     quarter_idx = day_index // 91
     concept_factor = _concept_factor(concept, day_index, start)
-    n = n_series * length
+    per_day = 24 if hourly else 1
+    n = n_series * length * per_day
     cols = {
         name: np.empty(n, dtype=object) for name in ("series_id", "store_id", "product_id", "fmt", "region")
     }
@@ -365,10 +389,16 @@ def generate(
             * p["promo_lift"] ** promo
             * concept_factor
         )
-        noise = stream(2).gamma(1.0 / NOISE_CV**2, NOISE_CV**2, end)
-        sales = stream(3).poisson(mean * noise).astype(float)[start:]
-        promo, price = promo[start:], price[start:]
-        sl = slice(i * length, (i + 1) * length)
+        if hourly:
+            hour_mean = mean[:, None] * HOURLY_PROFILE[p["store_format"]][None, :] / 24.0
+            noise = stream(5).gamma(1.0 / NOISE_CV**2, NOISE_CV**2, (end, 24))
+            sales = stream(6).poisson(hour_mean * noise).astype(float)[start:].ravel()
+            promo, price = np.repeat(promo[start:], 24), np.repeat(price[start:], 24)
+        else:
+            noise = stream(2).gamma(1.0 / NOISE_CV**2, NOISE_CV**2, end)
+            sales = stream(3).poisson(mean * noise).astype(float)[start:]
+            promo, price = promo[start:], price[start:]
+        sl = slice(i * length * per_day, (i + 1) * length * per_day)
         cols["series_id"][sl] = p["series_id"]
         cols["store_id"][sl] = f"s{store:03d}"
         cols["product_id"][sl] = f"p{product:02d}"
@@ -382,7 +412,12 @@ def generate(
             "series_id": pd.Series(cols["series_id"], dtype="str"),
             "store_id": pd.Series(cols["store_id"], dtype="str"),
             "product_id": pd.Series(cols["product_id"], dtype="str"),
-            "date": np.tile(dates.to_numpy(), n_series),
+            "date": np.tile(
+                (dates.repeat(24) + pd.to_timedelta(np.tile(_HOURS, len(dates)), unit="h")).to_numpy()
+                if hourly
+                else dates.to_numpy(),
+                n_series,
+            ),
             "store_format": pd.Series(cols["fmt"], dtype="str"),
             "region": pd.Series(cols["region"], dtype="str"),
             "promo": promo_all,
@@ -433,8 +468,8 @@ def _spec(manifest: dict) -> dict:
     """Column roles and the feature_prep config, with defaults filled in."""
     _check(manifest)
     cfg = stage_config(manifest, "feature_prep")
-    freq = str(cfg.get("frequency", "D")).upper()
-    weekly = freq == "W"
+    freq = forecasting_config.frequency(cfg.get("frequency", "D"))
+    defaults = forecasting_config.PERIOD_DEFAULTS[freq]
     time_col = str(cfg.get("time_column", "date"))
     req = manifest.get("requirements", {}) or {}
     grain = req.get("grain") or ["series_id", time_col]
@@ -442,15 +477,11 @@ def _spec(manifest: dict) -> dict:
         grain = [g.strip() for g in grain.split(",") if g.strip()]
     series_cols = [g for g in grain if g != time_col] or ["series_id"]
     labels = req.get("labels") or ["sales"]
-    default_calendar = (
-        ["weekofyear", "month"] if weekly else ["dayofweek", "dayofmonth", "dayofyear", "month"]
-    )
-    calendar = list(cfg.get("calendar_features", default_calendar))
-    lags = sorted({int(k) for k in cfg.get("lags", [1, 2, 4, 52] if weekly else [1, 7, 14, 28, 364])})
-    windows = sorted({int(w) for w in cfg.get("rolling_windows", [4, 13] if weekly else [7, 28])})
+    calendar = list(cfg.get("calendar_features", defaults["calendar_features"]))
+    lags = sorted({int(k) for k in cfg.get("lags", defaults["lags"])})
+    windows = sorted({int(w) for w in cfg.get("rolling_windows", defaults["rolling_windows"])})
     return {
         "frequency": freq,
-        "step_days": 7 if weekly else 1,
         "time_column": time_col,
         "series_columns": series_cols,
         "label": str(labels[0]),
@@ -464,7 +495,7 @@ def _spec(manifest: dict) -> dict:
 
 def _train_config(manifest: dict, spec: dict) -> dict:
     cfg = stage_config(manifest, "training")
-    weekly = spec["frequency"] == "W"
+    defaults = forecasting_config.PERIOD_DEFAULTS[spec["frequency"]]
     algorithm = str(cfg.get("algorithm", "auto"))
     candidates = list(cfg.get("candidates", list(ALGORITHMS)))
     horizon_days = int(cfg.get("horizon", 28))
@@ -473,7 +504,7 @@ def _train_config(manifest: dict, spec: dict) -> dict:
     ets = {"trend": "add", "damped_trend": True, "seasonal": "mul"} | dict(cfg.get("ets") or {})
     arima = {
         "order": [1, 0, 1],
-        "seasonal_order": [0, 1, 0] if weekly else [0, 1, 1],
+        "seasonal_order": defaults["arima_seasonal_order"],
         "trend": "c",
         "maxiter": 50,
     } | dict(cfg.get("arima") or {})
@@ -491,13 +522,13 @@ def _train_config(manifest: dict, spec: dict) -> dict:
         "algorithm": algorithm,
         "candidates": candidates if algorithm == "auto" else [algorithm],
         "horizon_days": horizon_days,
-        "horizon_periods": max(1, math.ceil(horizon_days / spec["step_days"])),
-        "season_length": int(cfg.get("season_length", 52 if weekly else 7)),
+        "horizon_periods": forecasting_config.horizon_periods(horizon_days, spec["frequency"]),
+        "season_length": int(cfg.get("season_length", defaults["season_length"])),
         "interval_level": level,
         "stat_level": stat_level,
-        "stat_history": int(cfg.get("stat_history", 156 if weekly else 364)),
-        "share_window": int(cfg.get("share_window", 13 if weekly else 56)),
-        "max_forecast_periods": int(cfg.get("max_forecast_periods", 60 if weekly else 400)),
+        "stat_history": int(cfg.get("stat_history", defaults["stat_history"])),
+        "share_window": int(cfg.get("share_window", defaults["share_window"])),
+        "max_forecast_periods": int(cfg.get("max_forecast_periods", defaults["max_forecast_periods"])),
         "ets": ets,
         "arima": arima,
         "hyperparameters": hp,
@@ -513,11 +544,41 @@ def _require(df: pd.DataFrame, columns: list[str]) -> None:
             raise ValueError(f"missing column '{col}'")
 
 
-def _period_start(values, step_days: int) -> pd.Series:
-    dates = pd.to_datetime(pd.Series(values).reset_index(drop=True)).dt.normalize()
-    if step_days == 7:
-        dates = dates - pd.to_timedelta(dates.dt.day_of_week, unit="D")
-    return dates
+# pandas' period of each frequency: a week runs Monday to Sunday, a quarter is a calendar one.
+_PANDAS_PERIOD = {"H": "h", "D": "D", "W": "W-SUN", "M": "M", "Q": "Q-DEC"}
+
+
+def _period_start(values, freq: str) -> pd.Series:
+    """The start of the period (of ``freq``) each timestamp falls in: its hour, day, Monday,
+    first of the month or of the quarter."""
+    dates = pd.to_datetime(pd.Series(values).reset_index(drop=True))
+    if freq == "H":
+        return dates.dt.floor("h")
+    dates = dates.dt.normalize()
+    if freq == "D":
+        return dates
+    if freq == "W":
+        return dates - pd.to_timedelta(dates.dt.day_of_week, unit="D")
+    return dates.dt.to_period(_PANDAS_PERIOD[freq]).dt.start_time
+
+
+def _ordinals(dates, freq: str) -> np.ndarray:
+    """Each period start's number on the frequency's calendar (consecutive periods differ by 1)."""
+    return pd.PeriodIndex(pd.DatetimeIndex(dates), freq=_PANDAS_PERIOD[freq]).asi8.astype(np.int64)
+
+
+def _period_dates(first, periods: int, freq: str) -> pd.DatetimeIndex:
+    """``periods`` consecutive period starts from the period of ``first``."""
+    p = _PANDAS_PERIOD[freq]
+    return pd.period_range(
+        start=pd.Period(pd.Timestamp(first), freq=p), periods=periods, freq=p
+    ).to_timestamp(how="start")
+
+
+def _iso(stamp, freq: str) -> str:
+    """A period start as text: the date, or the date and hour for hourly series."""
+    stamp = pd.Timestamp(stamp)
+    return stamp.isoformat() if freq == "H" else stamp.date().isoformat()
 
 
 def _series_keys(df: pd.DataFrame, series_cols: list[str]) -> np.ndarray:
@@ -531,14 +592,18 @@ def _normalise(df: pd.DataFrame, spec: dict, *, require_label: bool = True) -> p
     time_col, label, series_cols = spec["time_column"], spec["label"], spec["series_columns"]
     _require(df, [*series_cols, time_col] + ([label] if require_label else []))
     out = df.reset_index(drop=True).copy()
-    raw = pd.to_datetime(out[time_col]).dt.normalize()
-    out[time_col] = _period_start(raw, spec["step_days"]).to_numpy()
+    freq = spec["frequency"]
+    raw = pd.to_datetime(out[time_col])
+    starts = _period_start(raw, freq)
+    out[time_col] = starts.to_numpy()
+    # Data finer than the periods (days of a week, a month, a quarter) are summed into them.
+    finer = freq in ("W", "M", "Q") and bool((raw.dt.normalize().to_numpy() != starts.to_numpy()).any())
+    out["_day"] = raw.dt.normalize().to_numpy()
     keys = [*series_cols, time_col]
     out = out.dropna(subset=keys)
     if label in out.columns:
         out[label] = pd.to_numeric(out[label], errors="coerce").clip(lower=0)
-    from_daily = spec["step_days"] == 7 and bool((raw.dt.day_of_week != 0).any())
-    if from_daily or out.duplicated(keys).any():
+    if finer or out.duplicated(keys).any():
         agg = {}
         for col in out.columns:
             if col in keys:
@@ -553,18 +618,27 @@ def _normalise(df: pd.DataFrame, spec: dict, *, require_label: bool = True) -> p
         if label in out.columns:
             out["_labelled"] = out[label].notna().astype(np.int64)
             agg["_labelled"] = "sum"
-        out["_days"] = 1
-        agg["_days"] = "sum"
+        agg["_day"] = "nunique"
         grouped = out.groupby(keys, sort=True, as_index=False).agg(agg)
         if label in grouped.columns:
             grouped.loc[grouped["_labelled"] == 0, label] = np.nan
-        if from_daily:  # a partial first or last week would look like a demand drop
+        if finer:  # a partial first or last period would look like a demand drop
             t = grouped[time_col]
-            grouped = grouped[~(((t == t.min()) | (t == t.max())) & (grouped["_days"] < 7))]
+            days = ((t + _PERIOD_OFFSET[freq]) - t).dt.days.to_numpy()  # the period's length
+            grouped = grouped[
+                ~(((t == t.min()) | (t == t.max())).to_numpy() & (grouped["_day"].to_numpy() < days))
+            ]
         out = grouped[[c for c in df.columns if c in grouped.columns]]
     else:
-        out = out.sort_values(keys, kind="stable")
+        out = out.drop(columns="_day").sort_values(keys, kind="stable")
     return out.reset_index(drop=True)
+
+
+_PERIOD_OFFSET = {
+    "W": pd.offsets.Week(1),
+    "M": pd.offsets.MonthBegin(1),
+    "Q": pd.offsets.QuarterBegin(1, startingMonth=1),
+}
 
 
 @dataclass
@@ -590,11 +664,10 @@ class _Panel:
 def _build_panel(df: pd.DataFrame, spec: dict, known: list[str], static: list[str]) -> _Panel:
     keys = _series_keys(df, spec["series_columns"])
     codes, uniq = pd.factorize(pd.Series(keys, dtype=object).astype(str), sort=True)
-    dates = pd.to_datetime(df[spec["time_column"]]).to_numpy()
-    start, end = dates.min(), dates.max()
-    step = np.timedelta64(spec["step_days"], "D")
-    t_idx = ((dates - start) // step).astype(np.int64)
-    n, t = len(uniq), int((end - start) // step) + 1
+    dates = pd.to_datetime(df[spec["time_column"]])
+    ordinal = _ordinals(dates, spec["frequency"])
+    t_idx = ordinal - ordinal.min()
+    n, t = len(uniq), int(t_idx.max()) + 1
     y = np.full((n, t), np.nan)
     y[codes, t_idx] = df[spec["label"]].to_numpy(dtype=float)
     kn = {}
@@ -607,7 +680,7 @@ def _build_panel(df: pd.DataFrame, spec: dict, known: list[str], static: list[st
     )
     return _Panel(
         keys=[str(k) for k in uniq],
-        dates=pd.DatetimeIndex(pd.date_range(pd.Timestamp(start), periods=t, freq=f"{spec['step_days']}D")),
+        dates=_period_dates(dates.min(), t, spec["frequency"]),
         y=y,
         known=kn,
         static={c: [str(v) for v in firsts[c]] for c in static},
@@ -631,8 +704,8 @@ def _arr(values) -> np.ndarray:
     return np.asarray(values, dtype=float)
 
 
-def _future_dates(last_date: pd.Timestamp, periods: int, step_days: int) -> pd.DatetimeIndex:
-    return pd.DatetimeIndex(last_date + pd.to_timedelta(np.arange(1, periods + 1) * step_days, unit="D"))
+def _future_dates(last_date: pd.Timestamp, periods: int, freq: str) -> pd.DatetimeIndex:
+    return _period_dates(last_date, periods + 1, freq)[1:]
 
 
 def _fit_naive(panel: _Panel, tc: dict) -> dict:
@@ -654,8 +727,14 @@ def _forecast_naive(state: dict, periods: int, series: np.ndarray | None = None)
     return last[:, np.arange(periods) % m]
 
 
-def _cycle_positions(dates: pd.DatetimeIndex, step_days: int) -> np.ndarray:
-    return dates.day_of_week.to_numpy() if step_days == 1 else np.zeros(len(dates), dtype=np.int64)
+def _cycle_positions(dates: pd.DatetimeIndex, freq: str) -> tuple[np.ndarray, int]:
+    """Each period's place in the short cycle a top-down split keeps (the weekday of a day,
+    the hour of an hour; none for longer periods) and the cycle's length."""
+    if freq == "D":
+        return dates.day_of_week.to_numpy(), 7
+    if freq == "H":
+        return dates.hour.to_numpy(), 24
+    return np.zeros(len(dates), dtype=np.int64), 1
 
 
 def _fill_gaps(x: np.ndarray) -> np.ndarray:
@@ -717,8 +796,7 @@ def _fit_stat(algo: str, panel: _Panel, tc: dict, spec: dict, log) -> dict:
         state["paths"] = _to_json(_stat_path(algo, total, tc, periods, log)[None, :])
         window = min(tc["share_window"], panel.y.shape[1])
         yw = panel.y[:, -window:]
-        pos = _cycle_positions(panel.dates[-window:], spec["step_days"])
-        cycle = 7 if spec["step_days"] == 1 else 1
+        pos, cycle = _cycle_positions(panel.dates[-window:], spec["frequency"])
         shares = np.full((len(panel.keys), cycle), 1.0 / len(panel.keys))
         for k in range(cycle):
             cols = pos == k
@@ -736,7 +814,7 @@ def _fit_stat(algo: str, panel: _Panel, tc: dict, spec: dict, log) -> dict:
 
 
 def _forecast_stat(
-    state: dict, future: pd.DatetimeIndex, step_days: int, series: np.ndarray | None = None
+    state: dict, future: pd.DatetimeIndex, freq: str, series: np.ndarray | None = None
 ) -> np.ndarray:
     paths = _arr(state["paths"])
     periods = len(future)
@@ -750,7 +828,7 @@ def _forecast_stat(
     shares = _arr(state["shares"])
     if series is not None:
         shares = shares[series]
-    pos = _cycle_positions(future, step_days) % shares.shape[1]
+    pos = _cycle_positions(future, freq)[0] % shares.shape[1]
     return paths[0, :periods][None, :] * shares[:, pos]
 
 
@@ -769,6 +847,7 @@ def _calendar(dates: pd.DatetimeIndex, name: str) -> np.ndarray:
     if name == "weekofyear":
         return dates.isocalendar().week.to_numpy(dtype=float)
     attr = {"dayofweek": "day_of_week", "dayofmonth": "day", "dayofyear": "day_of_year"}.get(name, name)
+    # "hour" is dates.hour: 0 for every period longer than an hour
     return np.asarray(getattr(dates, attr), dtype=float)
 
 
@@ -985,7 +1064,7 @@ def _forecast_component(algo, state, spec, future, known_future, series=None) ->
     if algo == "seasonal_naive":
         return _forecast_naive(state, len(future), series)
     if algo in ("ets", "arima"):
-        return _forecast_stat(state, future, spec["step_days"], series)
+        return _forecast_stat(state, future, spec["frequency"], series)
     return _forecast_lgb(state, spec, future, known_future, series)
 
 
@@ -1125,9 +1204,9 @@ def fit(
         "static_features": static,
         "series": panel.keys,
         "series_values": panel.series_values,
-        "last_date": panel.dates[-1].date().isoformat(),
+        "last_date": _iso(panel.dates[-1], spec["frequency"]),
         "interval": {"level": tc["interval_level"], "lower_ratio": lo, "upper_ratio": hi},
-        "validation_window": [val_dates[0].date().isoformat(), val_dates[-1].date().isoformat()],
+        "validation_window": [_iso(val_dates[0], spec["frequency"]), _iso(val_dates[-1], spec["frequency"])],
         "state": state,
         "reference": reference,
     }
@@ -1164,10 +1243,10 @@ def _forecast_rows(model: dict, rows: pd.DataFrame) -> tuple[np.ndarray, np.ndar
         raise ValueError(f"unknown series (not in the model's training data): {unknown[:5]}")
     s_idx = s_idx.astype(np.int64)
     last = pd.Timestamp(model["last_date"])
-    dates = _period_start(rows[spec["time_column"]], spec["step_days"])
+    dates = _period_start(rows[spec["time_column"]], spec["frequency"])
     if dates.isna().any():
         raise ValueError(f"column '{spec['time_column']}' has missing dates")
-    steps = ((dates - last).dt.days // spec["step_days"]).to_numpy(dtype=np.int64)
+    steps = _ordinals(dates, spec["frequency"]) - _ordinals([last], spec["frequency"])[0]
     if len(steps) == 0:
         return np.array([]), np.array([]), np.array([])
     if steps.min() < 1:
@@ -1192,7 +1271,7 @@ def _forecast_rows(model: dict, rows: pd.DataFrame) -> tuple[np.ndarray, np.ndar
         local = np.searchsorted(series, s_idx[at])
         step = steps[at]
         periods = int(step.max())
-        future = _future_dates(last, periods, spec["step_days"])
+        future = _future_dates(last, periods, spec["frequency"])
         known_future = {}
         for f in known:
             vals = values[f][at]
@@ -1214,9 +1293,9 @@ def predict(model: dict, rows: pd.DataFrame) -> list:
     return [float(v) for v in _forecast_rows(model, rows)[0]]
 
 
-def _line(frame: pd.DataFrame, time_col: str, points: int) -> dict:
+def _line(frame: pd.DataFrame, time_col: str, points: int, freq: str = "D") -> dict:
     frame = frame.sort_values(time_col).tail(points)
-    line = {"date": [d.date().isoformat() for d in pd.to_datetime(frame[time_col])]}
+    line = {"date": [_iso(d, freq) for d in pd.to_datetime(frame[time_col])]}
     for col in ("actual", "forecast", "lower", "upper"):
         line[col] = [None if math.isnan(v) else round(float(v), 4) for v in frame[col]]
     return line
@@ -1266,7 +1345,10 @@ def evaluate(model: dict, test: pd.DataFrame, manifest: dict) -> tuple[dict, pd.
     series = []
     for key in list(volume.index[: int(ec.get("plot_series", 3))]):
         series.append(
-            {"series_id": str(key), **_line(plot_frame[plot_frame["_key"] == key], time_col, points)}
+            {
+                "series_id": str(key),
+                **_line(plot_frame[plot_frame["_key"] == key], time_col, points, spec["frequency"]),
+            }
         )
     plot = {
         "kind": "forecast_vs_actual",
@@ -1283,7 +1365,7 @@ def evaluate(model: dict, test: pd.DataFrame, manifest: dict) -> tuple[dict, pd.
         ],
         "reference": {"seasonal_naive_mape": fm.mape(actual[ok], ref_point[ok])},
         "skipped_rows_unknown_series": skipped,
-        "total": _line(total, time_col, points),
+        "total": _line(total, time_col, points, spec["frequency"]),
         "series": series,
     }
     return metrics, predictions, plot
@@ -1333,12 +1415,12 @@ def example_output(model: dict, rows: pd.DataFrame) -> dict:
     request = None
     if have and time_col in rows.columns:
         mask = np.isin(_series_keys(rows, spec["series_columns"]).astype(str), keys)
-        future = rows[mask & (_period_start(rows[time_col], spec["step_days"]) > last).to_numpy()]
+        future = rows[mask & (_period_start(rows[time_col], spec["frequency"]) > last).to_numpy()]
         if len(future) and all(f in future.columns for f in model["known_features"]):
             request = future.head(10).reset_index(drop=True)
     if request is None:
         periods = max(1, min(7, model["training"]["horizon_periods"]))
-        dates = _future_dates(last, periods, spec["step_days"])
+        dates = _future_dates(last, periods, spec["frequency"])
         recs = []
         for k in keys:
             i = index[k]
@@ -1354,7 +1436,7 @@ def example_output(model: dict, rows: pd.DataFrame) -> dict:
     inputs = []
     for rec in request.drop(columns=[spec["label"]], errors="ignore").to_dict(orient="records"):
         inputs.append(
-            {k: (pd.Timestamp(v).date().isoformat() if k == time_col else _plain(v)) for k, v in rec.items()}
+            {k: (_iso(v, spec["frequency"]) if k == time_col else _plain(v)) for k, v in rec.items()}
         )
     outputs = [
         {

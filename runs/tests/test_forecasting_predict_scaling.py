@@ -76,7 +76,8 @@ def reference_forecast_rows(model: dict, rows: pd.DataFrame) -> np.ndarray:
     s_idx = np.array([index[str(k)] for k in rows["series_id"]], dtype=np.int64)
     last = pd.Timestamp(model["last_date"])
     dates = pd.to_datetime(rows[spec["time_column"]]).dt.normalize()
-    steps = ((dates - last).dt.days // spec["step_days"]).to_numpy(dtype=np.int64)
+    assert spec["frequency"] == "D"  # the reference steps in days
+    steps = (dates - last).dt.days.to_numpy(dtype=np.int64)
     n, periods = len(model["series"]), int(steps.max())
     future = pd.DatetimeIndex([last + pd.Timedelta(days=h + 1) for h in range(periods)])
     state = model["state"]

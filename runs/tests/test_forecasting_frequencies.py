@@ -1,0 +1,160 @@
+"""The forecasting family at every frequency businesses plan in: hourly, daily, weekly,
+monthly and quarterly (issue #19). Pure: the family's own functions on its synthetic world."""
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from recipes import forecasting_config
+from runs.families import forecasting as fc
+
+
+def manifest(frequency: str, *, algorithm: str = "auto", horizon: int = 28, **prep) -> dict:
+    return {
+        "requirements": {"grain": ["series_id", "date"], "labels": ["sales"]},
+        "evaluation": {"validation": {"method": "time_holdout", "test_size": 0.2}},
+        "pipeline": {
+            "stages": [
+                {"name": "prep", "type": "feature_prep", "config": {"frequency": frequency, **prep}},
+                {
+                    "name": "train",
+                    "type": "training",
+                    "config": {
+                        "algorithm": algorithm,
+                        "horizon": horizon,
+                        "hyperparameters": {"n_estimators": 30, "min_data_in_leaf": 5},
+                    },
+                },
+            ]
+        },
+    }
+
+
+@pytest.fixture(scope="module")
+def daily():
+    return fc.generate(4 * fc.HISTORY_DAYS, 3)
+
+
+@pytest.mark.parametrize(
+    ("frequency", "alias", "first", "periods_per_year"),
+    [("M", "MS", "2022-02-01", 12), ("Q", "QS", "2022-04-01", 4), ("W", "W", "2022-01-03", 52)],
+)
+def test_daily_data_are_summed_into_whole_periods(daily, frequency, alias, first, periods_per_year):
+    """Monthly and quarterly data are the daily sums of whole periods: the world starts on
+    3 January 2022, so its first month (and quarter) is partial and dropped, as the last one."""
+    m = manifest(alias)
+    out = fc.prepare(daily, m, log=lambda _m: None)
+    one = out[out["series_id"] == out["series_id"].iloc[0]]
+    assert one["date"].min() == pd.Timestamp(first)
+    assert abs(len(one) - 3 * periods_per_year) <= 2
+    days = daily[daily["series_id"] == one["series_id"].iloc[0]].copy()
+    start = one["date"].iloc[1]
+    end = one["date"].iloc[2]
+    expected = days.loc[(days["date"] >= start) & (days["date"] < end), "sales"].sum()
+    assert one["sales"].iloc[1] == pytest.approx(expected)
+
+
+@pytest.mark.parametrize("frequency", ["M", "Q"])
+@pytest.mark.parametrize("algorithm", ["seasonal_naive", "ets", "arima", "lightgbm"])
+def test_monthly_and_quarterly_models_train_evaluate_and_forecast(daily, frequency, algorithm):
+    m = manifest(frequency, algorithm=algorithm, horizon=92)
+    prepared = fc.prepare(daily, m, log=lambda _m: None)
+    train, test = fc.split(prepared, m)
+    model = fc.fit(train, m, log=lambda _m: None)
+    assert model["spec"]["frequency"] == frequency
+    assert model["training"]["horizon_periods"] == (4 if frequency == "M" else 2)
+    last = pd.Timestamp(model["last_date"])
+    assert last.day == 1 and (frequency == "M" or last.month in (1, 4, 7, 10))
+    metrics, predictions, plot = fc.evaluate(model, test, m)
+    assert math.isfinite(metrics["MAPE"]) and metrics["MAPE"] < 0.6
+    assert plot["frequency"] == frequency
+    # A date inside a later period is that period's forecast (as weekly models map days).
+    row = test[test["series_id"] == test["series_id"].iloc[0]].iloc[[0]].copy()
+    inside = row.assign(date=pd.Timestamp(row["date"].iloc[0]) + pd.Timedelta(days=9))
+    assert fc.predict(model, inside) == fc.predict(model, row)
+
+
+def test_a_monthly_model_beats_seasonal_naive_on_the_world():
+    """Sanity of the monthly calendar: ETS on monthly totals does better than repeating
+    the last year on the world's continuation."""
+    data = fc.generate(10 * fc.HISTORY_DAYS, 11)
+    scores = {}
+    for algorithm in ("seasonal_naive", "ets"):
+        m = manifest("M", algorithm=algorithm, horizon=92)
+        train, test = fc.split(fc.prepare(data, m, log=lambda _m: None), m)
+        scores[algorithm] = fc.evaluate(fc.fit(train, m, log=lambda _m: None), test, m)[0]["MAPE"]
+    assert scores["ets"] < scores["seasonal_naive"]
+
+
+def test_an_hourly_world_and_model():
+    data = fc.generate(2 * 28, 5, days=28, hourly=True)
+    assert len(data) == 2 * 28 * 24
+    stamps = pd.to_datetime(data["date"])
+    assert stamps.dt.hour.nunique() == 24
+    # The hours of a day add up to a day's demand of the same world (the same means).
+    per_hour = data.groupby(stamps.dt.hour)["sales"].mean()
+    assert per_hour.idxmax() in (12, 17, 18, 19) and per_hour.min() < per_hour.max() / 3
+    m = manifest("H", algorithm="lightgbm", horizon=2)
+    m["pipeline"]["stages"][1]["config"]["hyperparameters"]["n_estimators"] = 150
+    prepared = fc.prepare(data, m, log=lambda _m: None)
+    assert len(prepared) == len(data)  # hours are kept, not summed into days
+    train, test = fc.split(prepared, m)
+    model = fc.fit(train, m, log=lambda _m: None)
+    assert model["training"]["horizon_periods"] == 48
+    assert "T" in model["last_date"]  # the hour is kept
+    metrics, _, _ = fc.evaluate(model, test, m)
+    assert math.isfinite(metrics["MAPE"])
+    naive = fc.evaluate(fc.fit(train, manifest("H", algorithm="seasonal_naive", horizon=2)), test, m)[0]
+    assert metrics["MAE"] < naive["MAE"] * 1.5
+    # the hour of the day matters: the next two days' forecasts follow the world's hourly profile
+    series = model["series"][0]
+    fmt = data.loc[data["series_id"] == series, "store_format"].iloc[0]
+    hours = pd.date_range(pd.Timestamp(model["last_date"]), periods=49, freq="h")[1:]
+    rows = pd.DataFrame(
+        {"series_id": series, "date": hours, "promo": 0, "price": float(data["price"].median())}
+    )
+    forecast = np.asarray(fc.predict(model, rows))
+    assert np.corrcoef(forecast, fc.HOURLY_PROFILE[fmt][hours.hour])[0, 1] > 0.7
+
+
+def test_frequencies_are_validated_with_their_path():
+    good = manifest("MS")
+    assert forecasting_config.check(good) == []
+    bad = manifest("fortnightly")
+    [(path, message)] = forecasting_config.check(bad)
+    assert path == ("pipeline", "stages", 0, "config", "frequency")
+    assert "'Q' (quarterly)" in message and "'H' (hourly)" in message
+    bad_calendar = manifest("H", calendar_features=["hour", "minute"])
+    [(path, message)] = forecasting_config.check(bad_calendar)
+    assert path[-1] == "calendar_features" and "minute" in message
+
+
+@pytest.mark.parametrize(
+    ("frequency", "days", "periods"),
+    [
+        ("H", 2, 48),
+        ("D", 28, 28),
+        ("W", 28, 4),
+        ("W", 29, 5),
+        ("M", 28, 1),
+        ("M", 92, 4),
+        ("Q", 92, 2),
+        ("Q", 365, 4),
+    ],
+)
+def test_horizon_periods(frequency, days, periods):
+    assert forecasting_config.horizon_periods(days, frequency) == periods
+
+
+def test_old_daily_models_without_a_frequency_table_still_forecast(daily):
+    """A model saved before this change has the same spec keys plus step_days: it loads and
+    forecasts the same way."""
+    m = manifest("D", algorithm="seasonal_naive")
+    model = fc.fit(daily, m, log=lambda _m: None)
+    model["spec"]["step_days"] = 1
+    later = pd.DataFrame(
+        {"series_id": [model["series"][0]], "date": [pd.Timestamp(model["last_date"]) + pd.Timedelta(days=3)]}
+    )
+    assert np.isfinite(fc.predict(model, later)).all()
