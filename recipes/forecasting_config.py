@@ -12,8 +12,10 @@ Plain Python (no Django import), like ``recipes.tuning``.
       lags: [1, 7, 14]                      # positive whole periods, at least one
       rolling_windows: [7, 28]              # positive whole periods
     pipeline.stages[type=training].config:
-      algorithm: auto | seasonal_naive | ets | arima | lightgbm
+      algorithm: auto | seasonal_naive | ets | arima | lightgbm | prophet
       candidates: [ets, lightgbm]           # what auto chooses among (non-empty)
+      holidays: {country: GB} | {dates: [2024-12-25, ...]}   # Prophet's holiday effects
+      prophet: {seasonality_mode: additive, changepoint_prior_scale: 0.05, uncertainty_samples: 200}
       horizon: 28                           # days ahead, at least 1
       season_length: 7                      # periods in a season, at least 1
       interval_level: 0.9                   # between 0 and 1
@@ -22,13 +24,21 @@ Plain Python (no Django import), like ``recipes.tuning``.
 
 from __future__ import annotations
 
+import importlib.util
 import math
+from datetime import date
 from typing import Any
 
 FREQUENCIES = {"H": "hourly", "D": "daily", "W": "weekly", "M": "monthly", "Q": "quarterly"}
 # pandas' spellings a user may know (the Mauna Loa CO2 record reads as "MS"), read as ours.
 FREQUENCY_ALIASES = {"MS": "M", "ME": "M", "QS": "Q", "QE": "Q", "W-MON": "W", "1H": "H", "1D": "D"}
-ALGORITHMS = ("seasonal_naive", "ets", "arima", "lightgbm")
+ALGORITHMS = ("seasonal_naive", "ets", "arima", "lightgbm", "prophet")
+# What ``auto`` compares when a manifest lists no candidates (Prophet fits one model per
+# series, ~0.3 s each: a recipe that wants it among the candidates names it).
+DEFAULT_CANDIDATES = ("seasonal_naive", "ets", "arima", "lightgbm")
+# Algorithms whose package is an optional install: (module, how to install it).
+OPTIONAL_PACKAGES = {"prophet": ("prophet", "pip install prophet (it is in requirements.txt)")}
+PROPHET_SEASONALITY_MODES = ("additive", "multiplicative")
 CALENDAR_FEATURES = (
     "hour",
     "dayofweek",
@@ -210,4 +220,90 @@ def _training(config: dict, base: Path_) -> list[tuple[Path_, str]]:
         )
     if "stat_level" in config and config["stat_level"] not in STAT_LEVELS:
         errors.append(((*base, "stat_level"), f"'stat_level' must be {' or '.join(STAT_LEVELS)}"))
+    chosen = {config.get("algorithm")} | set(
+        config["candidates"] if isinstance(config.get("candidates"), list) else []
+    )
+    for algorithm, (module, install) in OPTIONAL_PACKAGES.items():
+        if algorithm in chosen and not installed(module):
+            key = "algorithm" if config.get("algorithm") == algorithm else "candidates"
+            errors.append(
+                ((*base, key), f"'{algorithm}' needs the {module} package, which is not installed: {install}")
+            )
+    if "holidays" in config:
+        errors.extend(_holidays(config["holidays"], (*base, "holidays")))
+    if "prophet" in config:
+        errors.extend(_prophet(config["prophet"], (*base, "prophet")))
+    return errors
+
+
+def installed(module: str) -> bool:
+    """Whether a third-party package can be imported (without importing it)."""
+    return importlib.util.find_spec(module) is not None
+
+
+def _holidays(value: Any, path: Path_) -> list[tuple[Path_, str]]:
+    """``{"country": "GB"}`` (a country the holidays package knows) or ``{"dates": [ISO dates]}``
+    (or both)."""
+    if not isinstance(value, dict) or not value or set(value) - {"country", "dates"}:
+        return [
+            (path, "'holidays' must be an object with 'country' (e.g. \"GB\") and/or 'dates' (ISO dates)")
+        ]
+    errors = []
+    if "country" in value:
+        country = value["country"]
+        known = _countries()
+        if not isinstance(country, str) or (known is not None and country.upper() not in known):
+            errors.append(
+                ((*path, "country"), f"unknown country code {country!r}: use an ISO code such as GB, US, DE")
+            )
+    if "dates" in value:
+        dates = value["dates"]
+        bad = [d for d in dates if not _iso_date(d)] if isinstance(dates, list) else None
+        if not dates or bad is None or bad:
+            errors.append(((*path, "dates"), "'dates' must be a non-empty list of ISO dates (YYYY-MM-DD)"))
+    return errors
+
+
+def _countries() -> set[str] | None:
+    if not installed("holidays"):
+        return None
+    import holidays  # an optional package, imported only to validate a country code
+
+    return {c.upper() for c in holidays.list_supported_countries()}
+
+
+def _iso_date(value: Any) -> bool:
+    try:
+        date.fromisoformat(value)
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
+def _prophet(value: Any, path: Path_) -> list[tuple[Path_, str]]:
+    if not isinstance(value, dict):
+        return [(path, "'prophet' must be an object of Prophet settings")]
+    errors = []
+    unknown = sorted(set(value) - {"seasonality_mode", "changepoint_prior_scale", "uncertainty_samples"})
+    if unknown:
+        errors.append(
+            (
+                (*path, unknown[0]),
+                "unknown Prophet setting; use seasonality_mode, changepoint_prior_scale, uncertainty_samples",
+            )
+        )
+    if "seasonality_mode" in value and value["seasonality_mode"] not in PROPHET_SEASONALITY_MODES:
+        errors.append(((*path, "seasonality_mode"), "'seasonality_mode' must be additive or multiplicative"))
+    if "changepoint_prior_scale" in value and not (
+        _number(value["changepoint_prior_scale"]) and value["changepoint_prior_scale"] > 0
+    ):
+        errors.append(
+            ((*path, "changepoint_prior_scale"), "'changepoint_prior_scale' must be a number above 0")
+        )
+    if "uncertainty_samples" in value and not (
+        _whole(value["uncertainty_samples"]) and 10 <= value["uncertainty_samples"] <= 5000
+    ):
+        errors.append(
+            ((*path, "uncertainty_samples"), "'uncertainty_samples' must be a whole number from 10 to 5000")
+        )
     return errors

@@ -37,8 +37,8 @@ def test_module_has_no_django_import():
     assert out.stdout.strip() == "False"
 
 
-@pytest.mark.parametrize("frequency", ["D", "W", "d", "w"])
-def test_daily_and_weekly_are_valid(frequency):
+@pytest.mark.parametrize("frequency", ["H", "D", "W", "M", "Q", "d", "w", "MS", "QS", "h"])
+def test_every_planning_frequency_is_valid(frequency):
     m, _ = forecasting("feature_prep", frequency=frequency)
     assert errors(m) == []
 
@@ -46,7 +46,7 @@ def test_daily_and_weekly_are_valid(frequency):
 @pytest.mark.parametrize(
     ("stage", "config", "field", "words"),
     [
-        ("feature_prep", {"frequency": "MS"}, "frequency", "must be 'D' (daily) or 'W' (weekly), got 'MS'"),
+        ("feature_prep", {"frequency": "fortnightly"}, "frequency", "'Q' (quarterly), got 'fortnightly'"),
         ("feature_prep", {"frequency": 7}, "frequency", "got 7"),
         (
             "feature_prep",
@@ -59,7 +59,7 @@ def test_daily_and_weekly_are_valid(frequency):
         ("feature_prep", {"lags": [1, 0]}, "lags", "at least 1"),
         ("feature_prep", {"lags": [1, 2.5]}, "lags", "whole numbers"),
         ("feature_prep", {"rolling_windows": [-3]}, "rolling_windows", "at least 1"),
-        ("training", {"algorithm": "prophet"}, "algorithm", "must be auto or one of seasonal_naive, ets"),
+        ("training", {"algorithm": "lstm"}, "algorithm", "must be auto or one of seasonal_naive, ets"),
         ("training", {"candidates": []}, "candidates", "non-empty list"),
         ("training", {"candidates": ["ets", "lstm"]}, "candidates", "non-empty list of seasonal_naive"),
         ("training", {"horizon": 0}, "horizon", "whole number of days ahead, at least 1"),
@@ -78,7 +78,7 @@ def test_each_problem_is_named_by_its_path(stage, config, field, words):
 
 
 def test_several_problems_are_reported_at_once():
-    m, prep = forecasting("feature_prep", frequency="Q")
+    m, prep = forecasting("feature_prep", frequency="5min")
     m2, train = forecasting("training", algorithm="lstm", horizon=-1)
     m["pipeline"]["stages"] = [
         s if s["type"] != "training" else next(t for t in m2["pipeline"]["stages"] if t["type"] == "training")
@@ -98,6 +98,6 @@ def test_other_families_are_not_held_to_forecasting_settings():
 def test_a_run_of_an_unchecked_manifest_fails_on_the_same_rule_before_training():
     from runs.families import forecasting as family
 
-    m, _ = forecasting("feature_prep", frequency="MS")
+    m, _ = forecasting("feature_prep", frequency="5min")
     with pytest.raises(ValueError, match=r"pipeline\.stages\.\d+\.config\.frequency: 'frequency' must be"):
         family._spec(m)

@@ -497,7 +497,7 @@ def _train_config(manifest: dict, spec: dict) -> dict:
     cfg = stage_config(manifest, "training")
     defaults = forecasting_config.PERIOD_DEFAULTS[spec["frequency"]]
     algorithm = str(cfg.get("algorithm", "auto"))
-    candidates = list(cfg.get("candidates", list(ALGORITHMS)))
+    candidates = list(cfg.get("candidates", list(forecasting_config.DEFAULT_CANDIDATES)))
     horizon_days = int(cfg.get("horizon", 28))
     level = float(cfg.get("interval_level", 0.9))
     stat_level = str(cfg.get("stat_level", "total"))
@@ -532,6 +532,13 @@ def _train_config(manifest: dict, spec: dict) -> dict:
         "ets": ets,
         "arima": arima,
         "hyperparameters": hp,
+        "holidays": cfg.get("holidays"),
+        "prophet": {
+            "seasonality_mode": "additive",
+            "changepoint_prior_scale": 0.05,
+            "uncertainty_samples": 200,
+        }
+        | dict(cfg.get("prophet") or {}),
     }
 
 
@@ -1048,6 +1055,142 @@ def _forecast_lgb(
     return ys[:, width:] * scale[:, None]
 
 
+# Prophet's seasonalities by frequency: what a period of that length can show.
+_PROPHET_SEASONS = {
+    "H": {"daily_seasonality": True, "weekly_seasonality": True, "yearly_seasonality": False},
+    "D": {"daily_seasonality": False, "weekly_seasonality": True, "yearly_seasonality": True},
+    "W": {"daily_seasonality": False, "weekly_seasonality": False, "yearly_seasonality": True},
+    "M": {"daily_seasonality": False, "weekly_seasonality": False, "yearly_seasonality": True},
+    "Q": {"daily_seasonality": False, "weekly_seasonality": False, "yearly_seasonality": True},
+}
+
+
+def _holiday_frame(config: dict | None, dates: pd.DatetimeIndex) -> pd.DataFrame | None:
+    """The manifest's explicit holiday dates as Prophet's holidays frame (a country's holidays
+    are added with ``add_country_holidays``)."""
+    if not config or not config.get("dates"):
+        return None
+    return pd.DataFrame({"holiday": "holiday", "ds": pd.to_datetime(config["dates"])})
+
+
+def _fit_prophet(panel: _Panel, tc: dict, spec: dict, known: list[str], threads: int, log) -> dict:
+    """One Prophet model per series (the manifest's holidays, the frequency's seasonalities,
+    the known features as additive regressors), fitted ``threads`` series at a time (each fit
+    is a Stan process). The forecast paths, Prophet's own intervals and the components (trend,
+    seasonalities, holidays) are computed here for ``max_forecast_periods`` periods with each
+    regressor at the series' median; a request's regressor values move the path by the
+    regressor's coefficient (additive, so the same as Prophet's own predict), and the fitted
+    models are kept as Prophet's JSON (``model_to_json``) for ``save``."""
+    import logging
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    # lazy: Prophet loads cmdstanpy and its compiled Stan model (~1 s), only for this algorithm
+    from prophet import Prophet
+    from prophet.serialize import model_to_json
+    from prophet.utilities import regressor_coefficients
+
+    for name in ("cmdstanpy", "prophet"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    freq = spec["frequency"]
+    periods = max(tc["max_forecast_periods"], tc["horizon_periods"])
+    future = _future_dates(panel.dates[-1], periods, freq)
+    settings = tc["prophet"]
+    holidays_cfg = tc.get("holidays") or {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        fills = {f: np.nanmedian(panel.known[f], axis=1) for f in known}
+
+    def one(i: int) -> dict:
+        y = panel.y[i]
+        ok = ~np.isnan(y)
+        frame = pd.DataFrame({"ds": panel.dates[ok], "y": y[ok]})
+        ahead = pd.DataFrame({"ds": future})
+        model = Prophet(
+            interval_width=tc["interval_level"],
+            seasonality_mode=settings["seasonality_mode"],
+            changepoint_prior_scale=float(settings["changepoint_prior_scale"]),
+            uncertainty_samples=int(settings["uncertainty_samples"]),
+            holidays=_holiday_frame(holidays_cfg, panel.dates),
+            **_PROPHET_SEASONS[freq],
+        )
+        if holidays_cfg.get("country"):
+            model.add_country_holidays(country_name=str(holidays_cfg["country"]).upper())
+        used = []
+        for f in known:
+            x = panel.known[f][i]
+            fill = 0.0 if np.isnan(fills[f][i]) else float(fills[f][i])
+            x = np.where(np.isnan(x), fill, x)
+            if np.nanstd(x[ok]) > 0:  # a constant regressor has no effect to estimate
+                frame[f] = x[ok]
+                ahead[f] = fill
+                model.add_regressor(f, mode="additive")
+                used.append(f)
+        model.fit(frame)
+        with sampling:  # Prophet's interval sampling draws from numpy's global generator
+            np.random.seed(0)
+            out = model.predict(ahead)
+        components = {"trend": out["trend"].to_numpy()}
+        for name in ("daily", "weekly", "yearly", "holidays"):
+            if name in out.columns:
+                components[name] = out[name].to_numpy()
+        coef = {}
+        if used:  # each regressor's effect on y per unit (additive): Prophet's own summary
+            table = regressor_coefficients(model)
+            coef = dict(zip(table["regressor"], table["coef"].astype(float), strict=True))
+        return {
+            "path": out["yhat"].to_numpy(),
+            "lower": out["yhat_lower"].to_numpy(),
+            "upper": out["yhat_upper"].to_numpy(),
+            "components": components,
+            "coef": coef,
+            "json": model_to_json(model),
+        }
+
+    sampling = threading.Lock()
+    with ThreadPoolExecutor(max_workers=max(1, int(threads))) as pool:
+        fitted = list(pool.map(one, range(len(panel.keys))))
+    log(f"prophet: {len(fitted)} series models, {periods} periods ahead, regressors {known or 'none'}")
+    names = sorted({c for f in fitted for c in f["components"]})
+    return {
+        "dates": [_iso(d, freq) for d in future],
+        "paths": _to_json(np.stack([f["path"] for f in fitted])),
+        "lower": _to_json(np.stack([f["lower"] for f in fitted])),
+        "upper": _to_json(np.stack([f["upper"] for f in fitted])),
+        "components": {
+            c: _to_json(np.stack([f["components"].get(c, np.zeros(periods)) for f in fitted])) for c in names
+        },
+        "known": known,
+        "known_fill": {f: _to_json(np.nan_to_num(fills[f], nan=0.0)) for f in known},
+        "coef": {f: [float(fit["coef"].get(f, 0.0)) for fit in fitted] for f in known},
+        "prophet_json": [f["json"] for f in fitted],
+    }
+
+
+def _forecast_prophet(
+    state: dict,
+    future: pd.DatetimeIndex,
+    known_future: dict[str, np.ndarray],
+    series: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Point, lower and upper forecasts (series x len(future)) from the stored paths, moved by
+    each regressor's coefficient times the request's difference from the series' median."""
+    paths, lower, upper = (_arr(state[k]) for k in ("paths", "lower", "upper"))
+    periods = len(future)
+    if periods > paths.shape[1]:
+        raise ValueError(
+            f"the model's Prophet forecast reaches {paths.shape[1]} periods past its history; "
+            f"{periods} requested (raise training.max_forecast_periods)"
+        )
+    pick = slice(None) if series is None else series
+    shift = np.zeros((paths[pick].shape[0], periods))
+    for f in state["known"]:
+        if f in known_future:
+            coef = _arr(state["coef"][f])[pick][:, None]
+            shift += coef * (known_future[f] - _arr(state["known_fill"][f])[pick][:, None])
+    return tuple(np.clip(a[pick, :periods] + shift, 0.0, None) for a in (paths, lower, upper))
+
+
 def _fit_component(
     algo, panel, tc, spec, known, static, threads, log, callbacks=None, valid_panel=None
 ) -> dict:
@@ -1055,6 +1198,8 @@ def _fit_component(
         return _fit_naive(panel, tc)
     if algo in ("ets", "arima"):
         return _fit_stat(algo, panel, tc, spec, log)
+    if algo == "prophet":
+        return _fit_prophet(panel, tc, spec, known, threads, log)
     return _fit_lgb(panel, tc, spec, known, static, threads, log, callbacks, valid_panel)
 
 
@@ -1065,6 +1210,8 @@ def _forecast_component(algo, state, spec, future, known_future, series=None) ->
         return _forecast_naive(state, len(future), series)
     if algo in ("ets", "arima"):
         return _forecast_stat(state, future, spec["frequency"], series)
+    if algo == "prophet":
+        return _forecast_prophet(state, future, known_future, series)[0]
     return _forecast_lgb(state, spec, future, known_future, series)
 
 
@@ -1234,6 +1381,7 @@ def _forecast_rows(model: dict, rows: pd.DataFrame) -> tuple[np.ndarray, np.ndar
     needed = [*spec["series_columns"], spec["time_column"]]
     if model["algorithm"] == "lightgbm":
         needed += model["known_features"]
+    # Prophet's regressors are optional in a request: a missing one is the series' median.
     _require(rows, needed)
     rows = rows.reset_index(drop=True)
     keys = _series_keys(rows, spec["series_columns"])
@@ -1256,7 +1404,10 @@ def _forecast_rows(model: dict, rows: pd.DataFrame) -> tuple[np.ndarray, np.ndar
         )
     algorithm = model["algorithm"]
     state = _state_arrays(algorithm, model["state"])
-    known = model["known_features"] if algorithm == "lightgbm" else []
+    known = {
+        "lightgbm": model["known_features"],
+        "prophet": [f for f in state.get("known", []) if f in rows.columns],
+    }.get(algorithm, [])
     values = {f: pd.to_numeric(rows[f], errors="coerce").to_numpy(dtype=float) for f in known}
     # The rows by series (stable: rows of one (series, period) keep their order, so a
     # duplicated period's known features average as before), cut into groups of series.
@@ -1265,6 +1416,9 @@ def _forecast_rows(model: dict, rows: pd.DataFrame) -> tuple[np.ndarray, np.ndar
     bounds = [*first.tolist(), len(order)]
     size = max(1, FORECAST_CELLS // int(steps.max()))
     point = np.empty(len(rows))
+    lower = upper = None
+    if algorithm == "prophet":  # Prophet's own interval, not the validation window's ratios
+        lower, upper = np.empty(len(rows)), np.empty(len(rows))
     for g in range(0, len(present), size):
         series = present[g : g + size]
         at = order[bounds[g] : bounds[min(g + size, len(present))]]
@@ -1281,9 +1435,17 @@ def _forecast_rows(model: dict, rows: pd.DataFrame) -> tuple[np.ndarray, np.ndar
             cnts = np.bincount(cell, minlength=len(series) * periods)
             sums, cnts = sums.reshape(len(series), periods), cnts.reshape(len(series), periods)
             with np.errstate(invalid="ignore", divide="ignore"):
-                known_future[f] = np.where(cnts > 0, sums / cnts, state["known_fill"][f][series][:, None])
-        forecast = _forecast_component(algorithm, state, spec, future, known_future, series)
+                known_future[f] = np.where(
+                    cnts > 0, sums / cnts, _arr(state["known_fill"][f])[series][:, None]
+                )
+        if algorithm == "prophet":
+            forecast, low, high = _forecast_prophet(state, future, known_future, series)
+            lower[at], upper[at] = low[local, step - 1], high[local, step - 1]
+        else:
+            forecast = _forecast_component(algorithm, state, spec, future, known_future, series)
         point[at] = forecast[local, step - 1]
+    if lower is not None:
+        return point, lower, upper
     iv = model["interval"]
     return point, point * iv["lower_ratio"], point * iv["upper_ratio"]
 
@@ -1375,11 +1537,17 @@ def evaluate(model: dict, test: pd.DataFrame, manifest: dict) -> tuple[dict, pd.
 
 
 def save(model: dict, directory: Path) -> list[str]:
-    """``model.json`` (everything but the booster) and, for LightGBM, ``lightgbm_model.txt``."""
+    """``model.json`` (everything but the booster) and, for LightGBM, ``lightgbm_model.txt``;
+    for Prophet ``prophet_models.json`` (each series' model as Prophet's ``model_to_json``,
+    never pickle; forecasting reads the paths in model.json, so ``load`` leaves it)."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     data = dict(model)
     files = ["model.json"]
+    if "prophet_json" in model["state"]:  # Prophet's own serialisation, one model per series
+        data["state"] = {k: v for k, v in model["state"].items() if k != "prophet_json"}
+        (directory / "prophet_models.json").write_text(json.dumps(model["state"]["prophet_json"]))
+        files.append("prophet_models.json")
     if "booster" in model["state"]:
         data["state"] = {k: v for k, v in model["state"].items() if k != "booster"}
         (directory / "lightgbm_model.txt").write_text(model["state"]["booster"].model_to_string())

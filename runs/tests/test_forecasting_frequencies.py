@@ -1,6 +1,7 @@
 """The forecasting family at every frequency businesses plan in: hourly, daily, weekly,
 monthly and quarterly (issue #19). Pure: the family's own functions on its synthetic world."""
 
+import json
 import math
 
 import numpy as np
@@ -158,3 +159,83 @@ def test_old_daily_models_without_a_frequency_table_still_forecast(daily):
         {"series_id": [model["series"][0]], "date": [pd.Timestamp(model["last_date"]) + pd.Timedelta(days=3)]}
     )
     assert np.isfinite(fc.predict(model, later)).all()
+
+
+# --- Prophet ------------------------------------------------------------------------------
+
+
+def prophet_manifest(**training) -> dict:
+    m = manifest("D", algorithm="prophet", horizon=28)
+    m["pipeline"]["stages"][1]["config"].update(
+        {"holidays": {"country": "GB"}, "prophet": {"uncertainty_samples": 100}, **training}
+    )
+    return m
+
+
+@pytest.fixture(scope="module")
+def prophet_model():
+    data = fc.generate(3 * 730, 7, days=730)
+    m = prophet_manifest()
+    train, test = fc.split(fc.prepare(data, m, log=lambda _m: None), m)
+    return fc.fit(train, m, threads=2, log=lambda _m: None), train, test, m
+
+
+def test_prophet_trains_per_series_with_holidays_regressors_and_its_own_intervals(prophet_model, tmp_path):
+    model, train, test, m = prophet_model
+    assert model["algorithm"] == "prophet"
+    state = model["state"]
+    assert len(state["prophet_json"]) == len(model["series"]) == 3
+    assert {"trend", "weekly", "yearly", "holidays"} <= set(state["components"])
+    assert set(state["coef"]) == {"promo", "price"}
+    # the world's demand falls with price: Prophet's price coefficient is negative
+    assert all(c < 0 for c in state["coef"]["price"])
+    metrics, predictions, _ = fc.evaluate(model, test, m)
+    assert metrics["MAPE"] < 0.5 and 0.5 < metrics["coverage"] <= 1.0
+    assert (predictions["lower"] <= predictions["prediction"]).all()
+    assert (predictions["prediction"] <= predictions["upper"]).all()
+    # Prophet's intervals, not a fixed ratio of the point forecast
+    ratio = predictions["upper"] / predictions["prediction"]
+    assert ratio.std() > 0.01
+    # saved as Prophet's JSON (never pickle); loaded, it forecasts the same
+    files = fc.save(model, tmp_path)
+    assert "prophet_models.json" in files
+    from prophet.serialize import model_from_json
+
+    first = json.loads((tmp_path / "prophet_models.json").read_text())[0]
+    assert model_from_json(first).history is not None
+    again = fc.load(tmp_path)
+    assert fc.predict(again, test.head(20)) == fc.predict(model, test.head(20))
+
+
+def test_prophet_regressors_move_the_forecast(prophet_model):
+    model, _, test, _ = prophet_model
+    row = test.head(1)
+    cheaper, dearer = row.assign(price=row["price"] * 0.8), row.assign(price=row["price"] * 1.2)
+    assert fc.predict(model, cheaper)[0] > fc.predict(model, dearer)[0]
+    # a request without the regressors uses each series' median
+    assert np.isfinite(fc.predict(model, row.drop(columns=["price", "promo"]))).all()
+
+
+def test_prophet_is_reproducible_and_auto_says_why_it_chose():
+    data = fc.generate(2 * 400, 4, days=400)
+    m = prophet_manifest(algorithm="auto", candidates=["seasonal_naive", "prophet"])
+    lines = []
+    first = fc.fit(data, m, threads=2, log=lines.append)
+    second = fc.fit(data, m, threads=1, log=lambda _m: None)
+    assert first["candidates"] == second["candidates"]
+    assert first["state"].get("paths") == second["state"].get("paths")
+    assert any(line.startswith("validation MAPE prophet") for line in lines)
+    assert any(line.startswith("selected ") for line in lines)
+
+
+def test_prophet_settings_are_validated_with_their_path(monkeypatch):
+    base = ("pipeline", "stages", 1, "config")
+    [(path, message)] = forecasting_config.check(prophet_manifest(holidays={"country": "XX"}))
+    assert path == (*base, "holidays", "country") and "XX" in message
+    [(path, _)] = forecasting_config.check(prophet_manifest(holidays={"dates": ["2024-13-01"]}))
+    assert path == (*base, "holidays", "dates")
+    [(path, _)] = forecasting_config.check(prophet_manifest(prophet={"seasonality_mode": "cubic"}))
+    assert path == (*base, "prophet", "seasonality_mode")
+    monkeypatch.setattr(forecasting_config, "installed", lambda module: module != "prophet")
+    [(path, message)] = forecasting_config.check(prophet_manifest())
+    assert path == (*base, "algorithm") and "pip install prophet" in message
