@@ -10,7 +10,7 @@ PORT ?= 8000
 PYTHON ?= $(shell for c in python3.14 python3.13 python3.12 $$(ls -d $$(pyenv root 2>/dev/null)/versions/3.1[2-9]*/bin/python3 2>/dev/null | sort -rV) python3; do \
 	if command -v $$c >/dev/null 2>&1 && $$c -c 'import sys; sys.exit(0 if sys.version_info >= (3, 12) else 1)' 2>/dev/null; then echo $$c; break; fi; done)
 
-.PHONY: run dev seed-tip test install install-dev migrate lint fmt check-python browsers bench clean demo
+.PHONY: run dev seed-tip test install install-dev install-lstm migrate lint fmt check-python browsers bench clean demo
 
 check-python:
 	@if [ -z "$(PYTHON)" ]; then \
@@ -23,12 +23,18 @@ $(VENV)/.installed: requirements.txt | check-python
 	$(PY) -m pip install --quiet -r requirements.txt
 	@touch $@
 
-$(VENV)/.installed-dev: requirements-dev.txt $(VENV)/.installed
+$(VENV)/.installed-dev: requirements-dev.txt requirements-lstm.txt $(VENV)/.installed
 	$(PY) -m pip install --quiet -r requirements-dev.txt
+	@touch $@
+
+$(VENV)/.installed-lstm: requirements-lstm.txt $(VENV)/.installed
+	$(PY) -m pip install --quiet -r requirements-lstm.txt
 	@touch $@
 
 install: $(VENV)/.installed
 install-dev: $(VENV)/.installed-dev
+# The forecasting LSTM's framework (Keras 3 on JAX, ~620 MB): an optional extra.
+install-lstm: $(VENV)/.installed-lstm
 
 migrate: install
 	$(PY) manage.py migrate --noinput

@@ -32,12 +32,26 @@ from typing import Any
 FREQUENCIES = {"H": "hourly", "D": "daily", "W": "weekly", "M": "monthly", "Q": "quarterly"}
 # pandas' spellings a user may know (the Mauna Loa CO2 record reads as "MS"), read as ours.
 FREQUENCY_ALIASES = {"MS": "M", "ME": "M", "QS": "Q", "QE": "Q", "W-MON": "W", "1H": "H", "1D": "D"}
-ALGORITHMS = ("seasonal_naive", "ets", "arima", "lightgbm", "prophet")
+ALGORITHMS = ("seasonal_naive", "ets", "arima", "lightgbm", "prophet", "lstm")
 # What ``auto`` compares when a manifest lists no candidates (Prophet fits one model per
 # series, ~0.3 s each: a recipe that wants it among the candidates names it).
 DEFAULT_CANDIDATES = ("seasonal_naive", "ets", "arima", "lightgbm")
 # Algorithms whose package is an optional install: (module, how to install it).
-OPTIONAL_PACKAGES = {"prophet": ("prophet", "pip install prophet (it is in requirements.txt)")}
+OPTIONAL_PACKAGES = {
+    "prophet": ("prophet", "pip install prophet (it is in requirements.txt)"),
+    "lstm": ("keras", "make install-lstm (Keras 3 on JAX, requirements-lstm.txt)"),
+}
+# The LSTM's settings (training.lstm): its size, training and reproducibility.
+LSTM_DEFAULTS = {
+    "lookback": None,  # periods per window; None: min(2 x season_length, 56)
+    "units": 32,
+    "epochs": 30,
+    "patience": 3,
+    "batch_size": 256,
+    "learning_rate": 0.003,
+    "max_windows": 60_000,
+    "seed": 42,
+}
 PROPHET_SEASONALITY_MODES = ("additive", "multiplicative")
 CALENDAR_FEATURES = (
     "hour",
@@ -220,9 +234,11 @@ def _training(config: dict, base: Path_) -> list[tuple[Path_, str]]:
         )
     if "stat_level" in config and config["stat_level"] not in STAT_LEVELS:
         errors.append(((*base, "stat_level"), f"'stat_level' must be {' or '.join(STAT_LEVELS)}"))
-    chosen = {config.get("algorithm")} | set(
-        config["candidates"] if isinstance(config.get("candidates"), list) else []
-    )
+    named = [
+        config.get("algorithm"),
+        *(config["candidates"] if isinstance(config.get("candidates"), list) else []),
+    ]
+    chosen = {v for v in named if isinstance(v, str)}
     for algorithm, (module, install) in OPTIONAL_PACKAGES.items():
         if algorithm in chosen and not installed(module):
             key = "algorithm" if config.get("algorithm") == algorithm else "candidates"
@@ -233,6 +249,36 @@ def _training(config: dict, base: Path_) -> list[tuple[Path_, str]]:
         errors.extend(_holidays(config["holidays"], (*base, "holidays")))
     if "prophet" in config:
         errors.extend(_prophet(config["prophet"], (*base, "prophet")))
+    if "lstm" in config:
+        errors.extend(_lstm(config["lstm"], (*base, "lstm")))
+    return errors
+
+
+_LSTM_RANGES = {
+    "lookback": (2, 1000),
+    "units": (1, 512),
+    "epochs": (1, 500),
+    "patience": (1, 100),
+    "batch_size": (1, 65536),
+    "max_windows": (100, 10_000_000),
+    "seed": (0, 2**31 - 1),
+}
+
+
+def _lstm(value: Any, path: Path_) -> list[tuple[Path_, str]]:
+    if not isinstance(value, dict):
+        return [(path, "'lstm' must be an object of LSTM settings")]
+    errors = []
+    for key, v in value.items():
+        if key == "learning_rate":
+            if not (_number(v) and 0 < v < 1):
+                errors.append(((*path, key), "'learning_rate' must be a number between 0 and 1"))
+        elif key in _LSTM_RANGES:
+            lo, hi = _LSTM_RANGES[key]
+            if not (_whole(v) and lo <= v <= hi) and not (key == "lookback" and v is None):
+                errors.append(((*path, key), f"'{key}' must be a whole number from {lo} to {hi}"))
+        else:
+            errors.append(((*path, key), f"unknown LSTM setting; use {', '.join(LSTM_DEFAULTS)}"))
     return errors
 
 

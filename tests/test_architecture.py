@@ -79,15 +79,26 @@ def test_function_local_project_imports_say_why():
     )
 
 
+# Modules that may import importlib.util, and why: never to load project code.
+IMPORTLIB_ALLOWED = {
+    # find_spec: whether an optional third-party package (prophet, keras) is installed, so a
+    # version naming its algorithm is refused at validation instead of failing in a run
+    "recipes/forecasting_config.py",
+}
+
+
 def test_no_project_code_loaded_by_name():
     """importlib/__import__ hide an import from the contracts (and failed silently before)."""
     offenders = []
     for path in _sources():
+        allowed = str(path.relative_to(ROOT)) in IMPORTLIB_ALLOWED
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, (ast.Import, ast.ImportFrom)):
                 names = (
                     [node.module or ""] if isinstance(node, ast.ImportFrom) else [a.name for a in node.names]
                 )
+                if allowed and names == ["importlib.util"]:
+                    continue
                 if any(name.split(".")[0] == "importlib" for name in names):
                     offenders.append(f"{path.relative_to(ROOT)}:{node.lineno}: imports importlib")
             elif isinstance(node, ast.Call) and getattr(node.func, "id", None) == "__import__":

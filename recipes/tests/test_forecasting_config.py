@@ -59,9 +59,9 @@ def test_every_planning_frequency_is_valid(frequency):
         ("feature_prep", {"lags": [1, 0]}, "lags", "at least 1"),
         ("feature_prep", {"lags": [1, 2.5]}, "lags", "whole numbers"),
         ("feature_prep", {"rolling_windows": [-3]}, "rolling_windows", "at least 1"),
-        ("training", {"algorithm": "lstm"}, "algorithm", "must be auto or one of seasonal_naive, ets"),
+        ("training", {"algorithm": "tbats"}, "algorithm", "must be auto or one of seasonal_naive, ets"),
         ("training", {"candidates": []}, "candidates", "non-empty list"),
-        ("training", {"candidates": ["ets", "lstm"]}, "candidates", "non-empty list of seasonal_naive"),
+        ("training", {"candidates": ["ets", "tbats"]}, "candidates", "non-empty list of seasonal_naive"),
         ("training", {"horizon": 0}, "horizon", "whole number of days ahead, at least 1"),
         ("training", {"horizon": "4 weeks"}, "horizon", "whole number of days ahead"),
         ("training", {"horizon": True}, "horizon", "whole number"),
@@ -79,7 +79,7 @@ def test_each_problem_is_named_by_its_path(stage, config, field, words):
 
 def test_several_problems_are_reported_at_once():
     m, prep = forecasting("feature_prep", frequency="5min")
-    m2, train = forecasting("training", algorithm="lstm", horizon=-1)
+    m2, train = forecasting("training", algorithm="tbats", horizon=-1)
     m["pipeline"]["stages"] = [
         s if s["type"] != "training" else next(t for t in m2["pipeline"]["stages"] if t["type"] == "training")
         for s in m["pipeline"]["stages"]

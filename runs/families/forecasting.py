@@ -539,6 +539,7 @@ def _train_config(manifest: dict, spec: dict) -> dict:
             "uncertainty_samples": 200,
         }
         | dict(cfg.get("prophet") or {}),
+        "lstm": dict(forecasting_config.LSTM_DEFAULTS) | dict(cfg.get("lstm") or {}),
     }
 
 
@@ -1191,6 +1192,163 @@ def _forecast_prophet(
     return tuple(np.clip(a[pick, :periods] + shift, 0.0, None) for a in (paths, lower, upper))
 
 
+# --- LSTM: a global sequence model across series (Keras 3 on JAX, an optional install) ------
+
+# The cycles an LSTM sees as sin/cos inputs, by frequency: (attribute of the dates, length).
+_LSTM_CYCLES = {
+    "H": (("hour", 24), ("day_of_week", 7)),
+    "D": (("day_of_week", 7), ("day_of_year", 365.25)),
+    "W": (("day_of_year", 365.25),),
+    "M": (("month", 12),),
+    "Q": (("quarter", 4),),
+}
+
+
+def _keras():
+    """Keras on the JAX backend (imported on first use: ~6 s, only for this algorithm)."""
+    import os
+
+    os.environ.setdefault("KERAS_BACKEND", "jax")
+    import keras  # lazy: an optional package (requirements-lstm.txt), loaded only for LSTM
+
+    return keras
+
+
+def _lstm_exogenous(
+    dates: pd.DatetimeIndex, freq: str, n: int, known: dict[str, np.ndarray], means: dict
+) -> np.ndarray:
+    """Per (series, period) the inputs known in advance: the frequency's cycles as sin/cos
+    and each known feature relative to its series mean; (n, len(dates), k)."""
+    parts = []
+    for attr, length in _LSTM_CYCLES[freq]:
+        angle = 2 * np.pi * np.asarray(getattr(dates, attr), dtype=float) / length
+        parts += [np.sin(angle), np.cos(angle)]
+    columns = [np.broadcast_to(np.stack(parts, axis=-1)[None], (n, len(dates), len(parts)))]
+    for f, values in known.items():
+        mean = np.asarray(means[f], dtype=float)[:, None]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            columns.append(np.where(mean != 0, values / mean, 1.0)[:, :, None])
+    return np.nan_to_num(np.concatenate(columns, axis=-1).astype(np.float32), nan=1.0)
+
+
+def _lstm_windows(ys: np.ndarray, exo: np.ndarray, lookback: int, targets: np.ndarray):
+    """Inputs and targets of one-step-ahead windows ending before each column of ``targets``:
+    step j of a window holds the scaled value of period c - L + j (0 and a flag when missing)
+    and the known inputs of period c - L + j + 1, so its last step carries the target period's
+    known inputs."""
+    x = np.concatenate([np.nan_to_num(ys, nan=0.0)[:, :, None], np.isnan(ys)[:, :, None]], axis=-1)
+    rows, out_y = [], []
+    for c in targets:
+        rows.append(np.concatenate([x[:, c - lookback : c], exo[:, c - lookback + 1 : c + 1]], axis=-1))
+        out_y.append(ys[:, c])
+    return np.concatenate(rows).astype(np.float32), np.concatenate(out_y).astype(np.float32)
+
+
+def _fit_lstm(panel: _Panel, tc: dict, spec: dict, known: list[str], threads: int, log) -> dict:
+    """One LSTM over every series (values scaled by the series mean, the frequency's cycles
+    and the known features as inputs), trained on CPU with Adam and early stopping on the
+    last ``horizon`` periods (an internal validation window, never trained on); seeds fixed so
+    a run is reproducible on one machine. Forecasts are recursive, as LightGBM's."""
+    keras = _keras()
+    cfg = tc["lstm"]
+    freq = spec["frequency"]
+    y = panel.y
+    n, t = y.shape
+    lookback = int(cfg.get("lookback") or min(2 * tc["season_length"], 56))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        scale = np.nanmean(y, axis=1)
+        means = {f: np.nan_to_num(np.nanmean(panel.known[f], axis=1), nan=0.0) for f in known}
+        fills = {f: np.nan_to_num(np.nanmedian(panel.known[f], axis=1), nan=0.0) for f in known}
+    scale = np.where(np.isfinite(scale) & (scale > 0), scale, 1.0)
+    ys = y / scale[:, None]
+    exo = _lstm_exogenous(panel.dates, freq, n, {f: panel.known[f] for f in known}, means)
+    h = min(tc["horizon_periods"], max(1, (t - lookback) // 5))
+    if t - h <= lookback + 1:
+        raise ValueError(f"not enough history for the LSTM: {t} periods, lookback {lookback} + horizon {h}")
+    rng = np.random.default_rng(int(cfg["seed"]))
+    train_cols = np.arange(lookback, t - h)
+    keep = max(1, int(cfg["max_windows"]) // max(1, n))  # at most max_windows (series x periods)
+    if len(train_cols) > keep:
+        train_cols = np.sort(rng.choice(train_cols, keep, replace=False))
+    x_train, y_train = _lstm_windows(ys, exo, lookback, train_cols)
+    ok = np.isfinite(y_train)
+    x_train, y_train = x_train[ok], y_train[ok]
+    x_valid, y_valid = _lstm_windows(ys, exo, lookback, np.arange(t - h, t))
+    ok = np.isfinite(y_valid)
+    x_valid, y_valid = x_valid[ok], y_valid[ok]
+    keras.utils.set_random_seed(int(cfg["seed"]))
+    net = keras.Sequential(
+        [
+            keras.Input((lookback, x_train.shape[-1])),
+            keras.layers.LSTM(int(cfg["units"])),
+            keras.layers.Dense(1),
+        ]
+    )
+    net.compile(optimizer=keras.optimizers.Adam(float(cfg["learning_rate"])), loss="mse")
+    monitor = "val_loss" if len(y_valid) else "loss"
+    history = net.fit(
+        x_train,
+        y_train,
+        validation_data=(x_valid, y_valid) if len(y_valid) else None,
+        epochs=int(cfg["epochs"]),
+        batch_size=int(cfg["batch_size"]),
+        shuffle=True,
+        verbose=0,
+        callbacks=[
+            keras.callbacks.EarlyStopping(
+                monitor=monitor, patience=int(cfg["patience"]), restore_best_weights=True
+            )
+        ],
+    )
+    epochs = len(history.history["loss"])
+    best = min(history.history[monitor])
+    log(
+        f"lstm: {len(y_train)} windows of {lookback} periods x {x_train.shape[-1]} inputs, {epochs} epochs "
+        f"(early stopping on the last {h} periods; best {monitor} {best:.4f})"
+    )
+    return {
+        "lookback": lookback,
+        "known": known,
+        "scale": scale.tolist(),
+        "known_means": {f: _to_json(v) for f, v in means.items()},
+        "known_fill": {f: _to_json(v) for f, v in fills.items()},
+        "tail": _to_json(y[:, -lookback:]),
+        "tail_dates": [_iso(d, freq) for d in panel.dates[-lookback:]],
+        "epochs": epochs,
+        "network": net,
+    }
+
+
+def _forecast_lstm(
+    state: dict, spec: dict, future: pd.DatetimeIndex, known_future: dict[str, np.ndarray], series=None
+) -> np.ndarray:
+    """The recursive LSTM forecast (series x len(future)): one network call per period for all
+    the series, each forecast fed back as the next window's last value; a past window's known
+    features are the series' medians."""
+    pick = slice(None) if series is None else series
+    tail = _arr(state["tail"])[pick]
+    scale = _arr(state["scale"])[pick]
+    lookback = int(state["lookback"])
+    n, periods = tail.shape[0], len(future)
+    dates = pd.DatetimeIndex(pd.to_datetime(state["tail_dates"])).append(pd.DatetimeIndex(future))
+    means = {f: _arr(state["known_means"][f])[pick] for f in state["known"]}
+    known = {}
+    for f in state["known"]:
+        fill = _arr(state["known_fill"][f])[pick][:, None]
+        ahead = known_future.get(f)
+        ahead = np.repeat(fill, periods, axis=1) if ahead is None else ahead
+        known[f] = np.concatenate([np.repeat(fill, lookback, axis=1), ahead], axis=1)
+    exo = _lstm_exogenous(dates, spec["frequency"], n, known, means)
+    ys = np.hstack([tail / scale[:, None], np.full((n, periods), np.nan)])
+    net = state["network"]
+    for j in range(periods):
+        x, _ = _lstm_windows(ys, exo, lookback, np.array([lookback + j]))
+        # predict_on_batch: one compiled call (a plain net(x) runs every op eagerly, ~50x slower)
+        ys[:, lookback + j] = np.clip(np.asarray(net.predict_on_batch(x), dtype=float).reshape(-1), 0.0, None)
+    return ys[:, lookback:] * scale[:, None]
+
+
 def _fit_component(
     algo, panel, tc, spec, known, static, threads, log, callbacks=None, valid_panel=None
 ) -> dict:
@@ -1200,6 +1358,8 @@ def _fit_component(
         return _fit_stat(algo, panel, tc, spec, log)
     if algo == "prophet":
         return _fit_prophet(panel, tc, spec, known, threads, log)
+    if algo == "lstm":
+        return _fit_lstm(panel, tc, spec, known, threads, log)
     return _fit_lgb(panel, tc, spec, known, static, threads, log, callbacks, valid_panel)
 
 
@@ -1212,6 +1372,8 @@ def _forecast_component(algo, state, spec, future, known_future, series=None) ->
         return _forecast_stat(state, future, spec["frequency"], series)
     if algo == "prophet":
         return _forecast_prophet(state, future, known_future, series)[0]
+    if algo == "lstm":
+        return _forecast_lstm(state, spec, future, known_future, series)
     return _forecast_lgb(state, spec, future, known_future, series)
 
 
@@ -1407,6 +1569,7 @@ def _forecast_rows(model: dict, rows: pd.DataFrame) -> tuple[np.ndarray, np.ndar
     known = {
         "lightgbm": model["known_features"],
         "prophet": [f for f in state.get("known", []) if f in rows.columns],
+        "lstm": [f for f in state.get("known", []) if f in rows.columns],
     }.get(algorithm, [])
     values = {f: pd.to_numeric(rows[f], errors="coerce").to_numpy(dtype=float) for f in known}
     # The rows by series (stable: rows of one (series, period) keep their order, so a
@@ -1548,6 +1711,10 @@ def save(model: dict, directory: Path) -> list[str]:
         data["state"] = {k: v for k, v in model["state"].items() if k != "prophet_json"}
         (directory / "prophet_models.json").write_text(json.dumps(model["state"]["prophet_json"]))
         files.append("prophet_models.json")
+    if "network" in model["state"]:  # Keras' own format, weights and architecture, no pickle
+        data["state"] = {k: v for k, v in model["state"].items() if k != "network"}
+        model["state"]["network"].save(directory / "lstm.keras")
+        files.append("lstm.keras")
     if "booster" in model["state"]:
         data["state"] = {k: v for k, v in model["state"].items() if k != "booster"}
         (directory / "lightgbm_model.txt").write_text(model["state"]["booster"].model_to_string())
@@ -1562,6 +1729,8 @@ def load(directory: Path) -> dict:
     if model.get("algorithm") == "lightgbm":
         text = (directory / "lightgbm_model.txt").read_text()
         model["state"]["booster"] = lgb.Booster(model_str=text)
+    if model.get("algorithm") == "lstm":  # safe mode: no arbitrary code from the file
+        model["state"]["network"] = _keras().saving.load_model(directory / "lstm.keras", safe_mode=True)
     return model
 
 

@@ -180,6 +180,7 @@ def prophet_model():
     return fc.fit(train, m, threads=2, log=lambda _m: None), train, test, m
 
 
+@pytest.mark.once  # pure and CPU-heavy: the database makes no difference
 def test_prophet_trains_per_series_with_holidays_regressors_and_its_own_intervals(prophet_model, tmp_path):
     model, train, test, m = prophet_model
     assert model["algorithm"] == "prophet"
@@ -207,6 +208,7 @@ def test_prophet_trains_per_series_with_holidays_regressors_and_its_own_interval
     assert fc.predict(again, test.head(20)) == fc.predict(model, test.head(20))
 
 
+@pytest.mark.once  # pure and CPU-heavy: the database makes no difference
 def test_prophet_regressors_move_the_forecast(prophet_model):
     model, _, test, _ = prophet_model
     row = test.head(1)
@@ -216,6 +218,7 @@ def test_prophet_regressors_move_the_forecast(prophet_model):
     assert np.isfinite(fc.predict(model, row.drop(columns=["price", "promo"]))).all()
 
 
+@pytest.mark.once  # pure and CPU-heavy: the database makes no difference
 def test_prophet_is_reproducible_and_auto_says_why_it_chose():
     data = fc.generate(2 * 400, 4, days=400)
     m = prophet_manifest(algorithm="auto", candidates=["seasonal_naive", "prophet"])
@@ -239,3 +242,57 @@ def test_prophet_settings_are_validated_with_their_path(monkeypatch):
     monkeypatch.setattr(forecasting_config, "installed", lambda module: module != "prophet")
     [(path, message)] = forecasting_config.check(prophet_manifest())
     assert path == (*base, "algorithm") and "pip install prophet" in message
+
+
+# --- LSTM (Keras 3 on JAX: an optional extra, installed with the test dependencies) -------
+
+
+def lstm_manifest(**lstm) -> dict:
+    m = manifest("D", algorithm="lstm", horizon=14)
+    m["pipeline"]["stages"][1]["config"]["lstm"] = {"epochs": 4, "max_windows": 3000, "units": 16, **lstm}
+    return m
+
+
+@pytest.fixture(scope="module")
+def lstm_model():
+    if not forecasting_config.installed("keras"):
+        pytest.skip("the LSTM extra is not installed (make install-lstm)")
+    data = fc.generate(3 * 240, 9, days=240)
+    m = lstm_manifest()
+    train, test = fc.split(fc.prepare(data, m, log=lambda _m: None), m)
+    lines = []
+    return fc.fit(train, m, log=lines.append), train, test, m, lines
+
+
+@pytest.mark.once  # pure and CPU-heavy: the database makes no difference
+def test_lstm_trains_with_early_stopping_and_forecasts(lstm_model, tmp_path):
+    model, _, test, m, lines = lstm_model
+    assert model["algorithm"] == "lstm"
+    assert any(line.startswith("lstm: ") and "early stopping" in line for line in lines)
+    metrics, predictions, _ = fc.evaluate(model, test, m)
+    assert math.isfinite(metrics["MAPE"]) and metrics["MAPE"] < 1.0
+    assert (predictions["prediction"] >= 0).all()
+    # saved as a .keras file, loaded in safe mode: the same forecasts
+    files = fc.save(model, tmp_path)
+    assert "lstm.keras" in files and "model.json" in files
+    assert "network" not in json.loads((tmp_path / "model.json").read_text())["state"]
+    again = fc.load(tmp_path)
+    assert np.allclose(fc.predict(again, test.head(30)), fc.predict(model, test.head(30)))
+
+
+@pytest.mark.once  # pure and CPU-heavy: the database makes no difference
+def test_lstm_is_reproducible_with_its_seed(lstm_model):
+    model, train, test, m, _ = lstm_model
+    twice = fc.fit(train, m, log=lambda _m: None)
+    assert np.allclose(fc.predict(twice, test.head(30)), fc.predict(model, test.head(30)), rtol=1e-5)
+
+
+def test_lstm_settings_are_validated_with_their_path(monkeypatch):
+    base = ("pipeline", "stages", 1, "config")
+    [(path, _)] = forecasting_config.check(lstm_manifest(units=0))
+    assert path == (*base, "lstm", "units")
+    [(path, message)] = forecasting_config.check(lstm_manifest(dropout=0.2))
+    assert path == (*base, "lstm", "dropout") and "unknown LSTM setting" in message
+    monkeypatch.setattr(forecasting_config, "installed", lambda module: module != "keras")
+    [(path, message)] = forecasting_config.check(lstm_manifest())
+    assert path == (*base, "algorithm") and "make install-lstm" in message
