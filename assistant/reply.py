@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import re
 
+from recipes import catalog
+
 from .nlu import extract
 from .nlu.text import safe_label
 
@@ -38,6 +40,40 @@ FAMILY_QUESTION = (
     "4. Location scoring: ranking sites or locations"
 )
 LLM_NOTICE = "(The language model could not be reached, so the built-in assistant answered this message.)"
+# What each family is for, in one line (as in FAMILY_QUESTION, numbered in catalog.FAMILIES order).
+FAMILY_PURPOSE = {
+    "forecasting": "a quantity over time (demand, sales, volumes)",
+    "pricing": "which price to set, from how demand responds to price",
+    "next_best_action": "which offer or action for each customer",
+    "location_scoring": "ranking sites or locations",
+}
+
+
+def family_question(options: list[tuple[str, list[str]]]) -> str:
+    """Ask which family, offering the two likeliest with a one-line reason each (the words of the
+    message that point to it); the full list when there is nothing to rank."""
+    if len(options) < 2:
+        return "I couldn't tell which kind of model you need. " + FAMILY_QUESTION
+    number = {f: i for i, f in enumerate(catalog.FAMILIES, start=1)}
+    lines = ["I'm not sure which kind of model you need. Which kind of model is it? The two likeliest:"]
+    for family, words in options[:2]:
+        label = catalog.FAMILY_LABELS[family]
+        quoted = ", ".join(f'"{w}"' for w in words[:3])
+        if len(words) > 1:
+            because = f"; your words {quoted} point to it"
+        elif words:
+            because = f"; your word {quoted} points to it"
+        else:
+            because = "; nothing in your message points to it in particular"
+        lines.append(f"{number[family]}. {label}: {FAMILY_PURPOSE[family]}{because}.")
+    others = [f for f in catalog.FAMILIES if f not in {o[0] for o in options[:2]}]
+    lines.append(
+        "Answer with the number or the name"
+        + " (or "
+        + " or ".join(f"{number[f]} for {catalog.FAMILY_LABELS[f].lower()}" for f in others)
+        + ")."
+    )
+    return "\n".join(lines)
 
 
 def proposal_name(family: str, slots: dict, level: str) -> str:

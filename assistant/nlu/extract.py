@@ -6,7 +6,11 @@
   ``question`` (guidance from the knowledge base), ``reset``, ``defaults`` (keep the starting
   recipe's values for the open questions), ``skip`` (the current question), ``show``,
   ``greeting`` or ``empty``.
-* ``family``: the model family the words point to (with ``family_scores``), or None.
+* ``family``: the model family the words point to, or None when unsure: the classifier of
+  ``assistant.nlu.classifier`` (word and character n-grams, trained on ``assistant/corpus``)
+  combined with the rules' cue scores (``family_scores``), its calibrated probabilities in
+  ``family_probs``; below the model's threshold, ``family_options`` names the two likeliest
+  families and the words that point to each, for the assistant to ask.
 * ``slots``: what the message says about the recipe, in a JSON-able dict (keys below).
 
 Slots: ``industry``, ``client``, ``want_client``, ``frequency`` ("D"|"W"), ``horizon_days``,
@@ -30,6 +34,7 @@ from typing import Any
 
 from recipes import catalog
 
+from . import classifier
 from .schedule import find_schedule
 from .text import safe_label
 
@@ -325,9 +330,12 @@ _BUILD_REQUEST_RE = re.compile(
 class Extraction:
     intent: str
     family: str | None = None
-    family_scores: dict[str, float] = field(default_factory=dict)
+    family_scores: dict[str, float] = field(default_factory=dict)  # the rules' cue scores
     slots: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    family_probs: dict[str, float] = field(default_factory=dict)  # calibrated, {} without the model
+    # The two likeliest families and the words of the message that point to each (for asking).
+    family_options: list[tuple[str, list[str]]] = field(default_factory=list)
 
 
 def family_scores(text: str) -> dict[str, float]:
@@ -337,14 +345,81 @@ def family_scores(text: str) -> dict[str, float]:
     return scores
 
 
-def classify_family(text: str, *, minimum: float = 2.0) -> tuple[str | None, dict[str, float]]:
-    """The family with the highest cue score (None below ``minimum`` or on a tie)."""
-    scores = family_scores(text)
-    ranked = sorted(scores.items(), key=lambda kv: -kv[1])
+def _cue_words(text: str, family: str) -> list[str]:
+    """The phrases of ``text`` that the rules' cues for ``family`` matched, strongest first."""
+    found = [(w, m.group(0).lower()) for rx, w in _FAMILY_RES[family] if (m := rx.search(text))]
+    return list(dict.fromkeys(phrase for _, phrase in sorted(found, key=lambda x: -x[0])))
+
+
+def rules_family(text: str, *, minimum: float = 2.0) -> str | None:
+    """The family with the highest cue score (None below ``minimum`` or on a tie): the rules alone,
+    used when the classifier's weights are missing."""
+    ranked = sorted(family_scores(text).items(), key=lambda kv: -kv[1])
     best, second = ranked[0], ranked[1]
     if best[1] < minimum or best[1] == second[1]:
-        return None, scores
-    return best[0], scores
+        return None
+    return best[0]
+
+
+# A message in a conversation about one family moves to another only on this much cue score
+# (the same bar as the reply service's switch); below it, it edits the current proposal.
+SWITCH_CUES = 3.0
+# The classifier's probability at which a family counts as clearly named (like a cue score of 4).
+CLEAR_PROBABILITY = 0.9
+# Below this probability a family offered in the question gets no words quoted as its reason.
+EVIDENCE_PROBABILITY = 0.02
+
+
+@dataclass(frozen=True)
+class FamilyReading:
+    family: str | None  # None when unsure
+    scores: dict[str, float]  # the rules' cue scores
+    probs: dict[str, float]  # calibrated probability per family ({} without the model)
+    options: list[tuple[str, list[str]]]  # the two likeliest families, with the words for each
+
+
+def read_family(text: str) -> FamilyReading:
+    """Which family ``text`` describes: the classifier with the rules, or the rules alone when
+    the classifier's weights are missing."""
+    scores = family_scores(text)
+    if not classifier.available():
+        ranked = sorted(catalog.FAMILIES, key=lambda f: -scores[f])
+        options = [(f, _cue_words(text, f)[:3]) for f in ranked[:2]]
+        return FamilyReading(rules_family(text), scores, {}, options)
+    model = classifier.load()
+    p = model.predict(text, scores)
+    family = p.best if p.confidence >= model.threshold else None
+    options = []
+    for f in p.ranked[:2]:
+        if p.probs[f] < EVIDENCE_PROBABILITY:
+            options.append((f, []))  # a family this unlikely has no words worth quoting
+            continue
+        cues = _cue_words(text, f)
+        extra = [w for w in p.evidence[f] if not any(w in c for c in cues)]
+        options.append((f, (cues + extra)[:3]))
+    return FamilyReading(family, scores, p.probs, options)
+
+
+def classify_family(text: str) -> tuple[str | None, dict[str, float]]:
+    """The family ``text`` describes (None when unsure) and the rules' cue scores."""
+    reading = read_family(text)
+    return reading.family, reading.scores
+
+
+_FAMILY_NAMES = {
+    "forecasting": r"\bforecast",
+    "pricing": r"\bpric(?:e|es|ing)\b",
+    "next_best_action": r"\bnext[- ]best\b|\bnba\b|\bactions?\b|\boffers?\b",
+    "location_scoring": r"\blocations?\b|\bsites?\b",
+}
+
+
+def family_choice(text: str) -> str | None:
+    """The answer to "which kind of model is it?": its number in the list (1-4) or one family's name."""
+    if m := re.fullmatch(r"\W*(?:number\s+|option\s+)?\(?([1-4])\)?\W*", text, re.I):
+        return catalog.FAMILIES[int(m.group(1)) - 1]
+    named = [f for f, rx in _FAMILY_NAMES.items() if re.search(rx, text, re.I)]
+    return named[0] if len(named) == 1 and len(text.split()) <= 8 else None
 
 
 _GUIDANCE_RE = re.compile(
@@ -356,12 +431,38 @@ _GUIDANCE_RE = re.compile(
 )
 
 
-def detect_intent(text: str, *, slot_count: int, has_proposal: bool = False, family_score: float = 0) -> str:
+# Words of the workspace itself: a question using them asks for guidance ("what is WAPE?"),
+# not for a model ("how many tickets will we sell?").
+_WORKSPACE_TERMS_RE = re.compile(
+    r"\b(?:mape|wape|rmse|mae|psi|ks|kolmogorov|drift|recipes?|levels?|metrics?|famil(?:y|ies)|qini|auuc|"
+    r"uplift\s*@\s*k|precision\s*@\s*k|hit[\s_-]?rate|rank[\s_]correlation|calibration|coverage|thresholds?|"
+    r"baselines?|manifests?|lineage|versions?|approv\w*|tuning|freshness|alerts?|assistant|workspace|"
+    r"horizon|grain|granularity|lags?|cron|deployment|"
+    r"mean|means|meaning|explain|difference|define|definition)\b",
+    re.I,
+)
+# ... and a question about the user's own business says whose or which ("we", "our", "each
+# store") or asks what will happen ("will", "would"); "what is uplift modelling?" does neither.
+_OWN_BUSINESS_RE = re.compile(
+    r"\b(?:we|we're|we've|our|ours|us|i|i'm|my|each|every|will|would|should|this|these)\b", re.I
+)
+
+
+def detect_intent(
+    text: str,
+    *,
+    slot_count: int,
+    has_proposal: bool = False,
+    family_score: float = 0,
+    family_clear: bool = False,
+) -> str:
     """create | reset | defaults | skip | show | greeting | question | describe.
 
     A question-shaped message is a guidance question when it asks for an explanation ("when
     should I use KS?") or carries nothing to build from; "which customers should get the offer?
-    we ran a randomised campaign" describes a model and is read as a description."""
+    we ran a randomised campaign" describes a model and is read as a description, and so is a
+    question about the user's own business whose family is clear (``family_clear``) and which uses
+    none of the workspace's own terms ("how many tickets will we sell next month?")."""
     t = text.strip()
     if not t:
         return "empty"
@@ -381,6 +482,8 @@ def detect_intent(text: str, *, slot_count: int, has_proposal: bool = False, fam
     question_shaped = t.rstrip().endswith("?") or bool(_QUESTION_START_RE.match(t))
     if question_shaped and not _BUILD_REQUEST_RE.search(t):
         # "When should I use KS?" asks for guidance; "can we make it weekly?" edits the proposal.
+        if family_clear and _OWN_BUSINESS_RE.search(t) and not _WORKSPACE_TERMS_RE.search(t):
+            return "describe"
         if _GUIDANCE_RE.match(t) or slot_count == 0:
             return "question"
         if slot_count < 2 and not has_proposal and family_score < 4:
@@ -982,7 +1085,14 @@ def read_message(
     ``pending`` is the slot the assistant just asked about, so a bare answer ("8 weeks",
     "revenue", "FreshMart") fills it.
     """
-    family, scores = classify_family(text)
+    reading = read_family(text)
+    family, scores = reading.family, reading.scores
+    if pending == "family" and (choice := family_choice(text)):
+        family = choice
+    elif family_hint and family and family != family_hint and scores.get(family, 0) < SWITCH_CUES:
+        # In a conversation about another family the message edits that proposal ("revenue",
+        # "12%", "make it daily"): read it with the conversation's family, as the reply service will.
+        family = None
     fam = family or family_hint
     slots: dict[str, Any] = {}
     notes: list[str] = []
@@ -994,7 +1104,15 @@ def read_message(
     if overrides:
         slots["overrides"] = overrides
         intent = "describe"
-        return Extraction(intent=intent, family=family, family_scores=scores, slots=slots, notes=notes)
+        return Extraction(
+            intent=intent,
+            family=family,
+            family_scores=scores,
+            slots=slots,
+            notes=notes,
+            family_probs=reading.probs,
+            family_options=reading.options,
+        )
 
     sched = find_schedule(text, base_cron=base_cron, force=pending == "schedule")
     rest = text
@@ -1098,19 +1216,24 @@ def read_message(
                 slots["client"] = answer
             else:
                 slots["industry"] = answer.lower()
-    if pending == "family" and family is None:
-        choice = re.fullmatch(r"\W*\(?([1-4])\)?\W*", text)
-        if choice:
-            family = catalog.FAMILIES[int(choice.group(1)) - 1]
-
     informative = {k for k in slots if k not in ("scale", "schedule_text")}
+    clear = bool(family) and reading.probs.get(family, 0.0) >= CLEAR_PROBABILITY
     intent = detect_intent(
         text,
         slot_count=len(informative) + (1 if family else 0),
         has_proposal=has_proposal,
-        family_score=max(scores.values()) if family else 0,
+        family_score=max(scores.get(family, 0.0), 4.0 if clear else 0.0) if family else 0.0,
+        family_clear=clear,
     )
-    return Extraction(intent=intent, family=family, family_scores=scores, slots=slots, notes=notes)
+    return Extraction(
+        intent=intent,
+        family=family,
+        family_scores=scores,
+        slots=slots,
+        notes=notes,
+        family_probs=reading.probs,
+        family_options=reading.options,
+    )
 
 
 def merge_slots(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:

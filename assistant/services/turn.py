@@ -25,7 +25,7 @@ from .. import proposal as proposals
 from ..models import Conversation
 from ..nlu import extract
 from ..nlu.text import CleanMessage, plain
-from ..reply import EMPTY_REPLY, FAMILY_QUESTION, GREETING, RECIPE_PAGE, REFUSAL
+from ..reply import EMPTY_REPLY, GREETING, RECIPE_PAGE, REFUSAL
 from ..slots import context_only, drop_superseded_overrides, resolve_bare_edits, revert_rejected
 from .starting_recipe import BASELINE_IDS, choose_base, client_for
 from .understanding import Understanding, read
@@ -190,7 +190,7 @@ class Turn:
             self.state["slots"] = extract.merge_slots(self.state.get("slots", {}), context_only(new_slots))
             self.state.setdefault("unparsed", []).append(self.cleaned.text[:1000])
             self.state["pending"] = "family"
-            return "I couldn't tell which kind of model you need. " + FAMILY_QUESTION
+            return reply.family_question(ex.family_options)
         self.state["family"] = family
         if started_new:
             # Read earlier messages again now that the family (and so the metric names) is known.
