@@ -48,7 +48,7 @@ QUESTIONS = {
     "context": "Which industry is this for (for example grocery, telco or retail banking), and is it for a specific client?",
     "industry": "Which industry is {client} in (for example grocery, telco or retail banking)? A client recipe sits under an industry recipe.",
     "client": "Which client is it for?",
-    "frequency": "Should the forecast be daily or weekly?",
+    "frequency": "Should the forecast be daily or weekly (or hourly, monthly, quarterly)?",
     "horizon_days": "How far ahead should it forecast (for example '8 weeks ahead')?",
     "target": "What accuracy do you need (for example 'MAPE under 12%')?",
     "objective": "Should the recommended prices maximise revenue or margin?",

@@ -13,7 +13,7 @@
   families and the words that point to each, for the assistant to ask.
 * ``slots``: what the message says about the recipe, in a JSON-able dict (keys below).
 
-Slots: ``industry``, ``client``, ``want_client``, ``frequency`` ("D"|"W"), ``horizon_days``,
+Slots: ``industry``, ``client``, ``want_client``, ``frequency`` ("H"|"D"|"W"|"M"|"Q"), ``horizon_days``,
 ``grain``, ``labels``, ``min_history``, ``metrics`` ({name: {target, threshold_warning,
 threshold_critical}}), ``deployment_mode``, ``schedule`` (cron), ``schedule_text``,
 ``drift_method``, ``drift_threshold``, ``freshness_hours``, ``objective``, ``price_bounds``,
@@ -613,26 +613,37 @@ def _horizon(text: str, *, bare: bool = False) -> int | None:
     return None
 
 
+# The forecast frequencies as people say them (recipes.forecasting_config.FREQUENCIES), the
+# earliest mention winning: "weekly, not daily" is weekly.
+_FREQUENCY_RES = {
+    "H": r"hourly|per\s+hour|by\s+hour|each\s+hour|hour[- ]level|hour\s+by\s+hour|intraday",
+    "D": r"daily|per\s+day|by\s+day|each\s+day|day[- ]level|day\s+by\s+day",
+    "W": r"weekly|per\s+week|by\s+week|each\s+week|week[- ]level|week\s+by\s+week|weekly\s+buckets",
+    "M": r"monthly|per\s+month|by\s+month|each\s+month|month[- ]level|month\s+by\s+month",
+    "Q": r"quarterly|per\s+quarter|by\s+quarter|each\s+quarter|quarter[- ]level",
+}
+_BARE_FREQUENCY = {"H": r"hours?", "D": r"days?", "W": r"weeks?", "M": r"months?", "Q": r"quarters?"}
+
+
 def _frequency(text: str, *, bare: bool = False) -> tuple[str | None, str | None]:
-    """("W"|"D"|None, a note when the wording asks for something the family cannot do)."""
-    weekly = re.search(
-        r"\b(?:weekly|per\s+week|by\s+week|each\s+week|week[- ]level|week\s+by\s+week|weekly\s+buckets)\b",
-        text,
-        re.I,
-    )
-    daily = re.search(r"\b(?:daily|per\s+day|by\s+day|each\s+day|day[- ]level|day\s+by\s+day)\b", text, re.I)
-    if weekly and (not daily or weekly.start() < daily.start()):
-        return "W", None
-    if daily:
-        return "D", None
-    if bare and re.search(r"\bweeks?\b", text, re.I):
-        return "W", None
-    if bare and re.search(r"\bdays?\b", text, re.I):
-        return "D", None
-    if re.search(r"\b(?:monthly|per\s+month|hourly|per\s+hour)\b", text, re.I):
+    """(the frequency key "H"|"D"|"W"|"M"|"Q" or None, a note when the wording asks for
+    something the family cannot do). ``bare``: an answer to "which frequency?" may be one
+    word ("weeks")."""
+    found = []
+    for key, pattern in _FREQUENCY_RES.items():
+        m = re.search(rf"\b(?:{pattern})\b", text, re.I)
+        if m:
+            found.append((m.start(), key))
+    if found:
+        return min(found)[1], None
+    if bare:
+        for key, pattern in _BARE_FREQUENCY.items():
+            if re.search(rf"\b(?:{pattern})\b", text, re.I):
+                return key, None
+    if re.search(r"\b(?:yearly|per\s+year|by\s+the\s+minute|per\s+minute)\b", text, re.I):
         return None, (
-            "The forecasting family works on daily or weekly data; monthly or hourly forecasts are not "
-            "supported, so I left the frequency as it was."
+            "The forecasting family works on hourly, daily, weekly, monthly or quarterly data; "
+            "I left the frequency as it was."
         )
     return None, None
 

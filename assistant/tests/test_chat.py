@@ -848,3 +848,20 @@ def test_schedule_phrases_become_cron(text, cron):
 @pytest.mark.parametrize("text", ["weekly demand forecast", "daily sales per store", "8 weeks ahead"])
 def test_frequency_words_are_not_schedules(text):
     assert find_schedule(text) is None
+
+
+def test_monthly_quarterly_and_hourly_forecasts_are_understood(api_client, baselines):
+    """The forecasting family plans in hours to quarters (#19): the frequency and the settings
+    that follow it (seasons, lags) change together, and "retrain monthly" stays a schedule."""
+    data = say(api_client, "monthly sales forecast per region for S&OP, 6 months ahead, MAPE under 15%")
+    manifest = data["proposal"]["manifest"]
+    prep = stage_config(manifest, "feature_prep")
+    assert prep["frequency"] == "M"
+    assert prep["lags"] == [1, 2, 3, 12]
+    assert stage_config(manifest, "training")["season_length"] == 12
+    assert_valid(data["proposal"])
+    cid = data["conversation_id"]
+    data = say(api_client, "make it quarterly", cid)
+    assert stage_config(data["proposal"]["manifest"], "feature_prep")["frequency"] == "Q"
+    data = say(api_client, "forecast call volumes hour by hour for the contact centre, 2 days ahead")
+    assert stage_config(data["proposal"]["manifest"], "feature_prep")["frequency"] == "H"
