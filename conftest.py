@@ -45,6 +45,20 @@ def _media(settings, tmp_path_factory):
     settings.WORK_DIR = tmp_path_factory.mktemp("work")
 
 
+# Small data in tests: every model the suite trains runs the baselines' explain stage, and every
+# check of it explains a sample of its batch; the sizes below keep that to a fraction of a second
+# (the explanations' quality at the real sizes is tested in runs/tests/test_explain.py, which calls
+# runs.explain directly, and measured in bench/bench_explain.py).
+TEST_EXPLAIN_CAPS = {"sample_size": 100, "background_size": 4, "repeats": 2, "top_features": 3, "ice_rows": 5}
+
+
+@pytest.fixture(autouse=True)
+def _small_explanations(settings):
+    settings.EXPLAIN_CAPS = TEST_EXPLAIN_CAPS
+    settings.CHECK_EXPLAIN_FIRST_ROWS = 5
+    settings.CHECK_EXPLAIN_SECONDS = 0.0
+
+
 @pytest.fixture
 def groups(db):
     from workspace.groups import ensure_groups

@@ -7,6 +7,7 @@ PostgreSQL DATABASE_URL.
 
 import base64
 import hashlib
+import json
 import os
 import secrets
 from pathlib import Path
@@ -250,6 +251,18 @@ TRAIN_MAX_ROWS = int(os.environ.get("TRAIN_MAX_ROWS", 2_000_000))
 # its recipe on a uniform sample of this many rows (runs.services.datasets).
 DATASET_CHECK_SAMPLE_ROWS = int(os.environ.get("DATASET_CHECK_SAMPLE_ROWS", 1_000_000))
 PREDICT_MAX_ROWS = int(os.environ.get("PREDICT_MAX_ROWS", 10_000))
+# POST /models/{id}/predict with "explain": true explains at most this many rows per request
+# (runs.explain.explain_rows costs far more per row than a prediction).
+PREDICT_EXPLAIN_MAX_ROWS = int(os.environ.get("PREDICT_EXPLAIN_MAX_ROWS", 100))
+# Upper bounds on a train run's explain stage sizes, whatever its manifest asks (a JSON object
+# of recipes.explain_config.RANGES keys, e.g. {"sample_size": 200, "repeats": 3}): cheaper
+# explanations on a small machine. None by default; the test suite sets small ones.
+EXPLAIN_CAPS = json.loads(os.environ.get("EXPLAIN_CAPS") or "{}")
+# A monitoring check explains a sample of its batch for attribution drift
+# (monitoring.attribution.chunked_means): CHECK_EXPLAIN_FIRST_ROWS rows, then chunks twice as
+# large while less than CHECK_EXPLAIN_SECONDS have passed.
+CHECK_EXPLAIN_SECONDS = float(os.environ.get("CHECK_EXPLAIN_SECONDS", 2.0))
+CHECK_EXPLAIN_FIRST_ROWS = int(os.environ.get("CHECK_EXPLAIN_FIRST_ROWS", 10))
 # POST /models/{id}/outcomes: labels joined to a scored batch's predictions, per request.
 OUTCOMES_MAX_ROWS = int(os.environ.get("OUTCOMES_MAX_ROWS", 100_000))
 # A monitoring check of a dataset of more than CHECK_STREAM_ROWS rows reads it in chunks of

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from runs import artifacts
+
 from .models import MLModel, MLModelQuerySet, ModelStatus
 
 
@@ -35,3 +37,12 @@ def model_recent_runs(model: MLModel, limit: int = 10) -> list:
         )
         .order_by("-created_at")[:limit]
     )
+
+
+def model_explanations(model: MLModel) -> dict | None:
+    """The explanations document (explanations.json) of the model's train run, as the explain
+    stage wrote it (sha256-checked), or None when the run wrote none: a model trained before
+    the stage existed, by a recipe version without one, or whose stage could not compute them."""
+    if not artifacts.has_explanations(model):
+        return None
+    return artifacts.read_json_artifact(model.training_run_id, model.artifacts_json, artifacts.EXPLANATIONS)

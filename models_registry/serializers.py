@@ -83,5 +83,100 @@ class RowsField(serializers.ListField):
         return super().to_internal_value(data)
 
 
+class StrictBooleanField(serializers.BooleanField):
+    """A JSON true or false, nothing else (DRF's BooleanField also reads "yes", "off", 1, 0, ...
+    as booleans: a typo there would silently turn a flag on or off)."""
+
+    default_error_messages = {"invalid": "must be true or false, got {value}."}
+
+    def to_internal_value(self, data):
+        if isinstance(data, bool):
+            return data
+        self.fail("invalid", value=repr(data)[:40])
+
+
 class PredictSerializer(StrictSerializer):
     rows = RowsField()
+    explain = StrictBooleanField(
+        required=False,
+        default=False,
+        help_text='true: add "explanations", one per row (at most PREDICT_EXPLAIN_MAX_ROWS rows).',
+    )
+
+
+class RowExplanationSerializer(serializers.Serializer):
+    """One prediction's explanation (runs.explain.explain_rows); families add their own
+    fields (pricing: "elasticity", "demand_curve")."""
+
+    method = serializers.CharField(help_text="The attribution method, e.g. tree_shap or exact_shapley.")
+    scale = serializers.CharField(help_text='What "output" is: the prediction, or e.g. log1p(prediction).')
+    output = serializers.FloatField()
+    base_value = serializers.FloatField()
+    contributions = serializers.DictField(
+        child=serializers.FloatField(),
+        help_text="Feature -> contribution; base_value + their sum == output (within 1e-6 for exact methods).",
+    )
+    reasons = serializers.ListField(child=serializers.CharField(), help_text="The top reasons in words.")
+    model_id = serializers.CharField(help_text="The model whose prediction this explains.")
+
+
+class PredictResponseSerializer(serializers.Serializer):
+    model_id = serializers.CharField()
+    predictions = serializers.ListField(child=serializers.FloatField(allow_null=True))
+    explanations = RowExplanationSerializer(
+        many=True, required=False, help_text='With "explain": true: one per row, parallel to "predictions".'
+    )
+    experiment_id = serializers.CharField(required=False, help_text="While an A/B or shadow test runs.")
+    mode = serializers.CharField(required=False)
+    arms = serializers.ListField(child=serializers.CharField(), required=False)
+    arm = serializers.CharField(required=False)
+    models = serializers.DictField(child=serializers.CharField(), required=False)
+
+
+class ImportanceSerializer(serializers.Serializer):
+    feature = serializers.CharField()
+    importance = serializers.FloatField()
+    ci_low = serializers.FloatField(allow_null=True)
+    ci_high = serializers.FloatField(allow_null=True)
+
+
+class ExplanationsSerializer(serializers.Serializer):
+    """A model's explanations (explanations.json of its train run's explain stage), served as
+    the stage wrote it. A method the stage's config left out has null in its key."""
+
+    version = serializers.IntegerField()
+    family = serializers.CharField()
+    model_algorithm = serializers.CharField(allow_null=True)
+    method = serializers.CharField(
+        help_text="The per-prediction attribution method (tree_shap, exact_shapley, ...)."
+    )
+    method_note = serializers.CharField(help_text="What the method is and whether it is exact.")
+    scale = serializers.CharField()
+    output_label = serializers.CharField()
+    base_value = serializers.FloatField()
+    sample_rows = serializers.IntegerField()
+    background_rows = serializers.IntegerField()
+    seed = serializers.IntegerField()
+    methods = serializers.ListField(child=serializers.CharField())
+    global_ = ImportanceSerializer(
+        many=True,
+        allow_null=True,
+        help_text="Permutation importance on the family's metric, with its interval over repeats, sorted desc.",
+    )
+    permutation = serializers.JSONField(
+        allow_null=True, help_text='{"metric", "direction", "baseline", "repeats"}'
+    )
+    attribution = serializers.JSONField(
+        allow_null=True, help_text='{"mean_abs": [{"feature", "mean_abs", "share"}]}'
+    )
+    dependence = serializers.JSONField(
+        allow_null=True, help_text="Partial dependence and ICE of the top features."
+    )
+    family_view = serializers.JSONField(allow_null=True, help_text="The family's own figures' data.")
+    notes = serializers.ListField(child=serializers.CharField())
+
+    def get_fields(self):
+        # "global" is a Python keyword: the field is declared as global_ and named here.
+        fields = super().get_fields()
+        fields["global"] = fields.pop("global_")
+        return fields

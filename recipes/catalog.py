@@ -28,7 +28,8 @@ LEVELS = ("baseline", "industry", "client")
 PARENT_LEVEL = {"industry": "baseline", "client": "industry"}
 CHILD_LEVEL = {"baseline": "industry", "industry": "client"}
 
-STAGE_TYPES = ("quality", "feature_prep", "training", "evaluation", "deployment")
+# "explain" computes a train run's explanations (recipes.explain_config, runs.explain).
+STAGE_TYPES = ("quality", "feature_prep", "training", "evaluation", "deployment", "explain")
 DEPLOYMENT_MODES = ("batch", "realtime")
 DRIFT_METHODS = ("PSI", "KS")
 ALERT_SEVERITIES = ("warning", "critical")

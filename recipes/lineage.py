@@ -203,12 +203,13 @@ def classify(tokens: Tokens, op: str, old: Any = None, new: Any = None) -> tuple
     """(bump, reason) for one change at `tokens`.
 
     major: removed or renamed required feature sets (and new ones: tightened requirements),
-    changed grain or labels, removed pipeline stages, more history required;
+    changed grain or labels, removed pipeline stages (but the explain stage: minor), more
+    history required;
     minor: new optional feature sets, new stages, metrics or alerts, changed algorithm or
     thresholds, a retraining policy or trigger added or removed, a changed promotion mode —
     and anything not listed, to be safe;
     patch: descriptions, tags, the name, settings inside a stage config (hyperparameters, the
-    training stage's tuning section), the schedule, the retraining schedule, row count,
+    training stage's tuning section, the explain stage's settings), the schedule, the retraining schedule, row count,
     cooldown, window and min_improvement.
     """
     t = tokens
@@ -221,7 +222,7 @@ def classify(tokens: Tokens, op: str, old: Any = None, new: Any = None) -> tuple
     if section == "requirements":
         return _classify_requirements(t, op, old, new)
     if t[:2] == ("pipeline", "stages"):
-        return _classify_stage(t, op)
+        return _classify_stage(t, op, old, new)
     if t[:2] == ("evaluation", "metrics"):
         if len(t) == 3:
             return "minor", "new metric" if op == "add" else (
@@ -302,13 +303,16 @@ def _promotion_mode(t: Tokens, value: Any) -> str:
     return value if isinstance(value, str) else DEFAULT_PROMOTION
 
 
-def _classify_stage(t: Tokens, op: str) -> tuple[str, str]:
+def _classify_stage(t: Tokens, op: str, old: Any = None, new: Any = None) -> tuple[str, str]:
     if len(t) == 2:
         return "minor", "pipeline stage order changed"
     name = t[2]
     if len(t) == 3:
         if op == "add":
             return "minor", f"new stage '{name}'"
+        if isinstance(old, dict) and old.get("type") == "explain":
+            # The model, its inputs and its predictions are unchanged: only its explanations go.
+            return "minor", f"explain stage '{name}' removed (the model is unchanged)"
         return "major", f"stage '{name}' removed"
     if t[3] == "type":
         return "minor", f"stage '{name}' type changed"
@@ -317,6 +321,9 @@ def _classify_stage(t: Tokens, op: str) -> tuple[str, str]:
     if t[3] == "config" and len(t) >= 5 and t[4] == "tuning":
         # What a tune run searches; a train run of the version trains the same model.
         return "patch", f"stage '{name}' tuning {'section' if len(t) == 5 else t[5]} changed"
+    # Every other setting inside a stage's config is a patch; so is the explain stage's whole
+    # config (recipes.explain_config: sample sizes, methods, metric, seed): it changes what is
+    # said about the model, never the model (the config has no 'algorithm' key).
     return "patch", f"stage '{name}' setting tweaked"
 
 

@@ -5,7 +5,9 @@ Plain Python (no Django import) so it can be unit-tested alone. The structure is
 by ``manifest_schema.json`` (JSON Schema draft 2020-12); the rules JSON Schema cannot
 express (metric names per family, target/threshold order, one stage per type, cron syntax,
 alert conditions -- parsed with ``recipes.alert_rules`` --, the retraining policy -- parsed
-with ``recipes.retraining`` --, the training stage's tuning section -- ``recipes.tuning`` --, ...) are checked here, only on the parts that passed the schema.
+with ``recipes.retraining`` --, the training stage's tuning section -- ``recipes.tuning`` --,
+the explain stage's place and config -- ``recipes.explain_config`` --, ...) are checked here,
+only on the parts that passed the schema.
 
 ``validate_manifest`` returns every problem at once as ``[{"path", "message"}]`` where
 ``path`` is a JSON pointer (RFC 6901) into the manifest, optionally prefixed (the API
@@ -32,7 +34,7 @@ from jsonschema import Draft202012Validator
 from mlworkspace.jsondepth import DEFAULT_MAX_DEPTH, too_deep_in_value
 from mlworkspace.jsondepth import message as depth_message
 
-from . import alert_rules, catalog, forecasting_config, retraining, tuning
+from . import alert_rules, catalog, explain_config, forecasting_config, retraining, tuning
 
 SCHEMA_PATH = Path(__file__).with_name("manifest_schema.json")
 
@@ -181,8 +183,12 @@ def pointer(path: Path_, prefix: str = "") -> str:
 
 @functools.cache
 def load_schema() -> dict:
-    """The manifest JSON Schema (a dict; do not mutate)."""
-    return json.loads(SCHEMA_PATH.read_text(encoding="utf-8"))
+    """The manifest JSON Schema (a dict; do not mutate). Its list of stage types is
+    ``catalog.STAGE_TYPES``, the one list, whatever the file's enum says."""
+    schema = json.loads(SCHEMA_PATH.read_text(encoding="utf-8"))
+    stage = schema["properties"]["pipeline"]["properties"]["stages"]["items"]
+    stage["properties"]["type"]["enum"] = list(catalog.STAGE_TYPES)
+    return schema
 
 
 @functools.cache
@@ -462,6 +468,30 @@ class _Checker:
                 + ", ".join(dict.fromkeys(st["type"] for st in stages))
                 + ")",
             )
+        if "explain" in types:
+            self.check_explain(stages, types)
+
+    def check_explain(self, stages: list, types: dict[str, int]) -> None:
+        """The explain stage explains the trained model on the training run's holdout: it comes
+        after training (and after evaluation, whose metric its permutation importance uses);
+        its config is checked by ``recipes.explain_config``."""
+        index = types["explain"]
+        path: Path_ = ("pipeline", "stages", index, "type")
+        later = [(types[t], t) for t in ("training", "evaluation") if types.get(t, -1) > index]
+        if later and self.clean(path):
+            at, what = max(later)
+            self.add(
+                path,
+                f"the 'explain' stage (stage {index}) must come after the '{what}' stage (stage {at}): "
+                "it explains the trained model on the training run's holdout; move it later",
+            )
+        config = stages[index].get("config", {})
+        base: Path_ = ("pipeline", "stages", index, "config")
+        if not self.clean(base):
+            return
+        for suffix, message in explain_config.problems(config, self.family):
+            if suffix[:1] != ("tuning",):  # recipes.tuning says where a tuning section belongs
+                self.add((*base, *suffix), message)
 
     # -- evaluation
     def known_metrics(self) -> dict[str, tuple[str, str]]:

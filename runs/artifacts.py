@@ -23,6 +23,7 @@ from mlworkspace import storage
 from mlworkspace.errors import InvalidInput, NotFound
 from recipes.manifest import grain_columns
 
+from . import explain
 from .data import model_input, time_column
 from .families import get_family
 from .pipeline import json_safe, score_rows
@@ -149,6 +150,85 @@ def load_model(model):
         while len(_CACHE) > _CACHE_SIZE:
             _CACHE.popitem(last=False)
     return loaded
+
+
+# The explain stage's files (runs.pipeline.explain_stage): the document the API serves and the
+# background rows per-prediction explanations need.
+EXPLANATIONS = "explanations.json"
+EXPLANATION_BACKGROUND = "explanation_background.parquet"
+# Loaded explanation files (backgrounds, documents), keyed by run, file and sha256, like the
+# loaded models: a predict request with "explain" reads neither from the store again.
+_EXPLAIN_CACHE: OrderedDict = OrderedDict()
+
+
+def has_explanations(model) -> bool:
+    """Whether the model's train run wrote explanations (a model trained before the explain
+    stage existed, or by a version without one, has none)."""
+    files = (model.artifacts_json or {}).get("files") or {}
+    return bool(model.training_run_id) and EXPLANATIONS in files and EXPLANATION_BACKGROUND in files
+
+
+def no_explanations_message(model) -> str:
+    """What a request for the explanations of a model that has none is told."""
+    return (
+        f"Model '{model.id}' has no explanations: its train run computed none (it was trained "
+        "before the explain stage existed, by a recipe version without an explain stage, or the "
+        "stage could not compute them; its run log says which). Retrain it with a recipe version "
+        "whose pipeline has an 'explain' stage."
+    )
+
+
+def _explain_file(model, name: str, read):
+    """``read(local path)`` of one of the model's explanation files, checked and cached."""
+    run_id, artifacts_json = model.training_run_id, model.artifacts_json
+    key = (run_id, name, artifacts_json["files"][name].get("sha256"))
+    with _CACHE_LOCK:
+        if key in _EXPLAIN_CACHE:
+            _EXPLAIN_CACHE.move_to_end(key)
+            return _EXPLAIN_CACHE[key]
+    with local_copy(run_id, artifacts_json, name) as path:
+        value = read(path)
+    with _CACHE_LOCK:
+        _EXPLAIN_CACHE[key] = value
+        while len(_EXPLAIN_CACHE) > 2 * _CACHE_SIZE:
+            _EXPLAIN_CACHE.popitem(last=False)
+    return value
+
+
+def explanation_background(model) -> pd.DataFrame | None:
+    """The background rows of the model's explanations (sha256-checked, cached like the loaded
+    model), or None when the model has no explanations. Callers must not change the frame."""
+    if not has_explanations(model):
+        return None
+    return _explain_file(model, EXPLANATION_BACKGROUND, pd.read_parquet)
+
+
+def explanation_document(model) -> dict | None:
+    """The model's explanations.json (checked, cached), or None when it has none. Callers must
+    not change the dict (``models_registry.selectors.model_explanations`` reads a fresh copy)."""
+    if not has_explanations(model):
+        return None
+    return _explain_file(model, EXPLANATIONS, lambda path: json.loads(Path(path).read_bytes()))
+
+
+def explain_rows(model, rows: list[dict]) -> list[dict]:
+    """Per-prediction explanations of request rows (``runs.explain.explain_rows``), parallel
+    to ``predict_rows``'s predictions: the rows typed as the model's schema (``rows_frame``,
+    its 400s naming the row and column), the loaded model, its background and document.
+    NotFound (404) when the model has no explanations; rows the family cannot explain (a
+    ValueError of the family's code, as in ``predict_rows``) are a 400 on /rows."""
+    if not has_explanations(model):
+        raise NotFound(no_explanations_message(model))
+    fitted, schema = load_model(model)
+    frame = rows_frame(rows, schema)
+    background = explanation_background(model)
+    document = explanation_document(model)
+    family = get_family(model.recipe.model_family)
+    try:
+        items = explain.explain_rows(family, fitted, frame, background, document=document)
+    except ValueError as exc:
+        raise InvalidInput(f"rows: {exc}", [{"path": "/rows", "message": str(exc)}]) from None
+    return json_safe(list(items))
 
 
 def _row_errors(rows: list[dict], columns: list[dict]) -> list[dict]:

@@ -109,6 +109,7 @@ def build_spec(run: Run, work: Path) -> dict:
         "model_dir": model_dir,
         "model_schema": model_schema,
         "threads": settings.SCORE_THREADS if run.run_type == RunType.SCORE else settings.RUN_THREADS,
+        "explain_caps": dict(settings.EXPLAIN_CAPS),
     }
 
 

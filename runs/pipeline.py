@@ -21,6 +21,7 @@ spec = {
   "model_dir": str | None (eval, score: the verified model directory of the run's model),
   "model_schema": dict | None (score: the model's schema.json, its input columns),
   "threads": int,
+  "explain_caps": dict (optional: upper bounds on the explain stage's sizes, settings.EXPLAIN_CAPS),
 }
 """
 
@@ -36,6 +37,7 @@ from pathlib import Path
 from mlworkspace.csvsafe import write_csv
 from mlworkspace.redact import default_roots, redact_paths
 from monitoring.drift import build_profile
+from recipes import explain_config
 from recipes.manifest import grain_columns
 
 from .data import (
@@ -49,6 +51,7 @@ from .data import (
     sample_by,
     time_column,
 )
+from .explain import explain_model
 from .families import get_family, worlds
 from .history import CurveRecorder, curve_kwargs, fold_points
 from .metrics import metric_checks
@@ -295,7 +298,7 @@ def load_data(spec: dict, family, emit):
     # Runs created since worlds exist carry their resolved batch; older ones ({"rows",
     # "seed"}) resolve to the same first window of their world here.
     resolved = worlds.resolve(family, source.get("synthetic") or {})
-    frame = worlds.generate(family, resolved)
+    frame = worlds.generate(family, resolved, spec["manifest"])
     emit("log", "info", f"Generated synthetic {family.NAME} data: {worlds.describe(family, resolved)}")
     return frame
 
@@ -497,7 +500,20 @@ def _execute(spec: dict, emit, where: dict) -> dict:
                 emit("stage", index, "skipped", f"{run_type} run: nothing to deploy")
                 continue
             log("deployment: the artifact will be attached to the run's model (if it has one)")
-        else:  # the validator only admits the five types
+        elif kind == "explain":
+            if run_type != "train":
+                emit("stage", index, "skipped", f"{run_type} run: explanations are computed by train runs")
+                log(f"explain: skipped (a {run_type} run; the model's explanations come from its train run)")
+                continue
+            if model is None or split is None:  # the validator puts explain after training
+                raise StageFailed(f"Stage '{name}' (explain) needs a training stage before it.")
+            problem = explain_stage(
+                family, model, split, manifest, stage, out_dir, result, log, threads, spec.get("explain_caps")
+            )
+            if problem is not None:
+                emit("stage", index, "skipped", problem)
+                continue
+        else:  # the validator only admits the stage types of recipes.catalog.STAGE_TYPES
             raise StageFailed(f"Unknown stage type '{kind}' in stage '{name}'")
         emit("stage", index, "succeeded", f"{time.monotonic() - started:.2f}s")
 
@@ -508,6 +524,81 @@ def _execute(spec: dict, emit, where: dict) -> dict:
         inputs = inputs if inputs is not None else _score_inputs(raw, spec["model_schema"])
         score_batch(family, model, raw, inputs, manifest, out_dir, result, log, threads=threads)
     return json_safe(result)
+
+
+# --- explanations ---------------------------------------------------------------------------
+
+EXPLAIN_FILES = ("explanations.json", "explanations.parquet", "explanation_background.parquet")
+
+
+def explain_stage(
+    family,
+    model,
+    split,
+    manifest,
+    stage,
+    out_dir: Path,
+    result: dict,
+    log,
+    threads=1,
+    caps: dict | None = None,
+):
+    """A train run's explain stage: ``runs.explain.explain_model`` on the run's own split,
+    written as explanations.json (the document the API serves), explanations.parquet (the
+    explained sample's contributions) and explanation_background.parquet (the rows later
+    per-prediction explanations need), all of kind "explanations". None when they were
+    written; else the reason they were not, and the stage is skipped.
+
+    A failure here does not fail the run: the model is already trained, evaluated and saved,
+    and its predictions are what the run exists for; losing a good model (and, for a retrain,
+    the challenger the policy waits for) because an explanation could not be computed would
+    be the worse outcome. The run says so — a warning in its log with the reason, the
+    traceback after it, the stage marked skipped with the reason — and the model has no
+    explanations (the API answers 404 for them, as for a model trained before the stage)."""
+    config = explain_config.resolve(stage.get("config") or {}, family=family.NAME)
+    for key, cap in (caps or {}).items():  # the deployment's EXPLAIN_CAPS (spec["explain_caps"])
+        if key in explain_config.RANGES and isinstance(config.get(key), int):
+            config[key] = max(explain_config.RANGES[key][0], min(config[key], int(cap)))
+    train, test = split
+    try:
+        explanation = explain_model(family, model, train, test, manifest, config, log=log, threads=threads)
+        document = json_safe(explanation.document)
+        (out_dir / "explanations.json").write_text(json.dumps(document, indent=1, allow_nan=False))
+        explanation.contributions.to_parquet(out_dir / "explanations.parquet", index=False)
+        explanation.background.to_parquet(out_dir / "explanation_background.parquet", index=False)
+    except Exception as exc:  # noqa: BLE001 -- see the docstring: a good model is kept
+        for file_name in EXPLAIN_FILES:
+            (out_dir / file_name).unlink(missing_ok=True)
+        reason = explain_failure(exc, stage)
+        log(f"explain: no explanations for this model. {reason}", "warning")
+        log("".join(traceback.format_exception(exc))[-4000:], "warning")
+        return f"explanations could not be computed: {str(exc).strip()[:200] or type(exc).__name__}"
+    for file_name in EXPLAIN_FILES:
+        result["artifacts"][file_name] = "explanations"
+    attributed = len(explanation.contributions) if document.get("method") else None
+    log(f"explain: {explain_summary(document, attributed)}")
+    return None
+
+
+def explain_summary(document: dict, attributed: int | None = None) -> str:
+    """One line of what the explain stage computed: methods, attribution method, rows, top
+    features ("computed shap, permutation, dependence: tree_shap attributions of 500 of 500
+    held-out rows (16 background rows); top features by permutation importance: a, b, c").
+    ``attributed``: the rows given per-prediction contributions (explanations.parquet), fewer
+    than the sample when the attribution budget cut them (the document's notes say so)."""
+    ranking = document.get("global") or (document.get("attribution") or {}).get("mean_abs") or []
+    top = [str(item.get("feature")) for item in ranking[:3] if isinstance(item, dict)]
+    rows = document.get("sample_rows")
+    of = f"{attributed} of {rows}" if attributed is not None else f"{rows}"
+    line = (
+        f"computed {', '.join(document.get('methods') or []) or 'nothing'}: "
+        f"{document.get('method') or 'no'} attributions of {of} held-out rows "
+        f"({document.get('background_rows')} background rows)"
+    )
+    if top:
+        by = "permutation importance" if document.get("global") else "mean |contribution|"
+        line += f"; top features by {by}: {', '.join(top)}"
+    return line
 
 
 # --- score runs ---------------------------------------------------------------------------

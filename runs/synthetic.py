@@ -37,7 +37,7 @@ def build_example(
     }
     result = execute(spec, lambda *message: None)
     model = family.load(Path(workdir) / "model")
-    frame = worlds.generate(family, batch)
+    frame = worlds.generate(family, batch, manifest)
     sample = frame.head(SAMPLE_ROWS)
     required = required_columns(manifest, family_name)
     schema = [

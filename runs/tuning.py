@@ -649,6 +649,9 @@ def _execute(spec: dict, emit, stop, where: dict) -> dict:
             if study is None:
                 raise StageFailed("The pipeline has no training stage before evaluation.")
             _evaluate_best(family, manifest, config, study, split, threads, out_dir, result, emit)
+        elif kind == "explain":  # the model a saved version trains is explained by its train run
+            emit("stage", index, "skipped", "a tune run explains no model: its best version's train run does")
+            continue
         elif kind not in ("quality", "feature_prep"):  # deployment: nothing to deploy
             emit(
                 "stage", index, "skipped", "a tune run deploys nothing: save its best parameters as a version"

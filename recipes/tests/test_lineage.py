@@ -323,6 +323,7 @@ def test_list_merge_by_identity():
         "elasticity_model",
         "evaluate",
         "publish",
+        "explain",
         "notify",
     ]
     assert stage(result.manifest, "elasticity_model")["config"]["reference_weeks"] == 8
@@ -360,6 +361,7 @@ def test_stage_order_taken_from_the_side_that_reordered_or_a_conflict():
         "elasticity_model",
         "evaluate",
         "publish",
+        "explain",
     ]
 
 

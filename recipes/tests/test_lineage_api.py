@@ -283,6 +283,7 @@ def test_clean_rebase_merges_both_sides_by_identity(api_client, chain, user, lea
         "elasticity_model",
         "evaluate",
         "publish",
+        "explain",
     ]
     assert stage(merged, "elasticity_model")["config"]["reference_weeks"] == 8  # ours kept
     assert stage(merged, "evaluate")["config"]["curve_points"] == 81  # theirs taken

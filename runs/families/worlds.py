@@ -189,15 +189,19 @@ def lookup(values, mapping: dict) -> np.ndarray:
     return table[keys.get_indexer(pd.Index(np.asarray(values, dtype=object), dtype=object))]
 
 
-def generate(family, resolved: dict) -> pd.DataFrame:
+def generate(family, resolved: dict, manifest: dict | None = None) -> pd.DataFrame:
     """The frame of a resolved batch (``shift`` is not applied here: it needs the model's
-    reference profile, see ``monitoring.drift.shift_batch``)."""
+    reference profile, see ``monitoring.drift.shift_batch``). ``manifest``: the recipe the
+    batch is for, when the family generates its world the way a recipe asks (a family's
+    ``generate_options(manifest)``: an hourly forecasting recipe gets the world hour by hour)."""
+    options = family.generate_options(manifest) if manifest and hasattr(family, "generate_options") else {}
     return family.generate(
         resolved["rows"],
         resolved["seed"],
         world=resolved["world"],
         window=resolved["window"],
         concept=resolved.get("concept"),
+        **options,
     )
 
 

@@ -79,7 +79,7 @@ def test_train_run_executes_pipeline_and_attaches_to_model(api_client, baselines
         "demand_mape",
     }
     assert body["metric_checks_json"]["elasticity"]["status"] in {"pass", "warning", "critical"}
-    assert [s["status"] for s in body["stages_json"]] == ["succeeded"] * 5
+    assert [s["status"] for s in body["stages_json"]] == ["succeeded"] * 6
     files = body["artifacts_json"]["files"]
     assert {"metrics.json", "predictions.csv", "schema.json", "profile.json"} <= set(files)
     assert all(len(f["sha256"]) == 64 and f["size"] > 0 for f in files.values())

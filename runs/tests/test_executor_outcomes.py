@@ -195,9 +195,9 @@ def test_backtest_progress_ends_at_its_last_stage(api_client, baselines, user):
     run = synthetic_run(user, Recipe.objects.get(pk="recipe_pricing_base"), run_type="backtest", rows=4000)
     assert execute_run(run.pk) == "succeeded", Run.objects.get(pk=run.pk).error
     run.refresh_from_db()
-    assert [s["status"] for s in run.stages_json].count("skipped") == 2  # training, deployment
-    assert run.progress["done"] == run.progress["total"] == 5
-    assert api_client.get(f"{API}/runs/{run.pk}").json()["progress"]["done"] == 5
+    assert [s["status"] for s in run.stages_json].count("skipped") == 3  # training, deployment, explain
+    assert run.progress["done"] == run.progress["total"] == 6
+    assert api_client.get(f"{API}/runs/{run.pk}").json()["progress"]["done"] == 6
 
 
 def test_each_stage_start_and_end_is_written_on_its_own(monkeypatch, baselines, user):
@@ -216,19 +216,19 @@ def test_each_stage_start_and_end_is_written_on_its_own(monkeypatch, baselines, 
     monkeypatch.setattr(executor, "LOG_FLUSH_SECONDS", 60)  # no timer ticks: only stage writes
     run = synthetic_run(user, Recipe.objects.get(pk="recipe_pricing_base"))
     assert execute_run(run.pk) == "succeeded"
-    for index in range(5):
-        running = ["succeeded"] * index + ["running"] + ["pending"] * (4 - index)
-        done = ["succeeded"] * (index + 1) + ["pending"] * (4 - index)
+    for index in range(6):
+        running = ["succeeded"] * index + ["running"] + ["pending"] * (5 - index)
+        done = ["succeeded"] * (index + 1) + ["pending"] * (5 - index)
         assert running in written, (index, written)
         assert done in written, (index, written)
     # The data is generated while the first stage runs (not before any stage started).
     messages = list(RunLog.objects.filter(run=run).order_by("seq").values_list("message", flat=True))
-    started = next(i for i, m in enumerate(messages) if m.startswith("stage 1/5"))
+    started = next(i for i, m in enumerate(messages) if m.startswith("stage 1/6"))
     generated = next(i for i, m in enumerate(messages) if m.startswith("Generated synthetic"))
     assert started < generated
     # Nothing heavy runs after the last stage: the model was saved within training.
     saved = next(i for i, m in enumerate(messages) if m.startswith("monitoring: stored"))
-    assert saved < next(i for i, m in enumerate(messages) if m.startswith("stage 4/5"))
+    assert saved < next(i for i, m in enumerate(messages) if m.startswith("stage 4/6"))
 
 
 # --------------------------------------------------------------------------- failures in words
