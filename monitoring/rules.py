@@ -72,7 +72,10 @@ def snapshot_context(
 
     * ``performance``: ``{"MAPE": 0.14, ...}`` (a ``{"value": x}`` object is accepted too);
     * ``drift``: the ``monitoring.drift.drift_report`` shape, or the spec's short form
-      ``{"PSI": 0.08}`` / ``{"KS": 0.03}`` (-> ``drift.max_psi`` / ``drift.max_ks``);
+      ``{"PSI": 0.08}`` / ``{"KS": 0.03}`` (-> ``drift.max_psi`` / ``drift.max_ks``); its
+      ``"explain"`` entry (attribution drift, ``monitoring.attribution.drift_entry``:
+      ``{"rank_change": 0.4, "features": {"price": {"share": 0.3, ...}}}``) gives
+      ``explain.rank_change`` and ``explain.<feature>.share``;
     * ``freshness``: ``{"max_age_hours": 48, "features": {"sales": {"newest": iso,
       "age_hours": 3.2, "stale": false}}}`` (``max_age_hours`` there is the limit;
       ``freshness.max_age_hours`` in the context is the age of the oldest feature). With
@@ -116,6 +119,12 @@ def snapshot_context(
         count = float(sum(1 for e in features_only if e.get("drifted") is True))
     if count is not None:
         ctx["drift.drifted_count"] = count
+    explain = _mapping(drift.get("explain"))
+    if (num := _num(explain.get("rank_change"))) is not None:
+        ctx["explain.rank_change"] = num
+    for feature, entry in _mapping(explain.get("features")).items():
+        if (num := _num(_mapping(entry).get("share"))) is not None:
+            ctx[f"explain.{feature}.share"] = num
 
     freshness = _mapping(freshness)
     limit = _num(freshness.get("max_age_hours"))

@@ -11,9 +11,11 @@ from django.utils import timezone
 
 from models_registry.models import MLModel, MLModelQuerySet, ModelStatus
 from recipes.retraining import policy as retrain_policy
+from runs import artifacts
 from runs.models import RunStatus
 from runs.selectors import model_training_batch
 
+from . import attribution
 from .health import snapshot_health
 from .models import Alert, AlertState, Comparison, MonitorSnapshot, Retrain, ScoringBatch
 
@@ -140,6 +142,43 @@ def model_monitoring(model: MLModel) -> dict:
             for name, entry in (drift.get("features") or {}).items()
             if isinstance(entry, dict) and entry.get("drifted")
         ),
+    }
+
+
+# The attribution-drift card shows the rank change of this many of the newest checks.
+ATTRIBUTION_HISTORY = 20
+
+
+def model_attribution_drift(model: MLModel) -> dict:
+    """What the Monitoring tab's attribution-drift card shows (one query; the partial
+    ``templates/monitoring/_attribution_drift.html``):
+
+    * ``has_explanations``: the model's train run wrote an explanation (without one, no
+      check computes attribution drift);
+    * ``latest``: the newest snapshot's stored entry (monitoring.attribution.drift_entry:
+      ``rank_change``, ``rows``, ``method``, … or ``error``), None before the first one, and
+      ``latest_at`` its time;
+    * ``rows``: per feature its training and current share and rank (attribution.table);
+    * ``history``: ``{"captured_at", "rank_change"}`` of the newest ATTRIBUTION_HISTORY
+      snapshots that have one, oldest first."""
+    recent = list(
+        MonitorSnapshot.objects.filter(model_id=model.pk, drift_metrics_json__has_key="explain")
+        .order_by("-captured_at", "-id")
+        .values("captured_at", "drift_metrics_json__explain")[:ATTRIBUTION_HISTORY]
+    )
+    entries = [(r["captured_at"], r["drift_metrics_json__explain"]) for r in recent]
+    entries = [(at, e) for at, e in entries if isinstance(e, dict)]
+    latest_at, latest = entries[0] if entries else (None, None)
+    return {
+        "has_explanations": artifacts.has_explanations(model),
+        "latest": latest,
+        "latest_at": latest_at,
+        "rows": attribution.table(latest),
+        "history": [
+            {"captured_at": at, "rank_change": e.get("rank_change")}
+            for at, e in reversed(entries)
+            if e.get("rank_change") is not None
+        ],
     }
 
 

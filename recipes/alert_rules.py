@@ -36,10 +36,22 @@ maps onto them is ``monitoring.rules.snapshot_context``)::
     drift.<feature>.psi | .ks | .p_value | .drifted    (and drift.prediction.*)
     drift.max_psi, drift.max_ks, drift.drifted_count
     freshness.<feature>.age_hours | .stale, freshness.max_age_hours (oldest feature)
+    explain.rank_change                    attribution drift (issue #17): how far the features'
+                                           order by mean |contribution| moved from the training
+                                           explanation's (mean absolute change of rank; 0 = same)
+    explain.<feature>.share                that feature's share of the batch's total mean
+                                           |contribution| (0..1)
+
+The features of ``explain.<feature>.share`` are the ones ``runs.explain`` explains the trained
+model in (per family: a forecaster's series is one feature named after its key, a pricing model
+leaves out columns it never reads), known only once it is trained, so any one-segment feature
+name is allowed (:class:`AllowedNames`); the shape of an ``explain.`` name is checked when the
+condition is parsed, with a message that says which names exist.
 """
 
 from __future__ import annotations
 
+import difflib
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -51,11 +63,17 @@ from . import catalog
 __all__ = [
     "DRIFT_AGGREGATES",
     "DRIFT_STATS",
+    "EXPLAIN_PREFIX",
+    "EXPLAIN_RANK_CHANGE",
+    "EXPLAIN_STATS",
     "FRESHNESS_STATS",
     "MAX_CONDITION_LENGTH",
+    "AllowedNames",
     "Condition",
     "ConditionError",
     "allowed_names",
+    "explain_feature",
+    "explain_name_problem",
     "parse_condition",
 ]
 
@@ -64,6 +82,10 @@ MAX_DEPTH = 32  # nesting of parentheses / not / unary minus
 DRIFT_STATS = ("psi", "ks", "p_value", "drifted")
 DRIFT_AGGREGATES = ("drift.max_psi", "drift.max_ks", "drift.drifted_count")
 FRESHNESS_STATS = ("age_hours", "stale")
+# Attribution drift (monitoring.attribution): explain.rank_change, explain.<feature>.share.
+EXPLAIN_PREFIX = "explain."
+EXPLAIN_RANK_CHANGE = "explain.rank_change"
+EXPLAIN_STATS = ("share",)
 
 Value = float | bool | None
 
@@ -152,6 +174,9 @@ def _tokenize(text: str) -> list[_Token]:
             else:
                 if word.endswith(".") or ".." in word:
                     raise ConditionError(f"malformed name {word!r}", i)
+                problem = explain_name_problem(word)
+                if problem is not None:
+                    raise ConditionError(problem, i)
                 tokens.append(_Token("name", word, i))
             i = j
         elif text[i : i + 2] in _TWO_CHAR:
@@ -460,7 +485,8 @@ class Condition:
 
     def unknown_names(self, allowed: Iterable[str]) -> list[str]:
         """Names in the condition that are not in ``allowed``, sorted."""
-        allowed = set(allowed)
+        # An AllowedNames keeps its own membership (any explain.<feature>.share).
+        allowed = allowed if isinstance(allowed, AllowedNames) else set(allowed)
         return sorted(n for n in self.names if n not in allowed)
 
     def __repr__(self) -> str:
@@ -495,6 +521,47 @@ def _parse_cached(text: str) -> Condition:
 # ---------------------------------------------------------------------------- names
 
 
+def explain_feature(name: str) -> str | None:
+    """The feature of a well-formed ``explain.<feature>.share`` name, else None."""
+    if not name.startswith(EXPLAIN_PREFIX):
+        return None
+    parts = name[len(EXPLAIN_PREFIX) :].split(".")
+    if len(parts) == 2 and parts[0] and parts[1] in EXPLAIN_STATS:
+        return parts[0]
+    return None
+
+
+def explain_name_problem(name: str) -> str | None:
+    """Why ``name``, in the ``explain.`` namespace, is not an attribution-drift name (None when
+    it is one, or is not in that namespace)."""
+    if not name.startswith(EXPLAIN_PREFIX) or name == EXPLAIN_RANK_CHANGE or explain_feature(name):
+        return None
+    parts = name[len(EXPLAIN_PREFIX) :].split(".")
+    use = f"use {EXPLAIN_RANK_CHANGE} or explain.<feature>.share"
+    if len(parts) == 1 or parts[0] == EXPLAIN_RANK_CHANGE[len(EXPLAIN_PREFIX) :]:
+        if difflib.get_close_matches(name, [EXPLAIN_RANK_CHANGE], n=1, cutoff=0.7):
+            hint = f"; did you mean {EXPLAIN_RANK_CHANGE!r}?"
+        else:
+            hint = f" (e.g. explain.{parts[0]}.share)" if len(parts) == 1 else ""
+        return f"{name!r} is not an attribution-drift name: {use}{hint}"
+    if len(parts) == 2:
+        stats = ", ".join(repr(s) for s in EXPLAIN_STATS)
+        return (
+            f"{name!r} is not an attribution-drift name: a feature's attribution drift is "
+            f"{stats} (explain.{parts[0]}.share, its share of the mean |contribution|); {use}"
+        )
+    return f"{name!r} is not an attribution-drift name: the feature must be one name without dots; {use}"
+
+
+class AllowedNames(set):
+    """The names a manifest's alerts may use (:func:`allowed_names`): the listed names, and
+    every well-formed ``explain.<feature>.share`` -- a model's explained features are known
+    only once it is trained, so the feature cannot be checked against the manifest."""
+
+    def __contains__(self, name: object) -> bool:
+        return set.__contains__(self, name) or (isinstance(name, str) and explain_feature(name) is not None)
+
+
 def _mapping(value: Any) -> Mapping[str, Any]:
     return value if isinstance(value, Mapping) else {}
 
@@ -514,20 +581,23 @@ def _str_list(value: Any) -> list[str]:
     return []
 
 
-def allowed_names(manifest: Any, family: str | None = None) -> set[str]:
+def allowed_names(manifest: Any, family: str | None = None) -> AllowedNames:
     """The names a manifest's alert conditions may use.
 
     Performance metrics (``evaluation.metrics`` keys, ``monitoring.metrics`` and the metric
     catalog of ``family`` -- by default the manifest's ``metadata.model_family``), drift
     names for each ``monitoring.drift.features`` entry and ``prediction``, drift
-    aggregates, and freshness names for each ``monitoring.freshness.features`` entry.
+    aggregates, freshness names for each ``monitoring.freshness.features`` entry, and
+    attribution drift: ``explain.rank_change`` and ``explain.<feature>.share`` -- listed for
+    the features the manifest names (``lineage.input_features``, drift features), so a typo's
+    hint finds them, and allowed for any feature (:class:`AllowedNames`).
     Missing or malformed blocks just contribute nothing.
     """
     manifest = _mapping(manifest)
     if family is None:
         family = _mapping(manifest.get("metadata")).get("model_family")
         family = family if isinstance(family, str) else None
-    names: set[str] = set()
+    names = AllowedNames()
     names.update(str(k) for k in _mapping(_mapping(manifest.get("evaluation")).get("metrics")))
     monitoring = _mapping(manifest.get("monitoring"))
     names.update(_str_list(monitoring.get("metrics")))
@@ -538,4 +608,15 @@ def allowed_names(manifest: Any, family: str | None = None) -> set[str]:
     for feature in _str_list(_mapping(monitoring.get("freshness")).get("features")):
         names.update(f"freshness.{feature}.{stat}" for stat in FRESHNESS_STATS)
     names.add("freshness.max_age_hours")
+    names.add(EXPLAIN_RANK_CHANGE)
+    named = [
+        *_str_list(_mapping(manifest.get("lineage")).get("input_features")),
+        *_str_list(_mapping(monitoring.get("drift")).get("features")),
+    ]
+    names.update(
+        f"{EXPLAIN_PREFIX}{feature}.{stat}"
+        for feature in named
+        if feature and "." not in feature
+        for stat in EXPLAIN_STATS
+    )
     return names

@@ -5,10 +5,19 @@ A dataset of more than CHECK_STREAM_ROWS rows is not loaded: it is read in chunk
 CHECK_CHUNK_ROWS rows (`scan_table`, only the columns feature drift and freshness need), which
 feed accumulators whose results equal the in-memory ones (monitoring.drift.DriftStream,
 monitoring.freshness.FreshnessStream); the model predicts (and is evaluated on) the first
-CHECK_SAMPLE_ROWS rows only, which the snapshot says."""
+CHECK_SAMPLE_ROWS rows only, which the snapshot says.
+
+A model whose train run explained it (explanations.json with ``attribution.mean_abs``) also
+gets attribution drift: a seeded sample of at most monitoring.attribution.CHECK_EXPLAIN_ROWS
+of the rows it predicted -- as many of them as CHECK_EXPLAIN_SECONDS allow -- is explained
+(runs.explain) and compared with the training explanation, stored under the snapshot's
+``drift_metrics_json["explain"]`` (alert names ``explain.rank_change``,
+``explain.<feature>.share``). A batch that cannot be explained keeps its snapshot, without
+them."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
@@ -25,20 +34,24 @@ from mlworkspace.errors import Conflict, field_error, lookup
 from mlworkspace.ids import new_id
 from mlworkspace.metrics import timed_check
 from models_registry.models import MLModel
+from models_registry.selectors import model_explanations
 from notifications.services import notify
 from runs import artifacts, dataset_files
-from runs.data import read_chunks, read_first_rows, table_columns
+from runs import explain as explain_lib
+from runs.data import model_input, read_chunks, read_first_rows, table_columns
 from runs.families import get_family, worlds
 from runs.models import Dataset
 from runs.selectors import model_training_batch
 from runs.services import dataset_require_ready, synthetic_resolve
 
+from .. import attribution, rules
 from .. import drift as drift_lib
-from .. import rules
 from ..freshness import FreshnessStream
 from ..models import Alert, AlertState, MonitorSnapshot
 from ..selectors import last_synthetic_batch
 from .retraining import retrain_after_snapshot
+
+logger = logging.getLogger(__name__)
 
 
 def _manifest(model: MLModel) -> dict:
@@ -220,7 +233,7 @@ def _batch(
     else:
         dataset = None
         resolved = synthetic_batch(model, synthetic)
-        frame = worlds.generate(family, resolved)
+        frame = worlds.generate(family, resolved, model.recipe_version.manifest)
         shift = resolved["shift"]
         unknown = [name for name in shift if name not in frame.columns]
         if unknown:
@@ -233,6 +246,40 @@ def _batch(
     return frame, dataset, batch, len(frame)
 
 
+def _attribution_drift(model: MLModel, family, fitted, schema: dict, frame: pd.DataFrame) -> dict | None:
+    """The batch's attribution drift against the training explanation (the shape of
+    monitoring.attribution.drift_entry), None when the model has no explanation to compare
+    with, or ``{"error": ...}`` when the batch could not be explained.
+
+    Explaining is an extra of the check: whatever goes wrong in it (rows without a column the
+    model takes, values it cannot score, a damaged artifact) is logged and left out of the
+    snapshot rather than losing the drift, freshness and performance the check did compute."""
+    try:
+        document = model_explanations(model)
+        reference = attribution.reference_means(document)
+        if reference is None:
+            return None
+        rows = model_input(attribution.sample_rows(frame, document), schema)
+        background = artifacts.explanation_background(model)
+        current, explained = attribution.chunked_means(
+            lambda part: explain_lib.attribution_means(family, fitted, part, background),
+            rows,
+            budget_seconds=settings.CHECK_EXPLAIN_SECONDS,
+            first=settings.CHECK_EXPLAIN_FIRST_ROWS,
+        )
+        if not current:
+            return {
+                "error": "none of the batch's rows could be explained (e.g. series the model does not know)"
+            }
+        metrics = explain_lib.attribution_drift(reference, current)
+    except Exception as exc:  # noqa: BLE001 -- see the docstring: never sinks the check
+        logger.warning("attribution drift of model %s left out: %r", model.pk, exc, exc_info=True)
+        return {"error": f"the batch could not be explained: {type(exc).__name__}: {exc}"[:500]}
+    return attribution.drift_entry(
+        reference, current, metrics, document=document, rows=explained, sample_rows=len(rows)
+    )
+
+
 @timed_check  # /metrics: mlworkspace_monitoring_check_duration_seconds{family, source}
 def model_check(
     *,
@@ -242,12 +289,17 @@ def model_check(
     synthetic: dict | None = None,
     captured_at: datetime | None = None,
     with_performance: bool = True,
+    with_attribution: bool = True,
 ) -> MonitorSnapshot:
     """Compute and store a snapshot for `model` on a batch (an uploaded dataset, or a
     synthetic batch of its world); alert rules are evaluated (snapshot_record).
 
     `with_performance=False` (the check of a scored batch) leaves performance out even when
     the batch carries labels: a scored batch's performance comes from its outcomes.
+
+    `with_attribution=False` skips the attribution drift (explaining the batch's sample costs
+    up to about CHECK_EXPLAIN_SECONDS, more for a forecaster's first chunk of rows): for a
+    caller that runs many checks in a row and does not need it.
 
     `captured_at` (default now) also anchors synthetic batches' timestamps: backfilling a
     history (seed_demo) checks each batch as of its own time."""
@@ -273,7 +325,7 @@ def model_check(
         model, dataset_id=dataset_id, synthetic=synthetic, profile=profile, feed=feed
     )
     real_times = batch["source"] == "dataset"
-    fitted, _schema = artifacts.load_model(model)
+    fitted, schema = artifacts.load_model(model)
     # Feature drift and freshness need only the data. Scoring can legitimately fail on a
     # batch (a forecaster only scores periods after its history): then the snapshot says so
     # and carries no prediction drift or performance, instead of failing the whole check.
@@ -286,6 +338,12 @@ def model_check(
     drift = stream.report(prediction) if stream is not None else {}
     if scoring_error and drift:
         drift["prediction"] = {"error": scoring_error, "drifted": False}
+    # Attribution drift, on (a sample of) the rows the model predicted; not on rows it
+    # cannot score, which it cannot explain either.
+    if with_attribution and scoring_error is None:
+        explained = _attribution_drift(model, family, fitted, schema, frame)
+        if explained is not None:
+            drift["explain"] = explained
     performance = {}
     labels = (manifest.get("requirements") or {}).get("labels") or []
     if (

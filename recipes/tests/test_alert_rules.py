@@ -4,11 +4,14 @@ alerts may use (no Django)."""
 from __future__ import annotations
 
 import builtins
+import json
+from pathlib import Path
 
 import pytest
 
 from recipes import alert_rules
 from recipes.alert_rules import ConditionError, parse_condition
+from recipes.manifest import validate_manifest
 
 
 def ev(text, **ctx):
@@ -249,3 +252,97 @@ def test_allowed_names_for_a_sample_manifest():
 def test_allowed_names_survives_malformed_manifests(manifest):
     names = alert_rules.allowed_names(manifest, None)
     assert {"drift.max_psi", "drift.prediction.psi", "freshness.max_age_hours"} <= names
+
+
+# ---------------------------------------------------------------------------- attribution drift
+
+
+def _baseline(name: str) -> dict:
+    return json.loads((Path(alert_rules.__file__).parent / "baselines" / f"{name}.json").read_text())
+
+
+@pytest.mark.parametrize(
+    ("text", "names"),
+    [
+        ("explain.rank_change > 1.5", {"explain.rank_change"}),
+        ("explain.price.share < 0.2", {"explain.price.share"}),
+        (
+            "explain.series_id.share >= 0.1 or explain.rank_change > 1",
+            {"explain.series_id.share", "explain.rank_change"},
+        ),
+    ],
+)
+def test_attribution_drift_names_parse(text, names):
+    assert parse_condition(text).names == names
+
+
+@pytest.mark.parametrize(
+    ("text", "says"),
+    [
+        ("explain.rank > 1", "did you mean 'explain.rank_change'?"),
+        ("explain.rank_change.value > 1", "did you mean 'explain.rank_change'?"),
+        ("explain.price > 0.2", "(e.g. explain.price.share)"),
+        ("explain.price.shares < 0.2", "a feature's attribution drift is 'share'"),
+        ("explain.price.mean_abs < 0.2", "(explain.price.share, its share of the mean |contribution|)"),
+        ("MAPE > 1 and explain.a.b.share < 0.2", "the feature must be one name without dots"),
+    ],
+)
+def test_malformed_attribution_drift_names_are_refused_with_the_names_that_exist(text, says):
+    with pytest.raises(ConditionError) as info:
+        parse_condition(text)
+    message = str(info.value)
+    assert says in message
+    assert "use explain.rank_change or explain.<feature>.share" in message
+    assert info.value.column == text.index("explain") + 1
+
+
+def test_names_outside_the_explain_namespace_are_untouched():
+    assert parse_condition("explained > 1").names == {"explained"}
+    assert parse_condition("Explain.x > 1").names == {"Explain.x"}
+
+
+def test_allowed_names_take_any_explained_feature_and_list_the_manifests():
+    names = alert_rules.allowed_names(_baseline("pricing"))
+    assert isinstance(names, alert_rules.AllowedNames)
+    listed = {n for n in names if n.startswith("explain.")}
+    # the features the manifest names (lineage inputs, drift features) are listed for hints ...
+    assert {
+        "explain.rank_change",
+        "explain.price.share",
+        "explain.promo.share",
+        "explain.segment.share",
+    } <= listed
+    # ... and a feature only the trained model's explanation names is allowed too
+    assert "explain.series_id.share" not in listed
+    assert "explain.series_id.share" in names
+    assert "explain.series_id.mean_abs" not in names
+    condition = parse_condition("explain.series_id.share > 0.1 and explain.rank_change > 1 and nope > 1")
+    assert condition.unknown_names(names) == ["nope"]
+    # a plain set of the same names knows only those listed
+    assert condition.unknown_names(set(names)) == ["explain.series_id.share", "nope"]
+
+
+def test_a_baseline_with_attribution_drift_alerts_validates():
+    manifest = _baseline("location_scoring")
+    manifest["monitoring"]["alerts"]["attribution_moved"] = {
+        "condition": "explain.rank_change > 1.5 or explain.foot_traffic.share < 0.2",
+        "severity": "warning",
+    }
+    assert validate_manifest(manifest, family="location_scoring", level="baseline") == []
+
+
+@pytest.mark.parametrize(
+    ("condition", "says"),
+    [
+        ("explain.rank_chang > 1", "did you mean 'explain.rank_change'?"),
+        ("explain.price.shares < 0.2", "'explain.price.shares' is not an attribution-drift name"),
+        ("explain.price < 0.2", "(e.g. explain.price.share)"),
+    ],
+)
+def test_manifest_validation_names_the_condition_of_a_bad_attribution_drift_name(condition, says):
+    manifest = _baseline("pricing")
+    manifest["monitoring"]["alerts"]["attribution_moved"] = {"condition": condition, "severity": "warning"}
+    errors = validate_manifest(manifest, family="pricing", level="baseline")
+    assert [e["path"] for e in errors] == ["/monitoring/alerts/attribution_moved/condition"]
+    assert "alert 'attribution_moved'" in errors[0]["message"]
+    assert says in errors[0]["message"]
