@@ -60,6 +60,7 @@ urlpatterns = [
     path("model-development/models/<str:model_id>/status", model_views.model_status, name="model-status"),
     path("model-development/models/<str:model_id>/check", model_views.model_check, name="model-check"),
     path("model-development/models/<str:model_id>/retrain", model_views.model_retrain, name="model-retrain"),
+    path("model-development/models/<str:model_id>/explain", model_views.model_explain, name="model-explain"),
     path(
         "model-development/models/<str:model_id>/compare",
         comparison_views.model_compare,

@@ -1,5 +1,6 @@
 """The model comparison page: two or more models of one recipe on the same labelled window
-(monitoring.services.models_compare), and the model page's "Compare" form that makes one."""
+(monitoring.services.models_compare), with their explanations' global importance side by side,
+and the model page's "Compare" form that makes one."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from monitoring import services as monitoring_services
 from monitoring.models import Comparison
 from runs import plots
 
+from . import explain_charts, selectors
 from .models import MLModel
 from .views import _get_model_for_user
 
@@ -47,10 +49,35 @@ def _metric_rows(result: dict) -> list[dict]:
     return rows
 
 
+def _explanations(user, rows: list[dict]) -> list[dict]:
+    """Each compared model's explanations document (None: it has none, or it could not be read)
+    with its method, in the comparison's order."""
+    models = MLModel.objects.visible_to(user).select_related("recipe").in_bulk([row["id"] for row in rows])
+    out = []
+    for row in rows:
+        document, error = None, ""
+        if row["id"] in models:
+            try:
+                document = selectors.model_explanations(models[row["id"]])
+            except DomainError as exc:  # the store did not answer: the page shows the rest
+                error = exc.detail
+        out.append(
+            {
+                "name": row["name"],
+                "id": row["id"],
+                "document": document,
+                "method": explain_charts.method_label(document.get("method")) if document else "",
+                "error": error,
+            }
+        )
+    return out
+
+
 @login_required
 def comparison_detail(request: HttpRequest, comparison_id: str) -> HttpResponse:
     """Metrics with intervals side by side, differences from the reference, verdicts, each
-    model's input drift, and the family's plots of every model overlaid."""
+    model's input drift, the family's plots of every model overlaid, and what each model relies
+    on (its explanations' global importance)."""
     comparison = get_object_or_404(
         Comparison.objects.visible_to(request.user).select_related("recipe", "reference", "retrain"),
         pk=comparison_id,
@@ -61,9 +88,15 @@ def comparison_detail(request: HttpRequest, comparison_id: str) -> HttpResponse:
     figures = plots.compare_figures(
         comparison.recipe.model_family, [(row["name"], plot_data.get(row["id"])) for row in rows]
     )
+    explained = _explanations(request.user, rows)
+    importance = explain_charts.comparison_charts([(e["name"], e["document"]) for e in explained])
     context = {
         "nav": "library",
         "comparison": comparison,
+        "explained": explained,
+        "importance_charts": [
+            {"html": plots.figure_html(c.figure), "caption": c.caption} for c in importance
+        ],
         "result": result,
         "models": rows,
         "challengers": rows[1:],

@@ -1,20 +1,23 @@
-"""HTML pages of registered models: registering, a model's page (Summary, Monitoring with its
-Run check, History)."""
+"""HTML pages of registered models: registering, a model's page (Summary, Why with "Explain this
+prediction", Monitoring with its Run check, History)."""
 
 from __future__ import annotations
+
+import json
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
-from django.shortcuts import get_object_or_404, redirect
+from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_http_methods, require_POST
 
 from experiments import selectors as experiment_selectors
-from mlworkspace.errors import DomainError
+from mlworkspace.errors import DomainError, NotFound
 from mlworkspace.forms import add_domain_errors
 from mlworkspace.views import (
+    is_fragment,
     metric_rows,
     render_page,
     require_perm,
@@ -28,13 +31,15 @@ from monitoring.forms import CheckForm
 from monitoring.health import firing_rules, snapshot_health
 from monitoring.models import AlertState, RetrainTrigger
 from recipes import access
-from recipes.models import RecipeVersion
+from recipes.models import RecipeVersion, SyntheticExample
+from runs import artifacts
 from runs import perms as run_perms
 from runs.metrics import metric_checks
+from runs.pipeline import json_safe
 from runs.plots import figure_html
 
-from . import selectors, services
-from .forms import RegisterForm
+from . import explain_charts, selectors, services
+from .forms import ExplainForm, RegisterForm
 from .models import TRANSITIONS, MLModel, ModelStatus
 
 # The Run check fields model_detail.html places itself; any other field of CheckForm is
@@ -108,7 +113,7 @@ def model_register(request: HttpRequest) -> HttpResponse:
 
 # --------------------------------------------------------------------------- model detail
 
-MODEL_TABS = [("summary", "Summary"), ("monitoring", "Monitoring"), ("history", "History")]
+MODEL_TABS = [("summary", "Summary"), ("why", "Why"), ("monitoring", "Monitoring"), ("history", "History")]
 MOVE_LABELS = {
     (ModelStatus.REGISTERED, ModelStatus.STAGING): "Promote to staging",
     (ModelStatus.STAGING, ModelStatus.PRODUCTION): "Promote to production",
@@ -232,20 +237,105 @@ def _monitoring_context(request: HttpRequest, model: MLModel, form: CheckForm | 
         "has_artifact": bool(model.training_run_id and (model.artifacts_json or {}).get("model")),
         "scoring": monitoring_selectors.model_scoring(model),
         "retraining": monitoring_selectors.model_retraining(model),
+        "attribution_drift": monitoring_selectors.model_attribution_drift(model),
         "model_experiments": experiment_selectors.model_experiments(model, request.user),
         "can_retrain": request.user.has_perm(run_perms.ADD_RUN)
         and request.user.has_perm(model_perms.ADD_MODEL),
     }
 
 
+def _charts(charts: list[explain_charts.Chart]) -> list[dict]:
+    return [
+        {"key": c.key, "html": figure_html(c.figure), "caption": c.caption, "wide": c.wide} for c in charts
+    ]
+
+
+def _input_columns(model: MLModel) -> list[dict]:
+    """The model's input columns (its schema.json), [] without a trained artifact."""
+    if not model.training_run_id or "schema.json" not in ((model.artifacts_json or {}).get("files") or {}):
+        return []
+    schema = artifacts.read_json_artifact(model.training_run_id, model.artifacts_json, "schema.json")
+    return [c for c in schema.get("input_columns") or [] if isinstance(c, dict) and c.get("name")]
+
+
+def _sample_row(model: MLModel, columns: list[dict]) -> dict:
+    """What the explain form starts with: the first background row of the explanations, else
+    the first row of the recipe's (or its parents') synthetic example, else nothing."""
+    names = [c["name"] for c in columns]
+    background = artifacts.explanation_background(model)
+    rows = []
+    if background is not None and len(background) and set(names) <= set(background.columns):
+        rows = json_safe(background[names].head(1).to_dict(orient="records"))
+    else:
+        recipes = [model.recipe_id, *(r.pk for r in reversed(model.recipe.ancestors))]
+        examples = dict(
+            SyntheticExample.objects.filter(recipe_id__in=recipes).values_list(
+                "recipe_id", "sample_rows_json"
+            )
+        )
+        for recipe_id in recipes:
+            rows = [r for r in examples.get(recipe_id) or [] if isinstance(r, dict) and set(names) <= set(r)]
+            if rows:
+                break
+    if not rows:
+        return {}
+    # A date read from Parquet arrives as "2026-01-05T00:00:00": shown as the date it is.
+    return {
+        n: v.removesuffix("T00:00:00") if isinstance(v, str) else v for n, v in rows[0].items() if n in names
+    }
+
+
+def _why_context(request: HttpRequest, model: MLModel, *, form: ExplainForm | None = None) -> dict:
+    """The Why tab: the explanations document's views, and the "Explain this prediction" form
+    (``form``: a posted one with its errors, else one filled with a sample row)."""
+    try:
+        document = selectors.model_explanations(model)
+    except DomainError as exc:  # the store did not answer, or the file no longer matches its sha256
+        return {"why_error": exc.detail}
+    context = {"document": document, "has_artifact": bool((model.artifacts_json or {}).get("model"))}
+    if document is None:
+        return context
+    site = request.GET.get("site")
+    charts = explain_charts.why_charts(document, site=site)
+    view = document.get("family_view") if isinstance(document.get("family_view"), dict) else {}
+    context.update(
+        {
+            "method": explain_charts.method_label(document.get("method")),
+            "output_label": explain_charts.output_label(document),
+            "importance_charts": _charts(charts["importance"]),
+            "dependence_charts": _charts(charts["dependence"]),
+            "family_charts": _charts(charts["family"]),
+            "family_note": view.get("note") or "",
+            "sites": explain_charts.location_sites(document),
+            "site": explain_charts.location_site(document, site),
+        }
+    )
+    if form is None:
+        try:
+            columns = _input_columns(model)
+            form = ExplainForm(columns=columns, initial=_sample_row(model, columns))
+        except DomainError as exc:
+            context["explain_error"] = exc.detail
+    context["explain_form"] = form
+    return context
+
+
 def _page_context(
-    request: HttpRequest, model: MLModel, tab: str, *, check_form: CheckForm | None = None
+    request: HttpRequest,
+    model: MLModel,
+    tab: str,
+    *,
+    check_form: CheckForm | None = None,
+    explain_form: ExplainForm | None = None,
 ) -> dict:
     """The model page's context, one builder for every way the page is rendered: a GET of any
-    tab and a Run check that re-renders the Monitoring tab with the posted form's errors."""
+    tab, a Run check that re-renders the Monitoring tab with the posted form's errors, and an
+    explain POST without HTMX that re-renders the Why tab."""
     context = {**_header_context(request, model), "tab": tab}
     if tab == "summary":
         context.update(_summary_context(model))
+    elif tab == "why":
+        context.update(_why_context(request, model, form=explain_form))
     elif tab == "monitoring":
         context.update(_monitoring_context(request, model, check_form))
     return context
@@ -335,3 +425,62 @@ def model_status(request: HttpRequest, model_id: str) -> HttpResponse:
         messages.success(request, text)
     back = "?tab=monitoring" if request.POST.get("tab") == "monitoring" else ""
     return redirect(reverse("pages:model", args=[model.pk]) + back)
+
+
+def _explain_result(item: dict, prediction, document: dict) -> dict:
+    """What the page shows of one explained row."""
+    contributions = sorted(
+        ((k, v) for k, v in (item.get("contributions") or {}).items() if isinstance(v, int | float)),
+        key=lambda kv: -abs(kv[1]),
+    )
+    return {
+        "prediction": f"{prediction:.6g}"
+        if isinstance(prediction, int | float) and not isinstance(prediction, bool)
+        else prediction
+        if isinstance(prediction, str)
+        else json.dumps(prediction),
+        "item": item,
+        "method": explain_charts.method_label(item.get("method")),
+        "reasons": [str(r) for r in item.get("reasons") or []],
+        "contributions": contributions,
+        "charts": _charts(explain_charts.prediction_charts(item, document)),
+    }
+
+
+@login_required
+@require_POST
+def model_explain(request: HttpRequest, model_id: str) -> HttpResponse:
+    """Explain this prediction: the posted row's prediction, its contributions as a waterfall
+    and the reasons in words. The same function as ``POST /models/{id}/predict`` with
+    ``"explain": true`` (runs.artifacts.explain_rows), and the same permission: whoever may see
+    the model. Bad input: the form again with the field's error, 400."""
+    model = _get_model_for_user(request.user, model_id)
+    result, error, status = None, "", 400
+    try:
+        document = selectors.model_explanations(model)
+        if document is None:
+            raise NotFound(
+                f"“{model.name}” has no explanations: it was trained before explanations existed. "
+                "Retrain it to get them."
+            )
+        form = ExplainForm(request.POST, columns=_input_columns(model))
+    except DomainError as exc:
+        form, document, error, status = None, None, exc.detail, exc.status_code
+    if form is not None and form.is_valid():
+        row = form.row()
+        try:
+            item = artifacts.explain_rows(model, [row])[0]
+            prediction = artifacts.predict_rows(model, [row])[0]
+        except DomainError as exc:
+            status = exc.status_code
+            for e in exc.errors or [{"path": "", "message": exc.detail}]:
+                column = (e.get("path") or "").rsplit("/", 1)[-1]
+                form.add_error(column if column in form.fields else None, e.get("message") or exc.detail)
+        else:
+            result, status = _explain_result(item, prediction, document), 200
+    if is_fragment(request):
+        context = {"model": model, "explain_form": form, "explain_result": result, "explain_error": error}
+        return render(request, "models_registry/_why.html#explain", context, status=status)
+    context = _page_context(request, model, "why", explain_form=form)
+    context.update({"explain_result": result, "explain_error": error or context.get("explain_error", "")})
+    return render(request, "models_registry/model_detail.html", context, status=status)

@@ -158,9 +158,10 @@ def test_unknown_model_is_404(as_user):
 def test_model_page_query_count(as_user, baselines, user, django_assert_max_num_queries):
     model = register(user)
     for tab in ("summary", "monitoring"):
-        # 16: the Monitoring tab's cards, with Retraining (retrains, comparable models,
-        # comparisons) and A/B tests (the model's experiments, the challengers it could test).
-        with django_assert_max_num_queries(16):
+        # 17: the Monitoring tab's cards, with Retraining (retrains, comparable models,
+        # comparisons), A/B tests (the model's experiments, the challengers it could test) and
+        # attribution drift (its latest snapshots with explanations).
+        with django_assert_max_num_queries(17):
             assert as_user.get(model_url(model.pk), {"tab": tab}).status_code == 200
 
 

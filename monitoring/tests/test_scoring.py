@@ -405,9 +405,10 @@ def test_model_page_shows_the_scoring_section(model, as_user, django_assert_max_
     body = as_user.get(url, {"tab": "monitoring"}).content.decode()
     assert 'id="scoring"' in body and "deployment.mode: batch" in body  # batch mode, nothing yet
     first, second = scored(model), scored(model)
-    # 20: the Scoring card, the Retraining card (its retrains, the comparable models,
-    # comparisons) and the A/B tests card (the model's experiments, possible challengers).
-    with django_assert_max_num_queries(20):
+    # 21: the Scoring card, the Retraining card (its retrains, the comparable models,
+    # comparisons), the A/B tests card (the model's experiments, possible challengers) and
+    # the attribution drift card.
+    with django_assert_max_num_queries(21):
         body = as_user.get(url, {"tab": "monitoring"}).content.decode()
     assert first.window_key in body and second.window_key in body
     assert f"/model-development/runs/{second.run_id}" in body
