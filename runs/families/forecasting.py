@@ -427,6 +427,14 @@ def generate(
     )
 
 
+def generate_options(manifest: dict) -> dict:
+    """How a recipe's synthetic batches are generated (``worlds.generate``): an hourly recipe
+    gets the world hour by hour (``hourly=True``), every other frequency the daily world its
+    feature_prep aggregates."""
+    freq = forecasting_config.frequency(stage_config(manifest, "feature_prep").get("frequency", "D"))
+    return {"hourly": True} if freq == "H" else {}
+
+
 def ground_truth(seed: int) -> dict:
     """The constants behind ``generate`` and the parameters of its first 10 series."""
     series = []

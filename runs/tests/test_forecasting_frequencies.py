@@ -296,3 +296,76 @@ def test_lstm_settings_are_validated_with_their_path(monkeypatch):
     monkeypatch.setattr(forecasting_config, "installed", lambda module: module != "keras")
     [(path, message)] = forecasting_config.check(lstm_manifest())
     assert path == (*base, "algorithm") and "make install-lstm" in message
+
+
+def test_an_hourly_recipe_trains_through_the_pipeline_on_its_hourly_world(tmp_path):
+    """A synthetic batch of an hourly recipe is generated hour by hour (worlds.generate with
+    the recipe: forecasting.generate_options), and the pipeline trains and evaluates on it."""
+    from recipes import baselines
+    from runs.pipeline import execute
+
+    m = baselines.manifest("forecasting")
+    m["requirements"]["min_history"] = "4 weeks"
+    defaults = forecasting_config.PERIOD_DEFAULTS["H"]
+    m["pipeline"]["stages"] = [s for s in m["pipeline"]["stages"] if s["type"] != "explain"]
+    for stage in m["pipeline"]["stages"]:
+        config = stage.get("config") or {}
+        if stage["type"] == "feature_prep":
+            config.update(frequency="H", lags=defaults["lags"], rolling_windows=defaults["rolling_windows"])
+            config["calendar_features"] = defaults["calendar_features"]
+        if stage["type"] == "training":
+            config.update(algorithm="lightgbm", horizon=2, season_length=24, stat_history=672)
+            config.update(share_window=168, max_forecast_periods=720)
+            config["hyperparameters"]["n_estimators"] = 40
+    lines = []
+    result = execute(
+        {
+            "run_id": "run_hourly",
+            "run_type": "train",
+            "family": "forecasting",
+            "manifest": m,
+            "data": {"synthetic": {"rows": 2 * fc.HISTORY_DAYS, "seed": 3}},
+            "artifact_dir": str(tmp_path),
+            "model_dir": None,
+            "threads": 1,
+        },
+        lambda kind, *message: lines.append((kind, *message)),
+    )
+    text = " ".join(str(m[-1]) for m in lines if m[0] == "log")
+    assert "frequency H" in text and f"{2 * fc.HOURLY_DAYS * 24} rows" in text
+    assert math.isfinite(result["metrics"]["MAPE"])
+    saved = json.loads((tmp_path / "model" / "model.json").read_text())
+    assert saved["spec"]["frequency"] == "H" and saved["training"]["horizon_periods"] == 48
+
+
+@pytest.mark.once  # pure and CPU-heavy: the database makes no difference
+def test_prophet_and_lstm_forecasts_are_explained_exactly(prophet_model, lstm_model):
+    """The explainer forecasts each mixed row alone with a copy of its series' state: Prophet's
+    per-series paths, intervals and coefficients and the LSTM's tails are aliased too, so the
+    contributions add up to the forecast, and the regressors are features."""
+    from runs.explain import explain_rows
+
+    for model, train, test in (prophet_model[:3], lstm_model[:3]):
+        # the background: forecastable rows (after the model's history), as explain_model takes them
+        background = test.groupby("series_id").nth([3, 6]).drop(columns="sales").reset_index(drop=True)
+        rows = test.groupby("series_id").head(1).reset_index(drop=True)
+        rows = rows[[c for c in rows.columns if c != "sales"]]
+        items = explain_rows(fc, model, rows, background)
+        assert np.allclose([i["output"] for i in items], fc.predict(model, rows), rtol=1e-6)
+        for item in items:
+            assert abs(item["base_value"] + sum(item["contributions"].values()) - item["output"]) < 1e-6
+            assert {"price", "promo"} <= set(item["contributions"])
+
+
+@pytest.mark.once  # pure and CPU-heavy: the database makes no difference
+def test_a_prophet_forecast_is_decomposed_into_parts_that_add_up(prophet_model):
+    from runs.explain.family_views import forecasting_view
+
+    model = prophet_model[0]
+    view, _ = forecasting_view(model, [{"feature": "price", "mean_abs": 1.0}])
+    parts = view["components"]
+    assert {"date", "trend", "weekly", "yearly", "holidays", "regressors"} <= set(parts)
+    total = np.asarray(model["state"]["paths"], dtype=float)[:, : len(parts["date"])].sum(axis=0)
+    summed = sum(np.asarray(parts[k]) for k in parts if k != "date")
+    assert np.allclose(summed, total, atol=1e-2)
+    assert view["regressors"] == [{"feature": "price", "mean_abs": 1.0}]
