@@ -345,7 +345,7 @@ def test_prophet_and_lstm_forecasts_are_explained_exactly(prophet_model, lstm_mo
     contributions add up to the forecast, and the regressors are features."""
     from runs.explain import explain_rows
 
-    for model, train, test in (prophet_model[:3], lstm_model[:3]):
+    for model, _train, test in (prophet_model[:3], lstm_model[:3]):
         # the background: forecastable rows (after the model's history), as explain_model takes them
         background = test.groupby("series_id").nth([3, 6]).drop(columns="sales").reset_index(drop=True)
         rows = test.groupby("series_id").head(1).reset_index(drop=True)
