@@ -29,6 +29,7 @@ Messages to the worker, on top of the pipeline's ("log", "stage", "result", "err
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
 import json
@@ -42,6 +43,7 @@ import warnings
 from pathlib import Path
 
 import optuna
+import sqlalchemy
 from optuna.trial import TrialState
 from sqlalchemy.pool import NullPool
 from threadpoolctl import threadpool_limits
@@ -112,11 +114,39 @@ def storage(
         kwargs = {"creator": functools.partial(_sqlite_connect, url.removeprefix("sqlite:///"))}
     if not pooled:
         kwargs = {k: v for k, v in kwargs.items() if k != "pool_pre_ping"} | {"poolclass": NullPool}
-    with warnings.catch_warnings():
+    with _schema_lock(url), warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # heartbeat_interval
         return optuna.storages.RDBStorage(
             url, engine_kwargs=kwargs, heartbeat_interval=heartbeat, grace_period=grace
         )
+
+
+# The key of the PostgreSQL advisory lock around creating Optuna's tables (any constant that no
+# other code of this database uses).
+_SCHEMA_LOCK_KEY = 0x6F70_7475  # "optu"
+
+
+@contextlib.contextmanager
+def _schema_lock(url: str):
+    """On PostgreSQL, one process at a time creates (or checks) Optuna's tables: a tune run's
+    process and a worker's assist opening a new database's study at once both ran CREATE TABLE,
+    and the second failed on pg_type's unique index. A session-level advisory lock on a
+    connection of its own, released on exit; SQLite serialises the schema change itself."""
+    if not url.startswith("postgresql"):
+        yield
+        return
+    engine = sqlalchemy.create_engine(url, poolclass=NullPool)
+    try:
+        with engine.connect() as connection:
+            connection.execute(sqlalchemy.text("SELECT pg_advisory_lock(:key)"), {"key": _SCHEMA_LOCK_KEY})
+            try:
+                yield
+            finally:
+                connection.execute(
+                    sqlalchemy.text("SELECT pg_advisory_unlock(:key)"), {"key": _SCHEMA_LOCK_KEY}
+                )
+    finally:
+        engine.dispose()
 
 
 def _sqlite_connect(path: str) -> sqlite3.Connection:
