@@ -54,6 +54,7 @@ from .data import (
 from .explain import explain_model
 from .families import get_family, worlds
 from .history import CurveRecorder, curve_kwargs, fold_points
+from .jsonsafe import json_safe  # also imported from here by runs.artifacts, runs.tuning, ...
 from .metrics import metric_checks
 
 MODEL_SUBDIR = "model"
@@ -301,30 +302,6 @@ def load_data(spec: dict, family, emit):
     frame = worlds.generate(family, resolved, spec["manifest"])
     emit("log", "info", f"Generated synthetic {family.NAME} data: {worlds.describe(family, resolved)}")
     return frame
-
-
-def json_safe(value):
-    """numpy scalars/arrays and NaN -> plain JSON values."""
-    import math
-
-    import numpy as np
-
-    if isinstance(value, dict):
-        return {str(k): json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [json_safe(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return [json_safe(v) for v in value.tolist()]
-    if isinstance(value, (np.integer,)):
-        return int(value)
-    if isinstance(value, (np.floating, float)):
-        value = float(value)
-        return None if math.isnan(value) or math.isinf(value) else value
-    if isinstance(value, (np.bool_,)):
-        return bool(value)
-    if hasattr(value, "isoformat"):
-        return value.isoformat()
-    return value
 
 
 def _input_columns(frame, family, manifest) -> list[dict]:

@@ -26,6 +26,7 @@ import pandas as pd
 
 from recipes.explain_config import resolve
 
+from ..jsonsafe import json_safe
 from . import adapters, dependence, family_views, importance, reasons, shapley
 
 __all__ = [
@@ -55,26 +56,6 @@ class Explanation(NamedTuple):
 
 def _noop(_message: str) -> None:
     return None
-
-
-def json_safe(value):
-    """numpy scalars/arrays, NaN/inf and timestamps -> plain JSON values."""
-    if isinstance(value, dict):
-        return {str(k): json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [json_safe(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return [json_safe(v) for v in value.tolist()]
-    if isinstance(value, (bool, np.bool_)):
-        return bool(value)
-    if isinstance(value, np.integer):
-        return int(value)
-    if isinstance(value, (float, np.floating)):
-        value = float(value)
-        return None if math.isnan(value) or math.isinf(value) else value
-    if isinstance(value, pd.Timestamp):
-        return value.isoformat()
-    return value
 
 
 def _method_note(adapter, method: str, model, background_rows: int, seed: int) -> str:
