@@ -11,14 +11,14 @@ gives no chart rather than an error: the tab then shows fewer charts, or its emp
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import plotly.graph_objects as go
 
-from runs.plots import PALETTE
+# The run page's readers of stored JSON (a value of the wrong type reads as empty / None).
+from runs.plots import PALETTE, _list, _map, _num
 
 # The house style of runs/plots.py and monitoring/charts.py.
 _LAYOUT = {
@@ -53,20 +53,6 @@ class Chart:
 
 
 # ----------------------------------------------------------------------------- helpers
-
-
-def _map(value: Any) -> Mapping[str, Any]:
-    return value if isinstance(value, Mapping) else {}
-
-
-def _list(value: Any) -> list:
-    return value if isinstance(value, list) else []
-
-
-def _num(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    return float(value) if math.isfinite(value) else None
 
 
 def _nums(values: Any) -> list[float | None]:
