@@ -22,6 +22,30 @@ def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix):
         db.setdefault("TEST", {})["NAME"] = str(name)
 
 
+# pytest-django's fixtures that open the test database (a test's fixture names are the whole
+# closure, so a fixture that needs one of these through another is seen too).
+DATABASE_FIXTURES = {
+    "db",
+    "transactional_db",
+    "django_db_reset_sequences",
+    "django_db_serialized_rollback",
+    "live_server",
+}
+
+
+@pytest.hookimpl(tryfirst=True)  # before -m selects on the marks
+def pytest_collection_modifyitems(config, items):
+    """A test that opens no database cannot depend on which database it runs on: it is marked
+    `once`, so CI runs it in the PostgreSQL pass only (`.ci/run`: TEST_MARKS='not once' on
+    SQLite). `make test` on its own still runs every test."""
+    for item in items:
+        uses_database = item.get_closest_marker("django_db") is not None or bool(
+            DATABASE_FIXTURES & set(getattr(item, "fixturenames", ()))
+        )
+        if not uses_database:
+            item.add_marker(pytest.mark.once)
+
+
 def _client(user=None):
     from rest_framework.test import APIClient
 
@@ -35,6 +59,16 @@ def _users():
     from django.contrib.auth import get_user_model
 
     return get_user_model().objects
+
+
+@pytest.fixture(autouse=True)
+def _fast_passwords(settings):
+    """Test users' passwords are hashed with MD5 (PBKDF2's ~1.2M rounds cost ~0.35 s a user or
+    a login, minutes over the suite); PBKDF2 stays second so a stored hash can still be checked."""
+    settings.PASSWORD_HASHERS = [
+        "django.contrib.auth.hashers.MD5PasswordHasher",
+        "django.contrib.auth.hashers.PBKDF2PasswordHasher",
+    ]
 
 
 @pytest.fixture(autouse=True)

@@ -69,12 +69,6 @@ class Receiver:
         self.server.server_close()
 
 
-@pytest.fixture(autouse=True)
-def _fast_passwords(settings):
-    """The users these tests make need no strong hashing (it took seconds per test)."""
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
 @pytest.fixture
 def receiver():
     receiver = Receiver().start()
