@@ -31,7 +31,7 @@ SYSTEM_PROMPT = """You read messages sent to an ML recipe builder and return ONL
  "slots": an object with only the keys the message states:
    industry (string), client (string), frequency ("H", "D", "W", "M" or "Q"), horizon_days (integer days),
    metrics ({metric name: {"target"|"threshold_warning"|"threshold_critical": number as a fraction}}),
-   deployment_mode ("batch" or "realtime"), schedule (5-field cron), drift_method ("PSI" or "KS"),
+   deployment_mode ("batch" or "realtime"), schedule (5-field cron, when to score), retrain_schedule (5-field cron, when to retrain), drift_method ("PSI" or "KS"),
    drift_threshold (number), freshness_hours (number), objective ("revenue" or "margin"),
    price_bounds ({"min_change": number <= 0, "max_change": number >= 0}), k (fraction 0-1),
    offer_cost (number), grain (list of column names), labels (list of column names), name (string);
@@ -131,9 +131,14 @@ def sanitize(data: dict[str, Any]) -> dict[str, Any]:
         slots["horizon_days"] = int(h)
     if raw.get("deployment_mode") in catalog.DEPLOYMENT_MODES:
         slots["deployment_mode"] = raw["deployment_mode"]
-    if isinstance(raw.get("schedule"), str) and re.fullmatch(r"[\d*/,\- ]{9,60}", raw["schedule"].strip()):
-        if len(raw["schedule"].split()) == 5:
-            slots["schedule"] = raw["schedule"].strip()
+    for key in ("schedule", "retrain_schedule"):  # scoring / retraining: the same cron check
+        value = raw.get(key)
+        if (
+            isinstance(value, str)
+            and re.fullmatch(r"[\d*/,\- ]{9,60}", value.strip())
+            and len(value.split()) == 5
+        ):
+            slots[key] = value.strip()
     if raw.get("drift_method") in catalog.DRIFT_METHODS:
         slots["drift_method"] = raw["drift_method"]
     for key, lo, hi in (

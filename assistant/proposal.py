@@ -11,6 +11,7 @@ accepts. ``missing_questions`` lists the follow-up questions still open for a fa
 from __future__ import annotations
 
 import copy
+import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -205,10 +206,27 @@ def _frequency(m: dict, slots: dict, family: str) -> str | None:
         arima = tcfg.get("arima") if tcfg else None
         if isinstance(arima, dict) and arima.get("seasonal_order") == src["arima_seasonal_order"]:
             arima["seasonal_order"] = copy.deepcopy(dst["arima_seasonal_order"])
+        # A freshness limit shorter than the new period would call every current batch stale
+        # (forecasting_config.check_freshness): scale it by the periods' ratio (48 h for daily
+        # data, two days, becomes two weeks for weekly data).
+        freshness = (m.get("monitoring") or {}).get("freshness")
+        limit = freshness.get("max_age_hours") if isinstance(freshness, dict) else None
+        need = forecasting_config.MAX_PERIOD_HOURS[freq]
+        if isinstance(limit, (int, float)) and not isinstance(limit, bool) and limit < need:
+            freshness["max_age_hours"] = math.ceil(limit * need / forecasting_config.MAX_PERIOD_HOURS[old])
     spec = (m.get("deployment") or {}).get("endpoint_spec")
     if isinstance(spec, dict) and "frequency" in spec:
         spec["frequency"] = freq
-    return f"frequency: {forecasting_config.FREQUENCIES[freq]}"
+    line = f"frequency: {forecasting_config.FREQUENCIES[freq]}"
+    fresh = (m.get("monitoring") or {}).get("freshness")
+    period = forecasting_config.MAX_PERIOD_HOURS[freq]
+    limit = fresh.get("max_age_hours") if isinstance(fresh, dict) else None
+    if isinstance(limit, (int, float)) and limit < period:
+        # A batch is up to one period old (forecasting_config.check_freshness): the freshness
+        # limit follows a longer period; one the user states is applied (and checked) after.
+        fresh["max_age_hours"] = period
+        line += f" (data freshness limit raised to one period, {period} hours)"
+    return line
 
 
 def _horizon(m: dict, slots: dict, family: str) -> str | None:
@@ -351,6 +369,57 @@ def _schedule(m: dict, slots: dict, family: str) -> str:
     return f"schedule: {slots['schedule']} ({describe_cron(slots['schedule'])})"
 
 
+def _retrain_schedule(m: dict, slots: dict, family: str) -> str:
+    """A retraining schedule goes to the retraining policy (recipes.retraining), not to the
+    deployment's scoring schedule."""
+    section = m.get("retraining") if isinstance(m.get("retraining"), dict) else None
+    if section is None:
+        section = m["retraining"] = {}
+    triggers = section.get("triggers") if isinstance(section.get("triggers"), dict) else None
+    if triggers is None:
+        triggers = section["triggers"] = {}
+    triggers["schedule"] = slots["retrain_schedule"]
+    return f"retraining: {slots['retrain_schedule']} ({describe_cron(slots['retrain_schedule'])})"
+
+
+# A named input -> the optional columns the forecasting family reads as known future inputs
+# (feature_prep.known_features: used when the uploaded data has them, ignored otherwise).
+FEATURE_COLUMNS = {
+    "holidays": ["holiday_flag"],
+    "weather": ["temperature", "precipitation"],
+    "temperature": ["temperature"],
+    "rainfall": ["precipitation"],
+    "humidity": ["humidity"],
+    "solar": ["solar_generation"],
+    "storms": ["storm_warning"],
+    "paydays": ["payday_flag"],
+    "promotions": ["promo"],
+    "price": ["price"],
+    "price_cuts": ["price"],
+    "marketing_spend": ["marketing_spend"],
+    "events": ["event_flag"],
+    "flu_season": ["flu_index"],
+    "elective_schedule": ["elective_admissions"],
+    "stockouts": ["stockout_flag"],
+}
+
+
+def feature_columns(features: list[str]) -> list[str]:
+    return list(dict.fromkeys(c for f in features for c in FEATURE_COLUMNS.get(f, [])))
+
+
+def _features(m: dict, slots: dict, family: str) -> str | None:
+    cfg = stage_config(m, "feature_prep")
+    if cfg is None:
+        return None
+    known = list(cfg.get("known_features") or [])
+    added = [c for c in feature_columns(slots["features"]) if c not in known]
+    if not added:
+        return None
+    cfg["known_features"] = known + added
+    return "optional input columns: " + ", ".join(added) + " (used when your data has them)"
+
+
 _DRIFT_ALERT_RE = re.compile(r"^\s*drift\.max_(psi|ks)\s*(>=|>)\s*(\d+(?:\.\d+)?)\s*$")
 
 
@@ -464,6 +533,8 @@ def _groups(
     more = [
         ("deployment_mode", _deployment_mode, None),
         ("schedule", _schedule, None),
+        ("retrain_schedule", _retrain_schedule, None),
+        ("features", _features, ("forecasting",)),
         ("drift", _drift, None),
         ("freshness_hours", _freshness, None),
         ("objective", _objective, ("pricing",)),
@@ -608,6 +679,8 @@ def _slot_label(key: str, metric: str | None, slots: dict, label_slots: dict | N
         "min_history": "the minimum history",
         "deployment_mode": "the deployment mode",
         "schedule": f"the schedule {slots.get('schedule')!r}",
+        "retrain_schedule": f"the retraining schedule {slots.get('retrain_schedule')!r}",
+        "features": "the input columns",
         "drift": "the drift settings",
         "freshness_hours": "the freshness limit",
         "objective": "the price objective",

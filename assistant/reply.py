@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import re
 
-from recipes import catalog
+from recipes import catalog, forecasting_config
 
+from . import proposal as proposals
 from .nlu import extract
 from .nlu.text import safe_label
 
@@ -38,6 +39,11 @@ FAMILY_QUESTION = (
     "2. Pricing: which price to set\n"
     "3. Next best action: which offer or action for each customer\n"
     "4. Location scoring: ranking sites or locations"
+)
+OUT_OF_SCOPE = (
+    "I can't answer that: I only know this workspace (model families, metrics, drift, recipes) and draft recipes "
+    "from descriptions, with no access to the internet or live data. Describe the model you need, or ask about the "
+    "workspace."
 )
 LLM_NOTICE = "(The language model could not be reached, so the built-in assistant answered this message.)"
 # What each family is for, in one line (as in FAMILY_QUESTION, numbered in catalog.FAMILIES order).
@@ -128,3 +134,122 @@ def diff_lines(diff: list[dict]) -> list[str]:
     if len(diff) > MAX_DIFF_LINES:
         lines.append(f"... and {len(diff) - MAX_DIFF_LINES} more")
     return lines
+
+
+# --------------------------------------------------------------------------- said back
+
+# A named input -> the column a family's starting recipe may already read under another name.
+INPUT_COLUMNS = {
+    "footfall": "foot_traffic",
+    "population": "population_3km",
+    "income": "median_income",
+    "competition": "competitor_count",
+    "promotions": "promo",
+    "price": "price",
+    "price_cuts": "price",
+}
+FEATURE_WORDS = {
+    "holidays": "holiday effects",
+    "competitor_prices": "competitor prices",
+    "competitor_distance": "competitor distance",
+    "drive_time": "drive time",
+}
+CONSTRAINT_WORDS = {
+    "sites": "You want {v} sites: the model ranks every candidate and you take the top {v} from its ranking; "
+    "there is no setting for a count (k, the share the evaluation looks at, is a fraction).",
+    "eligibility": 'Eligibility ("{v}"): the recipe has no eligibility filter; score only the customers who are '
+    "eligible (filter the list you upload).",
+    "min_margin": "A margin of at least {pct}: the price optimiser has no margin floor; it maximises its objective "
+    "within the price bounds, so check the recommended prices' margin before using them.",
+    "budget": "A budget of {v}: the recipe has no budget setting; choose k (the share targeted) so the offers fit it.",
+    "max_contacts_per_month": "At most {v} contacts a month per customer: the recipe has no contact-frequency "
+    "rule; apply it when you send the offers.",
+    "min_distance_km": "At least {v} km from an existing site: the recipe has no distance rule; drop the candidates "
+    "that are too close before or after scoring.",
+    "min_price": "A price floor relative to cost ({v}): the optimiser has no cost floor; only the price bounds.",
+    "price_ending": "Prices ending in {v}: the optimiser does not round prices; round its recommendations afterwards.",
+    "price_ladder": "Keeping the price ladder: the optimiser prices each product on its own and does not keep "
+    "ladders between products.",
+    "markdown_steps": "{v} markdown steps: the optimiser recommends one price per product and period, not a "
+    "markdown path.",
+    "series": "{v} series: noted; the recipe needs no setting for the number of series.",
+}
+
+
+def said_back(family: str, slots: dict, manifest: dict) -> list[str]:
+    """What ``slots`` state that the recipe cannot hold, in plain words (nothing is dropped
+    silently): inputs the family cannot read, constraints without a setting, an event-driven
+    retraining trigger, a horizon outside forecasting. ``manifest`` is the proposal's."""
+    lines: list[str] = []
+    inputs = set(((manifest.get("lineage") or {}).get("input_features")) or [])
+    prep = next(
+        (
+            st.get("config") or {}
+            for st in (manifest.get("pipeline") or {}).get("stages") or []
+            if isinstance(st, dict) and st.get("type") == "feature_prep"
+        ),
+        {},
+    )
+    known = set(prep.get("known_features") or [])
+    family_word = catalog.FAMILY_LABELS[family].lower()
+    for feature in slots.get("features") or []:
+        word = FEATURE_WORDS.get(feature, feature.replace("_", " "))
+        column = INPUT_COLUMNS.get(feature)
+        if column and column in inputs:
+            lines.append(f"{word.capitalize()} is already an input of this recipe (`{column}`).")
+            continue
+        if family == "forecasting":
+            from_columns = [c for c in _feature_columns(feature) if c in known]
+            if feature == "holidays" and from_columns:
+                lines.append(
+                    "I can't add holiday effects to this baseline's feature sets; I added `holiday_flag` as an "
+                    "optional column — upload it with your data (with its values over the forecast horizon)."
+                )
+            elif from_columns:
+                cols = ", ".join(f"`{c}`" for c in from_columns)
+                lines.append(
+                    f"The workspace does not fetch {word} data itself; I added {cols} as optional "
+                    f"column{'s' if len(from_columns) > 1 else ''} — upload {'them' if len(from_columns) > 1 else 'it'} "
+                    "with your data (with values over the forecast horizon)."
+                )
+            else:
+                lines.append(
+                    f"I can't add {word} to a forecasting recipe: there is no column for it that I know of."
+                )
+            continue
+        listed = ", ".join(sorted(inputs)) or "a fixed set of inputs"
+        lines.append(
+            f"I can't add {word} to the {family_word} family: it reads a fixed set of inputs ({listed})."
+        )
+    for key, value in (slots.get("constraints") or {}).items():
+        if key in CONSTRAINT_WORDS:
+            pct = f"{value * 100:g}%" if isinstance(value, (int, float)) else value
+            lines.append(CONSTRAINT_WORDS[key].format(v=value, pct=pct))
+    if event := slots.get("event_schedule"):
+        lines.append(
+            f'I can\'t schedule retraining "{event}": a retrain starts on a clock (a cron schedule), on an alert '
+            'or after a number of new rows, not on an event. Retrain by hand then ("Retrain now" on the model '
+            "page); the retraining policy is unchanged."
+        )
+    if "horizon_days" in slots and family != "forecasting":
+        lines.append(
+            f"A horizon of {slots['horizon_days']} days is not a setting of the {family_word} family."
+        )
+    return lines
+
+
+def _feature_columns(feature: str) -> list[str]:
+    return proposals.FEATURE_COLUMNS.get(feature, [])
+
+
+def ambiguity_question(ambiguity: dict, slots: dict) -> str:
+    """The one follow-up question about an ambiguous setting (asked before the open ones)."""
+    if ambiguity.get("kind") == "period":
+        word = ambiguity["word"]
+        freq = forecasting_config.FREQUENCIES.get(slots.get("frequency") or "", "another frequency")
+        return (
+            f'You said "{word}" as well as {freq}: did you mean {word} forecasts (the frequency) or retraining '
+            f"{word} (the retraining schedule)?"
+        )
+    n = ambiguity.get("number")
+    return f"A horizon of {n} what: {n} days, weeks or months?"

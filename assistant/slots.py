@@ -8,20 +8,29 @@ into new slots and ``merge_slots`` merges them. What happens around the merge li
 ``resolve_bare_edits``         "change the target to 10%" -> the metric in focus.
 ``drop_superseded_overrides``  a plain-words edit replaces an earlier "set a.b.c to X".
 ``revert_rejected``            slots the validator refused go back to their previous value.
+``answer_ambiguity``           the answer to the one follow-up question about an ambiguous setting.
 """
 
 from __future__ import annotations
 
 import copy
+import math
+import re
 
 from recipes import catalog
 
 from . import proposal as proposals
 from .nlu import extract
+from .nlu import settings as stated
+from .nlu.schedule import find_schedule
 
 
 def context_only(slots: dict) -> dict:
-    return {k: v for k, v in slots.items() if k in ("industry", "client", "want_client", "scale", "name")}
+    return {
+        k: v
+        for k, v in slots.items()
+        if k in ("industry", "client", "want_client", "scale", "name", "start_from")
+    }
 
 
 def resolve_bare_edits(family: str, slots: dict, state: dict) -> None:
@@ -55,6 +64,7 @@ _SLOT_PATH_KEYS = {
     "min_history": {"min_history"},
     "deployment_mode": {"mode"},
     "schedule": {"schedule"},
+    "retrain_schedule": {"triggers"},
     "drift_method": {"drift", "method"},
     "drift_threshold": {"drift", "threshold"},
     "freshness_hours": {"freshness", "max_age_hours"},
@@ -109,3 +119,25 @@ def revert_rejected(slots: dict, previous: dict, rejected: list[tuple[str, str |
                     slots.pop(k, None)
     if "overrides" in slots:
         slots["overrides"] = [o for o in slots["overrides"] if o is not None]
+
+
+def answer_ambiguity(ambiguity: dict, text: str, *, base_cron: str | None = None) -> dict | None:
+    """The slots an answer to the follow-up question about ``ambiguity`` fills, or None when
+    the answer does not settle it ("retraining" / "the forecast"; "weeks")."""
+    if ambiguity.get("kind") == "period":
+        word = ambiguity["word"]
+        if re.search(r"\b(?:re-?train\w*|schedul\w*|refresh\w*|both)\b", text, re.I):
+            found = find_schedule(f"retrain {word}", base_cron=base_cron)
+            return {"retrain_schedule": found.cron, "retrain_schedule_text": found.text} if found else None
+        if re.search(
+            r"\b(?:forecasts?|frequenc\w*|periods?|data|granularity|buckets?|predictions?)\b", text, re.I
+        ):
+            return {"frequency": stated.PERIOD_WORDS[word]}
+        return None
+    if ambiguity.get("kind") == "horizon_unit":
+        m = re.search(r"\b(hour|day|week|month|quarter|year)s?\b", text, re.I)
+        if not m:
+            return None
+        days = ambiguity["number"] * extract.UNIT_DAYS[m.group(1).lower()]
+        return {"horizon_days": max(1, math.ceil(days) if m.group(1).lower() == "hour" else round(days))}
+    return None

@@ -229,7 +229,11 @@ DATASET_MAX_BYTES = int(os.environ.get("DATASET_MAX_BYTES", 200 * 1024 * 1024))
 # is a 413 naming the numbers. Uploads bigger than DATASET_INLINE_PROFILE_BYTES (or Parquet
 # files of more than DATASET_INLINE_PROFILE_ROWS rows) are profiled by a worker task, not in
 # the web request: the dataset is `processing` until then. DATASET_MAX_CELLS bounds rows ×
-# columns (200M cells is 1.6 GB as float64) for the worker that loads the table.
+# columns (200M cells is 1.6 GB as float64) for the process that loads the table. Training
+# samples, checks and score runs stream (SCORE_STREAM_ROWS), but some readers still load a
+# dataset whole — the dataset page's "check against a recipe" (in the web process), a model
+# comparison on a dataset window, a retrain that joins several datasets, a forecasting score
+# run of a file not ordered by series — so these defaults stay until those read in chunks too.
 DATASET_MAX_ROWS = int(os.environ.get("DATASET_MAX_ROWS", 50_000_000))
 DATASET_MAX_COLUMNS = int(os.environ.get("DATASET_MAX_COLUMNS", 2_000))
 DATASET_MAX_CELLS = int(os.environ.get("DATASET_MAX_CELLS", 200_000_000))
@@ -247,6 +251,11 @@ WORK_DIR = Path(os.environ.get("WORK_DIR", DATA_DIR / "work"))
 # this many (whole series for forecasting; runs.data.read_sample), chunk by chunk, and says so in
 # its log: the worker's memory holds the sample, not the file. Score runs read every row.
 TRAIN_MAX_ROWS = int(os.environ.get("TRAIN_MAX_ROWS", 2_000_000))
+# An existing Dask cluster's scheduler (e.g. "tcp://10.0.0.5:8786"): a train run of a LightGBM
+# family whose training stage says `distributed: "dask"` trains there on every row of its dataset
+# (runs.distributed), not on a TRAIN_MAX_ROWS sample. Empty (the default): such a run is refused.
+# Set it for the web servers (the 400 at run start) and the workers (who connect).
+DASK_SCHEDULER_ADDRESS = os.environ.get("DASK_SCHEDULER_ADDRESS", "").strip()
 # An upload of more rows is profiled by a worker chunk by chunk (every row) and checked against
 # its recipe on a uniform sample of this many rows (runs.services.datasets).
 DATASET_CHECK_SAMPLE_ROWS = int(os.environ.get("DATASET_CHECK_SAMPLE_ROWS", 1_000_000))
@@ -272,6 +281,12 @@ OUTCOMES_MAX_ROWS = int(os.environ.get("OUTCOMES_MAX_ROWS", 100_000))
 CHECK_STREAM_ROWS = int(os.environ.get("CHECK_STREAM_ROWS", 2_000_000))
 CHECK_CHUNK_ROWS = int(os.environ.get("CHECK_CHUNK_ROWS", 500_000))
 CHECK_SAMPLE_ROWS = int(os.environ.get("CHECK_SAMPLE_ROWS", 200_000))
+# A score run of a dataset of more than SCORE_STREAM_ROWS rows reads it SCORE_STREAM_CHUNK_ROWS
+# rows at a time and appends each chunk's predictions to its files, so a worker's memory holds a
+# chunk, not the batch (runs.score_stream; a forecasting file streams when it is ordered by
+# series, else it is scored whole and the run's log says why).
+SCORE_STREAM_ROWS = int(os.environ.get("SCORE_STREAM_ROWS", 1_000_000))
+SCORE_STREAM_CHUNK_ROWS = int(os.environ.get("SCORE_STREAM_CHUNK_ROWS", 500_000))
 
 # --- API ------------------------------------------------------------------------------
 # How deeply any JSON document (request body, manifest) may nest: deeper is a 400 naming where

@@ -39,6 +39,8 @@ METHOD_LABELS = {
     "sampled_shapley": "sampled Shapley values (approximate)",
     "kernel_shap": "Kernel SHAP (approximate)",
     "decomposition": "model decomposition (exact)",
+    "shapley_groups": "exact Shapley values summed by kind of feature",
+    "prophet_components": "Prophet's own components (exact)",
 }
 
 
@@ -623,8 +625,64 @@ def _location(view: Mapping, document: Mapping, *, site: str | None = None) -> l
     return charts
 
 
-def _forecasting(view: Mapping, document: Mapping) -> list[Chart]:
+def forecast_series(document: Mapping) -> list[str]:
+    """The series of a forecaster's per-series decomposition (the series picker's choices),
+    largest first."""
+    decomposition = _map(_map(document.get("family_view")).get("decomposition"))
+    return [
+        str(s["series"]) for s in map(_map, _list(decomposition.get("series"))) if s.get("series") is not None
+    ]
+
+
+DECOMPOSITION_PARTS = ("trend", "seasonality", "holidays", "regressors")
+
+
+def _series_decomposition(view: Mapping, document: Mapping, series: str | None) -> Chart | None:
+    """The picked series' decomposition (the first when ``series`` is none of them): its parts
+    stacked as bars and its forecast as a line."""
+    decomposition = _map(view.get("decomposition"))
+    entries = [s for s in map(_map, _list(decomposition.get("series"))) if s.get("series") is not None]
+    if not entries:
+        return None
+    entry = next((s for s in entries if str(s["series"]) == str(series)), entries[0])
+    x = _list(entry.get("date"))
+    base = _num(decomposition.get("base_value")) or 0.0
+    method = str(decomposition.get("method") or "")
+    fig = _figure(
+        f"Series {entry['series']}: forecast decomposition",
+        "date",
+        output_label(document),
+        barmode="relative",
+    )
+    for i, name in enumerate(DECOMPOSITION_PARTS):
+        values = _nums(entry.get(name))
+        if len(values) == len(x) and any(v for v in values):
+            fig.add_trace(go.Bar(x=x, y=values, name=name, marker={"color": PALETTE[i % len(PALETTE)]}))
+    forecast = _nums(entry.get("forecast"))
+    if len(forecast) == len(x):
+        fig.add_trace(go.Scatter(x=x, y=forecast, mode="lines", name="forecast", line={"color": TOTAL}))
+    if base:
+        fig.add_hline(y=base, line_dash="dot", line_color=MUTED, annotation_text="base value")
+    how = (
+        "Prophet's own components: they add up to its forecast."
+        if method == "prophet_components"
+        else "Exact Shapley contributions summed by kind of feature: the base value (dotted) plus the bars is "
+        "the forecast."
+    )
+    return Chart(
+        "forecast-series-decomposition",
+        fig,
+        f"What makes up this series' forecast, period by period: trend, seasonality, holidays and "
+        f"regressors. {how}",
+        wide=True,
+    )
+
+
+def _forecasting(view: Mapping, document: Mapping, *, series: str | None = None) -> list[Chart]:
     charts = []
+    picked = _series_decomposition(view, document, series)
+    if picked is not None:
+        charts.append(picked)
     components = _map(view.get("components"))
     x = _list(components.get("date") or components.get("ds"))
     if x:
@@ -664,8 +722,9 @@ def _forecasting(view: Mapping, document: Mapping) -> list[Chart]:
     return charts
 
 
-def family_charts(document: Mapping, *, site: str | None = None) -> list[Chart]:
-    """The family's own views (its ``family_view``); ``site`` picks a location model's site."""
+def family_charts(document: Mapping, *, site: str | None = None, series: str | None = None) -> list[Chart]:
+    """The family's own views (its ``family_view``); ``site`` picks a location model's site,
+    ``series`` a forecaster's series."""
     view = _map(document.get("family_view"))
     kind = view.get("kind") or document.get("family")
     if kind == "pricing":
@@ -675,17 +734,19 @@ def family_charts(document: Mapping, *, site: str | None = None) -> list[Chart]:
     if kind == "location_scoring":
         return _location(view, document, site=site)
     if kind == "forecasting":
-        return _forecasting(view, document)
+        return _forecasting(view, document, series=series)
     return []
 
 
-def why_charts(document: Mapping, *, site: str | None = None) -> dict[str, list[Chart]]:
+def why_charts(
+    document: Mapping, *, site: str | None = None, series: str | None = None
+) -> dict[str, list[Chart]]:
     """Every chart of the Why tab, by section."""
     document = _map(document)
     return {
         "importance": importance_charts(document),
         "dependence": dependence_charts(document),
-        "family": family_charts(document, site=site),
+        "family": family_charts(document, site=site, series=series),
     }
 
 

@@ -295,8 +295,8 @@ def _why_context(request: HttpRequest, model: MLModel, *, form: ExplainForm | No
     context = {"document": document, "has_artifact": bool((model.artifacts_json or {}).get("model"))}
     if document is None:
         return context
-    site = request.GET.get("site")
-    charts = explain_charts.why_charts(document, site=site)
+    site, series = request.GET.get("site"), request.GET.get("series")
+    charts = explain_charts.why_charts(document, site=site, series=series)
     view = document.get("family_view") if isinstance(document.get("family_view"), dict) else {}
     context.update(
         {
@@ -308,6 +308,8 @@ def _why_context(request: HttpRequest, model: MLModel, *, form: ExplainForm | No
             "family_note": view.get("note") or "",
             "sites": explain_charts.location_sites(document),
             "site": explain_charts.location_site(document, site),
+            "series_choices": explain_charts.forecast_series(document),
+            "series": series,
         }
     )
     if form is None:

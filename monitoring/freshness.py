@@ -3,7 +3,15 @@
 Pure (pandas, no Django): monitoring.services.model_check calls it on the batch it checks.
 The newest timestamp of a feature is a max over rows, so a batch read in chunks is checked
 with a FreshnessStream (``add`` each chunk, then ``report``); ``batch_freshness`` is the
-whole batch as one chunk."""
+whole batch as one chunk.
+
+A forecasting recipe's rows stand for periods (its feature_prep ``frequency``: hours, days,
+Monday-to-Sunday weeks, calendar months or quarters) dated at their start, so a November row of
+a monthly forecaster is dated 1 November and is complete only on 1 December: its age counts
+from the end of its period (0 while the period runs), and an up-to-date monthly batch is never
+called stale for being dated a month ago. Every other family's rows age from their timestamp.
+The end of the newest row's period is the end of the newest period, so the stream keeps only
+the newest timestamps, as before."""
 
 from __future__ import annotations
 
@@ -11,11 +19,24 @@ from datetime import datetime
 
 import pandas as pd
 
+from recipes import forecasting_config
 from runs.data import time_column
 
 
 def _config(manifest: dict) -> dict:
     return (manifest.get("monitoring") or {}).get("freshness") or {}
+
+
+def row_period(manifest: dict, family: str) -> str | None:
+    """The period a row of the recipe's batches stands for (a forecasting recipe's frequency:
+    H, D, W, M or Q), or None when a row is a moment (the other families)."""
+    return forecasting_config.recipe_frequency(manifest) if family == "forecasting" else None
+
+
+def period_end(stamp: pd.Timestamp, freq: str) -> pd.Timestamp:
+    """The end of the period of ``freq`` a UTC timestamp falls in (the next period's start)."""
+    period = pd.Timestamp(stamp).tz_convert(None).to_period(forecasting_config.PANDAS_PERIODS[freq])
+    return (period + 1).start_time.tz_localize("UTC")
 
 
 class FreshnessStream:
@@ -28,6 +49,7 @@ class FreshnessStream:
         self.family = family
         self.features: list[str] = list(config.get("features") or [])
         self.max_age = config.get("max_age_hours")
+        self.period = row_period(manifest, family)
         self.seen = False
         self.column: str | None = None
         self.present: set[str] = set()
@@ -68,13 +90,27 @@ class FreshnessStream:
         ``max_age_hours`` ({} when the manifest watches no feature).
 
         ``real_times=False`` (a synthetic batch): the batch's timestamps are moved so its
-        newest row is ``now``, so a synthetic world's dates do not read as years stale."""
+        newest row is ``now`` (a forecasting batch: so its newest period ends ``now``), so a
+        synthetic world's dates do not read as years stale.
+
+        A forecasting batch's ages count from the end of each newest row's period (module
+        doc), which each feature's entry gives as ``period_end`` (and the report as ``period``)."""
         if not self.features:
             return {}
         out = {"max_age_hours": self.max_age, "features": {}}
+        if self.period is not None:
+            out["period"] = self.period
         if self.column is None:
             return out
-        shift = pd.Timestamp(now) - self.times_max if not real_times and self.times_max is not None else None
+
+        def complete(stamp: pd.Timestamp) -> pd.Timestamp:  # when the row's data are complete
+            return stamp if self.period is None else period_end(stamp, self.period)
+
+        shift = (
+            pd.Timestamp(now) - complete(self.times_max)
+            if not real_times and self.times_max is not None
+            else None
+        )
         for feature in self.features:
             if feature not in self.present:
                 out["features"][feature] = {
@@ -88,14 +124,19 @@ class FreshnessStream:
             if newest is None or pd.isna(newest):
                 out["features"][feature] = {"newest": None, "age_hours": None, "stale": True}
                 continue
+            ended = complete(newest)
             if shift is not None:
-                newest = newest + shift
-            age = (pd.Timestamp(now) - newest).total_seconds() / 3600
+                newest, ended = newest + shift, ended + shift
+            age = (pd.Timestamp(now) - ended).total_seconds() / 3600
+            if self.period is not None:
+                age = max(age, 0.0)  # a period still running is current
             out["features"][feature] = {
                 "newest": newest.isoformat(),
                 "age_hours": round(age, 3),
                 "stale": bool(self.max_age is not None and age > self.max_age),
             }
+            if self.period is not None:
+                out["features"][feature]["period_end"] = ended.isoformat()
         ages = [f["age_hours"] for f in out["features"].values() if f.get("age_hours") is not None]
         out["max_age_hours_observed"] = max(ages) if ages else None
         return out

@@ -13,6 +13,7 @@ Plain Python (no Django import), like ``recipes.forecasting_config``.
       top_features: 5           # features given dependence curves, 1..20
       ice_rows: 30              # individual (ICE) curves per feature, 0..200
       grid_points: 20           # points of a dependence grid, 3..100
+      decomposition_series: 20  # forecasting: series given a decomposition (the largest), 1..200
       methods: [shap, permutation, dependence]   # which explanations, a non-empty subset
       metric: null              # permutation importance's metric (a metric of the family);
                                 # null: the family's default (default_metric)
@@ -37,6 +38,7 @@ DEFAULTS: dict[str, Any] = {
     "top_features": 5,
     "ice_rows": 30,
     "grid_points": 20,
+    "decomposition_series": 20,
     "methods": list(METHODS),
     "metric": None,
     "interaction": True,
@@ -51,6 +53,7 @@ RANGES: dict[str, tuple[int, int, str]] = {
     "top_features": (1, 20, "features with dependence curves"),
     "ice_rows": (0, 200, "ICE curves per feature"),
     "grid_points": (3, 100, "grid points"),
+    "decomposition_series": (1, 200, "forecast series to decompose"),
 }
 
 # The pricing family's primary metric (margin_impact) scores the price recommendation, not
@@ -114,6 +117,35 @@ def problems(config: Any, family: str | None) -> list[tuple[PathSuffix, str]]:
         )
     if "seed" in config and not (_whole(config["seed"]) and config["seed"] >= 0):
         errors.append((("seed",), f"'seed' must be a whole number, at least 0, got {config['seed']!r}"))
+    return errors
+
+
+# A score run's contributions (its deployment stage's config: "explain": true, and
+# "explain_rows", how many of the batch's first rows get them): runs.explain.batch.
+SCORE_EXPLAIN_ROWS = 1_000
+SCORE_EXPLAIN_MAX_ROWS = 100_000
+
+
+def scoring_problems(config: Any) -> list[tuple[PathSuffix, str]]:
+    """The problems of a deployment stage config's ``explain`` / ``explain_rows`` (other keys
+    are the stage's own): [(path under the config, message)]."""
+    if not isinstance(config, dict):
+        return []
+    errors: list[tuple[PathSuffix, str]] = []
+    if "explain" in config and not isinstance(config["explain"], bool):
+        errors.append((("explain",), f"'explain' must be true or false, got {config['explain']!r}"))
+    if "explain_rows" in config:
+        value = config["explain_rows"]
+        if not (_whole(value) and 1 <= value <= SCORE_EXPLAIN_MAX_ROWS):
+            errors.append(
+                (
+                    ("explain_rows",),
+                    f"'explain_rows' must be a whole number of rows from 1 to {SCORE_EXPLAIN_MAX_ROWS}, "
+                    f"got {value!r}",
+                )
+            )
+        elif config.get("explain") is not True:
+            errors.append((("explain_rows",), "'explain_rows' needs 'explain': true"))
     return errors
 
 

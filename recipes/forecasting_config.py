@@ -20,6 +20,8 @@ Plain Python (no Django import), like ``recipes.tuning``.
       season_length: 7                      # periods in a season, at least 1
       interval_level: 0.9                   # between 0 and 1
       stat_level: total | series
+    monitoring.freshness.max_age_hours:     # at least one period of the frequency (``check_freshness``,
+                                            # a separate check: a monitoring setting never fails a run)
 """
 
 from __future__ import annotations
@@ -126,6 +128,16 @@ PERIOD_DEFAULTS: dict[str, dict[str, Any]] = {
 }
 
 
+# Pandas' period of each frequency (weeks Monday to Sunday, quarters of the calendar year): the
+# family's period calendar, and where monitoring's freshness measures a row's period end.
+PANDAS_PERIODS = {"H": "h", "D": "D", "W": "W-SUN", "M": "M", "Q": "Q-DEC"}
+# The longest period of each frequency in hours (31-day months, 92-day quarters). A forecasting
+# batch's row is dated at its period's start and its age is measured from the period's end
+# (monitoring.freshness), so an up-to-date batch, whose next period has not ended yet, is up to
+# one period old: a freshness limit shorter than that calls it stale.
+MAX_PERIOD_HOURS = {"H": 1, "D": 24, "W": 7 * 24, "M": 31 * 24, "Q": 92 * 24}
+
+
 def frequency(value: Any) -> str | None:
     """The frequency key (H, D, W, M, Q) a manifest's ``frequency`` names, or None if it names
     none; case-insensitive, pandas' aliases accepted."""
@@ -134,6 +146,16 @@ def frequency(value: Any) -> str | None:
     key = value.strip().upper()
     key = FREQUENCY_ALIASES.get(key, key)
     return key if key in FREQUENCIES else None
+
+
+def recipe_frequency(manifest: Any) -> str | None:
+    """The frequency key of a manifest's feature_prep stage (D when it names none, None when
+    it names an unknown one)."""
+    for _, stage in _stages(manifest):
+        if stage.get("type") == "feature_prep":  # the first one, as the family reads it
+            config = stage.get("config")
+            return frequency(config.get("frequency", "D")) if isinstance(config, dict) else "D"
+    return "D"
 
 
 def horizon_periods(horizon_days: int, freq: str) -> int:
@@ -176,6 +198,27 @@ def check(manifest: Any) -> list[tuple[Path_, str]]:
         elif stage.get("type") == "training":
             errors.extend(_training(config, base))
     return errors
+
+
+def check_freshness(manifest: Any) -> list[tuple[Path_, str]]:
+    """``monitoring.freshness.max_age_hours`` against the recipe's frequency: at least its
+    longest period (``MAX_PERIOD_HOURS``). Checked when a manifest is validated, apart from
+    ``check``, which a run also reads: a monitoring limit never fails a training run."""
+    freq = recipe_frequency(manifest)
+    monitoring = manifest.get("monitoring") if isinstance(manifest, dict) else None
+    freshness = monitoring.get("freshness") if isinstance(monitoring, dict) else None
+    limit = freshness.get("max_age_hours") if isinstance(freshness, dict) else None
+    if freq is None or not _number(limit) or limit >= MAX_PERIOD_HOURS[freq]:
+        return []
+    hours = MAX_PERIOD_HOURS[freq]
+    return [
+        (
+            ("monitoring", "freshness", "max_age_hours"),
+            f"'max_age_hours' must be at least one period of the recipe's {FREQUENCIES[freq]} frequency "
+            f"({hours} hours), got {limit:g}: a row's age counts from the end of its period, so an "
+            "up-to-date batch is up to one period old",
+        )
+    ]
 
 
 def _feature_prep(config: dict, base: Path_) -> list[tuple[Path_, str]]:

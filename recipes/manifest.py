@@ -34,7 +34,7 @@ from jsonschema import Draft202012Validator
 from mlworkspace.jsondepth import DEFAULT_MAX_DEPTH, too_deep_in_value
 from mlworkspace.jsondepth import message as depth_message
 
-from . import alert_rules, catalog, explain_config, forecasting_config, retraining, tuning
+from . import alert_rules, catalog, distributed_config, explain_config, forecasting_config, retraining, tuning
 
 SCHEMA_PATH = Path(__file__).with_name("manifest_schema.json")
 
@@ -369,8 +369,10 @@ class _Checker:
         self.check_monitoring()
         self.check_retraining()
         self.errors.extend(tuning.check(self.m, self.family, self.clean))  # the training stage's tuning
+        self.errors.extend(distributed_config.check(self.m, self.family, self.clean))  # its Dask switch
         if self.family == "forecasting":  # its frequency, algorithms, horizon, ...: not first at run time
             self.errors.extend(e for e in forecasting_config.check(self.m) if self.clean(e[0]))
+            self.errors.extend(e for e in forecasting_config.check_freshness(self.m) if self.clean(e[0]))
         return self.errors
 
     # -- generic
@@ -470,6 +472,13 @@ class _Checker:
             )
         if "explain" in types:
             self.check_explain(stages, types)
+        if "deployment" in types:  # a score run's contributions (runs.explain.batch)
+            base: Path_ = ("pipeline", "stages", types["deployment"], "config")
+            if self.clean(base):
+                for suffix, message in explain_config.scoring_problems(
+                    stages[types["deployment"]].get("config")
+                ):
+                    self.add((*base, *suffix), message)
 
     def check_explain(self, stages: list, types: dict[str, int]) -> None:
         """The explain stage explains the trained model on the training run's holdout: it comes

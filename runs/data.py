@@ -150,12 +150,18 @@ def table_columns(path: Path, fmt: str) -> list[str]:
 
 
 def read_chunks(
-    path: Path, fmt: str, *, columns: list[str] | None = None, chunk_rows: int | None = None
+    path: Path,
+    fmt: str,
+    *,
+    columns: list[str] | None = None,
+    chunk_rows: int | None = None,
+    dtype: dict[str, str] | None = None,
 ) -> Iterator[pd.DataFrame]:
     """The table `chunk_rows` rows at a time (default SAMPLE_CHUNK_ROWS), only `columns` (default
     all): memory holds one chunk, and for Parquet the row group pyarrow decodes it from (pandas
     and pyarrow write groups of about 1M rows). A CSV chunk's types are inferred from its own
-    rows, as pandas does. ValueError in words when the file cannot be read."""
+    rows, as pandas does, except the columns `dtype` types (runs.score_stream gives the whole
+    file's). ValueError in words when the file cannot be read."""
     chunk_rows = chunk_rows or SAMPLE_CHUNK_ROWS
     try:
         if fmt == "parquet":
@@ -168,7 +174,7 @@ def read_chunks(
                 # One block per column: no copy into one 2-D block (a third of the read time).
                 yield batch.to_pandas(split_blocks=True)
         else:
-            yield from pd.read_csv(path, chunksize=chunk_rows, usecols=columns, low_memory=False)
+            yield from pd.read_csv(path, chunksize=chunk_rows, usecols=columns, dtype=dtype, low_memory=False)
     except Exception as exc:  # pandas/pyarrow raise many types for a corrupt file
         raise _read_error(exc, path, fmt) from None
 

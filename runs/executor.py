@@ -81,6 +81,12 @@ def build_spec(run: Run, work: Path) -> dict:
         data = {"path": str(path), "format": run.dataset.format}
         if run.run_type != RunType.SCORE:  # a score run scores every row; training may sample
             data["max_rows"] = settings.TRAIN_MAX_ROWS
+        else:  # a large batch is scored chunk by chunk (runs.score_stream)
+            data.update(
+                stream_rows=settings.SCORE_STREAM_ROWS,
+                chunk_rows=settings.SCORE_STREAM_CHUNK_ROWS,
+                name=run.dataset.name,
+            )
     else:
         synthetic = (run.params_json or {}).get("synthetic") or {}
         if run.run_type in MODEL_ARTIFACT_RUN_TYPES and not worlds.is_resolved(synthetic):
@@ -91,7 +97,7 @@ def build_spec(run: Run, work: Path) -> dict:
                 after=model_training_batch(run.model),
             )
         data = {"synthetic": synthetic}
-    model_dir = model_schema = None
+    model_dir = model_schema = explain_background = None
     if run.run_type in MODEL_ARTIFACT_RUN_TYPES:
         model = run.model
         model_dir = str(artifacts.fetch_model(model.training_run_id, model.artifacts_json, work / "model"))
@@ -99,6 +105,9 @@ def build_spec(run: Run, work: Path) -> dict:
             model_schema = artifacts.read_json_artifact(
                 model.training_run_id, model.artifacts_json, "schema.json"
             )
+            if _asks_for_contributions(manifest) and artifacts.has_explanations(model):
+                explain_background = work / artifacts.EXPLANATION_BACKGROUND
+                artifacts.explanation_background(model).to_parquet(explain_background, index=False)
     return {
         "run_id": run.id,
         "run_type": run.run_type,
@@ -110,7 +119,17 @@ def build_spec(run: Run, work: Path) -> dict:
         "model_schema": model_schema,
         "threads": settings.SCORE_THREADS if run.run_type == RunType.SCORE else settings.RUN_THREADS,
         "explain_caps": dict(settings.EXPLAIN_CAPS),
+        "dask_scheduler_address": settings.DASK_SCHEDULER_ADDRESS,
+        "explain_background": explain_background and str(explain_background),
     }
+
+
+def _asks_for_contributions(manifest: dict) -> bool:
+    """Whether the version's deployment stage asks a score run for contribution columns."""
+    stages = (manifest.get("pipeline") or {}).get("stages") or []
+    return any(
+        s.get("type") == "deployment" and (s.get("config") or {}).get("explain") is True for s in stages
+    )
 
 
 class _Progress:

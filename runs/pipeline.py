@@ -15,13 +15,20 @@ The worker turns these into rows; the child never touches the database.
 spec = {
   "run_id", "run_type": "train"|"eval"|"backtest"|"score", "family", "manifest",
   "data": {"synthetic": {"rows", "seed", "world", "window", "concept"}} | {"path", "format", "max_rows"}
-      (max_rows: a train/eval/backtest/tune run reads a sample of a larger file; none for a score run),
+      (max_rows: a train/eval/backtest/tune run reads a sample of a larger file; none for a score run;
+       a score run's "stream_rows", "chunk_rows" and "name": a file of more than stream_rows rows
+       is scored chunk_rows at a time, see score_batch and runs.score_stream; name is the
+       dataset's, for messages),
           (the synthetic batch as resolved by runs.families.worlds.resolve at run creation)
   "artifact_dir": str (a local folder of this run's: its files are stored when it ends),
   "model_dir": str | None (eval, score: the verified model directory of the run's model),
   "model_schema": dict | None (score: the model's schema.json, its input columns),
   "threads": int,
   "explain_caps": dict (optional: upper bounds on the explain stage's sizes, settings.EXPLAIN_CAPS),
+  "explain_background": str | None (score: the model's explanation_background.parquet, fetched when
+      the deployment stage asks for contribution columns, "explain": true; runs.explain.batch),
+  "dask_scheduler_address": str (optional: settings.DASK_SCHEDULER_ADDRESS, for a train run whose
+      training stage says distributed: "dask"; runs.distributed),
 }
 """
 
@@ -40,6 +47,7 @@ from monitoring.drift import build_profile
 from recipes import explain_config
 from recipes.manifest import grain_columns
 
+from . import distributed
 from .data import (
     dataset_problems,
     describe_columns,
@@ -52,10 +60,13 @@ from .data import (
     time_column,
 )
 from .explain import explain_model
+from .explain.batch import ScoreContributions
 from .families import get_family, worlds
 from .history import CurveRecorder, curve_kwargs, fold_points
 from .jsonsafe import json_safe  # also imported from here by runs.artifacts, runs.tuning, ...
 from .metrics import metric_checks
+from .score_stream import ChunkReadError, PredictionWriter, StreamPlan
+from .score_stream import plan as stream_plan
 
 MODEL_SUBDIR = "model"
 # A score run predicts its batch this many rows at a time (an entity's rows kept together),
@@ -285,7 +296,14 @@ def load_data(spec: dict, family, emit):
             return frame
         by = sample_by(family.NAME, spec["manifest"])
         frame, total = read_sample(path, source["format"], max_rows=int(source["max_rows"]), by=by)
-        if len(frame) < total:
+        if len(frame) < total and distributed.wanted(spec, family):
+            emit(
+                "log",
+                "info",
+                f"Dataset {name} has {total:,} rows: a uniform sample of {len(frame):,} (TRAIN_MAX_ROWS) is "
+                "checked and evaluated here; every row trains on the Dask cluster (training stage).",
+            )
+        elif len(frame) < total:
             unit = f"whole series (by {', '.join(by)})" if by else "rows"
             emit(
                 "log",
@@ -346,6 +364,7 @@ def _execute(spec: dict, emit, where: dict) -> dict:
     model = None
     result: dict = {"metrics": {}, "artifacts": {}, "plots": {}, "folds": []}
     split = None
+    stream = None  # a score run's batch read chunk by chunk (score_batch)
 
     for index, stage in enumerate(stages):
         kind, name = stage["type"], stage["name"]
@@ -355,7 +374,8 @@ def _execute(spec: dict, emit, where: dict) -> dict:
         if raw is None:
             # Loading (or generating) the data is the first stage's work, so the run shows
             # that stage as running meanwhile rather than "0 of 5" with nothing happening.
-            raw = frame = load_data(spec, family, emit)
+            stream, head = _score_stream(spec, family, log) if run_type == "score" else (None, None)
+            raw = frame = head if stream is not None else load_data(spec, family, emit)
             if run_type == "score":
                 raw = frame = _without_outcomes(raw, family, manifest, log)
             where["frame"] = frame
@@ -390,6 +410,14 @@ def _execute(spec: dict, emit, where: dict) -> dict:
             frame = family.prepare(frame, manifest, log=log)
             where["frame"] = frame
             log(f"feature_prep: {frame.shape[1]} columns after transforms")
+        elif kind == "training" and distributed.wanted(spec, family):
+            # Every row of the dataset trains on a Dask cluster (issue #16 §3; runs.distributed);
+            # the holdout rows of the loaded sample are evaluated here.
+            try:
+                split, model = distributed.train(spec, family, raw, frame, log)
+            except distributed.ClusterError as exc:
+                raise StageFailed(str(exc)) from exc
+            _save_model(out_dir, family, model, raw, manifest, split, result, log)
         elif kind == "training":
             if run_type in ("eval", "score"):
                 model = family.load(Path(spec["model_dir"]))
@@ -471,7 +499,20 @@ def _execute(spec: dict, emit, where: dict) -> dict:
         elif kind == "deployment" and run_type == "score":
             model = model if model is not None else family.load(Path(spec["model_dir"]))
             inputs = inputs if inputs is not None else _score_inputs(raw, spec["model_schema"])
-            score_batch(family, model, raw, inputs, manifest, out_dir, result, log, threads=threads)
+            score_batch(
+                family,
+                model,
+                raw,
+                inputs,
+                manifest,
+                out_dir,
+                result,
+                log,
+                threads=threads,
+                stream=stream,
+                schema=spec["model_schema"],
+                contributions=_score_contributions(spec, stage.get("config"), log),
+            )
         elif kind == "deployment":
             if run_type != "train":
                 emit("stage", index, "skipped", f"{run_type} run: nothing to deploy")
@@ -499,7 +540,19 @@ def _execute(spec: dict, emit, where: dict) -> dict:
         log("scoring: the pipeline has no deployment stage; the batch is scored after its last stage")
         model = model if model is not None else family.load(Path(spec["model_dir"]))
         inputs = inputs if inputs is not None else _score_inputs(raw, spec["model_schema"])
-        score_batch(family, model, raw, inputs, manifest, out_dir, result, log, threads=threads)
+        score_batch(
+            family,
+            model,
+            raw,
+            inputs,
+            manifest,
+            out_dir,
+            result,
+            log,
+            threads=threads,
+            stream=stream,
+            schema=spec["model_schema"],
+        )
     return json_safe(result)
 
 
@@ -667,12 +720,32 @@ def score_rows(
 
 
 def score_batch(
-    family, model, batch, inputs, manifest: dict, out_dir: Path, result: dict, log, threads: int = 1
+    family,
+    model,
+    batch,
+    inputs,
+    manifest: dict,
+    out_dir: Path,
+    result: dict,
+    log,
+    threads: int = 1,
+    stream: StreamPlan | None = None,
+    schema: dict | None = None,
+    contributions: ScoreContributions | None = None,
 ) -> None:
     """A score run's work (its deployment stage): predict every row of the batch with the
     family's own predict path, and write the batch's columns (its targets already dropped)
     plus the prediction column as predictions.parquet (exact) and predictions.csv (safe for
-    spreadsheets); ``result["scoring"]`` says how many rows and which columns."""
+    spreadsheets); ``result["scoring"]`` says how many rows and which columns. With
+    ``contributions`` (the stage's ``explain``), the first rows' contribution columns too.
+
+    With ``stream`` (a file of more than the run's ``stream_rows``), ``batch`` is its first
+    chunk and the whole file is scored chunk by chunk (score_streamed)."""
+    if stream is not None:
+        score_streamed(
+            family, model, stream, batch, schema, manifest, out_dir, result, log, threads, contributions
+        )
+        return
     time_col = time_column(batch, family.NAME)
     entity = [c for c in grain_columns(manifest) if c != time_col]
     scores = score_rows(family, model, inputs, entity, threads=threads)
@@ -680,9 +753,141 @@ def score_batch(
     while column in batch.columns:  # an uploaded column of that name is kept as it is
         column = f"{column}_scored"
     scored = batch.reset_index(drop=True).assign(**{column: scores})
+    if contributions is not None:
+        scored = contributions.join(family, model, scored, inputs)
     _save_predictions(out_dir, scored, result, log, stage="scoring")
     result["scoring"] = {"rows": len(scored), "columns": list(scored.columns), "prediction_columns": [column]}
     log(f"scoring: predicted {len(scored)} rows with the registered model ({column})")
+
+
+def _score_contributions(spec: dict, config, log) -> ScoreContributions | None:
+    """The contributions a score run's deployment stage asks for (``"explain": true``, its
+    first ``explain_rows`` rows; recipes.explain_config.scoring_problems), computed against the
+    model's explanation background (``spec["explain_background"]``, fetched by the worker);
+    None when not asked, or, with a warning, when the model has no explanations."""
+    config = config if isinstance(config, dict) else {}
+    if config.get("explain") is not True:
+        return None
+    if not spec.get("explain_background"):
+        log(
+            "scoring: the deployment stage asks for contributions ('explain'), but the model has no "
+            "explanations (its train run computed none): the batch is scored without them",
+            "warning",
+        )
+        return None
+    rows = int(config.get("explain_rows", explain_config.SCORE_EXPLAIN_ROWS))
+    log(f"scoring: contribution columns (contrib_<feature>, base_value) for the first {rows:,} rows")
+    return ScoreContributions.from_file(spec["explain_background"], rows)
+
+
+def _score_stream(spec: dict, family, log) -> tuple[StreamPlan | None, object]:
+    """(the plan, its first chunk) when a score run's dataset has more rows than its
+    ``data.stream_rows`` and can stream (runs.score_stream.plan); else (None, None) and the
+    run reads its batch whole (load_data), its log saying why when the file was large."""
+    source = spec["data"]
+    if "path" not in source or not source.get("stream_rows"):
+        return None, None
+    path = Path(source["path"])
+    name = source.get("name") or path.name
+    limit = int(source["stream_rows"])
+    entity = sample_by(family.NAME, spec["manifest"])
+    try:
+        stream, why = stream_plan(
+            path,
+            source["format"],
+            name=name,
+            stream_rows=limit,
+            chunk_rows=source.get("chunk_rows"),
+            entity=entity,
+        )
+        head = stream.head() if stream is not None else None
+    except ValueError as exc:  # the footer, the header or a chunk could not be read
+        raise StageFailed(_unreadable(name, exc)) from None
+    if stream is None:
+        if why:
+            log(
+                f"score run: dataset {name} has more than SCORE_STREAM_ROWS ({limit:,}) rows but is scored "
+                f"in memory, as a whole: {why}. To stream it (memory for one chunk, not the file), "
+                + ("write the file with each series' rows together" if "series" in why else "fix that column")
+                + ".",
+                "warning",
+            )
+        return None, None
+    whole = f" (whole series by {', '.join(stream.entity)})" if stream.entity else ""
+    log(
+        f"score run: dataset {name} has {stream.rows:,} rows, more than SCORE_STREAM_ROWS ({limit:,}): "
+        f"it is read and scored in chunks of about {stream.chunk_rows:,} rows{whole}, and its predictions "
+        f"are written chunk by chunk; the quality and feature_prep stages check its first chunk "
+        f"({len(head):,} rows), the deployment stage scores every row"
+    )
+    return stream, head
+
+
+def _unreadable(name: str, exc: Exception) -> str:
+    text = str(exc)
+    if not text.startswith("dataset '"):
+        text = f"dataset '{name}' could not be read: {text}"
+    return f"The run could not read its data: {text}. To fix: upload the file again (or a repaired copy), then run again."
+
+
+def score_streamed(
+    family,
+    model,
+    stream: StreamPlan,
+    head,
+    schema: dict,
+    manifest: dict,
+    out_dir: Path,
+    result: dict,
+    log,
+    threads: int = 1,
+    contributions: ScoreContributions | None = None,
+) -> None:
+    """score_batch of a file read chunk by chunk: each chunk's targets dropped, typed as the
+    model's schema, predicted (score_rows: the same calls per entity as in memory, so the same
+    scores) and appended to predictions.parquet (``pyarrow.parquet.ParquetWriter``, one row
+    group a chunk, the columns and types of the in-memory file) and predictions.csv; memory
+    holds one chunk. Its summary (rows, the prediction's min / mean / max) is computed
+    incrementally over every row; the batch's drift check reads the dataset in chunks itself
+    (monitoring's CHECK_STREAM_ROWS). ``head`` is the first chunk, its targets dropped."""
+    time_col = time_column(head, family.NAME)
+    entity = [c for c in grain_columns(manifest) if c != time_col]
+    outcomes = set(outcome_columns(manifest, family.NAME))
+    column = family.PREDICTION_COLUMN
+    while column in head.columns:  # an uploaded column of that name is kept as it is
+        column = f"{column}_scored"
+    writer = PredictionWriter(out_dir, column)
+    try:
+        for chunk in stream.chunks():
+            batch = chunk.drop(columns=[c for c in chunk.columns if c in outcomes])
+            inputs = _score_inputs(batch, schema)
+            scores = score_rows(family, model, inputs, entity, threads=threads)
+            scored = batch.reset_index(drop=True).assign(**{column: scores})
+            writer.write(
+                scored if contributions is None else contributions.join(family, model, scored, inputs)
+            )
+        if writer.chunks == 0:  # no rows at all: the files still have the columns
+            writer.write(head.iloc[:0].assign(**{column: head.index[:0].astype(float)}))
+    except ChunkReadError as exc:
+        raise StageFailed(_unreadable(stream.name, exc)) from None
+    finally:
+        writer.close()
+    result["artifacts"]["predictions.csv"] = "predictions"
+    if writer.parquet_error is None:
+        result["artifacts"]["predictions.parquet"] = "predictions"
+    else:
+        log(f"scoring: predictions.parquet not written ({writer.parquet_error}); the CSV has them", "warning")
+    columns = [*map(str, head.columns), column]
+    result["scoring"] = {
+        "rows": writer.rows,
+        "columns": columns,
+        "prediction_columns": [column],
+        "streamed": {"chunks": writer.chunks, "chunk_rows": stream.chunk_rows},
+    }
+    log(
+        f"scoring: streamed {writer.rows:,} rows in {writer.chunks} chunks with the registered model ({column}); "
+        f"summary computed incrementally over every row: {column} {writer.summary()}"
+    )
 
 
 def _save_predictions(out_dir: Path, predictions, result: dict, log, stage: str = "evaluation") -> None:

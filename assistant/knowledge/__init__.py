@@ -170,10 +170,25 @@ def relevant_text(entry: Entry, query: str, *, max_chars: int = 1400) -> str:
     return text
 
 
-def answer(query: str) -> tuple[str, list[Entry]] | None:
-    """(plain text answer, entries cited) for a guidance question, or None when nothing fits."""
-    hits = search(query)
+FAMILY_SLUGS = ("forecasting", "pricing", "next-best-action", "location-scoring")
+# How much an entry about the conversation's family gains ("what does calibration mean here?"
+# while drafting a pricing recipe: the pricing metric, not location scoring's).
+FAMILY_BOOST = 2.0
+
+
+def entry_family(entry: Entry) -> str | None:
+    """The family an entry is about ("metrics-pricing" -> "pricing"), None for general ones."""
+    return next((slug.replace("-", "_") for slug in FAMILY_SLUGS if entry.id.endswith(f"-{slug}")), None)
+
+
+def answer(query: str, *, family: str | None = None) -> tuple[str, list[Entry]] | None:
+    """(plain text answer, entries cited) for a guidance question, or None when nothing fits.
+    ``family``: the family of the conversation's proposal; among the entries that answer, one
+    about that family ranks first."""
+    hits = search(query, limit=len(load()))
     if not hits:
         return None
-    best, best_score = hits[0]
+    if family:
+        hits.sort(key=lambda t: (-(t[1] + (FAMILY_BOOST if entry_family(t[0]) == family else 0)), t[0].id))
+    best, _ = hits[0]
     return relevant_text(best, query), [best]

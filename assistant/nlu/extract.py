@@ -35,6 +35,7 @@ from typing import Any
 from recipes import catalog
 
 from . import classifier
+from . import settings as stated
 from .schedule import find_schedule
 from .text import safe_label
 
@@ -171,21 +172,25 @@ FAMILY_NOUNS = {
 METRIC_ALIASES: dict[str, list[tuple[str, str]]] = {
     "forecasting": [
         ("MAPE", r"\bmape\b|mean\s+absolute\s+percentage\s+error"),
-        ("WAPE", r"\bwape\b|weighted\s+absolute\s+percentage\s+error"),
+        ("WAPE", r"\bwape\b|weighted\s+(?:absolute\s+)?(?:percentage\s+)?(?:error|mape)"),
         ("RMSE", r"\brmse\b|root\s+mean\s+squared?\s+error"),
         ("MAE", r"\bmae\b|mean\s+absolute\s+error"),
         ("coverage", r"\b(?:interval\s+|prediction\s+interval\s+)?coverage\b"),
+        ("MAPE", r"\b(?:forecast\s+)?error\b"),  # "error below 15%": the family's primary metric
     ],
     "pricing": [
         ("demand_mape", r"\bdemand[\s_]mape\b|\bmape\b"),
         ("revenue_lift", r"\brevenue[\s_](?:lift|uplift|gain|increase|improvement)\b"),
         ("margin_impact", r"\bmargin[\s_](?:impact|lift|uplift|gain|increase|improvement)\b"),
-        ("elasticity", r"\belasticity\b"),
+        ("elasticity", r"\belasticit(?:y|ies)\b"),
         ("calibration", r"\bcalibration(?:\s+error)?\b"),
     ],
     "next_best_action": [
         ("uplift@k", r"\buplift\s*@\s*k\b|\buplift\s+(?:at|in\s+the\s+top)\s+(?:k|\d+\s*%)"),
-        ("precision@k", r"\bprecision\s*@\s*k\b|\bprecision(?:\s+at\s+(?:k|\d+\s*%))?\b|\bresponse\s+rate\b"),
+        (
+            "precision@k",
+            r"\bprecision\s*@\s*k\b|\bprecision(?:\s+at\s+(?:k\b|\d+\s*%)|\b)|\bresponse\s+rate\b",
+        ),
         ("qini_coefficient", r"\bqini(?:[\s_]coefficient)?\b"),
         ("auuc", r"\bauuc\b|area\s+under\s+the\s+uplift\s+curve"),
         (
@@ -244,34 +249,7 @@ NUMBER_WORDS = {
     "thirty": 30,
 }
 _NUM_WORD = r"(?:\d+(?:\.\d+)?|" + "|".join(NUMBER_WORDS) + ")"
-UNIT_DAYS = {"day": 1, "week": 7, "month": 30, "quarter": 91, "year": 365}
-
-GRAIN_COLUMNS = {
-    "store": "store_id",
-    "shop": "store_id",
-    "outlet": "store_id",
-    "branch": "branch_id",
-    "product": "product_id",
-    "sku": "product_id",
-    "item": "product_id",
-    "article": "product_id",
-    "customer": "customer_id",
-    "account": "customer_id",
-    "household": "household_id",
-    "site": "site_id",
-    "location": "site_id",
-    "region": "region",
-    "category": "category",
-    "series": "series_id",
-    "segment": "segment",
-    "channel": "channel",
-}
-_GRAIN_WORD = r"(?:" + "|".join(GRAIN_COLUMNS) + r")(?:e?s)?"
-_GRAIN_RE = re.compile(
-    rf"\b(?:per|by|for\s+each|for\s+every|each|at\s+(?:the\s+)?)\s*(?P<g>{_GRAIN_WORD}(?:\s*(?:,|and|x|×|/|-|&|\+)\s*{_GRAIN_WORD})*)"
-    r"(?:\s+(?P<lvl>level|grain|granularity))?\b",
-    re.I,
-)
+UNIT_DAYS = {"hour": 1 / 24, "day": 1, "week": 7, "fortnight": 14, "month": 30.4, "quarter": 91, "year": 365}
 
 # Capitalised words that are not client names.
 _NOT_NAMES = {
@@ -292,6 +270,13 @@ _CREATE_RE = re.compile(
     r"^(?:(?:ok(?:ay)?|yes|yep|yeah|sure|great|good|looks\s+good|perfect|fine|please|then|now|so|alright|cool)\W*)*"
     r"(?:please\s+)?(?:go\s+ahead(?:\s+and)?|do\s+it|create|save|build|make\s+the\s+(?:draft|recipe))"
     r"(?:\W+(?:it|this|that|the|a|my|draft|recipe|now|please|and|create|save|for\s+me|ahead|one|them))*\W*$",
+    re.I,
+)
+# "create it and run a backtest": create the draft, then start a backtest run of it.
+_CREATE_BACKTEST_RE = re.compile(
+    r"^(?:(?:ok(?:ay)?|yes|great|good|perfect|fine|please|then|now|so|alright|cool)\W*)*(?:please\s+)?"
+    r"(?:create|save|build)\s+(?:it|this|that|the\s+(?:draft|recipe))\s*(?:,\s*)?(?:and|then|,)\s+(?:then\s+)?"
+    r"(?:run|start|do|kick\s+off|launch)\s+(?:a\s+|the\s+)?back-?test(?:\s+(?:run|on\s+it|of\s+it|too|as\s+well|please|now))*\W*$",
     re.I,
 )
 _RESET_RE = re.compile(
@@ -414,11 +399,16 @@ _FAMILY_NAMES = {
 }
 
 
+def named_families(text: str) -> list[str]:
+    """The families ``text`` names in so many words ("pricing", "next best action")."""
+    return [f for f, rx in _FAMILY_NAMES.items() if re.search(rx, text, re.I)]
+
+
 def family_choice(text: str) -> str | None:
     """The answer to "which kind of model is it?": its number in the list (1-4) or one family's name."""
     if m := re.fullmatch(r"\W*(?:number\s+|option\s+)?\(?([1-4])\)?\W*", text, re.I):
         return catalog.FAMILIES[int(m.group(1)) - 1]
-    named = [f for f, rx in _FAMILY_NAMES.items() if re.search(rx, text, re.I)]
+    named = named_families(text)
     return named[0] if len(named) == 1 and len(text.split()) <= 8 else None
 
 
@@ -448,6 +438,11 @@ _OWN_BUSINESS_RE = re.compile(
 )
 
 
+def mentions_workspace_or_business(text: str) -> bool:
+    """Whether ``text`` uses the workspace's own terms or speaks of the user's business."""
+    return bool(_WORKSPACE_TERMS_RE.search(text) or _OWN_BUSINESS_RE.search(text))
+
+
 def detect_intent(
     text: str,
     *,
@@ -467,7 +462,7 @@ def detect_intent(
     if not t:
         return "empty"
     words = len(t.split())
-    if words <= 10 and _CREATE_RE.match(t):
+    if words <= 10 and (_CREATE_RE.match(t) or _CREATE_BACKTEST_RE.match(t)):
         return "create"
     if words <= 12 and _RESET_RE.search(t):
         return "reset"
@@ -507,7 +502,7 @@ def _clean_float(v: float) -> float | int:
 
 
 def _duration_days(amount: str, unit: str) -> int:
-    unit = unit.lower().rstrip("s")
+    unit = unit.lower().removesuffix("s")
     return max(1, round(_num(amount) * UNIT_DAYS[unit]))
 
 
@@ -593,33 +588,48 @@ def _client(text: str) -> str | None:
     return None
 
 
-def _horizon(text: str, *, bare: bool = False) -> int | None:
-    unit = r"(?P<u>day|week|month|quarter|year)s?"
+def _horizon(text: str, *, bare: bool = False, loose: bool = True) -> int | None:
+    """Days ahead: "8 weeks ahead", "for the coming 10 days", "next quarter", "a 12-week forecast",
+    "tomorrow". ``loose`` (a forecasting conversation) also reads "next month" and "for 13 weeks"
+    without a forecasting word beside them."""
+    unit = r"(?P<u>day|week|month|quarter|year|fortnight|hour)s?"
     patterns = [
-        rf"\b(?P<n>{_NUM_WORD})[\s-]*{unit}[\s-]+(?:ahead|out|forward|into\s+the\s+future|horizon)\b",
+        rf"\b(?P<n>{_NUM_WORD})[\s-]*{unit}[\s-]+(?:ahead|out|forward|into\s+the\s+future|horizon|in\s+advance)\b",
         rf"\b(?:horizon|look[- ]?ahead|lead\s+time)\s*(?:of|:|=|is|to|should\s+be)?\s*(?P<n>{_NUM_WORD})[\s-]*{unit}\b",
         rf"\b(?:next|coming|following)\s+(?P<n>{_NUM_WORD})\s+{unit}\b",
         rf"\b(?:forecast\w*|predict\w*)\s+(?:\w+\s+){{0,3}}?(?:for\s+)?(?P<n>{_NUM_WORD})\s+{unit}\s+(?:ahead|out)\b",
+        rf"\b(?P<n>{_NUM_WORD})[\s-]+{unit}[\s-]+(?:(?:[\w-]+)[\s-]+){{0,3}}?(?:forecasts?|outlook|projections?|view|plan)\b",
+        rf"\b(?P<n>{_NUM_WORD})\s+{unit}\s+of\s+(?:(?:[\w-]+)\s+){{0,3}}?(?:forecasts?|projections?|predictions?)\b",
     ]
+    if loose:
+        patterns.append(
+            rf"\bfor\s+(?:the\s+)?(?P<n>{_NUM_WORD})\s+{unit}\b(?!\s+(?:of\s+(?:history|data)|old|ago|before|after))"
+        )
     if bare:
         patterns.append(rf"\b(?P<n>{_NUM_WORD})[\s-]*{unit}\b")
     for p in patterns:
         m = re.search(p, text, re.I)
         if m:
             return _duration_days(m.group("n"), m.group("u"))
-    m = re.search(r"\b(?:next|coming)\s+(?P<u>week|month|quarter|year)\b", text, re.I)
-    if m and re.search(r"forecast|predict|ahead|horizon", text, re.I):
-        return UNIT_DAYS[m.group("u").lower()]
+    m = re.search(
+        r"\b(?P<all>(?:the\s+)?whole\s+of\s+)?(?:the\s+)?(?:next|coming)\s+(?P<u>week|fortnight|month|quarter|year)\b",
+        text,
+        re.I,
+    )
+    if m and (loose or re.search(r"forecast|predict|ahead|horizon|project", text, re.I)):
+        return round(UNIT_DAYS[m.group("u").lower()])
+    if re.search(r"\b(?:tomorrow|tomorow|tmrw|day[- ]ahead)\b", text, re.I):
+        return 1
     return None
 
 
 # The forecast frequencies as people say them (recipes.forecasting_config.FREQUENCIES), the
 # earliest mention winning: "weekly, not daily" is weekly.
 _FREQUENCY_RES = {
-    "H": r"hourly|per\s+hour|by\s+hour|each\s+hour|hour[- ]level|hour\s+by\s+hour|intraday",
-    "D": r"daily|per\s+day|by\s+day|each\s+day|day[- ]level|day\s+by\s+day",
-    "W": r"weekly|per\s+week|by\s+week|each\s+week|week[- ]level|week\s+by\s+week|weekly\s+buckets",
-    "M": r"monthly|per\s+month|by\s+month|each\s+month|month[- ]level|month\s+by\s+month",
+    "H": r"hourly|per\s+hour|by\s+hour|each\s+hour|every\s+hour|hour[- ]level|hour[\s-]by[\s-]hour|intraday",
+    "D": r"daily|per\s+day|by\s+day|each\s+day|every\s+day|day[- ]level|day[\s-]by[\s-]day",
+    "W": r"weekly|per\s+week|by\s+week|each\s+week|every\s+week|week[- ]level|week[\s-]by[\s-]week|weekly\s+buckets",
+    "M": r"monthly|per\s+month|by\s+month|each\s+month|every\s+month|month[- ]level|month[\s-]by[\s-]month",
     "Q": r"quarterly|per\s+quarter|by\s+quarter|each\s+quarter|quarter[- ]level",
 }
 _BARE_FREQUENCY = {"H": r"hours?", "D": r"days?", "W": r"weeks?", "M": r"months?", "Q": r"quarters?"}
@@ -640,34 +650,22 @@ def _frequency(text: str, *, bare: bool = False) -> tuple[str | None, str | None
         for key, pattern in _BARE_FREQUENCY.items():
             if re.search(rf"\b(?:{pattern})\b", text, re.I):
                 return key, None
+    # A horizon in days or hours, or "tomorrow", says the periods when nothing else does.
+    if re.search(r"\b(?:next|coming|for(?:\s+the)?(?:\s+next)?)\s+\d+\s+hours\b", text, re.I):
+        return "H", None
+    if re.search(
+        r"\b(?:next|coming|for(?:\s+the)?(?:\s+next)?)\s+(?:\d+|two|three|five|seven|ten|fourteen)\s+days\b"
+        r"|\b(?:\d+|two|three|five|seven|ten|fourteen)\s+days\s+(?:ahead|out)\b|\b(?:tomorrow|tomorow)\b",
+        text,
+        re.I,
+    ):
+        return "D", None
     if re.search(r"\b(?:yearly|per\s+year|by\s+the\s+minute|per\s+minute)\b", text, re.I):
         return None, (
             "The forecasting family works on hourly, daily, weekly, monthly or quarterly data; "
             "I left the frequency as it was."
         )
     return None, None
-
-
-def _grain(text: str) -> list[str] | None:
-    """The entity columns of "per store and product", "at store-SKU level" (the proposal adds
-    the starting recipe's time column back)."""
-    m = _GRAIN_RE.search(text)
-    if not m:
-        return None
-    cols: list[str] = []
-    for w in re.findall(_GRAIN_WORD, m.group("g"), re.I):
-        key = w.lower()
-        for singular in (
-            key,
-            key[:-2] if key.endswith("es") else key,
-            key[:-1] if key.endswith("s") else key,
-        ):
-            if singular in GRAIN_COLUMNS:
-                col = GRAIN_COLUMNS[singular]
-                if col not in cols:
-                    cols.append(col)
-                break
-    return cols or None
 
 
 _IDENT = r"[A-Za-z_][A-Za-z0-9_]*"
@@ -711,7 +709,7 @@ def _metric_spans(text: str, family: str) -> list[tuple[str, int, int]]:
 
 
 _VALUE_RE = re.compile(
-    r"(?P<sign>[-−])?\s?[$€£]?(?P<num>\d+(?:\.\d+)?)\s*(?P<pct>%|percent\b|pct\b|per\s+cent\b)?"
+    r"(?P<sign>[-−])?\s?[$€£]?(?P<num>\d*\.\d+|\d+(?:\.\d+)?)\s*(?P<pct>%|percent\b|pct\b|per\s+cent\b)?"
 )
 
 
@@ -743,7 +741,7 @@ def _metrics(text: str, family: str) -> tuple[dict[str, dict[str, float]], list[
         found_any = False
         for vm in _VALUE_RE.finditer(text, end, window_end):
             gap = text[cursor : vm.start()]
-            if len(gap) > 35:
+            if len(gap) > 35 or re.search(r"\b(?:top|best|first)\s*$", gap, re.I):
                 break
             # "MAPE under 12% for 300 stores": the first number is the target; later ones
             # need a role word (warning / critical) in front of them.
@@ -764,12 +762,27 @@ def _metrics(text: str, family: str) -> tuple[dict[str, dict[str, float]], list[
         if not found_any:
             # "12% MAPE", "a 0.8 rank correlation"
             pm = re.search(
-                r"(?<!top\s)(?<![\d.])(?P<sign>[-−])?(?P<num>\d+(?:\.\d+)?)\s*(?P<pct>%|percent)?\s*$", before
+                rf"(?<!top\s)(?<![\d.])(?P<sign>[-−])?(?P<num>\d*\.\d+|\d+(?:\.\d+)?|\b{_NUM_WORD})\s*"
+                r"(?P<pct>%|percent|per\s+cent)?\s*$",
+                before,
+                re.I,
             )
             if pm and (pm.group("pct") or "." in pm.group("num")):
                 value = _metric_value(name, pm.group("num"), pm.group("pct"))
                 out.setdefault(name, {})[_role(before) or "target"] = -value if pm.group("sign") else value
                 spans.append((start - len(before) + pm.start(), end))
+    if family == "next_best_action" and "incremental_revenue" not in out:
+        # "at least 50k incremental revenue": the number first, with a thousands suffix.
+        inc = re.search(
+            r"\b(?:at\s+least|min(?:imum)?(?:\s+of)?|over|above|more\s+than)\s+[$€£]?(?P<n>\d+(?:\.\d+)?)\s*(?P<s>[km])?\s+"
+            r"(?:of\s+)?(?:extra\s+|additional\s+)?incremental\s+revenue\b",
+            text,
+            re.I,
+        )
+        if inc:
+            scale = {"k": 1000, "m": 1_000_000}.get((inc.group("s") or "").lower(), 1)
+            out["incremental_revenue"] = {"target": _clean_float(float(inc.group("n")) * scale)}
+            spans.append((inc.start(), inc.end()))
     if family in ("forecasting", "pricing"):
         acc = re.search(
             r"(?P<n>\d+(?:\.\d+)?)\s*%\s*(?:forecast\s+)?accura(?:cy|te)\b|\baccuracy\s+(?:of|above|over|at\s+least|>=?|≥)?\s*(?P<n2>\d+(?:\.\d+)?)\s*%",
@@ -782,6 +795,17 @@ def _metrics(text: str, family: str) -> tuple[dict[str, dict[str, float]], list[
             if 0 < pct < 100 and metric not in out:
                 out[metric] = {"target": _clean_float(1 - pct / 100)}
                 spans.append((acc.start(), acc.end()))
+    if family == "forecasting" and not out:
+        # "within about 20%", "off by no more than 10 percent": the error, the family's primary metric.
+        within = re.search(
+            rf"\b(?:within|off\s+by\s+(?:no\s+more\s+than|at\s+most|less\s+than)|accurate\s+to(?:\s+within)?)\s+"
+            rf"(?:about\s+|roughly\s+|around\s+|\+/?-\s*|±\s*)?(?P<n>{_NUM_WORD})\s*(?:%|percent\b|per\s+cent\b)",
+            text,
+            re.I,
+        )
+        if within and 0 < _num(within.group("n")) < 100:
+            out["MAPE"] = {"target": _clean_float(_num(within.group("n")) / 100)}
+            spans.append((within.start(), within.end()))
     return out, spans
 
 
@@ -913,15 +937,22 @@ def _price_bounds(text: str, *, bare: bool = False) -> dict[str, float] | None:
         v = _clean_float(float(m.group("a")) / 100)
         return {"min_change": -v, "max_change": v}
     m = re.search(
-        r"\b(?:within|by\s+at\s+most|at\s+most|no\s+more\s+than|max(?:imum)?(?:\s+of)?|up\s+to|limit(?:ed)?\s+to|capped\s+at|cap\s+of)\s+"
-        r"(?P<a>\d+(?:\.\d+)?)\s*%",
+        r"\b(?:within|by\s+at\s+most|at\s+most|no\s+more\s+than|(?:never\s+)?more\s+than|max(?:imum)?(?:\s+of)?|up\s+to|"
+        r"limit(?:ed)?\s+to|capped\s+at|cap\s+of|under|below|less\s+than)\s+"
+        r"(?P<a>\d+(?:\.\d+)?)\s*%(?P<off>\s+off\b)?",
         text,
         re.I,
     )
     if m:
         ctx = text[max(0, m.start() - 50) : m.end() + 50]
-        if bare or re.search(r"\bpric|\bchange", ctx, re.I):
+        if bare or re.search(
+            r"\bpric|\bchange|\bincrease|\bdiscount|\bmov(?:e|ing)\b|\bmarkdown|\btariff|\bfare|\brent\b",
+            ctx,
+            re.I,
+        ):
             v = _clean_float(float(m.group("a")) / 100)
+            if m.group("off") or re.search(r"\bmark-?downs?\b", ctx, re.I):
+                return {"min_change": -v, "max_change": 0}  # "never more than 50% off": only down
             return {"min_change": -v, "max_change": v}
     if bare:
         m = re.search(r"(?P<a>\d+(?:\.\d+)?)\s*%", text)
@@ -932,15 +963,24 @@ def _price_bounds(text: str, *, bare: bool = False) -> dict[str, float] | None:
 
 
 def _k(text: str, *, bare: bool = False) -> float | None:
-    m = re.search(
-        r"\b(?:top|best|highest[- ]ranked|top[- ]ranked|first)\s+(?P<n>\d+(?:\.\d+)?)\s*(?:%|percent\b)",
-        text,
-        re.I,
-    ) or re.search(
-        r"\b(?:target|contact|reach|treat|shortlist|select|pick|send\s+(?:it\s+|offers?\s+|the\s+offer\s+)?to)\w*\s+(?:the\s+|only\s+)?(?:top\s+|best\s+)?"
-        r"(?P<n>\d+(?:\.\d+)?)\s*(?:%|percent\b)",
-        text,
-        re.I,
+    m = (
+        re.search(
+            r"\b(?:top|best|highest[- ]ranked|top[- ]ranked|first)\s+(?P<n>\d+(?:\.\d+)?)\s*(?:%|percent\b)",
+            text,
+            re.I,
+        )
+        or re.search(
+            r"\b(?:target|contact|reach|treat|shortlist|select|pick|call|email|mail|send\s+(?:it\s+|offers?\s+|the\s+offer\s+)?to)\w*\s+"
+            r"(?:the\s+|only\s+|maybe\s+|about\s+|around\s+|roughly\s+)?(?:top\s+|best\s+)?"
+            r"(?P<n>\d+(?:\.\d+)?)\s*(?:%|percent\b)",
+            text,
+            re.I,
+        )
+        or re.search(
+            r"\b(?:precision|uplift|hit[\s-]?rate|response\s+rate)\s+(?:at|in\s+the\s+top)\s+(?P<n>\d+(?:\.\d+)?)\s*(?:%|percent\b)",
+            text,
+            re.I,
+        )
     )
     if m is None and bare:
         m = re.search(r"(?P<n>\d+(?:\.\d+)?)\s*(?:%|percent\b)", text, re.I) or re.search(
@@ -1082,6 +1122,13 @@ def _overrides(text: str) -> tuple[list[dict[str, Any]], str | None]:
 # --------------------------------------------------------------------------- entry point
 
 
+_EDIT_VERB_RE = re.compile(
+    r"(?:drop|remove|delete|exclude|add|make|use|change|set|switch|swap|replace|keep|without|no\s+more|"
+    r"forget|take|get\s+rid|include|increase|decrease|lower|raise)\b",
+    re.I,
+)
+
+
 def read_message(
     text: str,
     *,
@@ -1125,14 +1172,21 @@ def read_message(
             family_options=reading.options,
         )
 
-    sched = find_schedule(text, base_cron=base_cron, force=pending == "schedule")
+    sched = find_schedule(text, base_cron=base_cron, force=pending in ("schedule", "retrain_schedule"))
     rest = text
     if sched:
-        slots["schedule"] = sched.cron
-        slots["schedule_text"] = sched.text
+        # A retraining schedule goes to the recipe's retraining policy; a scoring one (or one
+        # with no verb) to the deployment's schedule.
+        retrain = sched.kind == "retrain" or pending == "retrain_schedule"
+        slots["retrain_schedule" if retrain else "schedule"] = sched.cron
+        slots["retrain_schedule_text" if retrain else "schedule_text"] = sched.text
         consumed.extend(sched.spans)
         for s, e in sorted(sched.spans, reverse=True):
             rest = rest[:s] + " " * (e - s) + rest[e:]
+    elif event := stated.event_schedule(rest):
+        slots["event_schedule"] = event[0]
+        s, e = event[1]
+        rest = rest[:s] + " " * (e - s) + rest[e:]
 
     if named := _name(rest):
         # The recipe's name is not read for settings: "call it Grocery weekly v2" is not weekly.
@@ -1145,9 +1199,15 @@ def read_message(
         slots["client"] = client
     if re.search(r"\bclient[- ](?:level|recipe|specific)\b", rest, re.I):
         slots["want_client"] = True
+    if re.search(
+        r"\b(?:use|start\s+(?:from|with)|base\s+it\s+on|switch\s+to)\s+(?:the\s+|our\s+)?(?:[\w&-]+\s+){0,3}industry\s+recipe\b",
+        rest,
+        re.I,
+    ):
+        slots["start_from"] = "industry"
 
     if fam in ("forecasting", None) or pending in ("horizon_days", "frequency"):
-        if (h := _horizon(rest, bare=pending == "horizon_days")) is not None:
+        if (h := _horizon(rest, bare=pending == "horizon_days", loose=fam == "forecasting")) is not None:
             slots["horizon_days"] = h
         freq, note = _frequency(rest, bare=pending == "frequency")
         if freq:
@@ -1155,8 +1215,29 @@ def read_message(
         elif note and fam == "forecasting":
             notes.append(note)
 
-    if grain := _grain(rest):
+    if fam in ("forecasting", None) and pending not in ("frequency", "horizon_days"):
+        # One follow-up question instead of a silent default: a second period word with no verb
+        # ("weekly demand ..., monthly"), or a horizon without its unit ("a horizon of 12").
+        if word := stated.ambiguous_period(rest, slots.get("frequency")):
+            slots["ambiguous"] = {"kind": "period", "word": word}
+        elif "horizon_days" not in slots and (n := stated.unitless_horizon(rest)) is not None:
+            slots["ambiguous"] = {"kind": "horizon_unit", "number": n}
+    grain = stated.grain(rest, modifiers=fam in ("forecasting", None))
+    if grain and fam == "next_best_action":
+        # "each customer" (subscriber, passenger...) is what next best action always decides for.
+        people = {stated.grain_column(n) for n in stated.PERSON_NOUNS}
+        grain = [c for c in grain if c not in people] or None
+    if grain:
         slots["grain"] = grain
+    if features := stated.features(rest, fam):
+        slots["features"] = features
+    if dropped := stated.drop_features(rest):
+        slots["drop_features"] = dropped
+        slots["features"] = [f for f in slots.get("features", []) if f not in dropped]
+        if not slots["features"]:
+            del slots["features"]
+    if constraints := stated.constraints(rest):
+        slots["constraints"] = constraints
     if labels := _labels(rest):
         slots["labels"] = labels
     if mh := _min_history(rest):
@@ -1221,13 +1302,19 @@ def read_message(
             answer
             and len(answer.split()) <= 4
             and not re.search(r"\b(?:no|none|not|generic|any)\b", answer, re.I)
+            # "drop the weather", "make it weekly": an edit of the proposal, not a name.
+            and not _EDIT_VERB_RE.match(answer)
+            and not slots.get("drop_features")
         ):
             as_client = pending == "client" or (pending == "context" and _looks_like_company(answer))
             if as_client:
                 slots["client"] = answer
             else:
                 slots["industry"] = answer.lower()
-    informative = {k for k in slots if k not in ("scale", "schedule_text")}
+    informative = {k for k in slots if k not in ("scale", "schedule_text", "retrain_schedule_text")}
+    backtest = bool(_CREATE_BACKTEST_RE.match(text.strip()))
+    if backtest:
+        slots = {"backtest": True}
     clear = bool(family) and reading.probs.get(family, 0.0) >= CLEAR_PROBABILITY
     intent = detect_intent(
         text,
@@ -1258,8 +1345,19 @@ def merge_slots(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
             out["metrics"] = metrics
         elif key == "overrides":
             out["overrides"] = [*(out.get("overrides") or []), *value]
+        elif key == "features":
+            out["features"] = list(dict.fromkeys([*(out.get("features") or []), *value]))
+        elif key == "drop_features":
+            continue  # applied below, after every addition
+        elif key == "constraints":
+            out["constraints"] = {**(out.get("constraints") or {}), **value}
         elif key in ("target_edit", "threshold_edit"):
             continue  # resolved into "metrics" by the caller
         else:
             out[key] = value
+    if dropped := new.get("drop_features"):
+        kept = [f for f in out.get("features") or [] if f not in dropped]
+        out["features"] = kept
+        if not kept:
+            out.pop("features", None)
     return out

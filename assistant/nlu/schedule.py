@@ -40,7 +40,7 @@ _DAY = (
 )
 _DAY_LIST = rf"{_DAY}(?:\s*(?:,|and|&|or|/)\s*{_DAY})*"
 _VERB = (
-    r"(?:re-?train(?:ed|ing|s)?|refresh(?:ed|es|ing)?|re-?run(?:s|ning)?|runs?|running|"
+    r"(?:re-?train(?:ed|ing|s)?|re-?fit(?:ted|ting|s)?|re-?calibrat(?:e|ed|es|ing)|reviewed|review(?:s|ing)?|repric(?:e|ed|es|ing)|refresh(?:ed|es|ing)?|re-?run(?:s|ning)?|runs?|running|"
     r"re-?scor(?:e|ed|es|ing)|scor(?:e|ed|es|ing)|updat(?:e|ed|es|ing)|recomput(?:e|ed|es|ing)|"
     r"rebuil(?:d|t|ds|ding)|schedul(?:e|ed|es|ing)|execut(?:e|ed|es|ing)|reforecast(?:ed|s|ing)?)"
 )
@@ -63,6 +63,14 @@ _PATTERNS: list[tuple[str, re.Pattern]] = [
     ("dow", re.compile(rf"\b(?:every|each|on)\s+(?P<days>{_DAY_LIST})\b", re.I)),
     ("dow_plural", re.compile(r"\b(?P<days>(?:mon|tues|wednes|thurs|fri|satur|sun)days)\b", re.I)),
     (
+        "dow",
+        re.compile(
+            r"\b(?P<days>(?:mon|tues|wednes|thurs|fri|satur|sun)day)\s+(?:mornings?|evenings?|nights?)\b",
+            re.I,
+        ),
+    ),
+    ("quarterly", re.compile(r"\b(?:every\s+quarter|each\s+quarter|once\s+a\s+quarter|quarterly)\b", re.I)),
+    (
         "monthly_dom",
         re.compile(rf"\bon\s+the\s+{_ORD}(?:\s+(?:day\s+)?of\s+(?:the|each|every)\s+month)?\b", re.I),
     ),
@@ -71,14 +79,20 @@ _PATTERNS: list[tuple[str, re.Pattern]] = [
     (
         "daily",
         re.compile(
-            r"\b(?:every\s+(?:day|night|morning|evening)|each\s+(?:day|night|morning)|once\s+a\s+day|nightly|daily)\b",
+            r"\b(?:every\s+(?:day|night|morning|evening)|(?<!\bfor\s)each\s+(?:day|night|morning)|once\s+a\s+day|daily|"
+            r"(?<!\bthe\s)(?<!\bour\s)(?<!\ba\s)(?<!\bper\s)nightly(?!\s+(?:rates?|prices?|pric\w+|rooms?|stays?|fares?|"
+            r"tariffs?|charges?|fees?|occupancy|bookings?|revenue|demand|sales|volumes?|guests?|rent)\b))\b",
             re.I,
         ),
     ),
 ]
 # Period words that are also forecast frequencies: a schedule only next to a verb or a time.
-_AMBIGUOUS = {"weekly", "daily", "monthly"}
-_ALWAYS_SCHEDULE_WORDS = re.compile(r"^(?:every|each|once|nightly)", re.I)
+_AMBIGUOUS = {"hourly", "weekly", "daily", "monthly", "quarterly"}
+# "every Monday", "each night", "once a week" are schedules; "every day", "each week" may be the
+# forecast's periods ("how many parcels each week"), so they need a verb or a time like "daily".
+_ALWAYS_SCHEDULE_WORDS = re.compile(
+    r"^(?:(?:every|each)\s+(?!(?:day|week|month|quarter)\b)|once|nightly)", re.I
+)
 
 
 @dataclass
@@ -86,6 +100,19 @@ class Schedule:
     cron: str
     text: str
     spans: list[tuple[int, int]] = field(default_factory=list)
+    # "retrain" when a retraining verb goes with it ("retrain every Monday"), "score" for a
+    # scoring or refresh verb ("rescore monthly", "batch scoring every night"), None without one.
+    kind: str | None = None
+
+
+_RETRAIN_VERB_RE = re.compile(r"re-?train|re-?fit|rebuil|re-?estimat|re-?calibrat", re.I)
+
+
+def schedule_kind(verbs: list[str]) -> str | None:
+    """What a schedule is for, from the verbs that go with it: retraining or scoring."""
+    if any(_RETRAIN_VERB_RE.match(v) for v in verbs):
+        return "retrain"
+    return "score" if verbs else None
 
 
 def _parse_days(text: str) -> list[int]:
@@ -178,6 +205,14 @@ def _build(kind: str, m: re.Match, text: str, base_cron: str | None, verb_spans)
     minute, hour = _default_time(base_cron)
     if re.search(r"night", m.group(0), re.I):
         minute, hour = "0", "2"  # "nightly" without a time: 02:00 rather than the base's hour
+    elif part := (
+        re.search(r"\b(morning|evening|night)s?$", m.group(0), re.I)
+        or re.match(r"\s+(morning|evening|night)s?\b", text[m.end() :], re.I)
+    ):
+        # "every Sunday night", "Friday evenings": a part of the day without a time.
+        minute, hour = "0", {"morning": "6", "evening": "18", "night": "22"}[part.group(1).lower()]
+        if part.string != m.group(0):  # the part of the day follows the match
+            spans.append((m.end(), m.end() + part.end()))
     timed = _time_near(text, m.start(), m.end())
     at = ""
     if timed and kind not in ("hours", "hourly"):
@@ -185,9 +220,19 @@ def _build(kind: str, m: re.Match, text: str, base_cron: str | None, verb_spans)
         spans.append(timed[2])
     if kind not in ("hours", "hourly"):
         at = f" at {int(hour):02d}:{int(minute):02d}"
+    verbs = []
     for vs, ve in verb_spans:
         if 0 <= m.start() - ve <= 25 and not re.search(r"[,.;\n]", text[ve : m.start()]):
             spans.append((vs, ve))
+            verbs.append(text[vs:ve])
+        elif 0 <= vs - m.end() <= 3:
+            verbs.append(text[vs:ve])
+    found = _cron(kind, m, text, minute, hour, at, spans)
+    found.kind = schedule_kind(verbs)
+    return found
+
+
+def _cron(kind: str, m: re.Match, text: str, minute: str, hour: str, at: str, spans) -> Schedule:
     if kind == "hours":
         n = max(1, min(23, int(m.group("n"))))
         return Schedule(f"0 */{n} * * *", f"every {n} hours", spans)
@@ -210,6 +255,8 @@ def _build(kind: str, m: re.Match, text: str, base_cron: str | None, verb_spans)
         if dom_m:
             spans.append((m.end() + dom_m.start(), m.end() + dom_m.end()))
         return Schedule(f"{minute} {hour} {dom} * *", f"on day {dom} of every month{at}", spans)
+    if kind == "quarterly":
+        return Schedule(f"{minute} {hour} 1 1,4,7,10 *", f"on the first day of every quarter{at}", spans)
     if kind == "weekly":
         days = []
         on = re.search(rf"\bon\s+(?P<days>{_DAY_LIST})\b", text[m.end() : m.end() + 40], re.I)
@@ -247,4 +294,6 @@ def describe_cron(cron: str | None) -> str:
             return "every " + " and ".join(DAY_NAMES[int(d)] for d in dow.split(",")) + f" {at}"
     if dom.isdigit() and month == "*" and dow == "*":
         return f"on day {dom} of every month {at}"
+    if dom == "1" and month == "1,4,7,10" and dow == "*":
+        return f"on the first day of every quarter {at}"
     return cron

@@ -87,6 +87,8 @@ def choose_base(user, family: str, slots: dict) -> Base | None:
     client recipe (its parent becomes the parent) or a matching industry recipe."""
     client, industry = slots.get("client"), slots.get("industry")
     levels = ["baseline"] + (["industry", "client"] if client or slots.get("client_base") else [])
+    if slots.get("start_from") == "industry" and "industry" not in levels:
+        levels.append("industry")
     # for_list() defers the manifests: only the chosen recipe's current manifest is loaded.
     recipes = list(
         access.visible_recipes(user)
@@ -104,6 +106,19 @@ def choose_base(user, family: str, slots: dict) -> Base | None:
         if chained is not None:
             return Base(
                 chained, chained, "client", f"Starting from the industry recipe {chained.id} created above."
+            )
+    if slots.get("start_from") == "industry" and industry and not client:
+        # "use the grocery industry recipe instead": start from it; the draft is its sibling.
+        existing = _best_match(
+            [r for r in recipes if r.level == "industry" and r.parent_id], _industry_terms(industry)
+        )
+        if existing is not None:
+            return Base(
+                existing,
+                existing.parent,
+                "industry",
+                f"Starting from the {industry} industry recipe {existing.id}; the new recipe is a sibling under "
+                f"{existing.parent_id}.",
             )
     if client:
         existing = _best_match([r for r in recipes if r.level == "client" and r.parent_id], [client])

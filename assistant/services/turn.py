@@ -26,9 +26,25 @@ from ..models import Conversation
 from ..nlu import extract
 from ..nlu.text import CleanMessage, plain
 from ..reply import EMPTY_REPLY, GREETING, RECIPE_PAGE, REFUSAL
-from ..slots import context_only, drop_superseded_overrides, resolve_bare_edits, revert_rejected
+from ..slots import (
+    answer_ambiguity,
+    context_only,
+    drop_superseded_overrides,
+    resolve_bare_edits,
+    revert_rejected,
+)
+from .backtest import start_backtest
 from .starting_recipe import BASELINE_IDS, choose_base, client_for
 from .understanding import Understanding, read
+
+
+def _out_of_scope(text: str) -> bool:
+    """A question about nothing the workspace knows and no business of the user's: no family,
+    no workspace term, no "we/our", and nothing in the knowledge base."""
+    question = text.rstrip().endswith("?") or extract.detect_intent(text, slot_count=0) == "question"
+    if not question or extract.mentions_workspace_or_business(text):
+        return False
+    return knowledge.answer(text) is None
 
 
 class Turn:
@@ -82,13 +98,16 @@ class Turn:
             f'Source: knowledge base entry "{e.id}" (version {e.version}): {e.title}.' for e in entries
         )
 
+    def _pending_question(self, pending: str) -> str:
+        if pending == "ambiguous" and self.state.get("ambiguous"):
+            return reply.ambiguity_question(self.state["ambiguous"], self.state.get("slots", {}))
+        return proposals.question(pending, self.state["family"], self.state.get("slots", {}))
+
     def _next_step_hint(self) -> str:
         if self.state.get("proposal"):
             pending = self.state.get("pending")
             if pending:
-                return "Next question: " + proposals.question(
-                    pending, self.state["family"], self.state.get("slots", {})
-                )
+                return "Next question: " + self._pending_question(pending)
             return 'Say "create it" to create the draft recipe, or tell me what to change.'
         return (
             "Describe the model you need, or ask a question about families, metrics, drift or recipe levels."
@@ -116,7 +135,9 @@ class Turn:
                     "Describe it in a sentence or two (industry, how often, how good it must be) and I will draft the recipe.\n"
                     + self._cite([entry])
                 )
-        found = knowledge.answer(text)
+        # "here": the proposal's family, unless the question names one itself.
+        family = None if extract.named_families(text) else self.state.get("family")
+        found = knowledge.answer(text, family=family)
         if found is None:
             titles = ", ".join(e.title for e in knowledge.load()[:6])
             return (
@@ -124,6 +145,13 @@ class Turn:
                 f"{titles}; or draft a recipe from your description.\n" + self._next_step_hint()
             )
         answer, entries = found
+        other = knowledge.entry_family(entries[0])
+        if family and other and other != family:
+            # "here" is this proposal's family, and the answer is about another one: say so.
+            answer = (
+                f"The {catalog.FAMILY_LABELS[family].lower()} family has no such term of its own; "
+                f"in {catalog.FAMILY_LABELS[other].lower()} recipes: {answer}"
+            )
         return f"{answer}\n{self._cite(entries)}"
 
     def _reset(self) -> str:
@@ -139,6 +167,7 @@ class Turn:
             family, self.state.get("slots", {}), skipped=self.state.get("skipped", [])
         )
         self.state["skipped"] = [*self.state.get("skipped", []), *open_keys]
+        self.state.pop("ambiguous", None)
         body = self._recompute(turn_keys=set())
         return "OK, I keep the starting recipe's values for the open questions.\n" + body
 
@@ -146,7 +175,10 @@ class Turn:
         pending = self.state.get("pending")
         if not self.state.get("proposal") or not pending:
             return "There is no open question to skip. " + self._next_step_hint()
-        self.state["skipped"] = [*self.state.get("skipped", []), pending]
+        if pending == "ambiguous":
+            self.state.pop("ambiguous", None)  # the reading as first understood stands
+        else:
+            self.state["skipped"] = [*self.state.get("skipped", []), pending]
         body = self._recompute(turn_keys=set())
         return "OK, I keep the starting recipe's value for that.\n" + body
 
@@ -181,10 +213,25 @@ class Turn:
                 f"{catalog.FAMILY_LABELS[family].lower()}, so I started a new proposal."
             )
             family = None
+        if family is None and ex.family is None and _out_of_scope(self.cleaned.text):
+            # "what's the weather tomorrow?": a short honest answer, not a question about families.
+            return reply.OUT_OF_SCOPE
         if family is None:
             family = ex.family
             started_new = family is not None
         new_slots = dict(ex.slots)
+        if self.state.get("pending") == "ambiguous" and self.state.get("ambiguous"):
+            # The answer to the follow-up question fills the slot it was about.
+            manifest = (self.state.get("proposal") or {}).get("manifest") or {}
+            base_cron = (manifest.get("deployment") or {}).get("schedule")
+            answered = answer_ambiguity(self.state["ambiguous"], self.cleaned.text, base_cron=base_cron)
+            if answered is not None:
+                new_slots.update(answered)
+                self.state.pop("ambiguous")
+                if "retrain_schedule" in answered:
+                    new_slots.pop("frequency", None)  # "monthly" was the schedule, not the periods
+        if ambiguous := new_slots.pop("ambiguous", None):
+            self.state["ambiguous"] = ambiguous
         if family is None:
             # Keep what we understood (industry, client) and the words, until the family is known.
             self.state["slots"] = extract.merge_slots(self.state.get("slots", {}), context_only(new_slots))
@@ -206,7 +253,7 @@ class Turn:
             if pending and self.state.get("proposal"):
                 return (
                     "I didn't catch that. "
-                    + proposals.question(pending, family, self.state.get("slots", {}))
+                    + self._pending_question(pending)
                     + ' (Or say "skip" to keep the starting recipe\'s value.)'
                 )
             if self.state.get("proposal"):
@@ -271,6 +318,10 @@ class Turn:
         missing = proposals.missing_slots(family, slots, skipped=self.state.get("skipped", []))
         questions = [proposals.question(k, family, slots) for k in missing]
         self.state["pending"] = missing[0] if missing else None
+        if ambiguity := self.state.get("ambiguous"):
+            # An ambiguous setting is asked about first: one question per turn, its answer fills it.
+            questions.insert(0, reply.ambiguity_question(ambiguity, slots))
+            self.state["pending"] = "ambiguous"
         previous = self.state.get("proposal")
         prop = {
             "family": family,
@@ -320,10 +371,16 @@ class Turn:
             shown.append(f"goal: maximise {goal.replace('_', ' ').replace('@k', '')} (measured by {goal})")
         if (scale := slots.get("scale")) and (first or "scale" in turn_keys):
             shown.append(f"scale: {scale['count']} {scale['unit']} (noted in the description)")
+        if dropped := (label_slots or {}).get("drop_features"):
+            shown.append("no longer asked for: " + ", ".join(f.replace("_", " ") for f in dropped))
         if shown:
             lines.append("What I understood:" if first else "Changes:")
             lines.extend(f"- {line}" for line in shown)
         lines.extend(result.rejected)
+        said = reply.said_back(family, slots if first else (label_slots or {}), result.manifest)
+        if said:
+            lines.append("What I understood but can't put in the recipe:")
+            lines.extend(f"- {line}" for line in said)
         lines.append(
             f"The proposed manifest passes validation and differs from {base.recipe.id} in "
             f"{len(prop['diff'])} place{'s' if len(prop['diff']) != 1 else ''} (see the diff)."
@@ -355,7 +412,11 @@ class Turn:
         if self.state.get("proposal_created"):
             rid = self.state["proposal_created"]
             self.created_recipe_id = rid
-            return f"This proposal was already created as draft recipe {rid}: {RECIPE_PAGE.format(id=rid)}"
+            done = f"This proposal was already created as draft recipe {rid}: {RECIPE_PAGE.format(id=rid)}"
+            recipe = access.visible_recipes(self.user).filter(pk=rid).first()
+            if self.ex.slots.get("backtest") and recipe is not None:
+                done += "\n" + start_backtest(user=self.user, recipe=recipe)
+            return done
         missing = proposals.missing_slots(
             prop["family"], self.state.get("slots", {}), skipped=self.state.get("skipped", [])
         )
@@ -404,6 +465,8 @@ class Turn:
         ]
         if kept:
             lines.append(kept)
+        if self.ex.slots.get("backtest"):
+            lines.append(start_backtest(user=self.user, recipe=recipe))
         if slots.get("client") and recipe.level == "industry":
             # The client recipe needed an industry parent: now propose the client recipe on top of it.
             slots["client_base"] = recipe.id

@@ -34,13 +34,17 @@ def _llm_configured() -> bool:
     return bool(getattr(settings, "LLM_BASE_URL", "") and getattr(settings, "LLM_MODEL", ""))
 
 
-def _base_cron(state: dict, family: str | None) -> str | None:
+def _base_cron(state: dict, family: str | None, *, retrain: bool = False) -> str | None:
     """The schedule of the pending proposal, else of the family's baseline: "retrain weekly"
-    keeps the starting recipe's hour."""
+    keeps the starting recipe's hour (its retraining schedule's when it has one, else its
+    scoring schedule's)."""
     manifest = (state.get("proposal") or {}).get("manifest")
     if manifest is None and family in BASELINE_IDS:
         version = Recipe.objects.filter(pk=BASELINE_IDS[family]).first()
         manifest = version.current_version.manifest if version and version.current_version else None
+    retraining = ((manifest or {}).get("retraining") or {}).get("triggers") or {}
+    if retrain and isinstance(retraining, dict) and retraining.get("schedule"):
+        return retraining["schedule"]
     return ((manifest or {}).get("deployment") or {}).get("schedule")
 
 
@@ -52,8 +56,10 @@ def read(text: str, state: dict, *, pending: str | None = None) -> extract.Extra
         "has_proposal": bool(state.get("proposal")),
     }
     ex = extract.read_message(text, **kwargs)
-    if "schedule" in ex.slots:
-        base_cron = _base_cron(state, ex.family or state.get("family"))
+    if "schedule" in ex.slots or "retrain_schedule" in ex.slots:
+        base_cron = _base_cron(
+            state, ex.family or state.get("family"), retrain="retrain_schedule" in ex.slots
+        )
         if base_cron:
             ex = extract.read_message(text, base_cron=base_cron, **kwargs)
     return ex

@@ -66,7 +66,8 @@ DESCRIPTIONS = [
             ("training", "horizon"): 56,
             ("training", "season_length"): 52,
             "/evaluation/metrics/MAPE/target": 0.12,
-            "/deployment/schedule": "0 6 * * 1",
+            # "retrain every Monday at 6": the retraining policy, not the scoring schedule.
+            "/retraining/triggers/schedule": "0 6 * * 1",
             "/metadata/name": "Grocery demand forecast",
         },
     ),
@@ -97,7 +98,7 @@ DESCRIPTIONS = [
             ("training", "horizon"): 14,
             "/evaluation/metrics/MAPE/target": 0.08,
             "/monitoring/freshness/max_age_hours": 48,
-            "/deployment/schedule": "0 2 * * *",
+            "/retraining/triggers/schedule": "0 2 * * *",
         },
     ),
     (
@@ -121,7 +122,7 @@ DESCRIPTIONS = [
         {
             ("training", "objective"): "margin",
             ("training", "price_bounds"): {"min_change": -0.1, "max_change": 0.1},
-            "/deployment/schedule": "0 6 * * 1",
+            "/retraining/triggers/schedule": "0 6 * * 1",
         },
     ),
     (
@@ -372,7 +373,8 @@ def test_bare_target_edit_goes_to_the_metric_in_focus(api_client, baselines):
     data = say(api_client, "change the target to 10%", cid)
     assert data["proposal"]["manifest"]["evaluation"]["metrics"]["MAPE"]["target"] == 0.1
     data = say(api_client, "retrain daily at 2am and make it realtime", cid)
-    assert data["proposal"]["manifest"]["deployment"]["schedule"] == "0 2 * * *"
+    assert data["proposal"]["manifest"]["retraining"]["triggers"]["schedule"] == "0 2 * * *"
+    assert data["proposal"]["manifest"]["deployment"]["schedule"] == "0 6 * * 1"  # scoring: unchanged
     assert data["proposal"]["manifest"]["deployment"]["mode"] == "realtime"
     # "daily" here is the schedule, not the forecast frequency.
     assert stage_config(data["proposal"]["manifest"], "feature_prep")["frequency"] == "W"

@@ -276,6 +276,54 @@ def test_forecasting_components_are_drawn_when_present():
     assert [t.name for t in charts[0].figure.data] == ["trend", "seasonality"]
 
 
+def test_forecasting_series_decomposition_follows_the_picked_series():
+    doc = document("forecasting")
+    assert ec.forecast_series(doc) == [] and _keys(ec.family_charts(doc)) == ["forecast-regressors"]
+    dates = ["2026-01-05", "2026-01-06"]
+    doc["family_view"]["decomposition"] = {
+        "method": "shapley_groups",
+        "base_value": 10.0,
+        "series": [
+            {
+                "series": "big",
+                "date": dates,
+                "forecast": [13.0, 9.0],
+                "trend": [2.0, -2.0],
+                "seasonality": [1.0, 1.0],
+                "holidays": [0.0, 0.0],
+                "regressors": [0.0, 0.0],
+            },
+            {
+                "series": "small",
+                "date": dates,
+                "forecast": [4.0, 5.0],
+                "trend": [-6.0, -5.0],
+                "seasonality": [0.0, 0.0],
+                "holidays": [0.0, 0.0],
+                "regressors": [0.0, 0.0],
+            },
+            {"series": None, "date": dates},  # malformed: skipped, not an error
+        ],
+    }
+    assert ec.forecast_series(doc) == ["big", "small"]
+    for picked, title, parts in (
+        (None, "Series big", ["trend", "seasonality", "forecast"]),  # none picked: the first
+        ("small", "Series small", ["trend", "forecast"]),  # an all-zero part is left out
+        ("nope", "Series big", ["trend", "seasonality", "forecast"]),  # unknown: the first
+    ):
+        chart = ec.family_charts(doc, series=picked)[0]
+        assert chart.key == "forecast-series-decomposition"
+        assert chart.figure.layout.title.text.startswith(title)
+        assert [t.name for t in chart.figure.data] == parts
+        assert "base value (dotted)" in chart.caption
+    # Prophet's components: no base value line, and the caption says they add up to its forecast
+    doc["family_view"]["decomposition"].update(method="prophet_components", base_value=0.0)
+    chart = ec.family_charts(doc)[0]
+    assert "Prophet" in chart.caption and not chart.figure.layout.shapes
+    doc["family_view"]["decomposition"]["series"] = []
+    assert ec.forecast_series(doc) == [] and _keys(ec.family_charts(doc)) == ["forecast-regressors"]
+
+
 def test_waterfall_adds_up_and_folds_the_tail():
     contributions = {f"f{i}": float(i - 6) for i in range(14)}
     output = 5.0 + sum(contributions.values())

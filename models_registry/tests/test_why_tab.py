@@ -11,7 +11,7 @@ import re
 
 import pytest
 
-from models_registry import selectors
+from models_registry import explain_charts, selectors
 from models_registry import views as model_views
 from models_registry.forms import ExplainForm
 from models_registry.models import MLModel
@@ -288,6 +288,8 @@ def test_comparison_page_shows_both_models_importance(as_user, baselines, user, 
         ("How do I read the partial dependence plot?", "The thick line (PD)"),
         ("What does explain.rank_change mean?", "mean absolute change in the features' rank positions"),
         ("How do I read the waterfall of a prediction?", "starts at the base value"),
+        ("How do I read the per-series decomposition?", "base value plus the bars of a period"),
+        ("How do I read batch contributions?", "sum of its contrib_ columns"),
     ],
 )
 def test_the_assistant_cites_the_explanations_article(api_client, question, section):
@@ -334,3 +336,11 @@ def test_a_trained_model_is_explained_end_to_end(as_user, baselines, user, recip
     assert form.is_valid(), form.errors
     item = artifacts.explain_rows(model, [form.row()])[0]
     assert item["reasons"][0] in result.replace("&#x27;", "'")
+    if recipe_id == "recipe_forecasting_base":
+        # the per-series decomposition: a series picker, and the picked series' chart
+        series = explain_charts.forecast_series(doc)
+        assert series and 'id="why-series"' in body and 'id="why-decomposition-method"' in body
+        assert 'data-chart="forecast-series-decomposition"' in body
+        picked = as_user.get(url(model.pk), {"tab": "why", "series": series[-1]}, **HTMX).content.decode()
+        assert f'<option value="{series[-1]}" selected>' in picked
+        assert f"Series {series[-1]}: forecast decomposition" in picked

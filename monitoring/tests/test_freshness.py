@@ -22,19 +22,21 @@ def _frame() -> pd.DataFrame:
 def test_real_timestamps_age_each_watched_feature_against_now():
     out = batch_freshness(_frame(), MANIFEST, "forecasting", real_times=True, now=NOW)
     assert out["max_age_hours"] == 48
+    # a daily forecaster's row is complete at the end of its day (test_freshness_periods.py)
     assert out["features"]["date"] == {
         "newest": "2026-03-09T00:00:00+00:00",
-        "age_hours": 36.0,
+        "age_hours": 12.0,
         "stale": False,
+        "period_end": "2026-03-10T00:00:00+00:00",
     }
-    assert out["features"]["price"]["age_hours"] == 60.0 and out["features"]["price"]["stale"] is True
+    assert out["features"]["price"]["age_hours"] == 36.0 and out["features"]["price"]["stale"] is False
     assert out["features"]["nope"] == {
         "newest": None,
         "age_hours": None,
         "stale": None,
         "error": "missing column",
     }
-    assert out["max_age_hours_observed"] == 60.0
+    assert out["max_age_hours_observed"] == 36.0
 
 
 def test_a_synthetic_batch_is_moved_so_its_newest_row_is_now():
@@ -48,4 +50,4 @@ def test_nothing_watched_or_no_time_column():
     no_time = batch_freshness(
         pd.DataFrame({"price": [1.0]}), MANIFEST, "forecasting", real_times=True, now=NOW
     )
-    assert no_time == {"max_age_hours": 48, "features": {}}
+    assert no_time == {"max_age_hours": 48, "period": "D", "features": {}}

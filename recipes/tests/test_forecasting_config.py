@@ -10,7 +10,9 @@ import sys
 
 import pytest
 
+from recipes import forecasting_config
 from recipes.baselines import manifest as baseline_manifest
+from recipes.forecasting_config import MAX_PERIOD_HOURS
 from recipes.manifest import validate_manifest
 
 
@@ -39,7 +41,10 @@ def test_module_has_no_django_import():
 
 @pytest.mark.parametrize("frequency", ["H", "D", "W", "M", "Q", "d", "w", "MS", "QS", "h"])
 def test_every_planning_frequency_is_valid(frequency):
+    """With a freshness limit of at least one of its periods (check_freshness: the baseline's
+    48 hours fit hourly and daily data only)."""
     m, _ = forecasting("feature_prep", frequency=frequency)
+    m["monitoring"]["freshness"]["max_age_hours"] = MAX_PERIOD_HOURS[forecasting_config.frequency(frequency)]
     assert errors(m) == []
 
 

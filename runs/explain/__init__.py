@@ -27,7 +27,7 @@ import pandas as pd
 from recipes.explain_config import resolve
 
 from ..jsonsafe import json_safe
-from . import adapters, dependence, family_views, importance, reasons, shapley
+from . import adapters, decomposition, dependence, family_views, importance, reasons, shapley
 
 __all__ = [
     "Explanation",
@@ -215,6 +215,14 @@ def explain_model(family, model, train, test, manifest, config, *, log=_noop, th
     # --- the family's view
     view, view_notes = _family_view(family, model, sample, adapter, mean_abs, explained, phi, output, base)
     notes.extend(view_notes)
+    if family.NAME == "forecasting":
+        t0 = time.monotonic()
+        view["decomposition"] = _decomposition(model, usable, adapter, background, cfg, "shap" in methods)
+        if view["decomposition"] is not None:
+            log(
+                f"explain: {view['decomposition']['method']} decomposition of "
+                f"{len(view['decomposition']['series'])} series in {time.monotonic() - t0:.2f}s"
+            )
 
     # --- the explained rows
     contributions = explained.reset_index(drop=True).copy()
@@ -271,6 +279,42 @@ def _family_view(family, model, sample, adapter, mean_abs, explained, phi, outpu
     if name == "forecasting":
         return family_views.forecasting_view(model, mean_abs)
     return {"kind": name}, []
+
+
+def _decomposition(model, usable, adapter, background, cfg, shap: bool) -> dict | None:
+    """A forecaster's decomposition per series (``runs.explain.decomposition``): Prophet's own
+    components, else the Shapley contributions of each series' held-out rows by kind of
+    feature (when the stage computes Shapley values: ``methods`` with ``shap``), for the
+    ``decomposition_series`` series of most held-out volume, within the attribution budget."""
+    spec = model["spec"]
+    keys = adapters._series_key(usable, spec["series_columns"])
+    label = spec.get("label")
+    if label in usable.columns:
+        volume = pd.to_numeric(usable[label], errors="coerce").fillna(0.0).to_numpy(dtype=float)
+    else:
+        volume = np.ones(len(usable))
+    n = int(cfg["decomposition_series"])
+    out = decomposition.prophet_groups(model, pd.Series(volume).groupby(keys).sum().to_dict(), series=n)
+    if out is None:
+        if not shap or background is None or len(background) == 0:
+            return None
+        per_row = adapter.hybrids_per_row(len(background)) * adapter.row_cost
+        rows = max(n, int(SHAP_BUDGET // per_row)) if per_row else n * decomposition.PERIODS
+        out = decomposition.shapley_groups(
+            adapter,
+            usable[list(background.columns)].reset_index(drop=True),
+            keys,
+            volume,
+            background,
+            time_col=spec["time_column"],
+            series=n,
+            # the budget's rows shared by the series there are (a model may have fewer than n)
+            periods=max(1, min(decomposition.PERIODS, rows // max(1, min(n, len(set(keys)))))),
+            seed=int(cfg["seed"]),
+        )
+    out["method_note"] = decomposition.method_note(out, str(model["algorithm"]))
+    out["series_total"] = len(model["series"])
+    return out
 
 
 def _align(

@@ -54,9 +54,10 @@ from runs.data import outcome_columns
 
 from .shapley import MAX_EXACT_FEATURES, MAX_HYBRIDS_PER_ROW
 
-# Background rows of a LightGBM forecaster's Shapley values: 2^4 x 8 = 128 recursive forecasts
-# per explained row (fewer once duplicates are dropped) keep one row's explanation near the
-# 50 ms target (bench/README.md, section 13).
+# Background rows of a LightGBM forecaster's Shapley values: 2^4 x 8 = 128 hybrid rows per
+# explained row. Chosen when each hybrid was a recursive forecast of its own; since they share
+# their series' recursion (forecasting.predict_alone) it is kept so that the values stay those
+# of earlier documents (bench/README.md, section 13).
 FORECAST_BACKGROUND = 8
 # forecast_alone's calls (_buckets): a call's fixed cost per period in booster rows, and the
 # equal buckets of a large frame. Measured in bench/bench_explain.py.
@@ -359,6 +360,10 @@ def forecast_alone(family, model: dict, frame: pd.DataFrame, arrays: dict | None
     (each row becomes its own alias series with a copy of its series' state)."""
     if len(frame) == 0:
         return np.zeros(0)
+    if model["algorithm"] == "lightgbm":
+        # the recursion of a series is shared by its rows (their known features differ only
+        # at their own period): one recursion per series, not one forecast per row
+        return np.asarray(family.predict_alone(model, frame, arrays), dtype=float)
     spec = model["spec"]
     keys = _series_key(frame, spec["series_columns"])
     idx = pd.Index(model["series"], dtype=object).get_indexer(pd.Index(keys, dtype=object))
@@ -406,8 +411,9 @@ def _forecasting(family, model, sample) -> Adapter:
 
     kinds = _kinds(sample, groups, categorical=(series_name, "promo"))
     lgb_model = model["algorithm"] == "lightgbm"
-    # a LightGBM forecast is recursive: a row costs a booster call per period up to its date
-    periods = max(1, int(pd.to_datetime(sample[time_col], errors="coerce").nunique())) if len(sample) else 1
+    # A LightGBM forecast is recursive, but the rows of one series share its recursion
+    # (forecasting.predict_alone: computed once per model and kept), so a row costs about one
+    # booster row at its own period.
     booster = model["state"].get("booster") if lgb_model else None
     trees = booster.num_trees() if booster is not None else 100
     return Adapter(
@@ -422,7 +428,7 @@ def _forecasting(family, model, sample) -> Adapter:
         effect_unit=str(spec["label"]),
         kinds=kinds,
         keys={series_name: series_cols},
-        row_cost=max(1.0, trees / 100.0) * periods if lgb_model else 1.0,
+        row_cost=max(1.0, trees / 100.0) if lgb_model else 1.0,
         max_background=FORECAST_BACKGROUND if lgb_model else None,
         background_note=(
             f"a LightGBM forecast is recursive (a booster call per period), so its Shapley values "

@@ -327,13 +327,15 @@ def forecasting_view(model: dict, mean_abs: list[dict] | None) -> tuple[dict, li
     if known:
         note = (
             f"The {model['algorithm']} forecaster reads the regressors {', '.join(known)}; their mean "
-            "|contribution| is shown. It does not decompose a forecast into trend, seasonality and "
-            "holidays (the lags and calendar features act together), so components are not given."
+            "|contribution| is shown. It has no trend / seasonality / holidays decomposition of its "
+            "own (the lags and calendar features act together): the per-series decomposition, when "
+            "shown, sums its Shapley contributions by kind of feature."
         )
     else:
         note = (
             f"The {model.get('algorithm')} forecaster uses no regressors (its forecast depends on the "
             "series and the date only), and the model stores forecast paths rather than a "
-            "trend/seasonality decomposition, so components are not given."
+            "trend/seasonality decomposition of its own: the per-series decomposition, when shown, "
+            "sums its Shapley contributions by kind of feature."
         )
     return {"kind": "forecasting", "components": None, "regressors": regressors, "note": note}, []

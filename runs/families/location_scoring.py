@@ -73,6 +73,11 @@ NAME = "location_scoring"
 PREDICTION_COLUMN = "prediction"  # what predict() returns, as a score run's column
 # Data larger than TRAIN_MAX_ROWS is sampled by rows: each row is one site, independent of the
 # others, so a uniform sample of sites keeps the score's ranking unbiased (runs.data.read_sample).
+# Or, with `distributed: "dask"` in the training config, every row trains on a Dask cluster
+# (fit_dask, runs.distributed): prepare() is row-local but for drop_duplicate_sites, which then
+# keeps a site's latest observation within each chunk (a site in two chunks trains twice; the
+# quality stage's unique_grain check flags duplicates in the sample it reads), and the category
+# levels come from a first pass over the whole dataset, not from the training rows.
 SAMPLE_BY_SERIES = False
 DEFAULT_ROWS = 100_000
 
@@ -655,6 +660,28 @@ def _valid_set(model: LocationModel, valid: pd.DataFrame | None, dataset: lgb.Da
     )
 
 
+def _new_model(cfg: dict, prep: dict, categories: dict, threads: int) -> tuple[LocationModel, list, list]:
+    """An untrained model (its metadata: transforms, category levels, LightGBM params), its
+    design column names and the indices of its native categorical columns."""
+    meta = {
+        "format_version": _FORMAT_VERSION,
+        "family": NAME,
+        "label": LABEL,
+        "features": prep["features"],
+        "log_transform": prep["log_transform"],
+        "categorical_encoding": prep["categorical_encoding"],
+        "categories": categories,
+        "log_target": prep["log_target"],
+        "target_scale": 1.0,
+    }
+    names, cat_idx = _design_names(meta)
+    meta["design_columns"] = names
+    params, rounds = _lgb_params(cfg, threads)
+    meta["params"] = params
+    meta["num_boost_round"] = rounds
+    return LocationModel(None, meta), names, cat_idx
+
+
 def fit(
     train: pd.DataFrame,
     manifest: dict,
@@ -689,23 +716,8 @@ def fit(
     for col in prep["categorical_columns"]:
         values = train[col].dropna().astype("str")
         categories[col] = sorted(values.unique().tolist())
-    meta = {
-        "format_version": _FORMAT_VERSION,
-        "family": NAME,
-        "label": LABEL,
-        "features": prep["features"],
-        "log_transform": prep["log_transform"],
-        "categorical_encoding": prep["categorical_encoding"],
-        "categories": categories,
-        "log_target": prep["log_target"],
-        "target_scale": 1.0,
-    }
-    names, cat_idx = _design_names(meta)
-    meta["design_columns"] = names
-    params, rounds = _lgb_params(cfg, threads)
-    meta["params"] = params
-    meta["num_boost_round"] = rounds
-    model = LocationModel(None, meta)
+    model, names, cat_idx = _new_model(cfg, prep, categories, threads)
+    meta, params, rounds = model.meta, model.meta["params"], model.meta["num_boost_round"]
     with threadpool_limits(threads):
         x = model.design(train)
         target = np.log1p(y) if prep["log_target"] else y
@@ -730,6 +742,50 @@ def fit(
             meta["target_scale"] = float(np.sum(1.0 + y) / np.sum(fitted))
             _log(log, f"log-target bias correction factor {meta['target_scale']:.4f}")
     return model
+
+
+def fit_dask(frames, manifest: dict, *, levels: dict, cluster, log=None) -> tuple[LocationModel, int]:
+    """The ``training`` stage on a Dask cluster (``runs.distributed``): (model, rows trained on).
+
+    ``frames`` are the dataset's prepared training rows, chunk by chunk; ``levels`` every text
+    column's levels in the whole dataset (the first pass), which fix the categorical encoding
+    before the first chunk is encoded. Each chunk is encoded here (``LocationModel.design``)
+    and scattered to the cluster, which trains the booster with ``fit``'s hyperparameters; the
+    log-target bias correction is summed on the cluster. The model is the same kind as
+    ``fit``'s (same files, same predict path). No training curves: lightgbm.dask keeps them on
+    the workers."""
+    cfg = stage_config(manifest, "training")
+    if cfg.get("algorithm", "lightgbm") != "lightgbm":
+        raise ValueError(f"training.algorithm {cfg.get('algorithm')!r} is not supported (use 'lightgbm')")
+    prep = _prep_config(manifest)
+    categories = {col: list(levels.get(col, [])) for col in prep["categorical_columns"]}
+    model, names, cat_idx = _new_model(cfg, prep, categories, threads=1)
+    parts, rows = [], 0
+    for chunk in frames:
+        if LABEL not in chunk.columns:
+            raise ValueError(f"missing column: {LABEL}")
+        y = pd.to_numeric(chunk[LABEL], errors="coerce").to_numpy(dtype=float)
+        keep = np.isfinite(y) & ((y >= 0) if prep["log_target"] else True)
+        if not keep.any():
+            continue
+        y = y[keep]
+        target = np.log1p(y) if prep["log_target"] else y
+        parts.append(cluster.scatter(model.design(chunk.loc[keep]), target, 1.0 + y))
+        rows += len(y)
+    if rows < 10:
+        raise ValueError("need at least 10 rows with a usable label to train")
+    x, target, one_plus_y = cluster.concat(parts)
+    rounds = model.meta["num_boost_round"]
+    _log(log, f"training LightGBM on the Dask cluster: {rows} rows, {len(names)} inputs, {rounds} rounds")
+    model.booster = cluster.fit(
+        x, target, model.meta["params"], rounds, categorical=cat_idx or None, names=names
+    )
+    if prep["log_target"] and cfg.get("bias_correction", True):
+        fitted = np.exp(cluster.predict(model.booster, x))
+        total, fitted_total = cluster.compute(one_plus_y.sum(), fitted.sum())
+        model.meta["target_scale"] = float(total / fitted_total)
+        _log(log, f"log-target bias correction factor {model.meta['target_scale']:.4f}")
+    return model, rows
 
 
 def predict(model: LocationModel, rows: pd.DataFrame) -> list:

@@ -88,6 +88,11 @@ PREDICTION_COLUMN = "uplift_score"  # what predict() returns, as a score run's c
 # Data larger than TRAIN_MAX_ROWS is sampled by rows: each row is one customer's treatment and
 # response, independent of the others, so a uniform row sample keeps the treatment/control
 # balance and the uplift estimate unbiased (runs.data.read_sample).
+# Or, with `distributed: "dask"` in the training config, every row trains on a Dask cluster
+# (fit_dask, runs.distributed): prepare() is row-local but for `dedupe`, which then keeps a
+# customer's latest row within each chunk (a customer in two chunks trains twice; the quality
+# stage's unique_grain check flags duplicates in the sample it reads), and the category codes
+# come from a first pass over the whole dataset, not from the training rows.
 SAMPLE_BY_SERIES = False
 DEFAULT_ROWS = 100_000
 
@@ -770,6 +775,92 @@ def fit(
     )
     log(f"training: done ({len(boosters)} booster(s))")
     return model
+
+
+def fit_dask(frames, manifest: dict, *, levels: dict, cluster, log=_noop) -> tuple[UpliftModel, int]:
+    """The training stage on a Dask cluster (``runs.distributed``): (model, rows trained on).
+
+    ``frames`` are the dataset's prepared training rows, chunk by chunk; ``levels`` every text
+    column's levels in the whole dataset (the first pass: ``segment``, ``channel``), which fix
+    the category codes before the first chunk is encoded. Each chunk is encoded here and its
+    treated and control rows are scattered to the cluster; each booster of the configured
+    learner trains there with ``fit``'s hyperparameters: ``two_model`` on each group's rows,
+    ``class_transformation`` on every row with the re-balancing weights (the propensity counted
+    over the chunks), ``x_learner``'s effect regressors on imputed effects computed on the
+    cluster by its outcome boosters. The boosters are the same kind as ``fit``'s (same files,
+    same predict path); no training curves (lightgbm.dask keeps them on the workers)."""
+    cfg = stage_config(manifest, "training")
+    algorithm = cfg.get("algorithm", "two_model")
+    if algorithm not in ALGORITHMS:
+        raise ValueError(f"unknown algorithm {algorithm!r} (choose one of {', '.join(ALGORITHMS)})")
+    hp = {**_HYPER_DEFAULTS, **(cfg.get("hyperparameters") or {})}
+    features: list[str] | None = list(cfg.get("features") or []) or None
+    categories: dict[str, list[str]] = {}
+    treated_parts, control_parts = [], []
+    rows = treated = 0
+    for chunk in frames:
+        if features is None:  # as fit: every default feature the data has
+            features = [c for c in DEFAULT_FEATURES if c in chunk.columns]
+            if not features:
+                raise ValueError("no feature columns: expected some of " + ", ".join(DEFAULT_FEATURES))
+            categories = {c: list(levels.get(c, [])) for c in features if c in CATEGORICAL_FEATURES}
+        elif not categories:
+            categories = {c: list(levels.get(c, [])) for c in features if c in CATEGORICAL_FEATURES}
+        for col in (TREATMENT, LABEL, *features):
+            if col not in chunk.columns:
+                raise ValueError(f"missing column: {col}")
+        t = chunk[TREATMENT].to_numpy(dtype=float).astype(bool)
+        y = chunk[LABEL].to_numpy(dtype=float)
+        X = _matrix(chunk, features, categories)
+        if t.any():
+            treated_parts.append(cluster.scatter(X[t], y[t]))
+        if (~t).any():
+            control_parts.append(cluster.scatter(X[~t], y[~t]))
+        rows += len(t)
+        treated += int(t.sum())
+    if not treated_parts or not control_parts:
+        raise ValueError("training data needs both treated and control rows")
+    cat_idx = [j for j, col in enumerate(features) if col in categories]
+    propensity = treated / rows
+    rounds = int(hp["n_estimators"])
+    log(
+        f"training: {algorithm} on the Dask cluster on {rows} rows ({treated} treated, {rows - treated} "
+        f"control), features {features}, {rounds} rounds"
+    )
+    (xt, yt), (xc, yc) = cluster.concat(treated_parts), cluster.concat(control_parts)
+
+    def train(X, y, objective, weight=None) -> lgb.Booster:
+        return cluster.fit(X, y, _lgb_params(hp, objective, 1), rounds, weight=weight, categorical=cat_idx)
+
+    boosters: dict[str, lgb.Booster] = {}
+    if algorithm == "two_model":
+        boosters["treated"] = train(xt, yt, "binary")
+        boosters["control"] = train(xc, yc, "binary")
+    elif algorithm == "class_transformation":
+        # z = y for treated rows, 1 - y for control rows; weights re-balance the groups to 50/50
+        X, z = cluster.stack(xt, xc), cluster.stack(yt, 1.0 - yc)
+        weight = cluster.stack(yt * 0.0 + 0.5 / propensity, yc * 0.0 + 0.5 / (1.0 - propensity))
+        boosters["transformed"] = train(X, z, "binary", weight=weight)
+    else:  # x_learner: imputed effects computed on the cluster by the outcome boosters
+        mu_t, mu_c = train(xt, yt, "binary"), train(xc, yc, "binary")
+        boosters.update(
+            mu_treated=mu_t,
+            mu_control=mu_c,
+            tau_treated=train(xt, yt - cluster.predict(mu_c, xt), "regression"),
+            tau_control=train(xc, cluster.predict(mu_t, xc) - yc, "regression"),
+        )
+    model = UpliftModel(
+        algorithm=algorithm,
+        features=features,
+        categories=categories,
+        boosters=boosters,
+        propensity=propensity,
+        action_threshold=float(cfg.get("action_threshold", 0.0)),
+        hyperparameters=hp,
+        train_rows=rows,
+    )
+    log(f"training: done ({len(boosters)} booster(s))")
+    return model, rows
 
 
 def _scores(model: UpliftModel, rows: pd.DataFrame, threads: int = 1) -> np.ndarray:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
+from django.conf import settings
 from django.db import transaction
 from django.db.models import F, Max
 from django.utils import timezone
@@ -13,6 +14,7 @@ from audit import services as audit
 from mlworkspace.errors import Conflict, InvalidInput, field_error
 from mlworkspace.ids import new_id
 from models_registry.models import MLModel
+from recipes import distributed_config
 from recipes import tuning as spec_tuning
 from recipes.models import Recipe, RecipeVersion
 
@@ -117,6 +119,18 @@ def run_start(
         raise field_error(
             "run_type",
             f"version {version.version} has no tuning section (pipeline.stages[training].config.tuning)",
+        )
+    if (
+        run_type == RunType.TRAIN
+        and executor == Executor.WORKSPACE
+        and distributed_config.requested(version.manifest)
+        and not settings.DASK_SCHEDULER_ADDRESS
+    ):  # checked here as well as by the worker (whose setting is the one it connects with)
+        raise field_error(
+            "recipe_version_id",
+            f"version {version.version} trains on a Dask cluster ({distributed_config.switch_path(version.manifest)}) "
+            "but DASK_SCHEDULER_ADDRESS is not set on this server: set it to the cluster's scheduler "
+            "(web servers and workers), or remove the switch",
         )
     if model is not None:
         if model.recipe_id != recipe.id:

@@ -20,6 +20,7 @@ from runs.data import read_table
 from runs.explain import (
     attribution_drift,
     attribution_means,
+    decomposition,
     dependence,
     explain_model,
     explain_rows,
@@ -317,6 +318,139 @@ def test_forecasting_price_and_promo_move_the_forecast_as_the_world_does(fitted,
     view = doc["family_view"]
     assert view["kind"] == "forecasting" and view["components"] is None and view["note"]
     assert {r["feature"] for r in view["regressors"]} == {"promo", "price"}
+
+
+def test_forecasting_decomposition_per_series_adds_up_to_the_forecast(fitted, explained):
+    f = fitted("forecasting")
+    doc = explained("forecasting").document
+    dec = doc["family_view"]["decomposition"]
+    assert dec["method"] == "shapley_groups" and "Shapley" in dec["method_note"]
+    assert dec["groups"] == {
+        "trend": ["series_id"],
+        "seasonality": ["date"],
+        "holidays": [],
+        "regressors": ["promo", "price"],
+    }
+    keys = [s["series"] for s in dec["series"]]
+    volumes = [s["volume"] for s in dec["series"]]
+    assert len(keys) == len(set(keys)) == min(20, dec["series_total"]) and volumes == sorted(
+        volumes, reverse=True
+    )
+    for entry in dec["series"]:  # rounded to DIGITS decimals in the document
+        parts = np.sum([entry[p] for p in decomposition.PARTS], axis=0)
+        np.testing.assert_allclose(dec["base_value"] + parts, entry["forecast"], atol=1e-4)
+        assert len(entry["date"]) == len(entry["forecast"]) > 0
+    # unrounded, the parts add up exactly, and the forecasts are the model's own
+    adapter = make_adapter(f["family"], f["model"], f["test"][f["inputs"]])
+    rows = f["test"][f["inputs"]].reset_index(drop=True)
+    keys_of = rows["series_id"].astype(str).to_numpy()
+    background = explained("forecasting").background
+    exact = decomposition.shapley_groups(
+        adapter,
+        rows,
+        keys_of,
+        np.ones(len(rows)),
+        background,
+        time_col="date",
+        series=2,
+        periods=5,
+        digits=None,
+    )
+    assert len(exact["series"]) == 2
+    for entry in exact["series"]:
+        parts = np.sum([entry[p] for p in decomposition.PARTS], axis=0)
+        np.testing.assert_allclose(exact["base_value"] + parts, entry["forecast"], rtol=0, atol=1e-6)
+        at = rows.index[keys_of == entry["series"]][:5]
+        one_by_one = [f["family"].predict(f["model"], rows.iloc[[i]])[0] for i in at]
+        np.testing.assert_allclose(entry["forecast"], one_by_one, rtol=1e-12)
+
+
+def test_prophet_decomposition_per_series_sums_to_prophets_forecast():
+    rng = np.random.default_rng(0)
+    parts = {name: rng.normal(size=(3, 6)) for name in ("trend", "weekly", "yearly", "holidays")}
+    paths = sum(parts.values()) + 0.5  # the regressors' term: what is left of yhat
+    model = {
+        "algorithm": "prophet",
+        "series": ["a", "b", "c"],
+        "state": {
+            "paths": paths.tolist(),
+            "components": {k: v.tolist() for k, v in parts.items()},
+            "dates": [f"2026-01-0{i + 1}" for i in range(6)],
+            "known": ["price"],
+        },
+    }
+    dec = decomposition.prophet_groups(model, {"a": 1.0, "b": 5.0, "c": 3.0}, series=2, periods=4)
+    assert dec["method"] == "prophet_components" and [s["series"] for s in dec["series"]] == ["b", "c"]
+    assert dec["groups"]["seasonality"] == ["weekly", "yearly"] and dec["groups"]["regressors"] == ["price"]
+    for entry, i in zip(dec["series"], (1, 2), strict=True):
+        total = np.sum([entry[p] for p in decomposition.PARTS], axis=0)
+        np.testing.assert_allclose(total, paths[i, :4], atol=1e-12)
+        np.testing.assert_allclose(entry["regressors"], 0.5, atol=1e-12)
+        np.testing.assert_allclose(entry["seasonality"], (parts["weekly"] + parts["yearly"])[i, :4])
+    assert "Prophet" in decomposition.method_note(dec, "prophet")
+    assert decomposition.prophet_groups({**model, "algorithm": "ets"}, None, series=2) is None
+
+
+def test_shapley_decomposition_ranks_by_whole_volume_and_keeps_each_series_first_periods(fitted, explained):
+    """Edge cases: fewer series than asked for, periods cut after ranking, rows out of date
+    order, one series, no held-out rows."""
+    f = fitted("forecasting")
+    adapter = make_adapter(f["family"], f["model"], f["test"][f["inputs"]])
+    background = explained("forecasting").background
+    test = f["test"][f["inputs"]]
+    a, b = sorted(test["series_id"].astype(str).unique())[:2]
+    rows = test[test["series_id"].astype(str).isin([a, b])]
+    rows = rows.sample(frac=1.0, random_state=3).reset_index(drop=True)  # dates out of order
+    keys = rows["series_id"].astype(str).to_numpy()
+    dates = pd.to_datetime(rows["date"])
+    # b has more volume in every early period, a more over its whole holdout (its last day)
+    volume = np.where(keys == b, 1.0, np.where(dates == dates[keys == a].max(), 1000.0, 0.0))
+
+    def run(series, rows=rows, keys=keys, volume=volume):
+        return decomposition.shapley_groups(
+            adapter, rows, keys, volume, background, time_col="date", series=series, periods=3, digits=None
+        )
+
+    dec = run(series=5)  # 5 asked, 2 there
+    assert [s["series"] for s in dec["series"]] == [a, b]
+    assert [s["volume"] for s in dec["series"]] == [1000.0, float((keys == b).sum())]
+    for entry in dec["series"]:
+        own = sorted(dates[keys == entry["series"]])[:3]
+        assert entry["date"] == [str(d.date()) for d in own] and len(entry["forecast"]) == 3
+        parts = np.sum([entry[p] for p in decomposition.PARTS], axis=0)
+        np.testing.assert_allclose(dec["base_value"] + parts, entry["forecast"], rtol=0, atol=1e-6)
+    one = run(series=1)
+    assert [s["series"] for s in one["series"]] == [a] and one["series"][0] == dec["series"][0]
+    # a model with a single series: the same entry as in a frame with others
+    only = keys == a
+    alone = run(series=1, rows=rows[only].reset_index(drop=True), keys=keys[only], volume=volume[only])
+    np.testing.assert_allclose(alone["series"][0]["forecast"], dec["series"][0]["forecast"], rtol=1e-12)
+    # no held-out rows: no series, no base value, and still a note
+    empty = run(series=5, rows=rows.iloc[:0], keys=keys[:0], volume=volume[:0])
+    assert empty["series"] == [] and empty["base_value"] is None
+    assert "Shapley" in decomposition.method_note(empty, "lightgbm")
+
+
+def test_prophet_decomposition_of_series_without_held_out_rows_and_of_a_single_series():
+    parts = {"trend": [[1.0, 2.0, 3.0]] * 3, "weekly": [[0.5, -0.5, 0.0]] * 3}
+    model = {
+        "algorithm": "prophet",
+        "series": ["c", "a", "b"],
+        "state": {"paths": [[2.0, 2.0, 4.0]] * 3, "components": parts, "dates": ["d1", "d2", "d3"]},
+    }
+    # only b had held-out rows: it comes first; a and c (volume 0) follow by key, still decomposed
+    dec = decomposition.prophet_groups(model, {"b": 2.0}, series=3, periods=10)
+    assert [(s["series"], s["volume"]) for s in dec["series"]] == [("b", 2.0), ("a", 0.0), ("c", 0.0)]
+    assert dec["groups"] == {"trend": ["trend"], "seasonality": ["weekly"], "holidays": [], "regressors": []}
+    entry = dec["series"][0]
+    assert entry["date"] == ["d1", "d2", "d3"] and entry["holidays"] == [0.0, 0.0, 0.0]
+    assert entry["regressors"] == [0.5, 0.5, 1.0]  # what is left of yhat
+    # no volume at all: the model's own order
+    assert [s["series"] for s in decomposition.prophet_groups(model, None, series=2)["series"]] == ["c", "a"]
+    single = {**model, "series": ["only"], "state": {**model["state"], "paths": [[2.0, 2.0, 4.0]]}}
+    single["state"]["components"] = {k: v[:1] for k, v in parts.items()}
+    assert [s["series"] for s in decomposition.prophet_groups(single, {}, series=20)["series"]] == ["only"]
+    assert decomposition.prophet_groups({**model, "state": {"paths": [[1.0]]}}, None, series=1) is None
 
 
 # --------------------------------------------------------------------------- permutation

@@ -66,3 +66,33 @@ def test_why_tab_and_explain_this_prediction(page, live_server, user, baselines,
     expect(error).to_contain_text("Enter a number")
     expect(page.locator("#explain-result")).to_have_count(0)
     assert page.js_errors == []
+
+
+def test_why_tab_of_a_forecaster_shows_each_series_decomposition(page, live_server, user, baselines, shots):
+    """The forecasting view: the picked series' decomposition (its parts stacked, its forecast
+    as a line) under a series <select>; picking another series swaps in that series' chart."""
+    base = live_server.url
+    # rows // 1095 series of 1095 days (runs.families.forecasting): two series to pick from
+    model = trained_model(user, "recipe_forecasting_base", rows=2 * 1095)
+    login(page, base)
+    page.goto(f"{base}/model-development/models/{model.pk}?tab=why")
+
+    select = page.locator("#why-series")
+    choices = select.locator("option").all_inner_texts()
+    assert len(choices) == 2, choices
+    expect(page.locator("#why-decomposition-method")).not_to_be_empty()
+    chart = page.locator('[data-chart="forecast-series-decomposition"]')
+    expect(chart.locator(".js-plotly-plot")).to_be_visible()
+    # no series picked: the first (largest) is shown
+    expect(chart.locator(".gtitle")).to_have_text(f"Series {choices[0]}: forecast decomposition")
+    expect(chart.locator(".legendtext")).to_contain_text(["forecast"])
+
+    # Picking another series: htmx swaps the tab in, the chart is that series', the URL keeps it.
+    select.select_option(choices[-1])
+    expect(page).to_have_url(re.compile(rf"series={re.escape(choices[-1])}"))
+    swapped_in(page, "#why-series")
+    chart = page.locator('[data-chart="forecast-series-decomposition"]')
+    expect(chart.locator(".gtitle")).to_have_text(f"Series {choices[-1]}: forecast decomposition")
+    expect(page.locator("#why-series")).to_have_value(choices[-1])
+    shots(page, "model-why-forecast-series")
+    assert page.js_errors == []

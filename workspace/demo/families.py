@@ -208,6 +208,8 @@ def location_scoring(demo: DemoBuilder, baseline: Recipe) -> None:
 
     def daily(m):
         m["deployment"]["schedule"] = "0 4 * * *"
+        # Each scored batch carries the first sites' contributions (contrib_<feature>, base_value).
+        stage(m, "deployment").setdefault("config", {}).update(explain=True, explain_rows=200)
         # The loop: the calibration alert retrains the model; a person decides on the
         # challenger (manual promotion) — here with an A/B test (loop.ab_test).
         m["retraining"] = {
@@ -221,7 +223,8 @@ def location_scoring(demo: DemoBuilder, baseline: Recipe) -> None:
     demo.new_version(
         burgerbay,
         "1.1.0",
-        "Daily rescoring; more, smaller boosting steps; retraining on the calibration alert",
+        "Daily rescoring with the first 200 sites' contributions; more, smaller boosting steps; "
+        "retraining on the calibration alert",
         daily,
         day=103,
     )
