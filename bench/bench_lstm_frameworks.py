@@ -17,8 +17,13 @@ stopping, no validation pass). Each framework runs in a fresh process of its own
 frameworks never share one), on ``--threads`` threads:
 
 - PyTorch: ``torch.set_num_threads(threads)`` and ``set_num_interop_threads(1)``;
-- JAX: XLA's CPU runtime sizes its thread pool from the CPUs the process may use, so the driver
-  starts the child under ``taskset`` on the first ``threads`` CPUs (on a 2-vCPU machine, both).
+- JAX: ``XLA_FLAGS="--xla_cpu_multi_thread_eigen=<threads > 1> intra_op_parallelism_threads=<threads>"``
+  (XLA's CPU runtime otherwise sizes its pool from the CPUs; on a 2-vCPU machine 2 is its default).
+
+Neither child is pinned to CPUs (``taskset``): on a shared machine a pinned process cannot move
+off a core another process is using. ``--env LABEL:KEY=VALUE`` adds a variable to one child's
+environment (e.g. ``torch-passive:OMP_WAIT_POLICY=PASSIVE``, OpenMP's threads sleeping instead of
+spinning while they wait).
 
 What a child reports: the import time of the framework (``import keras`` with
 ``KERAS_BACKEND=jax``, or ``import torch``), the first epoch (JAX compiles its step in it), the
@@ -113,7 +118,12 @@ def run_jax(x, y, cfg: dict, log) -> dict:
         out = net.predict_on_batch(window)
     forecast_s = time.perf_counter() - started
     assert out.shape[0] == len(window)
-    return {"import_s": import_s, "epoch_s": epoch_s, "loss": float(history.history["loss"][-1]), "forecast_s": forecast_s}
+    return {
+        "import_s": import_s,
+        "epoch_s": epoch_s,
+        "loss": float(history.history["loss"][-1]),
+        "forecast_s": forecast_s,
+    }
 
 
 def run_torch(x, y, cfg: dict, log) -> dict:
@@ -151,7 +161,7 @@ def run_torch(x, y, cfg: dict, log) -> dict:
             batch_loss = torch.nn.functional.mse_loss(net(xt[idx]), yt[idx])
             batch_loss.backward()
             opt.step()
-            total += float(batch_loss) * len(idx)
+            total += batch_loss.item() * len(idx)
         loss = total / len(xt)
         epoch_s.append(time.perf_counter() - started)
     window = xt[:FORECAST_SERIES]
@@ -193,6 +203,7 @@ def load() -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--python", action="append", default=[], help="framework=path of a venv's python")
+    parser.add_argument("--env", action="append", default=[], help="LABEL:KEY=VALUE for one child")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--windows", type=int, default=60_000)  # LSTM_DEFAULTS["max_windows"]
@@ -203,35 +214,54 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seed", type=int, default=42)
     args = parser.parse_args()
-    pythons = dict(p.split("=", 1) for p in args.python)
-    if not pythons or set(pythons) - set(FRAMEWORKS):
-        parser.error(f"--python framework=path, framework one of {', '.join(FRAMEWORKS)}")
-    cfg = {k: getattr(args, k) for k in ("epochs", "windows", "lookback", "inputs", "units", "batch_size", "threads", "seed")}
-    cpus = ",".join(str(c) for c in sorted(os.sched_getaffinity(0))[: args.threads])
+    pythons = dict(p.split("=", 1) for p in args.python)  # label -> python; label: framework[-note]
+    if not pythons or {label.split("-")[0] for label in pythons} - set(FRAMEWORKS):
+        parser.error(f"--python label=path, label a framework ({', '.join(FRAMEWORKS)}) or framework-note")
+    cfg = {
+        k: getattr(args, k)
+        for k in ("epochs", "windows", "lookback", "inputs", "units", "batch_size", "threads", "seed")
+    }
+    multi = "true" if args.threads > 1 else "false"
+    xla = f"--xla_cpu_multi_thread_eigen={multi} intra_op_parallelism_threads={args.threads}"
     env = {**os.environ, "KERAS_BACKEND": "jax", "PYTHONWARNINGS": "ignore", "TF_CPP_MIN_LOG_LEVEL": "3"}
-    print(f"{os.cpu_count()} CPUs; {json.dumps(cfg)}; JAX pinned to CPUs {cpus}", flush=True)
+    extra: dict[str, dict[str, str]] = {label: {} for label in pythons}
+    for item in args.env:
+        label, _, pair = item.partition(":")
+        key, _, value = pair.partition("=")
+        if label not in extra or not key:
+            parser.error(f"--env {item!r}: LABEL:KEY=VALUE with LABEL one of {', '.join(pythons)}")
+        extra[label][key] = value
+    print(f"{os.cpu_count()} CPUs; {json.dumps(cfg)}; JAX XLA_FLAGS {xla}; extra env {extra}", flush=True)
     rows = []
     names = list(pythons)
     for r in range(args.repeats):
-        for framework in names if r % 2 == 0 else names[::-1]:
+        for label in names if r % 2 == 0 else names[::-1]:
+            framework = label.split("-")[0]
             before = load()
-            cmd = [pythons[framework], __file__, "--child", framework, json.dumps(cfg)]
-            if framework == "jax":
-                cmd = ["taskset", "-c", cpus, *cmd]
-            out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
+            cmd = [pythons[label], __file__, "--child", framework, json.dumps(cfg)]
+            child_env = env | ({"XLA_FLAGS": xla} if framework == "jax" else {}) | extra[label]
+            out = subprocess.run(cmd, env=child_env, capture_output=True, text=True, check=False)
             if out.returncode != 0:
                 raise SystemExit(f"the {framework} child failed:\n{out.stderr[-3000:]}")
-            row = {"repeat": r, **json.loads(out.stdout.strip().splitlines()[-1]), "load_before": before, "load_after": load()}
+            row = {
+                "repeat": r,
+                "label": label,
+                **json.loads(out.stdout.strip().splitlines()[-1]),
+                "load_before": before,
+                "load_after": load(),
+            }
             rows.append(row)
             print(json.dumps(row), flush=True)
     figures = ("import_s", "first_epoch_s", "epoch_s", "forecast_s", "total_s", "peak_rss_mb", "loss")
-    medians = {f: {k: statistics.median(r[k] for r in rows if r["framework"] == f) for k in figures} for f in names}
+    medians = {
+        f: {k: statistics.median(r[k] for r in rows if r["label"] == f) for k in figures} for f in names
+    }
     print("| framework | " + " | ".join(figures) + " |")
     print("|---|" + "---|" * len(figures))
     for f in names:
         print(f"| {f} | " + " | ".join(f"{medians[f][k]:g}" for k in figures) + " |")
-    if len(names) == 2:
-        a, b = names
+    if len(names) >= 2:  # the first two
+        a, b = names[:2]
         ratios = {k: round(medians[a][k] / medians[b][k], 2) for k in figures if medians[b][k]}
         print(f"ratio {a}/{b} of the medians: {json.dumps(ratios)}")
 
