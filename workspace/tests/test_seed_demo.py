@@ -234,7 +234,9 @@ def test_seed_demo_builds_everything_through_real_runs_and_only_once():
     assert all(b.run.run_type == "score" and b.run.status == "succeeded" and b.snapshot for b in scored)
     assert scored[0].outcome_rows == scored[0].run.artifacts_json["scoring"]["rows"]
     # its version asks for contribution columns beside the predictions (runs.explain.batch)
-    assert {"base_value", "contrib_competitor_count"} <= set(scored[0].run.artifacts_json["scoring"]["columns"])
+    assert {"base_value", "contrib_competitor_count"} <= set(
+        scored[0].run.artifacts_json["scoring"]["columns"]
+    )
     assert scored[0].unmatched_rows == 0 and scored[0].performance_json
     assert scored[0].outcome_snapshot.source == "outcomes"
     assert scored[0].outcome_snapshot.performance_metrics_json["calibration"] < 0.1  # no alert
