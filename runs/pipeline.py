@@ -366,6 +366,26 @@ def _execute(spec: dict, emit, where: dict) -> dict:
     split = None
     stream = None  # a score run's batch read chunk by chunk (score_batch)
 
+    def score(config: dict | None) -> None:
+        """A score run's scoring (its deployment stage's ``config``, or None without one)."""
+        nonlocal model, inputs
+        model = model if model is not None else family.load(Path(spec["model_dir"]))
+        inputs = inputs if inputs is not None else _score_inputs(raw, spec["model_schema"])
+        score_batch(
+            family,
+            model,
+            raw,
+            inputs,
+            manifest,
+            out_dir,
+            result,
+            log,
+            threads=threads,
+            stream=stream,
+            schema=spec["model_schema"],
+            contributions=_score_contributions(spec, config, log),
+        )
+
     for index, stage in enumerate(stages):
         kind, name = stage["type"], stage["name"]
         emit("stage", index, "running", "")
@@ -497,22 +517,7 @@ def _execute(spec: dict, emit, where: dict) -> dict:
             )
             result["artifacts"]["metrics.json"] = "metrics"
         elif kind == "deployment" and run_type == "score":
-            model = model if model is not None else family.load(Path(spec["model_dir"]))
-            inputs = inputs if inputs is not None else _score_inputs(raw, spec["model_schema"])
-            score_batch(
-                family,
-                model,
-                raw,
-                inputs,
-                manifest,
-                out_dir,
-                result,
-                log,
-                threads=threads,
-                stream=stream,
-                schema=spec["model_schema"],
-                contributions=_score_contributions(spec, stage.get("config"), log),
-            )
+            score(stage.get("config"))
         elif kind == "deployment":
             if run_type != "train":
                 emit("stage", index, "skipped", f"{run_type} run: nothing to deploy")
@@ -538,21 +543,7 @@ def _execute(spec: dict, emit, where: dict) -> dict:
     if run_type == "score" and "scoring" not in result:
         # A pipeline without a deployment stage still scores: that is what the run is for.
         log("scoring: the pipeline has no deployment stage; the batch is scored after its last stage")
-        model = model if model is not None else family.load(Path(spec["model_dir"]))
-        inputs = inputs if inputs is not None else _score_inputs(raw, spec["model_schema"])
-        score_batch(
-            family,
-            model,
-            raw,
-            inputs,
-            manifest,
-            out_dir,
-            result,
-            log,
-            threads=threads,
-            stream=stream,
-            schema=spec["model_schema"],
-        )
+        score(None)
     return json_safe(result)
 
 
