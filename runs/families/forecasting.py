@@ -1396,7 +1396,7 @@ _LSTM_CYCLES = {
 
 
 def _keras():
-    """Keras on the JAX backend (imported on first use: ~6 s, only for this algorithm)."""
+    """Keras on the JAX backend (imported on first use: 1–3 s in a fresh process, only for this algorithm)."""
     import os
 
     os.environ.setdefault("KERAS_BACKEND", "jax")
