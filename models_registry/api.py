@@ -139,10 +139,12 @@ class MLModelViewSet(
             if not artifacts.has_explanations(candidate):
                 raise NotFound(artifacts.no_explanations_message(candidate))
         # While an A/B or shadow test of this model runs, experiments routes the rows by unit
-        # and answers with the arms (the response is unchanged otherwise).
-        answer = experiment_services.experiment_predict(model, rows)
-        if explain:
-            answer["explanations"] = _explanations(model, serving, rows, answer)
+        # and answers with the arms (the response is unchanged otherwise). A row that cannot be
+        # explained (a 4xx) undoes the exposures its request recorded: all or nothing.
+        with transaction.atomic():
+            answer = experiment_services.experiment_predict(model, rows)
+            if explain:
+                answer["explanations"] = _explanations(model, serving, rows, answer)
         return Response(answer)
 
 

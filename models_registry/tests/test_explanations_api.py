@@ -16,6 +16,7 @@ from rest_framework.test import APIClient
 
 from experiments.models import Exposure
 from experiments.tests.conftest import promote, sharing_artifact, start
+from mlworkspace.errors import InvalidInput
 from models_registry.models import MLModel
 from models_registry.services import model_register
 from runs import artifacts
@@ -216,3 +217,23 @@ def test_a_serving_model_without_explanations_is_a_404_before_any_exposure(api_c
     r = explain(api_client, champion, rows)
     assert r.status_code == 404 and twin.pk in r.json()["detail"]
     assert not Exposure.objects.filter(experiment_id=experiment).exists()
+
+
+def test_a_row_that_cannot_be_explained_leaves_no_exposure(api_client, location, user, monkeypatch):
+    """The exposures of a request whose explanation fails after its predictions are undone."""
+    champion = promote(location, user)
+    twin = sharing_artifact(user, champion)
+    rows = rows_for("location_scoring", 4)
+    for i, row in enumerate(rows):
+        row["customer_id"] = f"c{i}"
+    experiment = start(api_client, champion, twin, split=0.5).json()["id"]
+
+    def unexplainable(model, rows):
+        raise InvalidInput("rows: cannot be explained", [{"path": "/rows", "message": "cannot be explained"}])
+
+    monkeypatch.setattr(artifacts, "explain_rows", unexplainable)
+    r = explain(api_client, champion, rows)
+    assert r.status_code == 400 and r.json()["errors"][0]["path"] == "/rows"
+    assert not Exposure.objects.filter(experiment_id=experiment).exists()
+    plain = api_client.post(f"{API}/models/{champion.pk}/predict", {"rows": rows}, format="json")
+    assert plain.status_code == 200 and Exposure.objects.filter(experiment_id=experiment).count() == 4
