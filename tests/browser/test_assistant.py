@@ -47,6 +47,9 @@ def test_a_short_conversation_creates_a_recipe(page, live_server, user, baseline
     expect(last.locator(".msg-body")).not_to_contain_text("industry: drop")
     expect(last.locator(".proposal")).to_contain_text("Grocery price optimisation")
     expect(last.locator(".proposal button:has-text('Create it')")).to_be_visible()
+    # the first proposal's button is superseded at once, without a reload: one to click
+    expect(page.locator(".msg-assistant").first.locator(".create-it")).to_be_hidden()
+    expect(page.locator(".create-it button:visible")).to_have_count(1)
 
     # 3. A question about "here": the pricing family's own metric, with its source.
     send(page, "what does calibration mean here?", 3)
