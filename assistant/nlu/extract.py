@@ -416,7 +416,7 @@ _GUIDANCE_RE = re.compile(
     r"^\W*(?:(?:what|which|when|why|how)\s+(?:is|are|was|does|do|should|would|to|many|much|exactly)\b|"
     r"which\s+(?:family|families|model|kind|type)\b|what\s+(?:kind|type)\s+of\b|explain\b|define\b|"
     r"tell\s+me\s+(?:about|more)\b|what'?s\s+(?:the\s+)?(?:difference|meaning|point)\b|difference\s+between\b|"
-    r"meaning\s+of\b|is\s+it\s+better\b)",
+    r"meaning\s+of\b|is\s+it\s+better\b|how\s+(?:do|can|should)\s+(?:i|we)\s+(?:read|interpret|understand)\b)",
     re.I,
 )
 
@@ -427,7 +427,8 @@ _WORKSPACE_TERMS_RE = re.compile(
     r"\b(?:mape|wape|rmse|mae|psi|ks|kolmogorov|drift|recipes?|levels?|metrics?|famil(?:y|ies)|qini|auuc|"
     r"uplift\s*@\s*k|precision\s*@\s*k|hit[\s_-]?rate|rank[\s_]correlation|calibration|coverage|thresholds?|"
     r"baselines?|manifests?|lineage|versions?|approv\w*|tuning|freshness|alerts?|assistant|workspace|"
-    r"horizon|grain|granularity|lags?|cron|deployment|"
+    r"horizon|grain|granularity|lags?|cron|deployment|decomposition|explanations?|importances?|shap|shapley|"
+    r"contributions?|waterfall|dependence|"
     r"mean|means|meaning|explain|difference|define|definition)\b",
     re.I,
 )

@@ -191,6 +191,19 @@ def test_a_question_about_here_answers_for_the_proposals_family(api_client, base
     assert data["sources"][0]["id"].endswith("location-scoring") and "no such term" not in data["reply"]
 
 
+@pytest.mark.parametrize(
+    "text",
+    [
+        "How do I read the forecast decomposition?",
+        "how should we interpret the SHAP waterfall for a forecast?",
+    ],
+)
+def test_a_question_about_reading_an_explanation_is_answered_not_built(api_client, baselines, text):
+    data = say(api_client, text)
+    assert data["proposal"] is None
+    assert "explanations" in [s["id"] for s in data["sources"]], data
+
+
 def test_an_unclear_answer_repeats_the_pending_question(api_client, baselines):
     cid = say(api_client, "daily sales forecast per store for grocery")["conversation_id"]
     data = say(api_client, "hmm", cid)
