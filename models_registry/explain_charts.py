@@ -658,6 +658,23 @@ def _series_decomposition(view: Mapping, document: Mapping, series: str | None) 
         values = _nums(entry.get(name))
         if len(values) == len(x) and any(v for v in values):
             fig.add_trace(go.Bar(x=x, y=values, name=name, marker={"color": PALETTE[i % len(PALETTE)]}))
+    lower, upper = _nums(entry.get("lower")), _nums(entry.get("upper"))
+    if len(lower) == len(upper) == len(x) and x:
+        level = _num(decomposition.get("interval_level"))
+        fig.add_trace(
+            go.Scatter(x=x, y=upper, mode="lines", line={"width": 0}, showlegend=False, hoverinfo="skip")
+        )
+        fig.add_trace(
+            go.Scatter(
+                x=x,
+                y=lower,
+                mode="lines",
+                line={"width": 0},
+                fill="tonexty",
+                fillcolor="rgba(37, 99, 235, 0.12)",
+                name=f"{level:.0%} interval" if level else "interval",
+            )
+        )
     forecast = _nums(entry.get("forecast"))
     if len(forecast) == len(x):
         fig.add_trace(go.Scatter(x=x, y=forecast, mode="lines", name="forecast", line={"color": TOTAL}))
@@ -673,7 +690,7 @@ def _series_decomposition(view: Mapping, document: Mapping, series: str | None) 
         "forecast-series-decomposition",
         fig,
         f"What makes up this series' forecast, period by period: trend, seasonality, holidays and "
-        f"regressors. {how}",
+        f"regressors, and the forecast's interval (shaded). {how}",
         wide=True,
     )
 

@@ -316,6 +316,13 @@ def test_forecasting_series_decomposition_follows_the_picked_series():
         assert chart.figure.layout.title.text.startswith(title)
         assert [t.name for t in chart.figure.data] == parts
         assert "base value (dotted)" in chart.caption
+    # the forecast's interval, when the document has one, is a shaded band named by its level
+    doc["family_view"]["decomposition"].update(interval_level=0.8)
+    doc["family_view"]["decomposition"]["series"][0].update(lower=[11.0, 7.0], upper=[15.0, 11.0])
+    chart = ec.family_charts(doc)[0]
+    assert [t.name for t in chart.figure.data] == ["trend", "seasonality", None, "80% interval", "forecast"]
+    assert list(chart.figure.data[3].y) == [11.0, 7.0] and list(chart.figure.data[2].y) == [15.0, 11.0]
+    assert "interval (shaded)" in chart.caption
     # Prophet's components: no base value line, and the caption says they add up to its forecast
     doc["family_view"]["decomposition"].update(method="prophet_components", base_value=0.0)
     chart = ec.family_charts(doc)[0]

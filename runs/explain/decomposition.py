@@ -74,10 +74,13 @@ def shapley_groups(
     periods: int = PERIODS,
     seed: int = 0,
     digits: int | None = DIGITS,
+    interval: tuple[float, float] | None = None,
 ) -> dict:
     """The ``shapley_groups`` decomposition of the ``series`` largest series of ``rows`` (the
     held-out rows, their model-input columns; ``keys`` their series, ``volume`` their label
-    or 1), each on its first ``periods`` rows by date, rounded to ``digits`` decimals."""
+    or 1), each on its first ``periods`` rows by date, rounded to ``digits`` decimals.
+    ``interval``: the model's interval ratios (lower, upper: its forecast interval is the
+    forecast times them), given to each series as ``lower`` / ``upper``."""
     groups = feature_groups(adapter, time_col)
     keys = np.asarray(keys).astype(str)  # as _largest names them
     picked = _largest(keys, volume, series)
@@ -111,6 +114,9 @@ def shapley_groups(
             "date": [str(d)[:19].removesuffix("T00:00:00") for d in frame[time_col].iloc[part].astype(str)],
             "forecast": _floats(output[part], digits),
         }
+        if interval is not None:
+            entry["lower"] = _floats(output[part] * interval[0], digits)
+            entry["upper"] = _floats(output[part] * interval[1], digits)
         for name in PARTS:
             cols = [column[f] for f in groups[name]]
             entry[name] = _floats(phi[part][:, cols].sum(axis=1) if cols else np.zeros(len(at)), digits)
@@ -158,6 +164,11 @@ def prophet_groups(
                 "volume": float((volume or {}).get(keys[i], 0.0)),
                 "date": list(state["dates"][:n]),
                 "forecast": _floats(paths[i]),
+                **{
+                    bound: _floats(np.asarray(state[bound], dtype=float)[i, :n])
+                    for bound in ("lower", "upper")
+                    if bound in state  # Prophet's own interval
+                },
                 "trend": _floats(trend),
                 "seasonality": _floats(seasonality),
                 "holidays": _floats(holidays),

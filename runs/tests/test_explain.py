@@ -336,10 +336,19 @@ def test_forecasting_decomposition_per_series_adds_up_to_the_forecast(fitted, ex
     assert len(keys) == len(set(keys)) == min(20, dec["series_total"]) and volumes == sorted(
         volumes, reverse=True
     )
+    interval = f["model"]["interval"]
+    assert dec["interval_level"] == interval["level"]
     for entry in dec["series"]:  # rounded to DIGITS decimals in the document
         parts = np.sum([entry[p] for p in decomposition.PARTS], axis=0)
         np.testing.assert_allclose(dec["base_value"] + parts, entry["forecast"], atol=1e-4)
         assert len(entry["date"]) == len(entry["forecast"]) > 0
+        # the forecast's interval: the model's ratios, as its predict gives it
+        forecast = np.asarray(entry["forecast"])
+        np.testing.assert_allclose(entry["lower"], forecast * interval["lower_ratio"], atol=1e-4)
+        np.testing.assert_allclose(entry["upper"], forecast * interval["upper_ratio"], atol=1e-4)
+        assert (np.asarray(entry["lower"]) <= forecast + 1e-9).all() and (
+            forecast <= np.asarray(entry["upper"]) + 1e-9
+        ).all()
     # unrounded, the parts add up exactly, and the forecasts are the model's own
     adapter = make_adapter(f["family"], f["model"], f["test"][f["inputs"]])
     rows = f["test"][f["inputs"]].reset_index(drop=True)
@@ -374,6 +383,8 @@ def test_prophet_decomposition_per_series_sums_to_prophets_forecast():
         "series": ["a", "b", "c"],
         "state": {
             "paths": paths.tolist(),
+            "lower": (paths - 1.0).tolist(),
+            "upper": (paths + 1.0).tolist(),
             "components": {k: v.tolist() for k, v in parts.items()},
             "dates": [f"2026-01-0{i + 1}" for i in range(6)],
             "known": ["price"],
@@ -386,6 +397,8 @@ def test_prophet_decomposition_per_series_sums_to_prophets_forecast():
         total = np.sum([entry[p] for p in decomposition.PARTS], axis=0)
         np.testing.assert_allclose(total, paths[i, :4], atol=1e-12)
         np.testing.assert_allclose(entry["regressors"], 0.5, atol=1e-12)
+        np.testing.assert_allclose(entry["lower"], paths[i, :4] - 1.0)  # Prophet's own interval
+        np.testing.assert_allclose(entry["upper"], paths[i, :4] + 1.0)
         np.testing.assert_allclose(entry["seasonality"], (parts["weekly"] + parts["yearly"])[i, :4])
     assert "Prophet" in decomposition.method_note(dec, "prophet")
     assert decomposition.prophet_groups({**model, "algorithm": "ets"}, None, series=2) is None
