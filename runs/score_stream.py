@@ -39,7 +39,7 @@ import pandas as pd
 
 from mlworkspace.csvsafe import write_csv
 
-from .data import SAMPLE_CHUNK_ROWS, read_chunks, table_columns, table_shape
+from .data import SAMPLE_CHUNK_ROWS, dtype_name, read_chunks, table_columns, table_shape
 
 
 class ChunkReadError(ValueError):
@@ -156,12 +156,9 @@ def _kind(series: pd.Series) -> str:
     bool_na (yes/no with gaps: Python objects), str, or other."""
     if series.isna().all():
         return "empty"
-    if pd.api.types.is_bool_dtype(series):
-        return "bool"
-    if pd.api.types.is_integer_dtype(series):
-        return "int"
-    if pd.api.types.is_float_dtype(series):
-        return "float"
+    name = dtype_name(series)  # a CSV chunk has no datetime columns: read_csv parses no dates
+    if name in ("bool", "int", "float"):
+        return name
     inferred = pd.api.types.infer_dtype(series, skipna=True)
     if inferred == "boolean":
         return "bool_na"
