@@ -290,7 +290,9 @@ def _rewrite_alerts(m: dict, name: str, old: float | None, new: float | None) ->
 
 
 def _metric_applier(name: str, fields: dict[str, float]) -> Callable[[dict, dict, str], str]:
-    def apply(m: dict, slots: dict, family: str) -> str:
+    def apply(m: dict, slots: dict, family: str) -> str | None:
+        if not any(f in THRESHOLD_FIELDS for f in fields):
+            return None  # named without a number: said back (reply.said_back), nothing changes
         direction = catalog.metric_direction(family, name)
         metrics = m.setdefault("evaluation", {}).setdefault("metrics", {})
         block = metrics.get(name) if isinstance(metrics.get(name), dict) else {}
@@ -706,7 +708,8 @@ def missing_slots(family: str, slots: dict, *, skipped: list[str] | tuple = ()) 
         out.append("context")
     for key in REQUIRED.get(family, []):
         if key == "target":
-            if not any(n in catalog.METRICS.get(family, {}) for n in (slots.get("metrics") or {})):
+            named = (slots.get("metrics") or {}).items()
+            if not any(n in catalog.METRICS.get(family, {}) and fields for n, fields in named):
                 out.append("target")
         elif key not in slots:
             out.append(key)

@@ -225,11 +225,46 @@ def said_back(family: str, slots: dict, manifest: dict) -> list[str]:
         if key in CONSTRAINT_WORDS:
             pct = f"{value * 100:g}%" if isinstance(value, (int, float)) else value
             lines.append(CONSTRAINT_WORDS[key].format(v=value, pct=pct))
+    evaluation = ((manifest.get("evaluation") or {}).get("metrics")) or {}
+    for name, fields in (slots.get("metrics") or {}).items():
+        if name in catalog.METRICS.get(family, {}) and not any(
+            f in proposals.THRESHOLD_FIELDS for f in fields
+        ):
+            target = (
+                (evaluation.get(name) or {}).get("target") if isinstance(evaluation.get(name), dict) else None
+            )
+            now = (
+                f"its target stays {target:g}" if isinstance(target, (int, float)) else "it has no target yet"
+            )
+            lines.append(
+                f"You named {name} without a number: every run of this recipe reports it ({now}). "
+                f"Give me a number (for example '{name} of at least …') to set its target."
+            )
+    if foreign := slots.get("foreign_metrics"):
+        own = ", ".join(catalog.METRICS.get(family, {}))
+        names = " and ".join(foreign)
+        lines.append(
+            f"{names} {'is' if len(foreign) == 1 else 'are'} not {'a metric' if len(foreign) == 1 else 'metrics'} "
+            f"of the {family_word} family; its runs report {own}. The recipe keeps those."
+        )
+    if unread := slots.get("unread"):
+        quoted = ", ".join('"' + re.sub(r"[^\w\s%$€£.,~+-]", " ", u)[:60].strip() + '"' for u in unread)
+        lines.append(
+            f"I couldn't tell which setting {quoted} {'is' if len(unread) == 1 else 'are'}, so I did not use "
+            f"{'it' if len(unread) == 1 else 'them'}: tell me what {'it' if len(unread) == 1 else 'they'} should "
+            "change, if anything."
+        )
     if event := slots.get("event_schedule"):
         lines.append(
             f'I can\'t schedule retraining "{event}": a retrain starts on a clock (a cron schedule), on an alert '
             'or after a number of new rows, not on an event. Retrain by hand then ("Retrain now" on the model '
             "page); the retraining policy is unchanged."
+        )
+    if (freq := slots.get("frequency")) and family != "forecasting":
+        word = forecasting_config.FREQUENCIES.get(freq, freq).lower()
+        lines.append(
+            f"A {word} time step is not a setting of the {family_word} family: it decides per row of the data you "
+            f'score. To refresh its decisions {word}, schedule its score runs (for example "score every day at 6am").'
         )
     if "horizon_days" in slots and family != "forecasting":
         lines.append(

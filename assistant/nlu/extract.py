@@ -17,7 +17,8 @@ Slots: ``industry``, ``client``, ``want_client``, ``frequency`` ("H"|"D"|"W"|"M"
 ``grain``, ``labels``, ``min_history``, ``metrics`` ({name: {target, threshold_warning,
 threshold_critical}}), ``deployment_mode``, ``schedule`` (cron), ``schedule_text``,
 ``drift_method``, ``drift_threshold``, ``freshness_hours``, ``objective``, ``price_bounds``,
-``k``, ``offer_cost``, ``scale``, ``name``, ``target_edit`` / ``threshold_edit`` (a bare
+``k``, ``offer_cost``, ``scale``, ``name``, ``foreign_metrics`` (metric names the family does not
+compute: said back), ``unread`` (limits and targets no reader used: said back), ``target_edit`` / ``threshold_edit`` (a bare
 "change the target to 10%": the metric is resolved by the caller), ``overrides``
 ([{"path": [...], "value": ...}] from "set a.b.c to X" or a pasted JSON fragment).
 
@@ -306,8 +307,20 @@ _QUESTION_START_RE = re.compile(
     re.I,
 )
 _BUILD_REQUEST_RE = re.compile(
-    r"\b(?:can|could|would)\s+you\s+(?:please\s+)?(?:build|create|make|draft|set\s+up|help\s+me\s+(?:build|create|with))\b",
+    r"\b(?:can|could|would)\s+you\s+(?:please\s+)?(?:build|create|make|draft|set\s+up|help\s+me\s+(?:build|create|with))\b|"
+    # "can you help us figure out how many parcels ...?", "could a model tell us the right discount?"
+    r"\bhelp\s+(?:me|us)\s+(?:to\s+)?(?:figure\s+out|work\s+out|find\s+out|predict|forecast|estimate|decide|choose|"
+    r"pick|rank|score|set|optimi[sz]e|plan|target)\b|"
+    r"\b(?:can|could|would)\s+(?:a|the|your|some)\s+model\s+(?:tell|help|predict|forecast|estimate|decide|find|pick|"
+    r"rank|recommend|work\s+out)\b|"
+    r"\bwhat\s+(?:kind|type|sort)\s+of\s+model\s+(?:would|should|do|could|can)\s+(?:you|we|i)\s+"
+    r"(?:suggest|recommend|use|need|build)\b",
     re.I,
+)
+# A question about the user's own business that a model answers ("which accounts should we
+# visit this month?", "how much ice cream will we sell this summer?").
+_BUSINESS_QUESTION_RE = re.compile(
+    r"^\W*(?:which|where|who|how\s+(?:many|much)|what\s+(?:prices?|discounts?|rates?|fares?))\b", re.I
 )
 
 
@@ -451,6 +464,7 @@ def detect_intent(
     has_proposal: bool = False,
     family_score: float = 0,
     family_clear: bool = False,
+    family_known: bool = False,
 ) -> str:
     """create | reset | defaults | skip | show | greeting | question | describe.
 
@@ -478,7 +492,8 @@ def detect_intent(
     question_shaped = t.rstrip().endswith("?") or bool(_QUESTION_START_RE.match(t))
     if question_shaped and not _BUILD_REQUEST_RE.search(t):
         # "When should I use KS?" asks for guidance; "can we make it weekly?" edits the proposal.
-        if family_clear and _OWN_BUSINESS_RE.search(t) and not _WORKSPACE_TERMS_RE.search(t):
+        own = _OWN_BUSINESS_RE.search(t) and not _WORKSPACE_TERMS_RE.search(t)
+        if own and (family_clear or (family_known and _BUSINESS_QUESTION_RE.match(t))):
             return "describe"
         if _GUIDANCE_RE.match(t) or slot_count == 0:
             return "question"
@@ -587,6 +602,14 @@ def _client(text: str) -> str | None:
                 if label:
                     return label
     return None
+
+
+PERIODS = {"hourly": "H", "daily": "D", "nightly": "D", "weekly": "W", "monthly": "M", "quarterly": "Q"}
+_PRICE_PERIOD_RE = re.compile(
+    r"\b(?P<p>hourly|daily|weekly|monthly|quarterly)\s+(?:[a-z-]+\s+){0,2}(?:prices?|pricing|rates?|tariffs?|fares?|"
+    r"markdowns?|discounts?)\b|\b(?:prices?|rates?|tariffs?|fares?)\s+(?:[a-z-]+\s+){0,2}(?P<q>hourly|daily|weekly|monthly)\b",
+    re.I,
+)
 
 
 def _horizon(text: str, *, bare: bool = False, loose: bool = True) -> int | None:
@@ -709,6 +732,78 @@ def _metric_spans(text: str, family: str) -> list[tuple[str, int, int]]:
     return sorted(taken, key=lambda t: t[1])
 
 
+# Metric names that are a metric whatever surrounds them; the others ("uplift", "lift",
+# "calibration", "elasticity", "error", "coverage") are also everyday words of the family and
+# count as a metric named without a number only after an evaluation word.
+_ACRONYM_METRIC_RE = re.compile(
+    r"^(?:mape|wape|rmse|mae|auuc|qini(?:[\s_]coefficient)?|spearman\S*|rank[\s_]correlation|hit[\s_-]?rate.*|"
+    r"precision\s*@\s*k|uplift\s*@\s*k|demand[\s_]mape|mean\s+absolute.*|root\s+mean.*|weighted.*|area\s+under.*)$",
+    re.I,
+)
+_EVALUATION_CUE_RE = re.compile(
+    r"\b(?:judged?|judging|measured?|measuring|evaluated?|evaluating|assess(?:ed)?|track(?:ed|ing)?|report(?:ed|ing)?|"
+    r"metrics?|kpis?|benchmark(?:ed)?|validated?|compared?|care\s+about|look\s+at|focus\s+on|in\s+terms\s+of|"
+    r"success|judge\s+(?:it|them|the\s+model)\s+(?:on|by|with))\b[^.;,\n]{0,25}$",
+    re.I,
+)
+
+
+def _named_as_metric(text: str, name: str, start: int, end: int) -> bool:
+    """Whether a metric mention without a number names the metric (not the everyday word)."""
+    if _ACRONYM_METRIC_RE.match(text[start:end].strip()):
+        return True
+    if name in ("MAPE",):  # "error" alone: only with a number (the family's primary metric)
+        return False
+    after = text[end : end + 30]
+    return bool(
+        _EVALUATION_CUE_RE.search(text[max(0, start - 40) : start])
+        or re.match(
+            r"\s+(?:as\s+(?:the|our)\s+(?:main\s+|primary\s+|key\s+)?(?:metric|kpi|measure))", after, re.I
+        )
+    )
+
+
+# Metrics users name that the family does not compute: said back, never mapped silently.
+FOREIGN_METRICS: dict[str, str] = {
+    "accuracy": r"\baccuracy\b",
+    "AUC": r"\bauc\b|\broc(?:[\s-]auc)?\b|area\s+under\s+the\s+(?:roc\s+)?curve",
+    "F1": r"\bf1(?:[\s-]score)?\b",
+    "recall": r"\brecall\b",
+    "R²": r"\br2\b|\br²|\br[\s-]squared\b",
+    "log loss": r"\blog[\s-]?loss\b|\bcross[\s-]entropy\b",
+    "MAPE": r"\bmape\b",
+    "WAPE": r"\bwape\b",
+    "RMSE": r"\brmse\b",
+    "MAE": r"\bmae\b",
+    "SMAPE": r"\bs-?mape\b",
+    "MASE": r"\bmase\b",
+    "Gini": r"\bgini\b",
+    "precision": r"\bprecision\b",
+}
+_FOREIGN_RES = {name: re.compile(p, re.I) for name, p in FOREIGN_METRICS.items()}
+
+
+def foreign_metrics(text: str, family: str, read: dict) -> list[str]:
+    """Metric names in ``text`` that are not metrics of ``family`` (and were not read as one
+    of its metrics): said back, so "AUC above 0.8" on a pricing recipe is not dropped silently."""
+    own = {m.lower() for m in catalog.METRICS.get(family, {})}
+    spans = [(s, e) for _, s, e in _metric_spans(text, family)]
+    out = []
+    for name, rx in _FOREIGN_RES.items():
+        if name.lower() in own or name in read:
+            continue
+        for m in rx.finditer(text):
+            if any(s <= m.start() < e for s, e in spans):
+                continue
+            if name == "accuracy" and family in ("forecasting", "pricing") and read:
+                break  # "90% accuracy" was read as the family's error metric
+            if name == "precision" and family == "next_best_action":
+                break
+            out.append(name)
+            break
+    return out
+
+
 _VALUE_RE = re.compile(
     r"(?P<sign>[-−])?\s?[$€£]?(?P<num>\d*\.\d+|\d+(?:\.\d+)?)\s*(?P<pct>%|percent\b|pct\b|per\s+cent\b)?"
 )
@@ -772,6 +867,11 @@ def _metrics(text: str, family: str) -> tuple[dict[str, dict[str, float]], list[
                 value = _metric_value(name, pm.group("num"), pm.group("pct"))
                 out.setdefault(name, {})[_role(before) or "target"] = -value if pm.group("sign") else value
                 spans.append((start - len(before) + pm.start(), end))
+            elif name not in out and _named_as_metric(text, name, start, end):
+                # "judge it with AUUC", "we track WAPE": the metric, without a target (the
+                # proposal says it back and still asks for a number).
+                out[name] = {}
+                spans.append((start, end))
     if family == "next_best_action" and "incremental_revenue" not in out:
         # "at least 50k incremental revenue": the number first, with a thousands suffix.
         inc = re.search(
@@ -932,14 +1032,15 @@ def _price_bounds(text: str, *, bare: bool = False) -> dict[str, float] | None:
             "min_change": -_clean_float(float(m.group("a")) / 100),
             "max_change": _clean_float(float(m.group("b")) / 100),
         }
-    pricey = re.search(r"\bpric", text, re.I) or bare
+    pricey = re.search(r"\bpric|\brates?\b|\btariffs?\b|\bfares?\b|\bpremiums?\b", text, re.I) or bare
     m = re.search(r"(?:±|\+/-|\+-|plus\s+or\s+minus)\s*(?P<a>\d+(?:\.\d+)?)\s*%", text, re.I)
     if m and pricey:
         v = _clean_float(float(m.group("a")) / 100)
         return {"min_change": -v, "max_change": v}
     m = re.search(
-        r"\b(?:within|by\s+at\s+most|at\s+most|no\s+more\s+than|(?:never\s+)?more\s+than|max(?:imum)?(?:\s+of)?|up\s+to|"
-        r"limit(?:ed)?\s+to|capped\s+at|cap\s+of|under|below|less\s+than)\s+"
+        r"\b(?:within|by\s+at\s+most|at\s+most|no\s+more\s+than|(?:never\s+)?more\s+than|"
+        r"max(?:imum)?(?:\s+(?:price\s+)?(?:change|move|movement|increase)s?)?(?:\s+(?:of|is))?|up\s+to|"
+        r"limit(?:ed)?\s+to|capped\s+at|cap(?:ped)?\s+(?:at|of)|under|below|less\s+than)\s+(?:±\s*|\+/-\s*)?"
         r"(?P<a>\d+(?:\.\d+)?)\s*%(?P<off>\s+off\b)?",
         text,
         re.I,
@@ -947,7 +1048,7 @@ def _price_bounds(text: str, *, bare: bool = False) -> dict[str, float] | None:
     if m:
         ctx = text[max(0, m.start() - 50) : m.end() + 50]
         if bare or re.search(
-            r"\bpric|\bchange|\bincrease|\bdiscount|\bmov(?:e|ing)\b|\bmarkdown|\btariff|\bfare|\brent\b",
+            r"\bpric|\bchange|\bincrease|\bdiscount|\bmov(?:e|ing)\b|\bmarkdown|\btariff|\bfare|\brent\b|\brates?\b|\bpremium",
             ctx,
             re.I,
         ):
@@ -1215,6 +1316,9 @@ def read_message(
             slots["frequency"] = freq
         elif note and fam == "forecasting":
             notes.append(note)
+    elif fam == "pricing" and (m := _PRICE_PERIOD_RE.search(rest)):
+        # "daily room rates", "optimise prices weekly": said back (pricing has no time step).
+        slots["frequency"] = PERIODS[(m.group("p") or m.group("q")).lower()]
 
     if fam in ("forecasting", None) and pending not in ("frequency", "horizon_days"):
         # One follow-up question instead of a silent default: a second period word with no verb
@@ -1230,7 +1334,9 @@ def read_message(
         grain = [c for c in grain if c not in people] or None
     if grain:
         slots["grain"] = grain
-    if features := stated.features(rest, fam):
+    features = stated.features(rest, fam)
+    features += stated.other_inputs(rest, features)
+    if features:
         slots["features"] = features
     if dropped := stated.drop_features(rest):
         slots["drop_features"] = dropped
@@ -1249,6 +1355,8 @@ def read_message(
         if metrics:
             slots["metrics"] = metrics
             consumed.extend(spans)
+        if foreign := foreign_metrics(rest, fam, metrics):
+            slots["foreign_metrics"] = foreign
     if fam == "pricing" or pending == "objective":
         if obj := _objective(rest, bare=pending == "objective"):
             slots["objective"] = obj
@@ -1312,7 +1420,9 @@ def read_message(
                 slots["client"] = answer
             else:
                 slots["industry"] = answer.lower()
-    informative = {k for k in slots if k not in ("scale", "schedule_text", "retrain_schedule_text")}
+    if fam and (unread := stated.unread_numbers(rest, slots)):
+        slots["unread"] = unread
+    informative = {k for k in slots if k not in ("scale", "schedule_text", "retrain_schedule_text", "unread")}
     backtest = bool(_CREATE_BACKTEST_RE.match(text.strip()))
     if backtest:
         slots = {"backtest": True}
@@ -1323,6 +1433,7 @@ def read_message(
         has_proposal=has_proposal,
         family_score=max(scores.get(family, 0.0), 4.0 if clear else 0.0) if family else 0.0,
         family_clear=clear,
+        family_known=family is not None,
     )
     return Extraction(
         intent=intent,

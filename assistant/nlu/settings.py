@@ -72,6 +72,9 @@ _COMPOUNDS = {
     "risk band", "trade area", "garden centre", "garden center", "fulfilment centre",
 }  # fmt: skip
 _DROPPED_TAILS = {"type", "kind", "level", "combination", "combo", "basis"}
+# Nouns that group an entity or a quantity: "store cluster", "price zone", "car class",
+# "postcode sector" are entities of their own, kept whole with the word before.
+_GROUP_NOUNS = {"cluster", "zone", "sector", "district", "class", "group", "band", "tier", "format", "grade"}
 # The entity-noun lexicon: what a grain is made of, by kind (singular; plurals and British
 # spellings go through ``singular``). "by", "across", "every", the words after "and", "X-level"
 # and a count of entities ("our 25 garden centres") read only these; "per"/"each" read any noun.
@@ -89,7 +92,8 @@ ENTITY_NOUNS = {
     "vehicle", "truck", "van", "fleet", "aircraft", "plant", "factory", "mill", "supplier", "vendor",
     # what is sold
     "product", "sku", "item", "article", "variant", "brand", "category", "subcategory", "department",
-    "range", "product line", "collection", "dish", "drug", "vaccine", "material", "beer",
+    "range", "product line", "collection", "dish", "drug", "vaccine", "material", "beer", "style", "size",
+    "colour", "color", "section", "seat",
     "film", "course", "room", "room type", "tariff", "plan", "service", "line of business",
     # geography
     "region", "country", "state", "county", "province", "district", "borough", "city", "town", "village",
@@ -155,6 +159,11 @@ def _phrase(text: str, pos: int) -> tuple[str | None, int]:
     end = pos
     while m := _WORD_AT_RE.match(text, end):
         w = singular(m.group(1))
+        nxt = _WORD_AT_RE.match(text, m.end())
+        if nxt and singular(nxt.group(1)) in _GROUP_NOUNS and not re.fullmatch(r"\d[\d,.]*k?", w):
+            # "price zone", "store cluster", "car class": the pair is the entity.
+            if w not in ("per", "each", "every", "by", "and", "or", "the", "our", "a", "an", "of", "in"):
+                return f"{w} {singular(nxt.group(1))}", nxt.end()
         if w in _NOT_GRAIN or re.fullmatch(r"\d[\d,.]*k?", w):
             break
         if not words and w in _ADJECTIVES:
@@ -191,7 +200,7 @@ def _nouns_at(text: str, pos: int, *, by: bool) -> list[str]:
     i = pos
     while True:
         noun, end = _phrase(text, i)
-        if noun is None or (by and noun not in _BY_NOUNS):
+        if noun is None or (by and noun not in _BY_NOUNS and noun.split()[-1] not in _GROUP_NOUNS):
             break
         out.append(noun)
         j = _JOIN_RE.match(text, end)
@@ -233,6 +242,12 @@ def grain_nouns(text: str, *, modifiers: bool = True) -> list[str]:
                 found.append(noun)
     for m in _GRAIN_START_RE.finditer(text):
         trig = m.group("trig").lower()
+        if (
+            trig.startswith("across")
+            and (w := _WORD_AT_RE.match(text, m.end()))
+            and singular(w.group(1)) == w.group(1).lower()
+        ):
+            continue  # "across the city" is where, not a grain ("across our stores" is)
         nouns = _nouns_at(text, m.end(), by=trig == "by" or trig.startswith("across") or trig == "every")
         found.extend(n for n in nouns if n not in found)
     if modifiers:
@@ -347,6 +362,67 @@ def features(text: str, family: str | None = None) -> list[str]:
     return names
 
 
+# Inputs the lexicon does not know ("using web traffic and loyalty tier"): read after a word
+# that introduces inputs, as snake_case names, so they are said back rather than dropped.
+_INPUTS_CUE_RE = re.compile(
+    r"\b(?:using|based\s+on|taking\s+into\s+account|tak(?:e|ing)\s+account\s+of|factor(?:ing|s)?\s+in|"
+    r"incorporat(?:e|es|ing)|account(?:ing)?\s+for|driven\s+by|(?:inputs?|features?|drivers?|signals?|regressors?|"
+    r"variables?|covariates?)\s*(?:like|such\s+as|including|are|:|=)|(?:along\s+)?with\s+(?=[^.;,\n]{0,40}\b(?:data|as\s+"
+    r"(?:an?\s+)?(?:inputs?|drivers?|features?|regressors?))\b))\s+",
+    re.I,
+)
+# Where an input list ends: punctuation or a word that starts another part of the sentence.
+_INPUTS_END_RE = re.compile(
+    r"[.;:!?()\n]|\b(?:to|for|so|so\s+that|that|which|in\s+order|per|each|every|by|at|over|under|within|"
+    r"when|where|while|because|but|then|next|retrain\w*|score\w*|forecast\w*|predict\w*|as\s+(?:an?\s+)?"
+    r"(?:inputs?|drivers?|features?|regressors?))\b",
+    re.I,
+)
+_INPUT_STOP = {
+    "the", "our", "their", "its", "a", "an", "some", "any", "all", "local", "historical", "past", "recent",
+    "available", "existing", "current", "relevant", "external", "internal", "other", "own", "extra", "more",
+    "additional", "basic", "simple", "standard", "usual", "main", "key", "data", "info", "information",
+    "history", "features", "inputs", "drivers", "signals", "variables", "things", "stuff", "etc", "also",
+}  # fmt: skip
+# Nouns that are never an input column of their own: what is predicted, the model, time words.
+_NOT_INPUT = {
+    "model", "models", "method", "approach", "algorithm", "ml", "machine", "learning", "ai", "python", "sql",
+    "sales", "demand", "volume", "volumes", "revenue", "units", "orders", "calls", "it", "them", "this", "that",
+    "we", "us", "you", "me", "what", "which", "how", "who", "last", "year", "years", "month", "months", "week",
+    "weeks", "day", "days", "prices", "price", "pricing", "customers", "customer", "stores", "store",
+    "sites", "site", "products", "product", "uplift", "elasticity", "elasticities", "regression",
+    "lightgbm", "xgboost", "prophet", "arima", "lstm", "gradient", "boosting", "forest", "random",
+    "treatment", "control", "group", "groups", "experiment", "test", "tests", "campaign", "offer", "offers",
+    "recipe", "baseline", "template", "dataset", "file", "csv", "parquet", "upload", "api", "batch",
+    "margin", "margins", "profit", "cost", "costs", "budget",
+}  # fmt: skip
+
+
+def other_inputs(text: str, known: list[str]) -> list[str]:
+    """Inputs named after an input cue that ``features`` did not read, as snake_case names
+    (at most three words each): "using web traffic and loyalty tier" ->
+    ``["web_traffic", "loyalty_tier"]``. Items with a number, a known feature's words, an
+    entity noun or a predicted quantity are not inputs and are left out."""
+    out: list[str] = []
+    for cue in _INPUTS_CUE_RE.finditer(text):
+        tail = text[cue.end() : cue.end() + 120]
+        end = _INPUTS_END_RE.search(tail)
+        phrase = tail[: end.start()] if end else tail
+        for item in re.split(r",|\band\b|\bor\b|\bplus\b|&|/|\bas\s+well\s+as\b", phrase, flags=re.I):
+            item = item.strip()
+            if not item or any(rx.search(item) for rx in _FEATURE_RES.values()):
+                continue
+            words = [w for w in re.findall(r"[a-z][a-z'-]*|\S", item.lower()) if w not in _INPUT_STOP]
+            if not words or len(words) > 3 or not all(re.fullmatch(r"[a-z][a-z-]*", w) for w in words):
+                continue
+            if any(w in _NOT_INPUT or singular(w) in _BY_NOUNS or w in _NOT_GRAIN for w in words):
+                continue
+            name = "_".join(w.replace("-", "_") for w in words)
+            if name not in known and name not in out:
+                out.append(name)
+    return out
+
+
 _DROP_RE = re.compile(
     r"\b(?:drop|remove|delete|exclude|forget|take\s+out|get\s+rid\s+of|without|no\s+more|leave\s+out|"
     r"don'?t\s+(?:use|need|include))\b(?P<rest>(?:\s+(?:the|any|our|all|of|those|that))*\s+[^.;\n]{0,60})",
@@ -416,7 +492,9 @@ _ELIGIBILITY_RE = re.compile(
 )
 _MIN_MARGIN_RE = re.compile(
     r"\b(?:keep(?:ing)?|hold(?:ing)?|maintain(?:ing)?|protect(?:ing)?|with)?\s*(?:the\s+|our\s+|gross\s+)?margins?\s+"
-    r"(?:above|over|at\s+least|of\s+at\s+least|>=?|≥|no\s+lower\s+than|not\s+below)\s+(?P<v>\d+(?:\.\d+)?)\s*(?:%|percent)",
+    r"(?:(?:has|have|needs?|must|should)\s+(?:to\s+)?(?:stay|remain|be)\s+)?"
+    r"(?:above|over|at\s+least|of\s+at\s+least|>=?|≥|no\s+lower\s+than|not\s+below|floor\s+(?:is|of|at)?)\s*(?P<v>\d+(?:\.\d+)?)\s*(?:%|percent)|"
+    r"\bmin(?:imum|\.)?\s+(?:gross\s+)?margin\s+(?:of\s+|is\s+|at\s+)?(?P<v2>\d+(?:\.\d+)?)\s*(?:%|percent)",
     re.I,
 )
 _BUDGET_RE = re.compile(
@@ -451,7 +529,7 @@ def constraints(text: str) -> dict:
     if m := _ELIGIBILITY_RE.search(text):
         out["eligibility"] = re.sub(r"\s+", " ", m.group("e")).strip(" ,.")
     if m := _MIN_MARGIN_RE.search(text):
-        out["min_margin"] = round(float(m.group("v")) / 100, 6)
+        out["min_margin"] = round(float(m.group("v") or m.group("v2")) / 100, 6)
     if m := _BUDGET_RE.search(text):
         v = float(m.group("v") or m.group("v2"))
         unit = (m.group("k") or m.group("k2") or "").lower()
@@ -529,3 +607,57 @@ def unitless_horizon(text: str) -> int | None:
     if not m:
         return None
     return int(m.group("n") or m.group("n2"))
+
+
+# --------------------------------------------------------------------------- unread numbers
+
+# A number stated as a limit or a target ("at most 15% of the base", "can only call 200").
+_LIMIT_NUMBER_RE = re.compile(
+    r"(?P<cue>\b(?:at\s+most|at\s+least|no\s+more\s+than|not\s+more\s+than|no\s+less\s+than|max(?:imum)?|min(?:imum)?|"
+    r"under|below|above|over|less\s+than|more\s+than|fewer\s+than|cap(?:ped)?(?:\s+at)?|limit(?:ed)?\s+to|budget(?:\s+is)?|"
+    r"target(?:\s+is)?|within|between|up\s+to|only|afford\s+to\s+\w+|capacity\s+for(?:\s+about)?|"
+    r"(?:can|could)\s+(?:only\s+)?(?:call|mail|email|contact|visit|serve|reach|handle)|[<>≤≥]=?)\s*"
+    r"(?:about\s+|around\s+|roughly\s+|~\s*)?[$€£]?\s*)"
+    r"(?P<n>\d[\d,]*(?:\.\d+)?)\s*(?P<unit>%|percent\b|per\s+cent\b|[km]\b|x\b)?",
+    re.I,
+)
+# Units after which a number is a duration or a date, read by the horizon and schedule readers.
+_TIME_UNIT_RE = re.compile(
+    r"\s*(?:-\s*)?(?:hours?|days?|weeks?|months?|quarters?|years?|am|pm|h|mins?|minutes?)\b", re.I
+)
+
+
+def _numbers(value) -> list[float]:
+    if isinstance(value, bool):
+        return []
+    if isinstance(value, (int, float)):
+        return [float(value)]
+    if isinstance(value, dict):
+        return [n for v in value.values() for n in _numbers(v)]
+    if isinstance(value, (list, tuple)):
+        return [n for v in value for n in _numbers(v)]
+    return []
+
+
+def unread_numbers(text: str, slots: dict) -> list[str]:
+    """Limits and targets in ``text`` ("at most 15% of the base", "can only call 200") whose
+    number no setting read: said back, so a constraint the readers miss is not dropped
+    silently. Durations and clock times belong to the horizon and schedule readers."""
+    used = set()
+    for n in _numbers({k: v for k, v in slots.items() if k not in ("overrides",)}):
+        used.update(
+            {round(n, 6), round(n * 100, 6), round(n / 1000, 6), round(n / 1_000_000, 6), round(abs(n), 6)}
+        )
+        used.add(round(abs(n) * 100, 6))
+    out = []
+    for m in _LIMIT_NUMBER_RE.finditer(text):
+        if _TIME_UNIT_RE.match(text, m.end()):
+            continue
+        value = float(m.group("n").replace(",", ""))
+        if round(value, 6) in used:
+            continue
+        tail = re.match(r"(?:\s*[^\s.,;:!?()\n]+){0,3}", text[m.end() :]).group(0)
+        phrase = re.sub(r"\s+", " ", text[m.start() : m.end()] + tail).strip()
+        if phrase not in out:
+            out.append(phrase)
+    return out

@@ -101,6 +101,75 @@ def test_unrepresentable_settings_are_said_back_not_dropped(api_client, baseline
     assert_valid(data["proposal"])
 
 
+def test_a_metric_named_without_a_number_is_said_back_and_its_target_asked(api_client, baselines):
+    data = say(api_client, "grocery: daily demand forecast per store, 4 weeks ahead, we track WAPE")
+    assert "You named WAPE without a number" in data["reply"]
+    assert any("accuracy do you need" in q for q in data["proposal"]["missing"])
+    data = say(api_client, "12%", data["conversation_id"])  # the answer sets the named metric's target
+    assert data["proposal"]["manifest"]["evaluation"]["metrics"]["WAPE"]["target"] == 0.12
+    assert_valid(data["proposal"])
+
+
+def test_a_metric_the_family_does_not_compute_is_said_back(api_client, baselines):
+    data = say(api_client, "optimise grocery shelf prices for margin within ±5%, AUC above 0.8")
+    assert "AUC is not a metric of the pricing family" in data["reply"]
+    assert "AUC" not in data["proposal"]["manifest"]["evaluation"]["metrics"]
+    assert_valid(data["proposal"])
+
+
+def test_a_limit_no_reader_understood_is_quoted_back(api_client, baselines):
+    text = "who should get the smart meter install offer first? only homeowners, at most 15% of the base"
+    data = say(api_client, text)
+    assert data["proposal"]["family"] == "next_best_action"
+    assert 'I couldn\'t tell which setting "at most 15% of the base" is' in data["reply"]
+    # ... and a limit that was read is not quoted as unread.
+    data = say(api_client, "retention offers for telco customers, target the top 5% by uplift, batch scoring")
+    assert "couldn't tell which setting" not in data["reply"]
+
+
+def test_a_pricing_time_step_is_said_back(api_client, baselines):
+    data = say(api_client, "Car rental: daily rates per branch and car class, changes limited to ±20%.")
+    assert data["proposal"]["family"] == "pricing"
+    assert "A daily time step is not a setting of the pricing family" in data["reply"]
+    assert stage_config(data["proposal"]["manifest"], "training")["price_bounds"] == {
+        "min_change": -0.2,
+        "max_change": 0.2,
+    }
+
+
+@pytest.mark.parametrize(
+    "text, family",
+    [
+        (
+            "Can you help me figure out how many parcels we will have to handle during peak season?",
+            "forecasting",
+        ),
+        (
+            "Which B2B accounts should our account managers visit this month? We have capacity for 300.",
+            "next_best_action",
+        ),
+        (
+            "How much ice cream will we sell this summer? We're a small chain of kiosks along the coast.",
+            "forecasting",
+        ),
+    ],
+)
+def test_a_question_about_the_users_own_business_is_a_request(text, family):
+    ex = extract.read_message(text)
+    assert ex.intent == "describe"
+    assert ex.family == family
+
+
+def test_inputs_outside_the_lexicon_are_read_and_said_back(api_client, baselines):
+    slots = extract.read_message("weekly sales per store using web traffic and loyalty tier").slots
+    assert slots["features"] == ["web_traffic", "loyalty_tier"]
+    assert "defaults" not in (
+        extract.read_message("use defaults", family_hint="pricing").slots.get("features") or []
+    )
+    data = say(api_client, "weekly sales forecast per store, 8 weeks ahead, using web traffic")
+    assert "I can't add web traffic to a forecasting recipe" in data["reply"]
+
+
 # --------------------------------------------------------------------------- one follow-up question
 
 
