@@ -39,6 +39,7 @@ import os
 import time
 import traceback
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
 from pathlib import Path
 
 from mlworkspace.csvsafe import write_csv
@@ -56,6 +57,7 @@ from .data import (
     outcome_columns,
     read_sample,
     read_table,
+    requirement_errors,
     sample_by,
     time_column,
 )
@@ -65,7 +67,7 @@ from .families import get_family, worlds
 from .history import CurveRecorder, curve_kwargs, fold_points
 from .jsonsafe import json_safe  # also imported from here by runs.artifacts, runs.tuning, ...
 from .metrics import metric_checks
-from .score_stream import ChunkReadError, PredictionWriter, StreamPlan
+from .score_stream import ChunkReadError, PredictionWriter, StreamPlan, stream_quality
 from .score_stream import plan as stream_plan
 
 MODEL_SUBDIR = "model"
@@ -341,14 +343,15 @@ def execute(spec: dict, emit) -> dict:
     (explain_failure), its traceback kept for the raw log (child_main)."""
     where: dict = {"run_type": spec.get("run_type")}
     try:
-        return _execute(spec, emit, where)
+        with ExitStack() as cleanup:  # files a stage leaves for later ones (a score run's buckets)
+            return _execute(spec, emit, where, cleanup)
     except StageFailed:
         raise
     except Exception as exc:
         raise StageFailed(explain_failure(exc, **where)) from exc
 
 
-def _execute(spec: dict, emit, where: dict) -> dict:
+def _execute(spec: dict, emit, where: dict, cleanup: ExitStack) -> dict:
     family = get_family(spec["family"])
     manifest = spec["manifest"]
     run_type = spec["run_type"]
@@ -395,6 +398,8 @@ def _execute(spec: dict, emit, where: dict) -> dict:
             # Loading (or generating) the data is the first stage's work, so the run shows
             # that stage as running meanwhile rather than "0 of 5" with nothing happening.
             stream, head = _score_stream(spec, family, log) if run_type == "score" else (None, None)
+            if stream is not None:
+                cleanup.callback(stream.close)
             raw = frame = head if stream is not None else load_data(spec, family, emit)
             if run_type == "score":
                 raw = frame = _without_outcomes(raw, family, manifest, log)
@@ -405,25 +410,38 @@ def _execute(spec: dict, emit, where: dict) -> dict:
                     "The data has no rows (only a header): upload a file with data rows, then run again."
                 )
 
-            problems = dataset_problems(
-                frame,
-                describe_columns(frame),
-                manifest,
-                family.NAME,
-                check_history=run_type not in ("eval", "score"),
-                outcomes=run_type != "score",
-            )
+            if stream is not None:  # every chunk of a streamed batch, as a score run checks it
+                problems, checked = _streamed_problems(stream, frame, manifest, family.NAME)
+            else:
+                problems, checked = (
+                    dataset_problems(
+                        frame,
+                        describe_columns(frame),
+                        manifest,
+                        family.NAME,
+                        check_history=run_type not in ("eval", "score"),
+                        outcomes=run_type != "score",
+                    ),
+                    len(frame),
+                )
             if run_type == "score":
                 problems = _missing_model_inputs(frame, spec["model_schema"]) + problems
             if problems:
                 for p in problems:
                     log(f"quality: {p}", "error")
                 raise StageFailed(quality_failure(problems))
-            log(f"quality: {len(frame)} rows passed requirement, null, grain, range and history checks")
+            if stream is not None:
+                log(
+                    f"quality: {checked:,} rows passed requirement, null, grain and range checks "
+                    "(every chunk of the streamed batch)"
+                )
+            else:
+                log(f"quality: {checked} rows passed requirement, null, grain, range and history checks")
         elif kind == "feature_prep" and run_type == "score":
             inputs = _score_inputs(raw, spec["model_schema"])
+            rows = f"{len(inputs)} rows" if stream is None else "each chunk (as it is scored)"
             log(
-                f"feature_prep: {len(inputs)} rows × {inputs.shape[1]} model input columns, typed as the "
+                f"feature_prep: {rows} × {inputs.shape[1]} model input columns, typed as the "
                 "model's schema (the model applies its own transforms, as POST /models/{id}/predict does)"
             )
         elif kind == "feature_prep":
@@ -774,7 +792,12 @@ def _score_contributions(spec: dict, config, log) -> ScoreContributions | None:
 def _score_stream(spec: dict, family, log) -> tuple[StreamPlan | None, object]:
     """(the plan, its first chunk) when a score run's dataset has more rows than its
     ``data.stream_rows`` and can stream (runs.score_stream.plan); else (None, None) and the
-    run reads its batch whole (load_data), its log saying why when the file was large."""
+    run reads its batch whole (load_data), its log saying why when the file was large.
+
+    A forecasting file not ordered by series is partitioned into bucket files in the run's work
+    directory — the artifact folder's parent: the executor's private folder for the run
+    (``storage.work_dir``), removed with it; only the files a run lists in its result are
+    stored. The caller closes the plan, which removes the buckets, when the run ends."""
     source = spec["data"]
     if "path" not in source or not source.get("stream_rows"):
         return None, None
@@ -782,6 +805,7 @@ def _score_stream(spec: dict, family, log) -> tuple[StreamPlan | None, object]:
     name = source.get("name") or path.name
     limit = int(source["stream_rows"])
     entity = sample_by(family.NAME, spec["manifest"])
+    stream = None
     try:
         stream, why = stream_plan(
             path,
@@ -790,9 +814,12 @@ def _score_stream(spec: dict, family, log) -> tuple[StreamPlan | None, object]:
             stream_rows=limit,
             chunk_rows=source.get("chunk_rows"),
             entity=entity,
+            work_dir=Path(spec["artifact_dir"]).parent,
         )
         head = stream.head() if stream is not None else None
     except ValueError as exc:  # the footer, the header or a chunk could not be read
+        if stream is not None:
+            stream.close()
         raise StageFailed(_unreadable(name, exc)) from None
     if stream is None:
         if why:
@@ -808,10 +835,23 @@ def _score_stream(spec: dict, family, log) -> tuple[StreamPlan | None, object]:
     log(
         f"score run: dataset {name} has {stream.rows:,} rows, more than SCORE_STREAM_ROWS ({limit:,}): "
         f"it is read and scored in chunks of about {stream.chunk_rows:,} rows{whole}, and its predictions "
-        f"are written chunk by chunk; the quality and feature_prep stages check its first chunk "
-        f"({len(head):,} rows), the deployment stage scores every row"
+        "are written chunk by chunk; the quality stage reads every chunk"
+        + (f"; {stream.note}" if stream.note else "")
     )
     return stream, head
+
+
+def _streamed_problems(stream: StreamPlan, frame, manifest: dict, family: str) -> tuple[list[str], int]:
+    """dataset_problems of a streamed score batch (no history, no outcomes): the columns it
+    lacks, from its first chunk ``frame``, and the quality checks over every chunk
+    (runs.score_stream.stream_quality); with the rows checked."""
+    columns = [str(c) for c in frame.columns]
+    missing = requirement_errors([{"name": c} for c in columns], manifest, family, outcomes=False)
+    try:
+        problems, rows = stream_quality(stream, columns, manifest, family)
+    except ChunkReadError as exc:
+        raise StageFailed(_unreadable(stream.name, exc)) from None
+    return missing + problems, rows
 
 
 def _unreadable(name: str, exc: Exception) -> str:

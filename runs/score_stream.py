@@ -3,25 +3,35 @@ worker's memory holds one chunk, not the batch (issue #16 §3). Plain pandas/pya
 
 ``plan`` decides whether a batch streams: a file of more than ``stream_rows`` rows (the run's
 ``data.stream_rows``, settings.SCORE_STREAM_ROWS) is read ``chunk_rows`` at a time (Parquet
-batches of its row groups, CSV chunks), unless one of two things would make its scores or
-its columns differ from the in-memory path's, in which case the run scores it in memory and
-its log says why:
+batches of its row groups, CSV chunks). Two things would make its scores or its columns differ
+from the in-memory path's; they are handled so:
 
 * **Whole entities.** A family that predicts an entity's later periods from its earlier ones
-  (``SAMPLE_BY_SERIES``: forecasting) must see each series whole in one predict call. Chunks
-  are cut only between series, so a file streams only when it is *ordered by series* (each
-  series' rows contiguous; the order of the series and of the days within one is free). A
-  first pass reads only the series columns, chunk by chunk, and checks it: a series seen
-  again after another one began means the file is not ordered. Sorting a file larger than
-  memory would need an external sort (a second copy of the file on disk and several passes):
-  not done here — a data pipeline writes its files by series cheaply, and the fallback is
-  the behaviour of before, so nothing that scored before stops scoring.
+  (``SAMPLE_BY_SERIES``: forecasting) must see each series whole in one predict call. A first
+  pass reads only the series columns, chunk by chunk, and checks whether the file is *ordered
+  by series* (each series' rows contiguous; a series seen again after another one began means
+  it is not). An ordered file streams with chunks cut between series. A file that is not is
+  *partitioned on disk*: one more pass writes each chunk's rows into K bucket Parquet files by a
+  hash of the series key (``_entity_hashes``; K = rows / chunk_rows, at least 1, so a bucket
+  holds about a chunk), in a temporary folder of the run's work directory, removed when the
+  run ends (``StreamPlan.close``). Every series lies whole in one bucket, and a bucket is
+  scored as one chunk, so the scores are the in-memory ones. The predictions come out bucket
+  by bucket (within a bucket in file order), not in file order: each row carries the batch's
+  columns, the series and date among them, so it is matched by its key, not its position (and
+  a deployment stage's ``explain_rows`` contributions go to the first rows written). Without a
+  work directory, or when pyarrow cannot write a chunk to a bucket (a column whose type changes
+  between chunks), the file is scored in memory and the run's log says why.
 * **CSV types.** pandas infers a CSV column's type from the rows it reads: a chunk of whole
   numbers is ``int64`` where the whole file (some decimals or gaps further down) is
   ``float64``. The first pass also records each chunk's kind of every column and the second
   reads with the type the whole file has (``float64``, ``str``, or Python objects for a yes/no
   column with gaps); a mix pandas types in no reproducible way (yes/no beside numbers) falls
   back to memory, naming the column.
+
+``stream_quality`` is the quality stage of a streamed batch: ``runs.data.quality_errors`` (as a
+score run asks it: no history, no outcomes) over every chunk — null and out-of-range counts
+summed, duplicates on the grain found across chunks with one 64-bit hash per row — in a pass
+that reads only the columns it checks; its messages are the whole-batch ones.
 
 A chunk that cannot be read is a ``ChunkReadError`` naming the dataset and the rows read
 before it.
@@ -30,6 +40,8 @@ before it.
 from __future__ import annotations
 
 import math
+import shutil
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,8 +50,10 @@ import numpy as np
 import pandas as pd
 
 from mlworkspace.csvsafe import write_csv
+from recipes.manifest import grain_columns
 
-from .data import SAMPLE_CHUNK_ROWS, dtype_name, read_chunks, table_columns, table_shape
+from .data import SAMPLE_CHUNK_ROWS, dtype_name, read_chunks, required_columns, table_columns, table_shape
+from .families import stage_config
 
 
 class ChunkReadError(ValueError):
@@ -50,7 +64,8 @@ class ChunkReadError(ValueError):
 class StreamPlan:
     """How a batch streams: its file, its rows (exact for Parquet, an upper bound for CSV
     until read), the rows a chunk holds, the series columns chunks are cut between (None: any
-    row), and for CSV the types read_csv is given and the columns made Python objects."""
+    row), for CSV the types read_csv is given and the columns made Python objects, and for a
+    file partitioned by series its bucket files ({path: rows}) and what the log says of it."""
 
     path: Path
     fmt: str
@@ -60,14 +75,30 @@ class StreamPlan:
     entity: list[str] | None = None
     dtypes: dict[str, str] = field(default_factory=dict)
     as_object: list[str] = field(default_factory=list)
+    buckets: dict[Path, int] = field(default_factory=dict)
+    partitions: int = 0
+    note: str = ""
+    _bucket_dir: Path | None = None
+    _objects: list[str] = field(default_factory=list)  # a CSV's columns of Python objects
 
     def chunks(self) -> Iterator[pd.DataFrame]:
-        """The batch, chunk by chunk in file order (whole series per chunk when ``entity``)."""
+        """The batch, chunk by chunk: in file order (whole series per chunk when ``entity``), or
+        for a partitioned file one bucket a chunk."""
+        if self.buckets:
+            yield from self._bucket_chunks()
+            return
         raw = self._read()
         yield from (_entity_chunks(raw, self.entity) if self.entity else raw)
 
+    def close(self) -> None:
+        """Remove the bucket files of a partitioned file (nothing to do for another)."""
+        if self._bucket_dir is not None:
+            shutil.rmtree(self._bucket_dir, ignore_errors=True)
+        self._bucket_dir, self.buckets = None, {}
+
     def head(self) -> pd.DataFrame:
-        """The first chunk (what the quality and feature_prep stages of a streamed run check)."""
+        """The first chunk: the columns and types the quality and feature_prep stages of a
+        streamed run start from (the quality stage then reads every chunk: stream_quality)."""
         chunks = self.chunks()
         try:
             return next(chunks)
@@ -98,9 +129,85 @@ class StreamPlan:
                     f"(chunk {rows // self.chunk_rows + 1}): {exc}"
                 ) from None
             for col in self.as_object if typed else ():
-                chunk[col] = chunk[col].astype(object)
+                if col in chunk.columns:  # the quality pass reads some columns only
+                    chunk[col] = chunk[col].astype(object)
             rows += len(chunk)
             yield chunk
+
+    def _partition(self, work_dir: Path) -> str:
+        """Write the file's rows into K bucket Parquet files by a hash of the series key, in a
+        new folder under ``work_dir``: "" when done, else why not (the folder removed). Each
+        chunk is converted with the schema of the first (a later chunk whose column pandas typed
+        otherwise, e.g. whole numbers with a gap, is cast to it); a column pyarrow cannot cast
+        is a reason to score the file in memory. One row group per chunk and bucket."""
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        count = self.partitions = max(1, math.ceil(self.rows / self.chunk_rows))
+        self._bucket_dir = Path(tempfile.mkdtemp(prefix="score-buckets-", dir=work_dir))
+        writers: dict[int, pq.ParquetWriter] = {}
+        rows: dict[int, int] = {}
+        schema = None
+        try:
+            try:
+                for chunk in self._read():
+                    if schema is None:
+                        schema = self._bucket_schema(chunk)
+                        self._objects = [str(c) for c in chunk.columns if chunk[c].dtype == object]
+                    which = (_entity_hashes(chunk[self.entity]) % np.uint64(count)).astype(np.int64)
+                    order = np.argsort(which, kind="stable")  # a bucket's rows keep the file's order
+                    bounds = np.searchsorted(which[order], np.arange(count + 1))
+                    table = pa.Table.from_pandas(chunk, schema=schema, preserve_index=False).take(order)
+                    for bucket in np.flatnonzero(np.diff(bounds)).tolist():
+                        if bucket not in writers:
+                            writers[bucket] = pq.ParquetWriter(self._bucket_path(bucket), schema)
+                            rows[bucket] = 0
+                        size = int(bounds[bucket + 1] - bounds[bucket])
+                        writers[bucket].write_table(table.slice(int(bounds[bucket]), size))
+                        rows[bucket] += size
+            finally:
+                for writer in writers.values():
+                    writer.close()
+        except (pa.ArrowException, TypeError) as exc:  # a chunk pyarrow cannot cast to the schema
+            self.close()
+            return f"a chunk could not be written to a bucket file ({str(exc)[:200]})"
+        except BaseException:  # a chunk that cannot be read (ChunkReadError), a full disk, ...
+            self.close()
+            raise
+        self.buckets = {self._bucket_path(b): rows[b] for b in sorted(rows)}
+        return ""
+
+    def _bucket_path(self, bucket: int) -> Path:
+        return self._bucket_dir / f"bucket-{bucket:05d}.parquet"
+
+    def _bucket_schema(self, chunk: pd.DataFrame):
+        """The bucket files' schema: the first chunk's, with a column of no values in it (a null
+        type) given the file's type (Parquet) or bool (a CSV yes/no column with gaps)."""
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        schema = pa.Schema.from_pandas(chunk, preserve_index=False)
+        source = pq.ParquetFile(self.path).schema_arrow if self.fmt == "parquet" else None
+        for index, column in enumerate(schema):
+            if not pa.types.is_null(column.type):
+                continue
+            if source is not None and column.name in source.names:
+                schema = schema.set(index, column.with_type(source.field(column.name).type))
+            elif column.name in self.as_object:
+                schema = schema.set(index, column.with_type(pa.bool_()))
+        return schema
+
+    def _bucket_chunks(self) -> Iterator[pd.DataFrame]:
+        """Each bucket file read whole (read_chunks, one chunk of its rows), typed as the file's
+        chunks are: for CSV, the columns of Python objects in its chunks (a yes/no column with
+        gaps) objects again, a missing value NaN as read_csv gives it (pyarrow gives None)."""
+        for path, rows in self.buckets.items():
+            for chunk in read_chunks(path, "parquet", chunk_rows=max(rows, 1)):
+                for col in self._objects if self.fmt != "parquet" else ():
+                    # yes/no with gaps: a bucket without a gap reads as bool, one with gaps has None
+                    chunk[col] = chunk[col].astype(object)
+                    chunk[col] = chunk[col].where(chunk[col].notna(), np.nan)
+                yield chunk
 
 
 def plan(
@@ -111,10 +218,13 @@ def plan(
     stream_rows: int,
     chunk_rows: int | None,
     entity: list[str] | None = None,
+    work_dir: Path | None = None,
 ) -> tuple[StreamPlan | None, str]:
     """(the plan, "") when the batch streams; (None, why not) when it is scored in memory ("" when
     it is small enough). Reads the file once before streaming only when it must (CSV types,
-    series order); a chunk it cannot read is a ChunkReadError."""
+    series order), and once more to partition a file not ordered by series into bucket files
+    under ``work_dir`` (the plan's ``note`` says so; the caller calls ``close`` when done); a
+    chunk it cannot read is a ChunkReadError."""
     rows = table_shape(path, fmt, header_max_bytes=1 << 20).rows
     if rows <= max(stream_rows, 0) or rows == 0:
         return None, ""
@@ -145,9 +255,19 @@ def plan(
                 elif read_as:
                     stream.dtypes[col] = read_as
         if order is not None:
-            if order.problem:
-                return None, f"it is not ordered by series ({', '.join(entity)}): {order.problem}"
             stream.entity = list(entity)
+            if order.problem:
+                unordered = f"it is not ordered by series ({', '.join(entity)}): {order.problem}"
+                if work_dir is None:
+                    return None, unordered
+                failed = stream._partition(work_dir)
+                if failed:
+                    return None, f"{unordered}, and partitioning it on disk failed: {failed}"
+                stream.note = (
+                    f"{unordered}: partitioned into {stream.partitions} buckets on disk by a hash of "
+                    "the series key, each scored whole; predictions are written bucket by bucket, "
+                    "not in the file's row order"
+                )
     return stream, ""
 
 
@@ -216,15 +336,29 @@ class _EntityOrder:
 
 
 def _entity_hashes(keys: pd.DataFrame) -> np.ndarray:
-    normal = pd.DataFrame(
-        {
-            col: keys[col].astype(float)
-            if pd.api.types.is_numeric_dtype(keys[col]) and not pd.api.types.is_bool_dtype(keys[col])
-            else keys[col].astype(str)
-            for col in keys.columns
-        }
-    )
-    return pd.util.hash_pandas_object(normal, index=False).to_numpy()
+    """One 64-bit hash per row of its key columns, the same for one key however a chunk typed
+    it: a number hashes as its value (7 in an int64 chunk as 7.0 in a float64 one, exactly, a
+    64-bit integer too), anything else as its text."""
+    normal = {}
+    for col in keys.columns:
+        values = keys[col]
+        if pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values):
+            normal[col], normal[f"{col} whole"] = _number_bits(values)
+        else:
+            normal[col] = values.astype(str)
+    return pd.util.hash_pandas_object(pd.DataFrame(normal, index=keys.index), index=False).to_numpy()
+
+
+def _number_bits(values: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """(64 bits, whole): a whole number's int64 bits (whole True), another number's float64
+    bits, so 7 and 7.0 are one key and no 64-bit integer is rounded through a float."""
+    if pd.api.types.is_integer_dtype(values) and not values.hasnans:
+        ints = values.to_numpy(dtype=np.int64)
+        return ints.view(np.uint64), np.ones(len(ints), dtype=bool)
+    floats = values.to_numpy(dtype=float, na_value=np.nan)
+    whole = np.isfinite(floats) & (np.floor(floats) == floats) & (np.abs(floats) < 2.0**63)
+    ints = np.where(whole, floats, 0).astype(np.int64)
+    return np.where(whole, ints.view(np.uint64), floats.view(np.uint64)), whole
 
 
 def _entity_chunks(chunks: Iterator[pd.DataFrame], entity: list[str]) -> Iterator[pd.DataFrame]:
@@ -244,6 +378,64 @@ def _entity_chunks(chunks: Iterator[pd.DataFrame], entity: list[str]) -> Iterato
             yield chunk.iloc[:tail].reset_index(drop=True)
     if carry is not None and len(carry):
         yield carry
+
+
+def stream_quality(
+    stream: StreamPlan, columns: list[str], manifest: dict, family: str
+) -> tuple[list[str], int]:
+    """(problems, rows checked): ``runs.data.quality_errors`` of the whole batch as a score run
+    asks it (``check_history`` and ``outcomes`` off), computed over every chunk of ``stream`` in
+    a pass that reads only the columns it checks. ``columns`` are the batch's (its first chunk's,
+    targets dropped): the checks see those only, as the in-memory one sees the batch without its
+    targets. Null and out-of-range counts are summed; a duplicate on the grain is found across
+    chunks by one 64-bit hash of its key per row (``_entity_hashes``: 8 bytes a row, 400 MB at
+    50M rows), sorted once at the end — two keys of one hash (odds about n²/2⁶⁵ for n rows) would
+    count one false duplicate. The messages are quality_errors' own (a test holds them equal)."""
+    config = stage_config(manifest or {}, "quality")
+    present = set(columns)
+    max_null = config.get("max_null_ratio")
+    required = required_columns(manifest, family, outcomes=False)
+    nulls = {c: 0 for c in (required or columns) if c in present} if max_null is not None else {}
+    grain = (
+        [c for c in grain_columns(manifest or {}) if c in present] if config.get("unique_grain", True) else []
+    )
+    ranges = {c: b for c, b in (config.get("ranges") or {}).items() if c in present}
+    below = {c: 0 for c, b in ranges.items() if "min" in b}
+    above = {c: 0 for c, b in ranges.items() if "max" in b}
+    hashes = np.empty(stream.rows if grain else 0, dtype=np.uint64)
+    rows = 0
+    for chunk in stream._read(list(dict.fromkeys([*nulls, *grain, *ranges])) or list(columns[:1])):
+        end = rows + len(chunk)
+        for col in nulls:
+            nulls[col] += int(chunk[col].isna().sum())
+        if grain:
+            if end > len(hashes):  # a CSV's rows are an upper bound: never more, but be safe
+                hashes = np.concatenate((hashes, np.empty(end - len(hashes), dtype=np.uint64)))
+            hashes[rows:end] = _entity_hashes(chunk[grain])
+        for col, bounds in ranges.items():
+            values = pd.to_numeric(chunk[col], errors="coerce")
+            if col in below:
+                below[col] += int((values < bounds["min"]).sum())
+            if col in above:
+                above[col] += int((values > bounds["max"]).sum())
+        rows = end
+    errors = [
+        f"column '{col}' has {count / rows:.1%} nulls (max {max_null:.1%})"
+        for col, count in nulls.items()
+        if rows and count / rows > max_null
+    ]
+    if grain:
+        hashes = hashes[:rows]
+        hashes.sort()
+        duplicates = int(np.count_nonzero(hashes[1:] == hashes[:-1]))
+        if duplicates:
+            errors.append(f"{duplicates} duplicate rows on the grain ({', '.join(grain)})")
+    for col, bounds in ranges.items():
+        if below.get(col):
+            errors.append(f"column '{col}' has {below[col]} values below {bounds['min']}")
+        if above.get(col):
+            errors.append(f"column '{col}' has {above[col]} values above {bounds['max']}")
+    return errors, rows
 
 
 class PredictionWriter:

@@ -1,10 +1,12 @@
 """A score run whose batch has more rows than its ``data.stream_rows`` reads it chunk by chunk
 and writes its predictions chunk by chunk (runs.score_stream, issue #16 §3): the same
 predictions as the in-memory path, for every family, from Parquet and from CSV; a
-forecasting file out of series order is scored in memory and the log says so; a chunk that
-cannot be read fails the run naming the dataset. All but the last test drive
-runs.pipeline.execute directly (no database); the last runs a real score run through a worker's
-executor."""
+forecasting file out of series order is partitioned into bucket files on disk (the same
+predictions, in another row order) and the log says so; the quality stage checks every chunk
+(a duplicate in the last chunk fails the run with the in-memory run's message); a chunk that
+cannot be read fails the run naming the dataset. All but the worker test drive
+runs.pipeline.execute directly (no database); that one runs a real score run through a worker's
+executor. runs/tests/test_score_stream_quality.py checks the streamed quality counts alone."""
 
 from __future__ import annotations
 
@@ -21,11 +23,12 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from mlworkspace import storage
 from recipes import baselines
 from runs import artifacts
+from runs.data import read_table
 from runs.executor import execute_run
 from runs.families import get_family, worlds
 from runs.models import Run, RunLog
 from runs.pipeline import StageFailed, execute
-from runs.score_stream import _csv_type, _entity_chunks, plan
+from runs.score_stream import StreamPlan, _csv_type, _entity_chunks, plan
 from runs.services import dataset_create, run_start
 from runs.tests.factories import trained_model
 
@@ -80,7 +83,10 @@ def _batch(name: str, trained) -> pd.DataFrame:
     return worlds.generate(family, worlds.resolve(family, {"rows": SCORE_ROWS[name]}, after=train))
 
 
-def _score(name, trained, path: Path, fmt: str, out: Path, stream_rows: int | None) -> tuple[dict, list]:
+def _score(
+    name, trained, path: Path, fmt: str, out: Path, stream_rows: int | None, logs: list | None = None
+) -> tuple[dict, list]:
+    """The score run's result and log lines (also appended to ``logs``, kept when it fails)."""
     folder, _ = trained[name]
     data = {"path": str(path), "format": fmt, "name": "sites-2026"}
     if stream_rows is not None:
@@ -96,16 +102,24 @@ def _score(name, trained, path: Path, fmt: str, out: Path, stream_rows: int | No
         "model_schema": json.loads((folder / "schema.json").read_text()),
         "threads": 2,
     }
-    logs: list = []
+    logs = [] if logs is None else logs
     result = execute(spec, lambda *m: logs.append(m[2]) if m[0] == "log" else None)
     return result, logs
 
 
-def _same_predictions(streamed: Path, whole: Path) -> None:
+def _same_predictions(streamed: Path, whole: Path, key: list[str] | None = None) -> None:
+    """The same files; with ``key``, the same rows in any order (matched by their key)."""
     a, b = pd.read_parquet(streamed / "predictions.parquet"), pd.read_parquet(whole / "predictions.parquet")
+    if key:
+        assert not a.duplicated(key).any()
+        a, b = (f.sort_values(key, ignore_index=True) for f in (a, b))
     pd.testing.assert_frame_equal(a, b, check_exact=True)
     assert a.dtypes.to_dict() == b.dtypes.to_dict()
-    assert (streamed / "predictions.csv").read_bytes() == (whole / "predictions.csv").read_bytes()
+    csv_a, csv_b = ((d / "predictions.csv").read_bytes().splitlines() for d in (streamed, whole))
+    if key:  # the header first, then the same lines
+        assert csv_a[0] == csv_b[0] and sorted(csv_a[1:]) == sorted(csv_b[1:])
+    else:
+        assert csv_a == csv_b
 
 
 @pytest.mark.parametrize("name", FAMILIES)
@@ -127,6 +141,11 @@ def test_streamed_scores_equal_the_in_memory_ones(name, trained, tmp_path):
     assert chunks >= len(batch) // CHUNK - 1
     assert any(f"streamed {len(batch):,} rows in {chunks} chunks" in line for line in logs), logs
     assert any("computed incrementally over every row" in line for line in logs)
+    assert any(
+        f"quality: {len(batch):,} rows passed requirement, null, grain and range checks (every chunk" in line
+        for line in logs
+    ), logs
+    assert not any("first chunk" in line for line in logs)
     assert not any("streamed" in line for line in whole_logs)
     assert set(streamed["artifacts"]) >= {"predictions.parquet", "predictions.csv"}
     # one row group a chunk: the file was written chunk by chunk
@@ -154,19 +173,145 @@ def test_a_csv_batch_streams_with_the_whole_files_column_types(trained, tmp_path
     assert any(f"streamed {len(batch):,} rows in 6 chunks" in line for line in logs)
 
 
-def test_a_forecasting_file_out_of_series_order_is_scored_in_memory(trained, tmp_path):
+@pytest.mark.parametrize("fmt", ["parquet", "csv"])
+def test_a_forecasting_file_out_of_series_order_is_partitioned_on_disk(fmt, trained, tmp_path):
     name = "forecasting"
     batch = _batch(name, trained).sort_values(["date", "series_id"], ignore_index=True)  # day by day
+    # Columns kept beside the predictions, with gaps in one series only (so in one bucket): a
+    # yes/no column (Python objects in every chunk of the CSV) and text.
+    gaps = batch["series_id"] == batch["series_id"].iloc[0]
+    batch["checked"] = pd.Series(np.arange(len(batch)) % 2 == 0, dtype=object).mask(gaps)
+    batch["comment"] = pd.Series([f"note {i}" for i in range(len(batch))]).mask(gaps)
+    path = tmp_path / f"batch.{fmt}"
+    batch.to_parquet(path, index=False) if fmt == "parquet" else batch.to_csv(path, index=False)
+    result, logs = _score(name, trained, path, fmt, tmp_path / "streamed", 1000)
+    _score(name, trained, path, fmt, tmp_path / "whole", None)
+
+    _same_predictions(tmp_path / "streamed", tmp_path / "whole", key=["series_id", "date"])
+    buckets = -(-len(batch) // CHUNK)  # rows / chunk_rows, rounded up
+    note = next(line for line in logs if "partitioned into" in line)
+    assert "sites-2026" in note and "not ordered by series (series_id)" in note
+    assert f"partitioned into {buckets} buckets on disk" in note
+    assert not any("scored in memory" in line for line in logs)
+    # Each chunk scored was one bucket: every series whole in one of them (one row group a chunk).
+    chunks = result["scoring"]["streamed"]["chunks"]
+    assert 1 < chunks <= buckets and result["scoring"]["rows"] == len(batch)
+    parquet = pq.ParquetFile(tmp_path / "streamed" / "predictions.parquet")
+    groups = [
+        set(parquet.read_row_group(i, columns=["series_id"])["series_id"].to_pylist()) for i in range(chunks)
+    ]
+    assert sum(map(len, groups)) == batch["series_id"].nunique()
+    assert not list(tmp_path.glob("score-buckets-*"))  # removed when the run ended
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "csv"])
+def test_bucket_chunks_hold_whole_series_typed_as_the_whole_file(fmt, tmp_path):
+    """A bucket holds whole series and reads back the whole file's rows and missing values (NaN
+    where read_csv gives NaN); from CSV its types too, also of a yes/no column with gaps in one
+    series only (a bucket without them would read it as bool); close removes the buckets."""
+    frame = pd.DataFrame({"series_id": ["a", "b", "c"] * 8, "v": np.arange(24) * 1.5})
+    frame["checked"] = pd.Series(np.arange(24) % 2 == 0, dtype=object).mask(frame["series_id"] == "a")
+    frame["comment"] = pd.Series([f"n{i}" for i in range(24)]).mask(frame["series_id"] == "a")
+    path = tmp_path / f"days.{fmt}"
+    frame.to_parquet(path, index=False, row_group_size=4) if fmt == "parquet" else frame.to_csv(
+        path, index=False
+    )
+    work = tmp_path / "work"
+    work.mkdir()
+    stream, why = plan(
+        path, fmt, name="days", stream_rows=5, chunk_rows=4, entity=["series_id"], work_dir=work
+    )
+    assert stream is not None and stream.partitions == 6 and "partitioned into 6 buckets" in stream.note, why
+    chunks = list(stream.chunks())
+    assert len(chunks) == len(stream.buckets) > 1
+    assert sum(chunk["series_id"].nunique() for chunk in chunks) == 3  # each series in one bucket
+    whole = read_table(path, fmt)
+    gap = {type(v) for v in whole["checked"] if pd.isna(v)}  # NaN from CSV, None from Parquet
+    for chunk in chunks:
+        # CSV: every chunk has the whole file's types (the plan's); Parquet, as its row groups
+        # read one by one: a chunk without gaps reads a yes/no column as bool.
+        if fmt == "csv":
+            assert chunk.dtypes.to_dict() == whole.dtypes.to_dict()
+        assert {type(v) for v in chunk["checked"] if pd.isna(v)} <= gap
+    pd.testing.assert_frame_equal(
+        pd.concat(chunks).sort_values("v", ignore_index=True), whole, check_exact=True
+    )
+    stream.close()
+    assert list(work.iterdir()) == []
+
+
+def test_without_a_work_directory_an_unordered_file_is_scored_in_memory(tmp_path):
+    path = tmp_path / "days.parquet"
+    pd.DataFrame({"series_id": ["a", "b"] * 6, "v": range(12)}).to_parquet(path, index=False)
+    stream, why = plan(path, "parquet", name="days", stream_rows=5, chunk_rows=4, entity=["series_id"])
+    assert stream is None and "not ordered by series (series_id): the rows of a are not all together" in why
+
+
+def test_a_chunk_pyarrow_cannot_bucket_falls_back_to_memory_and_leaves_no_files(tmp_path, monkeypatch):
+    import pyarrow as pa
+
+    path = tmp_path / "days.csv"
+    pd.DataFrame({"series_id": ["a", "b"] * 6, "v": range(12)}).to_csv(path, index=False)
+    # A schema the chunks cannot be cast to (the text series as integers): pyarrow refuses the first.
+    monkeypatch.setattr(
+        StreamPlan,
+        "_bucket_schema",
+        lambda self, chunk: pa.schema([("series_id", pa.int64()), ("v", pa.int64())]),
+    )
+    work = tmp_path / "work"
+    work.mkdir()
+    stream, why = plan(
+        path, "csv", name="days", stream_rows=5, chunk_rows=4, entity=["series_id"], work_dir=work
+    )
+    assert stream is None and "partitioning it on disk failed" in why
+    assert list(work.iterdir()) == []
+
+
+def _with_duplicate_in_last_chunk(batch: pd.DataFrame, grain: list[str]) -> pd.DataFrame:
+    """The batch with its last row given the grain key of its first (the last chunk's)."""
+    batch = batch.copy()
+    batch.loc[len(batch) - 1, grain] = batch.loc[0, grain].to_numpy()
+    return batch
+
+
+def test_a_duplicate_in_the_last_chunk_fails_the_streamed_quality_stage_as_in_memory(trained, tmp_path):
+    name = "pricing"
+    grain = ["product_id", "store_id", "week"]
+    batch = _with_duplicate_in_last_chunk(_batch(name, trained), grain)
+    assert not batch.iloc[:CHUNK].duplicated(grain).any()  # the first chunk alone is clean
     path = tmp_path / "batch.parquet"
     batch.to_parquet(path, index=False)
-    result, logs = _score(name, trained, path, "parquet", tmp_path / "fallback", 1000)
-    _score(name, trained, path, "parquet", tmp_path / "whole", None)
+    failures = {}
+    for label, stream_rows in (("whole", None), ("streamed", 1000)):
+        with pytest.raises(StageFailed) as failed:
+            _score(name, trained, path, "parquet", tmp_path / label, stream_rows)
+        failures[label] = str(failed.value)
+    assert failures["streamed"] == failures["whole"]
+    assert "1 duplicate rows on the grain (product_id, store_id, week)" in failures["streamed"]
+    assert not (tmp_path / "streamed" / "predictions.csv").exists()  # nothing scored
 
-    _same_predictions(tmp_path / "fallback", tmp_path / "whole")
-    assert "streamed" not in result["scoring"] and result["scoring"]["rows"] == len(batch)
-    warning = next(line for line in logs if "scored in memory" in line)
-    assert "sites-2026" in warning and "not ordered by series (series_id)" in warning
-    assert "write the file with each series' rows together" in warning
+
+def test_streamed_quality_problems_are_the_in_memory_ones(trained, tmp_path):
+    """Nulls over the limit, values out of range and a duplicate, all past the first chunk, from
+    CSV: the logged problems are the in-memory ones."""
+    name = "pricing"
+    batch = _with_duplicate_in_last_chunk(_batch(name, trained), ["product_id", "store_id", "week"])
+    batch.loc[np.arange(CHUNK, len(batch), 15), "price"] = np.nan  # 167 rows (5.6%), none in the first chunk
+    batch.loc[len(batch) - 3 :, "promo"] = 2
+    path = tmp_path / "batch.csv"
+    batch.to_csv(path, index=False)
+    problems = {}
+    for label, stream_rows in (("whole", None), ("streamed", 1000)):
+        logs: list = []
+        with pytest.raises(StageFailed):
+            _score(name, trained, path, "csv", tmp_path / label, stream_rows, logs)
+        problems[label] = [line for line in logs if line.startswith("quality: ")]
+    assert problems["streamed"] == problems["whole"]
+    assert problems["streamed"] == [
+        "quality: column 'price' has 5.6% nulls (max 5.0%)",
+        "quality: 1 duplicate rows on the grain (product_id, store_id, week)",
+        "quality: column 'promo' has 3 values above 1",
+    ]
 
 
 def test_a_chunk_that_cannot_be_read_fails_the_run_naming_the_dataset(trained, tmp_path):
