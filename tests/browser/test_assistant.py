@@ -33,12 +33,18 @@ def test_a_short_conversation_creates_a_recipe(page, live_server, user, baseline
     last = page.locator(".msg-assistant").last
 
     # 1. A description: the family is read, and what the recipe cannot hold is said back.
-    send(page, "Set prices for our grocery range, using weather and holidays", 1)
+    send(
+        page,
+        "Set prices for our grocery range, using weather and holidays; AUC above 0.8, margin floor 20%",
+        1,
+    )
     expect(last.locator(".proposal")).to_contain_text("Pricing")
     expect(last.locator(".proposal")).to_contain_text("✓ valid")
     expect(last.locator(".msg-body")).to_contain_text("What I understood but can't put in the recipe")
     expect(last.locator(".msg-body")).to_contain_text("I can't add weather to the pricing family")
     expect(last.locator(".msg-body")).to_contain_text("I can't add holiday effects to the pricing family")
+    expect(last.locator(".msg-body")).to_contain_text("AUC is not a metric of the pricing family")
+    expect(last.locator(".msg-body")).to_contain_text("A margin of at least 20%")
     expect(page).to_have_url(re.compile(r"/model-development/chat\?c=conv_"))
 
     # 2. A refinement of the same proposal.
