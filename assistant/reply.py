@@ -173,6 +173,8 @@ CONSTRAINT_WORDS = {
     "markdown_steps": "{v} markdown steps: the optimiser recommends one price per product and period, not a "
     "markdown path.",
     "series": "{v} series: noted; the recipe needs no setting for the number of series.",
+    "k": "{v:,} to contact: the recipe's k is a share of the customers scored, not a count; set k to {v:,} divided "
+    'by the number you score (say "top 5%"), or take the first {v:,} from the ranking.',
 }
 
 

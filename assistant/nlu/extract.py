@@ -1079,11 +1079,23 @@ def _k(text: str, *, bare: bool = False) -> float | None:
             re.I,
         )
         or re.search(
-            r"\b(?:precision|uplift|hit[\s-]?rate|response\s+rate)\s+(?:at|in\s+the\s+top)\s+(?P<n>\d+(?:\.\d+)?)\s*(?:%|percent\b)",
+            r"\b(?:precision|uplift|hit[\s-]?rate|response\s+rate)\s*(?:at|in\s+the\s+top|@)\s*(?P<n>\d+(?:\.\d+)?)\s*(?:%|percent\b)",
+            text,
+            re.I,
+        )
+        or re.search(
+            r"\b(?:at\s+most|no\s+more\s+than|up\s+to|max(?:imum)?)\s+(?P<n>\d+(?:\.\d+)?)\s*(?:%|percent\b)\s+of\s+"
+            r"(?:the\s+|our\s+)?(?:base|customers|members|list|book|portfolio|candidates|sites|accounts)\b",
             text,
             re.I,
         )
     )
+    if m is None and (
+        tile := re.search(r"\btop\s+(?P<t>decile|quintile|quartile|tenth|fifth|half)\b", text, re.I)
+    ):
+        return {"decile": 0.1, "tenth": 0.1, "quintile": 0.2, "fifth": 0.2, "quartile": 0.25, "half": 0.5}[
+            tile.group("t").lower()
+        ]
     if m is None and bare:
         m = re.search(r"(?P<n>\d+(?:\.\d+)?)\s*(?:%|percent\b)", text, re.I) or re.search(
             r"\b(?P<n>0?\.\d+)\b", text
@@ -1111,16 +1123,23 @@ def _nba_goal(text: str) -> str | None:
     return "incremental_revenue" if "revenue" in g or g == "sales" else "uplift@k"
 
 
+_TREATMENT_NOUNS = r"(?:offers?|vouchers?|coupons?|discounts?|calls?|letters?|mailings?|messages?|contacts?|treatments?|incentives?|gifts?)"
+
+
 def _offer_cost(text: str) -> float | None:
+    """The cost of one treatment: "each offer costs us about $5", "a €10 voucher", "each call
+    costs about 4 GBP"."""
     m = re.search(
-        r"\b(?:each\s+|an?\s+|the\s+)?offers?\s+costs?\s+(?:us\s+)?(?:about\s+|around\s+)?[$€£]?\s*(?P<v>\d+(?:\.\d+)?)"
-        r"|\bcost\s+(?:per|of\s+(?:an?|each|the))\s+offer\s+(?:is\s+|of\s+)?(?:about\s+)?[$€£]?\s*(?P<v2>\d+(?:\.\d+)?)",
+        rf"\b(?:each\s+|an?\s+|the\s+|every\s+)?(?:[\w-]+\s+)?{_TREATMENT_NOUNS}\s+costs?\s+(?:us\s+)?(?:about\s+|around\s+|roughly\s+|~)?"
+        r"[$€£]?\s*(?P<v>\d+(?:\.\d+)?)"
+        rf"|\bcost\s+(?:per|of\s+(?:an?|each|the))\s+{_TREATMENT_NOUNS}\s+(?:is\s+|of\s+)?(?:about\s+)?[$€£]?\s*(?P<v2>\d+(?:\.\d+)?)"
+        rf"|\b(?:an?|the|our)\s+[$€£]\s*(?P<v3>\d+(?:\.\d+)?)\s+{_TREATMENT_NOUNS}\b",
         text,
         re.I,
     )
     if not m:
         return None
-    return _clean_float(float(m.group("v") or m.group("v2")))
+    return _clean_float(float(m.group("v") or m.group("v2") or m.group("v3")))
 
 
 def _scale(text: str) -> dict[str, Any] | None:

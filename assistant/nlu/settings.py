@@ -463,8 +463,11 @@ _SITE_NOUNS = (
 _SITES_RES = [
     re.compile(rf"\bopen\s+(?:its\s+|our\s+|the\s+|their\s+)?(?:next\s+|another\s+|up\s+to\s+)?{_N}\s+(?:\w+\s+){{0,2}}?{_SITE_NOUNS}\b", re.I),
     re.compile(rf"\b(?:afford|budget\s+for|room\s+for|plan\s+(?:for|to\s+open)|wants?|want\s+to\s+open|opening|add)\s+(?:only\s+)?{_N}\s+(?:more\s+)?(?:\w+\s+)?new\s+{_SITE_NOUNS}\b", re.I),
-    re.compile(rf"\b(?:shortlist|pick|choose|select)\s+(?:the\s+best\s+|the\s+top\s+)?{_N}\s+(?:\w+\s+)?{_SITE_NOUNS}\b", re.I),
-    re.compile(rf"\b{_N}\s+new\s+{_SITE_NOUNS}\b", re.I),
+    re.compile(rf"\b(?:shortlist|pick|choose|select)\s+(?:the\s+best\s+|the\s+top\s+)?{_N}\s+(?:new\s+)?(?:[\w-]+\s+){{0,2}}?{_SITE_NOUNS}\b", re.I),
+    re.compile(rf"\b{_N}\s+new\s+(?:[\w-]+\s+){{0,2}}?{_SITE_NOUNS}\b", re.I),
+    # "we'll open 20 out of ~400 candidates", "we'll pick the top 12"
+    re.compile(rf"\bopen\s+{_N}\s+(?:of|out\s+of)\b", re.I),
+    re.compile(rf"\b(?:pick|choose|take|shortlist|select)\s+the\s+(?:top|best)\s+{_N}\b(?!\s*%)", re.I),
 ]  # fmt: skip
 
 
@@ -484,6 +487,8 @@ def _sites(text: str) -> int | None:
 
 _ELIGIBILITY_RE = re.compile(
     r"(?<![-\w])(?P<e>(?:only\s+(?:to\s+)?(?:those|customers|people|members|users|accounts|households|policyholders|subscribers)\b[^.;\n]{3,60})|"
+    r"(?:(?<=[.,;:(?!] )|(?<=^))only\s+(?:to\s+)?[a-z-]+s\b(?:\s+(?:with|who|in|on|that|out\s+of)\b[^.;,\n]{2,50})?|"
+    r"(?:customers|members|users|accounts|households)\s+(?:with\s+(?:marketing\s+)?consent|out\s+of\s+contract)\b|"
     r"(?:(?:opted[- ]in|eligible|consented)\s+(?:customers|members|users)(?:\s+only)?)|"
     r"(?:never\s+(?:contact|target|email|call|mail)\s+[^.;\n]{3,60})|"
     r"(?:exclud\w*\s+(?:customers|anyone|those|people|accounts)\b[^.;\n]{3,60})|"
@@ -507,7 +512,20 @@ _CONTACTS_RE = re.compile(
     re.I,
 )
 _DISTANCE_RE = re.compile(
-    r"\bat\s+least\s+(?P<v>\d+(?:\.\d+)?)\s*(?:km|kilomet(?:er|re)s?)\s+(?:away\s+)?from\b", re.I
+    r"\b(?:at\s+least|min(?:imum|\.)?(?:\s+of)?|no\s+closer\s+than|not\s+within)\s+(?P<v>\d+(?:\.\d+)?)\s*"
+    r"(?P<u>km|kilomet(?:er|re)s?|m|met(?:er|re)s|miles?)\s+(?:away|apart|from|between|of\s+each\s+other|to\s+the\s+next)\b",
+    re.I,
+)
+_DISTANCE_KM = {"m": 0.001, "meter": 0.001, "metre": 0.001, "mile": 1.609344}
+# A number of people to contact: "can only call 200 customers", "we can afford to mail 20,000",
+# "capacity for about 300 visits", "target group = top 10k customers".
+_CONTACT_COUNT_RE = re.compile(
+    r"\b(?:can\s+(?:only\s+)?(?:afford\s+to\s+)?|afford\s+to\s+|capacity\s+(?:for|to\s+\w+)\s+|only\s+have\s+(?:room|budget)\s+for\s+)"
+    r"(?:call|mail|e-?mail|contact|visit|text|reach|phone|treat|send\s+(?:it|them|offers?)\s+to)?\s*(?:about\s+|around\s+|roughly\s+|~)?"
+    r"(?P<n>\d[\d,]*(?:\.\d+)?\s*k?)\b(?!\s*%)|"
+    r"\btop\s+(?P<n2>\d[\d,]*(?:\.\d+)?\s*k?)\s+(?:customers|members|accounts|donors|households|subscribers|people|users)\b|"
+    r"\bk\s*=\s*(?P<n3>\d[\d,]*)\b",
+    re.I,
 )
 _SERIES_RE = re.compile(
     r"\b(?P<n>\d{1,3}(?:,\d{3})+|\d+(?:\.\d+)?\s*[kK]|\d+)\s+(?:[a-z-]+\s+){0,2}?"
@@ -526,8 +544,12 @@ def constraints(text: str) -> dict:
     out: dict = {}
     if (n := _sites(text)) is not None:
         out["sites"] = n
-    if m := _ELIGIBILITY_RE.search(text):
+    for m in _ELIGIBILITY_RE.finditer(text):
+        only = re.match(r"only\s+(?:to\s+)?([a-z-]+)", m.group("e"), re.I)
+        if only and singular(only.group(1)) in _BY_NOUNS and singular(only.group(1)) not in PERSON_NOUNS:
+            continue  # "only stores with a year of history": which series, not who is eligible
         out["eligibility"] = re.sub(r"\s+", " ", m.group("e")).strip(" ,.")
+        break
     if m := _MIN_MARGIN_RE.search(text):
         out["min_margin"] = round(float(m.group("v") or m.group("v2")) / 100, 6)
     if m := _BUDGET_RE.search(text):
@@ -537,8 +559,13 @@ def constraints(text: str) -> dict:
     if m := _CONTACTS_RE.search(text):
         out["max_contacts_per_month"] = _int(m.group("n"))
     if m := _DISTANCE_RE.search(text):
-        v = float(m.group("v"))
+        unit = singular(m.group("u").lower()).replace("kilometer", "km").replace("kilometre", "km")
+        v = round(float(m.group("v")) * _DISTANCE_KM.get(unit, 1), 6)
         out["min_distance_km"] = int(v) if v == int(v) else v
+    if m := _CONTACT_COUNT_RE.search(text):
+        n = _count((m.group("n") or m.group("n2") or m.group("n3")).replace(" ", ""))
+        if n >= 1:
+            out["k"] = n  # a count: k is a share in the recipe, so it is said back
     if m := _SERIES_RE.search(text):
         out["series"] = _count(m.group("n"))
     if m := re.search(r"\bat\s+least\s+(?P<v>\d+)\s*%\s+above\s+(?:unit\s+)?cost\b", text, re.I):

@@ -118,13 +118,25 @@ def test_a_metric_the_family_does_not_compute_is_said_back(api_client, baselines
 
 
 def test_a_limit_no_reader_understood_is_quoted_back(api_client, baselines):
-    text = "who should get the smart meter install offer first? only homeowners, at most 15% of the base"
+    text = "who should get the smart meter install offer first? only homeowners, and keep churn under 2%"
     data = say(api_client, text)
     assert data["proposal"]["family"] == "next_best_action"
-    assert 'I couldn\'t tell which setting "at most 15% of the base" is' in data["reply"]
+    assert 'I couldn\'t tell which setting "under 2%" is' in data["reply"]
+    assert 'Eligibility ("only homeowners")' in data["reply"]
     # ... and a limit that was read is not quoted as unread.
     data = say(api_client, "retention offers for telco customers, target the top 5% by uplift, batch scoring")
     assert "couldn't tell which setting" not in data["reply"]
+
+
+def test_a_count_to_contact_is_read_and_said_back_as_not_a_share(api_client, baselines):
+    data = say(
+        api_client,
+        "Bank: churn-prevention contact list. We can only call 1,500 customers a month, each call costs about 4 GBP",
+    )
+    assert "1,500 to contact: the recipe's k is a share" in data["reply"]
+    assert stage_config(data["proposal"]["manifest"], "evaluation")["offer_cost"] == 4
+    data = say(api_client, "retention offers: at most 15% of the base, batch scored weekly")
+    assert stage_config(data["proposal"]["manifest"], "evaluation")["k"] == 0.15
 
 
 def test_a_pricing_time_step_is_said_back(api_client, baselines):

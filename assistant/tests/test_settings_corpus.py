@@ -63,9 +63,10 @@ FLOORS = {
         "metrics": (0.7, 0.6),
         "schedule": (0.8, 0.8),
         "features": (0.8, 0.7),
-        "constraints": (0.85, 0.45),
+        "constraints": (0.9, 0.85),
     },
-    # A third author's descriptions, never tuned on: measured once, after the readers were fixed.
+    # A third author's descriptions, never tuned on: measured after the readers were fixed, and
+    # once more after the constraint readers were generalised on the second author's rows.
     "author3_test": {
         "horizon_days": (0.95, 0.85),
         "frequency": (0.9, 0.85),
@@ -73,7 +74,7 @@ FLOORS = {
         "metrics": (0.75, 0.5),
         "schedule": (0.95, 0.75),
         "features": (0.75, 0.6),
-        "constraints": (0.95, 0.35),
+        "constraints": (0.95, 0.5),
     },
 }
 
