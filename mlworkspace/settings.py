@@ -222,21 +222,31 @@ MEDIA_URL = "/media/"
 # Request bodies: manifests are JSON (2 MB); dataset uploads stream to disk.
 DATA_UPLOAD_MAX_MEMORY_SIZE = int(os.environ.get("MAX_JSON_BODY_BYTES", 2 * 1024 * 1024))
 FILE_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
-DATASET_MAX_BYTES = int(os.environ.get("DATASET_MAX_BYTES", 200 * 1024 * 1024))
+# 4 GiB: a 50M-row × 14-column Parquet file is about 1.7 GB.
+DATASET_MAX_BYTES = int(os.environ.get("DATASET_MAX_BYTES", 4 * 1024**3))
 # A small file can hold a huge table (a Parquet column of zeros compresses ~10,000:1): an
 # upload's rows and columns are read from the Parquet footer or the CSV's first line (at most
 # DATASET_HEADER_MAX_BYTES) and counted line breaks before anything is loaded; over a limit
 # is a 413 naming the numbers. Uploads bigger than DATASET_INLINE_PROFILE_BYTES (or Parquet
 # files of more than DATASET_INLINE_PROFILE_ROWS rows) are profiled by a worker task, not in
 # the web request: the dataset is `processing` until then. DATASET_MAX_CELLS bounds rows ×
-# columns (200M cells is 1.6 GB as float64) for the process that loads the table. Training
-# samples, checks and score runs stream (SCORE_STREAM_ROWS), but some readers still load a
-# dataset whole — the dataset page's "check against a recipe" (in the web process), a model
-# comparison on a dataset window, a retrain that joins several datasets, a forecasting score
-# run of a file not ordered by series — so these defaults stay until those read in chunks too.
+# columns (2,000M cells: 50M rows × 40 columns). No reader of a large dataset holds it whole:
+# the profile reads it in chunks and checks a sample (DATASET_CHECK_SAMPLE_ROWS); train, eval,
+# backtest and tune runs read a sample (TRAIN_MAX_ROWS); monitoring checks and score runs
+# stream (CHECK_STREAM_ROWS, SCORE_STREAM_ROWS); the dataset page's check against a recipe
+# reads evenly spread row groups (DATASET_WEB_CHECK_ROWS) and a model comparison on a dataset
+# a uniform sample (COMPARE_MAX_ROWS); a retrain joins several datasets chunk by chunk into one
+# Parquet file; a forecasting score run's file not ordered by series is partitioned on disk.
+# Still read whole when this was written: the predictions file of a scored batch that
+# POST /models/{id}/outcomes joins labels to (in the web process).
 DATASET_MAX_ROWS = int(os.environ.get("DATASET_MAX_ROWS", 50_000_000))
 DATASET_MAX_COLUMNS = int(os.environ.get("DATASET_MAX_COLUMNS", 2_000))
-DATASET_MAX_CELLS = int(os.environ.get("DATASET_MAX_CELLS", 200_000_000))
+DATASET_MAX_CELLS = int(os.environ.get("DATASET_MAX_CELLS", 2_000_000_000))
+# The dataset page's "check against a recipe" runs in the web process: it reads at most this
+# many rows (every row of a smaller dataset; of a Parquet file whole row groups spread evenly
+# over it, of a CSV the first rows), and null ratios, ranges and history of every row come from
+# the dataset's profile (runs.data.read_spread, runs.dataset_views._check).
+DATASET_WEB_CHECK_ROWS = int(os.environ.get("DATASET_WEB_CHECK_ROWS", 200_000))
 DATASET_HEADER_MAX_BYTES = int(os.environ.get("DATASET_HEADER_MAX_BYTES", 1024 * 1024))
 DATASET_INLINE_PROFILE_BYTES = int(os.environ.get("DATASET_INLINE_PROFILE_BYTES", 10 * 1024 * 1024))
 DATASET_INLINE_PROFILE_ROWS = int(os.environ.get("DATASET_INLINE_PROFILE_ROWS", 500_000))
@@ -281,10 +291,15 @@ OUTCOMES_MAX_ROWS = int(os.environ.get("OUTCOMES_MAX_ROWS", 100_000))
 CHECK_STREAM_ROWS = int(os.environ.get("CHECK_STREAM_ROWS", 2_000_000))
 CHECK_CHUNK_ROWS = int(os.environ.get("CHECK_CHUNK_ROWS", 500_000))
 CHECK_SAMPLE_ROWS = int(os.environ.get("CHECK_SAMPLE_ROWS", 200_000))
+# A model comparison on a dataset of more rows evaluates every model on a uniform sample of
+# about this many (whole series for forecasting; runs.data.read_sample), and its result says
+# so (monitoring.services.comparison): memory holds the sample, not the file — the API and the
+# page compare in the web request, a retrain in its worker.
+COMPARE_MAX_ROWS = int(os.environ.get("COMPARE_MAX_ROWS", 1_000_000))
 # A score run of a dataset of more than SCORE_STREAM_ROWS rows reads it SCORE_STREAM_CHUNK_ROWS
 # rows at a time and appends each chunk's predictions to its files, so a worker's memory holds a
-# chunk, not the batch (runs.score_stream; a forecasting file streams when it is ordered by
-# series, else it is scored whole and the run's log says why).
+# chunk, not the batch (runs.score_stream; a forecasting file not ordered by series is first
+# partitioned on disk into buckets of whole series, and the run's log says so).
 SCORE_STREAM_ROWS = int(os.environ.get("SCORE_STREAM_ROWS", 1_000_000))
 SCORE_STREAM_CHUNK_ROWS = int(os.environ.get("SCORE_STREAM_CHUNK_ROWS", 500_000))
 

@@ -49,6 +49,21 @@ def read_frame(dataset: Dataset) -> pd.DataFrame:
         return run_data.read_table(path, dataset.format)
 
 
+def read_spread(dataset: Dataset, max_rows: int) -> run_data.SpreadRows:
+    """At most `max_rows` rows that represent the dataset (runs.data.read_spread: every row of a
+    small one; evenly spread row groups of a Parquet file, the first rows of a CSV), for a check
+    in the web process that must not load a large file whole."""
+    with local_copy(dataset) as path:
+        return run_data.read_spread(path, dataset.format, max_rows=max_rows, table_rows=dataset.row_count)
+
+
+def read_sample(dataset: Dataset, *, max_rows: int, by: list[str] | None = None) -> tuple[pd.DataFrame, int]:
+    """(frame, the dataset's rows): every row, or a uniform sample of about `max_rows` rows read
+    chunk by chunk, whole groups of the `by` columns kept (runs.data.read_sample)."""
+    with local_copy(dataset) as path:
+        return run_data.read_sample(path, dataset.format, max_rows=max_rows, by=by)
+
+
 def read_head(dataset: Dataset, rows: int) -> pd.DataFrame:
     """The first `rows` rows (the dataset page's preview)."""
     with local_copy(dataset) as path:

@@ -212,20 +212,31 @@ def _preview(dataset: Dataset) -> dict:
 
 def _check(dataset: Dataset, recipe: Recipe) -> dict:
     """The dataset against the recipe's newest version: the same checks as the upload and
-    the run's quality stage, in words."""
+    the run's quality stage, in words. The web process reads at most DATASET_WEB_CHECK_ROWS
+    rows (dataset_files.read_spread); on a larger dataset the null ratios, ranges and history
+    come from its profile of every row too, and ``scope`` says which rows were checked."""
     version = recipe.current_version
     manifest = version.manifest if version else {}
     if not dataset.is_ready:  # not loaded in the web process before a worker profiled it
         problem = "it is still being profiled" if dataset.status == "processing" else dataset.error
         return {"recipe": recipe, "version": version, "problems": [problem], "readable": False}
     try:
-        frame = dataset_files.read_frame(dataset)
+        part = dataset_files.read_spread(dataset, settings.DATASET_WEB_CHECK_ROWS)
     except (ValueError, NotImplementedError) as exc:
         return {"recipe": recipe, "version": version, "problems": [str(exc)], "readable": False}
     except (NotFound, Conflict) as exc:
         return {"recipe": recipe, "version": version, "problems": [exc.detail], "readable": False}
-    problems = run_data.dataset_problems(frame, dataset.columns_json, manifest, recipe.model_family)
-    return {"recipe": recipe, "version": version, "problems": problems, "readable": True}
+    problems = run_data.dataset_problems(
+        part.frame,
+        dataset.columns_json,
+        manifest,
+        recipe.model_family,
+        table_rows=None if part.whole else part.table_rows,
+    )
+    scope = None
+    if not part.whole:
+        scope = f"checked {len(part.frame):,} of {part.table_rows:,} rows ({part.how})"
+    return {"recipe": recipe, "version": version, "problems": problems, "readable": True, "scope": scope}
 
 
 def _models_for(recipe: Recipe | None, user) -> list[MLModel]:

@@ -540,13 +540,13 @@ def test_a_proxy_pointing_elsewhere_is_named():
     text = NGINX_FILE.read_text()
     broken = (
         text.replace("server web2:8000;", "server web3:8000;")
-        .replace("client_max_body_size 201m;", "client_max_body_size 10m;")
+        .replace("client_max_body_size 4097m;", "client_max_body_size 10m;")
         .replace("location = /healthz", "location = /health")
     )
     assert nginx_problems(broken, load_compose()) == [
         "upstream servers ['web1:8000', 'web3:8000'] are not the web services ['web1:8000', 'web2:8000']",
         "/healthz is not passed through to the web servers",
-        f"client_max_body_size is not DATASET_MAX_BYTES + 1 MiB ({200 * 1024 * 1024 + 1024 * 1024} bytes)",
+        f"client_max_body_size is not DATASET_MAX_BYTES + 1 MiB ({4 * 1024**3 + 1024 * 1024} bytes)",
     ]
 
 

@@ -8,7 +8,9 @@ model's input drift against its own training profile, keeps the family's plot da
 (``monitoring.comparison.verdict``). The result is stored as a ``Comparison``.
 
 The window, by default, is the newest labelled batch the reference was checked on (a window
-of its synthetic world, or an uploaded dataset); a retrain compares on its held-out batch.
+of its synthetic world, or an uploaded dataset); a retrain compares on its held-out batch. A
+dataset of more than COMPARE_MAX_ROWS rows is compared on a uniform sample of it, which the
+result's ``window`` (in words) and ``sample`` say.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from functools import partial
 
 import numpy as np
 import pandas as pd
+from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
@@ -28,6 +31,7 @@ from models_registry.models import MLModel
 from notifications.services import notify
 from recipes.catalog import PRIMARY_METRIC, metric_direction
 from runs import artifacts, dataset_files
+from runs.data import sample_by
 from runs.families import get_family, worlds
 from runs.metrics import metric_checks
 from runs.models import Dataset
@@ -53,13 +57,27 @@ def newest_labelled_batch(model: MLModel) -> dict | None:
     return batch | {"shift": {}} if batch else None
 
 
-def comparison_frame(window: dict, family_name: str) -> tuple[pd.DataFrame, str]:
-    """The labelled frame of a recorded window, and its description in words."""
+def comparison_frame(window: dict, family_name: str, manifest: dict) -> tuple[pd.DataFrame, str, dict | None]:
+    """The labelled frame of a recorded window, its description in words, and the sample it is
+    (``{"rows", "of", "by"}``), None when it is every row. A dataset of more than
+    COMPARE_MAX_ROWS rows is read as a uniform sample of about that many, chunk by chunk (whole
+    series when the family samples by series: `manifest`'s grain), as a train run reads one."""
     family = get_family(family_name)
     if window.get("dataset_id"):
         dataset = Dataset.objects.get(pk=window["dataset_id"])
-        return dataset_files.read_frame(dataset), f"dataset '{dataset.name}'"
-    return worlds.generate(family, window), worlds.describe(family, window)
+        by = sample_by(family_name, manifest)
+        try:
+            frame, total = dataset_files.read_sample(dataset, max_rows=settings.COMPARE_MAX_ROWS, by=by)
+        except ValueError as exc:  # e.g. a dataset without the grain a series sample keeps whole
+            raise field_error(
+                "dataset_id", f"dataset '{dataset.name}' cannot be compared on: {exc}"
+            ) from None
+        if total <= settings.COMPARE_MAX_ROWS:  # read_sample read every row
+            return frame, f"dataset '{dataset.name}'", None
+        unit = f" of whole series by {', '.join(by)}" if by else ""
+        described = f"dataset '{dataset.name}' (a uniform sample{unit}: {len(frame):,} of its {total:,} rows)"
+        return frame, described, {"rows": int(len(frame)), "of": int(total), "by": by}
+    return worlds.generate(family, window), worlds.describe(family, window), None
 
 
 def _window(reference: MLModel, *, dataset_id=None, synthetic=None, user=None) -> dict:
@@ -231,8 +249,9 @@ def models_compare(
     _check_models(models)
     reference = models[0]
     window = window or _window(reference, dataset_id=dataset_id, synthetic=synthetic, user=user)
-    frame, described = comparison_frame(window, reference.recipe.model_family)
-    result = compare_models(models, frame) | {"window": described}
+    manifest = reference.recipe_version.manifest
+    frame, described, sample = comparison_frame(window, reference.recipe.model_family, manifest)
+    result = compare_models(models, frame) | {"window": described, "sample": sample}
     first = models[1]
     summary = result["verdicts"][first.pk]["summary"]
     comparison = Comparison.objects.create(
