@@ -14,13 +14,19 @@ its dataset, instead of on a TRAIN_MAX_ROWS sample in its own process:
 2. A first pass (``scan``) reads only the time and the text columns: the time range (for a time
    holdout) and every category level of the whole dataset, which the model's encoding needs
    before the first chunk is encoded (a level seen only in the holdout gets a code no training
-   row has: harmless).
+   row has: harmless). When the family's ``prepare`` keeps one row per entity (location
+   scoring's ``drop_duplicate_sites``, next best action's ``dedupe``: asked of ``prepare``
+   itself, ``keeps_latest``), the first pass reads every column and prepares each chunk too
+   (``LatestRows``): prepare of one chunk keeps the entity's latest row *in that chunk*, so the
+   pass records, per entity key hash, the time and position of its latest row over every chunk,
+   and the rows that lost to a row of another chunk (*superseded*: positions in the dataset).
 3. The second pass reads the dataset chunk by chunk (``runs.data.read_chunks``: Parquet row
    groups, CSV chunks), applies the family's ``prepare`` to each chunk (row-local but for its
-   de-duplication of an entity's rows, which then holds within a chunk: see each family's
-   docstring), drops the holdout rows and hands the rest to the family's ``fit_dask``, which
-   encodes them and ``Cluster.scatter``s them: the run's process holds one chunk at a time, the
-   cluster's workers hold the training data.
+   de-duplication), leaves out the superseded rows — so the rows kept are those ``prepare`` of
+   the whole dataset keeps, as in a local run (but for a collision of 64-bit hashes) —, drops
+   the holdout rows and hands the rest to the family's ``fit_dask``, which encodes them and
+   ``Cluster.scatter``s them: the run's process holds one chunk at a time (and the first pass's
+   arrays: 24 bytes per distinct entity), the cluster's workers hold the training data.
 4. ``Cluster.fit`` trains with ``lightgbm.dask``'s estimators on those arrays with the family's
    own hyperparameters (LightGBM's data-parallel learner: the histograms are summed over the
    workers, so the trees are close to, not bit-identical with, a local run's). The family keeps
@@ -43,6 +49,7 @@ import pandas as pd
 from recipes import distributed_config
 
 from .data import read_chunks, table_columns
+from .score_stream import _entity_hashes
 
 CONNECT_TIMEOUT_SECONDS = 30
 # Rows per chunk when the run's data is an in-memory frame (synthetic data).
@@ -130,12 +137,15 @@ def _times(values: pd.Series) -> pd.Series:
 
 @dataclass
 class Scan:
-    """What the first pass learns: rows, the time range, every text column's levels."""
+    """What the first pass learns: rows, the time range, every text column's levels, and the
+    rows their chunk's prepare() keeps that the whole dataset's would not (``superseded``:
+    positions in the dataset; None when prepare() keeps every entity's every row)."""
 
     rows: int = 0
     time_min: pd.Timestamp | None = None
     time_max: pd.Timestamp | None = None
     levels: dict[str, list[str]] = field(default_factory=dict)
+    superseded: np.ndarray | None = None
 
 
 def text_columns(family) -> list[str]:
@@ -143,10 +153,11 @@ def text_columns(family) -> list[str]:
     return [c["name"] for c in family.SCHEMA if c.get("dtype") == "string" and c["name"] != family.GRAIN]
 
 
-def scan(chunks: Iterator[pd.DataFrame], family) -> Scan:
-    """One pass over ``chunks`` (only the time and text columns need be read)."""
+def scan(chunks: Iterator[pd.DataFrame], family, latest: LatestRows | None = None) -> Scan:
+    """One pass over ``chunks`` (only the time and text columns need be read, unless ``latest``
+    is given: then every column, which it prepares chunk by chunk to find the superseded rows)."""
     out, seen = Scan(), {col: set() for col in text_columns(family)}
-    for chunk in chunks:
+    for chunk in positioned(chunks) if latest is not None else chunks:
         out.rows += len(chunk)
         if family.TIME in chunk.columns:
             times = _times(chunk[family.TIME]).dropna()
@@ -157,8 +168,106 @@ def scan(chunks: Iterator[pd.DataFrame], family) -> Scan:
         for col, levels in seen.items():
             if col in chunk.columns:
                 levels.update(chunk[col].dropna().astype(str).unique().tolist())
+        if latest is not None:
+            latest.add(chunk)
     out.levels = {col: sorted(levels) for col, levels in seen.items()}
+    out.superseded = latest.superseded() if latest is not None else None
     return out
+
+
+# --- an entity's latest row across chunks ---------------------------------------------------
+
+POSITION = "__row_position__"  # a row's place in the dataset, carried through prepare()
+
+
+def positioned(chunks: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+    """The chunks with each row's position in the dataset (0, 1, ... in chunk order) as a column,
+    the same on both passes."""
+    start = 0
+    for chunk in chunks:
+        yield chunk.assign(**{POSITION: np.arange(start, start + len(chunk), dtype=np.int64)})
+        start += len(chunk)
+
+
+def prepares(manifest: dict) -> bool:
+    """Whether the run applies the family's prepare() (its pipeline has a feature_prep stage)."""
+    stages = (manifest.get("pipeline") or {}).get("stages") or []
+    return any(stage.get("type") == "feature_prep" for stage in stages)  # as the pipeline does
+
+
+def keeps_latest(family, manifest: dict, prepared: pd.DataFrame) -> bool:
+    """Whether the run's prepare() keeps one row per entity (the grain): location scoring's
+    ``drop_duplicate_sites`` and next best action's ``dedupe``, each its own switch and default,
+    so prepare() itself is asked: two copies of a row it kept (one of ``prepared``, the run's
+    prepared sample) come back as one."""
+    if not prepares(manifest) or prepared.empty or family.GRAIN not in prepared.columns:
+        return False
+    row = prepared.iloc[:1]
+    return len(family.prepare(pd.concat([row, row], ignore_index=True), manifest, log=_quiet)) == 1
+
+
+class LatestRows:
+    """Which rows prepare() of the whole dataset keeps, found chunk by chunk (the first pass),
+    for a family whose prepare() keeps an entity's latest row: after its row filters (a missing
+    label), the row with the latest time (a missing time counts as latest, as pandas sorts it
+    last), the last in the file among equal times. prepare() of one chunk keeps its latest row of
+    each entity; of those, the one latest over every chunk stays, the others are *superseded*.
+
+    Memory: per distinct entity a 64-bit hash of its key (``runs.score_stream._entity_hashes``:
+    a number in one chunk and the same number read as a decimal in another are one entity), its
+    kept row's time and position (24 bytes; copies of them while a chunk is merged), plus the
+    superseded positions; no Python object per row. Two entities whose hashes collide count as
+    one: for n entities the chance is about n²/2^65 (3·10^-8 for a million)."""
+
+    def __init__(self, family, manifest: dict):
+        self.family, self.manifest = family, manifest
+        self.hashes = np.empty(0, dtype=np.uint64)
+        self.times = np.empty(0, dtype=np.int64)
+        self.positions = np.empty(0, dtype=np.int64)
+        self._superseded: list[np.ndarray] = []
+
+    def add(self, chunk: pd.DataFrame) -> None:
+        """A raw chunk with its ``POSITION`` column (``positioned``)."""
+        kept = self.family.prepare(chunk, self.manifest, log=_quiet)
+        if kept.empty or self.family.GRAIN not in kept.columns:
+            return
+        hashes = _entity_hashes(kept[[self.family.GRAIN]])
+        times = _time_keys(kept, self.family.TIME)
+        positions = kept[POSITION].to_numpy(dtype=np.int64)
+        # Ordered by entity, then time, then position: the last row of each entity is its latest.
+        order = np.lexsort((positions, times, hashes))
+        hashes, times, positions = hashes[order], times[order], positions[order]
+        last = np.r_[hashes[1:] != hashes[:-1], True]
+        self._superseded.append(positions[~last])  # none unless two keys share a hash
+        hashes, times, positions = hashes[last], times[last], positions[last]
+        # Merged with the latest rows so far (sorted by hash, one per entity): a stable sort puts an
+        # entity's earlier row before this chunk's, which is later in the file and wins a tie.
+        hashes = np.concatenate([self.hashes, hashes])
+        times = np.concatenate([self.times, times])
+        positions = np.concatenate([self.positions, positions])
+        order = np.argsort(hashes, kind="stable")
+        hashes, times, positions = hashes[order], times[order], positions[order]
+        pairs = np.flatnonzero(hashes[1:] == hashes[:-1])
+        losers = np.where(times[pairs + 1] >= times[pairs], pairs, pairs + 1)
+        self._superseded.append(positions[losers])
+        keep = np.ones(len(hashes), dtype=bool)
+        keep[losers] = False
+        self.hashes, self.times, self.positions = hashes[keep], times[keep], positions[keep]
+
+    def superseded(self) -> np.ndarray:
+        """The positions of the rows kept by their chunk's prepare() but not the dataset's, sorted."""
+        return np.sort(np.concatenate([np.empty(0, dtype=np.int64), *self._superseded]))
+
+
+def _time_keys(frame: pd.DataFrame, column: str) -> np.ndarray:
+    """Each row's time as int64 nanoseconds since the epoch (UTC), a missing time the largest;
+    zeros without a time column (then the file order alone decides)."""
+    if column not in frame.columns:
+        return np.zeros(len(frame), dtype=np.int64)
+    times = pd.to_datetime(frame[column], errors="coerce", utc=True)
+    keys = times.to_numpy(dtype="datetime64[ns]").view(np.int64).copy()
+    keys[times.isna().to_numpy()] = np.iinfo(np.int64).max
+    return keys
 
 
 # --- where the chunks come from -------------------------------------------------------------
@@ -188,14 +297,26 @@ def _quiet(_message: str, *_args) -> None:
     """A chunk's prepare() speaks once per chunk: the run's log says what the pass did instead."""
 
 
-def training_frames(chunks: Iterator[pd.DataFrame], family, manifest: dict, holdout: Holdout, counts: dict):
-    """The prepared training rows of each chunk (holdout rows left out); ``counts`` gets the
-    rows read, prepared and held out."""
-    stages = (manifest.get("pipeline") or {}).get("stages") or []
-    prepare = any(stage.get("type") == "feature_prep" for stage in stages)  # as the pipeline does
-    for chunk in chunks:
+def training_frames(
+    chunks: Iterator[pd.DataFrame],
+    family,
+    manifest: dict,
+    holdout: Holdout,
+    counts: dict,
+    superseded: np.ndarray | None = None,
+):
+    """The prepared training rows of each chunk (holdout rows left out; with ``superseded``, the
+    first pass's ``Scan.superseded``, an entity's rows superseded in another chunk too);
+    ``counts`` gets the rows read, prepared (as prepare() of the whole dataset keeps them) and
+    held out, and the superseded rows left out."""
+    prepare = prepares(manifest)
+    for chunk in positioned(chunks) if superseded is not None else chunks:
         counts["read"] += len(chunk)
         prepared = family.prepare(chunk, manifest, log=_quiet) if prepare else chunk
+        if superseded is not None:
+            later = np.isin(prepared[POSITION].to_numpy(dtype=np.int64), superseded, assume_unique=True)
+            counts["superseded"] = counts.get("superseded", 0) + int(later.sum())
+            prepared = prepared.loc[~later].drop(columns=POSITION)
         counts["prepared"] += len(prepared)
         test = holdout.mask(prepared)
         counts["holdout"] += int(test.sum())
@@ -327,22 +448,32 @@ def train(spec: dict, family, raw: pd.DataFrame, sample: pd.DataFrame, log) -> t
         )
     all_chunks, scan_chunks = chunk_source(spec, raw, family)
     holdout = Holdout.of(family, manifest)
-    seen = scan(scan_chunks(), family)
+    if keeps_latest(family, manifest, sample):  # every column read and prepared, chunk by chunk
+        seen = scan(all_chunks(), family, LatestRows(family, manifest))
+    else:
+        seen = scan(scan_chunks(), family)
     holdout.set_range(seen.time_min, seen.time_max)
     how = (
         f"after {holdout.cutoff}"
         if holdout.by_time
         else f"a {holdout.test_size:.0%} hash share of {holdout.grain}"
     )
+    latest = (
+        ""
+        if seen.superseded is None
+        else f"; {len(seen.superseded):,} rows of a {family.GRAIN} with a later row in another chunk "
+        "left out, as feature_prep of the whole dataset would"
+    )
     log(
-        f"training: first pass over {seen.rows:,} rows: holdout = rows {how}; category levels of the whole dataset"
+        f"training: first pass over {seen.rows:,} rows: holdout = rows {how}; category levels of the "
+        f"whole dataset{latest}"
     )
     split = holdout.split(sample)
     if split[0].empty or split[1].empty:
         raise ValueError("the split left the train or the test set empty")
     counts = {"read": 0, "prepared": 0, "holdout": 0}
     with Cluster(address) as cluster:
-        frames = training_frames(all_chunks(), family, manifest, holdout, counts)
+        frames = training_frames(all_chunks(), family, manifest, holdout, counts, seen.superseded)
         model, rows = family.fit_dask(frames, manifest, levels=seen.levels, cluster=cluster, log=log)
         log(
             f"training: trained on the Dask cluster at {address} with {len(cluster.workers)} workers "

@@ -15,19 +15,24 @@ leaves the choice to a person. Every trigger, skip and decision is a ``Retrain``
 
 from __future__ import annotations
 
-import io
 import logging
 import math
+from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 
 import pandas as pd
-from django.core.files.uploadedfile import SimpleUploadedFile
+import pyarrow as pa
+import pyarrow.parquet as pq
+from django.core.files.uploadedfile import UploadedFile
 from django.db import IntegrityError, transaction
 from django.db.models import Sum
 from django.utils import timezone
+from pandas.api.types import is_bool_dtype, is_integer_dtype, is_object_dtype
 
 from audit import services as audit
-from mlworkspace.errors import Conflict
+from mlworkspace import storage
+from mlworkspace.errors import Conflict, TooLarge
 from mlworkspace.ids import new_id
 from models_registry.models import MLModel, ModelStatus
 from models_registry.services import model_register, model_set_status
@@ -35,10 +40,13 @@ from notifications.services import notify
 from recipes.retraining import RetrainPolicy
 from recipes.retraining import policy as retrain_policy
 from runs import dataset_files
+from runs.data import SAMPLE_CHUNK_ROWS, read_chunks, table_columns
 from runs.families import get_family, worlds
 from runs.models import Dataset, DatasetPurpose, DatasetStatus, Run, RunStatus, RunType
+from runs.score_stream import StreamPlan
+from runs.score_stream import plan as stream_plan
 from runs.selectors import model_training_batch
-from runs.services import dataset_create, run_start, synthetic_resolve
+from runs.services import dataset_create, dataset_profile, run_start, synthetic_resolve
 
 from ..models import MonitorSnapshot, Retrain, RetrainDecision, RetrainStatus, RetrainTrigger
 from .comparison import models_compare, newest_labelled_batch
@@ -123,11 +131,21 @@ def _synthetic_window(champion: MLModel, policy: RetrainPolicy | None) -> dict:
 def _dataset_window(champion: MLModel, count: int, user) -> tuple[Dataset, dict]:
     """Train on the `count` training datasets uploaded for the recipe before its newest one,
     which is held out (scoring input, unlabelled, is not used). Several are combined into one
-    dataset (recorded, so the run is reproducible)."""
+    dataset (recorded, so the run is reproducible: ``_combine``); an earlier retrain's
+    combination is not an upload and never counts as one."""
+    combined = [
+        train["dataset_id"]
+        for train in Retrain.objects.filter(recipe_id=champion.recipe_id).values_list(
+            "window_json__train", flat=True
+        )
+        if isinstance(train, dict) and len(train.get("dataset_ids") or ()) > 1
+    ]
     datasets = list(
         Dataset.objects.filter(
             recipe_id=champion.recipe_id, status=DatasetStatus.READY, purpose=DatasetPurpose.TRAINING
-        ).order_by("-created_at", "-id")[: count + 1]
+        )
+        .exclude(pk__in=combined)
+        .order_by("-created_at", "-id")[: count + 1]
     )
     if len(datasets) < 2:
         raise Skip(
@@ -139,18 +157,204 @@ def _dataset_window(champion: MLModel, count: int, user) -> tuple[Dataset, dict]
     if len(used) == 1:
         train = used[0]
     else:
-        frame = pd.concat([dataset_files.read_frame(d) for d in reversed(used)], ignore_index=True)
-        buffer = io.BytesIO()
-        frame.to_parquet(buffer, index=False)
-        train = dataset_create(
-            user=user,
-            upload=SimpleUploadedFile("retrain.parquet", buffer.getvalue()),
-            name=f"Retrain data: {', '.join(d.name for d in reversed(used))}"[:200],
-            recipe=champion.recipe,
-            client=champion.recipe.client,
-        )
+        train = _combine(list(reversed(used)), recipe=champion.recipe, user=user)
     window = {"train": {"dataset_ids": [d.pk for d in reversed(used)], "dataset_id": train.pk}}
     return train, window | {"holdout": {"dataset_id": holdout.pk, "name": holdout.name}}
+
+
+# --------------------------------------------------------------------------- datasets combined
+#
+# Several datasets become one as pandas.concat of them, each read whole, would make it, but
+# chunk by chunk (issue #16 §3): memory holds one chunk, never a dataset. Each dataset is read
+# as runs.score_stream streams a batch (Parquet batches, CSV chunks typed as the whole file
+# reads), each chunk is given the column types of the combination and appended to one Parquet
+# file (a row group a chunk), which becomes the new dataset through dataset_create by its path.
+# The types are concat's: a column's type in a dataset is the one the whole file reads as
+# (a Parquet integer or yes/no column with gaps anywhere is float / Python objects, though a
+# chunk without gaps reads as int / bool), and the combination's is what concat makes of the
+# datasets' (integers beside decimals: float64). A column of Python objects (yes/no with gaps,
+# text beside an all-empty column) is typed as pyarrow infers it from the values, as
+# DataFrame.to_parquet would; values of two kinds (text beside numbers, times beside text) are a
+# skip naming the column, where concat's frame could not be written at all. Two differences from
+# concat, both deliberate: the datasets must have the same columns (concat would fill a missing
+# one with gaps, and turn its integers into floats), and a categorical column is written as its
+# values (concat keeps it categorical only when every dataset has the same categories).
+
+COMBINE_CHUNK_ROWS = SAMPLE_CHUNK_ROWS  # rows per chunk: runs.data's default read
+
+
+@dataclass
+class _Part:
+    """One dataset of a combination: its columns, how it streams (None: it has no rows), each
+    column's type as the whole file reads, and the pyarrow type of its values (null: none)."""
+
+    dataset: Dataset
+    columns: list[str]
+    stream: StreamPlan | None = None
+    dtypes: dict = field(default_factory=dict)
+    kinds: dict = field(default_factory=dict)
+
+
+def _combine(datasets: list[Dataset], *, recipe, user) -> Dataset:
+    """The datasets, in this order, as one new dataset of `recipe` (see the comment above).
+    Skip (naming the dataset and the column) when they cannot be combined."""
+    work = storage.work_dir("retrain")
+    try:
+        parts = [_part(d, dataset_files.fetch(d, work)) for d in datasets]
+        columns, types, schema = _combined_types(parts)
+        out = work / "retrain.parquet"
+        with pq.ParquetWriter(out, schema) as writer:
+            for part in parts:
+                _append(writer, part, columns, types, schema)
+        name = f"Retrain data: {', '.join(d.name for d in datasets)}"[:200]
+        with _WrittenFile(out) as upload:
+            try:
+                train = dataset_create(
+                    user=user, upload=upload, name=name, recipe=recipe, client=recipe.client
+                )
+            except TooLarge as exc:
+                raise Skip(
+                    "no_data",
+                    f"the {len(datasets)} datasets combined are too big for one dataset: {exc.detail}",
+                ) from None
+    finally:
+        storage.remove(work)
+    if train.status == DatasetStatus.PROCESSING:
+        # A large file is profiled by a worker's task, and a run refuses a dataset until then:
+        # the train run starts now, so it is profiled here (in chunks, as that task would).
+        dataset_profile(dataset_id=train.pk)
+        train.refresh_from_db()
+    if train.status != DatasetStatus.READY:
+        raise Skip("no_data", f"the combined dataset '{train.name}' is {train.status}: {train.error}")
+    return train
+
+
+def _part(dataset: Dataset, path: Path) -> _Part:
+    """Read `dataset`'s file (a local copy) for what combining it needs, a chunk at a time."""
+    try:
+        part = _Part(dataset, [str(c) for c in table_columns(path, dataset.format)])
+        part.stream, why = stream_plan(
+            path, dataset.format, name=dataset.name, stream_rows=0, chunk_rows=COMBINE_CHUNK_ROWS
+        )
+        if why:  # a CSV column typed differently by different parts of the file
+            raise Skip("no_data", f"dataset '{dataset.name}' cannot be read in chunks: {why}")
+        if part.stream is None:  # no rows: only its columns count
+            return part
+        head = part.stream.head()
+        part.dtypes = {str(c): _value_dtype(head[c].dtype) for c in head.columns}
+        # A Parquet chunk of an integer or yes/no column without gaps reads as int / bool, the
+        # whole file as float / objects if any chunk has one: those columns are read once more.
+        maybe = [c for c, d in part.dtypes.items() if is_integer_dtype(d) or is_bool_dtype(d)]
+        if dataset.format == "parquet" and maybe:
+            seen = {c: [part.dtypes[c]] for c in maybe}
+            for chunk in read_chunks(path, "parquet", columns=maybe, chunk_rows=COMBINE_CHUNK_ROWS):
+                for c in maybe:
+                    seen[c].append(chunk[c].dtype)
+            part.dtypes |= {c: _concat_dtype(d) for c, d in seen.items()}
+    except ValueError as exc:  # unreadable (a ChunkReadError names the dataset)
+        raise Skip("no_data", f"dataset '{dataset.name}' could not be read: {exc}") from None
+    typed = _arrow_schema(part.dtypes)
+    for col, dtype in part.dtypes.items():
+        values = head[col].dropna()
+        if values.empty:
+            part.kinds[col] = pa.null()
+        elif not is_object_dtype(dtype):
+            part.kinds[col] = typed.field(col).type
+        else:
+            try:
+                part.kinds[col] = pa.array(values.astype(object), from_pandas=True).type
+            except (pa.ArrowException, ValueError, TypeError) as exc:
+                raise Skip(
+                    "no_data",
+                    f"column '{col}' of dataset '{dataset.name}' holds values of several kinds: {exc}",
+                ) from None
+    return part
+
+
+def _value_dtype(dtype):
+    """A categorical column's values' type (categories differ from dataset to dataset)."""
+    return dtype.categories.dtype if isinstance(dtype, pd.CategoricalDtype) else dtype
+
+
+def _concat_dtype(dtypes: list):
+    """The type pandas.concat gives a column that has these types in the frames it joins."""
+    return pd.concat([pd.DataFrame({"c": pd.Series([], dtype=d)}) for d in dtypes]).dtypes["c"]
+
+
+def _arrow_schema(dtypes: dict) -> pa.Schema:
+    """The Parquet schema pandas gives columns of these types (object columns: null)."""
+    frame = pd.DataFrame({c: pd.Series([], dtype=d) for c, d in dtypes.items()})
+    return pa.Schema.from_pandas(frame, preserve_index=False)
+
+
+def _combined_types(parts: list[_Part]) -> tuple[list[str], dict, pa.Schema]:
+    """(the columns, in the first dataset's order; each one's pandas type; the Parquet schema).
+    Skip naming the dataset and the column when the columns differ or a column's values are of
+    kinds no one type holds."""
+    first = parts[0]
+    for part in parts[1:]:
+        missing = [c for c in first.columns if c not in part.columns]
+        extra = [c for c in part.columns if c not in first.columns]
+        if missing or extra:
+            col, lacks, has = (missing[0], part, first) if missing else (extra[0], first, part)
+            raise Skip(
+                "no_data",
+                f"dataset '{lacks.dataset.name}' has no column '{col}', which '{has.dataset.name}' has: "
+                "the datasets of a retraining window must have the same columns",
+            )
+    filled = [p for p in parts if p.stream is not None]
+    if not filled:
+        raise Skip("no_data", "the datasets of the window have no rows")
+    types = {c: _concat_dtype([p.dtypes[c] for p in filled]) for c in first.columns}
+    schema = _arrow_schema(types)
+    for col, dtype in types.items():
+        if not is_object_dtype(dtype):
+            continue
+        # Objects (concat's type for, e.g., text beside a column with no values): the values' kind,
+        # which must be one (text is text, whether pandas holds it as str or as objects).
+        kinds = [(p.dataset.name, _same_text(p.kinds[col])) for p in filled if p.kinds[col] != pa.null()]
+        if len({kind for _, kind in kinds}) > 1:
+            what = ", ".join(f"{kind} in '{name}'" for name, kind in kinds)
+            raise Skip(
+                "no_data", f"column '{col}' holds values of different kinds ({what}): give it one type"
+            )
+        kind = kinds[0][1] if kinds else pa.null()
+        schema = schema.set(schema.get_field_index(col), pa.field(col, kind))
+    return list(first.columns), types, schema
+
+
+def _same_text(kind: pa.DataType) -> pa.DataType:
+    """Text as one kind: pandas' str columns are large_string, Python strings string."""
+    return pa.string() if kind == pa.large_string() else kind
+
+
+def _append(
+    writer: pq.ParquetWriter, part: _Part, columns: list[str], types: dict, schema: pa.Schema
+) -> None:
+    """Write `part`'s rows, chunk by chunk, with the combination's types."""
+    if part.stream is None:
+        return
+    try:
+        for chunk in part.stream.chunks():
+            frame = chunk[columns].astype(types)
+            writer.write_table(pa.Table.from_pandas(frame, schema=schema, preserve_index=False))
+    except (pa.ArrowException, ValueError, TypeError) as exc:  # ChunkReadError names the dataset
+        raise Skip(
+            "no_data", f"dataset '{part.dataset.name}' could not be added to the others: {exc}"
+        ) from None
+
+
+class _WrittenFile(UploadedFile):
+    """A file this process wrote, given to dataset_create as Django gives a large upload: by its
+    path (``temporary_file_path``), so it is stored without being read into memory."""
+
+    def __init__(self, path: Path):
+        # The file is closed when the upload is (used as a context manager).
+        super().__init__(open(path, "rb"), name=path.name, size=path.stat().st_size)
+        self.path = path
+
+    def temporary_file_path(self) -> str:
+        return str(self.path)
 
 
 # --------------------------------------------------------------------------- a trigger

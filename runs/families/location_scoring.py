@@ -75,8 +75,8 @@ PREDICTION_COLUMN = "prediction"  # what predict() returns, as a score run's col
 # others, so a uniform sample of sites keeps the score's ranking unbiased (runs.data.read_sample).
 # Or, with `distributed: "dask"` in the training config, every row trains on a Dask cluster
 # (fit_dask, runs.distributed): prepare() is row-local but for drop_duplicate_sites, which then
-# keeps a site's latest observation within each chunk (a site in two chunks trains twice; the
-# quality stage's unique_grain check flags duplicates in the sample it reads), and the category
+# keeps a site's latest observation across the whole file (a first pass records each site's latest
+# row by a hash of its key: runs.distributed.LatestRows), and the category
 # levels come from a first pass over the whole dataset, not from the training rows.
 SAMPLE_BY_SERIES = False
 DEFAULT_ROWS = 100_000

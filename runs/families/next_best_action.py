@@ -90,8 +90,8 @@ PREDICTION_COLUMN = "uplift_score"  # what predict() returns, as a score run's c
 # balance and the uplift estimate unbiased (runs.data.read_sample).
 # Or, with `distributed: "dask"` in the training config, every row trains on a Dask cluster
 # (fit_dask, runs.distributed): prepare() is row-local but for `dedupe`, which then keeps a
-# customer's latest row within each chunk (a customer in two chunks trains twice; the quality
-# stage's unique_grain check flags duplicates in the sample it reads), and the category codes
+# customer's latest row across the whole file (a first pass records each customer's latest row by a
+# hash of its key: runs.distributed.LatestRows), and the category codes
 # come from a first pass over the whole dataset, not from the training rows.
 SAMPLE_BY_SERIES = False
 DEFAULT_ROWS = 100_000
