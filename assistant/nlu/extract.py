@@ -187,22 +187,25 @@ METRIC_ALIASES: dict[str, list[tuple[str, str]]] = {
         ("calibration", r"\bcalibration(?:\s+error)?\b"),
     ],
     "next_best_action": [
-        ("uplift@k", r"\buplift\s*@\s*k\b|\buplift\s+(?:at|in\s+the\s+top)\s+(?:k|\d+\s*%)"),
+        (
+            "uplift@k",
+            r"\buplift\s*@\s*(?:k\b|\d[\d.,]*\s*(?:%|k\b)?)|\buplift\s+(?:at|in\s+the\s+top)\s+(?:k|\d+\s*%)",
+        ),
         (
             "precision@k",
-            r"\bprecision\s*@\s*k\b|\bprecision(?:\s+at\s+(?:k\b|\d+\s*%)|\b)|\bresponse\s+rate\b",
+            r"\bprecision\s*@\s*(?:k\b|\d[\d.,]*\s*(?:%|k\b)?)|\bprecision(?:\s+at\s+(?:k\b|\d+\s*%)|\b)|\bresponse\s+rate\b",
         ),
         ("qini_coefficient", r"\bqini(?:[\s_]coefficient)?\b"),
         ("auuc", r"\bauuc\b|area\s+under\s+the\s+uplift\s+curve"),
         (
             "incremental_revenue",
-            r"\bincremental[\s_]revenue\b(?=\s*(?:of|at|above|over|>|>=|=|:|target|must|should|at\s+least|≥)\s*[$€£]?\s*\d)",
+            r"\bincremental[\s_]revenue\b(?=\s*(?:of|at|above|over|>|>=|=|:|target|(?:must|should)(?:\s+be)?(?:\s+(?:at\s+least|above|over))?|at\s+least|≥)\s*[$€£]?\s*\d)",
         ),
         ("uplift", r"\buplift\b"),
     ],
     "location_scoring": [
         ("rank_correlation", r"\brank[\s_]correlation\b|\bspearman(?:'s)?(?:\s+(?:rank\s+)?correlation)?\b"),
-        ("hit_rate@k", r"\bhit[\s_-]?rate(?:\s*@\s*k)?\b"),
+        ("hit_rate@k", r"\bhit[\s_-]?rate(?:\s*@\s*(?:k\b|\d[\d.,]*\s*%?))?"),
         ("calibration", r"\bcalibration(?:\s+error)?\b"),
         ("RMSE", r"\brmse\b"),
         ("lift", r"\blift\b"),
@@ -805,7 +808,12 @@ def foreign_metrics(text: str, family: str, read: dict) -> list[str]:
 
 
 _VALUE_RE = re.compile(
-    r"(?P<sign>[-−])?\s?[$€£]?(?P<num>\d*\.\d+|\d+(?:\.\d+)?)\s*(?P<pct>%|percent\b|pct\b|per\s+cent\b)?"
+    r"(?P<sign>[-−])?\s?[$€£]?(?P<num>\d*\.\d+|\d+(?:\.\d+)?)\s*(?P<pct>%|percent\b|pct\b|per\s+cent\b|(?P<mult>[km])\b)?",
+    re.I,
+)
+# A number followed by one of these is a duration or a count, not a metric's value.
+_NOT_A_VALUE_RE = re.compile(
+    r"\s*(?:years?|months?|weeks?|days?|hours?|stores?|sites?|customers?|products?|skus?|series|rows)\b", re.I
 )
 
 
@@ -837,7 +845,10 @@ def _metrics(text: str, family: str) -> tuple[dict[str, dict[str, float]], list[
         found_any = False
         for vm in _VALUE_RE.finditer(text, end, window_end):
             gap = text[cursor : vm.start()]
-            if len(gap) > 35 or re.search(r"\b(?:top|best|first)\s*$", gap, re.I):
+            compared = re.search(
+                r"\b(?:should|must|needs?\s+to|has\s+to)\s+be\b|\bat\s+(?:least|most)\b", gap, re.I
+            )
+            if len(gap) > (50 if compared else 35) or re.search(r"\b(?:top|best|first)\s*$", gap, re.I):
                 break
             # "MAPE under 12% for 300 stores": the first number is the target; later ones
             # need a role word (warning / critical) in front of them.
@@ -848,7 +859,11 @@ def _metrics(text: str, family: str) -> tuple[dict[str, dict[str, float]], list[
                 if re.search(r"[a-z]{3,}\s+[a-z]{3,}\s+[a-z]{3,}\s+[a-z]{3,}", gap, re.I):
                     break  # too many words between the metric and the number
                 role = "target"
-            value = _metric_value(name, vm.group("num"), vm.group("pct"))
+            if not vm.group("pct") and _NOT_A_VALUE_RE.match(text, vm.end()):
+                break  # "elasticities using 3 years of history"
+            value = _metric_value(name, vm.group("num"), None if vm.group("mult") else vm.group("pct"))
+            if vm.group("mult"):
+                value = _clean_float(value * (1000 if vm.group("mult").lower() == "k" else 1_000_000))
             if vm.group("sign"):
                 value = -value
             out.setdefault(name, {})[role] = value
@@ -1409,10 +1424,12 @@ def read_message(
     if pending == "target" and not slots.get("metrics") and "target_edit" not in slots:
         # A bare answer to "what accuracy do you need?": "12%", "under 15 percent".
         m = _VALUE_RE.search(rest)
-        if m and (m.group("pct") or len(text.split()) <= 3):
+        pct = bool(m and m.group("pct") and not m.group("mult"))
+        if m and (pct or len(text.split()) <= 3):
+            scale = {"k": 1000, "m": 1_000_000}.get((m.group("mult") or "").lower(), 1)
             slots["target_edit"] = {
-                "value": float(m.group("num")) * (-1 if m.group("sign") else 1),
-                "pct": bool(m.group("pct")),
+                "value": float(m.group("num")) * scale * (-1 if m.group("sign") else 1),
+                "pct": pct,
             }
     if pending == "context" and re.search(
         r"\b(?:no\s+(?:specific\s+|particular\s+)?(?:client|industry)|generic|any\s+industry|all\s+industries|cross[- ]industry)\b",
