@@ -388,6 +388,7 @@ def _retrain_schedule(m: dict, slots: dict, family: str) -> str:
 # (feature_prep.known_features: used when the uploaded data has them, ignored otherwise).
 FEATURE_COLUMNS = {
     "holidays": ["holiday_flag"],
+    "school_holidays": ["school_holiday_flag"],
     "weather": ["temperature", "precipitation"],
     "temperature": ["temperature"],
     "rainfall": ["precipitation"],

@@ -286,7 +286,8 @@ FEATURES: dict[str, str] = {
     "humidity": r"humidity",
     "solar": r"solar(?:\s+generation)?",
     "storms": r"storms?(?:\s+warnings?)?",
-    "holidays": r"(?:bank|public|school|national|religious)\s+(?:holidays?|hols)|holidays|half[- ]terms?|"
+    "school_holidays": r"school\s+(?:holidays?|hols|breaks?|vacations?|terms?)|half[- ]terms?",
+    "holidays": r"(?:bank|public|national|religious)\s+(?:holidays?|hols)|holidays|"
     r"holiday\s+(?:calendar|effects?|periods?|flags?|weekends?|seasons?|dates)|"
     r"(?:christmas|easter|ramadan|eid|thanksgiving)\s+(?:effects?|dates|calendar|holidays?|uplift)",
     "paydays": r"pay\s*days?|salary\s+days?|pension\s+days?|benefit\s+payment\s+dates",
@@ -319,7 +320,7 @@ _FEATURE_RES = {name: re.compile(rf"\b(?:{p})\b", re.I) for name, p in FEATURES.
 _NEEDS_CONTEXT = {"events", "promotions", "income", "population", "competition", "seasonality", "storms"}
 _INPUT_CONTEXT_RE = re.compile(
     r"\b(?:using|uses?|use\s+of|with|from|including|include|incorporat\w*|consider\w*|taking|takes|"
-    r"account\s+for|into\s+account|driver|drivers|inputs?|features?|signal|data|as\s+well\s+as|plus|and|"
+    r"account\s+for|into\s+account|driver|drivers|inputs?|features?|signal|data|as\s+well\s+as|plus|and|includ\w*|"
     r"combin\w*|reacting|based|effects?|baked|affect\w*|cause|spikes?|depend\w*)\b",
     re.I,
 )
@@ -349,7 +350,10 @@ def features(text: str, family: str | None = None) -> list[str]:
                 continue
             if name in _NEEDS_CONTEXT:
                 around = text[max(0, m.start() - 40) : m.end() + 30]
-                if not _INPUT_CONTEXT_RE.search(around):
+                sentence = re.split(r"[.;!?\n]", text[: m.start()])[
+                    -1
+                ]  # "Inputs we have: footfall, ..., income"
+                if not _INPUT_CONTEXT_RE.search(around) and not _INPUTS_CUE_RE.search(sentence + " "):
                     continue
             taken.append((m.start(), m.end()))
             hits.append((m.start(), name))
@@ -365,7 +369,8 @@ def features(text: str, family: str | None = None) -> list[str]:
 # Inputs the lexicon does not know ("using web traffic and loyalty tier"): read after a word
 # that introduces inputs, as snake_case names, so they are said back rather than dropped.
 _INPUTS_CUE_RE = re.compile(
-    r"\b(?:using|based\s+on|taking\s+into\s+account|tak(?:e|ing)\s+account\s+of|factor(?:ing|s)?\s+in|"
+    r"\b(?:using|use\s+(?!(?:the\s+)?defaults?\b|it\b|this\b|that\b|them\b|the\s+same\b)|based\s+on|taking\s+into\s+account|"
+    r"tak(?:e|ing)\s+account\s+of|factor(?:ing|s)?\s+in|(?:inputs?|data)\s+we\s+(?:have|hold|get|can\s+get)\s*:?|"
     r"incorporat(?:e|es|ing)|account(?:ing)?\s+for|driven\s+by|(?:inputs?|features?|drivers?|signals?|regressors?|"
     r"variables?|covariates?)\s*(?:like|such\s+as|including|are|:|=)|(?:along\s+)?with\s+(?=[^.;,\n]{0,40}\b(?:data|as\s+"
     r"(?:an?\s+)?(?:inputs?|drivers?|features?|regressors?))\b))\s+",
@@ -412,6 +417,10 @@ def other_inputs(text: str, known: list[str]) -> list[str]:
             item = item.strip()
             if not item or any(rx.search(item) for rx in _FEATURE_RES.values()):
                 continue
+            if any(
+                item.lower() in m.group(0).lower() for rx in _FEATURE_RES.values() for m in rx.finditer(text)
+            ):
+                continue  # "distance" of "distance to competitors", read as competitor_distance
             words = [w for w in re.findall(r"[a-z][a-z'-]*|\S", item.lower()) if w not in _INPUT_STOP]
             if not words or len(words) > 3 or not all(re.fullmatch(r"[a-z][a-z-]*", w) for w in words):
                 continue

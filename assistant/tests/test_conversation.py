@@ -297,7 +297,7 @@ def test_an_unclear_answer_repeats_the_pending_question(api_client, baselines):
         ("weekly sales forecast for our 25 garden centres", "grain", ["garden_centre_id"]),
         ("monthly demand by depot and brand", "grain", ["depot_id", "brand_id"]),
         ("choose one of four offers for each subscriber", "grain", None),
-        ("daily demand forecast using sunshine and school hols", "features", ["weather", "holidays"]),
+        ("daily demand forecast using sunshine and school hols", "features", ["weather", "school_holidays"]),
         ("weekly parcel forecast, within about 20% would help", "metrics", {"MAPE": {"target": 0.2}}),
         ("demand forecast, weighted error under 18%", "metrics", {"WAPE": {"target": 0.18}}),
     ],
