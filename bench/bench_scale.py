@@ -14,7 +14,9 @@ each N in ``--workers``:
    worker running;
 2. starts N real ``manage.py worker --no-housekeeping --interval 0.1`` processes
    (``RUN_THREADS=1``, ``DEBUG=0``, their data and media in a temporary directory; no
-   housekeeping, so only the queue and the runs are measured) while the bench holds the runs'
+   housekeeping, so only the queue and the runs are measured; each runs the command through
+   ``call_command`` in this script, ``--timed-worker``, which times its queue statements: see
+   below) while the bench holds the runs'
    task rows locked, waits until every worker has beaten once (it is polling the queue), and
    then commits: all N start together, and the wall time (from that commit until every run is
    terminal and every task row finished) leaves out the workers' start-up, which is printed
@@ -29,7 +31,25 @@ waiting on a heavyweight lock (``wait_event_type = 'Lock'``: a row lock, a trans
 relation), and ``pg_stat_database`` is read before and after (commits, deadlocks, blocks read
 from disk; the bench's own transactions are subtracted; the idle workers' queue polls, ten a
 second each, are in). The 1-minute load average is printed at the start and the end of each
-measurement.
+measurement. The sampler also counts the samples in which a backend of the workers is executing
+a statement (state 'active') and the wait events of those backends (``none``: on the CPU).
+
+Where the CPU went during each measurement (from the gate's commit to the end), from
+``/proc/PID/stat`` (utime + stime): the PostgreSQL server's processes (the postmaster's
+children, and the children that exited meanwhile through the postmaster's reaped time; on a
+server on another host these figures are "—"), of which the workers' backends (their pids from
+``pg_stat_activity``); the workers (with their runs' child processes); this bench process; and
+the whole machine (``/proc/stat``), so "the rest" is other work on the machine. Shares are of
+the wall time × the cores. pg_stat_statements needs ``shared_preload_libraries`` (a server
+restart), so the queue's statements are timed on the client side instead: each worker's
+main-thread connection has an ``execute_wrapper`` and a wrapped commit (``StatementTimer``):
+the claim transaction (SELECT … FOR UPDATE SKIP LOCKED, UPDATE, COMMIT) whole, the empty
+polls, the finish UPDATE (autocommit, so with its commit), and the rest.
+
+A worker holds two connections (its main thread's and, from its second heartbeat on, its
+heartbeat thread's; a train run adds one while its inputs are prepared): the script checks
+that the round fits ``max_connections`` first. ``--worker-beat-seconds`` longer than a round
+(e.g. 3600) keeps the heartbeat thread from connecting, one connection a worker.
 
 ``--kind train`` (the default): train runs of the pricing baseline on a tiny synthetic batch:
 the smallest the baseline accepts is 53 weekly periods (its ``min_history`` is 52 weeks), and
@@ -50,6 +70,7 @@ claimed", and the task row is marked successful. Its figures are task rows per m
     .venv/bin/python bench/bench_scale.py                                  # workers 1 2 4, 60 runs each
     .venv/bin/python bench/bench_scale.py --workers 1 2 --runs 10          # a quick check
     .venv/bin/python bench/bench_scale.py --kind claim --runs 600
+    .venv/bin/python bench/bench_scale.py --kind claim --workers 8 16 32 50 --runs 2000 --worker-beat-seconds 3600
     .venv/bin/python bench/bench_scale.py --database-url postgres://user@host:5432/other_bench --keep
 
 The bench database is dropped at the end unless ``--keep``. Results are printed as a Markdown
@@ -160,41 +181,249 @@ def database_stats(conn, name: str) -> dict:
 
 
 class LockSampler(threading.Thread):
-    """Every SAMPLE_SECONDS, the bench database's backends from pg_stat_activity: how many wait
-    on a heavyweight lock (wait_event_type 'Lock'), what they wait for and on which statement,
-    and how many are active at once."""
+    """Every SAMPLE_SECONDS, the bench database's backends from pg_stat_activity (the bench's own
+    connections, `exclude`, left out): how many wait on a heavyweight lock (wait_event_type
+    'Lock'), what they wait for and on which statement; whether any is executing a statement
+    (state 'active') and, for each active one, its wait event (none: on the CPU, or in a wait
+    PostgreSQL does not name); and how many connections the database has."""
 
-    def __init__(self, admin_url: str, name: str):
+    def __init__(self, admin_url: str, name: str, exclude: tuple[int, ...] = ()):
         super().__init__(name="lock-sampler", daemon=True)
-        self.admin_url, self.name = admin_url, name
+        self.admin_url, self.name, self.exclude = admin_url, name, list(exclude)
         self.samples = self.lock_samples = self.max_waiting = self.max_active = 0
+        self.active_samples = self.max_backends = 0
+        self.backend_pid: int | None = None  # the sampler's own, on the maintenance database
         self.waits: collections.Counter = collections.Counter()
+        self.active_events: collections.Counter = collections.Counter()
+        self.active_queries: collections.Counter = collections.Counter()
         self._stop = threading.Event()
 
     def run(self) -> None:
         import psycopg
 
         with psycopg.connect(self.admin_url, autocommit=True) as conn:
+            self.backend_pid = conn.info.backend_pid
             next_at = time.monotonic()
             while not self._stop.is_set():
+                # A waiting backend's first blocker: its state and statement (the lock holder's
+                # last statement when it is idle in its transaction).
                 rows = conn.execute(
-                    "SELECT state, wait_event_type, wait_event, left(regexp_replace(query, '\\s+', ' ', 'g'), 90)"
-                    " FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
-                    [self.name],
+                    "SELECT a.state, a.wait_event_type, a.wait_event,"
+                    " left(regexp_replace(a.query, '\\s+', ' ', 'g'), 90),"
+                    " CASE WHEN a.wait_event_type = 'Lock' THEN (SELECT b.state || ': '"
+                    " || left(regexp_replace(b.query, '\\s+', ' ', 'g'), 70) FROM pg_stat_activity b"
+                    " WHERE b.pid = (pg_blocking_pids(a.pid))[1]) END"
+                    " FROM pg_stat_activity a WHERE a.datname = %s AND a.pid <> pg_backend_pid()"
+                    " AND a.pid <> ALL(%s::int[])",
+                    [self.name, self.exclude],
                 ).fetchall()
                 waiting = [row for row in rows if row[1] == "Lock"]
+                active = [row for row in rows if row[0] == "active"]
                 self.samples += 1
                 self.lock_samples += bool(waiting)
+                self.active_samples += bool(active)
                 self.max_waiting = max(self.max_waiting, len(waiting))
-                self.max_active = max(self.max_active, sum(row[0] == "active" for row in rows))
-                for _, _, event, query in waiting:
-                    self.waits[(event, query)] += 1
+                self.max_active = max(self.max_active, len(active))
+                self.max_backends = max(self.max_backends, len(rows))
+                for _, _, event, query, blocker in waiting:
+                    self.waits[(event, query, blocker)] += 1
+                for _, event_type, event, query, _ in active:
+                    self.active_events[f"{event_type}:{event}" if event_type else "none"] += 1
+                    self.active_queries[query] += 1
                 next_at += SAMPLE_SECONDS
                 self._stop.wait(max(0.0, next_at - time.monotonic()))
 
     def stop(self) -> None:
         self._stop.set()
         self.join()
+
+
+# --------------------------------------------------------------------------- CPU time
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def proc_times(pid: int) -> tuple[int, float, float] | None:
+    """(parent pid, own CPU seconds, CPU seconds of its exited and reaped children) from
+    /proc/PID/stat (utime + stime, cutime + cstime); None when the process is gone or not on
+    this machine (a database server on another host)."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = text.rsplit(")", 1)[1].split()  # after "(comm)": field 3 (state) is fields[0]
+    utime, stime, cutime, cstime = (int(value) / CLOCK_TICKS for value in fields[11:15])
+    return int(fields[1]), utime + stime, cutime + cstime
+
+
+def server_snapshot(postmaster: int | None) -> dict[int, float]:
+    """The PostgreSQL server's CPU seconds so far: each child of the postmaster (backends of
+    every database, checkpointer, WAL writer, ...) by pid, and under the postmaster's own pid
+    its time plus that of its children which have exited. Empty when the server is not here."""
+    main = proc_times(postmaster) if postmaster else None
+    if main is None:
+        return {}
+    snapshot = {postmaster: main[1] + main[2]}
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit() and (times := proc_times(int(entry.name))) and times[0] == postmaster:
+            snapshot[int(entry.name)] = times[1]
+    return snapshot
+
+
+def server_cpu(before: dict[int, float], after: dict[int, float]) -> float:
+    """CPU seconds the server used between two snapshots: what its live processes added, plus
+    the whole lifetime of those that exited meanwhile (now in the postmaster's reaped children's
+    time) less what they had used before the first snapshot."""
+    added = sum(seconds - before.get(pid, 0.0) for pid, seconds in after.items())
+    return added - sum(seconds for pid, seconds in before.items() if pid not in after)
+
+
+def workers_cpu(workers: list[subprocess.Popen]) -> dict[int, float]:
+    """Each worker's CPU seconds so far, its run's child processes (reaped) included."""
+    return {w.pid: times[1] + times[2] for w in workers if (times := proc_times(w.pid))}
+
+
+def machine_busy() -> tuple[float, float]:
+    """(busy, all) CPU seconds of the whole machine, every core, since boot (/proc/stat): busy is
+    user, nice, system, irq, softirq and steal; all adds idle and iowait."""
+    values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+    user, nice, system, idle, iowait, irq, softirq, steal = values
+    busy = user + nice + system + irq + softirq + steal
+    return busy / CLOCK_TICKS, (busy + idle + iowait) / CLOCK_TICKS
+
+
+def cpu_figures(start: dict, end: dict, worker_backends: set[int], bench_backends: set[int]) -> dict:
+    """The round's CPU seconds from two `cpu_snapshot`s: the server (all of it, the workers'
+    backends, the bench's own backends), the workers, this bench process, and the machine."""
+    server = server_cpu(start["server"], end["server"]) if start["server"] and end["server"] else None
+
+    def backends(pids: set[int]) -> float | None:
+        if server is None:
+            return None
+        return sum(end["server"][pid] - start["server"].get(pid, 0.0) for pid in pids if pid in end["server"])
+
+    return {
+        "server": server,
+        "backends": backends(worker_backends),
+        "bench_backends": backends(bench_backends),
+        "workers": sum(end["workers"].get(pid, 0.0) - s for pid, s in start["workers"].items()),
+        "bench": end["bench"] - start["bench"],
+        "machine_busy": end["machine"][0] - start["machine"][0],
+        "machine_all": end["machine"][1] - start["machine"][1],
+    }
+
+
+def cpu_snapshot(postmaster: int | None, workers: list[subprocess.Popen]) -> dict:
+    return {
+        "server": server_snapshot(postmaster),
+        "workers": workers_cpu(workers),
+        "bench": time.process_time(),  # this process: the sampler and the poller
+        "machine": machine_busy(),
+    }
+
+
+# --------------------------------------------------------------------------- statement timings
+
+QUEUE_STATEMENTS = ("claim transaction", "empty poll", "finish")
+
+
+def statement_kind(sql: str) -> str:
+    """Which of the queue's statements `sql` is (django-tasks-db's db_worker: the claim's
+    SELECT … FOR UPDATE SKIP LOCKED and UPDATE to RUNNING, the UPDATE to SUCCESSFUL/FAILED)."""
+    if "dbtaskresult" in sql:
+        if "SKIP LOCKED" in sql:
+            return "claim select"
+        if sql.startswith("UPDATE") and '"started_at"' in sql:
+            return "claim update"
+        if sql.startswith("UPDATE") and '"finished_at"' in sql:
+            return "finish"
+    return "other"
+
+
+class StatementTimer:
+    """A connection.execute_wrapper (and a wrapper of the connection's commit) that records,
+    from the client's side, how long each statement of the worker's main thread took, as
+    [wall-clock start, kind, seconds] rows. The claim is a transaction of its own (db_worker's
+    `exclusive_transaction`: SELECT … FOR UPDATE SKIP LOCKED, then UPDATE if a row came back,
+    then COMMIT): it is recorded whole, from the SELECT to the end of the COMMIT, as "claim
+    transaction" when it took a task and "empty poll" when it found none; the finish UPDATE is
+    an autocommit statement, its time includes the commit."""
+
+    def __init__(self):
+        self.rows: list[list] = []
+        self._claim: tuple[float, float, bool] | None = None  # (wall, perf_counter, got a row)
+
+    def __call__(self, execute, sql, params, many, context):
+        at, t0 = time.time(), time.perf_counter()
+        try:
+            return execute(sql, params, many, context)
+        finally:
+            kind = statement_kind(sql)
+            self.rows.append([at, kind, time.perf_counter() - t0])
+            if kind == "claim select":
+                self._claim = (at, t0, bool(context["cursor"].rowcount))
+
+    def wrap_commit(self, commit):
+        def timed_commit():
+            at, t0 = time.time(), time.perf_counter()
+            try:
+                return commit()
+            finally:
+                end = time.perf_counter()
+                self.rows.append([at, "commit", end - t0])
+                if self._claim is not None:
+                    claim_at, claim_t0, got = self._claim
+                    self.rows.append([claim_at, "claim transaction" if got else "empty poll", end - claim_t0])
+                    self._claim = None
+
+        return timed_commit
+
+
+def timed_worker(out: str) -> None:
+    """`manage.py worker --no-housekeeping --interval 0.1` run in this process, the statements of
+    its main thread (the queue's) timed by a StatementTimer; the rows go to `out` as JSON when
+    the worker exits (SIGTERM). Its heartbeat thread has its own connection, not timed."""
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+    from django.db import connections
+
+    timer = StatementTimer()
+    conn = connections["default"]  # this thread's: the one db_worker claims and finishes on
+    conn._commit = timer.wrap_commit(conn._commit)  # Django's atomic() commits through _commit
+    try:
+        with conn.execute_wrapper(timer):
+            call_command("worker", "--no-housekeeping", "--interval", "0.1")
+    finally:
+        Path(out).write_text(json.dumps(timer.rows))
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def statement_figures(paths: list[Path], start: float, end: float) -> dict:
+    """The timed workers' rows that overlap [start, end] (wall clock: a claim that began just
+    before the gate's commit may take a task after it), by kind: count, total, mean, p95 and
+    max seconds."""
+    by_kind = collections.defaultdict(list)
+    for path in paths:
+        if path.exists():
+            for at, kind, seconds in json.loads(path.read_text()):
+                if at <= end and at + seconds >= start:
+                    by_kind[kind].append(seconds)
+    return {
+        kind: {
+            "count": len(values),
+            "total": sum(values),
+            "mean": sum(values) / len(values),
+            "p95": percentile(values, 0.95),
+            "max": max(values),
+        }
+        for kind, values in by_kind.items()
+    }
 
 
 # --------------------------------------------------------------------------- the runs
@@ -229,10 +458,15 @@ def enqueue(kind: str, runs: int, user, request: dict) -> list[str]:
     return ids
 
 
+def timings_path(log_dir: Path, n: int, i: int) -> Path:
+    return log_dir / f"timings-{n}-{i}.json"
+
+
 def start_workers(n: int, env: dict, log_dir: Path) -> list[subprocess.Popen]:
-    command = [sys.executable, "manage.py", "worker", "--no-housekeeping", "--interval", "0.1"]
+    """N worker processes: the worker command (`timed_worker`), each with its own log."""
     workers = []
     for i in range(n):
+        command = [sys.executable, __file__, "--timed-worker", str(timings_path(log_dir, n, i))]
         log = (log_dir / f"worker-{n}-{i}.log").open("w")
         # A session of its own: a Ctrl-C on the terminal reaches the bench only, which stops
         # each worker's process group (the worker and its run's child) in `finally`.
@@ -356,25 +590,53 @@ def wait_until_ready(conn, workers: list[subprocess.Popen], timeout: float) -> N
         time.sleep(POLL_SECONDS)
 
 
+def connections_check(conn, n: int, per_worker: int) -> dict:
+    """max_connections, the server's connections now (every database), and the connections the
+    round will add: `per_worker` for each worker plus the bench's three on the server (the
+    poller, the gate, the sampler); SystemExit naming the figures when they do not fit."""
+    limit = int(conn.execute("SHOW max_connections").fetchone()[0])
+    in_use = conn.execute(
+        "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend'"
+    ).fetchone()[0]
+    needed = n * per_worker + 3
+    if in_use + needed > limit:
+        raise SystemExit(
+            f"{n} workers need {needed} connections ({per_worker} each, and the bench's), but "
+            f"{in_use} of max_connections {limit} are in use: fewer workers, or --worker-beat-seconds "
+            "longer than a round (one connection a worker)"
+        )
+    return {"max_connections": limit, "in_use": in_use, "needed": needed}
+
+
 def measure(kind: str, n: int, args, user, request: dict, env: dict, log_dir: Path) -> dict:
     import psycopg
     from django.db import connections
     from django_tasks_db.models import DBTaskResult
 
     admin, name = maintenance_url(args.database_url)
+    with psycopg.connect(admin, autocommit=True) as conn:
+        # A worker's connections: its main thread's, its heartbeat thread's (unless the first
+        # beat after the one at start comes after the round) and, during a train run's
+        # preparation, its run's beat thread's.
+        per_worker = (1 if args.worker_beat_seconds else 2) + (kind == "train")
+        conns = connections_check(conn, n, per_worker)
     t0 = time.perf_counter()
     ids = enqueue(kind, args.runs, user, request)
     enqueue_s = time.perf_counter() - t0
     # Closed so that this backend's statistics reach pg_stat_database (a backend flushes them on
     # exit) before the "before" figures are read.
     connections.close_all()
-    sampler = LockSampler(admin, name)
     done, polls, workers = False, 0, []
     with (
         psycopg.connect(admin, autocommit=True) as stats_conn,
         psycopg.connect(args.database_url, autocommit=True) as poll,
         psycopg.connect(args.database_url) as gate,
     ):
+        sampler = LockSampler(admin, name, exclude=(poll.info.backend_pid, gate.info.backend_pid))
+        # The server's main process: the parent of a backend (None if the server is elsewhere).
+        postmaster = (proc_times(stats_conn.info.backend_pid) or (None,))[0]
+        backends_sql = "SELECT pid FROM pg_stat_activity WHERE datname = %s AND pid <> ALL(%s::int[])"
+        own = [poll.info.backend_pid, gate.info.backend_pid]
         # The gate: this transaction holds the runs' task rows locked while the workers start, so
         # they all begin together (a worker claims with FOR UPDATE SKIP LOCKED: it skips locked
         # rows and polls again, it never waits on them); the commit opens the gate. Without it the
@@ -395,11 +657,18 @@ def measure(kind: str, n: int, args, user, request: dict, env: dict, log_dir: Pa
             time.sleep(1)  # the backends flush their statistics at most once a second
             before = database_stats(stats_conn, name)
             load_start = os.getloadavg()[0]
+            pids = {row[0] for row in stats_conn.execute(backends_sql, [name, own]).fetchall()}
             sampler.start()
-            t0 = time.perf_counter()
+            while sampler.backend_pid is None and sampler.is_alive():
+                time.sleep(0.01)  # its backend is the bench's, not the workers'
+            own += [stats_conn.info.backend_pid, sampler.backend_pid]
+            cpu_start = cpu_snapshot(postmaster, workers)
+            t0, wall_start = time.perf_counter(), time.time()
             gate.commit()
             done, polls = wait_until_done(poll, ids, args.timeout, workers)
-            wall = time.perf_counter() - t0
+            wall, wall_end = time.perf_counter() - t0, time.time()
+            cpu_end = cpu_snapshot(postmaster, workers)
+            pids |= {row[0] for row in stats_conn.execute(backends_sql, [name, own]).fetchall()}
             load_end = os.getloadavg()[0]
         finally:
             if sampler.is_alive():
@@ -426,6 +695,11 @@ def measure(kind: str, n: int, args, user, request: dict, env: dict, log_dir: Pa
         "load_end": load_end,
         "sampler": sampler,
         "db": delta,
+        "connections": conns,
+        "cpu": cpu_figures(cpu_start, cpu_end, pids, set(own)),
+        "statements": statement_figures(
+            [timings_path(log_dir, n, i) for i in range(n)], wall_start, wall_end
+        ),
         **checked,
     }
 
@@ -673,6 +947,10 @@ def machine_line(database_url: str | None) -> str:
     )
 
 
+def load_now() -> str:
+    return ", ".join(f"{value:.2f}" for value in os.getloadavg())
+
+
 def table(kind: str, results: list[dict]) -> str:
     unit = "runs" if kind == "train" else "task rows"
     lines = [
@@ -707,8 +985,69 @@ def details(results: list[dict]) -> str:
             f"run statuses {r['statuses']}; at most {s.max_active} active backends in a sample; "
             f"commits {r['db']['xact_commit']}, rollbacks {r['db']['xact_rollback']}"
         )
-        for (event, query), count in s.waits.most_common(5):
-            lines.append(f"  - waited on `{event}` in {count} sample(s): `{query}`")
+        for (event, query, blocker), count in s.waits.most_common(5):
+            lines.append(f"  - waited on `{event}` in {count} sample(s): `{query}`, blocked by `{blocker}`")
+        seen = sum(s.active_events.values())
+        if seen:
+            events = ", ".join(f"{e} {100 * c / seen:.0f} %" for e, c in s.active_events.most_common(5))
+            lines.append(f"  - active backends seen {seen} times; their wait events: {events}")
+            for query, count in s.active_queries.most_common(3):
+                lines.append(f"  - active on `{query}` {count} time(s)")
+        for kind, f in sorted(r["statements"].items()):
+            lines.append(
+                f"  - {kind}: {f['count']:,}, {f['total']:.2f} s in all, mean {1000 * f['mean']:.2f} ms, "
+                f"p95 {1000 * f['p95']:.2f} ms, max {1000 * f['max']:.1f} ms"
+            )
+        if r["cpu"]["bench_backends"] is not None:
+            lines.append(
+                f"  - the bench's own backends (poller, gate, statistics, sampler): "
+                f"{r['cpu']['bench_backends']:.2f} s CPU"
+            )
+        c = r["connections"]
+        lines.append(
+            f"  - connections: max_connections {c['max_connections']}, {c['in_use']} in use before the round, "
+            f"{c['needed']} expected for it; at most {s.max_backends} of the bench database's in a sample"
+        )
+    return "\n".join(lines)
+
+
+def mean_p95(statements: dict, kind: str) -> str:
+    f = statements.get(kind)
+    return f"{1000 * f['mean']:.2f} / {1000 * f['p95']:.2f}" if f else "—"
+
+
+def seconds_share(seconds: float | None, capacity: float) -> str:
+    return "—" if seconds is None else f"{seconds:.1f} ({100 * seconds / capacity:.0f} %)"
+
+
+def cpu_table(results: list[dict]) -> str:
+    """The CPU time of each part during each round (the seconds, and their share of the wall time
+    × the machine's cores), and the queue's statements timed by the workers."""
+    lines = [
+        "| workers | wall s | CPU s available | machine busy | PostgreSQL server | its backends for the bench "
+        "database | workers | bench | the rest | claim transaction mean / p95 ms | empty polls (mean ms) "
+        "| finish mean / p95 ms | workers' time in queue statements | samples with an active backend "
+        "(max) |",
+        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- | --- | ---: | --- |",
+    ]
+    cores = os.cpu_count() or 1
+    for r in results:
+        c, st, s = r["cpu"], r["statements"], r["sampler"]
+        capacity = r["wall_s"] * cores
+        busy = c["machine_busy"] / c["machine_all"] * capacity if c["machine_all"] else 0.0
+        rest = None if c["server"] is None else busy - c["server"] - c["workers"] - c["bench"]
+
+        empty = st.get("empty poll")
+        in_queue = sum(st[kind]["total"] for kind in QUEUE_STATEMENTS if kind in st)
+        lines.append(
+            f"| {r['workers']} | {r['wall_s']:.1f} | {capacity:.1f} | {seconds_share(busy, capacity)} "
+            f"| {seconds_share(c['server'], capacity)} | {seconds_share(c['backends'], capacity)} "
+            f"| {seconds_share(c['workers'], capacity)} | {seconds_share(c['bench'], capacity)} "
+            f"| {seconds_share(rest, capacity)} | {mean_p95(st, 'claim transaction')} "
+            f"| {f'{empty["count"]:,} ({1000 * empty["mean"]:.2f})' if empty else '0'} | {mean_p95(st, 'finish')} "
+            f"| {100 * in_queue / (r['workers'] * r['wall_s']):.0f} % "
+            f"| {100 * s.active_samples / max(1, s.samples):.0f} % of {s.samples} ({s.max_active}) |"
+        )
     return "\n".join(lines)
 
 
@@ -739,7 +1078,18 @@ def main() -> None:
         "--timeout", type=float, default=900, help="seconds to wait for one worker count's runs"
     )
     parser.add_argument("--keep", action="store_true", help="keep the bench database at the end")
+    parser.add_argument(
+        "--worker-beat-seconds",
+        type=float,
+        default=0,
+        help="the workers' WORKER_BEAT_SECONDS (default: the setting's); longer than a round, a "
+        "worker's heartbeat thread does not connect during it",
+    )
+    parser.add_argument("--timed-worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.timed_worker:
+        timed_worker(args.timed_worker)
+        return
     if args.drift_child:
         print(json.dumps(drift_child(json.loads(args.drift_child))))
         return
@@ -766,6 +1116,9 @@ def main() -> None:
     }
     os.environ.update(settings_env)
     env = {**os.environ, **settings_env}
+    if args.worker_beat_seconds:
+        env["WORKER_BEAT_SECONDS"] = str(args.worker_beat_seconds)
+    load_at_start = load_now()
     results = []
     try:
         recreate_database(args.database_url)
@@ -809,7 +1162,10 @@ def main() -> None:
     print(f"`bench/bench_scale.py --kind {args.kind} --runs {args.runs} --rows {args.rows}`\n")
     print(table(args.kind, results))
     print()
+    print(cpu_table(results))
+    print()
     print(details(results))
+    print(f"\nload average (1, 5, 15 min) at the start {load_at_start}, at the end {load_now()}")
 
 
 if __name__ == "__main__":
