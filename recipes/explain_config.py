@@ -126,6 +126,21 @@ SCORE_EXPLAIN_ROWS = 1_000
 SCORE_EXPLAIN_MAX_ROWS = 100_000
 
 
+def asks_for_contributions(config: Any) -> bool:
+    """Whether a deployment stage's config asks a score run for contribution columns."""
+    return isinstance(config, dict) and config.get("explain") is True
+
+
+def manifest_asks_for_contributions(manifest: dict) -> bool:
+    """Whether any deployment stage of ``manifest`` asks for contribution columns (the worker
+    then fetches the model's explanation background for the score run)."""
+    stages = (manifest.get("pipeline") or {}).get("stages") or []
+    return any(
+        isinstance(s, dict) and s.get("type") == "deployment" and asks_for_contributions(s.get("config"))
+        for s in stages
+    )
+
+
 def scoring_problems(config: Any) -> list[tuple[PathSuffix, str]]:
     """The problems of a deployment stage config's ``explain`` / ``explain_rows`` (other keys
     are the stage's own): [(path under the config, message)]."""

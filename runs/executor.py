@@ -33,6 +33,7 @@ from django.utils import timezone
 
 from mlworkspace import storage
 from mlworkspace.errors import Conflict, InvalidInput, NotFound, server_redact
+from recipes import explain_config
 
 from . import artifacts, dataset_files
 from .families import worlds
@@ -105,7 +106,7 @@ def build_spec(run: Run, work: Path) -> dict:
             model_schema = artifacts.read_json_artifact(
                 model.training_run_id, model.artifacts_json, "schema.json"
             )
-            if _asks_for_contributions(manifest) and artifacts.has_explanations(model):
+            if explain_config.manifest_asks_for_contributions(manifest) and artifacts.has_explanations(model):
                 explain_background = work / artifacts.EXPLANATION_BACKGROUND
                 artifacts.explanation_background(model).to_parquet(explain_background, index=False)
     return {
@@ -122,14 +123,6 @@ def build_spec(run: Run, work: Path) -> dict:
         "dask_scheduler_address": settings.DASK_SCHEDULER_ADDRESS,
         "explain_background": explain_background and str(explain_background),
     }
-
-
-def _asks_for_contributions(manifest: dict) -> bool:
-    """Whether the version's deployment stage asks a score run for contribution columns."""
-    stages = (manifest.get("pipeline") or {}).get("stages") or []
-    return any(
-        s.get("type") == "deployment" and (s.get("config") or {}).get("explain") is True for s in stages
-    )
 
 
 class _Progress:

@@ -774,8 +774,7 @@ def _score_contributions(spec: dict, config, log) -> ScoreContributions | None:
     first ``explain_rows`` rows; recipes.explain_config.scoring_problems), computed against the
     model's explanation background (``spec["explain_background"]``, fetched by the worker);
     None when not asked, or, with a warning, when the model has no explanations."""
-    config = config if isinstance(config, dict) else {}
-    if config.get("explain") is not True:
+    if not explain_config.asks_for_contributions(config):
         return None
     if not spec.get("explain_background"):
         log(
