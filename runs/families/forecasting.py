@@ -1435,11 +1435,12 @@ def _lstm_windows(ys: np.ndarray, exo: np.ndarray, lookback: int, targets: np.nd
     return np.concatenate(rows).astype(np.float32), np.concatenate(out_y).astype(np.float32)
 
 
-def _fit_lstm(panel: _Panel, tc: dict, spec: dict, known: list[str], threads: int, log) -> dict:
+def _fit_lstm(panel: _Panel, tc: dict, spec: dict, known: list[str], log) -> dict:
     """One LSTM over every series (values scaled by the series mean, the frequency's cycles
     and the known features as inputs), trained on CPU with Adam and early stopping on the
     last ``horizon`` periods (an internal validation window, never trained on); seeds fixed so
-    a run is reproducible on one machine. Forecasts are recursive, as LightGBM's."""
+    a run is reproducible on one machine. Forecasts are recursive, as LightGBM's. XLA chooses
+    its own CPU threads: the run's thread budget (RUN_THREADS) does not bound this fit."""
     keras = _keras()
     cfg = tc["lstm"]
     freq = spec["frequency"]
@@ -1550,7 +1551,7 @@ def _fit_component(
     if algo == "prophet":  # fit() passes valid_panel (all the data) only to the validation fits
         return _fit_prophet(panel, tc, spec, known, threads, log, validation=valid_panel is not None)
     if algo == "lstm":
-        return _fit_lstm(panel, tc, spec, known, threads, log)
+        return _fit_lstm(panel, tc, spec, known, log)
     return _fit_lgb(panel, tc, spec, known, static, threads, log, callbacks, valid_panel)
 
 
