@@ -72,12 +72,13 @@ def _whole(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def resolve(config: Any, family: str | None = None) -> dict:
+def resolve(config: Any, family: str | None = None, caps: dict | None = None) -> dict:
     """The config with every default filled in (a new dict; the input is untouched).
 
     ``methods`` keeps METHODS' order without repeats; with ``family`` given, a null
-    ``metric`` becomes the family's default (``default_metric``). Call it on a config that
-    passed ``problems``: it does not check again."""
+    ``metric`` becomes the family's default (``default_metric``). ``caps`` (the deployment's
+    EXPLAIN_CAPS) lower the sizes in RANGES to at most their value, never below the range's
+    minimum. Call it on a config that passed ``problems``: it does not check again."""
     out = copy.deepcopy(DEFAULTS)
     if isinstance(config, dict):
         out.update({k: copy.deepcopy(v) for k, v in config.items() if k in DEFAULTS})
@@ -85,6 +86,9 @@ def resolve(config: Any, family: str | None = None) -> dict:
         out["methods"] = [m for m in METHODS if m in out["methods"]]
     if out["metric"] is None and family is not None:
         out["metric"] = default_metric(family)
+    for key, cap in (caps or {}).items():
+        if key in RANGES and isinstance(out.get(key), int):
+            out[key] = max(RANGES[key][0], min(out[key], int(cap)))
     return out
 
 

@@ -594,10 +594,8 @@ def explain_stage(
     be the worse outcome. The run says so — a warning in its log with the reason, the
     traceback after it, the stage marked skipped with the reason — and the model has no
     explanations (the API answers 404 for them, as for a model trained before the stage)."""
-    config = explain_config.resolve(stage.get("config") or {}, family=family.NAME)
-    for key, cap in (caps or {}).items():  # the deployment's EXPLAIN_CAPS (spec["explain_caps"])
-        if key in explain_config.RANGES and isinstance(config.get(key), int):
-            config[key] = max(explain_config.RANGES[key][0], min(config[key], int(cap)))
+    # caps: the deployment's EXPLAIN_CAPS (spec["explain_caps"])
+    config = explain_config.resolve(stage.get("config") or {}, family=family.NAME, caps=caps)
     train, test = split
     try:
         explanation = explain_model(family, model, train, test, manifest, config, log=log, threads=threads)

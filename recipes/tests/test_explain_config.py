@@ -85,6 +85,17 @@ def test_resolve_keeps_given_values_orders_methods_and_fills_the_family_metric()
     assert explain_config.resolve({})["metric"] is None  # no family: left to the caller
 
 
+def test_resolve_applies_the_deployments_caps_down_never_below_the_range():
+    config = {"sample_size": 800}
+    assert explain_config.resolve(config, caps={"sample_size": 200})["sample_size"] == 200
+    assert explain_config.resolve(config, caps={"sample_size": 5000})["sample_size"] == 800  # never raised
+    assert (
+        explain_config.resolve(config, caps={"sample_size": 1})["sample_size"]
+        == explain_config.RANGES["sample_size"][0]
+    )
+    assert explain_config.resolve(config, caps={"unknown": 1}) == explain_config.resolve(config)
+
+
 @pytest.mark.parametrize("family", catalog.FAMILIES)
 def test_every_default_metric_is_a_metric_of_its_family(family):
     assert explain_config.default_metric(family) in catalog.METRICS[family]
