@@ -237,8 +237,7 @@ DATASET_MAX_BYTES = int(os.environ.get("DATASET_MAX_BYTES", 4 * 1024**3))
 # reads evenly spread row groups (DATASET_WEB_CHECK_ROWS) and a model comparison on a dataset
 # a uniform sample (COMPARE_MAX_ROWS); a retrain joins several datasets chunk by chunk into one
 # Parquet file; a forecasting score run's file not ordered by series is partitioned on disk.
-# Still read whole when this was written: the predictions file of a scored batch that
-# POST /models/{id}/outcomes joins labels to (in the web process).
+# POST /models/{id}/outcomes joins labels to a scored batch's predictions chunk by chunk.
 DATASET_MAX_ROWS = int(os.environ.get("DATASET_MAX_ROWS", 50_000_000))
 DATASET_MAX_COLUMNS = int(os.environ.get("DATASET_MAX_COLUMNS", 2_000))
 DATASET_MAX_CELLS = int(os.environ.get("DATASET_MAX_CELLS", 2_000_000_000))

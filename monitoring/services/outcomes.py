@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from datetime import datetime
+from itertools import chain
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 from django.db import transaction
 from django.utils import timezone
 
@@ -13,6 +16,7 @@ from audit import services as audit
 from mlworkspace.errors import Conflict, InvalidInput, field_error
 from recipes.manifest import grain_columns
 from runs import artifacts
+from runs.data import SAMPLE_CHUNK_ROWS, read_chunks
 from runs.families import get_family
 
 from ..models import ScoringBatch
@@ -20,6 +24,9 @@ from ..selectors import PREDICTIONS_PARQUET
 from .checks import snapshot_record
 
 UNMATCHED_SHOWN = 5
+# The predictions are read this many rows at a time (runs.data.read_chunks): a streamed score run
+# writes tens of millions of rows, and this join runs in the web process.
+OUTCOMES_CHUNK_ROWS = SAMPLE_CHUNK_ROWS
 
 
 def _outcome_keys(rows: list, grain: list[str], labels: list[str]) -> pd.DataFrame:
@@ -75,6 +82,54 @@ def _align_keys(outcomes: pd.DataFrame, predictions: pd.DataFrame, grain: list[s
     return outcomes
 
 
+def _match(
+    path: Path, outcomes: pd.DataFrame, grain: list[str], *, dropped: list[str], batch_id: str
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(the predictions joined to the posted outcomes, the posted keys no prediction has, in
+    posted order) for the predictions file at `path`, without its `dropped` columns (the
+    scores, any labels). A predictions file without a grain column is a 409; a key that is not
+    of its column's type a 400 (_align_keys)."""
+    types = _prediction_types(path)
+    missing = [name for name in grain if name not in types.columns]
+    if missing:
+        raise Conflict(f"The predictions of batch '{batch_id}' have no grain column '{missing[0]}'.")
+    outcomes = _align_keys(outcomes, types, grain)
+    joined = _join_chunks(path, outcomes, grain, [c for c in types.columns if c not in dropped])
+    # The matched rows hold every scored key that was posted: the rest were not scored.
+    keys = outcomes[grain].merge(joined[grain].drop_duplicates(), on=grain, how="left", indicator=True)
+    return joined, keys[keys["_merge"] == "left_only"][grain]
+
+
+def _prediction_types(path: Path) -> pd.DataFrame:
+    """The predictions' columns with the pandas types a whole read gives them and no rows, from
+    the Parquet schema (no row is read): the key alignment sees the whole file's types."""
+    return pq.ParquetFile(path).schema_arrow.empty_table().to_pandas()
+
+
+def _join_chunks(path: Path, outcomes: pd.DataFrame, grain: list[str], columns: list[str]) -> pd.DataFrame:
+    """The predictions' `columns` inner-joined to the outcomes on the grain, as one merge of the
+    whole file would give them (rows in file order, every prediction of a key, many to one),
+    read chunk by chunk so that memory holds one chunk and the matches, not the file. A
+    category column gets every chunk's categories in the order a whole read unifies them
+    (concatenating chunks whose categories differ would turn it into text)."""
+    pieces = [
+        chunk.merge(outcomes, on=grain, how="inner", validate="many_to_one")
+        for chunk in read_chunks(path, "parquet", columns=columns, chunk_rows=OUTCOMES_CHUNK_ROWS)
+    ]
+    if not pieces:  # a file of no rows
+        return _prediction_types(path)[columns].merge(outcomes, on=grain, how="inner", validate="many_to_one")
+    joined = pd.concat(pieces, ignore_index=True)
+    for name in joined.columns:
+        kinds = [piece[name].dtype for piece in pieces]
+        if isinstance(joined[name].dtype, pd.CategoricalDtype) or not all(
+            isinstance(kind, pd.CategoricalDtype) for kind in kinds
+        ):
+            continue
+        categories = pd.Index(list(dict.fromkeys(chain.from_iterable(kind.categories for kind in kinds))))
+        joined[name] = pd.Categorical(joined[name], categories=categories, ordered=kinds[0].ordered)
+    return joined
+
+
 def _json_key(values: dict) -> dict:
     return {
         k: (v.isoformat() if hasattr(v, "isoformat") else v.item() if hasattr(v, "item") else v)
@@ -101,17 +156,9 @@ def scoring_outcomes(*, batch: ScoringBatch, rows: list, user=None, at: datetime
         )
     outcomes = _outcome_keys(rows, grain, labels)
     run = batch.run
-    with artifacts.local_copy(run.pk, run.artifacts_json, PREDICTIONS_PARQUET) as path:
-        predictions = pd.read_parquet(path)
-    missing = [name for name in grain if name not in predictions.columns]
-    if missing:
-        raise Conflict(f"The predictions of batch '{batch.pk}' have no grain column '{missing[0]}'.")
-    outcomes = _align_keys(outcomes, predictions, grain)
     scored = (run.artifacts_json.get("scoring") or {}).get("prediction_columns") or []
-    inputs = predictions.drop(columns=[c for c in [*scored, *labels] if c in predictions.columns])
-    joined = inputs.merge(outcomes, on=grain, how="inner", validate="many_to_one")
-    keys = outcomes[grain].merge(inputs[grain].drop_duplicates(), on=grain, how="left", indicator=True)
-    unmatched = keys[keys["_merge"] == "left_only"][grain]
+    with artifacts.local_copy(run.pk, run.artifacts_json, PREDICTIONS_PARQUET) as path:
+        joined, unmatched = _match(path, outcomes, grain, dropped=[*scored, *labels], batch_id=batch.pk)
     if joined.empty:
         raise InvalidInput(
             f"None of the {len(outcomes)} rows matches a prediction of batch '{batch.pk}'.",
