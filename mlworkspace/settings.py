@@ -398,6 +398,14 @@ DATASET_PROFILE_TIMEOUT_SECONDS = float(os.environ.get("DATASET_PROFILE_TIMEOUT_
 WEBHOOK_TIMEOUT_SECONDS = float(os.environ.get("WEBHOOK_TIMEOUT_SECONDS", 5))
 WEBHOOK_MAX_ATTEMPTS = int(os.environ.get("WEBHOOK_MAX_ATTEMPTS", 8))
 WEBHOOK_BACKOFF_SECONDS = float(os.environ.get("WEBHOOK_BACKOFF_SECONDS", 60))
+# Webhooks reach public addresses only: a URL whose host is (or, at each attempt, resolves to) a
+# loopback, private, link-local, multicast, reserved or unspecified address is refused, so a
+# webhook cannot be pointed at the workspace's own network (the database, cloud metadata at
+# 169.254.169.254). WEBHOOK_ALLOW_PRIVATE lifts that for every host (a receiver inside one's own
+# network, development); WEBHOOK_ALLOWED_HOSTS for the exact host names listed (comma-separated)
+# (notifications.addresses).
+WEBHOOK_ALLOW_PRIVATE = env_bool("WEBHOOK_ALLOW_PRIVATE", False)
+WEBHOOK_ALLOWED_HOSTS = env_list("WEBHOOK_ALLOWED_HOSTS", "")
 # E-mail (the notification subscriptions) goes through Django's default mailer. Django 6.1
 # configures mailers with MAILERS (the EMAIL_* settings are deprecated); the variables keep
 # their familiar names: EMAIL_BACKEND (default: SMTP, with EMAIL_HOST, EMAIL_PORT,

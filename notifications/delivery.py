@@ -13,26 +13,38 @@ as notifications.signing says. A 2xx answer is delivered; anything else (another
 redirect, a refused connection, a timeout) is retried after WEBHOOK_BACKOFF_SECONDS × 2^(n-1)
 until WEBHOOK_MAX_ATTEMPTS, then failed — the log keeps the last status code and error.
 Redirects are never followed and only http(s) URLs are ever opened (no file:, ftp:, data:).
+
+Before each attempt the URL's host is resolved and every address it resolves to is checked
+(notifications.addresses): if any is not public — loopback, private, link-local (cloud
+metadata), ... — and the operator did not allow it (WEBHOOK_ALLOW_PRIVATE,
+WEBHOOK_ALLOWED_HOSTS), nothing is sent and the delivery fails at once (it would be refused
+again). Otherwise the request connects to the addresses that were checked, not to a second
+lookup of the name, so a DNS answer that changes in between (rebinding) cannot redirect it;
+TLS still verifies the certificate against the host name (SNI, hostname check).
 """
 
 from __future__ import annotations
 
 import http.client
+import ipaddress
 import json
 import logging
+import socket
 import ssl
 import time
 import urllib.error
 import urllib.request
 from datetime import datetime, timedelta
+from functools import partial
+from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.core.mail import send_mass_mail
 from django.db.models import F
 from django.utils import timezone
 
+from . import addresses, signing
 from . import events as ev
-from . import signing
 from .models import OPEN_STATUSES, Delivery, DeliveryStatus
 
 logger = logging.getLogger(__name__)
@@ -89,27 +101,106 @@ def _one_line(text: str) -> str:
     return " ".join(str(text).split())[:ERROR_MAX_CHARS]
 
 
-def _opener() -> urllib.request.OpenerDirector:
-    """http and https only; no redirect handling (a 3xx is an answer, not followed), no proxy
-    from the environment, no file:/ftp:/data: handlers."""
+class Refused(Exception):
+    """The URL's host is, or resolves to, an address webhooks may not reach: nothing was sent,
+    and a retry would be refused again."""
+
+
+AddrInfo = tuple  # one entry of socket.getaddrinfo: (family, type, proto, canonname, sockaddr)
+
+
+def resolve(url: str) -> list[AddrInfo]:
+    """The addresses to connect to for `url`, each checked by notifications.addresses: Refused
+    when one is not public (unless the settings allow it); OSError when the name does not
+    resolve (retried: DNS failures pass)."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    port = parts.port or (443 if parts.scheme.lower() == "https" else 80)
+    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    if addresses.exempt(host):
+        return infos
+    for *_, sockaddr in infos:
+        ip = ipaddress.ip_address(sockaddr[0])
+        refused = addresses.described(ip)
+        if refused:
+            said = refused if str(ip) == host else f"{host} resolves to {refused}"
+            raise Refused(f"refused: {said}; {addresses.SETTINGS_HINT}")
+    return infos
+
+
+def _connect_to(infos: list[AddrInfo], address, timeout=None, source_address=None) -> socket.socket:
+    """http.client's connection factory, pinned: it connects to the checked addresses in turn
+    (as socket.create_connection does) and ignores `address`, whose name would be looked up
+    again."""
+    error: OSError | None = None
+    for family, kind, proto, _name, sockaddr in infos:
+        sock = socket.socket(family, kind, proto)
+        try:
+            if isinstance(timeout, int | float):  # else http.client's "no timeout given" marker
+                sock.settimeout(timeout)
+            if source_address:
+                sock.bind(source_address)
+            sock.connect(sockaddr)
+            return sock
+        except OSError as exc:
+            error = exc
+            sock.close()
+    raise error or OSError(f"no address to connect to for {address[0]}")
+
+
+class _PinnedHTTPConnection(http.client.HTTPConnection):
+    # HTTPConnection.connect() (and HTTPSConnection's, before it wraps the socket in TLS with
+    # server_hostname=self.host) opens its socket through self._create_connection.
+    def __init__(self, *args, infos: list[AddrInfo], **kwargs):
+        super().__init__(*args, **kwargs)
+        self._create_connection = partial(_connect_to, infos)
+
+
+class _PinnedHTTPSConnection(http.client.HTTPSConnection):
+    def __init__(self, *args, infos: list[AddrInfo], **kwargs):
+        super().__init__(*args, **kwargs)
+        self._create_connection = partial(_connect_to, infos)
+
+
+class _PinnedHTTPHandler(urllib.request.HTTPHandler):
+    def __init__(self, infos: list[AddrInfo]):
+        super().__init__()
+        self.infos = infos
+
+    def http_open(self, req):
+        return self.do_open(partial(_PinnedHTTPConnection, infos=self.infos), req)
+
+
+class _PinnedHTTPSHandler(urllib.request.HTTPSHandler):
+    def __init__(self, infos: list[AddrInfo]):
+        super().__init__(context=ssl.create_default_context())
+        self.infos = infos
+
+    def https_open(self, req):
+        return self.do_open(partial(_PinnedHTTPSConnection, infos=self.infos), req, context=self._context)
+
+
+def _opener(infos: list[AddrInfo]) -> urllib.request.OpenerDirector:
+    """http and https only, to the checked addresses `infos`; no redirect handling (a 3xx is an
+    answer, not followed), no proxy from the environment, no file:/ftp:/data: handlers."""
     opener = urllib.request.OpenerDirector()
-    for handler in (
-        urllib.request.HTTPHandler(),
-        urllib.request.HTTPSHandler(context=ssl.create_default_context()),
-        urllib.request.UnknownHandler(),
-    ):
+    for handler in (_PinnedHTTPHandler(infos), _PinnedHTTPSHandler(infos), urllib.request.UnknownHandler()):
         opener.add_handler(handler)
     return opener
 
 
 def post(url: str, body: bytes, headers: dict[str, str], timeout: float) -> tuple[int | None, str]:
     """POST `body`: (status code, "") on any HTTP answer, (None, the error in one line) when
-    there was none."""
+    there was none. Raises Refused, before any connection, when the host is not public."""
     if not url.lower().startswith(("http://", "https://")):
         return None, "not an http(s) URL"
+    try:
+        infos = resolve(url)
+    except (OSError, ValueError) as exc:  # gaierror is an OSError; an unencodable name a ValueError
+        return None, _one_line(f"connection failed: {exc}")
     request = urllib.request.Request(url, data=body, headers=headers, method="POST")
     try:
-        response = _opener().open(request, timeout=timeout)
+        response = _opener(infos).open(request, timeout=timeout)
     except urllib.error.URLError as exc:
         reason = exc.reason
         if isinstance(reason, TimeoutError):
@@ -179,12 +270,17 @@ def attempt(delivery: Delivery, *, now: datetime | None = None) -> str | None:
         )
     timestamp = int(now.timestamp())
     body = body_of(delivery)
-    code, error = post(
-        webhook.url,
-        body,
-        headers_for(delivery, webhook.secret, timestamp, body),
-        timeout=settings.WEBHOOK_TIMEOUT_SECONDS,
-    )
+    try:
+        code, error = post(
+            webhook.url,
+            body,
+            headers_for(delivery, webhook.secret, timestamp, body),
+            timeout=settings.WEBHOOK_TIMEOUT_SECONDS,
+        )
+    except Refused as exc:
+        status = _record(delivery, attempts, now, code=None, error=_one_line(str(exc)), final=True)
+        logger.warning("webhook delivery %s attempt %s: %s (%s)", delivery.pk, attempts, exc, status)
+        return status
     if code is not None and not 200 <= code < 300:
         error = f"HTTP {code}"
     status = _record(delivery, attempts, now, code=code, error=error)

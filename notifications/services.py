@@ -24,8 +24,8 @@ from mlworkspace.fields import SafeJSONEncoder
 from mlworkspace.ids import new_id
 from recipes.models import Client, Recipe
 
+from . import addresses, tasks
 from . import events as ev
-from . import tasks
 from .models import Delivery, EmailSubscription, Webhook
 
 logger = logging.getLogger(__name__)
@@ -41,7 +41,8 @@ UNSET = object()
 
 
 def clean_url(url) -> str:
-    """An http(s) URL with a host (no credentials in it, no spaces): a 400 naming `url` otherwise."""
+    """An http(s) URL with a host (no credentials in it, no spaces, not an IP literal of a
+    non-public address: notifications.addresses): a 400 naming `url` otherwise."""
     if not isinstance(url, str) or not url.strip():
         raise field_error("url", "is required")
     url = url.strip()
@@ -61,6 +62,15 @@ def clean_url(url) -> str:
         raise field_error("url", "needs a host name")
     if parts.username is not None or parts.password is not None:
         raise field_error("url", "must not contain a user name or password (the signature authenticates us)")
+    # An IP literal is judged now; a host name only when sent (its DNS can change meanwhile).
+    literal = addresses.ip_literal(parts.hostname)
+    refused = addresses.described(literal) if literal is not None else None
+    if refused and not addresses.exempt(parts.hostname):
+        raise field_error(
+            "url",
+            f"points at {refused}: webhooks may only reach public addresses "
+            f"(an admin may {addresses.SETTINGS_HINT})",
+        )
     return scheme + url[len(parts.scheme) :]
 
 

@@ -78,6 +78,9 @@ def receiver():
 
 @pytest.fixture
 def webhook_settings(settings):
+    """Short timeouts and few attempts; private addresses allowed, for the receiver on loopback
+    (by default webhooks reach public addresses only: test_webhook_addresses)."""
+    settings.WEBHOOK_ALLOW_PRIVATE = True
     settings.WEBHOOK_TIMEOUT_SECONDS = 2
     settings.WEBHOOK_BACKOFF_SECONDS = 60
     settings.WEBHOOK_MAX_ATTEMPTS = 3
