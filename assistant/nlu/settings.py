@@ -9,12 +9,16 @@ labelled corpus (``assistant/corpus``, the ``settings`` of each row) measures th
   level": known nouns map to the workspace's columns (``GRAIN_COLUMNS``), others to ``<noun>_id``.
 * ``features(text)``     canonical names of the inputs named ("weather and holidays" ->
   ``["weather", "holidays"]``), in ``FEATURES`` order of mention.
+* ``other_inputs(text, known)`` inputs outside ``FEATURES`` named after an input cue ("using web
+  traffic" -> ``["web_traffic"]``), so the reply can say them back.
 * ``drop_features(text)`` the features a follow-up removes ("drop the weather").
 * ``constraints(text)``  {"sites": 10, "eligibility": "...", "min_margin": 0.3, "budget": ...,
   "max_contacts_per_month": 2, "min_distance_km": 2, "series": 12000}: what limits the decision.
 * ``event_schedule(text)`` "after each promotion": a retraining trigger that is an event, not a clock.
 * ``ambiguous_period(text)`` the period word that could be the frequency or the retraining schedule.
 * ``unitless_horizon(text)`` "a horizon of 12" (no unit): the number, for the follow-up question.
+* ``unread_numbers(text, slots)`` limits and targets whose number no reader used ("under 2%"):
+  quoted back in the reply rather than dropped.
 """
 
 from __future__ import annotations
@@ -350,9 +354,8 @@ def features(text: str, family: str | None = None) -> list[str]:
                 continue
             if name in _NEEDS_CONTEXT:
                 around = text[max(0, m.start() - 40) : m.end() + 30]
-                sentence = re.split(r"[.;!?\n]", text[: m.start()])[
-                    -1
-                ]  # "Inputs we have: footfall, ..., income"
+                # ... or after an input cue earlier in its sentence ("Inputs we have: footfall, ..., income").
+                sentence = re.split(r"[.;!?\n]", text[: m.start()])[-1]
                 if not _INPUT_CONTEXT_RE.search(around) and not _INPUTS_CUE_RE.search(sentence + " "):
                     continue
             taken.append((m.start(), m.end()))
