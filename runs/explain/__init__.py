@@ -311,21 +311,12 @@ def _decomposition(model, usable, adapter, background, cfg, shap: bool) -> dict 
             # the budget's rows shared by the series there are (a model may have fewer than n)
             periods=max(1, min(decomposition.PERIODS, rows // max(1, min(n, len(set(keys)))))),
             seed=int(cfg["seed"]),
-            interval=_interval_ratios(model),
+            interval=decomposition.interval_ratios(model),
         )
     out["interval_level"] = (model.get("interval") or {}).get("level")
     out["method_note"] = decomposition.method_note(out, str(model["algorithm"]))
     out["series_total"] = len(model["series"])
     return out
-
-
-def _interval_ratios(model) -> tuple[float, float] | None:
-    """A forecaster's interval as ratios of its forecast (its validation window's, which
-    ``forecasting.predict`` applies), or None."""
-    iv = model.get("interval") or {}
-    if "lower_ratio" not in iv or "upper_ratio" not in iv:
-        return None
-    return float(iv["lower_ratio"]), float(iv["upper_ratio"])
 
 
 def _align(

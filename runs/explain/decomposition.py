@@ -36,6 +36,15 @@ DIGITS = 5
 _SEASONS = ("daily", "weekly", "yearly")
 
 
+def interval_ratios(model) -> tuple[float, float] | None:
+    """A forecaster's interval as ratios of its forecast (its validation window's, which
+    ``forecasting.predict`` applies), or None when the model has none."""
+    iv = model.get("interval") or {}
+    if "lower_ratio" not in iv or "upper_ratio" not in iv:
+        return None
+    return float(iv["lower_ratio"]), float(iv["upper_ratio"])
+
+
 def _floats(values, digits: int | None = None) -> list[float]:
     a = np.asarray(values, dtype=float)
     return [float(v) for v in (a if digits is None else np.round(a, digits))]

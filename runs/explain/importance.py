@@ -19,6 +19,8 @@ from recipes.catalog import HIGHER, LOWER, metric_direction
 from recipes.explain_config import default_metric
 from runs.metrics import pricing as pm
 
+from .decomposition import interval_ratios
+
 # Pricing metrics that are functions of the actual and predicted units only.
 _PRICING_DEMAND_METRICS = {"demand_mape": pm.demand_mape, "calibration": pm.calibration}
 
@@ -38,9 +40,7 @@ def scorer(family, model, manifest: dict, metric: str):
     name = family.NAME
     if name == "forecasting":
         spec = model["spec"]
-        interval = model.get("interval") or {}
-        lo = float(interval.get("lower_ratio", 1.0))
-        hi = float(interval.get("upper_ratio", 1.0))
+        lo, hi = interval_ratios(model) or (1.0, 1.0)
 
         def score(frame: pd.DataFrame) -> float:
             point = np.asarray(family.predict(model, frame), dtype=float)
