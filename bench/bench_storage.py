@@ -138,17 +138,24 @@ def upload_child(config: dict) -> dict:
     }
 
 
-def upload_main(args) -> None:
+def workspace(args, *, prefix: str) -> tuple[bool, Path, Path, Path]:
+    """(keep, scratch, data file, fresh workspace): the scratch folder (``--scratch``, kept, or a
+    temporary one), the sites file's path in it, and an empty workspace whose data and media
+    folders this process (and Django, set up here) uses."""
     keep = args.scratch is not None
-    scratch = Path(args.scratch) if keep else Path(tempfile.mkdtemp(prefix="bench-storage-"))
+    scratch = Path(args.scratch) if keep else Path(tempfile.mkdtemp(prefix=prefix))
     scratch.mkdir(parents=True, exist_ok=True)
-    data = scratch / f"sites-{args.rows}.parquet"
     work = scratch / "workspace"
     shutil.rmtree(work, ignore_errors=True)
     os.environ.update({"DATA_DIR": str(work / "data"), "MEDIA_ROOT": str(work / "media")})
     import django
 
     django.setup()
+    return keep, scratch, scratch / f"sites-{args.rows}.parquet", work
+
+
+def upload_main(args) -> None:
+    keep, scratch, data, work = workspace(args, prefix="bench-storage-")
     try:
         if data.exists():
             print(f"reusing {data} ({data.stat().st_size / 1e9:.2f} GB)")
@@ -444,16 +451,7 @@ def head_file(source: Path, dest: Path, rows: int) -> None:
 
 
 def flow_main(args) -> None:
-    keep = args.scratch is not None
-    scratch = Path(args.scratch) if keep else Path(tempfile.mkdtemp(prefix="bench-flow-"))
-    scratch.mkdir(parents=True, exist_ok=True)
-    data = scratch / f"sites-{args.rows}.parquet"
-    work = scratch / "workspace"
-    shutil.rmtree(work, ignore_errors=True)
-    os.environ.update({"DATA_DIR": str(work / "data"), "MEDIA_ROOT": str(work / "media")})
-    import django
-
-    django.setup()
+    keep, scratch, data, work = workspace(args, prefix="bench-flow-")
     env = {name: value for name, value in os.environ.items() if name not in LIMIT_SETTINGS}
     env.update(DATABASE_URL=f"sqlite:///{work / 'bench.sqlite3'}", WORK_DIR=str(work / "scratch"))
     log_file = Path(args.results) if args.results else None

@@ -545,6 +545,21 @@ def time_column(frame: pd.DataFrame, family: str) -> str | None:
     return None
 
 
+def null_problem(column: str, ratio: float, max_null: float) -> str:
+    """The quality stage's words for a column over its null limit (one home for the wording:
+    the in-memory check and the streamed one, runs.score_stream.stream_quality)."""
+    return f"column '{column}' has {ratio:.1%} nulls (max {max_null:.1%})"
+
+
+def duplicate_problem(count: int, grain: list[str]) -> str:
+    return f"{count} duplicate rows on the grain ({', '.join(grain)})"
+
+
+def range_problem(column: str, count: int, bound, side: str) -> str:
+    """``side``: "below" (the range's min) or "above" (its max)."""
+    return f"column '{column}' has {count} values {side} {bound}"
+
+
 def quality_errors(
     frame: pd.DataFrame,
     manifest: dict,
@@ -574,30 +589,26 @@ def quality_errors(
             known = profile.get(column, {}).get("null_ratio")
             ratio = float(known) if known is not None else float(frame[column].isna().mean())
             if ratio > max_null:
-                errors.append(f"column '{column}' has {ratio:.1%} nulls (max {max_null:.1%})")
+                errors.append(null_problem(column, ratio, max_null))
     grain = [c for c in grain_columns(manifest or {}) if c in frame.columns]
     if grain and config.get("unique_grain", True):
         duplicates = int(frame.duplicated(subset=grain).sum())
         if duplicates:
-            errors.append(f"{duplicates} duplicate rows on the grain ({', '.join(grain)})")
+            errors.append(duplicate_problem(duplicates, grain))
     for column, bounds in (config.get("ranges") or {}).items():
         if column not in frame.columns:
             continue
         values = pd.to_numeric(frame[column], errors="coerce")
         known = profile.get(column, {})
         if "min" in bounds and (values < bounds["min"]).any():
-            errors.append(
-                f"column '{column}' has {(values < bounds['min']).sum()} values below {bounds['min']}"
-            )
+            errors.append(range_problem(column, int((values < bounds["min"]).sum()), bounds["min"], "below"))
         elif "min" in bounds and _is_number(known.get("min")) and known["min"] < bounds["min"]:
             errors.append(
                 f"column '{column}' has values below {bounds['min']} in rows not checked "
                 f"(its minimum is {known['min']})"
             )
         if "max" in bounds and (values > bounds["max"]).any():
-            errors.append(
-                f"column '{column}' has {(values > bounds['max']).sum()} values above {bounds['max']}"
-            )
+            errors.append(range_problem(column, int((values > bounds["max"]).sum()), bounds["max"], "above"))
         elif "max" in bounds and _is_number(known.get("max")) and known["max"] > bounds["max"]:
             errors.append(
                 f"column '{column}' has values above {bounds['max']} in rows not checked "

@@ -49,7 +49,7 @@ import pandas as pd
 from recipes import distributed_config
 
 from .data import read_chunks, table_columns
-from .score_stream import _entity_hashes
+from .score_stream import entity_hashes
 
 CONNECT_TIMEOUT_SECONDS = 30
 # Rows per chunk when the run's data is an in-memory frame (synthetic data).
@@ -213,7 +213,7 @@ class LatestRows:
     last), the last in the file among equal times. prepare() of one chunk keeps its latest row of
     each entity; of those, the one latest over every chunk stays, the others are *superseded*.
 
-    Memory: per distinct entity a 64-bit hash of its key (``runs.score_stream._entity_hashes``:
+    Memory: per distinct entity a 64-bit hash of its key (``runs.score_stream.entity_hashes``:
     a number in one chunk and the same number read as a decimal in another are one entity), its
     kept row's time and position (24 bytes; copies of them while a chunk is merged), plus the
     superseded positions; no Python object per row. Two entities whose hashes collide count as
@@ -231,7 +231,7 @@ class LatestRows:
         kept = self.family.prepare(chunk, self.manifest, log=_quiet)
         if kept.empty or self.family.GRAIN not in kept.columns:
             return
-        hashes = _entity_hashes(kept[[self.family.GRAIN]])
+        hashes = entity_hashes(kept[[self.family.GRAIN]])
         times = _time_keys(kept, self.family.TIME)
         positions = kept[POSITION].to_numpy(dtype=np.int64)
         # Ordered by entity, then time, then position: the last row of each entity is its latest.

@@ -12,7 +12,7 @@ from the in-memory path's; they are handled so:
   by series* (each series' rows contiguous; a series seen again after another one began means
   it is not). An ordered file streams with chunks cut between series. A file that is not is
   *partitioned on disk*: one more pass writes each chunk's rows into K bucket Parquet files by a
-  hash of the series key (``_entity_hashes``; K = rows / chunk_rows, at least 1, so a bucket
+  hash of the series key (``entity_hashes``; K = rows / chunk_rows, at least 1, so a bucket
   holds about a chunk), in a temporary folder of the run's work directory, removed when the
   run ends (``StreamPlan.close``). Every series lies whole in one bucket, and a bucket is
   scored as one chunk, so the scores are the in-memory ones. The predictions come out bucket
@@ -52,7 +52,17 @@ import pandas as pd
 from mlworkspace.csvsafe import write_csv
 from recipes.manifest import grain_columns
 
-from .data import SAMPLE_CHUNK_ROWS, dtype_name, read_chunks, required_columns, table_columns, table_shape
+from .data import (
+    SAMPLE_CHUNK_ROWS,
+    dtype_name,
+    duplicate_problem,
+    null_problem,
+    range_problem,
+    read_chunks,
+    required_columns,
+    table_columns,
+    table_shape,
+)
 from .families import stage_config
 
 
@@ -154,7 +164,7 @@ class StreamPlan:
                     if schema is None:
                         schema = self._bucket_schema(chunk)
                         self._objects = [str(c) for c in chunk.columns if chunk[c].dtype == object]
-                    which = (_entity_hashes(chunk[self.entity]) % np.uint64(count)).astype(np.int64)
+                    which = (entity_hashes(chunk[self.entity]) % np.uint64(count)).astype(np.int64)
                     order = np.argsort(which, kind="stable")  # a bucket's rows keep the file's order
                     bounds = np.searchsorted(which[order], np.arange(count + 1))
                     table = pa.Table.from_pandas(chunk, schema=schema, preserve_index=False).take(order)
@@ -316,7 +326,7 @@ class _EntityOrder:
     def add(self, keys: pd.DataFrame) -> None:
         if not len(keys):
             return
-        hashed = _entity_hashes(keys)
+        hashed = entity_hashes(keys)
         starts = np.r_[True, hashed[1:] != hashed[:-1]]
         runs = hashed[starts]
         first_rows = np.flatnonzero(starts)
@@ -335,7 +345,7 @@ class _EntityOrder:
         self.last = int(hashed[-1])
 
 
-def _entity_hashes(keys: pd.DataFrame) -> np.ndarray:
+def entity_hashes(keys: pd.DataFrame) -> np.ndarray:
     """One 64-bit hash per row of its key columns, the same for one key however a chunk typed
     it: a number hashes as its value (7 in an int64 chunk as 7.0 in a float64 one, exactly, a
     64-bit integer too), anything else as its text."""
@@ -371,7 +381,7 @@ def _entity_chunks(chunks: Iterator[pd.DataFrame], entity: list[str]) -> Iterato
             chunk = pd.concat([carry, chunk], ignore_index=True)
         if not len(chunk):
             continue
-        hashed = _entity_hashes(chunk[entity])
+        hashed = entity_hashes(chunk[entity])
         tail = len(chunk) - int(np.argmax(hashed[::-1] != hashed[-1])) if (hashed != hashed[-1]).any() else 0
         carry = chunk.iloc[tail:].reset_index(drop=True)
         if tail:
@@ -388,9 +398,10 @@ def stream_quality(
     a pass that reads only the columns it checks. ``columns`` are the batch's (its first chunk's,
     targets dropped): the checks see those only, as the in-memory one sees the batch without its
     targets. Null and out-of-range counts are summed; a duplicate on the grain is found across
-    chunks by one 64-bit hash of its key per row (``_entity_hashes``: 8 bytes a row, 400 MB at
+    chunks by one 64-bit hash of its key per row (``entity_hashes``: 8 bytes a row, 400 MB at
     50M rows), sorted once at the end — two keys of one hash (odds about n²/2⁶⁵ for n rows) would
-    count one false duplicate. The messages are quality_errors' own (a test holds them equal)."""
+    count one false duplicate. The messages are runs.data's (``null_problem``, ``duplicate_problem``,
+    ``range_problem``), as quality_errors words them."""
     config = stage_config(manifest or {}, "quality")
     present = set(columns)
     max_null = config.get("max_null_ratio")
@@ -411,7 +422,7 @@ def stream_quality(
         if grain:
             if end > len(hashes):  # a CSV's rows are an upper bound: never more, but be safe
                 hashes = np.concatenate((hashes, np.empty(end - len(hashes), dtype=np.uint64)))
-            hashes[rows:end] = _entity_hashes(chunk[grain])
+            hashes[rows:end] = entity_hashes(chunk[grain])
         for col, bounds in ranges.items():
             values = pd.to_numeric(chunk[col], errors="coerce")
             if col in below:
@@ -420,7 +431,7 @@ def stream_quality(
                 above[col] += int((values > bounds["max"]).sum())
         rows = end
     errors = [
-        f"column '{col}' has {count / rows:.1%} nulls (max {max_null:.1%})"
+        null_problem(col, count / rows, max_null)
         for col, count in nulls.items()
         if rows and count / rows > max_null
     ]
@@ -429,12 +440,12 @@ def stream_quality(
         hashes.sort()
         duplicates = int(np.count_nonzero(hashes[1:] == hashes[:-1]))
         if duplicates:
-            errors.append(f"{duplicates} duplicate rows on the grain ({', '.join(grain)})")
+            errors.append(duplicate_problem(duplicates, grain))
     for col, bounds in ranges.items():
         if below.get(col):
-            errors.append(f"column '{col}' has {below[col]} values below {bounds['min']}")
+            errors.append(range_problem(col, below[col], bounds["min"], "below"))
         if above.get(col):
-            errors.append(f"column '{col}' has {above[col]} values above {bounds['max']}")
+            errors.append(range_problem(col, above[col], bounds["max"], "above"))
     return errors, rows
 
 

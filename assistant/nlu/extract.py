@@ -607,7 +607,6 @@ def _client(text: str) -> str | None:
     return None
 
 
-PERIODS = {"hourly": "H", "daily": "D", "nightly": "D", "weekly": "W", "monthly": "M", "quarterly": "Q"}
 _PRICE_PERIOD_RE = re.compile(
     r"\b(?P<p>hourly|daily|weekly|monthly|quarterly)\s+(?:[a-z-]+\s+){0,2}(?:prices?|pricing|rates?|tariffs?|fares?|"
     r"markdowns?|discounts?)\b|\b(?:prices?|rates?|tariffs?|fares?)\s+(?:[a-z-]+\s+){0,2}(?P<q>hourly|daily|weekly|monthly)\b",
@@ -1352,7 +1351,7 @@ def read_message(
             notes.append(note)
     elif fam == "pricing" and (m := _PRICE_PERIOD_RE.search(rest)):
         # "daily room rates", "optimise prices weekly": said back (pricing has no time step).
-        slots["frequency"] = PERIODS[(m.group("p") or m.group("q")).lower()]
+        slots["frequency"] = stated.PERIOD_WORDS[(m.group("p") or m.group("q")).lower()]
 
     if fam in ("forecasting", None) and pending not in ("frequency", "horizon_days"):
         # One follow-up question instead of a silent default: a second period word with no verb

@@ -13,7 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from runs.data import quality_errors, read_table
-from runs.score_stream import _entity_hashes, plan, stream_quality
+from runs.score_stream import entity_hashes, plan, stream_quality
 
 FAMILY = "pricing"
 MANIFEST = {
@@ -105,7 +105,7 @@ def test_duplicates_are_counted_as_the_whole_batch_counts_them(tmp_path):
 def test_key_hashes_equate_a_number_however_typed_and_keep_64_bit_integers_apart():
     ints = pd.DataFrame({"k": np.array([7, 2**53, 2**53 + 1], dtype=np.int64)})
     floats = pd.DataFrame({"k": [7.0, np.nan, 7.5]})
-    a, b = _entity_hashes(ints), _entity_hashes(floats)
+    a, b = entity_hashes(ints), entity_hashes(floats)
     assert a[0] == b[0]  # 7 in an int64 chunk, 7.0 in a float64 one
     assert len(set(a.tolist())) == 3  # 2**53 and 2**53 + 1 are one float64, two keys
     assert len(set(b.tolist())) == 3 and b[2] not in a.tolist()
